@@ -1,0 +1,189 @@
+//! The `neopro-runtime` command line (anyhow lives here and only here).
+
+use crate::config::SiteConfig;
+use crate::host::{HostServices, ProgressSink};
+use crate::registry::{self, ComponentSpec, Registry};
+use crate::sandbox::{CommandRequest, Sandbox};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "neopro-runtime", version, about = "NEOPRO device agent")]
+struct Cli {
+    /// site.conf to use (default: $CONFIG_FILE, else /etc/neopro/site.conf).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one component locally and print its result JSON on stdout.
+    RunComponent {
+        /// Installed component name, command type, or path to a .wasm file
+        /// (its manifest is the .toml next to it).
+        component: String,
+        /// The command's data object as JSON.
+        #[arg(long, conflicts_with = "data_file")]
+        data: Option<String>,
+        /// Read the data object from a file.
+        #[arg(long, value_name = "FILE")]
+        data_file: Option<PathBuf>,
+        /// Command type to run (default: the component's first).
+        #[arg(long = "type", value_name = "COMMAND_TYPE")]
+        command_type: Option<String>,
+    },
+    /// List the installed components with their commands and grants.
+    Components,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(config: &SiteConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = SiteConfig::load(cli.config.as_deref()).context("invalid configuration")?;
+    init_logging(&config);
+    match cli.command {
+        Command::RunComponent {
+            component,
+            data,
+            data_file,
+            command_type,
+        } => run_component(&config, &component, data, data_file, command_type),
+        Command::Components => list_components(&config),
+    }
+}
+
+fn find_component(config: &SiteConfig, which: &str) -> anyhow::Result<ComponentSpec> {
+    if which.ends_with(".wasm") || which.contains('/') {
+        return Ok(registry::spec_for_wasm(Path::new(which))?);
+    }
+    let dir = registry::components_dir(config);
+    let (registry, problems) = Registry::scan(&dir)?;
+    for p in problems {
+        tracing::warn!("{p}");
+    }
+    registry
+        .by_name(which)
+        .or_else(|| registry.for_command(which))
+        .cloned()
+        .with_context(|| {
+            format!(
+                "no component named '{which}' or handling '{which}' in {}",
+                dir.display()
+            )
+        })
+}
+
+/// Prints progress events on stderr, where they do not mix with the result.
+struct StderrProgress;
+
+impl ProgressSink for StderrProgress {
+    fn emit(&self, event: &str, payload: serde_json::Value) {
+        eprintln!("{event} {payload}");
+    }
+}
+
+fn run_component(
+    config: &SiteConfig,
+    which: &str,
+    data: Option<String>,
+    data_file: Option<PathBuf>,
+    command_type: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let data = match (data, data_file) {
+        (Some(d), _) => d,
+        (None, Some(f)) => {
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?
+        }
+        (None, None) => "{}".to_owned(),
+    };
+    match serde_json::from_str::<serde_json::Value>(&data) {
+        Ok(serde_json::Value::Object(_)) => {}
+        Ok(_) => bail!("--data must be a JSON object, like {{\"lines\": 50}}"),
+        Err(e) => bail!("--data is not valid JSON: {e}"),
+    }
+    let spec = find_component(config, which)?;
+    let command_type = match command_type {
+        Some(t) if spec.manifest.commands.contains(&t) => t,
+        Some(t) => bail!("component '{}' does not handle '{t}'", spec.manifest.name),
+        None => spec.manifest.commands.first().cloned().unwrap_or_default(),
+    };
+    let services = Arc::new(HostServices::from_config(config));
+    let sandbox = Sandbox::new(services, Some(&config.cache_dir()))?;
+    let component = sandbox.load_file(&spec.wasm_path, spec.manifest.clone())?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let request = CommandRequest {
+        id: format!("local-{}-{nanos}", std::process::id()),
+        command_type,
+        data,
+    };
+    match sandbox.execute(&component, &request, Some(Arc::new(StderrProgress))) {
+        Ok(json) => {
+            let value: serde_json::Value = serde_json::from_str(&json)?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error ({}): {}", e.kind(), e.message());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn list_components(config: &SiteConfig) -> anyhow::Result<ExitCode> {
+    let dir = registry::components_dir(config);
+    let (registry, problems) = Registry::scan(&dir)?;
+    println!("components in {}:", dir.display());
+    let mut count = 0;
+    for spec in registry.components() {
+        count += 1;
+        let m = &spec.manifest;
+        println!("{} {}", m.name, m.version);
+        println!("  commands: {}", m.commands.join(", "));
+        println!(
+            "  limits:   {} MiB, {} s",
+            m.limits.memory_mib, m.limits.timeout_secs
+        );
+        let grants = m.grant_summary();
+        if grants.is_empty() {
+            println!("  grants:   none");
+        } else {
+            println!("  grants:   {}", grants.join("; "));
+        }
+    }
+    if count == 0 {
+        println!("  (none)");
+    }
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

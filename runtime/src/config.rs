@@ -1,0 +1,278 @@
+//! site.conf: the box's configuration, read the way the upstream agent reads
+//! it (dotenv `KEY=VALUE`, `#` comments, optional quotes; the real
+//! environment wins over the file), plus this agent's own keys.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where site.conf lives unless `--config` or `CONFIG_FILE` says otherwise.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/neopro/site.conf";
+
+/// Commands allowed when `ALLOWED_COMMANDS` is not set (upstream's list).
+/// `update_settings` is deliberately absent, as upstream.
+pub const DEFAULT_ALLOWED_COMMANDS: &[&str] = &[
+    "deploy_video",
+    "delete_video",
+    "update_software",
+    "update_config",
+    "reboot",
+    "restart_service",
+    "get_logs",
+    "get_system_info",
+    "get_config",
+    "update_hotspot",
+    "get_hotspot_config",
+    "network_diagnostics",
+];
+
+/// Why the configuration cannot be used; each message names the key or line
+/// to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: expected KEY=VALUE, found '{text}'")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
+    #[error("{key} must be {expected}, got '{value}' (set it in {source_name})")]
+    Invalid {
+        key: &'static str,
+        expected: &'static str,
+        value: String,
+        source_name: String,
+    },
+}
+
+/// The effective configuration of this box.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteConfig {
+    /// The file it was read from, if one existed.
+    pub file: Option<PathBuf>,
+    pub central_server_url: String,
+    pub central_server_enabled: bool,
+    pub site_id: Option<String>,
+    pub site_api_key: Option<String>,
+    pub site_name: Option<String>,
+    pub club_name: Option<String>,
+    pub neopro_root: PathBuf,
+    pub videos_path: PathBuf,
+    pub config_path: PathBuf,
+    pub backup_path: PathBuf,
+    pub log_path: PathBuf,
+    pub log_level: String,
+    pub heartbeat_interval: Duration,
+    pub max_download_size: u64,
+    /// The command types the server may run here. Unlike upstream, a list
+    /// in site.conf restricts (upstream silently re-adds its defaults).
+    pub allowed_commands: Vec<String>,
+    /// Journal, outbox, component cache and installed components.
+    pub state_path: PathBuf,
+    /// Overrides where built-in components are looked up.
+    pub components_path: Option<PathBuf>,
+    /// The journalctl program used for log tails (`JOURNALCTL_PATH`).
+    pub journalctl: PathBuf,
+}
+
+/// `KEY=VALUE` pairs of one dotenv file, in file order (later keys win).
+pub fn parse_dotenv(path: &Path, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut values = BTreeMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                line: index + 1,
+                text: raw.to_owned(),
+            });
+        };
+        let key = key.trim();
+        let valid_key = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+        if !valid_key {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                line: index + 1,
+                text: raw.to_owned(),
+            });
+        }
+        values.insert(key.to_owned(), unquote(value.trim()));
+    }
+    Ok(values)
+}
+
+/// dotenv rules: a quoted value is taken verbatim (`\n` expanded inside
+/// double quotes); an unquoted value ends at ` #`.
+fn unquote(value: &str) -> String {
+    for quote in ['"', '\'', '`'] {
+        if value.len() >= 2 && value.starts_with(quote) {
+            if let Some(end) = value[1..].find(quote) {
+                let inner = &value[1..1 + end];
+                return if quote == '"' {
+                    inner.replace("\\n", "\n")
+                } else {
+                    inner.to_owned()
+                };
+            }
+        }
+    }
+    match value.find(" #") {
+        Some(i) => value[..i].trim_end().to_owned(),
+        None => value.to_owned(),
+    }
+}
+
+impl SiteConfig {
+    /// Loads the configuration for this process: `explicit` (from `--config`)
+    /// must exist; otherwise `CONFIG_FILE` or [`DEFAULT_CONFIG_FILE`] is used
+    /// if present. The environment overrides the file.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = |key: &str| std::env::var(key).ok();
+        let (path, must_exist) = match explicit {
+            Some(p) => (p.to_owned(), true),
+            None => (
+                PathBuf::from(env("CONFIG_FILE").unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_owned())),
+                false,
+            ),
+        };
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => Some((path, text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => None,
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::from_sources(file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), &env)
+    }
+
+    /// Builds the configuration from a file's text and an environment lookup,
+    /// the environment winning (upstream precedence).
+    pub fn from_sources(
+        file: Option<(&Path, &str)>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file_values = match file {
+            Some((path, text)) => parse_dotenv(path, text)?,
+            None => BTreeMap::new(),
+        };
+        let file_name = file
+            .map(|(p, _)| p.display().to_string())
+            .unwrap_or_else(|| "the environment".to_owned());
+        let get = |key: &str| -> Option<(String, String)> {
+            if let Some(v) = env(key) {
+                return Some((v, "the environment".to_owned()));
+            }
+            file_values.get(key).map(|v| (v.clone(), file_name.clone()))
+        };
+        let text = |key: &str| get(key).map(|(v, _)| v).filter(|v| !v.is_empty());
+        let path = |key: &'static str, default: PathBuf| -> Result<PathBuf, ConfigError> {
+            match get(key) {
+                Some((v, _)) if v.is_empty() => Ok(default),
+                Some((v, source_name)) => {
+                    let p = PathBuf::from(&v);
+                    if p.is_absolute() {
+                        Ok(p)
+                    } else {
+                        Err(ConfigError::Invalid {
+                            key,
+                            expected: "an absolute path",
+                            value: v,
+                            source_name,
+                        })
+                    }
+                }
+                None => Ok(default),
+            }
+        };
+        let number = |key: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(key) {
+                Some((v, _)) if v.trim().is_empty() => Ok(default),
+                Some((v, source_name)) => {
+                    v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                        key,
+                        expected: "a whole number",
+                        value: v,
+                        source_name,
+                    })
+                }
+                None => Ok(default),
+            }
+        };
+
+        // Unlike upstream (fixed /home/pi/neopro/... defaults), the folder
+        // defaults follow NEOPRO_ROOT; identical when it is left default.
+        let neopro_root = path("NEOPRO_ROOT", PathBuf::from("/home/pi/neopro"))?;
+        let heartbeat_ms = number("HEARTBEAT_INTERVAL", 30_000)?;
+        if heartbeat_ms < 1_000 {
+            return Err(ConfigError::Invalid {
+                key: "HEARTBEAT_INTERVAL",
+                expected: "at least 1000 (milliseconds)",
+                value: heartbeat_ms.to_string(),
+                source_name: file_name,
+            });
+        }
+        let allowed_commands = match text("ALLOWED_COMMANDS") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => DEFAULT_ALLOWED_COMMANDS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        };
+
+        Ok(SiteConfig {
+            file: file.map(|(p, _)| p.to_owned()),
+            central_server_url: text("CENTRAL_SERVER_URL")
+                .unwrap_or_else(|| "http://localhost:3001".to_owned()),
+            central_server_enabled: text("CENTRAL_SERVER_ENABLED").as_deref() == Some("true"),
+            site_id: text("SITE_ID"),
+            site_api_key: text("SITE_API_KEY"),
+            site_name: text("SITE_NAME"),
+            club_name: text("CLUB_NAME"),
+            videos_path: path("VIDEOS_PATH", neopro_root.join("videos"))?,
+            config_path: path("CONFIG_PATH", neopro_root.join("webapp/configuration.json"))?,
+            backup_path: path("BACKUP_PATH", neopro_root.join("backups"))?,
+            log_path: path("LOG_PATH", neopro_root.join("logs/sync-agent.log"))?,
+            log_level: text("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
+            heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            max_download_size: number("MAX_DOWNLOAD_SIZE", 1_073_741_824)?,
+            allowed_commands,
+            state_path: path("STATE_PATH", PathBuf::from("/var/lib/neopro-runtime"))?,
+            components_path: match text("COMPONENTS_PATH") {
+                Some(_) => Some(path("COMPONENTS_PATH", PathBuf::new())?),
+                None => None,
+            },
+            journalctl: PathBuf::from(
+                text("JOURNALCTL_PATH").unwrap_or_else(|| "journalctl".to_owned()),
+            ),
+            neopro_root,
+        })
+    }
+
+    /// Folder of the precompiled component cache.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.state_path.join("cache")
+    }
+
+    /// Scratch folder for downloads and extraction (the `staging` root).
+    pub fn staging_dir(&self) -> PathBuf {
+        self.state_path.join("staging")
+    }
+}
+
+#[cfg(test)]
+mod tests;

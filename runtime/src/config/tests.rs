@@ -1,0 +1,87 @@
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(text: &str) -> Result<SiteConfig, ConfigError> {
+    SiteConfig::from_sources(Some((Path::new("/etc/neopro/site.conf"), text)), &no_env)
+}
+
+#[test]
+fn reads_upstream_keys_with_comments_and_quotes() -> Result<(), ConfigError> {
+    let c = load(
+        "# NEOPRO\nCENTRAL_SERVER_URL=\"https://central.example\"\nCENTRAL_SERVER_ENABLED=true\n\
+         SITE_ID='abc-123'\nSITE_API_KEY=key # inline comment\n\nNEOPRO_ROOT=/srv/neopro\n\
+         HEARTBEAT_INTERVAL=15000\n",
+    )?;
+    assert_eq!(c.central_server_url, "https://central.example");
+    assert!(c.central_server_enabled);
+    assert_eq!(c.site_id.as_deref(), Some("abc-123"));
+    assert_eq!(c.site_api_key.as_deref(), Some("key"));
+    assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
+    assert_eq!(c.videos_path, PathBuf::from("/srv/neopro/videos"));
+    assert_eq!(
+        c.config_path,
+        PathBuf::from("/srv/neopro/webapp/configuration.json")
+    );
+    assert_eq!(c.log_path, PathBuf::from("/srv/neopro/logs/sync-agent.log"));
+    Ok(())
+}
+
+#[test]
+fn defaults_match_upstream() -> Result<(), ConfigError> {
+    let c = SiteConfig::from_sources(None, &no_env)?;
+    assert_eq!(c.central_server_url, "http://localhost:3001");
+    assert!(!c.central_server_enabled);
+    assert_eq!(c.neopro_root, PathBuf::from("/home/pi/neopro"));
+    assert_eq!(c.videos_path, PathBuf::from("/home/pi/neopro/videos"));
+    assert_eq!(c.backup_path, PathBuf::from("/home/pi/neopro/backups"));
+    assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
+    assert_eq!(c.max_download_size, 1_073_741_824);
+    assert_eq!(c.state_path, PathBuf::from("/var/lib/neopro-runtime"));
+    assert_eq!(c.allowed_commands.len(), DEFAULT_ALLOWED_COMMANDS.len());
+    assert!(!c.allowed_commands.iter().any(|c| c == "update_settings"));
+    Ok(())
+}
+
+#[test]
+fn environment_wins_over_the_file() -> Result<(), ConfigError> {
+    let env = |k: &str| (k == "SITE_ID").then(|| "from-env".to_owned());
+    let c = SiteConfig::from_sources(
+        Some((Path::new("/x/site.conf"), "SITE_ID=from-file\n")),
+        &env,
+    )?;
+    assert_eq!(c.site_id.as_deref(), Some("from-env"));
+    Ok(())
+}
+
+#[test]
+fn allowed_commands_in_the_file_restrict() -> Result<(), ConfigError> {
+    let c = load("ALLOWED_COMMANDS= get_logs , get_system_info,,\n")?;
+    assert_eq!(c.allowed_commands, vec!["get_logs", "get_system_info"]);
+    Ok(())
+}
+
+#[test]
+fn errors_name_the_line_or_key() {
+    let err = load("SITE_ID=a\nthis is not a setting\n").map(|_| ()).err();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("/etc/neopro/site.conf, line 2: expected KEY=VALUE, found 'this is not a setting'")
+    );
+    let err = load("HEARTBEAT_INTERVAL=soon\n").map(|_| ()).err();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some(
+            "HEARTBEAT_INTERVAL must be a whole number, got 'soon' (set it in /etc/neopro/site.conf)"
+        )
+    );
+    let err = load("VIDEOS_PATH=videos\n").map(|_| ()).err();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some(
+            "VIDEOS_PATH must be an absolute path, got 'videos' (set it in /etc/neopro/site.conf)"
+        )
+    );
+}

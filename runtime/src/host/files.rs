@@ -1,0 +1,201 @@
+//! `files`: reads and writes inside the granted roots. Writes are atomic
+//! (temp file + fsync + rename + directory fsync).
+
+use super::bindings::neopro::agent::files::{DirEntry, EntryKind, Host, Metadata};
+use super::roots::{io_error, relative, relative_file};
+use super::{HostState, WitError, WitRoot};
+use crate::manifest::{Access, RootName};
+use cap_std::fs::{Dir, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {
+    if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Directory
+    } else if ft.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    }
+}
+
+/// Writes `contents` to `dir/name` so that a crash leaves either the old or
+/// the new file: unique temp name, fsync, rename over, fsync the directory.
+pub fn write_atomic(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let file_name = name
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = name.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent_dir = match parent {
+        Some(p) => dir.open_dir(p)?,
+        None => dir.try_clone()?,
+    };
+    let temp = format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let result = (|| {
+        let mut file =
+            parent_dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        parent_dir.rename(&temp, &parent_dir, &file_name)?;
+        // Make the rename itself durable.
+        parent_dir.open(".")?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = parent_dir.remove_file(&temp);
+    }
+    result
+}
+
+impl HostState {
+    fn open_root(&self, root: RootName, access: Access) -> Result<Dir, WitError> {
+        self.call.require_root(root, access)?;
+        Ok(self
+            .call
+            .services
+            .roots
+            .open(root, access == Access::ReadWrite)?)
+    }
+}
+
+impl Host for HostState {
+    fn read(&mut self, root: WitRoot, path: String, max_bytes: u64) -> Result<Vec<u8>, WitError> {
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadOnly)?;
+        let rel = relative_file(&path)?;
+        let file = dir.open(&rel).map_err(|e| io_error(root, &path, &e))?;
+        let meta = file.metadata().map_err(|e| io_error(root, &path, &e))?;
+        if meta.is_dir() {
+            return Err(WitError::InvalidInput(format!(
+                "{root}/{path} is a directory, not a file"
+            )));
+        }
+        if meta.len() > max_bytes {
+            return Err(WitError::TooLarge(format!(
+                "{root}/{path} is {} bytes, more than the {max_bytes} allowed",
+                meta.len()
+            )));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(root, &path, &e))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(WitError::TooLarge(format!(
+                "{root}/{path} grew past the {max_bytes} bytes allowed while being read"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    fn write_atomic(
+        &mut self,
+        root: WitRoot,
+        path: String,
+        contents: Vec<u8>,
+    ) -> Result<(), WitError> {
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadWrite)?;
+        let rel = relative_file(&path)?;
+        if let Ok(meta) = dir.symlink_metadata(&rel) {
+            if meta.is_dir() {
+                return Err(WitError::InvalidInput(format!(
+                    "{root}/{path} is a directory, not a file"
+                )));
+            }
+        }
+        write_atomic(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
+    }
+
+    fn remove_file(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadWrite)?;
+        let rel = relative_file(&path)?;
+        let meta = dir
+            .symlink_metadata(&rel)
+            .map_err(|e| io_error(root, &path, &e))?;
+        if meta.is_dir() {
+            return Err(WitError::InvalidInput(format!(
+                "{root}/{path} is a directory; only files can be removed"
+            )));
+        }
+        dir.remove_file(&rel).map_err(|e| io_error(root, &path, &e))
+    }
+
+    fn rename(&mut self, root: WitRoot, from: String, to: String) -> Result<(), WitError> {
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadWrite)?;
+        let from_rel = relative_file(&from)?;
+        let to_rel = relative_file(&to)?;
+        dir.rename(&from_rel, &dir, &to_rel)
+            .map_err(|e| io_error(root, &format!("{from} -> {to}"), &e))
+    }
+
+    fn list_dir(&mut self, root: WitRoot, path: String) -> Result<Vec<DirEntry>, WitError> {
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadOnly)?;
+        let rel = relative(&path)?;
+        let entries = dir.read_dir(&rel).map_err(|e| io_error(root, &path, &e))?;
+        let mut list = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(root, &path, &e))?;
+            let meta = entry.metadata().map_err(|e| io_error(root, &path, &e))?;
+            let kind = kind_of(meta.file_type());
+            list.push(DirEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                size: if kind == EntryKind::File {
+                    meta.len()
+                } else {
+                    0
+                },
+                kind,
+            });
+        }
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    fn stat(&mut self, root: WitRoot, path: String) -> Result<Metadata, WitError> {
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadOnly)?;
+        let rel = relative(&path)?;
+        let meta = dir
+            .symlink_metadata(&rel)
+            .map_err(|e| io_error(root, &path, &e))?;
+        let kind = kind_of(meta.file_type());
+        let modified_secs = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(Metadata {
+            size: if kind == EntryKind::File {
+                meta.len()
+            } else {
+                0
+            },
+            kind,
+            modified_secs,
+        })
+    }
+
+    fn mkdir(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadWrite)?;
+        let rel = relative_file(&path)?;
+        dir.create_dir_all(&rel)
+            .map_err(|e| io_error(root, &path, &e))
+    }
+}

@@ -1,0 +1,191 @@
+//! `logs`: journal tails through `journalctl` run with an argument vector
+//! (never a shell), and tails of log files.
+
+use super::bindings::neopro::agent::logs::Host;
+use super::roots::{io_error, relative_file};
+use super::{HostState, WitError, WitRoot};
+use crate::manifest::{Access, RootName, is_valid_unit_name};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Most lines one call may ask for.
+pub const MAX_LINES: u32 = 10_000;
+/// Most bytes read from the end of a file or from journalctl's output.
+const MAX_TAIL_BYTES: u64 = 4 << 20;
+/// A journalctl that takes longer than this is killed.
+const JOURNAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn check_lines(lines: u32) -> Result<(), WitError> {
+    if (1..=MAX_LINES).contains(&lines) {
+        Ok(())
+    } else {
+        Err(WitError::InvalidInput(format!(
+            "lines must be between 1 and {MAX_LINES}, got {lines}"
+        )))
+    }
+}
+
+/// The last `lines` lines of `text`, keeping a final newline if it had one.
+pub fn last_lines(text: &str, lines: u32) -> String {
+    let trimmed = text.strip_suffix('\n').unwrap_or(text);
+    if trimmed.is_empty() {
+        return String::new();
+    }
+    let all: Vec<&str> = trimmed.split('\n').collect();
+    let start = all.len().saturating_sub(lines as usize);
+    let mut out = all[start..].join("\n");
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+/// Tail of a file opened by the caller, reading at most its last 4 MiB.
+fn tail_reader(mut file: impl Read + Seek, lines: u32) -> std::io::Result<String> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let start = len.saturating_sub(MAX_TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TAIL_BYTES).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    // A cut at `start` may split the first line: drop that partial line.
+    let text = if start > 0 {
+        text.split_once('\n').map(|(_, rest)| rest).unwrap_or("")
+    } else {
+        &text
+    };
+    Ok(last_lines(text, lines))
+}
+
+/// Runs `journalctl -u <unit> -n <lines> --no-pager` and returns its output.
+pub fn journal_tail(journalctl: &Path, unit: &str, lines: u32) -> Result<String, WitError> {
+    if !is_valid_unit_name(unit) {
+        return Err(WitError::InvalidInput(format!(
+            "'{unit}' is not a valid service name (letters, digits and :-_.@ only)"
+        )));
+    }
+    check_lines(lines)?;
+    let mut child = Command::new(journalctl)
+        .args(["-u", unit, "-n", &lines.to_string(), "--no-pager"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            WitError::Failed(format!(
+                "cannot run {}: {e} (is systemd's journalctl installed?)",
+                journalctl.display()
+            ))
+        })?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        return Err(WitError::Failed("journalctl output unavailable".to_owned()));
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let read_out = stdout.take(MAX_TAIL_BYTES).read_to_end(&mut out);
+        let _ = stderr.take(64 << 10).read_to_end(&mut err);
+        let _ = tx.send((read_out.map(|_| out), err));
+    });
+    let received = rx.recv_timeout(JOURNAL_TIMEOUT);
+    let Ok((out, err)) = received else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(WitError::Timeout(format!(
+            "journalctl did not answer within {} s",
+            JOURNAL_TIMEOUT.as_secs()
+        )));
+    };
+    let status = child
+        .wait()
+        .map_err(|e| WitError::Failed(format!("journalctl: {e}")))?;
+    let out = out.map_err(|e| WitError::Io(format!("reading journalctl output: {e}")))?;
+    if !status.success() {
+        return Err(WitError::Failed(format!(
+            "journalctl failed ({status}): {}",
+            String::from_utf8_lossy(&err).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+impl Host for HostState {
+    fn journal_tail(&mut self, unit: String, lines: u32) -> Result<String, WitError> {
+        if !is_valid_unit_name(&unit) {
+            return Err(WitError::InvalidInput(format!(
+                "'{unit}' is not a valid service name (letters, digits and :-_.@ only)"
+            )));
+        }
+        self.call.require(
+            self.call.manifest.grants.may_read_journal(&unit),
+            &format!("logs.units containing \"{unit}\""),
+        )?;
+        journal_tail(&self.call.services.journalctl, &unit, lines)
+    }
+
+    fn agent_log_tail(&mut self, lines: u32) -> Result<String, WitError> {
+        self.call.require(
+            self.call.manifest.grants.logs.agent_log,
+            "logs.agent-log = true",
+        )?;
+        check_lines(lines)?;
+        let path = &self.call.services.agent_log;
+        let file = std::fs::File::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                WitError::NotFound(format!(
+                    "the agent log {} does not exist yet",
+                    path.display()
+                ))
+            } else {
+                WitError::Io(format!("{}: {e}", path.display()))
+            }
+        })?;
+        tail_reader(file, lines).map_err(|e| WitError::Io(format!("{}: {e}", path.display())))
+    }
+
+    fn file_tail(&mut self, root: WitRoot, path: String, lines: u32) -> Result<String, WitError> {
+        let root = RootName::from(root);
+        self.call.require_root(root, Access::ReadOnly)?;
+        check_lines(lines)?;
+        let dir = self.call.services.roots.open(root, false)?;
+        let rel = relative_file(&path)?;
+        let file = dir.open(&rel).map_err(|e| io_error(root, &path, &e))?;
+        tail_reader(file.into_std(), lines).map_err(|e| io_error(root, &path, &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_keeps_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(last_lines("a\nb\nc", 5), "a\nb\nc");
+        assert_eq!(last_lines("", 5), "");
+    }
+
+    #[test]
+    fn tail_of_a_big_file_reads_only_its_end() -> std::io::Result<()> {
+        let mut text = String::new();
+        for i in 0..400_000 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        let out = tail_reader(std::io::Cursor::new(text.into_bytes()), 3)?;
+        assert_eq!(out, "line 399997\nline 399998\nline 399999\n");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_unit_names_never_reach_the_program() {
+        let marker = std::env::temp_dir().join("neopro-never-created");
+        let err = journal_tail(Path::new("/bin/sh"), "neopro-app; touch x", 10);
+        assert!(matches!(err, Err(WitError::InvalidInput(_))));
+        assert!(!marker.exists());
+    }
+}

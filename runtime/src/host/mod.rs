@@ -1,0 +1,215 @@
+//! The host side of the `neopro:agent` WIT interfaces: one sub-module per
+//! interface, every call checked against the calling component's grants.
+//!
+//! Host functions never trap: a refused or failed call returns a WIT `error`
+//! to the guest, which decides what to do with it.
+
+pub mod files;
+pub mod log;
+pub mod logs;
+pub mod planned;
+pub mod progress;
+pub mod roots;
+pub mod system;
+
+use crate::manifest::{Access, Manifest, RootName};
+use crate::metrics::SystemProbe;
+use roots::Roots;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Generated from `wit/`. Imports are not trappable: host errors are values.
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "command",
+        path: "../wit",
+    });
+}
+
+pub use bindings::neopro::agent::types::{
+    Command as WireCommand, Error as WitError, Root as WitRoot,
+};
+pub use bindings::{Command as CommandWorld, CommandPre};
+
+/// Shared by every command: where the roots are, how to read the box.
+#[derive(Debug)]
+pub struct HostServices {
+    pub roots: Roots,
+    pub probe: SystemProbe,
+    /// The agent's own log file (LOG_PATH), for `logs.agent-log-tail`.
+    pub agent_log: PathBuf,
+    /// NEOPRO_ROOT, for the version files.
+    pub neopro_root: PathBuf,
+    /// The journalctl program; a test double in tests.
+    pub journalctl: PathBuf,
+}
+
+impl HostServices {
+    /// Services over the folders and programs named in site.conf.
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        HostServices {
+            roots: Roots::from_config(config),
+            probe: SystemProbe::default(),
+            agent_log: config.log_path.clone(),
+            neopro_root: config.neopro_root.clone(),
+            journalctl: config.journalctl.clone(),
+        }
+    }
+}
+
+/// The progress event a command's reports go to.
+pub trait ProgressSink: Send + Sync {
+    /// `payload` already carries `progress` and the component's detail fields.
+    fn emit(&self, event: &str, payload: serde_json::Value);
+}
+
+/// Per-command facts the host functions consult.
+pub struct CallContext {
+    pub manifest: Arc<Manifest>,
+    pub command_id: String,
+    pub services: Arc<HostServices>,
+    pub progress: progress::ProgressState,
+}
+
+impl CallContext {
+    fn component(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// `Ok` when the manifest grants at least `needed` on `root`, else the
+    /// `not-permitted` error naming the missing grant.
+    pub(crate) fn require_root(&self, root: RootName, needed: Access) -> Result<(), WitError> {
+        match self.manifest.grants.access(root) {
+            Some(Access::ReadWrite) => Ok(()),
+            Some(Access::ReadOnly) if needed == Access::ReadOnly => Ok(()),
+            Some(Access::ReadOnly) => Err(WitError::NotPermitted(format!(
+                "component '{}' has read-only access to '{root}' (grant files.{root} = \"rw\" to write)",
+                self.component()
+            ))),
+            None => Err(WitError::NotPermitted(format!(
+                "component '{}' has no access to '{root}' (missing grant files.{root} = \"{}\")",
+                self.component(),
+                needed.as_str()
+            ))),
+        }
+    }
+
+    pub(crate) fn require(&self, granted: bool, grant: &str) -> Result<(), WitError> {
+        if granted {
+            Ok(())
+        } else {
+            Err(WitError::NotPermitted(format!(
+                "component '{}' lacks the grant {grant}",
+                self.component()
+            )))
+        }
+    }
+}
+
+/// Caps a component's linear memory and remembers that it hit the cap, so
+/// the resulting trap can be reported as "memory limit" rather than as an
+/// opaque `unreachable`.
+pub struct MemoryCap {
+    pub limit: usize,
+    pub exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+
+    fn tables(&self) -> usize {
+        32
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+/// The data of one command's `Store`.
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) memory: MemoryCap,
+    pub(crate) call: CallContext,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::neopro::agent::types::Host for HostState {}
+
+impl From<WitRoot> for RootName {
+    fn from(root: WitRoot) -> Self {
+        match root {
+            WitRoot::Videos => RootName::Videos,
+            WitRoot::Config => RootName::Config,
+            WitRoot::Backups => RootName::Backups,
+            WitRoot::NeoproRoot => RootName::NeoproRoot,
+            WitRoot::Staging => RootName::Staging,
+            WitRoot::Logs => RootName::Logs,
+        }
+    }
+}
+
+impl WitError {
+    /// Kebab-case kind, as in the WIT variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WitError::InvalidInput(_) => "invalid-input",
+            WitError::NotPermitted(_) => "not-permitted",
+            WitError::NotFound(_) => "not-found",
+            WitError::ChecksumMismatch(_) => "checksum-mismatch",
+            WitError::TooLarge(_) => "too-large",
+            WitError::Timeout(_) => "timeout",
+            WitError::Io(_) => "io",
+            WitError::Failed(_) => "failed",
+        }
+    }
+
+    /// The operator-facing message.
+    pub fn message(&self) -> &str {
+        match self {
+            WitError::InvalidInput(m)
+            | WitError::NotPermitted(m)
+            | WitError::NotFound(m)
+            | WitError::ChecksumMismatch(m)
+            | WitError::TooLarge(m)
+            | WitError::Timeout(m)
+            | WitError::Io(m)
+            | WitError::Failed(m) => m,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The sandboxed path resolver: every path a component (or the network)
+//! names is relative to a named root and opened through cap-std, so `..`,
+//! absolute paths and symlinks cannot lead outside the root.
+
+use crate::config::SiteConfig;
+use crate::manifest::RootName;
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// Why a path was refused or could not be opened.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RootError {
+    #[error("path '{0}' is absolute; paths are relative to their root")]
+    Absolute(String),
+    #[error("path '{0}' leaves its root ('..' is not allowed)")]
+    ParentDir(String),
+    #[error("path '{0}' contains a NUL byte")]
+    Nul(String),
+    #[error("an empty path names the root itself, which cannot be used here")]
+    Empty,
+    #[error("the {root} folder {path} does not exist")]
+    MissingRoot { root: RootName, path: String },
+    #[error("cannot open the {root} folder {path}: {detail}")]
+    Open {
+        root: RootName,
+        path: String,
+        detail: String,
+    },
+}
+
+/// Checks a guest path and returns it as a clean relative path (`.` for
+/// the root itself). This is a first, explicit line of defence; cap-std is
+/// the second (it also catches symlinks).
+pub fn relative(path: &str) -> Result<PathBuf, RootError> {
+    if path.contains('\0') {
+        return Err(RootError::Nul(path.to_owned()));
+    }
+    let p = Path::new(path);
+    let mut clean = PathBuf::new();
+    for component in p.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(RootError::ParentDir(path.to_owned())),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(RootError::Absolute(path.to_owned()));
+            }
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        clean.push(".");
+    }
+    Ok(clean)
+}
+
+/// Like [`relative`] but refuses the root itself (file operations).
+pub fn relative_file(path: &str) -> Result<PathBuf, RootError> {
+    let clean = relative(path)?;
+    if clean == Path::new(".") {
+        return Err(RootError::Empty);
+    }
+    Ok(clean)
+}
+
+/// Where each named root lives on this box.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    paths: BTreeMap<RootName, PathBuf>,
+}
+
+impl Roots {
+    /// Maps the roots to site.conf's folders.
+    pub fn from_config(config: &SiteConfig) -> Self {
+        let parent = |p: &Path| {
+            p.parent()
+                .map(Path::to_owned)
+                .unwrap_or_else(|| PathBuf::from("/"))
+        };
+        let paths = BTreeMap::from([
+            (RootName::Videos, config.videos_path.clone()),
+            (RootName::Config, parent(&config.config_path)),
+            (RootName::Backups, config.backup_path.clone()),
+            (RootName::NeoproRoot, config.neopro_root.clone()),
+            (RootName::Staging, config.staging_dir()),
+            (RootName::Logs, parent(&config.log_path)),
+        ]);
+        Roots { paths }
+    }
+
+    /// Host path of a root.
+    pub fn path(&self, root: RootName) -> &Path {
+        self.paths
+            .get(&root)
+            .map(PathBuf::as_path)
+            .unwrap_or(Path::new("/nonexistent"))
+    }
+
+    /// Opens a root as a capability. With `create`, a missing root folder is
+    /// created first (a component granted `rw` may be the first to write).
+    pub fn open(&self, root: RootName, create: bool) -> Result<Dir, RootError> {
+        let path = self.path(root);
+        if create {
+            std::fs::create_dir_all(path).map_err(|e| RootError::Open {
+                root,
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        }
+        Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                RootError::MissingRoot {
+                    root,
+                    path: path.display().to_string(),
+                }
+            } else {
+                RootError::Open {
+                    root,
+                    path: path.display().to_string(),
+                    detail: e.to_string(),
+                }
+            }
+        })
+    }
+}
+
+impl From<RootError> for super::WitError {
+    fn from(e: RootError) -> Self {
+        match e {
+            RootError::Absolute(_) | RootError::ParentDir(_) => {
+                super::WitError::NotPermitted(e.to_string())
+            }
+            RootError::Nul(_) | RootError::Empty => super::WitError::InvalidInput(e.to_string()),
+            RootError::MissingRoot { .. } => super::WitError::NotFound(e.to_string()),
+            RootError::Open { .. } => super::WitError::Io(e.to_string()),
+        }
+    }
+}
+
+/// Maps an I/O error on `root/path` to the guest's error kinds. cap-std
+/// reports an escape (e.g. a symlink to /etc) as PermissionDenied.
+pub fn io_error(root: RootName, path: &str, e: &io::Error) -> super::WitError {
+    let place = format!("{root}/{path}");
+    match e.kind() {
+        io::ErrorKind::NotFound => super::WitError::NotFound(format!("{place} does not exist")),
+        io::ErrorKind::PermissionDenied => super::WitError::NotPermitted(format!(
+            "{place}: access refused ({e}); paths may not leave their root"
+        )),
+        _ => super::WitError::Io(format!("{place}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_cleaned_and_escapes_refused() {
+        assert_eq!(relative("a/./b.mp4"), Ok(PathBuf::from("a/b.mp4")));
+        assert_eq!(relative(""), Ok(PathBuf::from(".")));
+        assert_eq!(
+            relative("../etc/passwd"),
+            Err(RootError::ParentDir("../etc/passwd".to_owned()))
+        );
+        assert_eq!(
+            relative("a/../../b"),
+            Err(RootError::ParentDir("a/../../b".to_owned()))
+        );
+        assert_eq!(
+            relative("/etc/passwd"),
+            Err(RootError::Absolute("/etc/passwd".to_owned()))
+        );
+        assert_eq!(relative_file("."), Err(RootError::Empty));
+        assert_eq!(relative("a\0b"), Err(RootError::Nul("a\0b".to_owned())));
+    }
+}

@@ -1,0 +1,24 @@
+//! neopro-runtime: the NEOPRO device agent.
+//!
+//! The native runtime owns the privileged work (files, system facts, logs,
+//! and later the link, downloads and service control); every command handler
+//! is a sandboxed WebAssembly component that reaches the box only through the
+//! `neopro:agent` WIT interfaces, each call checked against its manifest.
+//!
+//! Where things are:
+//! - [`config`]: site.conf;
+//! - [`manifest`]: component manifests, grants and limits;
+//! - [`registry`]: which component handles which command;
+//! - [`sandbox`]: engine, artifact cache, running a command;
+//! - [`host`]: the host side of each WIT interface (`host::files` is where a
+//!   command's bytes are written);
+//! - [`metrics`]: cpu, memory, temperature, disk, version;
+//! - [`cli`]: the `neopro-runtime` command line.
+
+pub mod cli;
+pub mod config;
+pub mod host;
+pub mod manifest;
+pub mod metrics;
+pub mod registry;
+pub mod sandbox;

@@ -1,0 +1,332 @@
+//! Component manifests: what a component is, which commands it handles, and
+//! the grants and limits the host enforces on it.
+//!
+//! A manifest is a TOML file named `<component>.toml` next to
+//! `<component>.wasm`:
+//!
+//! ```toml
+//! name = "get-logs"              # [a-z0-9-], unique on the box
+//! version = "0.1.0"
+//! description = "…"              # optional
+//! commands = ["get_logs"]        # command types it handles
+//! progress-event = "deploy_progress"   # optional: event its progress reports become
+//!
+//! [limits]
+//! memory-mib = 64                # linear memory cap (default 64, max 1024)
+//! timeout-secs = 60              # wall time per command (default 60, max 3600)
+//!
+//! [grants]
+//! system = true                  # system.metrics / info / version
+//! services = ["neopro-app"]      # units it may start/stop/restart/query
+//! may-reboot = false
+//! files = { videos = "rw", neopro-root = "ro" }   # roots: videos, config,
+//!                                                 # backups, neopro-root, staging, logs
+//! logs = { units = ["*"], agent-log = true }      # journal units ("*" = any), LOG_PATH
+//! download = { max-bytes = 1073741824 }           # absent = no downloads
+//! ```
+//!
+//! Everything not granted is refused with `not-permitted`, naming the grant.
+//! Unknown keys are errors, so a typo cannot silently drop a grant.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+/// Default linear-memory cap of a component.
+pub const DEFAULT_MEMORY_MIB: u32 = 64;
+/// Default wall-time limit of one command.
+pub const DEFAULT_TIMEOUT_SECS: u32 = 60;
+const MAX_MEMORY_MIB: u32 = 1024;
+const MAX_TIMEOUT_SECS: u32 = 3600;
+
+/// A manifest that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("manifest {path} is not valid: {detail}")]
+    Parse { path: String, detail: String },
+    #[error("manifest {path}: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+/// One of the named folders a component can be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RootName {
+    Videos,
+    Config,
+    Backups,
+    NeoproRoot,
+    Staging,
+    Logs,
+}
+
+impl RootName {
+    pub const ALL: [RootName; 6] = [
+        RootName::Videos,
+        RootName::Config,
+        RootName::Backups,
+        RootName::NeoproRoot,
+        RootName::Staging,
+        RootName::Logs,
+    ];
+
+    /// The name used in manifests and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RootName::Videos => "videos",
+            RootName::Config => "config",
+            RootName::Backups => "backups",
+            RootName::NeoproRoot => "neopro-root",
+            RootName::Staging => "staging",
+            RootName::Logs => "logs",
+        }
+    }
+}
+
+impl fmt::Display for RootName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Read-only or read-write access to a root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub enum Access {
+    #[serde(rename = "ro")]
+    ReadOnly,
+    #[serde(rename = "rw")]
+    ReadWrite,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::ReadOnly => "ro",
+            Access::ReadWrite => "rw",
+        }
+    }
+}
+
+/// Memory and time bounds of one command run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Limits {
+    pub memory_mib: u32,
+    pub timeout_secs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mib: DEFAULT_MEMORY_MIB,
+            timeout_secs: DEFAULT_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// Journal and log-file access.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LogGrants {
+    /// Unit names whose journal may be read; `"*"` allows any valid name.
+    pub units: Vec<String>,
+    /// May read the agent's own log (LOG_PATH).
+    pub agent_log: bool,
+}
+
+/// Download permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DownloadGrant {
+    /// Largest single download, further bounded by MAX_DOWNLOAD_SIZE.
+    pub max_bytes: u64,
+}
+
+/// Everything a component may do beyond pure computation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Grants {
+    pub files: BTreeMap<RootName, Access>,
+    pub system: bool,
+    pub logs: LogGrants,
+    pub services: Vec<String>,
+    pub may_reboot: bool,
+    pub download: Option<DownloadGrant>,
+}
+
+impl Grants {
+    /// The access granted to a root, if any.
+    pub fn access(&self, root: RootName) -> Option<Access> {
+        self.files.get(&root).copied()
+    }
+
+    /// Whether the journal of `unit` may be read.
+    pub fn may_read_journal(&self, unit: &str) -> bool {
+        self.logs.units.iter().any(|u| u == "*" || u == unit)
+    }
+}
+
+/// A validated manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub commands: Vec<String>,
+    #[serde(default)]
+    pub progress_event: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// systemd unit-name characters; never starting with `-` so that a name
+/// can never be read as an option by the program it is passed to.
+pub fn is_valid_unit_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":-_.@\\".contains(&b))
+}
+
+fn is_component_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_command_type(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parses and validates manifest text; `origin` names it in errors.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            path: origin.to_owned(),
+            detail: e.message().to_owned(),
+        })?;
+        manifest.validate(origin)?;
+        Ok(manifest)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ManifestError> {
+        let invalid = |detail: String| {
+            Err(ManifestError::Invalid {
+                path: origin.to_owned(),
+                detail,
+            })
+        };
+        if !is_component_name(&self.name) {
+            return invalid(format!(
+                "name '{}' must be 1-64 characters of a-z, 0-9 and '-'",
+                self.name
+            ));
+        }
+        if self.commands.is_empty() {
+            return invalid("commands must list at least one command type".to_owned());
+        }
+        if let Some(bad) = self.commands.iter().find(|c| !is_command_type(c)) {
+            return invalid(format!(
+                "command type '{bad}' must be 1-64 characters of a-z, 0-9 and '_'"
+            ));
+        }
+        if let Some(event) = &self.progress_event {
+            if !is_command_type(event) {
+                return invalid(format!(
+                    "progress-event '{event}' must be 1-64 characters of a-z, 0-9 and '_'"
+                ));
+            }
+        }
+        if !(1..=MAX_MEMORY_MIB).contains(&self.limits.memory_mib) {
+            return invalid(format!(
+                "limits.memory-mib must be between 1 and {MAX_MEMORY_MIB}, got {}",
+                self.limits.memory_mib
+            ));
+        }
+        if !(1..=MAX_TIMEOUT_SECS).contains(&self.limits.timeout_secs) {
+            return invalid(format!(
+                "limits.timeout-secs must be between 1 and {MAX_TIMEOUT_SECS}, got {}",
+                self.limits.timeout_secs
+            ));
+        }
+        if let Some(bad) = self.grants.services.iter().find(|s| !is_valid_unit_name(s)) {
+            return invalid(format!("grants.services: '{bad}' is not a valid unit name"));
+        }
+        if let Some(bad) = self
+            .grants
+            .logs
+            .units
+            .iter()
+            .find(|u| u.as_str() != "*" && !is_valid_unit_name(u))
+        {
+            return invalid(format!(
+                "grants.logs.units: '{bad}' is not a valid unit name"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Memory cap in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        (self.limits.memory_mib as usize) << 20
+    }
+
+    /// One line per grant, for `neopro-runtime components` and logs.
+    pub fn grant_summary(&self) -> Vec<String> {
+        let g = &self.grants;
+        let mut lines = Vec::new();
+        for (root, access) in &g.files {
+            lines.push(format!("files.{root} = {}", access.as_str()));
+        }
+        if g.system {
+            lines.push("system".to_owned());
+        }
+        if !g.logs.units.is_empty() {
+            lines.push(format!("logs.units = [{}]", g.logs.units.join(", ")));
+        }
+        if g.logs.agent_log {
+            lines.push("logs.agent-log".to_owned());
+        }
+        if !g.services.is_empty() {
+            lines.push(format!("services = [{}]", g.services.join(", ")));
+        }
+        if g.may_reboot {
+            lines.push("may-reboot".to_owned());
+        }
+        if let Some(d) = g.download {
+            lines.push(format!("download.max-bytes = {}", d.max_bytes));
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests;

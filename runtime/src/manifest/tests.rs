@@ -1,0 +1,95 @@
+use super::*;
+
+#[test]
+fn parses_a_full_manifest() -> Result<(), ManifestError> {
+    let m = Manifest::parse(
+        "t.toml",
+        r#"
+name = "deploy-video"
+version = "1.2.0"
+commands = ["deploy_video", "delete_video"]
+progress-event = "deploy_progress"
+[limits]
+memory-mib = 128
+timeout-secs = 900
+[grants]
+system = true
+services = ["neopro-app"]
+files = { videos = "rw", config = "ro" }
+logs = { units = ["*"], agent-log = true }
+download = { max-bytes = 1000 }
+"#,
+    )?;
+    assert_eq!(m.commands, vec!["deploy_video", "delete_video"]);
+    assert_eq!(m.grants.access(RootName::Videos), Some(Access::ReadWrite));
+    assert_eq!(m.grants.access(RootName::Config), Some(Access::ReadOnly));
+    assert_eq!(m.grants.access(RootName::Backups), None);
+    assert!(m.grants.may_read_journal("anything"));
+    assert_eq!(m.memory_bytes(), 128 << 20);
+    assert_eq!(m.grants.download, Some(DownloadGrant { max_bytes: 1000 }));
+    Ok(())
+}
+
+#[test]
+fn defaults_grant_nothing() -> Result<(), ManifestError> {
+    let m = Manifest::parse(
+        "t.toml",
+        "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\n",
+    )?;
+    assert_eq!(m.grants, Grants::default());
+    assert_eq!(m.limits, Limits::default());
+    assert!(m.grant_summary().is_empty());
+    assert!(!m.grants.may_read_journal("neopro-app"));
+    Ok(())
+}
+
+fn error_of(text: &str) -> String {
+    match Manifest::parse("t.toml", text) {
+        Ok(_) => "accepted".to_owned(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn rejects_typos_and_bad_values() {
+    assert!(
+        error_of(
+            "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\n[grants]\nmay_reboot = true\n"
+        )
+        .contains("unknown field `may_reboot`")
+    );
+    assert_eq!(
+        error_of("name = \"X y\"\nversion = \"1\"\ncommands = [\"x\"]\n"),
+        "manifest t.toml: name 'X y' must be 1-64 characters of a-z, 0-9 and '-'"
+    );
+    assert_eq!(
+        error_of("name = \"x\"\nversion = \"1\"\ncommands = []\n"),
+        "manifest t.toml: commands must list at least one command type"
+    );
+    assert_eq!(
+        error_of(
+            "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\n[grants]\nservices = [\"a; rm -rf /\"]\n"
+        ),
+        "manifest t.toml: grants.services: 'a; rm -rf /' is not a valid unit name"
+    );
+    assert_eq!(
+        error_of("name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\n[limits]\nmemory-mib = 0\n"),
+        "manifest t.toml: limits.memory-mib must be between 1 and 1024, got 0"
+    );
+    assert!(
+        error_of(
+            "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\n[grants.files]\nhome = \"rw\"\n"
+        )
+        .contains("unknown variant `home`")
+    );
+}
+
+#[test]
+fn unit_names_are_checked_character_by_character() {
+    assert!(is_valid_unit_name("neopro-app"));
+    assert!(is_valid_unit_name("getty@tty1.service"));
+    assert!(!is_valid_unit_name("neopro-app; touch x"));
+    assert!(!is_valid_unit_name("--since=yesterday"));
+    assert!(!is_valid_unit_name(""));
+    assert!(!is_valid_unit_name("a/b"));
+}

@@ -1,0 +1,158 @@
+//! Precompiled components on disk, keyed by the wasm's sha256 and the
+//! engine's compatibility hash: compiling takes ~100 ms+ on a Pi (seconds in
+//! a debug build), loading a precompiled artifact well under a millisecond.
+
+use super::SandboxError;
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// How a component got into memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadOrigin {
+    /// Compiled now (and written to the cache if possible).
+    Compiled,
+    /// Loaded from a precompiled artifact.
+    Cache,
+}
+
+/// Counters, for tests and `components`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub compiled: u64,
+}
+
+/// Feeds `Hash` output into sha256, giving a hash stable across runs (unlike
+/// `DefaultHasher`, whose algorithm is not guaranteed).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// The on-disk artifact cache.
+#[derive(Debug)]
+pub struct ArtifactCache {
+    dir: Option<PathBuf>,
+    engine_hash: String,
+    hits: AtomicU64,
+    compiled: AtomicU64,
+}
+
+/// sha256 of bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl ArtifactCache {
+    /// A cache in `dir`; with `None`, or if the folder cannot be created, every
+    /// load compiles (the agent still works, only slower).
+    pub fn new(dir: Option<&Path>, engine: &Engine) -> Self {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = hex::encode(&hasher.0.finalize()[..8]);
+        let dir = dir.and_then(|d| match std::fs::create_dir_all(d) {
+            Ok(()) => Some(d.to_owned()),
+            Err(e) => {
+                tracing::warn!(
+                    "component cache {} unavailable ({e}); components will be compiled at each start",
+                    d.display()
+                );
+                None
+            }
+        });
+        ArtifactCache {
+            dir,
+            engine_hash,
+            hits: AtomicU64::new(0),
+            compiled: AtomicU64::new(0),
+        }
+    }
+
+    /// Artifact path for a wasm hash.
+    pub fn artifact_path(&self, wasm_sha256: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{wasm_sha256}-{}.cwasm", self.engine_hash)))
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            compiled: self.compiled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Loads the precompiled artifact for `wasm`, or compiles and stores it.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        name: &str,
+        wasm: &[u8],
+    ) -> Result<(Component, LoadOrigin), SandboxError> {
+        let path = self.artifact_path(&sha256_hex(wasm));
+        if let Some(path) = path.as_deref().filter(|p| p.is_file()) {
+            match deserialize(engine, path) {
+                Ok(component) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((component, LoadOrigin::Cache));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "discarding unusable cached artifact {}: {e}",
+                        path.display()
+                    );
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let component =
+            Component::new(engine, wasm).map_err(|e| SandboxError::InvalidComponent {
+                name: name.to_owned(),
+                detail: format!("{e:?}"),
+            })?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Some(path) = path {
+            if let Err(e) = store(&component, &path) {
+                tracing::warn!("cannot cache compiled {name} at {}: {e}", path.display());
+            }
+        }
+        Ok((component, LoadOrigin::Compiled))
+    }
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the artifact was produced by `Component::serialize` of this
+    // agent into its own state folder (owned by the agent's user, written
+    // atomically); its name carries the wasm's sha256 and the engine's
+    // compatibility hash, and wasmtime checks the header before use. A
+    // damaged file fails to load and is recompiled.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn store(component: &Component, path: &Path) -> Result<(), String> {
+    let bytes = component.serialize().map_err(|e| e.to_string())?;
+    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let result = (|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&temp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(|e| e.to_string())
+}

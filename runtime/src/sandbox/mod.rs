@@ -1,0 +1,292 @@
+//! Runs command components: one engine, a precompiled-artifact cache, one
+//! `InstancePre` per component, a fresh `Store` per command with the
+//! component's memory cap and deadline. Whatever a guest does (trap, panic,
+//! endless loop, runaway allocation) becomes an error result; the agent
+//! keeps running.
+
+mod cache;
+mod engine;
+mod error;
+
+pub use cache::{CacheStats, LoadOrigin, sha256_hex};
+pub use engine::{MEMORY_GUARD, MEMORY_RESERVATION, TICK};
+pub use error::SandboxError;
+
+use crate::host::progress::ProgressState;
+use crate::host::{
+    CallContext, CommandPre, HostServices, HostState, MemoryCap, ProgressSink, WireCommand,
+    WitError,
+};
+use crate::manifest::Manifest;
+use cache::ArtifactCache;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+/// A command's failure, as sent to the server: the WIT error variant.
+pub type CommandError = WitError;
+
+/// How much of a guest's stderr / stdout is kept per command.
+const STDERR_CAPACITY: usize = 64 << 10;
+const STDOUT_CAPACITY: usize = 16 << 10;
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct CommandRequest {
+    pub id: String,
+    pub command_type: String,
+    /// The `data` object as JSON text.
+    pub data: String,
+}
+
+/// A component ready to run commands.
+pub struct LoadedComponent {
+    manifest: Arc<Manifest>,
+    pre: CommandPre<HostState>,
+    origin: LoadOrigin,
+}
+
+impl LoadedComponent {
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Whether this load compiled the component or used the cache.
+    pub fn origin(&self) -> LoadOrigin {
+        self.origin
+    }
+}
+
+/// The component host.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ArtifactCache,
+    services: Arc<HostServices>,
+}
+
+impl Sandbox {
+    /// Starts the engine; `cache_dir` keeps precompiled artifacts across runs.
+    pub fn new(
+        services: Arc<HostServices>,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, SandboxError> {
+        let engine = engine::new_engine()?;
+        engine::start_epoch_ticker(&engine)?;
+        let mut linker = Linker::new(&engine);
+        // WASI only for what Rust's std needs (clocks, random, stdio going to
+        // in-memory pipes): no preopened folders, no environment, no sockets.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("linking WASI: {e}")))?;
+        crate::host::CommandWorld::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| SandboxError::Engine(format!("linking host interfaces: {e}")))?;
+        let cache = ArtifactCache::new(cache_dir, &engine);
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache,
+            services,
+        })
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    pub fn services(&self) -> &Arc<HostServices> {
+        &self.services
+    }
+
+    /// Loads a component file with its manifest.
+    pub fn load_file(
+        &self,
+        wasm: &Path,
+        manifest: Manifest,
+    ) -> Result<LoadedComponent, SandboxError> {
+        let bytes = std::fs::read(wasm).map_err(|source| SandboxError::ReadComponent {
+            path: wasm.to_owned(),
+            source,
+        })?;
+        self.load(&bytes, manifest)
+    }
+
+    /// Compiles (or loads from cache) and links a component.
+    pub fn load(&self, wasm: &[u8], manifest: Manifest) -> Result<LoadedComponent, SandboxError> {
+        let (component, origin) = self.cache.load(&self.engine, &manifest.name, wasm)?;
+        let link_error = |e: wasmtime::Error| SandboxError::Link {
+            name: manifest.name.clone(),
+            detail: format!("{e:#}"),
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link_error)?;
+        let pre = CommandPre::new(instance_pre).map_err(link_error)?;
+        Ok(LoadedComponent {
+            manifest: Arc::new(manifest),
+            pre,
+            origin,
+        })
+    }
+
+    /// Runs one command in a fresh store. Blocking: call it from a blocking
+    /// thread in async code.
+    pub fn execute(
+        &self,
+        component: &LoadedComponent,
+        request: &CommandRequest,
+        progress: Option<Arc<dyn ProgressSink>>,
+    ) -> Result<String, CommandError> {
+        let manifest = &component.manifest;
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let stdout = MemoryOutputPipe::new(STDOUT_CAPACITY);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                limit: manifest.memory_bytes(),
+                exceeded: false,
+            },
+            call: CallContext {
+                manifest: manifest.clone(),
+                command_id: request.id.clone(),
+                services: self.services.clone(),
+                progress: ProgressState::new(progress),
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        let limit = Duration::from_secs(u64::from(manifest.limits.timeout_secs));
+        store.set_epoch_deadline(engine::deadline_ticks(limit));
+        store.epoch_deadline_trap();
+
+        let wire = WireCommand {
+            id: request.id.clone(),
+            command_type: request.command_type.clone(),
+            data: request.data.clone(),
+        };
+        let outcome = component
+            .pre
+            .instantiate(&mut store)
+            .and_then(|world| world.neopro_agent_handler().call_execute(&mut store, &wire));
+
+        let guest_stdout = String::from_utf8_lossy(&stdout.contents()).into_owned();
+        if !guest_stdout.trim().is_empty() {
+            tracing::debug!(component = %manifest.name, "guest stdout: {}", guest_stdout.trim());
+        }
+        match outcome {
+            Ok(Ok(json)) => match serde_json::from_str::<serde_json::Value>(&json) {
+                Ok(_) => Ok(json),
+                Err(e) => Err(WitError::Failed(format!(
+                    "component '{}' returned a result that is not JSON: {e}",
+                    manifest.name
+                ))),
+            },
+            Ok(Err(error)) => Err(error),
+            Err(trap) => {
+                let stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
+                Err(classify_trap(
+                    manifest,
+                    &trap,
+                    store.data().memory.exceeded,
+                    &stderr,
+                ))
+            }
+        }
+    }
+}
+
+/// Turns a trap into the error the operator reads.
+fn classify_trap(
+    manifest: &Manifest,
+    trap: &wasmtime::Error,
+    memory_exceeded: bool,
+    stderr: &str,
+) -> WitError {
+    let name = &manifest.name;
+    if trap.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return WitError::Timeout(format!(
+            "component '{name}' did not finish within its time limit of {} s",
+            manifest.limits.timeout_secs
+        ));
+    }
+    if memory_exceeded {
+        return WitError::TooLarge(format!(
+            "component '{name}' ran out of memory: it tried to use more than its limit of {} MiB",
+            manifest.limits.memory_mib
+        ));
+    }
+    if let Some(panic) = panic_message(stderr) {
+        return WitError::Failed(format!("component '{name}' panicked: {panic}"));
+    }
+    let tail: String = {
+        let t = stderr.trim();
+        let start = t.len().saturating_sub(1024);
+        let start = (start..t.len())
+            .find(|i| t.is_char_boundary(*i))
+            .unwrap_or(t.len());
+        t[start..].to_owned()
+    };
+    if tail.is_empty() {
+        WitError::Failed(format!("component '{name}' crashed: {trap:#}"))
+    } else {
+        WitError::Failed(format!(
+            "component '{name}' crashed: {trap:#}; its last output: {tail}"
+        ))
+    }
+}
+
+/// The message of a Rust panic printed to stderr:
+/// `thread '…' panicked at src/lib.rs:12:9:\n<message>\nnote: …`.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at ")?;
+    let after = &stderr[start + "panicked at ".len()..];
+    let (location, rest) = after.split_once('\n')?;
+    let location = location.trim_end_matches(':');
+    let message: Vec<&str> = rest
+        .lines()
+        .take_while(|l| !l.starts_with("note: "))
+        .collect();
+    let message = message.join("\n");
+    let message = message.trim();
+    Some(if message.is_empty() {
+        format!("(no message) at {location}")
+    } else {
+        format!("{message} (at {location})")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_extracted_from_stderr() {
+        let stderr = "\nthread '<unnamed>' panicked at tests/guests/panic/src/lib.rs:12:9:\nthe video index is corrupt\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("the video index is corrupt (at tests/guests/panic/src/lib.rs:12:9)")
+        );
+        assert_eq!(panic_message("nothing to see"), None);
+    }
+
+    #[test]
+    fn deadlines_round_up() {
+        assert_eq!(engine::deadline_ticks(Duration::from_millis(1000)), 101);
+        assert_eq!(engine::deadline_ticks(Duration::from_millis(1005)), 102);
+    }
+}
