@@ -1,1 +1,286 @@
-fn main() {}
+//! `cargo xtask <task>`: builds what plain cargo cannot in one go (guest
+//! components for wasm32-wasip2 next to the native host) and assembles
+//! `dist/`.
+//!
+//! Tasks:
+//! - `build`: guests + release host → `dist/neopro-runtime`, `dist/components/`
+//! - `guests`: guests only → `target/components/{builtin,test}/`
+//! - `test`: guests, then `cargo test` with the components' location
+//! - `demo`: `build`, then runs every built-in component on a sample NEOPRO root
+//! - `bench`: guests, then the sandbox benchmark (release)
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> anyhow::Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = workspace_root()?;
+    match task.as_str() {
+        "build" => build(&root),
+        "guests" => guests(&root).map(|_| ()),
+        "test" => test(&root),
+        "demo" => demo(&root),
+        "bench" => bench(&root),
+        _ => bail!("usage: cargo xtask <build|guests|test|demo|bench>"),
+    }
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .nth(2)
+        .map(Path::to_owned)
+        .context("xtask is not inside the workspace")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// A guest crate: its package name and its component manifest.
+struct Guest {
+    package: String,
+    manifest: PathBuf,
+    /// The component name from the manifest.
+    name: String,
+    builtin: bool,
+}
+
+fn read_toml(path: &Path) -> anyhow::Result<toml::Table> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.parse::<toml::Table>()
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+fn find_guests(root: &Path) -> anyhow::Result<Vec<Guest>> {
+    let mut guests = Vec::new();
+    for (folder, builtin) in [("commands", true), ("tests/guests", false)] {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(folder))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("Cargo.toml").is_file())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let cargo_toml = read_toml(&dir.join("Cargo.toml"))?;
+            let package = cargo_toml
+                .get("package")
+                .and_then(|p| p.get("name"))
+                .and_then(|n| n.as_str())
+                .with_context(|| format!("{}: no package name", dir.display()))?
+                .to_owned();
+            let manifest = std::fs::read_dir(&dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| {
+                    p.extension().is_some_and(|x| x == "toml")
+                        && p.file_name().is_some_and(|n| n != "Cargo.toml")
+                })
+                .with_context(|| {
+                    format!("{}: no component manifest (<name>.toml)", dir.display())
+                })?;
+            let name = read_toml(&manifest)?
+                .get("name")
+                .and_then(|n| n.as_str())
+                .with_context(|| format!("{}: no name", manifest.display()))?
+                .to_owned();
+            guests.push(Guest {
+                package,
+                manifest,
+                name,
+                builtin,
+            });
+        }
+    }
+    Ok(guests)
+}
+
+/// Installs the wasm target when rustup is there and it is missing.
+fn ensure_guest_target() -> anyhow::Result<()> {
+    let Ok(out) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
+        return Ok(());
+    };
+    let installed = String::from_utf8_lossy(&out.stdout);
+    if !installed.lines().any(|l| l.trim() == GUEST_TARGET) {
+        run(Command::new("rustup").args(["target", "add", GUEST_TARGET]))?;
+    }
+    Ok(())
+}
+
+/// Builds every guest and lays them out as component folders.
+/// Returns (builtin dir, test dir).
+fn guests(root: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    ensure_guest_target()?;
+    let list = find_guests(root)?;
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["build", "--release", "--target", GUEST_TARGET]);
+    for g in &list {
+        cmd.args(["-p", &g.package]);
+    }
+    run(&mut cmd)?;
+    let target = target_dir(root);
+    let built = target.join(GUEST_TARGET).join("release");
+    let builtin_dir = target.join("components/builtin");
+    let test_dir = target.join("components/test");
+    for dir in [&builtin_dir, &test_dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+    }
+    for g in &list {
+        let wasm = built.join(format!("{}.wasm", g.package.replace('-', "_")));
+        let dests: Vec<&PathBuf> = if g.builtin {
+            vec![&builtin_dir, &test_dir]
+        } else {
+            vec![&test_dir]
+        };
+        for dir in dests {
+            std::fs::copy(&wasm, dir.join(format!("{}.wasm", g.name)))
+                .with_context(|| format!("copying {}", wasm.display()))?;
+            std::fs::copy(&g.manifest, dir.join(format!("{}.toml", g.name)))?;
+        }
+    }
+    Ok((builtin_dir, test_dir))
+}
+
+fn build(root: &Path) -> anyhow::Result<()> {
+    let (builtin, _) = guests(root)?;
+    run(cargo()
+        .current_dir(root)
+        .args(["build", "--release", "-p", "neopro-runtime"]))?;
+    let dist = root.join("dist");
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist)?;
+    }
+    std::fs::create_dir_all(dist.join("components"))?;
+    std::fs::copy(
+        target_dir(root).join("release/neopro-runtime"),
+        dist.join("neopro-runtime"),
+    )?;
+    for entry in std::fs::read_dir(&builtin)? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, dist.join("components").join(name))?;
+        }
+    }
+    eprintln!("dist/ ready: {}", dist.display());
+    Ok(())
+}
+
+fn test(root: &Path) -> anyhow::Result<()> {
+    let (_, test_dir) = guests(root)?;
+    run(cargo()
+        .current_dir(root)
+        .env("NEOPRO_TEST_COMPONENTS", &test_dir)
+        .args(["test"]))
+}
+
+fn bench(root: &Path) -> anyhow::Result<()> {
+    let (_, test_dir) = guests(root)?;
+    run(cargo()
+        .current_dir(root)
+        .env("NEOPRO_TEST_COMPONENTS", &test_dir)
+        .args(["bench", "-p", "neopro-runtime", "--bench", "sandbox"]))
+}
+
+/// A sample NEOPRO install for the demo.
+fn demo_site(dir: &Path) -> anyhow::Result<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    let neopro = dir.join("neopro");
+    std::fs::create_dir_all(neopro.join("webapp"))?;
+    std::fs::create_dir_all(neopro.join("logs"))?;
+    std::fs::create_dir_all(neopro.join("videos/Match"))?;
+    std::fs::write(neopro.join("VERSION"), "2.1.3\n")?;
+    std::fs::write(
+        neopro.join("webapp/configuration.json"),
+        "{\n  \"categories\": [\n    {\"name\": \"Match\", \"videos\": [{\"name\": \"But\", \"path\": \"videos/Match/but.mp4\"}]}\n  ],\n  \"sponsors\": []\n}\n",
+    )?;
+    let mut log = String::new();
+    for i in 1..=20 {
+        log.push_str(&format!(
+            "2026-11-28T10:00:{i:02}Z info heartbeat sent ({i})\n"
+        ));
+    }
+    std::fs::write(neopro.join("logs/sync-agent.log"), log)?;
+    let conf = dir.join("site.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "# demo site\nSITE_ID=demo-site\nNEOPRO_ROOT={}\nSTATE_PATH={}\n",
+            neopro.display(),
+            dir.join("state").display()
+        ),
+    )?;
+    Ok(conf)
+}
+
+fn demo(root: &Path) -> anyhow::Result<()> {
+    build(root)?;
+    let conf = demo_site(&target_dir(root).join("demo"))?;
+    let bin = root.join("dist/neopro-runtime");
+    let conf_arg = conf.display().to_string();
+    let step = |title: &str, args: &[&str]| -> anyhow::Result<()> {
+        println!("\n=== {title}\n$ dist/neopro-runtime {}", args.join(" "));
+        let status = Command::new(&bin)
+            .arg("--config")
+            .arg(&conf_arg)
+            .args(args)
+            .status()?;
+        println!("(exit status {})", status.code().unwrap_or(-1));
+        Ok(())
+    };
+    step("installed components", &["components"])?;
+    step(
+        "get_system_info: real metrics of this machine",
+        &["run-component", "get-system-info"],
+    )?;
+    step(
+        "get_config: the sample configuration.json",
+        &["run-component", "get-config"],
+    )?;
+    step(
+        "get_logs: last 5 lines of the agent log",
+        &[
+            "run-component",
+            "get-logs",
+            "--data",
+            r#"{"service":"sync-agent","lines":5}"#,
+        ],
+    )?;
+    step(
+        "get_logs: a shell injection attempt is refused before anything runs",
+        &[
+            "run-component",
+            "get-logs",
+            "--data",
+            r#"{"service":"neopro-app; touch x"}"#,
+        ],
+    )?;
+    Ok(())
+}

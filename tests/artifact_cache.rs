@@ -1,0 +1,72 @@
+//! Components are compiled once, then loaded from the precompiled cache.
+
+use neopro_e2e::{Site, component};
+use neopro_runtime::sandbox::{CacheStats, LoadOrigin, sha256_hex};
+
+fn cached_artifacts(site: &Site) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(site.config.cache_dir())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn second_load_comes_from_the_cache() {
+    let site = Site::new();
+    let first = site.sandbox();
+    let loaded = site.load(&first, "get-config");
+    assert_eq!(loaded.origin(), LoadOrigin::Compiled);
+    assert_eq!(
+        first.cache_stats(),
+        CacheStats {
+            hits: 0,
+            compiled: 1
+        }
+    );
+
+    let wasm = std::fs::read(component("get-config").wasm_path).expect("wasm");
+    let artifacts = cached_artifacts(&site);
+    assert_eq!(artifacts.len(), 1);
+    assert!(artifacts[0].starts_with(&format!("{}-", sha256_hex(&wasm))));
+    assert!(artifacts[0].ends_with(".cwasm"));
+
+    // A new agent process (new sandbox) over the same state folder.
+    let second = site.sandbox();
+    let again = site.load(&second, "get-config");
+    assert_eq!(again.origin(), LoadOrigin::Cache);
+    assert_eq!(
+        second.cache_stats(),
+        CacheStats {
+            hits: 1,
+            compiled: 0
+        }
+    );
+}
+
+#[test]
+fn a_damaged_artifact_is_recompiled() {
+    let site = Site::new();
+    let _ = site.load(&site.sandbox(), "get-config");
+    let artifacts = cached_artifacts(&site);
+    let path = site.config.cache_dir().join(&artifacts[0]);
+    std::fs::write(&path, b"not an artifact").expect("damage");
+
+    let sandbox = site.sandbox();
+    let loaded = site.load(&sandbox, "get-config");
+    assert_eq!(loaded.origin(), LoadOrigin::Compiled);
+    assert_eq!(
+        sandbox.cache_stats(),
+        CacheStats {
+            hits: 0,
+            compiled: 1
+        }
+    );
+    assert!(
+        std::fs::read(&path).is_ok_and(|b| b.len() > 1000),
+        "artifact rewritten"
+    );
+}

@@ -1,0 +1,130 @@
+//! Shared set-up for the end-to-end tests: a temporary NEOPRO install, the
+//! components built by `cargo xtask guests`, and a sandbox over them.
+//!
+//! A broken set-up should stop a test loudly, hence the `expect`s.
+#![allow(clippy::expect_used)]
+
+use neopro_runtime::config::SiteConfig;
+use neopro_runtime::host::{HostServices, WitError};
+use neopro_runtime::registry::{ComponentSpec, spec_for_wasm};
+use neopro_runtime::sandbox::{CommandRequest, LoadedComponent, Sandbox};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where `cargo xtask guests` put the built components.
+pub fn components_dir() -> PathBuf {
+    let dir = std::env::var_os("NEOPRO_TEST_COMPONENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/components/test"));
+    assert!(
+        dir.join("escape.wasm").is_file(),
+        "test components missing in {}: run the tests with `cargo xtask test`",
+        dir.display()
+    );
+    dir
+}
+
+/// A component built for the tests, with its manifest.
+pub fn component(name: &str) -> ComponentSpec {
+    spec_for_wasm(&components_dir().join(format!("{name}.wasm")))
+        .expect("test component and manifest")
+}
+
+/// A throw-away NEOPRO install: every root under one temporary folder.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+    pub config: SiteConfig,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        Self::with_extra("")
+    }
+
+    /// A site whose site.conf also has `extra` lines.
+    pub fn with_extra(extra: &str) -> Site {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        for sub in [
+            "neopro/webapp",
+            "neopro/videos",
+            "neopro/backups",
+            "neopro/logs",
+            "state",
+        ] {
+            std::fs::create_dir_all(root.join(sub)).expect("site folders");
+        }
+        let text = format!(
+            "NEOPRO_ROOT={}\nSTATE_PATH={}\n{extra}\n",
+            root.join("neopro").display(),
+            root.join("state").display()
+        );
+        let config = SiteConfig::from_sources(Some((&root.join("site.conf"), &text)), &|_| None)
+            .expect("site config");
+        Site { dir, config }
+    }
+
+    /// Path of something in the site folder.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("parent folder");
+        }
+        std::fs::write(p, contents).expect("write fixture");
+    }
+
+    /// A sandbox over this site, caching artifacts in its state folder.
+    pub fn sandbox(&self) -> Sandbox {
+        let services = Arc::new(HostServices::from_config(&self.config));
+        Sandbox::new(services, Some(&self.config.cache_dir())).expect("sandbox")
+    }
+
+    /// Loads a test component into `sandbox`.
+    pub fn load(&self, sandbox: &Sandbox, name: &str) -> LoadedComponent {
+        let spec = component(name);
+        sandbox
+            .load_file(&spec.wasm_path, spec.manifest)
+            .expect("component loads")
+    }
+
+    /// Runs a component's first command type with `data`.
+    pub fn run(&self, name: &str, data: Value) -> Result<Value, WitError> {
+        let sandbox = self.sandbox();
+        let loaded = self.load(&sandbox, name);
+        run_loaded(&sandbox, &loaded, data)
+    }
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs an already loaded component.
+pub fn run_loaded(
+    sandbox: &Sandbox,
+    loaded: &LoadedComponent,
+    data: Value,
+) -> Result<Value, WitError> {
+    let request = CommandRequest {
+        id: "test-command".to_owned(),
+        command_type: loaded.manifest().commands[0].clone(),
+        data: data.to_string(),
+    };
+    let json = sandbox.execute(loaded, &request, None)?;
+    Ok(serde_json::from_str(&json).expect("result is JSON"))
+}
+
+/// The error kind and message, for exact assertions.
+pub fn error_of(result: Result<Value, WitError>) -> (String, String) {
+    match result {
+        Ok(v) => ("ok".to_owned(), v.to_string()),
+        Err(e) => (e.kind().to_owned(), e.message().to_owned()),
+    }
+}
