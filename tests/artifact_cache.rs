@@ -1,4 +1,6 @@
 //! Components are compiled once, then loaded from the precompiled cache.
+// Test fixtures failing to set up should stop the test loudly.
+#![allow(clippy::expect_used)]
 
 use neopro_e2e::{Site, component};
 use neopro_runtime::sandbox::{CacheStats, LoadOrigin, sha256_hex};

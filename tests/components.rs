@@ -1,4 +1,6 @@
 //! The built-in components against real files on a temporary NEOPRO root.
+// Test fixtures failing to set up should stop the test loudly.
+#![allow(clippy::expect_used)]
 
 use neopro_e2e::{Site, error_of};
 use serde_json::json;

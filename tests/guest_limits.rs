@@ -1,4 +1,6 @@
 //! A misbehaving guest costs one error result, never the agent.
+// Test fixtures failing to set up should stop the test loudly.
+#![allow(clippy::expect_used)]
 
 use neopro_e2e::{Site, error_of, run_loaded};
 use serde_json::json;

@@ -1,4 +1,6 @@
 //! A component may touch only its granted roots, and only inside them.
+// Test fixtures failing to set up should stop the test loudly.
+#![allow(clippy::expect_used)]
 
 use neopro_e2e::{Site, error_of};
 use serde_json::{Value, json};

@@ -117,15 +117,16 @@ pub fn parse_dotenv(path: &Path, text: &str) -> Result<BTreeMap<String, String>,
 /// double quotes); an unquoted value ends at ` #`.
 fn unquote(value: &str) -> String {
     for quote in ['"', '\'', '`'] {
-        if value.len() >= 2 && value.starts_with(quote) {
-            if let Some(end) = value[1..].find(quote) {
-                let inner = &value[1..1 + end];
-                return if quote == '"' {
-                    inner.replace("\\n", "\n")
-                } else {
-                    inner.to_owned()
-                };
-            }
+        if value.len() >= 2
+            && value.starts_with(quote)
+            && let Some(end) = value[1..].find(quote)
+        {
+            let inner = &value[1..1 + end];
+            return if quote == '"' {
+                inner.replace("\\n", "\n")
+            } else {
+                inner.to_owned()
+            };
         }
     }
     match value.find(" #") {

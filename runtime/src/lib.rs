@@ -6,14 +6,14 @@
 //! `neopro:agent` WIT interfaces, each call checked against its manifest.
 //!
 //! Where things are:
-//! - [`config`]: site.conf;
-//! - [`manifest`]: component manifests, grants and limits;
-//! - [`registry`]: which component handles which command;
-//! - [`sandbox`]: engine, artifact cache, running a command;
-//! - [`host`]: the host side of each WIT interface (`host::files` is where a
+//! - [`config`] — site.conf;
+//! - [`manifest`] — component manifests, grants and limits;
+//! - [`registry`] — which component handles which command;
+//! - [`sandbox`] — engine, artifact cache, running a command;
+//! - [`host`] — the host side of each WIT interface (`host::files` is where a
 //!   command's bytes are written);
-//! - [`metrics`]: cpu, memory, temperature, disk, version;
-//! - [`cli`]: the `neopro-runtime` command line.
+//! - [`metrics`] — cpu, memory, temperature, disk, version;
+//! - [`cli`] — the `neopro-runtime` command line.
 
 pub mod cli;
 pub mod config;

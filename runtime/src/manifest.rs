@@ -258,12 +258,12 @@ impl Manifest {
                 "command type '{bad}' must be 1-64 characters of a-z, 0-9 and '_'"
             ));
         }
-        if let Some(event) = &self.progress_event {
-            if !is_command_type(event) {
-                return invalid(format!(
-                    "progress-event '{event}' must be 1-64 characters of a-z, 0-9 and '_'"
-                ));
-            }
+        if let Some(event) = &self.progress_event
+            && !is_command_type(event)
+        {
+            return invalid(format!(
+                "progress-event '{event}' must be 1-64 characters of a-z, 0-9 and '_'"
+            ));
         }
         if !(1..=MAX_MEMORY_MIB).contains(&self.limits.memory_mib) {
             return invalid(format!(

@@ -365,15 +365,15 @@ pub fn version_info(neopro_root: &Path) -> VersionInfo {
             return info;
         }
     }
-    if let Some(webapp) = json("webapp/version.json") {
-        if let Some(v) = text_of(&webapp, "version") {
-            info.version = v;
-            info.commit = info.commit.or_else(|| text_of(&webapp, "commit"));
-            info.build_date = info.build_date.or_else(|| text_of(&webapp, "buildDate"));
-            info.source =
-                text_of(&webapp, "source").unwrap_or_else(|| "webapp/version.json".to_owned());
-            return info;
-        }
+    if let Some(webapp) = json("webapp/version.json")
+        && let Some(v) = text_of(&webapp, "version")
+    {
+        info.version = v;
+        info.commit = info.commit.or_else(|| text_of(&webapp, "commit"));
+        info.build_date = info.build_date.or_else(|| text_of(&webapp, "buildDate"));
+        info.source =
+            text_of(&webapp, "source").unwrap_or_else(|| "webapp/version.json".to_owned());
+        return info;
     }
     if let Ok(text) = std::fs::read_to_string(neopro_root.join("VERSION")) {
         let v = text.trim();
@@ -383,11 +383,11 @@ pub fn version_info(neopro_root: &Path) -> VersionInfo {
             return info;
         }
     }
-    if let Some(package) = json("webapp/package.json") {
-        if let Some(v) = text_of(&package, "version") {
-            info.version = v;
-            info.source = "webapp/package.json".to_owned();
-        }
+    if let Some(package) = json("webapp/package.json")
+        && let Some(v) = text_of(&package, "version")
+    {
+        info.version = v;
+        info.source = "webapp/package.json".to_owned();
     }
     info
 }

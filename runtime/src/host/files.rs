@@ -108,12 +108,12 @@ impl Host for HostState {
         let root = RootName::from(root);
         let dir = self.open_root(root, Access::ReadWrite)?;
         let rel = relative_file(&path)?;
-        if let Ok(meta) = dir.symlink_metadata(&rel) {
-            if meta.is_dir() {
-                return Err(WitError::InvalidInput(format!(
-                    "{root}/{path} is a directory, not a file"
-                )));
-            }
+        if let Ok(meta) = dir.symlink_metadata(&rel)
+            && meta.is_dir()
+        {
+            return Err(WitError::InvalidInput(format!(
+                "{root}/{path} is a directory, not a file"
+            )));
         }
         write_atomic(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
     }

@@ -122,10 +122,10 @@ impl ArtifactCache {
                 detail: format!("{e:?}"),
             })?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Some(path) = path {
-            if let Err(e) = store(&component, &path) {
-                tracing::warn!("cannot cache compiled {name} at {}: {e}", path.display());
-            }
+        if let Some(path) = path
+            && let Err(e) = store(&component, &path)
+        {
+            tracing::warn!("cannot cache compiled {name} at {}: {e}", path.display());
         }
         Ok((component, LoadOrigin::Compiled))
     }
