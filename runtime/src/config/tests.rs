@@ -85,3 +85,36 @@ fn errors_name_the_line_or_key() {
         )
     );
 }
+
+#[test]
+fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/site.conf.example");
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let c = SiteConfig::from_sources(Some((&path, &text)), &no_env)?;
+    assert!(c.central_server_enabled);
+    assert_eq!(c.allowed_commands.len(), DEFAULT_ALLOWED_COMMANDS.len());
+    for key in [
+        "CENTRAL_SERVER_URL",
+        "CENTRAL_SERVER_ENABLED",
+        "SITE_ID",
+        "SITE_API_KEY",
+        "NEOPRO_ROOT",
+        "VIDEOS_PATH",
+        "CONFIG_PATH",
+        "BACKUP_PATH",
+        "LOG_PATH",
+        "LOG_LEVEL",
+        "STATE_PATH",
+        "COMPONENTS_PATH",
+        "JOURNALCTL_PATH",
+        "HEARTBEAT_INTERVAL",
+        "MAX_DOWNLOAD_SIZE",
+        "ALLOWED_COMMANDS",
+    ] {
+        assert!(text.contains(&format!("{key}=")), "{key} undocumented");
+    }
+    Ok(())
+}
