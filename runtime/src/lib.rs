@@ -16,8 +16,10 @@
 //! - [`cli`] — the `neopro-runtime` command line.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod host;
+pub mod link;
 pub mod manifest;
 pub mod metrics;
 pub mod registry;
