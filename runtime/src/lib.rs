@@ -15,10 +15,12 @@
 //! - [`metrics`] — cpu, memory, temperature, disk, version;
 //! - [`cli`] — the `neopro-runtime` command line.
 
+pub mod atomic;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod host;
+pub mod journal;
 pub mod link;
 pub mod manifest;
 pub mod metrics;

@@ -5,13 +5,9 @@ use super::bindings::neopro::agent::files::{DirEntry, EntryKind, Host, Metadata}
 use super::roots::{io_error, relative, relative_file};
 use super::{HostState, WitError, WitRoot};
 use crate::manifest::{Access, RootName};
-use cap_std::fs::{Dir, OpenOptions};
-use std::io::{Read, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use cap_std::fs::Dir;
+use std::io::Read;
 use std::time::UNIX_EPOCH;
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {
     if ft.is_symlink() {
@@ -23,39 +19,6 @@ fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {
     } else {
         EntryKind::Other
     }
-}
-
-/// Writes `contents` to `dir/name` so that a crash leaves either the old or
-/// the new file: unique temp name, fsync, rename over, fsync the directory.
-pub fn write_atomic(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let file_name = name
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let parent = name.parent().filter(|p| !p.as_os_str().is_empty());
-    let parent_dir = match parent {
-        Some(p) => dir.open_dir(p)?,
-        None => dir.try_clone()?,
-    };
-    let temp = format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let result = (|| {
-        let mut file =
-            parent_dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        parent_dir.rename(&temp, &parent_dir, &file_name)?;
-        // Make the rename itself durable.
-        parent_dir.open(".")?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = parent_dir.remove_file(&temp);
-    }
-    result
 }
 
 impl HostState {
@@ -115,7 +78,7 @@ impl Host for HostState {
                 "{root}/{path} is a directory, not a file"
             )));
         }
-        write_atomic(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
+        crate::atomic::write(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
     }
 
     fn remove_file(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {

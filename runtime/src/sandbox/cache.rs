@@ -143,16 +143,9 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 
 fn store(component: &Component, path: &Path) -> Result<(), String> {
     let bytes = component.serialize().map_err(|e| e.to_string())?;
-    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let result = (|| {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&temp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(|e| e.to_string())
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err("bad cache path".to_owned());
+    };
+    let dir = crate::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
+    crate::atomic::write(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())
 }

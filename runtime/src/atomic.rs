@@ -1,0 +1,49 @@
+//! Crash-safe file replacement, shared by everything that persists state:
+//! component writes, the command journal, the artifact cache.
+
+use cap_std::fs::{Dir, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `contents` to `dir/name` so that a crash leaves either the old or
+/// the new file: unique temp name, fsync, rename over, fsync the directory.
+/// A failed write removes its temp file and leaves the old file untouched.
+pub fn write(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let file_name = name
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
+    let parent = name.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent_dir = match parent {
+        Some(p) => dir.open_dir(p)?,
+        None => dir.try_clone()?,
+    };
+    let temp = format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let result = (|| {
+        let mut file =
+            parent_dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        parent_dir.rename(&temp, &parent_dir, &file_name)?;
+        // Make the rename itself durable.
+        parent_dir.open(".")?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = parent_dir.remove_file(&temp);
+    }
+    result
+}
+
+/// Opens (creating it if needed) a folder the agent owns, as a capability.
+pub fn open_state_dir(path: &Path) -> std::io::Result<Dir> {
+    std::fs::create_dir_all(path)?;
+    Dir::open_ambient_dir(path, cap_std::ambient_authority())
+}
