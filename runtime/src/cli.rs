@@ -23,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the agent: connect to the central server and execute its commands.
+    Run,
     /// Run one component locally and print its result JSON on stdout.
     RunComponent {
         /// Installed component name, command type, or path to a .wasm file
@@ -75,7 +77,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command_type,
         } => run_component(&config, &component, data, data_file, command_type),
         Command::Components => list_components(&config),
+        Command::Run => run_agent(config, cli.config),
     }
+}
+
+fn run_agent(config: SiteConfig, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(crate::agent::run(
+        config,
+        config_file,
+        crate::agent::AgentOptions::default(),
+        crate::agent::stop_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn find_component(config: &SiteConfig, which: &str) -> anyhow::Result<ComponentSpec> {

@@ -13,12 +13,19 @@
 //! - [`host`] — the host side of each WIT interface (`host::files` is where a
 //!   command's bytes are written);
 //! - [`metrics`] — cpu, memory, temperature, disk, version;
+//! - [`link`] — the Socket.IO client and its reconnect supervisor;
+//! - [`session`] — authentication, heartbeat, commands, results;
+//! - [`journal`] — the persistent command journal and result outbox;
+//! - [`dispatch`] — allowlist, component lookup, per-resource locks;
+//! - [`agent`] — `run`: everything wired together;
 //! - [`cli`] — the `neopro-runtime` command line.
 
+pub mod agent;
 pub mod atomic;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dispatch;
 pub mod host;
 pub mod journal;
 pub mod link;
@@ -26,3 +33,5 @@ pub mod manifest;
 pub mod metrics;
 pub mod registry;
 pub mod sandbox;
+pub mod session;
+pub mod systemd;

@@ -263,6 +263,14 @@ async fn supervise(
                                 let _ = done.send(());
                                 return;
                             }
+                            // E.g. an auth refusal that arrived after the
+                            // server already dropped us: wait longer.
+                            Some(Command::Reconnect { after, .. }) => {
+                                let later = tokio::time::Instant::now() + after;
+                                if later > wake.deadline() {
+                                    wake.as_mut().reset(later);
+                                }
+                            }
                             Some(_) => {}
                         },
                     }

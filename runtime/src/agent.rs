@@ -1,0 +1,107 @@
+//! `neopro-runtime run`: wires the journal, the components, the link and
+//! the session together, and runs them until asked to stop.
+
+use crate::config::SiteConfig;
+use crate::dispatch::Dispatcher;
+use crate::host::HostServices;
+use crate::journal::{Journal, JournalError};
+use crate::link::backoff::BackoffPolicy;
+use crate::link::{self, LinkConfig};
+use crate::registry::{self, Registry, RegistryError};
+use crate::sandbox::{Sandbox, SandboxError};
+use crate::session::{Session, SessionSettings};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the agent cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(
+        "CENTRAL_SERVER_ENABLED is not \"true\" in {0}: the agent has no server to talk to. Set it to true to run the agent"
+    )]
+    Disabled(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+/// Timings; the defaults are the production ones, tests shorten them.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub session: SessionSettings,
+    pub connect_timeout: Duration,
+    pub backoff: BackoffPolicy,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            session: SessionSettings::default(),
+            connect_timeout: Duration::from_secs(10),
+            backoff: BackoffPolicy::default(),
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    config: SiteConfig,
+    config_file: Option<PathBuf>,
+    options: AgentOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    if !config.central_server_enabled {
+        return Err(AgentError::Disabled(
+            config
+                .file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the environment".to_owned()),
+        ));
+    }
+    let journal = Arc::new(Journal::open(&config.state_path.join("journal"))?);
+    let components_dir = registry::components_dir(&config);
+    let (registry, problems) = Registry::scan(&components_dir)?;
+    for problem in problems {
+        tracing::warn!("{problem}");
+    }
+    let services = Arc::new(HostServices::from_config(&config));
+    let sandbox = Arc::new(Sandbox::new(services, Some(&config.cache_dir()))?);
+    let dispatcher = Arc::new(Dispatcher::new(&config, &registry, sandbox));
+    tracing::info!(
+        "neopro-runtime {} for site {} ({}), components from {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        config.site_id.as_deref().unwrap_or("<unregistered>"),
+        config.site_name.as_deref().unwrap_or("unnamed"),
+        components_dir.display(),
+        dispatcher.runnable().join(", ")
+    );
+    let (link, events) = link::spawn(LinkConfig {
+        server_url: config.central_server_url.clone(),
+        connect_timeout: options.connect_timeout,
+        backoff: options.backoff,
+    });
+    let session = Session::new(config, config_file, options.session, link, journal, dispatcher);
+    session.run(events, shutdown).await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

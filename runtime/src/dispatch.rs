@@ -1,0 +1,122 @@
+//! From a command type to a finished outcome: allowlist, component lookup,
+//! per-resource serialisation, and the sandboxed run on a blocking thread.
+
+use crate::config::SiteConfig;
+use crate::host::ProgressSink;
+use crate::journal::Outcome;
+use crate::registry::Registry;
+use crate::sandbox::{CommandRequest, LoadedComponent, Sandbox};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Commands that touch the same thing never run at the same time; everything
+/// else runs concurrently.
+pub fn resource_of(command_type: &str) -> Option<&'static str> {
+    match command_type {
+        "deploy_video" | "delete_video" => Some("videos"),
+        "update_config" | "update_settings" => Some("config"),
+        "update_software" | "reboot" | "restart_service" | "install_component"
+        | "remove_component" => Some("software"),
+        "update_hotspot" => Some("network"),
+        _ => None,
+    }
+}
+
+/// Runs commands with the installed components.
+pub struct Dispatcher {
+    sandbox: Arc<Sandbox>,
+    by_command: BTreeMap<String, Arc<LoadedComponent>>,
+    allowed: BTreeSet<String>,
+    locks: BTreeMap<&'static str, Arc<Mutex<()>>>,
+}
+
+impl Dispatcher {
+    /// Loads every component of the registry (from the artifact cache when
+    /// possible). A component that fails to load is reported and left out.
+    pub fn new(config: &SiteConfig, registry: &Registry, sandbox: Arc<Sandbox>) -> Self {
+        let mut by_command = BTreeMap::new();
+        for spec in registry.components() {
+            match sandbox.load_file(&spec.wasm_path, spec.manifest.clone()) {
+                Ok(loaded) => {
+                    let loaded = Arc::new(loaded);
+                    for command in &spec.manifest.commands {
+                        by_command.insert(command.clone(), loaded.clone());
+                    }
+                }
+                Err(e) => tracing::error!("component {} not available: {e}", spec.manifest.name),
+            }
+        }
+        let locks = ["videos", "config", "software", "network"]
+            .into_iter()
+            .map(|r| (r, Arc::new(Mutex::new(()))))
+            .collect();
+        Dispatcher {
+            sandbox,
+            by_command,
+            allowed: config.allowed_commands.iter().cloned().collect(),
+            locks,
+        }
+    }
+
+    /// Command types that can run here (allowed and with a component).
+    pub fn runnable(&self) -> Vec<String> {
+        self.by_command
+            .keys()
+            .filter(|t| self.allowed.contains(*t))
+            .cloned()
+            .collect()
+    }
+
+    /// Runs one command to its outcome. Never panics, never fails: every
+    /// problem is an error outcome with the upstream wording where one exists.
+    pub async fn run(
+        &self,
+        id: &str,
+        command_type: &str,
+        data: &Value,
+        progress: Option<Arc<dyn ProgressSink>>,
+    ) -> Outcome {
+        if !self.allowed.contains(command_type) {
+            return Outcome::Error {
+                error: format!("Command type '{command_type}' is not allowed"),
+            };
+        }
+        let Some(component) = self.by_command.get(command_type).cloned() else {
+            return Outcome::Error {
+                error: format!("Unknown command type: {command_type}"),
+            };
+        };
+        let _guard = match resource_of(command_type).and_then(|r| self.locks.get(r)) {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let data = if data.is_null() {
+            "{}".to_owned()
+        } else {
+            data.to_string()
+        };
+        let request = CommandRequest {
+            id: id.to_owned(),
+            command_type: command_type.to_owned(),
+            data,
+        };
+        let sandbox = self.sandbox.clone();
+        let run = tokio::task::spawn_blocking(move || sandbox.execute(&component, &request, progress));
+        match run.await {
+            Ok(Ok(json)) => match serde_json::from_str(&json) {
+                Ok(result) => Outcome::Success { result },
+                Err(e) => Outcome::Error {
+                    error: format!("the component returned invalid JSON: {e}"),
+                },
+            },
+            Ok(Err(error)) => Outcome::Error {
+                error: error.message().to_owned(),
+            },
+            Err(e) => Outcome::Error {
+                error: format!("the command could not finish: {e}"),
+            },
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The session with the central server: authenticate on every connect,
+//! heartbeat, mirror the local configuration, take commands, deliver results.
+//!
+//! Everything happens in one event loop that owns the session state; each
+//! command runs in its own task and reports back through a channel.
+
+pub mod auth;
+pub mod heartbeat;
+pub mod local_state;
+
+use crate::config::SiteConfig;
+use crate::dispatch::Dispatcher;
+use crate::host::ProgressSink;
+use crate::journal::{Admission, Journal, Outcome};
+use crate::link::{LinkEvent, LinkHandle};
+use crate::metrics::SystemProbe;
+use local_state::ConfigWatcher;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+/// Broadcasts the server sends to every socket; not for us (§1.10).
+const IGNORED_BROADCASTS: &[&str] = &[
+    "command_timeout",
+    "command_completed",
+    "site_config_updated",
+    "deploy_progress",
+    "update_progress",
+    "match-info-updated",
+    "score-update",
+    "score-reset",
+];
+
+/// Timings that tests shorten.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// First wait after an authentication refusal; doubles up to 6×.
+    pub auth_retry: Duration,
+    /// How often CONFIG_PATH is checked for changes.
+    pub watch_interval: Duration,
+    /// How long running commands may finish after a stop request.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            auth_retry: Duration::from_secs(300),
+            watch_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Progress reports go to the server as events; best effort.
+struct LinkProgress(LinkHandle);
+
+impl ProgressSink for LinkProgress {
+    fn emit(&self, event: &str, payload: Value) {
+        let _ = self.0.emit(event, &[payload]);
+    }
+}
+
+/// Site identity, re-read from site.conf before every authentication so a
+/// fixed file is picked up without a restart.
+#[derive(Debug, Clone, Default)]
+struct Credentials {
+    site_id: String,
+    api_key: String,
+}
+
+pub struct Session {
+    config: SiteConfig,
+    config_file: Option<PathBuf>,
+    settings: SessionSettings,
+    link: LinkHandle,
+    journal: Arc<Journal>,
+    dispatcher: Arc<Dispatcher>,
+    probe: Arc<SystemProbe>,
+    credentials: Credentials,
+    authenticated: bool,
+    auth_failures: u32,
+    /// Server pings received on the current connection.
+    pings: u64,
+    /// Results emitted and not yet proven received: (command id, pings then).
+    in_flight: Vec<(String, u64)>,
+    watcher: ConfigWatcher,
+    running: usize,
+    done_tx: mpsc::UnboundedSender<(String, Outcome)>,
+    done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
+}
+
+impl Session {
+    pub fn new(
+        config: SiteConfig,
+        config_file: Option<PathBuf>,
+        settings: SessionSettings,
+        link: LinkHandle,
+        journal: Arc<Journal>,
+        dispatcher: Arc<Dispatcher>,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let credentials = Credentials {
+            site_id: config.site_id.clone().unwrap_or_default(),
+            api_key: config.site_api_key.clone().unwrap_or_default(),
+        };
+        Session {
+            watcher: ConfigWatcher::new(config.config_path.clone()),
+            config,
+            config_file,
+            settings,
+            link,
+            journal,
+            dispatcher,
+            probe: Arc::new(SystemProbe::default()),
+            credentials,
+            authenticated: false,
+            auth_failures: 0,
+            pings: 0,
+            in_flight: Vec::new(),
+            running: 0,
+            done_tx,
+            done_rx,
+        }
+    }
+
+    /// Runs until `shutdown` resolves, then lets running commands finish
+    /// (within the grace period), delivers what it can and closes the link.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut watch = tokio::time::interval(self.settings.watch_interval);
+        watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let watchdog_every = crate::systemd::watchdog_interval();
+        let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+        crate::systemd::notify("READY=1");
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                event = events.recv() => match event {
+                    Some(event) => self.on_link_event(event, &mut heartbeat),
+                    None => break,
+                },
+                Some((id, outcome)) = self.done_rx.recv() => self.on_done(id, outcome),
+                _ = heartbeat.tick() => {
+                    if self.authenticated {
+                        self.send_heartbeat();
+                    }
+                }
+                _ = watch.tick() => {
+                    if self.watcher.changed() && self.authenticated {
+                        self.sync_local_state();
+                    }
+                }
+                _ = watchdog.tick(), if watchdog_every.is_some() => crate::systemd::notify("WATCHDOG=1"),
+            }
+        }
+        self.stop().await;
+    }
+
+    async fn stop(mut self) {
+        crate::systemd::notify("STOPPING=1");
+        tracing::info!("stopping: no new commands; {} still running", self.running);
+        let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
+        while self.running > 0 {
+            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
+                Ok(Some((id, outcome))) => self.on_done(id, outcome),
+                _ => {
+                    tracing::warn!(
+                        "{} command(s) still running at shutdown; they will be reported as interrupted",
+                        self.running
+                    );
+                    break;
+                }
+            }
+        }
+        self.link.close().await;
+    }
+
+    fn on_link_event(&mut self, event: LinkEvent, heartbeat: &mut tokio::time::Interval) {
+        match event {
+            LinkEvent::Connected => {
+                self.pings = 0;
+                self.reload_credentials();
+                let _ = self.link.emit(
+                    "authenticate",
+                    &[json!({"siteId": self.credentials.site_id, "apiKey": self.credentials.api_key})],
+                );
+            }
+            LinkEvent::Disconnected(reason) => {
+                if self.authenticated {
+                    tracing::warn!("disconnected from the central server: {reason}");
+                }
+                self.authenticated = false;
+                // Unconfirmed results stay in the outbox and go again after
+                // the next authentication.
+                self.in_flight.clear();
+            }
+            LinkEvent::ServerPing => self.on_server_ping(),
+            LinkEvent::Event { name, args, .. } => match name.as_str() {
+                "authenticated" => self.on_authenticated(heartbeat),
+                "auth_error" => self.on_auth_error(&args),
+                "ping_check" => {
+                    let _ = self.link.emit("pong_check", &[]);
+                }
+                "command" => self.on_command(args.into_iter().next().unwrap_or(Value::Null)),
+                other if IGNORED_BROADCASTS.contains(&other) => {}
+                other => tracing::debug!("ignoring event {other}"),
+            },
+        }
+    }
+
+    fn reload_credentials(&mut self) {
+        match SiteConfig::load(self.config_file.as_deref()) {
+            Ok(fresh) => {
+                self.credentials = Credentials {
+                    site_id: fresh.site_id.unwrap_or_default(),
+                    api_key: fresh.site_api_key.unwrap_or_default(),
+                };
+            }
+            Err(e) => tracing::warn!("keeping the previous credentials: {e}"),
+        }
+        if self.credentials.site_id.is_empty() || self.credentials.api_key.is_empty() {
+            tracing::error!(
+                "SITE_ID and SITE_API_KEY are required: register the site with `neopro-runtime register`"
+            );
+        }
+    }
+
+    fn on_authenticated(&mut self, heartbeat: &mut tokio::time::Interval) {
+        tracing::info!("authenticated as site {}", self.credentials.site_id);
+        self.authenticated = true;
+        self.auth_failures = 0;
+        self.send_heartbeat();
+        heartbeat.reset();
+        self.sync_local_state();
+        self.journal.prune(crate::journal::RETENTION);
+        for (id, outcome) in self.journal.undelivered() {
+            if !self.in_flight.iter().any(|(f, _)| *f == id) {
+                self.send_result(&id, &outcome);
+            }
+        }
+    }
+
+    fn on_auth_error(&mut self, args: &[Value]) {
+        let message = args
+            .first()
+            .and_then(|a| a.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or("Erreur inconnue")
+            .to_owned();
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        let factor = 1u32 << self.auth_failures.saturating_sub(1).min(3);
+        let wait = self.settings.auth_retry.saturating_mul(factor.min(6));
+        tracing::error!(
+            "authentication refused by the central server: {message}. {} Retrying in {} s.",
+            auth::hint(&message),
+            wait.as_secs()
+        );
+        let _ = self
+            .link
+            .reconnect_after(wait, &format!("authentication refused: {message}"));
+    }
+
+    fn on_server_ping(&mut self) {
+        self.pings += 1;
+        let pings = self.pings;
+        let journal = &self.journal;
+        self.in_flight.retain(|(id, at)| {
+            if pings >= at + 2 {
+                if let Err(e) = journal.mark_delivered(id) {
+                    tracing::warn!("{e}");
+                }
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn send_heartbeat(&self) {
+        let payload = heartbeat::payload(&self.credentials.site_id, &self.probe, &self.config.neopro_root);
+        let _ = self.link.emit("heartbeat", &[payload]);
+    }
+
+    fn sync_local_state(&mut self) {
+        if let Some(payload) = self.watcher.payload(&self.credentials.site_id) {
+            let _ = self.link.emit("sync_local_state", &[payload]);
+        }
+    }
+
+    fn on_command(&mut self, command: Value) {
+        let Some(id) = command.get("id").and_then(Value::as_str).map(str::to_owned) else {
+            tracing::warn!("ignoring a command without an id: {command}");
+            return;
+        };
+        let command_type = command
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("undefined")
+            .to_owned();
+        tracing::info!("command {id}: {command_type}");
+        match self.journal.admit(&id, &command_type) {
+            Ok(Admission::Run) => {
+                let data = command.get("data").cloned().unwrap_or(Value::Null);
+                let dispatcher = self.dispatcher.clone();
+                let done = self.done_tx.clone();
+                let progress: Arc<dyn ProgressSink> = Arc::new(LinkProgress(self.link.clone()));
+                self.running += 1;
+                tokio::spawn(async move {
+                    let outcome = dispatcher.run(&id, &command_type, &data, Some(progress)).await;
+                    let _ = done.send((id, outcome));
+                });
+            }
+            Ok(Admission::Running) => tracing::info!("command {id} is already running"),
+            Ok(Admission::Done(outcome)) => {
+                tracing::info!("command {id} already done: sending its result again");
+                self.send_result(&id, &outcome);
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                self.send_result(
+                    &id,
+                    &Outcome::Error {
+                        error: format!("the agent cannot record this command, so it did not run it: {e}"),
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_done(&mut self, id: String, outcome: Outcome) {
+        self.running = self.running.saturating_sub(1);
+        match &outcome {
+            Outcome::Success { .. } => tracing::info!("command {id} succeeded"),
+            Outcome::Error { error } => tracing::warn!("command {id} failed: {error}"),
+        }
+        if let Err(e) = self.journal.complete(&id, outcome.clone()) {
+            tracing::error!("{e}");
+        }
+        self.send_result(&id, &outcome);
+    }
+
+    /// Emits a result if we can; otherwise it waits in the outbox.
+    fn send_result(&mut self, id: &str, outcome: &Outcome) {
+        if !self.authenticated {
+            return;
+        }
+        if self
+            .link
+            .emit("command_result", &[outcome.to_result_payload(id)])
+            .is_ok()
+        {
+            self.in_flight.push((id.to_owned(), self.pings));
+        }
+    }
+}
