@@ -85,7 +85,14 @@ pub async fn run(
         connect_timeout: options.connect_timeout,
         backoff: options.backoff,
     });
-    let session = Session::new(config, config_file, options.session, link, journal, dispatcher);
+    let session = Session::new(
+        config,
+        config_file,
+        options.session,
+        link,
+        journal,
+        dispatcher,
+    );
     session.run(events, shutdown).await;
     Ok(())
 }

@@ -103,7 +103,8 @@ impl Dispatcher {
             data,
         };
         let sandbox = self.sandbox.clone();
-        let run = tokio::task::spawn_blocking(move || sandbox.execute(&component, &request, progress));
+        let run =
+            tokio::task::spawn_blocking(move || sandbox.execute(&component, &request, progress));
         match run.await {
             Ok(Ok(json)) => match serde_json::from_str(&json) {
                 Ok(result) => Outcome::Success { result },

@@ -4,6 +4,9 @@
 //! A broken set-up should stop a test loudly, hence the `expect`s.
 #![allow(clippy::expect_used)]
 
+pub mod central;
+pub mod proxy;
+
 use neopro_runtime::config::SiteConfig;
 use neopro_runtime::host::{HostServices, WitError};
 use neopro_runtime::registry::{ComponentSpec, spec_for_wasm};
@@ -103,6 +106,80 @@ impl Site {
 impl Default for Site {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// An agent running in this process against a test central.
+pub struct RunningAgent {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), neopro_runtime::agent::AgentError>>,
+}
+
+impl RunningAgent {
+    /// Asks the agent to stop (as SIGTERM would) and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(std::time::Duration::from_secs(20), &mut self.task)
+            .await
+            .expect("agent stops in time")
+            .expect("agent task");
+        result.expect("agent ran");
+    }
+}
+
+/// Short timers so tests see retries and dead links in milliseconds.
+pub fn fast_options() -> neopro_runtime::agent::AgentOptions {
+    use std::time::Duration;
+    neopro_runtime::agent::AgentOptions {
+        session: neopro_runtime::session::SessionSettings {
+            auth_retry: Duration::from_millis(400),
+            watch_interval: Duration::from_millis(100),
+            shutdown_grace: Duration::from_secs(5),
+        },
+        connect_timeout: Duration::from_secs(1),
+        backoff: neopro_runtime::link::backoff::BackoffPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(400),
+            stable_after: Duration::from_secs(60),
+        },
+    }
+}
+
+impl Site {
+    /// Writes site.conf for an agent talking to `url` as (`site_id`, `api_key`).
+    pub fn write_agent_conf(&self, url: &str, site_id: &str, api_key: &str) -> PathBuf {
+        let path = self.path("site.conf");
+        let text = format!(
+            "CENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID={site_id}\nSITE_API_KEY={api_key}\n\
+             NEOPRO_ROOT={}\nSTATE_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\n\
+             ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,deploy_video\n",
+            self.path("neopro").display(),
+            self.path("state").display(),
+            components_dir().display()
+        );
+        std::fs::write(&path, text).expect("site.conf");
+        path
+    }
+
+    /// Starts the agent with the site.conf written by [`Site::write_agent_conf`].
+    pub fn start_agent(&self) -> RunningAgent {
+        let conf = self.path("site.conf");
+        let config = SiteConfig::load(Some(&conf)).expect("site.conf loads");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(neopro_runtime::agent::run(
+            config,
+            Some(conf),
+            fast_options(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        RunningAgent {
+            stop: Some(stop),
+            task,
+        }
     }
 }
 

@@ -22,7 +22,10 @@ mod tests {
     fn each_upstream_message_has_its_fix() {
         assert!(hint("Authentification échouée: Site non trouvé: abc").contains("register"));
         assert!(hint("Authentification échouée: Clé API invalide").contains("resync"));
-        assert!(hint("Authentification échouée: Identifiants manquants").contains("SITE_ID or SITE_API_KEY is empty"));
+        assert!(
+            hint("Authentification échouée: Identifiants manquants")
+                .contains("SITE_ID or SITE_API_KEY is empty")
+        );
         assert!(hint("Authentification échouée: Erreur inconnue").contains("diagnose"));
     }
 }

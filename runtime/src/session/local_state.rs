@@ -101,7 +101,10 @@ impl ConfigWatcher {
         let raw = match std::fs::read(&self.path) {
             Ok(raw) => raw,
             Err(_) => {
-                tracing::warn!("No local configuration found to sync ({})", self.path.display());
+                tracing::warn!(
+                    "No local configuration found to sync ({})",
+                    self.path.display()
+                );
                 return None;
             }
         };
@@ -139,12 +142,17 @@ mod tests {
             sha16(r#"{"categories":[]}"#)
         );
         assert_eq!(
-            config_hash(&serde_json::from_str(r#"{"categories":[{"id":"test","name":"Test"}]}"#)?),
+            config_hash(&serde_json::from_str(
+                r#"{"categories":[{"id":"test","name":"Test"}]}"#
+            )?),
             sha16(r#"{"categories":[{"id":"test","name":"Test"}]}"#)
         );
         // File order kept, JS number formatting, raw non-ASCII.
         let v: Value = serde_json::from_str(r#"{"z":1,"a":2.0,"b":0.5,"é":"ü\n"}"#)?;
-        assert_eq!(js_stringify(&v), "{\"z\":1,\"a\":2,\"b\":0.5,\"é\":\"ü\\n\"}");
+        assert_eq!(
+            js_stringify(&v),
+            "{\"z\":1,\"a\":2,\"b\":0.5,\"é\":\"ü\\n\"}"
+        );
         Ok(())
     }
 
@@ -157,7 +165,10 @@ mod tests {
         std::fs::write(&path, r#"{"a":1}"#)?;
         assert!(w.changed());
         let payload = w.payload("site-1");
-        assert_eq!(payload.as_ref().map(|p| p["configHash"].clone()), Some(json!(sha16(r#"{"a":1}"#))));
+        assert_eq!(
+            payload.as_ref().map(|p| p["configHash"].clone()),
+            Some(json!(sha16(r#"{"a":1}"#)))
+        );
         assert_eq!(payload.map(|p| p["config"].clone()), Some(json!({"a": 1})));
         assert!(!w.changed(), "nothing new");
         std::fs::write(&path, r#"{"a":2, "longer": true}"#)?;

@@ -140,7 +140,8 @@ impl Session {
         let mut watch = tokio::time::interval(self.settings.watch_interval);
         watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let watchdog_every = crate::systemd::watchdog_interval();
-        let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+        let mut watchdog =
+            tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         crate::systemd::notify("READY=1");
         loop {
             tokio::select! {
@@ -287,7 +288,11 @@ impl Session {
     }
 
     fn send_heartbeat(&self) {
-        let payload = heartbeat::payload(&self.credentials.site_id, &self.probe, &self.config.neopro_root);
+        let payload = heartbeat::payload(
+            &self.credentials.site_id,
+            &self.probe,
+            &self.config.neopro_root,
+        );
         let _ = self.link.emit("heartbeat", &[payload]);
     }
 
@@ -316,7 +321,9 @@ impl Session {
                 let progress: Arc<dyn ProgressSink> = Arc::new(LinkProgress(self.link.clone()));
                 self.running += 1;
                 tokio::spawn(async move {
-                    let outcome = dispatcher.run(&id, &command_type, &data, Some(progress)).await;
+                    let outcome = dispatcher
+                        .run(&id, &command_type, &data, Some(progress))
+                        .await;
                     let _ = done.send((id, outcome));
                 });
             }
@@ -330,7 +337,9 @@ impl Session {
                 self.send_result(
                     &id,
                     &Outcome::Error {
-                        error: format!("the agent cannot record this command, so it did not run it: {e}"),
+                        error: format!(
+                            "the agent cannot record this command, so it did not run it: {e}"
+                        ),
                     },
                 );
             }

@@ -43,6 +43,17 @@ impl Command for Escape {
                 files::write_atomic(r, &d.path, d.contents.as_bytes())?;
                 json!({ "written": d.path })
             }
+            "append" => {
+                let mut text = match files::read_to_string(r, &d.path) {
+                    Ok(t) => t,
+                    Err(e) if e.is_not_found() => String::new(),
+                    Err(e) => return Err(e),
+                };
+                text.push_str(&d.contents);
+                text.push('\n');
+                files::write_atomic(r, &d.path, text.as_bytes())?;
+                json!({ "appended": d.path })
+            }
             "remove" => {
                 files::remove_file(r, &d.path)?;
                 json!({ "removed": d.path })
