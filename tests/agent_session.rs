@@ -314,3 +314,31 @@ async fn a_command_delivered_twice_runs_once() {
     );
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_request_lets_the_running_command_finish_and_report() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let site = site_with_config();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.next("heartbeat", WAIT).await;
+    central.send_command("c-running", "test_loop", json!({}));
+    // Accepted commands are journaled before they run.
+    let journaled = site.path("state/journal/c-running.json");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !journaled.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "command never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Stop while it runs (it ends by its 1 s deadline): the agent waits for
+    // it, sends its result, then leaves.
+    let stopping = tokio::spawn(agent.stop());
+    assert_eq!(
+        central.result_of("c-running", WAIT).await["status"],
+        json!("error")
+    );
+    stopping.await.expect("agent stopped");
+}

@@ -82,8 +82,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_agent(config: SiteConfig, config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    // One async worker is plenty: the async side only moves messages;
+    // components run on blocking threads. Fewer threads, smaller RSS.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -72,6 +72,17 @@ impl Central {
 
     /// Starts on `port` (0 = any); used to restart on the same port.
     pub async fn start_on(port: u16, sites: &[(&str, &str)]) -> Central {
+        Self::start_with(port, sites, PING_INTERVAL, PING_TIMEOUT).await
+    }
+
+    /// Starts with explicit Engine.IO ping timings (the real server uses
+    /// 25 s and 60 s).
+    pub async fn start_with(
+        port: u16,
+        sites: &[(&str, &str)],
+        ping_interval: Duration,
+        ping_timeout: Duration,
+    ) -> Central {
         let shared = Arc::new(Shared::default());
         {
             let mut map = shared.sites.lock().expect("lock");
@@ -80,8 +91,8 @@ impl Central {
             }
         }
         let (layer, io) = SocketIo::builder()
-            .ping_interval(PING_INTERVAL)
-            .ping_timeout(PING_TIMEOUT)
+            .ping_interval(ping_interval)
+            .ping_timeout(ping_timeout)
             .build_layer();
         let ns_shared = shared.clone();
         io.ns("/", async move |socket: SocketRef| {

@@ -2,6 +2,7 @@
 //! ticker that enforces per-command deadlines.
 
 use super::SandboxError;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use wasmtime::{Config, Engine};
 
@@ -32,23 +33,78 @@ pub fn new_engine() -> Result<Engine, SandboxError> {
     Engine::new(&config).map_err(|e| SandboxError::Engine(e.to_string()))
 }
 
-/// Advances the engine's epoch every [`TICK`] from a background thread. The
-/// thread holds only a weak reference and ends when the engine is dropped.
-pub fn start_epoch_ticker(engine: &Engine) -> Result<(), SandboxError> {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wasm-epoch".to_owned())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
+/// Advances the engine's epoch every [`TICK`], but only while at least one
+/// guest runs: an idle agent then has no timer waking it 100 times a second.
+/// The thread holds only a weak reference and ends when the engine is dropped.
+#[derive(Debug, Default)]
+pub struct EpochTicker {
+    running: Mutex<usize>,
+    wake: Condvar,
+}
+
+/// Marks one guest as running for as long as it lives.
+pub struct Running<'a>(&'a EpochTicker);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut n = lock(&self.0.running);
+        *n = n.saturating_sub(1);
+    }
+}
+
+fn lock(m: &Mutex<usize>) -> std::sync::MutexGuard<'_, usize> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread for `engine`.
+    pub fn start(engine: &Engine) -> Result<Arc<EpochTicker>, SandboxError> {
+        let ticker = Arc::new(EpochTicker::default());
+        let weak_engine = engine.weak();
+        let weak_ticker = Arc::downgrade(&ticker);
+        std::thread::Builder::new()
+            .name("wasm-epoch".to_owned())
+            .spawn(move || {
+                loop {
+                    let Some(ticker) = weak_ticker.upgrade() else {
+                        break;
+                    };
+                    {
+                        let mut running = lock(&ticker.running);
+                        while *running == 0 {
+                            // Re-check now and then so the thread can notice
+                            // that the sandbox is gone.
+                            running =
+                                match ticker.wake.wait_timeout(running, Duration::from_secs(5)) {
+                                    Ok((guard, _)) => guard,
+                                    Err(poisoned) => poisoned.into_inner().0,
+                                };
+                            if Arc::strong_count(&ticker) == 1 {
+                                return;
+                            }
+                        }
+                    }
+                    drop(ticker);
+                    std::thread::sleep(TICK);
+                    match weak_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
                 }
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))
+            })
+            .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(ticker)
+    }
+
+    /// Declares a running guest; ticks flow until the guard is dropped.
+    pub fn running(&self) -> Running<'_> {
+        *lock(&self.running) += 1;
+        self.wake.notify_all();
+        Running(self)
+    }
 }
 
 /// Ticks for a time limit, rounded up, plus one so a deadline is never early.

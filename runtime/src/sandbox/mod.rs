@@ -64,6 +64,7 @@ impl LoadedComponent {
 /// The component host.
 pub struct Sandbox {
     engine: Engine,
+    ticker: Arc<engine::EpochTicker>,
     linker: Linker<HostState>,
     cache: ArtifactCache,
     services: Arc<HostServices>,
@@ -76,7 +77,7 @@ impl Sandbox {
         cache_dir: Option<&Path>,
     ) -> Result<Self, SandboxError> {
         let engine = engine::new_engine()?;
-        engine::start_epoch_ticker(&engine)?;
+        let ticker = engine::EpochTicker::start(&engine)?;
         let mut linker = Linker::new(&engine);
         // WASI only for what Rust's std needs (clocks, random, stdio going to
         // in-memory pipes): no preopened folders, no environment, no sockets.
@@ -90,6 +91,7 @@ impl Sandbox {
         let cache = ArtifactCache::new(cache_dir, &engine);
         Ok(Sandbox {
             engine,
+            ticker,
             linker,
             cache,
             services,
@@ -179,6 +181,7 @@ impl Sandbox {
             command_type: request.command_type.clone(),
             data: request.data.clone(),
         };
+        let _ticking = self.ticker.running();
         let outcome = component
             .pre
             .instantiate(&mut store)

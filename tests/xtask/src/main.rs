@@ -6,8 +6,8 @@
 //! - `build`: guests + release host → `dist/neopro-runtime`, `dist/components/`
 //! - `guests`: guests only → `target/components/{builtin,test}/`
 //! - `test`: guests, then `cargo test` with the components' location
-//! - `demo`: `build`, then runs every built-in component on a sample NEOPRO root
-//! - `bench`: guests, then the sandbox benchmark (release)
+//! - `demo`: `build`, then the agent against a bundled local central server
+//! - `bench`: `build`, then the sandbox and agent benchmarks (release)
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -191,7 +191,19 @@ fn build(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The interop test runs a real socket.io server: install it once.
+fn interop_packages(root: &Path) -> anyhow::Result<()> {
+    let interop = root.join("tests/interop");
+    if !interop.join("node_modules/socket.io").is_dir() {
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&interop))?;
+    }
+    Ok(())
+}
+
 fn test(root: &Path) -> anyhow::Result<()> {
+    interop_packages(root)?;
     let (_, test_dir) = guests(root)?;
     run(cargo()
         .current_dir(root)
@@ -199,88 +211,48 @@ fn test(root: &Path) -> anyhow::Result<()> {
         .args(["test"]))
 }
 
+/// The sandbox benchmark, then the agent benchmark (release binary, loopback).
+/// `cargo xtask bench [idle seconds]` (default 60).
 fn bench(root: &Path) -> anyhow::Result<()> {
-    let (_, test_dir) = guests(root)?;
+    build(root)?;
+    let test_dir = target_dir(root).join("components/test");
     run(cargo()
         .current_dir(root)
         .env("NEOPRO_TEST_COMPONENTS", &test_dir)
-        .args(["bench", "-p", "neopro-runtime", "--bench", "sandbox"]))
+        .args(["bench", "-p", "neopro-runtime", "--bench", "sandbox"]))?;
+    let idle = std::env::args().nth(2).unwrap_or_else(|| "60".to_owned());
+    run(cargo()
+        .current_dir(root)
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "neopro-e2e",
+            "--bin",
+            "agent-bench",
+            "--",
+        ])
+        .arg(root.join("dist/neopro-runtime"))
+        .arg(idle))
 }
 
-/// A sample NEOPRO install for the demo.
-fn demo_site(dir: &Path) -> anyhow::Result<PathBuf> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    let neopro = dir.join("neopro");
-    std::fs::create_dir_all(neopro.join("webapp"))?;
-    std::fs::create_dir_all(neopro.join("logs"))?;
-    std::fs::create_dir_all(neopro.join("videos/Match"))?;
-    std::fs::write(neopro.join("VERSION"), "2.1.3\n")?;
-    std::fs::write(
-        neopro.join("webapp/configuration.json"),
-        "{\n  \"categories\": [\n    {\"name\": \"Match\", \"videos\": [{\"name\": \"But\", \"path\": \"videos/Match/but.mp4\"}]}\n  ],\n  \"sponsors\": []\n}\n",
-    )?;
-    let mut log = String::new();
-    for i in 1..=20 {
-        log.push_str(&format!(
-            "2026-11-28T10:00:{i:02}Z info heartbeat sent ({i})\n"
-        ));
-    }
-    std::fs::write(neopro.join("logs/sync-agent.log"), log)?;
-    let conf = dir.join("site.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "# demo site\nSITE_ID=demo-site\nNEOPRO_ROOT={}\nSTATE_PATH={}\n",
-            neopro.display(),
-            dir.join("state").display()
-        ),
-    )?;
-    Ok(conf)
-}
-
+/// Builds dist/, then runs the agent against a bundled local central
+/// server that sends a few commands and prints the results.
 fn demo(root: &Path) -> anyhow::Result<()> {
     build(root)?;
-    let conf = demo_site(&target_dir(root).join("demo"))?;
-    let bin = root.join("dist/neopro-runtime");
-    let conf_arg = conf.display().to_string();
-    let step = |title: &str, args: &[&str]| -> anyhow::Result<()> {
-        println!("\n=== {title}\n$ dist/neopro-runtime {}", args.join(" "));
-        let status = Command::new(&bin)
-            .arg("--config")
-            .arg(&conf_arg)
-            .args(args)
-            .status()?;
-        println!("(exit status {})", status.code().unwrap_or(-1));
-        Ok(())
-    };
-    step("installed components", &["components"])?;
-    step(
-        "get_system_info: real metrics of this machine",
-        &["run-component", "get-system-info"],
-    )?;
-    step(
-        "get_config: the sample configuration.json",
-        &["run-component", "get-config"],
-    )?;
-    step(
-        "get_logs: last 5 lines of the agent log",
-        &[
-            "run-component",
-            "get-logs",
-            "--data",
-            r#"{"service":"sync-agent","lines":5}"#,
-        ],
-    )?;
-    step(
-        "get_logs: a shell injection attempt is refused before anything runs",
-        &[
-            "run-component",
-            "get-logs",
-            "--data",
-            r#"{"service":"neopro-app; touch x"}"#,
-        ],
-    )?;
-    Ok(())
+    run(cargo()
+        .current_dir(root)
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "neopro-e2e",
+            "--bin",
+            "demo-central",
+            "--",
+        ])
+        .arg(root.join("dist/neopro-runtime"))
+        .arg(target_dir(root).join("demo")))
 }

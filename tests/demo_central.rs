@@ -1,0 +1,138 @@
+//! The demo: a local central server, the real agent binary connected to it,
+//! a few commands, their results printed.
+//!
+//! `cargo xtask demo` runs it as `demo-central <agent binary> <work dir>`.
+#![allow(clippy::expect_used)]
+
+use neopro_e2e::central::Central;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SIGTERM first: the agent finishes, flushes and leaves cleanly.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn demo_site(dir: &Path, url: &str, components: &Path) -> PathBuf {
+    let neopro = dir.join("neopro");
+    for sub in ["webapp", "logs", "videos"] {
+        std::fs::create_dir_all(neopro.join(sub)).expect("demo folders");
+    }
+    std::fs::write(neopro.join("VERSION"), "2.1.3\n").expect("VERSION");
+    std::fs::write(
+        neopro.join("webapp/configuration.json"),
+        "{\n  \"categories\": [\n    {\"name\": \"Match\", \"videos\": [{\"name\": \"But\", \"path\": \"videos/Match/but.mp4\"}]}\n  ],\n  \"sponsors\": []\n}\n",
+    )
+    .expect("configuration.json");
+    let log: String = (1..=20)
+        .map(|i| format!("2026-11-28T10:00:{i:02}Z info heartbeat sent ({i})\n"))
+        .collect();
+    std::fs::write(neopro.join("logs/sync-agent.log"), log).expect("log");
+    let conf = dir.join("site.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "# demo site\nCENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID=demo-site\n\
+             SITE_API_KEY=demo-key\nSITE_NAME=Demo club\nNEOPRO_ROOT={}\nSTATE_PATH={}\n\
+             COMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=2000\n",
+            neopro.display(),
+            dir.join("state").display(),
+            components.display()
+        ),
+    )
+    .expect("site.conf");
+    conf
+}
+
+fn show(title: &str, value: &Value) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    println!("\n=== {title}");
+    for line in lines.iter().take(40) {
+        println!("{line}");
+    }
+    if lines.len() > 40 {
+        println!("  … ({} more lines)", lines.len() - 40);
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(agent_bin), Some(work)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: demo-central <neopro-runtime binary> <work dir>");
+        std::process::exit(2);
+    };
+    let agent_bin = PathBuf::from(agent_bin)
+        .canonicalize()
+        .expect("agent binary exists");
+    let work = PathBuf::from(work);
+    let _ = std::fs::remove_dir_all(&work);
+    let components = agent_bin
+        .parent()
+        .map(|d| d.join("components"))
+        .expect("components next to the binary");
+
+    let central = Central::start(&[("demo-site", "demo-key")]).await;
+    println!("local central server listening on {}", central.url());
+    let conf = demo_site(&work, &central.url(), &components);
+    let _agent = Agent(
+        Command::new(&agent_bin)
+            .arg("--config")
+            .arg(&conf)
+            .arg("run")
+            .spawn()
+            .expect("start the agent"),
+    );
+
+    show("authenticate", &central.next("authenticate", WAIT).await);
+    show("heartbeat", &central.next("heartbeat", WAIT).await);
+    show(
+        "sync_local_state",
+        &central.next("sync_local_state", WAIT).await,
+    );
+
+    let commands = [
+        ("cmd-1", "get_system_info", json!({})),
+        ("cmd-2", "get_config", json!({})),
+        (
+            "cmd-3",
+            "get_logs",
+            json!({"service": "sync-agent", "lines": 5}),
+        ),
+        (
+            "cmd-4",
+            "get_logs",
+            json!({"service": "neopro-app; rm -rf /"}),
+        ),
+        ("cmd-5", "update_settings", json!({})),
+        ("cmd-6", "deploy_video", json!({})),
+    ];
+    for (id, command_type, data) in commands {
+        println!("\n>>> command {id}: {command_type} {data}");
+        central.send_command(id, command_type, data);
+        let result = central.result_of(id, WAIT).await;
+        show(&format!("command_result {id}"), &result);
+    }
+
+    println!("\n>>> server-side disconnect: the agent reconnects and re-authenticates");
+    let before = central.count("authenticate");
+    central.disconnect_all();
+    central.nth("authenticate", before + 1, WAIT).await;
+    central
+        .nth("heartbeat", central.count("heartbeat") + 1, WAIT)
+        .await;
+    println!("re-authenticated and heartbeating again");
+    println!("\ndemo finished: stopping the agent (SIGTERM)");
+}
