@@ -68,10 +68,7 @@ impl EpochTicker {
         std::thread::Builder::new()
             .name("wasm-epoch".to_owned())
             .spawn(move || {
-                loop {
-                    let Some(ticker) = weak_ticker.upgrade() else {
-                        break;
-                    };
+                while let Some(ticker) = weak_ticker.upgrade() {
                     {
                         let mut running = lock(&ticker.running);
                         while *running == 0 {
