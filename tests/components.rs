@@ -41,7 +41,7 @@ fn get_config_with_broken_json_is_an_error_and_leaves_the_file() {
     let (kind, message) = error_of(site.run("get-config", json!({})));
     assert_eq!(kind, "invalid-input");
     assert!(
-        message.starts_with("webapp/configuration.json is not valid JSON: "),
+        message.ends_with("/neopro/webapp/configuration.json is not valid JSON (EOF while parsing a list at line 1 column 16); it was left untouched"),
         "{message}"
     );
     assert_eq!(

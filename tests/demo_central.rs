@@ -118,6 +118,21 @@ async fn main() {
         ),
         ("cmd-5", "update_settings", json!({})),
         ("cmd-6", "deploy_video", json!({})),
+        (
+            "cmd-7",
+            "update_config",
+            json!({"neoProContent": {"liveScoreEnabled": true}, "mode": "merge"}),
+        ),
+        (
+            "cmd-8",
+            "delete_video",
+            json!({"filename": "but.mp4", "category": "Match"}),
+        ),
+        (
+            "cmd-9",
+            "delete_video",
+            json!({"filename": "passwd", "category": "../../etc"}),
+        ),
     ];
     for (id, command_type, data) in commands {
         println!("\n>>> command {id}: {command_type} {data}");

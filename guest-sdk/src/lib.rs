@@ -12,7 +12,7 @@
 //!   return any serializable result;
 //! - [`Error`] with one constructor per error kind (`Error::invalid_input`,
 //!   `Error::not_found`, ...); its message is what the operator reads;
-//! - safe wrappers over the host: [`files`], [`system`], [`logs`],
+//! - safe wrappers over the host: [`files`], [`config_store`], [`system`], [`logs`],
 //!   [`progress`], and the logging macros [`info!`], [`warn!`], [`error!`],
 //!   [`debug!`];
 //! - [`export_command!`] to export your type as the component's handler.
@@ -84,6 +84,7 @@ pub mod bindings {
     });
 }
 
+pub mod config_store;
 pub mod files;
 pub mod logs;
 pub mod progress;

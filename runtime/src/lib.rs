@@ -25,6 +25,7 @@ pub mod atomic;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod config_json;
 pub mod dispatch;
 pub mod host;
 pub mod journal;

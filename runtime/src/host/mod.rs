@@ -4,6 +4,7 @@
 //! Host functions never trap: a refused or failed call returns a WIT `error`
 //! to the guest, which decides what to do with it.
 
+pub mod config_store;
 pub mod files;
 pub mod log;
 pub mod logs;
@@ -44,6 +45,8 @@ pub struct HostServices {
     pub neopro_root: PathBuf,
     /// The journalctl program; a test double in tests.
     pub journalctl: PathBuf,
+    /// configuration.json (CONFIG_PATH) and its writer lock.
+    pub config_store: config_store::ConfigStore,
 }
 
 impl HostServices {
@@ -55,6 +58,7 @@ impl HostServices {
             agent_log: config.log_path.clone(),
             neopro_root: config.neopro_root.clone(),
             journalctl: config.journalctl.clone(),
+            config_store: config_store::ConfigStore::new(config.config_path.clone()),
         }
     }
 }

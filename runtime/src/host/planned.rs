@@ -1,9 +1,9 @@
 //! Interfaces declared in the WIT contract whose host side comes with later
-//! work (download, config-store, services, power, archive). Until then each
+//! work (download, services, power, archive). Until then each
 //! call is checked against its grant like any other, and then fails with a
 //! clear `failed` error instead of trapping the guest.
 
-use super::bindings::neopro::agent::{archive, config_store, download, power, services};
+use super::bindings::neopro::agent::{archive, download, power, services};
 use super::{HostState, WitError, WitRoot};
 
 fn not_available(what: &str) -> WitError {
@@ -17,24 +17,6 @@ impl download::Host for HostState {
         self.call
             .require(self.call.manifest.grants.download.is_some(), "download")?;
         Err(not_available("downloading"))
-    }
-}
-
-impl config_store::Host for HostState {
-    fn read(&mut self) -> Result<config_store::Snapshot, WitError> {
-        self.call.require_root(
-            crate::manifest::RootName::Config,
-            crate::manifest::Access::ReadOnly,
-        )?;
-        Err(not_available("the configuration store"))
-    }
-
-    fn write(&mut self, _json: String, _expected_hash: String) -> Result<String, WitError> {
-        self.call.require_root(
-            crate::manifest::RootName::Config,
-            crate::manifest::Access::ReadWrite,
-        )?;
-        Err(not_available("the configuration store"))
     }
 }
 

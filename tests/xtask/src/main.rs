@@ -208,7 +208,14 @@ fn test(root: &Path) -> anyhow::Result<()> {
     run(cargo()
         .current_dir(root)
         .env("NEOPRO_TEST_COMPONENTS", &test_dir)
-        .args(["test"]))
+        .args(["test"]))?;
+    // Unit tests inside the built-in components (pure logic, run natively).
+    let mut unit = cargo();
+    unit.current_dir(root).arg("test");
+    for g in find_guests(root)?.iter().filter(|g| g.builtin) {
+        unit.args(["-p", &g.package]);
+    }
+    run(&mut unit)
 }
 
 /// The sandbox benchmark, then the agent benchmark (release binary, loopback).

@@ -1,0 +1,107 @@
+//! Just enough date handling for `expires_at`: ISO 8601 as JavaScript's
+//! `Date` parses it (`2025-12-31`, `2025-12-31T23:59:59Z`, with optional
+//! fraction and offset). A time without an offset is read as UTC.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn num(s: &str) -> Option<i64> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+}
+
+/// Milliseconds since the epoch, or `None` when unparseable.
+pub fn parse_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (date, rest) = match text.find(['T', ' ']) {
+        Some(i) => (&text[..i], &text[i + 1..]),
+        None => (text, ""),
+    };
+    let mut parts = date.split('-');
+    let (y, m, d) = (
+        num(parts.next()?)?,
+        num(parts.next()?)?,
+        num(parts.next()?)?,
+    );
+    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let mut ms = days_from_civil(y, m, d) * 86_400_000;
+    if rest.is_empty() {
+        return Some(ms);
+    }
+    let (time, offset_ms) = if let Some(t) = rest.strip_suffix('Z') {
+        (t, 0)
+    } else if let Some(i) = rest.rfind(['+', '-']) {
+        let (t, off) = rest.split_at(i);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let off = &off[1..];
+        let (oh, om) = match off.split_once(':') {
+            Some((h, m)) => (num(h)?, num(m)?),
+            None if off.len() == 4 => (num(&off[..2])?, num(&off[2..])?),
+            None => (num(off)?, 0),
+        };
+        (t, sign * (oh * 3_600_000 + om * 60_000))
+    } else {
+        (rest, 0)
+    };
+    let (hms, frac) = match time.split_once('.') {
+        Some((hms, frac)) => (hms, frac),
+        None => (time, ""),
+    };
+    let mut fields = hms.split(':');
+    let h = num(fields.next()?)?;
+    let mi = num(fields.next()?)?;
+    let s = match fields.next() {
+        Some(s) => num(s)?,
+        None => 0,
+    };
+    if h > 24 || mi > 59 || s > 60 {
+        return None;
+    }
+    let millis = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(3).collect();
+        num(&digits)? * 10_i64.pow(3 - digits.len() as u32)
+    };
+    ms += h * 3_600_000 + mi * 60_000 + s * 1000 + millis;
+    Some(ms - offset_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ms;
+
+    #[test]
+    fn parses_the_forms_the_dashboard_sends() {
+        assert_eq!(parse_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_ms("2025-12-31T23:59:59Z"), Some(1_767_225_599_000));
+        assert_eq!(
+            parse_ms("2025-12-31T23:59:59.500Z"),
+            Some(1_767_225_599_500)
+        );
+        assert_eq!(
+            parse_ms("2026-01-01T00:59:59+01:00"),
+            Some(1_767_225_599_000)
+        );
+        assert_eq!(parse_ms("2025-12-31"), Some(1_767_139_200_000));
+        assert_eq!(parse_ms("not a date"), None);
+        assert_eq!(parse_ms("2025-13-01"), None);
+    }
+}
