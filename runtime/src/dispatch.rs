@@ -4,7 +4,7 @@
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
 use crate::journal::Outcome;
-use crate::registry::Registry;
+use crate::registry::{ComponentSpec, Registry};
 use crate::sandbox::{CommandRequest, LoadedComponent, Sandbox};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,28 +24,49 @@ pub fn resource_of(command_type: &str) -> Option<&'static str> {
     }
 }
 
-/// Runs commands with the installed components.
+/// Components loaded so far, by name.
+type Loaded = Arc<std::sync::Mutex<BTreeMap<String, Arc<LoadedComponent>>>>;
+
+/// Runs commands with the installed components. A component is loaded the
+/// first time one of its commands runs (from the artifact cache, ~0.5 ms;
+/// compiled otherwise) and kept: start-up stays instant and components that
+/// never run cost no memory.
 pub struct Dispatcher {
     sandbox: Arc<Sandbox>,
-    by_command: BTreeMap<String, Arc<LoadedComponent>>,
+    by_command: BTreeMap<String, Arc<ComponentSpec>>,
+    loaded: Loaded,
     allowed: BTreeSet<String>,
     locks: BTreeMap<&'static str, Arc<Mutex<()>>>,
 }
 
+/// The loaded component for `spec`, loading it on first use. Blocking.
+fn load(
+    sandbox: &Sandbox,
+    loaded: &Loaded,
+    spec: &ComponentSpec,
+) -> Result<Arc<LoadedComponent>, String> {
+    let mut map = match loaded.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(component) = map.get(&spec.manifest.name) {
+        return Ok(component.clone());
+    }
+    let component = sandbox
+        .load_file(&spec.wasm_path, spec.manifest.clone())
+        .map(Arc::new)
+        .map_err(|e| e.to_string())?;
+    map.insert(spec.manifest.name.clone(), component.clone());
+    Ok(component)
+}
+
 impl Dispatcher {
-    /// Loads every component of the registry (from the artifact cache when
-    /// possible). A component that fails to load is reported and left out.
     pub fn new(config: &SiteConfig, registry: &Registry, sandbox: Arc<Sandbox>) -> Self {
         let mut by_command = BTreeMap::new();
         for spec in registry.components() {
-            match sandbox.load_file(&spec.wasm_path, spec.manifest.clone()) {
-                Ok(loaded) => {
-                    let loaded = Arc::new(loaded);
-                    for command in &spec.manifest.commands {
-                        by_command.insert(command.clone(), loaded.clone());
-                    }
-                }
-                Err(e) => tracing::error!("component {} not available: {e}", spec.manifest.name),
+            let spec = Arc::new(spec.clone());
+            for command in &spec.manifest.commands {
+                by_command.insert(command.clone(), spec.clone());
             }
         }
         let locks = ["videos", "config", "software", "network"]
@@ -55,6 +76,7 @@ impl Dispatcher {
         Dispatcher {
             sandbox,
             by_command,
+            loaded: Arc::default(),
             allowed: config.allowed_commands.iter().cloned().collect(),
             locks,
         }
@@ -83,7 +105,7 @@ impl Dispatcher {
                 error: format!("Command type '{command_type}' is not allowed"),
             };
         }
-        let Some(component) = self.by_command.get(command_type).cloned() else {
+        let Some(spec) = self.by_command.get(command_type).cloned() else {
             return Outcome::Error {
                 error: format!("Unknown command type: {command_type}"),
             };
@@ -103,8 +125,16 @@ impl Dispatcher {
             data,
         };
         let sandbox = self.sandbox.clone();
-        let run =
-            tokio::task::spawn_blocking(move || sandbox.execute(&component, &request, progress));
+        let loaded = self.loaded.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            let component = load(&sandbox, &loaded, &spec).map_err(|e| {
+                crate::host::WitError::Failed(format!(
+                    "component {} cannot be loaded: {e}",
+                    spec.manifest.name
+                ))
+            })?;
+            sandbox.execute(&component, &request, progress)
+        });
         match run.await {
             Ok(Ok(json)) => match serde_json::from_str(&json) {
                 Ok(result) => Outcome::Success { result },
