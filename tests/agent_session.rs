@@ -22,6 +22,20 @@ fn site_with_config() -> Site {
     site
 }
 
+/// Waits until the agent has accepted a command: accepted commands are
+/// journaled before they run.
+async fn wait_accepted(site: &Site, id: &str) {
+    let journaled = site.path(&format!("state/journal/{id}.json"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !journaled.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "command {id} never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn is_number(v: &Value) -> bool {
     v.is_number()
 }
@@ -119,10 +133,10 @@ async fn authenticates_heartbeats_syncs_and_answers_commands() {
         central.result_of("c-settings", WAIT).await,
         json!({"commandId": "c-settings", "status": "error", "error": "Command type 'update_settings' is not allowed"})
     );
-    central.send_command("c-deploy", "deploy_video", json!({}));
+    central.send_command("c-hotspot", "update_hotspot", json!({}));
     assert_eq!(
-        central.result_of("c-deploy", WAIT).await,
-        json!({"commandId": "c-deploy", "status": "error", "error": "Unknown command type: deploy_video"})
+        central.result_of("c-hotspot", WAIT).await,
+        json!({"commandId": "c-hotspot", "status": "error", "error": "Unknown command type: update_hotspot"})
     );
 
     // Liveness probe and broadcasts meant for dashboards.
@@ -195,6 +209,7 @@ async fn results_produced_while_the_server_is_down_arrive_after_its_restart() {
 
     // A command that ends (by its 1 s deadline) while the server is down.
     central.send_command("c-slow", "test_loop", json!({}));
+    wait_accepted(&site, "c-slow").await;
     let port = central.stop().await;
     let central = Central::start_on(port, &[("site-1", "key-1")]).await;
     central.next("authenticate", WAIT).await;
@@ -323,16 +338,7 @@ async fn a_stop_request_lets_the_running_command_finish_and_report() {
     let agent = site.start_agent();
     central.next("heartbeat", WAIT).await;
     central.send_command("c-running", "test_loop", json!({}));
-    // Accepted commands are journaled before they run.
-    let journaled = site.path("state/journal/c-running.json");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !journaled.exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "command never accepted"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_accepted(&site, "c-running").await;
     // Stop while it runs (it ends by its 1 s deadline): the agent waits for
     // it, sends its result, then leaves.
     let stopping = tokio::spawn(agent.stop());
@@ -341,4 +347,18 @@ async fn a_stop_request_lets_the_running_command_finish_and_report() {
         json!("error")
     );
     stopping.await.expect("agent stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_authenticate_leads_to_a_new_connection() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    central.ignore_next_authenticates(1);
+    let site = site_with_config();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.nth("authenticate", 1, WAIT).await;
+    // After the 2 s answer timeout: a new connection, a new authenticate.
+    central.nth("authenticate", 2, WAIT).await;
+    central.next("heartbeat", WAIT).await;
+    agent.stop().await;
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used)]
 
 use neopro_e2e::central::Central;
+use neopro_e2e::http::{Fault, FileServer};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -103,6 +104,10 @@ async fn main() {
         &central.next("sync_local_state", WAIT).await,
     );
 
+    // A local file server for deploy_video (2 MB of bytes).
+    let video_bytes: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let video = FileServer::start(video_bytes.clone(), Fault::None);
+
     let commands = [
         ("cmd-1", "get_system_info", json!({})),
         ("cmd-2", "get_config", json!({})),
@@ -117,7 +122,21 @@ async fn main() {
             json!({"service": "neopro-app; rm -rf /"}),
         ),
         ("cmd-5", "update_settings", json!({})),
-        ("cmd-6", "deploy_video", json!({})),
+        (
+            "cmd-6",
+            "deploy_video",
+            json!({"videoUrl": video.url("x.mp4")}),
+        ),
+        (
+            "cmd-10",
+            "deploy_video",
+            json!({
+                "deploymentId": "dep-1", "videoId": "vid-1", "videoUrl": video.url("abc.mp4"),
+                "filename": "abc.mp4", "originalName": "Entrée des joueurs.mp4",
+                "category": "Match", "subcategory": null,
+                "checksum": neopro_runtime::sandbox::sha256_hex(&video_bytes),
+            }),
+        ),
         (
             "cmd-7",
             "update_config",

@@ -73,6 +73,11 @@ pub fn exists(root: Root, path: &str) -> Result<bool, Error> {
     }
 }
 
+/// sha256 (lower-case hex) of a file of any size.
+pub fn sha256(root: Root, path: &str) -> Result<String, Error> {
+    host::sha256(root, path)
+}
+
 /// Creates a directory and its parents.
 pub fn mkdir(root: Root, path: &str) -> Result<(), Error> {
     host::mkdir(root, path)

@@ -85,6 +85,7 @@ pub mod bindings {
 }
 
 pub mod config_store;
+pub mod download;
 pub mod files;
 pub mod logs;
 pub mod progress;

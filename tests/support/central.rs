@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{Data, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,8 @@ pub struct Received {
 
 #[derive(Default)]
 struct Shared {
+    /// `authenticate` events to leave unanswered (a server not ready yet).
+    ignore_auth: std::sync::atomic::AtomicUsize,
     sites: Mutex<HashMap<String, String>>,
     authenticated: Mutex<HashSet<String>>,
     received: Mutex<Vec<Received>>,
@@ -95,23 +98,31 @@ impl Central {
             .ping_timeout(ping_timeout)
             .build_layer();
         let ns_shared = shared.clone();
-        io.ns("/", async move |socket: SocketRef| {
+        // Event handlers are registered in a connect *middleware*: it runs
+        // before socketioxide sends the connect ack, whereas the connect
+        // handler runs after it and would race with the agent's first event
+        // (the real Node server registers them synchronously).
+        let register = move |socket: SocketRef| {
             let shared = ns_shared.clone();
-            socket.on("authenticate", {
-                let shared = shared.clone();
-                async move |s: SocketRef, Data::<Value>(data)| {
-                    shared.record("authenticate", data.clone(), s.id.to_string());
-                    authenticate(&shared, s, &data);
-                }
-            });
-            for event in RECORDED.iter().skip(1) {
-                let shared = shared.clone();
-                // `pong_check` carries no payload at all.
-                socket.on(*event, async move |s: SocketRef, TryData::<Value>(data)| {
-                    shared.record(event, data.unwrap_or(Value::Null), s.id.to_string());
+            async move {
+                socket.on("authenticate", {
+                    let shared = shared.clone();
+                    async move |s: SocketRef, Data::<Value>(data)| {
+                        shared.record("authenticate", data.clone(), s.id.to_string());
+                        authenticate(&shared, s, &data);
+                    }
                 });
+                for event in RECORDED.iter().skip(1) {
+                    let shared = shared.clone();
+                    // `pong_check` carries no payload at all.
+                    socket.on(*event, async move |s: SocketRef, TryData::<Value>(data)| {
+                        shared.record(event, data.unwrap_or(Value::Null), s.id.to_string());
+                    });
+                }
+                Ok::<(), std::convert::Infallible>(())
             }
-        });
+        };
+        io.ns("/", (async |_socket: SocketRef| {}).with(register));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind central");
@@ -253,6 +264,13 @@ impl Central {
         }
     }
 
+    /// Leaves the next `n` authenticate events unanswered.
+    pub fn ignore_next_authenticates(&self, n: usize) {
+        self.shared
+            .ignore_auth
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Changes a site's key (as `resync` would on the server).
     pub fn set_site(&self, id: &str, key: &str) {
         self.shared
@@ -265,6 +283,12 @@ impl Central {
 
 /// The server's checks, in its order, with its exact messages.
 fn authenticate(shared: &Shared, socket: SocketRef, data: &Value) {
+    use std::sync::atomic::Ordering;
+    let ignore = shared.ignore_auth.load(Ordering::SeqCst);
+    if ignore > 0 {
+        shared.ignore_auth.store(ignore - 1, Ordering::SeqCst);
+        return;
+    }
     let site_id = data.get("siteId").and_then(Value::as_str).unwrap_or("");
     let api_key = data.get("apiKey").and_then(Value::as_str).unwrap_or("");
     let error = if site_id.is_empty() || api_key.is_empty() {

@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used)]
 
 pub mod central;
+pub mod http;
 pub mod proxy;
 
 use neopro_runtime::config::SiteConfig;
@@ -137,6 +138,7 @@ pub fn fast_options() -> neopro_runtime::agent::AgentOptions {
             auth_retry: Duration::from_millis(400),
             watch_interval: Duration::from_millis(100),
             shutdown_grace: Duration::from_secs(5),
+            auth_answer_timeout: Duration::from_secs(2),
         },
         connect_timeout: Duration::from_secs(1),
         backoff: neopro_runtime::link::backoff::BackoffPolicy {
@@ -154,7 +156,7 @@ impl Site {
         let text = format!(
             "CENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID={site_id}\nSITE_API_KEY={api_key}\n\
              NEOPRO_ROOT={}\nSTATE_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\n\
-             ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,deploy_video\n",
+             ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,update_hotspot\n",
             self.path("neopro").display(),
             self.path("state").display(),
             components_dir().display()
@@ -164,7 +166,12 @@ impl Site {
     }
 
     /// Starts the agent with the site.conf written by [`Site::write_agent_conf`].
+    /// Its log goes to the test's captured output (shown when a test fails).
     pub fn start_agent(&self) -> RunningAgent {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("neopro_runtime=debug")
+            .try_init();
         let conf = self.path("site.conf");
         let config = SiteConfig::load(Some(&conf)).expect("site.conf loads");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -154,6 +154,24 @@ impl Host for HostState {
         })
     }
 
+    fn sha256(&mut self, root: WitRoot, path: String) -> Result<String, WitError> {
+        use sha2::{Digest, Sha256};
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadOnly)?;
+        let rel = relative_file(&path)?;
+        let mut file = dir.open(&rel).map_err(|e| io_error(root, &path, &e))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = file.read(&mut buf).map_err(|e| io_error(root, &path, &e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
     fn mkdir(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {
         let root = RootName::from(root);
         let dir = self.open_root(root, Access::ReadWrite)?;

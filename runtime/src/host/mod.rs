@@ -5,6 +5,7 @@
 //! to the guest, which decides what to do with it.
 
 pub mod config_store;
+pub mod download;
 pub mod files;
 pub mod log;
 pub mod logs;
@@ -47,6 +48,8 @@ pub struct HostServices {
     pub journalctl: PathBuf,
     /// configuration.json (CONFIG_PATH) and its writer lock.
     pub config_store: config_store::ConfigStore,
+    /// MAX_DOWNLOAD_SIZE: no download may be larger, whatever the grant.
+    pub max_download_size: u64,
 }
 
 impl HostServices {
@@ -59,6 +62,7 @@ impl HostServices {
             neopro_root: config.neopro_root.clone(),
             journalctl: config.journalctl.clone(),
             config_store: config_store::ConfigStore::new(config.config_path.clone()),
+            max_download_size: config.max_download_size,
         }
     }
 }

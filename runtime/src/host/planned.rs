@@ -1,23 +1,15 @@
 //! Interfaces declared in the WIT contract whose host side comes with later
-//! work (download, services, power, archive). Until then each
+//! work (services, power, archive). Until then each
 //! call is checked against its grant like any other, and then fails with a
 //! clear `failed` error instead of trapping the guest.
 
-use super::bindings::neopro::agent::{archive, download, power, services};
+use super::bindings::neopro::agent::{archive, power, services};
 use super::{HostState, WitError, WitRoot};
 
 fn not_available(what: &str) -> WitError {
     WitError::Failed(format!(
         "{what} is not available in this version of neopro-runtime"
     ))
-}
-
-impl download::Host for HostState {
-    fn fetch(&mut self, _request: download::Request) -> Result<download::Outcome, WitError> {
-        self.call
-            .require(self.call.manifest.grants.download.is_some(), "download")?;
-        Err(not_available("downloading"))
-    }
 }
 
 impl HostState {

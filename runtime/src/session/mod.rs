@@ -43,6 +43,9 @@ pub struct SessionSettings {
     pub watch_interval: Duration,
     /// How long running commands may finish after a stop request.
     pub shutdown_grace: Duration,
+    /// No answer to `authenticate` within this: reconnect and try again (an
+    /// event that reached the server before it was ready is dropped).
+    pub auth_answer_timeout: Duration,
 }
 
 impl Default for SessionSettings {
@@ -51,6 +54,7 @@ impl Default for SessionSettings {
             auth_retry: Duration::from_secs(300),
             watch_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            auth_answer_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Session {
     probe: Arc<SystemProbe>,
     credentials: Credentials,
     authenticated: bool,
+    /// When `authenticate` went out without an answer yet.
+    awaiting_auth_since: Option<tokio::time::Instant>,
     auth_failures: u32,
     /// Server pings received on the current connection.
     pings: u64,
@@ -118,6 +124,7 @@ impl Session {
             probe: Arc::new(SystemProbe::default()),
             credentials,
             authenticated: false,
+            awaiting_auth_since: None,
             auth_failures: 0,
             pings: 0,
             in_flight: Vec::new(),
@@ -162,6 +169,17 @@ impl Session {
                     }
                 }
                 _ = watchdog.tick(), if watchdog_every.is_some() => crate::systemd::notify("WATCHDOG=1"),
+                () = tokio::time::sleep_until(
+                    self.awaiting_auth_since.unwrap_or_else(tokio::time::Instant::now)
+                        + self.settings.auth_answer_timeout
+                ), if self.awaiting_auth_since.is_some() => {
+                    self.awaiting_auth_since = None;
+                    tracing::warn!(
+                        "no answer to authenticate within {} s; reconnecting",
+                        self.settings.auth_answer_timeout.as_secs_f64()
+                    );
+                    let _ = self.link.reconnect_after(Duration::ZERO, "no answer to authenticate");
+                }
             }
         }
         self.stop().await;
@@ -191,16 +209,23 @@ impl Session {
             LinkEvent::Connected => {
                 self.pings = 0;
                 self.reload_credentials();
-                let _ = self.link.emit(
-                    "authenticate",
-                    &[json!({"siteId": self.credentials.site_id, "apiKey": self.credentials.api_key})],
-                );
+                if self
+                    .link
+                    .emit(
+                        "authenticate",
+                        &[json!({"siteId": self.credentials.site_id, "apiKey": self.credentials.api_key})],
+                    )
+                    .is_ok()
+                {
+                    self.awaiting_auth_since = Some(tokio::time::Instant::now());
+                }
             }
             LinkEvent::Disconnected(reason) => {
                 if self.authenticated {
                     tracing::warn!("disconnected from the central server: {reason}");
                 }
                 self.authenticated = false;
+                self.awaiting_auth_since = None;
                 // Unconfirmed results stay in the outbox and go again after
                 // the next authentication.
                 self.in_flight.clear();
@@ -239,6 +264,7 @@ impl Session {
     fn on_authenticated(&mut self, heartbeat: &mut tokio::time::Interval) {
         tracing::info!("authenticated as site {}", self.credentials.site_id);
         self.authenticated = true;
+        self.awaiting_auth_since = None;
         self.auth_failures = 0;
         self.send_heartbeat();
         heartbeat.reset();
@@ -258,6 +284,7 @@ impl Session {
             .and_then(Value::as_str)
             .unwrap_or("Erreur inconnue")
             .to_owned();
+        self.awaiting_auth_since = None;
         self.auth_failures = self.auth_failures.saturating_add(1);
         let factor = 1u32 << self.auth_failures.saturating_sub(1).min(3);
         let wait = self.settings.auth_retry.saturating_mul(factor.min(6));

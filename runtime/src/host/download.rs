@@ -1,0 +1,368 @@
+//! `download`: streaming HTTP(S) downloads into a root, verified while they
+//! are written, resumable, and never visible under their final name until
+//! complete and verified.
+//!
+//! Disk rule: a download is refused before writing when the bytes still to
+//! come plus a reserve of 5 % of the filesystem would not fit in the space
+//! available, so a full disk can never take the box's configuration or logs
+//! down with it.
+
+use super::bindings::neopro::agent::download::{Host, Outcome, Request};
+use super::progress::parse_detail;
+use super::roots::{io_error, relative_file};
+use super::{HostState, WitError};
+use crate::manifest::{Access, RootName};
+use cap_std::fs::{Dir, OpenOptions};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// Attempts per download (network errors and 5xx answers are retried).
+const ATTEMPTS: u32 = 4;
+/// First retry delay; doubles each time.
+const RETRY_BASE: Duration = Duration::from_millis(500);
+/// No byte for this long: the transfer is considered stalled.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Share of the filesystem kept free.
+const RESERVE_PERCENT: u64 = 5;
+
+/// How one attempt failed.
+enum AttemptError {
+    /// Worth another attempt (network error, 5xx, stall).
+    Retry(String),
+    /// Final.
+    Fatal(WitError),
+}
+
+impl HostState {
+    fn download_limit(&self, asked: Option<u64>) -> Result<u64, WitError> {
+        let grant = self.call.manifest.grants.download.ok_or_else(|| {
+            WitError::NotPermitted(format!(
+                "component '{}' lacks the grant download",
+                self.call.manifest.name
+            ))
+        })?;
+        let mut limit = grant.max_bytes.min(self.call.services.max_download_size);
+        if let Some(asked) = asked {
+            limit = limit.min(asked);
+        }
+        Ok(limit)
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, WitError> {
+    match tokio::runtime::Handle::try_current() {
+        // Host calls run on a blocking thread of the agent's runtime.
+        Ok(handle) => Ok(handle.block_on(future)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(future))
+            .map_err(|e| WitError::Failed(format!("cannot start the downloader: {e}"))),
+    }
+}
+
+fn client() -> Result<reqwest::Client, WitError> {
+    let tls = crate::link::tls::client_config()
+        .map_err(|e| WitError::Failed(format!("TLS unavailable: {e}")))?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(STALL_TIMEOUT)
+        .build()
+        .map_err(|e| WitError::Failed(format!("cannot create the HTTP client: {e}")))
+}
+
+/// Free bytes for the agent and the filesystem's size, where `dir` lives.
+fn disk_space(dir: &Path) -> Option<(u64, u64)> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some((s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize))
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// `bytes <start>-<end>/<total>` must start where we asked.
+fn content_range_start(header: Option<&reqwest::header::HeaderValue>) -> Option<u64> {
+    let text = header?.to_str().ok()?;
+    let range = text.strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+struct Target<'a> {
+    dir: &'a Dir,
+    host_dir: &'a Path,
+    partial: &'a str,
+}
+
+impl Target<'_> {
+    fn partial_len(&self) -> u64 {
+        self.dir
+            .metadata(self.partial)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    fn discard(&self) {
+        let _ = self.dir.remove_file(self.partial);
+    }
+}
+
+impl HostState {
+    async fn attempt(
+        &mut self,
+        client: &reqwest::Client,
+        request: &Request,
+        target: &Target<'_>,
+        limit: u64,
+        progress: &Option<(String, serde_json::Map<String, serde_json::Value>)>,
+    ) -> Result<(u64, String), AttemptError> {
+        let fatal = |e: WitError| AttemptError::Fatal(e);
+        let mut have = target.partial_len();
+        let mut get = client.get(&request.url);
+        if have > 0 {
+            get = get.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let mut response = get
+            .send()
+            .await
+            .map_err(|e| AttemptError::Retry(format!("cannot reach the server: {e}")))?;
+        let status = response.status();
+        if status.as_u16() == 206 && have > 0 {
+            if content_range_start(response.headers().get(reqwest::header::CONTENT_RANGE))
+                != Some(have)
+            {
+                // The server answered another range: start over.
+                target.discard();
+                return Err(AttemptError::Retry(
+                    "the server resumed at the wrong offset; restarting from zero".to_owned(),
+                ));
+            }
+        } else if status.is_success() {
+            if have > 0 {
+                tracing::info!(
+                    "server ignored the Range request: downloading {} from zero",
+                    request.url
+                );
+                target.discard();
+                have = 0;
+            }
+        } else if status.is_server_error() || status.as_u16() == 429 {
+            return Err(AttemptError::Retry(format!(
+                "the server answered HTTP {status}"
+            )));
+        } else {
+            if status.as_u16() == 416 {
+                target.discard();
+            }
+            return Err(fatal(WitError::Failed(format!(
+                "download of {} failed: the server answered HTTP {status}",
+                request.url
+            ))));
+        }
+        let announced = response.content_length().map(|n| n + have);
+        if let Some(total) = announced
+            && total > limit
+        {
+            target.discard();
+            return Err(fatal(WitError::TooLarge(format!(
+                "the file is {total} bytes, more than the {limit} bytes allowed"
+            ))));
+        }
+        if let Some((avail, size)) = disk_space(target.host_dir) {
+            let still = announced.map(|t| t - have).unwrap_or(0);
+            let reserve = size / 100 * RESERVE_PERCENT;
+            if still + reserve > avail {
+                return Err(fatal(WitError::TooLarge(format!(
+                    "not enough disk space: the download needs {} plus a reserve of {} (5 % of the disk), only {} free",
+                    mib(still),
+                    mib(reserve),
+                    mib(avail)
+                ))));
+            }
+        }
+        let mut hasher = Sha256::new();
+        let mut file = target
+            .dir
+            .open_with(
+                target.partial,
+                OpenOptions::new().create(true).append(true).read(true),
+            )
+            .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
+        if have > 0 {
+            // Hash what is already there, then continue the same hash.
+            let mut existing = target
+                .dir
+                .open(target.partial)
+                .map_err(|e| fatal(WitError::Io(e.to_string())))?;
+            existing
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| fatal(WitError::Io(e.to_string())))?;
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = existing
+                    .read(&mut buf)
+                    .map_err(|e| fatal(WitError::Io(e.to_string())))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+        }
+        let mut received = have;
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = file.sync_all();
+                    return Err(AttemptError::Retry(format!(
+                        "the transfer broke after {received} bytes: {e}"
+                    )));
+                }
+            };
+            received += chunk.len() as u64;
+            if received > limit {
+                drop(file);
+                target.discard();
+                return Err(fatal(WitError::TooLarge(format!(
+                    "the server sent more than the {limit} bytes allowed"
+                ))));
+            }
+            file.write_all(&chunk)
+                .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
+            hasher.update(&chunk);
+            if let (Some((event, detail)), Some(total)) = (progress, announced) {
+                let percent = (received.saturating_mul(99) / total.max(1)).min(99) as u8;
+                self.emit_progress(event, percent, detail.clone());
+            }
+        }
+        if let Some(total) = announced
+            && received < total
+        {
+            let _ = file.sync_all();
+            return Err(AttemptError::Retry(format!(
+                "the transfer ended after {received} of {total} bytes"
+            )));
+        }
+        file.sync_all()
+            .map_err(|e| fatal(WitError::Io(format!("cannot flush the download: {e}"))))?;
+        Ok((received, hex::encode(hasher.finalize())))
+    }
+}
+
+fn normalise_sha256(text: &str) -> Result<String, WitError> {
+    let hex = text
+        .trim()
+        .trim_start_matches("sha256:")
+        .trim_start_matches("sha256-")
+        .to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(WitError::InvalidInput(format!(
+            "'{text}' is not a sha256 checksum (64 hex digits)"
+        )))
+    }
+}
+
+impl Host for HostState {
+    fn fetch(&mut self, request: Request) -> Result<Outcome, WitError> {
+        let limit = self.download_limit(request.max_bytes)?;
+        let root = RootName::from(request.root);
+        self.call.require_root(root, Access::ReadWrite)?;
+        let scheme_ok = request.url.starts_with("http://") || request.url.starts_with("https://");
+        if !scheme_ok {
+            return Err(WitError::InvalidInput(format!(
+                "only http:// and https:// downloads are allowed, not '{}'",
+                request.url
+            )));
+        }
+        let expected = request
+            .sha256
+            .as_deref()
+            .map(normalise_sha256)
+            .transpose()?;
+        let progress = match &request.progress_detail {
+            Some(detail) => Some((self.progress_event()?, parse_detail(detail)?)),
+            None => None,
+        };
+        let rel = relative_file(&request.path)?;
+        let root_dir = self.call.services.roots.open(root, true)?;
+        let (parent_rel, name) = match (rel.parent(), rel.file_name()) {
+            (Some(p), Some(n)) => (p.to_path_buf(), n.to_string_lossy().into_owned()),
+            _ => {
+                return Err(WitError::InvalidInput(format!(
+                    "bad path '{}'",
+                    request.path
+                )));
+            }
+        };
+        let dir = if parent_rel.as_os_str().is_empty() {
+            root_dir
+        } else {
+            root_dir
+                .open_dir(&parent_rel)
+                .map_err(|e| io_error(root, &parent_rel.display().to_string(), &e))?
+        };
+        if dir.symlink_metadata(&name).is_ok_and(|m| m.is_dir()) {
+            return Err(WitError::InvalidInput(format!(
+                "{root}/{} is a directory",
+                request.path
+            )));
+        }
+        let host_dir = self.call.services.roots.path(root).join(&parent_rel);
+        let partial = format!(".{name}.partial");
+        let target = Target {
+            dir: &dir,
+            host_dir: &host_dir,
+            partial: &partial,
+        };
+        let client = client()?;
+        let result: Result<(u64, String), WitError> = block_on(async {
+            let mut last = String::new();
+            for attempt in 0..ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(RETRY_BASE * (1 << (attempt - 1))).await;
+                }
+                match self
+                    .attempt(&client, &request, &target, limit, &progress)
+                    .await
+                {
+                    Ok(done) => return Ok(done),
+                    Err(AttemptError::Fatal(e)) => return Err(e),
+                    Err(AttemptError::Retry(why)) => {
+                        tracing::warn!(
+                            "download of {} (attempt {}): {why}",
+                            request.url,
+                            attempt + 1
+                        );
+                        last = why;
+                    }
+                }
+            }
+            Err(WitError::Failed(format!(
+                "download of {} failed after {ATTEMPTS} attempts: {last}",
+                request.url
+            )))
+        })?;
+        let (bytes, sha256) = result?;
+        if let Some(expected) = expected
+            && expected != sha256
+        {
+            target.discard();
+            return Err(WitError::ChecksumMismatch(format!(
+                "Checksum mismatch: expected {expected}, got {sha256}"
+            )));
+        }
+        dir.rename(&partial, &dir, &name)
+            .map_err(|e| io_error(root, &request.path, &e))?;
+        if let Ok(d) = dir.open(".") {
+            let _ = d.sync_all();
+        }
+        Ok(Outcome { bytes, sha256 })
+    }
+}
