@@ -350,3 +350,100 @@ fn delete_video_never_leaves_the_videos_root_nor_removes_folders() {
     assert!(site.path("neopro/videos/Match/Pub/ad.mp4").exists());
     assert_eq!(config_on_disk(&site), video_config());
 }
+
+#[test]
+fn expired_videos_lose_their_file_and_entries() {
+    let site = Site::new();
+    site.write(
+        CONFIG,
+        &json!({
+            "categories": [{"id": "c", "name": "Match", "videos": [
+                {"name": "old", "path": "videos/Match/old.mp4", "expires_at": "2020-01-01T00:00:00Z"},
+                {"name": "kept", "path": "videos/Match/kept.mp4", "expires_at": "2999-01-01T00:00:00Z"}
+            ]}],
+            "sponsors": [{"name": "old", "path": "videos/Match/old.mp4"}]
+        })
+        .to_string(),
+    );
+    site.write("neopro/videos/Match/old.mp4", "x");
+    site.write("neopro/videos/Match/kept.mp4", "y");
+    let result = site.run("expire-videos", json!({})).expect("expiration");
+    assert_eq!(result, json!({"checked": 2, "removed": 1}));
+    assert!(!site.path("neopro/videos/Match/old.mp4").exists());
+    assert!(site.path("neopro/videos/Match/kept.mp4").exists());
+    let written = config_on_disk(&site);
+    assert_eq!(
+        written["categories"][0]["videos"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(written["sponsors"], json!([]));
+    // Nothing left to expire: nothing written.
+    let version = std::fs::read_to_string(site.path(CONFIG)).expect("config");
+    assert_eq!(
+        site.run("expire-videos", json!({})).ok(),
+        Some(json!({"checked": 1, "removed": 0}))
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.path(CONFIG)).ok(),
+        Some(version)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_web_app_is_told_about_changes() {
+    let app = neopro_e2e::central::Central::start(&[]).await;
+    let site = Site::with_extra(&format!("LOCAL_APP_URL={}", app.url()));
+    site.write(CONFIG, r#"{"categories":[]}"#);
+    let config = site.config.clone();
+    let run = move |component: &'static str, command_type: &'static str, data: Value| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let services =
+                std::sync::Arc::new(neopro_runtime::host::HostServices::from_config(&config));
+            let sandbox = neopro_runtime::sandbox::Sandbox::new(services, None).expect("sandbox");
+            let spec = neopro_e2e::component(component);
+            let loaded = sandbox
+                .load_file(&spec.wasm_path, spec.manifest)
+                .expect("load");
+            let request = CommandRequest {
+                id: "n".to_owned(),
+                command_type: command_type.to_owned(),
+                data: data.to_string(),
+            };
+            sandbox.execute(&loaded, &request, None)
+        })
+    };
+    run(
+        "update-config",
+        "update_config",
+        json!({"neoProContent": {"liveScoreEnabled": true}}),
+    )
+    .await
+    .expect("task")
+    .expect("update");
+    app.next("config_updated", std::time::Duration::from_secs(10))
+        .await;
+    run(
+        "update-config",
+        "update_settings",
+        json!({"language": "es"}),
+    )
+    .await
+    .expect("task")
+    .expect("settings");
+    assert_eq!(
+        app.next("settings_updated", std::time::Duration::from_secs(10))
+            .await,
+        json!({"language": "es", "timezone": "Europe/Paris"})
+    );
+    // The app being down does not fail the command.
+    app.stop().await;
+    run(
+        "update-config",
+        "update_config",
+        json!({"neoProContent": {"liveScoreEnabled": false}}),
+    )
+    .await
+    .expect("task")
+    .expect("works without the app");
+}

@@ -87,9 +87,11 @@ pub mod bindings {
 pub mod config_store;
 pub mod download;
 pub mod files;
+pub mod local_app;
 pub mod logs;
 pub mod progress;
 pub mod system;
+pub mod time;
 
 mod command;
 mod error;

@@ -78,6 +78,8 @@ pub struct SiteConfig {
     pub components_path: Option<PathBuf>,
     /// The journalctl program used for log tails (`JOURNALCTL_PATH`).
     pub journalctl: PathBuf,
+    /// The web app's Socket.IO server, notified of changes (`LOCAL_APP_URL`).
+    pub local_app_url: String,
 }
 
 /// `KEY=VALUE` pairs of one dotenv file, in file order (later keys win).
@@ -257,6 +259,8 @@ impl SiteConfig {
                 Some(_) => Some(path("COMPONENTS_PATH", PathBuf::new())?),
                 None => None,
             },
+            local_app_url: text("LOCAL_APP_URL")
+                .unwrap_or_else(|| "http://localhost:3000".to_owned()),
             journalctl: PathBuf::from(
                 text("JOURNALCTL_PATH").unwrap_or_else(|| "journalctl".to_owned()),
             ),

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 /// else runs concurrently.
 pub fn resource_of(command_type: &str) -> Option<&'static str> {
     match command_type {
-        "deploy_video" | "delete_video" => Some("videos"),
+        "deploy_video" | "delete_video" | "expire_videos" => Some("videos"),
         "update_config" | "update_settings" => Some("config"),
         "update_software" | "reboot" | "restart_service" | "install_component"
         | "remove_component" => Some("software"),
@@ -91,6 +91,16 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Runs one of the agent's own jobs (e.g. `expire_videos`): no allowlist,
+    /// nothing if no component handles it.
+    pub async fn run_internal(&self, command_type: &str) -> Option<Outcome> {
+        let spec = self.by_command.get(command_type).cloned()?;
+        Some(
+            self.execute(spec, "internal", command_type, &Value::Null, None)
+                .await,
+        )
+    }
+
     /// Runs one command to its outcome. Never panics, never fails: every
     /// problem is an error outcome with the upstream wording where one exists.
     pub async fn run(
@@ -110,6 +120,17 @@ impl Dispatcher {
                 error: format!("Unknown command type: {command_type}"),
             };
         };
+        self.execute(spec, id, command_type, data, progress).await
+    }
+
+    async fn execute(
+        &self,
+        spec: Arc<ComponentSpec>,
+        id: &str,
+        command_type: &str,
+        data: &Value,
+        progress: Option<Arc<dyn ProgressSink>>,
+    ) -> Outcome {
         let _guard = match resource_of(command_type).and_then(|r| self.locks.get(r)) {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,

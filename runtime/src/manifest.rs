@@ -23,6 +23,7 @@
 //!                                                 # backups, neopro-root, staging, logs
 //! logs = { units = ["*"], agent-log = true }      # journal units ("*" = any), LOG_PATH
 //! download = { max-bytes = 1073741824 }           # absent = no downloads
+//! local-app = true               # may notify the web app (config_updated, ...)
 //! ```
 //!
 //! Everything not granted is refused with `not-permitted`, naming the grant.
@@ -158,6 +159,8 @@ pub struct Grants {
     pub services: Vec<String>,
     pub may_reboot: bool,
     pub download: Option<DownloadGrant>,
+    /// May notify the local web app (`local-app.notify`).
+    pub local_app: bool,
 }
 
 impl Grants {
@@ -323,6 +326,9 @@ impl Manifest {
         }
         if let Some(d) = g.download {
             lines.push(format!("download.max-bytes = {}", d.max_bytes));
+        }
+        if g.local_app {
+            lines.push("local-app".to_owned());
         }
         lines
     }

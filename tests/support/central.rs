@@ -22,6 +22,9 @@ const RECORDED: &[&str] = &[
     "pong_check",
     "deploy_progress",
     "update_progress",
+    // What the local web app receives (the central doubles as one in tests).
+    "config_updated",
+    "settings_updated",
 ];
 
 /// One event received from an agent.

@@ -139,6 +139,7 @@ pub fn fast_options() -> neopro_runtime::agent::AgentOptions {
             watch_interval: Duration::from_millis(100),
             shutdown_grace: Duration::from_secs(5),
             auth_answer_timeout: Duration::from_secs(2),
+            expiry_interval: Duration::from_secs(3600),
         },
         connect_timeout: Duration::from_secs(1),
         backoff: neopro_runtime::link::backoff::BackoffPolicy {

@@ -4,7 +4,9 @@
 //! removed, and a file already gone still has its stale entries removed.
 
 use neopro_guest_sdk::serde_json::{Value, json};
-use neopro_guest_sdk::{Command, Context, Error, Root, config_store, export_command, files};
+use neopro_guest_sdk::{
+    Command, Context, Error, Root, config_store, export_command, files, local_app,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -114,6 +116,7 @@ impl Command for DeleteVideo {
                 "configuration updated ({}), {removed} entries removed",
                 written.config_hash
             );
+            local_app::notify("config_updated", None);
         }
         let mut result = json!({ "success": true, "path": path, "removedEntries": removed });
         if !existed {

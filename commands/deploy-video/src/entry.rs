@@ -4,27 +4,7 @@ use neopro_guest_sdk::serde_json::{Map, Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now_iso() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem % 3_600_000 / 60_000,
-        rem % 60_000 / 1000,
-        rem % 1000
-    )
+    neopro_guest_sdk::time::iso8601(neopro_guest_sdk::time::now_ms())
 }
 
 fn opt(data: &Value, key: &str) -> Value {

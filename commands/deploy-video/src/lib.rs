@@ -12,7 +12,8 @@ mod names;
 
 use neopro_guest_sdk::serde_json::{Map, Value, json};
 use neopro_guest_sdk::{
-    Command, Context, Error, Root, config_store, download, export_command, files, progress,
+    Command, Context, Error, Root, config_store, download, export_command, files, local_app,
+    progress,
 };
 
 struct DeployVideo;
@@ -124,6 +125,7 @@ fn deploy(data: &Value, detail: &Map<String, Value>) -> Result<Value, Error> {
             &video,
         ))
     })?;
+    local_app::notify("config_updated", None);
     Ok(json!({
         "success": true,
         "path": path,

@@ -1,11 +1,10 @@
 //! `update_config` (replace / merge / neoProContent, protocol notes §5.1)
 //! and `update_settings` (§2.13), both through the config store.
 
-mod dates;
 mod merge;
 
 use neopro_guest_sdk::serde_json::{Map, Value, json};
-use neopro_guest_sdk::{Command, Context, Error, config_store, export_command};
+use neopro_guest_sdk::{Command, Context, Error, config_store, export_command, local_app};
 
 struct UpdateConfig;
 
@@ -40,7 +39,7 @@ fn update_config(data: &Value) -> Result<Value, Error> {
     }
     let configuration = data.get("configuration").filter(|v| !v.is_null());
     let neo_pro_content = data.get("neoProContent").filter(|v| !v.is_null());
-    let now = dates::now_ms();
+    let now = neopro_guest_sdk::time::now_ms();
     let written = if let (Some("replace"), Some(configuration)) = (mode, configuration) {
         let replacement = object(configuration, "configuration")?;
         config_store::update(|_| Ok(replacement.clone()))?
@@ -59,6 +58,7 @@ fn update_config(data: &Value) -> Result<Value, Error> {
             "Missing neoProContent or configuration in update_config command",
         ));
     };
+    local_app::notify("config_updated", None);
     Ok(json!({
         "success": true,
         "hash": written.config_hash,
@@ -111,6 +111,7 @@ fn update_settings(data: &Value) -> Result<Value, Error> {
         Ok(Value::Object(config))
     })?;
     let settings = &written.config["settings"];
+    local_app::notify("settings_updated", Some(settings));
     Ok(json!({
         "success": true,
         "settings": { "language": settings["language"], "timezone": settings["timezone"] },

@@ -3,7 +3,6 @@
 //! live-score and score-overlay toggles) leaves the categories alone instead
 //! of deleting every NEOPRO category.
 
-use crate::dates;
 use neopro_guest_sdk::serde_json::{Map, Value, json};
 
 /// JavaScript truthiness.
@@ -68,7 +67,7 @@ fn keep_video(video: &Value, now_ms: i64) -> bool {
     let Some(expires) = video.get("expires_at").filter(|e| truthy(Some(e))) else {
         return true;
     };
-    match expires.as_str().and_then(dates::parse_ms) {
+    match expires.as_str().and_then(neopro_guest_sdk::time::parse_ms) {
         Some(at) => at >= now_ms,
         None => true,
     }

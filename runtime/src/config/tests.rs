@@ -110,6 +110,7 @@ fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigErro
         "STATE_PATH",
         "COMPONENTS_PATH",
         "JOURNALCTL_PATH",
+        "LOCAL_APP_URL",
         "HEARTBEAT_INTERVAL",
         "MAX_DOWNLOAD_SIZE",
         "ALLOWED_COMMANDS",

@@ -52,7 +52,7 @@ impl HostState {
     }
 }
 
-fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, WitError> {
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, WitError> {
     match tokio::runtime::Handle::try_current() {
         // Host calls run on a blocking thread of the agent's runtime.
         Ok(handle) => Ok(handle.block_on(future)),

@@ -7,6 +7,7 @@
 pub mod config_store;
 pub mod download;
 pub mod files;
+pub mod local_app;
 pub mod log;
 pub mod logs;
 pub mod planned;
@@ -50,6 +51,8 @@ pub struct HostServices {
     pub config_store: config_store::ConfigStore,
     /// MAX_DOWNLOAD_SIZE: no download may be larger, whatever the grant.
     pub max_download_size: u64,
+    /// LOCAL_APP_URL.
+    pub local_app_url: String,
 }
 
 impl HostServices {
@@ -63,6 +66,7 @@ impl HostServices {
             journalctl: config.journalctl.clone(),
             config_store: config_store::ConfigStore::new(config.config_path.clone()),
             max_download_size: config.max_download_size,
+            local_app_url: config.local_app_url.clone(),
         }
     }
 }

@@ -265,6 +265,17 @@ impl Connection {
         None
     }
 
+    /// Sends one event, then leaves (a one-shot notification).
+    pub(crate) async fn emit_and_leave(mut self, name: &str, args: &[Value]) -> Result<(), String> {
+        write(
+            &mut self.ws,
+            format!("4{}", packet::encode_event(name, args, None)),
+        )
+        .await?;
+        self.leave().await;
+        Ok(())
+    }
+
     /// Leaves the namespace and closes the websocket, without waiting long.
     async fn leave(&mut self) {
         let _ = write(&mut self.ws, format!("4{}", packet::encode_disconnect())).await;

@@ -194,6 +194,27 @@ pub fn spawn(config: LinkConfig) -> (LinkHandle, mpsc::UnboundedReceiver<LinkEve
     )
 }
 
+/// Connects, emits one event and disconnects, all within `timeout`: how the
+/// agent pokes the local web app (`config_updated` and friends).
+pub async fn notify_once(
+    url: &str,
+    event: &str,
+    args: &[Value],
+    timeout: Duration,
+) -> Result<(), String> {
+    let config = LinkConfig {
+        server_url: url.to_owned(),
+        connect_timeout: timeout,
+        backoff: BackoffPolicy::default(),
+    };
+    let tls = tls::client_config().ok();
+    let conn = connection::open(&config, tls).await?;
+    match tokio::time::timeout(timeout, conn.emit_and_leave(event, args)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
+    }
+}
+
 /// What ended a connection.
 pub(crate) enum Ended {
     /// Reconnect after the usual backoff (or at least `floor`).

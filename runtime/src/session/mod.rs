@@ -46,6 +46,8 @@ pub struct SessionSettings {
     /// No answer to `authenticate` within this: reconnect and try again (an
     /// event that reached the server before it was ready is dropped).
     pub auth_answer_timeout: Duration,
+    /// How often expired videos are removed (also once at start).
+    pub expiry_interval: Duration,
 }
 
 impl Default for SessionSettings {
@@ -55,6 +57,7 @@ impl Default for SessionSettings {
             watch_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
             auth_answer_timeout: Duration::from_secs(20),
+            expiry_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -146,6 +149,8 @@ impl Session {
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut watch = tokio::time::interval(self.settings.watch_interval);
         watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut expiry = tokio::time::interval(self.settings.expiry_interval);
+        expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let watchdog_every = crate::systemd::watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
@@ -169,6 +174,16 @@ impl Session {
                     }
                 }
                 _ = watchdog.tick(), if watchdog_every.is_some() => crate::systemd::notify("WATCHDOG=1"),
+                _ = expiry.tick() => {
+                    let dispatcher = self.dispatcher.clone();
+                    tokio::spawn(async move {
+                        match dispatcher.run_internal("expire_videos").await {
+                            Some(Outcome::Success { result }) => tracing::debug!("expiration: {result}"),
+                            Some(Outcome::Error { error }) => tracing::warn!("expiration failed: {error}"),
+                            None => {}
+                        }
+                    });
+                }
                 () = tokio::time::sleep_until(
                     self.awaiting_auth_since.unwrap_or_else(tokio::time::Instant::now)
                         + self.settings.auth_answer_timeout

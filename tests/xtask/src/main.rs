@@ -209,9 +209,10 @@ fn test(root: &Path) -> anyhow::Result<()> {
         .current_dir(root)
         .env("NEOPRO_TEST_COMPONENTS", &test_dir)
         .args(["test"]))?;
-    // Unit tests inside the built-in components (pure logic, run natively).
+    // Unit tests of the SDK and inside the built-in components (pure logic,
+    // run natively).
     let mut unit = cargo();
-    unit.current_dir(root).arg("test");
+    unit.current_dir(root).args(["test", "-p", "neopro-guest-sdk"]);
     for g in find_guests(root)?.iter().filter(|g| g.builtin) {
         unit.args(["-p", &g.package]);
     }

@@ -1,9 +1,9 @@
-//! Just enough date handling for `expires_at`: ISO 8601 as JavaScript's
-//! `Date` parses it (`2025-12-31`, `2025-12-31T23:59:59Z`, with optional
-//! fraction and offset). A time without an offset is read as UTC.
+//! Wall-clock time as the protocol writes it: milliseconds since the epoch
+//! and ISO 8601 (`2025-12-31T23:59:59.000Z`), without a date library.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Now, in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -21,11 +21,42 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn num(s: &str) -> Option<i64> {
-    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Milliseconds since the epoch, or `None` when unparseable.
+/// `2025-12-31T23:59:59.000Z`, like JavaScript's `toISOString()`.
+pub fn iso8601(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem % 3_600_000 / 60_000,
+        rem % 60_000 / 1000,
+        rem % 1000
+    )
+}
+
+fn num(s: &str) -> Option<i64> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Parses ISO 8601 as JavaScript's `Date` does for the forms the dashboard
+/// sends (`2025-12-31`, `2025-12-31T23:59:59Z`, optional fraction and
+/// offset). A time without an offset is read as UTC. `None` when unparseable.
 pub fn parse_ms(text: &str) -> Option<i64> {
     let text = text.trim();
     let (date, rest) = match text.find(['T', ' ']) {
@@ -60,10 +91,7 @@ pub fn parse_ms(text: &str) -> Option<i64> {
     } else {
         (rest, 0)
     };
-    let (hms, frac) = match time.split_once('.') {
-        Some((hms, frac)) => (hms, frac),
-        None => (time, ""),
-    };
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let mut fields = hms.split(':');
     let h = num(fields.next()?)?;
     let mi = num(fields.next()?)?;
@@ -86,7 +114,7 @@ pub fn parse_ms(text: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ms;
+    use super::*;
 
     #[test]
     fn parses_the_forms_the_dashboard_sends() {
@@ -103,5 +131,12 @@ mod tests {
         assert_eq!(parse_ms("2025-12-31"), Some(1_767_139_200_000));
         assert_eq!(parse_ms("not a date"), None);
         assert_eq!(parse_ms("2025-13-01"), None);
+    }
+
+    #[test]
+    fn formats_like_javascript() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_767_225_599_500), "2025-12-31T23:59:59.500Z");
+        assert_eq!(parse_ms(&iso8601(951_782_400_123)), Some(951_782_400_123));
     }
 }
