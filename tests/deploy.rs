@@ -324,3 +324,38 @@ fn two_concurrent_deploys_into_one_category_are_both_recorded() {
     sorted.sort();
     assert_eq!(sorted, ["A.mp4", "B.mp4"]);
 }
+
+#[test]
+fn a_download_that_would_fill_the_disk_is_refused_before_writing() {
+    let site = Site::with_extra("MAX_DOWNLOAD_SIZE=1000000000000000");
+    // 500 TB announced: more than any test machine has free.
+    let server = FileServer::start(Vec::new(), Fault::Announce(500_000_000_000_000));
+    let (kind, message) = error_of(site.run(
+        "escape",
+        json!({"op": "download", "path": "huge.bin", "to": server.url("huge.bin")}),
+    ));
+    assert_eq!(kind, "too-large");
+    assert!(
+        message.starts_with("not enough disk space: the download needs "),
+        "{message}"
+    );
+    assert!(message.contains("plus a reserve of"), "{message}");
+    assert!(
+        files_in(&site, "neopro/videos").is_empty(),
+        "nothing written"
+    );
+}
+
+#[test]
+fn only_http_and_https_urls_are_fetched() {
+    let site = Site::new();
+    let (kind, message) = error_of(site.run(
+        "escape",
+        json!({"op": "download", "path": "x", "to": "file:///etc/passwd"}),
+    ));
+    assert_eq!(kind, "invalid-input");
+    assert_eq!(
+        message,
+        "only http:// and https:// downloads are allowed, not 'file:///etc/passwd'"
+    );
+}

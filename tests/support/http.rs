@@ -20,6 +20,10 @@ pub enum Fault {
     Status(u16),
     /// 200 with no Content-Length, body until close.
     NoLength,
+    /// Announces this many bytes, sends none.
+    Announce(u64),
+    /// Sends the body slowly: `chunk` bytes then a pause of `pause_ms`.
+    Slow { chunk: usize, pause_ms: u64 },
 }
 
 pub struct FileServer {
@@ -74,6 +78,22 @@ impl FileServer {
                     ),
                     Fault::NoLength => write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
                         .and_then(|()| stream.write_all(&body)),
+                    Fault::Announce(n) => write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
+                    ),
+                    Fault::Slow { chunk, pause_ms } => write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                    )
+                    .and_then(|()| {
+                        for part in body.chunks(chunk.max(1)) {
+                            stream.write_all(part)?;
+                            stream.flush()?;
+                            std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+                        }
+                        Ok(())
+                    }),
                     Fault::CutFirstAfter(n) if served == 0 => write!(
                         stream,
                         "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"

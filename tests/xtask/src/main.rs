@@ -212,7 +212,8 @@ fn test(root: &Path) -> anyhow::Result<()> {
     // Unit tests of the SDK and inside the built-in components (pure logic,
     // run natively).
     let mut unit = cargo();
-    unit.current_dir(root).args(["test", "-p", "neopro-guest-sdk"]);
+    unit.current_dir(root)
+        .args(["test", "-p", "neopro-guest-sdk"]);
     for g in find_guests(root)?.iter().filter(|g| g.builtin) {
         unit.args(["-p", &g.package]);
     }

@@ -2,7 +2,9 @@
 //! to escape a root or use a call without its grant, and check the error.
 
 use neopro_guest_sdk::serde_json::{Value, json};
-use neopro_guest_sdk::{Command, Context, Error, Root, export_command, files, logs, system};
+use neopro_guest_sdk::{
+    Command, Context, Error, Root, download, export_command, files, logs, system,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -75,6 +77,10 @@ impl Command for Escape {
             }
             "stat" => json!({ "size": files::stat(r, &d.path)?.size }),
             "metrics" => json!({ "uptime": system::metrics()?.uptime }),
+            "download" => {
+                let outcome = download::fetch(&d.to, r, &d.path, None, None)?;
+                json!({ "bytes": outcome.bytes, "sha256": outcome.sha256 })
+            }
             "journal" => json!({ "logs": logs::journal_tail(&d.path, 10)? }),
             other => return Err(Error::invalid_input(format!("unknown op {other}"))),
         })
