@@ -7,7 +7,8 @@
 //! - `guests`: guests only → `target/components/{builtin,test}/`
 //! - `test`: guests, then `cargo test` with the components' location
 //! - `demo`: `build`, then the agent against a bundled local central server
-//! - `bench`: `build`, then the sandbox and agent benchmarks (release)
+//! - `bench [idle-secs] [deploy-MiB]`: `build`, then the sandbox, agent and
+//!   deploy benchmarks (release)
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -243,7 +244,17 @@ fn bench(root: &Path) -> anyhow::Result<()> {
             "--",
         ])
         .arg(root.join("dist/neopro-runtime"))
-        .arg(idle))
+        .arg(idle))?;
+    // The deploy benchmark writes its temporary files under target/ (a real
+    // disk, not a tmpfs /tmp).
+    let mib = std::env::args().nth(3).unwrap_or_else(|| "1024".to_owned());
+    run(cargo()
+        .current_dir(target_dir(root))
+        .args(["run", "--quiet", "--release", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .args(["-p", "neopro-e2e", "--bin", "deploy-bench", "--"])
+        .arg(root.join("dist/neopro-runtime"))
+        .arg(mib))
 }
 
 /// Builds dist/, then runs the agent against a bundled local central
