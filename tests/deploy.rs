@@ -359,3 +359,20 @@ fn only_http_and_https_urls_are_fetched() {
         "only http:// and https:// downloads are allowed, not 'file:///etc/passwd'"
     );
 }
+
+#[test]
+fn a_category_symlinked_out_of_the_videos_root_is_refused() {
+    let body = video(1000);
+    let server = FileServer::start(body.clone(), Fault::None);
+    let site = Site::new();
+    std::fs::create_dir_all(site.path("outside")).expect("outside");
+    std::os::unix::fs::symlink(site.path("outside"), site.path("neopro/videos/Match"))
+        .expect("symlink");
+    let (kind, message) = error_of(deploy(&site, data(&server, &body)).0);
+    assert_eq!(kind, "not-permitted", "{message}");
+    assert!(
+        files_in(&site, "outside").is_empty(),
+        "nothing written through the link"
+    );
+    assert!(server.ranges().is_empty(), "refused before downloading");
+}

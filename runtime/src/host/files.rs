@@ -176,7 +176,18 @@ impl Host for HostState {
         let root = RootName::from(root);
         let dir = self.open_root(root, Access::ReadWrite)?;
         let rel = relative_file(&path)?;
-        dir.create_dir_all(&rel)
-            .map_err(|e| io_error(root, &path, &e))
+        match dir.create_dir_all(&rel) {
+            Ok(()) => Ok(()),
+            // Something is there: fine if it is a directory inside the root
+            // (a symlink is followed, but never out of the root).
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match dir.metadata(&rel) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                Ok(_) => Err(WitError::InvalidInput(format!(
+                    "{root}/{path} exists and is not a directory"
+                ))),
+                Err(e) => Err(io_error(root, &path, &e)),
+            },
+            Err(e) => Err(io_error(root, &path, &e)),
+        }
     }
 }
