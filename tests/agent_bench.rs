@@ -6,52 +6,12 @@
 #![allow(clippy::expect_used)]
 
 use neopro_e2e::central::Central;
+use neopro_e2e::process::{AgentProcess, status_kib};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-struct Agent(Child);
-
-impl Agent {
-    fn start(bin: &Path, conf: &Path) -> Agent {
-        Agent(
-            Command::new(bin)
-                .arg("--config")
-                .arg(conf)
-                .arg("run")
-                .env("LOG_LEVEL", "warn")
-                .spawn()
-                .expect("start the agent"),
-        )
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// utime + stime of a process, in milliseconds (100 ticks per second).
 fn cpu_ms(pid: u32) -> u64 {
@@ -123,7 +83,7 @@ async fn main() {
     // Warm the artifact cache once, as on a box where get_config ran before
     // (components are compiled on first use, then loaded from the cache).
     {
-        let _agent = Agent::start(&bin, &conf);
+        let _agent = AgentProcess::start(&bin, &conf, Some("warn"));
         central.nth("heartbeat", 1, WAIT).await;
         central.send_command("warm-up", "get_config", json!({}));
         central.result_of("warm-up", WAIT).await;
@@ -132,7 +92,7 @@ async fn main() {
     let mut startups = Vec::new();
     for round in 0..5 {
         let started = Instant::now();
-        let _agent = Agent::start(&bin, &conf);
+        let _agent = AgentProcess::start(&bin, &conf, Some("warn"));
         // The first heartbeat leaves right after `authenticated` arrives.
         central.nth("heartbeat", round + 2, WAIT).await;
         startups.push(started.elapsed());
@@ -144,7 +104,7 @@ async fn main() {
         startups[startups.len() - 1].as_secs_f64() * 1e3
     );
 
-    let agent = Agent::start(&bin, &conf);
+    let agent = AgentProcess::start(&bin, &conf, Some("warn"));
     let heartbeats = central.count("heartbeat");
     central.nth("heartbeat", heartbeats + 1, WAIT).await;
     let pid = agent.pid();

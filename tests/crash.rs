@@ -7,10 +7,10 @@
 use neopro_e2e::Site;
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
+use neopro_e2e::process::AgentProcess;
 use neopro_runtime::sandbox::sha256_hex;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -32,31 +32,6 @@ fn agent_binary() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-struct Agent(Child);
-
-impl Agent {
-    fn start(conf: &std::path::Path) -> Agent {
-        Agent(
-            Command::new(agent_binary())
-                .arg("--config")
-                .arg(conf)
-                .arg("run")
-                .env("LOG_LEVEL", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start the agent"),
-        )
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn wait_for(what: &str, check: impl Fn() -> bool) {
@@ -106,14 +81,14 @@ async fn sigkill_mid_deploy_leaves_no_partial_file_and_the_next_deploy_resumes()
     let final_path = site.path("neopro/videos/Match/Clip.mp4");
     let partial = site.path("neopro/videos/Match/.Clip.mp4.partial");
 
-    let agent = Agent::start(&conf);
+    let agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
     central.nth("heartbeat", 1, WAIT).await;
     send(deploy("c-1"));
     wait_for("a partial download", || {
         std::fs::metadata(&partial).is_ok_and(|m| m.len() > 200_000)
     })
     .await;
-    drop(agent); // SIGKILL
+    agent.kill_hard();
 
     assert!(!final_path.exists(), "nothing under the final name");
     let config: Value = serde_json::from_str(
@@ -123,7 +98,7 @@ async fn sigkill_mid_deploy_leaves_no_partial_file_and_the_next_deploy_resumes()
     assert_eq!(config, json!({"categories": []}));
 
     // Restart: the interrupted command is reported, never silently lost.
-    let _agent = Agent::start(&conf);
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
     let interrupted = central.result_of("c-1", WAIT).await;
     assert_eq!(interrupted["status"], json!("error"));
     assert_eq!(

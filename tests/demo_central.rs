@@ -6,24 +6,12 @@
 
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
+use neopro_e2e::process::AgentProcess;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // SIGTERM first: the agent finishes, flushes and leaves cleanly.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
 
 fn demo_site(dir: &Path, url: &str, components: &Path) -> PathBuf {
     let neopro = dir.join("neopro");
@@ -88,14 +76,7 @@ async fn main() {
     let central = Central::start(&[("demo-site", "demo-key")]).await;
     println!("local central server listening on {}", central.url());
     let conf = demo_site(&work, &central.url(), &components);
-    let _agent = Agent(
-        Command::new(&agent_bin)
-            .arg("--config")
-            .arg(&conf)
-            .arg("run")
-            .spawn()
-            .expect("start the agent"),
-    );
+    let _agent = AgentProcess::start(&agent_bin, &conf, None);
 
     show("authenticate", &central.next("authenticate", WAIT).await);
     show("heartbeat", &central.next("heartbeat", WAIT).await);

@@ -7,33 +7,15 @@
 
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
+use neopro_e2e::process::{AgentProcess, status_kib};
 use neopro_runtime::sandbox::sha256_hex;
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    status_kib(pid, "VmHWM:") as f64 / 1024.0
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -99,17 +81,7 @@ async fn main() {
         ),
     )
     .expect("site.conf");
-    let start_agent = || {
-        Agent(
-            Command::new(&bin)
-                .arg("--config")
-                .arg(&conf)
-                .arg("run")
-                .env("LOG_LEVEL", "error")
-                .spawn()
-                .expect("agent"),
-        )
-    };
+    let start_agent = || AgentProcess::start(&bin, &conf, Some("error"));
     // Warm-up in a first process: a tiny deploy compiles the component into
     // the artifact cache, as on a box where it ran before.
     {
@@ -137,7 +109,7 @@ async fn main() {
         .await;
     let deploy = started.elapsed();
     assert_eq!(result["status"], json!("success"), "{result}");
-    let rss = peak_rss_mib(agent.0.id());
+    let rss = peak_rss_mib(agent.pid());
     drop(agent);
 
     let mb = size as f64 / 1e6;

@@ -6,6 +6,7 @@
 
 pub mod central;
 pub mod http;
+pub mod process;
 pub mod proxy;
 
 use neopro_runtime::config::SiteConfig;
