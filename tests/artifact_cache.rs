@@ -9,6 +9,7 @@ fn cached_artifacts(site: &Site) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(site.config.cache_dir())
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n: &String| n.ends_with(".cwasm"))
                 .collect()
         })
         .unwrap_or_default();
@@ -34,7 +35,13 @@ fn second_load_comes_from_the_cache() {
     let artifacts = cached_artifacts(&site);
     assert_eq!(artifacts.len(), 1);
     assert!(artifacts[0].starts_with(&format!("{}-", sha256_hex(&wasm))));
-    assert!(artifacts[0].ends_with(".cwasm"));
+    assert!(
+        site.config
+            .cache_dir()
+            .join(format!("{}.sha256", artifacts[0]))
+            .is_file(),
+        "checksum written beside the artifact"
+    );
 
     // A new agent process (new sandbox) over the same state folder.
     let second = site.sandbox();
@@ -70,5 +77,38 @@ fn a_damaged_artifact_is_recompiled() {
     assert!(
         std::fs::read(&path).is_ok_and(|b| b.len() > 1000),
         "artifact rewritten"
+    );
+}
+
+#[test]
+fn a_flipped_bit_inside_an_artifact_is_caught_by_its_checksum() {
+    let site = Site::new();
+    let _ = site.load(&site.sandbox(), "get-config");
+    let path = site.config.cache_dir().join(&cached_artifacts(&site)[0]);
+    let mut bytes = std::fs::read(&path).expect("artifact");
+    // Past the headers: wasmtime's own checks would not notice this one.
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("damage");
+
+    let sandbox = site.sandbox();
+    assert_eq!(
+        site.load(&sandbox, "get-config").origin(),
+        LoadOrigin::Compiled
+    );
+    let rebuilt = std::fs::read(&path).expect("artifact rewritten");
+    assert_ne!(rebuilt, bytes);
+    assert_eq!(
+        std::fs::read_to_string(site.config.cache_dir().join(format!(
+            "{}.sha256",
+            cached_artifacts(&site)[0]
+        )))
+        .expect("checksum"),
+        sha256_hex(&rebuilt)
+    );
+    // And the next start trusts it again.
+    assert_eq!(
+        site.load(&site.sandbox(), "get-config").origin(),
+        LoadOrigin::Cache
     );
 }

@@ -7,7 +7,7 @@ use crate::host::HostServices;
 use crate::journal::{Journal, JournalError};
 use crate::link::backoff::BackoffPolicy;
 use crate::link::{self, LinkConfig};
-use crate::registry::{self, Registry, RegistryError};
+use crate::registry::{self, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::session::{Session, SessionSettings};
 use std::path::PathBuf;
@@ -65,13 +65,9 @@ pub async fn run(
     }
     let journal = Arc::new(Journal::open(&config.state_path.join("journal"))?);
     let components_dir = registry::components_dir(&config);
-    let (registry, problems) = Registry::scan(&components_dir)?;
-    for problem in problems {
-        tracing::warn!("{problem}");
-    }
     let services = Arc::new(HostServices::from_config(&config));
     let sandbox = Arc::new(Sandbox::new(services, Some(&config.cache_dir()))?);
-    let dispatcher = Arc::new(Dispatcher::new(&config, &registry, sandbox));
+    let dispatcher = Arc::new(Dispatcher::new(&config, sandbox));
     tracing::info!(
         "neopro-runtime {} for site {} ({}), components from {}: {}",
         env!("CARGO_PKG_VERSION"),

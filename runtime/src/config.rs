@@ -72,6 +72,15 @@ pub struct SiteConfig {
     /// The command types the server may run here. Unlike upstream, a list
     /// in site.conf restricts (upstream silently re-adds its defaults).
     pub allowed_commands: Vec<String>,
+    /// Whether site.conf (or the environment) set `ALLOWED_COMMANDS`: an
+    /// explicit list also bounds the component-management commands.
+    pub allowed_commands_set: bool,
+    /// The site policy for pushed components (`COMPONENT_POLICY_PATH`).
+    pub component_policy_path: PathBuf,
+    /// Public keys whose signatures pushed components may carry
+    /// (`TRUSTED_COMPONENT_KEYS`, `ed25519:<hex>` separated by commas).
+    /// Kept as text: a typo must not stop the agent, only installs.
+    pub trusted_component_keys: Vec<String>,
     /// Journal, outbox, component cache and installed components.
     pub state_path: PathBuf,
     /// Overrides where built-in components are looked up.
@@ -224,6 +233,7 @@ impl SiteConfig {
                 source_name: file_name,
             });
         }
+        let allowed_commands_set = text("ALLOWED_COMMANDS").is_some();
         let allowed_commands = match text("ALLOWED_COMMANDS") {
             Some(list) => list
                 .split(',')
@@ -254,6 +264,20 @@ impl SiteConfig {
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             max_download_size: number("MAX_DOWNLOAD_SIZE", 1_073_741_824)?,
             allowed_commands,
+            allowed_commands_set,
+            component_policy_path: path(
+                "COMPONENT_POLICY_PATH",
+                PathBuf::from("/etc/neopro/component-policy.toml"),
+            )?,
+            trusted_component_keys: text("TRUSTED_COMPONENT_KEYS")
+                .map(|list| {
+                    list.split([',', ' '])
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             state_path: path("STATE_PATH", PathBuf::from("/var/lib/neopro-runtime"))?,
             components_path: match text("COMPONENTS_PATH") {
                 Some(_) => Some(path("COMPONENTS_PATH", PathBuf::new())?),
@@ -271,6 +295,11 @@ impl SiteConfig {
     /// Folder of the precompiled component cache.
     pub fn cache_dir(&self) -> PathBuf {
         self.state_path.join("cache")
+    }
+
+    /// Where pushed components are stored.
+    pub fn pushed_components_dir(&self) -> PathBuf {
+        self.state_path.join("components")
     }
 
     /// Scratch folder for downloads and extraction (the `staging` root).

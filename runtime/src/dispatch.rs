@@ -1,13 +1,20 @@
 //! From a command type to a finished outcome: allowlist, component lookup,
 //! per-resource serialisation, and the sandboxed run on a blocking thread.
+//!
+//! The command table (which component handles what, what is allowed) is
+//! rebuilt after every successful install, removal or rollback of a pushed
+//! component. A command takes the table's entry when it starts and keeps it:
+//! commands in flight finish on the version they started with.
 
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
 use crate::journal::Outcome;
-use crate::registry::{ComponentSpec, Registry};
-use crate::sandbox::{CommandRequest, LoadedComponent, Sandbox};
+use crate::pushed;
+use crate::registry::{self, ComponentSpec, Origin, Registry};
+use crate::sandbox::{CommandRequest, LoadedComponent, Sandbox, sha256_hex};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -18,14 +25,66 @@ pub fn resource_of(command_type: &str) -> Option<&'static str> {
         "deploy_video" | "delete_video" | "expire_videos" => Some("videos"),
         "update_config" | "update_settings" => Some("config"),
         "update_software" | "reboot" | "restart_service" | "install_component"
-        | "remove_component" => Some("software"),
+        | "remove_component" | "rollback_component" => Some("software"),
         "update_hotspot" => Some("network"),
         _ => None,
     }
 }
 
-/// Components loaded so far, by name.
-type Loaded = Arc<std::sync::Mutex<BTreeMap<String, Arc<LoadedComponent>>>>;
+/// Components loaded so far, by wasm file (each pushed version has its own).
+type Loaded = Arc<std::sync::Mutex<BTreeMap<PathBuf, Arc<LoadedComponent>>>>;
+
+/// Which component runs each command type, and which types may run.
+#[derive(Default)]
+struct Table {
+    by_command: BTreeMap<String, Arc<ComponentSpec>>,
+    allowed: BTreeSet<String>,
+}
+
+impl Table {
+    /// Built-in components, the pushed ones over them, and the allowlist.
+    fn build(config: &SiteConfig) -> (Self, Vec<String>) {
+        let (mut registry, mut problems) = match Registry::scan(&registry::components_dir(config))
+        {
+            Ok((registry, problems)) => (
+                registry,
+                problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ),
+            Err(e) => (Registry::default(), vec![e.to_string()]),
+        };
+        let (policy, pushed_problems) = pushed::overlay(config, &mut registry);
+        problems.extend(pushed_problems);
+        (
+            Self::from_registry(config, &registry, policy.as_ref()),
+            problems,
+        )
+    }
+
+    fn from_registry(
+        config: &SiteConfig,
+        registry: &Registry,
+        policy: Option<&pushed::policy::Policy>,
+    ) -> Self {
+        let mut by_command = BTreeMap::new();
+        for spec in registry.components() {
+            let spec = Arc::new(spec.clone());
+            for command in &spec.manifest.commands {
+                // A built-in whose command a pushed component took over no
+                // longer handles it.
+                if registry
+                    .for_command(command)
+                    .is_some_and(|owner| owner.manifest.name == spec.manifest.name)
+                {
+                    by_command.insert(command.clone(), spec.clone());
+                }
+            }
+        }
+        Table {
+            by_command,
+            allowed: pushed::allowed_commands(config, registry, policy),
+        }
+    }
+}
 
 /// Runs commands with the installed components. A component is loaded the
 /// first time one of its commands runs (from the artifact cache, ~0.5 ms;
@@ -33,9 +92,9 @@ type Loaded = Arc<std::sync::Mutex<BTreeMap<String, Arc<LoadedComponent>>>>;
 /// never run cost no memory.
 pub struct Dispatcher {
     sandbox: Arc<Sandbox>,
-    by_command: BTreeMap<String, Arc<ComponentSpec>>,
+    config: SiteConfig,
+    table: std::sync::RwLock<Arc<Table>>,
     loaded: Loaded,
-    allowed: BTreeSet<String>,
     locks: BTreeMap<&'static str, Arc<Mutex<()>>>,
 }
 
@@ -49,52 +108,114 @@ fn load(
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     };
-    if let Some(component) = map.get(&spec.manifest.name) {
+    if let Some(component) = map.get(&spec.wasm_path) {
         return Ok(component.clone());
     }
-    let component = sandbox
-        .load_file(&spec.wasm_path, spec.manifest.clone())
-        .map(Arc::new)
-        .map_err(|e| e.to_string())?;
-    map.insert(spec.manifest.name.clone(), component.clone());
+    let component = match &spec.origin {
+        Origin::BuiltIn => sandbox.load_file(&spec.wasm_path, spec.manifest.clone()),
+        Origin::Pushed { sha256 } => {
+            let bytes = std::fs::read(&spec.wasm_path)
+                .map_err(|e| format!("cannot read {}: {e}", spec.wasm_path.display()))?;
+            if sha256_hex(&bytes) != *sha256 {
+                return Err(format!(
+                    "{} is damaged (its sha256 no longer matches the installed one); reinstall the component or roll it back",
+                    spec.wasm_path.display()
+                ));
+            }
+            sandbox.load(&bytes, spec.manifest.clone())
+        }
+    }
+    .map(Arc::new)
+    .map_err(|e| e.to_string())?;
+    map.insert(spec.wasm_path.clone(), component.clone());
     Ok(component)
 }
 
 impl Dispatcher {
-    pub fn new(config: &SiteConfig, registry: &Registry, sandbox: Arc<Sandbox>) -> Self {
-        let mut by_command = BTreeMap::new();
-        for spec in registry.components() {
-            let spec = Arc::new(spec.clone());
-            for command in &spec.manifest.commands {
-                by_command.insert(command.clone(), spec.clone());
-            }
+    /// Reads the built-in and pushed components named by `config`.
+    pub fn new(config: &SiteConfig, sandbox: Arc<Sandbox>) -> Self {
+        let (table, problems) = Table::build(config);
+        for problem in problems {
+            tracing::warn!("{problem}");
         }
+        Self::with_table(config, table, sandbox)
+    }
+
+    fn with_table(config: &SiteConfig, table: Table, sandbox: Arc<Sandbox>) -> Self {
         let locks = ["videos", "config", "software", "network"]
             .into_iter()
             .map(|r| (r, Arc::new(Mutex::new(()))))
             .collect();
         Dispatcher {
             sandbox,
-            by_command,
+            config: config.clone(),
+            table: std::sync::RwLock::new(Arc::new(table)),
             loaded: Arc::default(),
-            allowed: config.allowed_commands.iter().cloned().collect(),
             locks,
+        }
+    }
+
+    fn table(&self) -> Arc<Table> {
+        match self.table.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the components after one was installed, removed or rolled
+    /// back; drops loaded components no longer in use.
+    fn reload(&self) {
+        let (table, problems) = Table::build(&self.config);
+        for problem in problems {
+            tracing::warn!("{problem}");
+        }
+        let in_use: BTreeSet<PathBuf> = table
+            .by_command
+            .values()
+            .map(|s| s.wasm_path.clone())
+            .collect();
+        match self.loaded.lock() {
+            Ok(mut map) => map.retain(|path, _| in_use.contains(path)),
+            Err(poisoned) => poisoned.into_inner().retain(|path, _| in_use.contains(path)),
+        }
+        tracing::info!(
+            "commands available now: {}",
+            table
+                .by_command
+                .keys()
+                .filter(|t| table.allowed.contains(*t))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        match self.table.write() {
+            Ok(mut t) => *t = Arc::new(table),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(table),
         }
     }
 
     /// Command types that can run here (allowed and with a component).
     pub fn runnable(&self) -> Vec<String> {
-        self.by_command
+        let table = self.table();
+        let mut runnable: Vec<String> = table
+            .by_command
             .keys()
-            .filter(|t| self.allowed.contains(*t))
+            .filter(|t| table.allowed.contains(*t))
             .cloned()
-            .collect()
+            .collect();
+        runnable.extend(
+            pushed::MANAGEMENT_COMMANDS
+                .iter()
+                .filter(|c| table.allowed.contains(**c))
+                .map(|c| (*c).to_owned()),
+        );
+        runnable
     }
 
     /// Runs one of the agent's own jobs (e.g. `expire_videos`): no allowlist,
     /// nothing if no component handles it.
     pub async fn run_internal(&self, command_type: &str) -> Option<Outcome> {
-        let spec = self.by_command.get(command_type).cloned()?;
+        let spec = self.table().by_command.get(command_type).cloned()?;
         Some(
             self.execute(spec, "internal", command_type, &Value::Null, None)
                 .await,
@@ -110,17 +231,52 @@ impl Dispatcher {
         data: &Value,
         progress: Option<Arc<dyn ProgressSink>>,
     ) -> Outcome {
-        if !self.allowed.contains(command_type) {
+        let table = self.table();
+        if !table.allowed.contains(command_type) {
             return Outcome::Error {
                 error: format!("Command type '{command_type}' is not allowed"),
             };
         }
-        let Some(spec) = self.by_command.get(command_type).cloned() else {
+        if pushed::is_management(command_type) {
+            return self.manage(command_type, data).await;
+        }
+        let Some(spec) = table.by_command.get(command_type).cloned() else {
             return Outcome::Error {
                 error: format!("Unknown command type: {command_type}"),
             };
         };
         self.execute(spec, id, command_type, data, progress).await
+    }
+
+    /// install/remove/list/rollback_component, natively, then the table
+    /// is rebuilt so the next command sees the change.
+    async fn manage(&self, command_type: &str, data: &Value) -> Outcome {
+        let _guard = match resource_of(command_type).and_then(|r| self.locks.get(r)) {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let manager = pushed::Manager::new(&self.config);
+        let sandbox = self.sandbox.clone();
+        let (command, data) = (command_type.to_owned(), data.clone());
+        let run =
+            tokio::task::spawn_blocking(move || manager.execute(&sandbox, &command, &data)).await;
+        match run {
+            Ok(Ok(result)) => {
+                if command_type != "list_components" {
+                    self.reload();
+                }
+                Outcome::Success { result }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("{command_type} refused: {e}");
+                Outcome::Error {
+                    error: e.to_string(),
+                }
+            }
+            Err(e) => Outcome::Error {
+                error: format!("the command could not finish: {e}"),
+            },
+        }
     }
 
     async fn execute(

@@ -9,6 +9,8 @@
 //! - [`config`] — site.conf;
 //! - [`manifest`] — component manifests, grants and limits;
 //! - [`registry`] — which component handles which command;
+//! - [`pushed`] — components the server installs: store, signatures, site
+//!   policy, the install/remove/list/rollback commands;
 //! - [`sandbox`] — engine, artifact cache, running a command;
 //! - [`host`] — the host side of each WIT interface (`host::files` is where a
 //!   command's bytes are written);
@@ -32,6 +34,7 @@ pub mod journal;
 pub mod link;
 pub mod manifest;
 pub mod metrics;
+pub mod pushed;
 pub mod registry;
 pub mod sandbox;
 pub mod session;

@@ -1,5 +1,6 @@
 //! Which component handles which command type: built-in components are
-//! `<name>.wasm` + `<name>.toml` pairs in the components folder.
+//! `<name>.wasm` + `<name>.toml` pairs in the components folder; components
+//! pushed by the server (see [`crate::pushed`]) are laid over them.
 
 use crate::config::SiteConfig;
 use crate::manifest::{Manifest, ManifestError};
@@ -15,6 +16,17 @@ pub struct ComponentSpec {
     pub manifest: Manifest,
     pub wasm_path: PathBuf,
     pub manifest_path: PathBuf,
+    pub origin: Origin,
+}
+
+/// Where a component came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Shipped with the agent.
+    BuiltIn,
+    /// Installed by `install_component`; its wasm must still hash to
+    /// `sha256` when it is loaded (a damaged file is refused, not run).
+    Pushed { sha256: String },
 }
 
 /// A problem with one component; the others still load.
@@ -75,6 +87,7 @@ pub fn spec_for_wasm(wasm: &Path) -> Result<ComponentSpec, RegistryError> {
         manifest,
         wasm_path: wasm.to_owned(),
         manifest_path,
+        origin: Origin::BuiltIn,
     })
 }
 
@@ -121,6 +134,7 @@ impl Registry {
                         manifest,
                         wasm_path,
                         manifest_path,
+                        origin: Origin::BuiltIn,
                     }) {
                         problems.push(problem);
                     }
@@ -157,6 +171,27 @@ impl Registry {
         }
         self.by_name.insert(name, spec);
         problem
+    }
+
+    /// Lays a pushed component over the built-in ones: it takes the command
+    /// types it claims (the caller has checked the site policy allows it).
+    /// A name already used by a built-in component is refused.
+    pub fn overlay(&mut self, spec: ComponentSpec) -> Option<RegistryError> {
+        let name = spec.manifest.name.clone();
+        if let Some(existing) = self.by_name.get(&name) {
+            return Some(RegistryError::DuplicateName {
+                name,
+                path: spec.manifest_path,
+                other: existing.manifest_path.clone(),
+            });
+        }
+        for command in &spec.manifest.commands {
+            self.by_command.insert(command.clone(), name.clone());
+        }
+        self.by_name.insert(name, spec);
+        // A built-in that lost all its command types stays listed by name
+        // (for `components`) but handles nothing.
+        None
     }
 
     /// The component that handles a command type.

@@ -111,18 +111,19 @@ impl Target<'_> {
     }
 }
 
-impl HostState {
-    async fn attempt(
-        &mut self,
-        client: &reqwest::Client,
-        request: &Request,
-        target: &Target<'_>,
-        limit: u64,
-        progress: &Option<(String, serde_json::Map<String, serde_json::Value>)>,
-    ) -> Result<(u64, String), AttemptError> {
+/// Receives (bytes so far, bytes announced) while a download runs.
+type Report<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
+
+async fn attempt(
+    client: &reqwest::Client,
+    url: &str,
+    target: &Target<'_>,
+    limit: u64,
+    report: Report<'_>,
+) -> Result<(u64, String), AttemptError> {
         let fatal = |e: WitError| AttemptError::Fatal(e);
         let mut have = target.partial_len();
-        let mut get = client.get(&request.url);
+        let mut get = client.get(url);
         if have > 0 {
             get = get.header(reqwest::header::RANGE, format!("bytes={have}-"));
         }
@@ -144,8 +145,7 @@ impl HostState {
         } else if status.is_success() {
             if have > 0 {
                 tracing::info!(
-                    "server ignored the Range request: downloading {} from zero",
-                    request.url
+                    "server ignored the Range request: downloading {url} from zero"
                 );
                 target.discard();
                 have = 0;
@@ -159,8 +159,7 @@ impl HostState {
                 target.discard();
             }
             return Err(fatal(WitError::Failed(format!(
-                "download of {} failed: the server answered HTTP {status}",
-                request.url
+                "download of {url} failed: the server answered HTTP {status}"
             ))));
         }
         let announced = response.content_length().map(|n| n + have);
@@ -235,9 +234,8 @@ impl HostState {
             file.write_all(&chunk)
                 .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
             hasher.update(&chunk);
-            if let (Some((event, detail)), Some(total)) = (progress, announced) {
-                let percent = (received.saturating_mul(99) / total.max(1)).min(99) as u8;
-                self.emit_progress(event, percent, detail.clone());
+            if let Some(total) = announced {
+                report(received, total);
             }
         }
         if let Some(total) = announced
@@ -251,10 +249,9 @@ impl HostState {
         file.sync_all()
             .map_err(|e| fatal(WitError::Io(format!("cannot flush the download: {e}"))))?;
         Ok((received, hex::encode(hasher.finalize())))
-    }
 }
 
-fn normalise_sha256(text: &str) -> Result<String, WitError> {
+pub(crate) fn normalise_sha256(text: &str) -> Result<String, WitError> {
     let hex = text
         .trim()
         .trim_start_matches("sha256:")
@@ -321,43 +318,19 @@ impl Host for HostState {
             host_dir: &host_dir,
             partial: &partial,
         };
-        let client = client()?;
-        let result: Result<(u64, String), WitError> = block_on(async {
-            let mut last = String::new();
-            for attempt in 0..ATTEMPTS {
-                if attempt > 0 {
-                    tokio::time::sleep(RETRY_BASE * (1 << (attempt - 1))).await;
-                }
-                match self
-                    .attempt(&client, &request, &target, limit, &progress)
-                    .await
-                {
-                    Ok(done) => return Ok(done),
-                    Err(AttemptError::Fatal(e)) => return Err(e),
-                    Err(AttemptError::Retry(why)) => {
-                        tracing::warn!(
-                            "download of {} (attempt {}): {why}",
-                            request.url,
-                            attempt + 1
-                        );
-                        last = why;
-                    }
-                }
+        let mut report = |received: u64, total: u64| {
+            if let Some((event, detail)) = &progress {
+                let percent = (received.saturating_mul(99) / total.max(1)).min(99) as u8;
+                self.emit_progress(event, percent, detail.clone());
             }
-            Err(WitError::Failed(format!(
-                "download of {} failed after {ATTEMPTS} attempts: {last}",
-                request.url
-            )))
-        })?;
-        let (bytes, sha256) = result?;
-        if let Some(expected) = expected
-            && expected != sha256
-        {
-            target.discard();
-            return Err(WitError::ChecksumMismatch(format!(
-                "Checksum mismatch: expected {expected}, got {sha256}"
-            )));
-        }
+        };
+        let (bytes, sha256) = fetch_into(
+            &request.url,
+            &target,
+            limit,
+            expected.as_deref(),
+            &mut report,
+        )?;
         dir.rename(&partial, &dir, &name)
             .map_err(|e| io_error(root, &request.path, &e))?;
         if let Ok(d) = dir.open(".") {
@@ -365,4 +338,77 @@ impl Host for HostState {
         }
         Ok(Outcome { bytes, sha256 })
     }
+}
+
+/// Downloads `url` into `target`'s partial file with retries, resume and the
+/// size and disk rules, and checks the sha256. Blocking. On success the
+/// partial file holds exactly the verified bytes; the caller renames it.
+fn fetch_into(
+    url: &str,
+    target: &Target<'_>,
+    limit: u64,
+    expected: Option<&str>,
+    report: Report<'_>,
+) -> Result<(u64, String), WitError> {
+    let client = client()?;
+    let result: Result<(u64, String), WitError> = block_on(async {
+        let mut last = String::new();
+        for attempt_no in 0..ATTEMPTS {
+            if attempt_no > 0 {
+                tokio::time::sleep(RETRY_BASE * (1 << (attempt_no - 1))).await;
+            }
+            match attempt(&client, url, target, limit, &mut *report).await {
+                Ok(done) => return Ok(done),
+                Err(AttemptError::Fatal(e)) => return Err(e),
+                Err(AttemptError::Retry(why)) => {
+                    tracing::warn!("download of {url} (attempt {}): {why}", attempt_no + 1);
+                    last = why;
+                }
+            }
+        }
+        Err(WitError::Failed(format!(
+            "download of {url} failed after {ATTEMPTS} attempts: {last}"
+        )))
+    })?;
+    let (bytes, sha256) = result?;
+    if let Some(expected) = expected
+        && expected != sha256
+    {
+        target.discard();
+        return Err(WitError::ChecksumMismatch(format!(
+            "Checksum mismatch: expected {expected}, got {sha256}"
+        )));
+    }
+    Ok((bytes, sha256))
+}
+
+/// A download made by the agent itself (not on behalf of a component), into
+/// one of its own folders: `dir/name`, never visible there before it is
+/// complete and matches `sha256`. Blocking.
+pub fn download_file(
+    url: &str,
+    dir: &Path,
+    name: &str,
+    limit: u64,
+    sha256: &str,
+) -> Result<Outcome, WitError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(WitError::InvalidInput(format!(
+            "only http:// and https:// downloads are allowed, not '{url}'"
+        )));
+    }
+    let expected = normalise_sha256(sha256)?;
+    let handle = Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+        .map_err(|e| WitError::Io(format!("cannot open {}: {e}", dir.display())))?;
+    let partial = format!(".{name}.partial");
+    let target = Target {
+        dir: &handle,
+        host_dir: dir,
+        partial: &partial,
+    };
+    let (bytes, sha256) = fetch_into(url, &target, limit, Some(&expected), &mut |_, _| {})?;
+    handle
+        .rename(&partial, &handle, name)
+        .map_err(|e| WitError::Io(format!("cannot keep the download in {}: {e}", dir.display())))?;
+    Ok(Outcome { bytes, sha256 })
 }

@@ -1,6 +1,11 @@
 //! Precompiled components on disk, keyed by the wasm's sha256 and the
 //! engine's compatibility hash: compiling takes ~100 ms+ on a Pi (seconds in
-//! a debug build), loading a precompiled artifact well under a millisecond.
+//! a debug build), loading a precompiled artifact a few milliseconds.
+//!
+//! Each artifact has a `.sha256` file beside it, written after it. An
+//! artifact is machine code the engine maps and runs without re-validating
+//! it, so one whose bytes no longer match (a bad SD-card sector, a torn
+//! write) is discarded and rebuilt from the wasm instead of being run.
 
 use super::SandboxError;
 use sha2::{Digest, Sha256};
@@ -102,7 +107,7 @@ impl ArtifactCache {
     ) -> Result<(Component, LoadOrigin), SandboxError> {
         let path = self.artifact_path(&sha256_hex(wasm));
         if let Some(path) = path.as_deref().filter(|p| p.is_file()) {
-            match deserialize(engine, path) {
+            match verify_artifact(path).and_then(|()| deserialize(engine, path)) {
                 Ok(component) => {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok((component, LoadOrigin::Cache));
@@ -113,6 +118,7 @@ impl ArtifactCache {
                         path.display()
                     );
                     let _ = std::fs::remove_file(path);
+                    let _ = std::fs::remove_file(sidecar(path));
                 }
             }
         }
@@ -131,13 +137,48 @@ impl ArtifactCache {
     }
 }
 
+/// The checksum file of an artifact.
+fn sidecar(artifact: &Path) -> PathBuf {
+    let mut name = artifact.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// sha256 of a file, streamed (an artifact is megabytes; no need to hold it).
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+fn verify_artifact(path: &Path) -> wasmtime::Result<()> {
+    let expected = std::fs::read_to_string(sidecar(path))
+        .map_err(|e| wasmtime::format_err!("its checksum file is unreadable ({e})"))?;
+    let actual = file_sha256(path)?;
+    if expected.trim() == actual {
+        Ok(())
+    } else {
+        Err(wasmtime::format_err!(
+            "its bytes no longer match their checksum"
+        ))
+    }
+}
+
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: the artifact was produced by `Component::serialize` of this
     // agent into its own state folder (owned by the agent's user, written
     // atomically); its name carries the wasm's sha256 and the engine's
-    // compatibility hash, and wasmtime checks the header before use. A
-    // damaged file fails to load and is recompiled.
+    // compatibility hash, its bytes were just checked against the checksum
+    // written with it, and wasmtime checks the header before use.
     unsafe { Component::deserialize_file(engine, path) }
 }
 
@@ -147,5 +188,13 @@ fn store(component: &Component, path: &Path) -> Result<(), String> {
         return Err("bad cache path".to_owned());
     };
     let dir = crate::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
-    crate::atomic::write(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())
+    crate::atomic::write(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())?;
+    let mut sum_name = name.to_owned();
+    sum_name.push(".sha256");
+    crate::atomic::write(
+        &dir,
+        Path::new(&sum_name),
+        sha256_hex(&bytes).as_bytes(),
+    )
+    .map_err(|e| e.to_string())
 }

@@ -1,0 +1,433 @@
+//! Commands the central server pushes to a box as components:
+//! `install_component`, `remove_component`, `list_components`,
+//! `rollback_component`. These four are native (they change what the
+//! sandbox may run, so no component may implement them).
+//!
+//! An install is refused, with nothing changed, unless every step passes, in
+//! this order: the parameters and the manifest agree; the site policy exists
+//! and bounds the manifest's grants and limits; the signature verifies
+//! against `TRUSTED_COMPONENT_KEYS` (or the policy allows unsigned); the
+//! command types are free (or the policy lets this one replace a built-in)
+//! and allowed; the download matches its sha256; the file is a component of
+//! our `command` world that links against this agent; it precompiles into
+//! the cache. Then it is stored and activated atomically ([`store`]).
+//!
+//! Allowlist: `ALLOWED_COMMANDS` still bounds what the server may run. A
+//! pushed component's command types run only if listed there, or if the
+//! policy sets `extend-allowlist = true`. The four management commands are
+//! available only when a site policy exists, and, when `ALLOWED_COMMANDS` is
+//! set in site.conf, only if listed there too.
+
+mod error;
+pub mod policy;
+pub mod signing;
+pub mod store;
+
+pub use error::PushedError;
+
+use crate::config::SiteConfig;
+use crate::registry::{self, ComponentSpec, Origin, Registry};
+use crate::sandbox::{Sandbox, SandboxError};
+use policy::Policy;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use signing::PublicKey;
+use std::collections::BTreeSet;
+use store::{ComponentStore, InstallRecord, NewVersion};
+
+/// The native component-management commands.
+pub const MANAGEMENT_COMMANDS: [&str; 4] = [
+    "install_component",
+    "remove_component",
+    "list_components",
+    "rollback_component",
+];
+
+/// Largest pushed component accepted (further bounded by MAX_DOWNLOAD_SIZE).
+const MAX_COMPONENT_BYTES: u64 = 32 << 20;
+
+pub fn is_management(command_type: &str) -> bool {
+    MANAGEMENT_COMMANDS.contains(&command_type)
+}
+
+/// The installed components laid over the built-in ones, as the current
+/// policy allows; plus the policy, if there is a usable one, and the
+/// problems worth a warning.
+pub fn overlay(config: &SiteConfig, registry: &mut Registry) -> (Option<Policy>, Vec<String>) {
+    let mut problems = Vec::new();
+    let policy = match Policy::load(&config.component_policy_path) {
+        Ok(policy) => Some(policy),
+        Err(policy::PolicyError::Missing(_)) => None,
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    let store = ComponentStore::new(config.pushed_components_dir());
+    let (installed, store_problems) = store.list();
+    problems.extend(store_problems.iter().map(ToString::to_string));
+    for component in installed {
+        let active = component.active;
+        let name = active.manifest.name.clone();
+        let Some(policy) = &policy else {
+            problems.push(format!(
+                "pushed component '{name}' not loaded: no usable site policy at {}",
+                config.component_policy_path.display()
+            ));
+            continue;
+        };
+        // The site may have tightened its policy since the install.
+        let fits = policy.check_manifest(&active.manifest).and_then(|()| {
+            active
+                .manifest
+                .commands
+                .iter()
+                .filter(|c| registry.for_command(c).is_some())
+                .try_for_each(|c| policy.check_replacement(&name, c))
+        });
+        if let Err(e) = fits {
+            problems.push(format!("pushed component '{name}' not loaded: {e}"));
+            continue;
+        }
+        let spec = ComponentSpec {
+            manifest: active.manifest,
+            wasm_path: active.wasm_path,
+            manifest_path: active.manifest_path,
+            origin: Origin::Pushed {
+                sha256: active.record.sha256,
+            },
+        };
+        if let Some(problem) = registry.overlay(spec) {
+            problems.push(format!("pushed component '{name}' not loaded: {problem}"));
+        }
+    }
+    (policy, problems)
+}
+
+/// The command types the server may run, given the components and policy.
+pub fn allowed_commands(
+    config: &SiteConfig,
+    registry: &Registry,
+    policy: Option<&Policy>,
+) -> BTreeSet<String> {
+    let mut allowed: BTreeSet<String> = config.allowed_commands.iter().cloned().collect();
+    if let Some(policy) = policy {
+        if !config.allowed_commands_set {
+            allowed.extend(MANAGEMENT_COMMANDS.iter().map(|c| (*c).to_owned()));
+        }
+        if policy.extend_allowlist {
+            for spec in registry.components() {
+                if matches!(spec.origin, Origin::Pushed { .. }) {
+                    allowed.extend(spec.manifest.commands.iter().cloned());
+                }
+            }
+        }
+    }
+    allowed
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallParams {
+    name: String,
+    version: String,
+    url: String,
+    sha256: String,
+    #[serde(default)]
+    signature: Option<String>,
+    /// The manifest's TOML text, exactly as signed.
+    manifest: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct NameParams {
+    name: String,
+}
+
+fn params<T: serde::de::DeserializeOwned>(
+    command: &'static str,
+    data: &Value,
+) -> Result<T, PushedError> {
+    serde_json::from_value(data.clone()).map_err(|e| PushedError::InvalidInput {
+        command,
+        detail: e.to_string(),
+    })
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// What the management commands need from site.conf.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    config: SiteConfig,
+    store: ComponentStore,
+}
+
+impl Manager {
+    pub fn new(config: &SiteConfig) -> Self {
+        Manager {
+            config: config.clone(),
+            store: ComponentStore::new(config.pushed_components_dir()),
+        }
+    }
+
+    /// Runs one management command. Blocking (downloads and compiles).
+    pub fn execute(
+        &self,
+        sandbox: &Sandbox,
+        command_type: &str,
+        data: &Value,
+    ) -> Result<Value, PushedError> {
+        match command_type {
+            "install_component" => self.install(sandbox, params("install_component", data)?),
+            "remove_component" => {
+                let NameParams { name } = params("remove_component", data)?;
+                let version = self.store.remove(&name)?;
+                tracing::info!("pushed component {name} {version} removed");
+                Ok(json!({"success": true, "name": name, "removedVersion": version}))
+            }
+            "rollback_component" => {
+                let NameParams { name } = params("rollback_component", data)?;
+                self.policy()?;
+                let (from, to) = self.store.rollback(&name)?;
+                tracing::info!("pushed component {name} rolled back from {from} to {to}");
+                Ok(json!({"success": true, "name": name, "version": to, "previousVersion": from}))
+            }
+            _ => Ok(self.list()),
+        }
+    }
+
+    fn policy(&self) -> Result<Policy, PushedError> {
+        Ok(Policy::load(&self.config.component_policy_path)?)
+    }
+
+    fn trusted_keys(&self) -> Result<Vec<PublicKey>, PushedError> {
+        self.config
+            .trusted_component_keys
+            .iter()
+            .map(|k| PublicKey::parse(k).map_err(PushedError::TrustedKeys))
+            .collect()
+    }
+
+    fn builtins(&self) -> Registry {
+        match Registry::scan(&registry::components_dir(&self.config)) {
+            Ok((registry, _)) => registry,
+            Err(e) => {
+                tracing::warn!("{e}");
+                Registry::default()
+            }
+        }
+    }
+
+    fn install(&self, sandbox: &Sandbox, p: InstallParams) -> Result<Value, PushedError> {
+        // 1. The manifest is the one the parameters describe.
+        let manifest = crate::manifest::Manifest::parse("the manifest", &p.manifest).map_err(
+            |e| PushedError::InvalidInput {
+                command: "install_component",
+                detail: e.to_string(),
+            },
+        )?;
+        for (field, in_manifest, in_params) in [
+            ("name", &manifest.name, &p.name),
+            ("version", &manifest.version, &p.version),
+        ] {
+            if in_manifest != in_params {
+                return Err(PushedError::Mismatch {
+                    field,
+                    manifest: in_manifest.clone(),
+                    params: in_params.clone(),
+                });
+            }
+        }
+        let sha256 = crate::host::download::normalise_sha256(&p.sha256).map_err(|e| {
+            PushedError::InvalidInput {
+                command: "install_component",
+                detail: e.message().to_owned(),
+            }
+        })?;
+        // 2. The site allows what it asks for.
+        let policy = self.policy()?;
+        policy.check_manifest(&manifest)?;
+        // 3. Signed by a trusted key (checked against the announced hash
+        //    before downloading anything; the download must then match it).
+        let signer = match p.signature.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(signature) => {
+                let keys = self.trusted_keys()?;
+                if keys.is_empty() {
+                    return Err(PushedError::NoTrustedKeys {
+                        name: manifest.name.clone(),
+                    });
+                }
+                Some(signing::verify(&keys, &sha256, &p.manifest, signature)?)
+            }
+            None => {
+                policy.check_signed(&manifest.name, false)?;
+                None
+            }
+        };
+        // 4. Its command types are free to take and allowed to run.
+        let builtins = self.builtins();
+        if builtins.by_name(&manifest.name).is_some() {
+            return Err(PushedError::BuiltInName(manifest.name.clone()));
+        }
+        let (installed, _) = self.store.list();
+        for command in &manifest.commands {
+            if builtins.for_command(command).is_some() {
+                policy.check_replacement(&manifest.name, command)?;
+            }
+            if let Some(other) = installed.iter().find(|c| {
+                c.active.manifest.name != manifest.name
+                    && c.active.manifest.commands.contains(command)
+            }) {
+                return Err(PushedError::CommandTaken {
+                    name: manifest.name.clone(),
+                    command: command.clone(),
+                    other: other.active.manifest.name.clone(),
+                });
+            }
+            if !policy.extend_allowlist && !self.config.allowed_commands.contains(command) {
+                return Err(PushedError::CommandNotAllowed {
+                    name: manifest.name.clone(),
+                    command: command.clone(),
+                    policy: policy.path.display().to_string(),
+                });
+            }
+        }
+        // 5. Download, verified against the sha256.
+        let incoming = self.store.incoming_dir()?;
+        let file_name = format!("{}-{}.wasm", manifest.name, manifest.version);
+        let limit = MAX_COMPONENT_BYTES.min(self.config.max_download_size);
+        crate::host::download::download_file(&p.url, &incoming, &file_name, limit, &sha256)
+            .map_err(|e| PushedError::Download {
+                name: manifest.name.clone(),
+                detail: e.message().to_owned(),
+            })?;
+        let wasm_file = incoming.join(&file_name);
+        let checked = self.check_component(sandbox, &wasm_file, &manifest);
+        if let Err(e) = checked {
+            let _ = std::fs::remove_file(&wasm_file);
+            return Err(e);
+        }
+        // 6. Stored and activated in one step.
+        let activation = self.store.install(NewVersion {
+            manifest: &manifest,
+            manifest_text: &p.manifest,
+            wasm_file: &wasm_file,
+            record: InstallRecord {
+                sha256: sha256.clone(),
+                signature: p.signature.clone(),
+                signer: signer.clone(),
+                url: Some(p.url.clone()),
+                installed_at: now_millis(),
+            },
+        });
+        let activation = match activation {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = std::fs::remove_file(&wasm_file);
+                return Err(e.into());
+            }
+        };
+        tracing::info!(
+            "pushed component {} {} installed ({}), handles {}",
+            manifest.name,
+            manifest.version,
+            signer
+                .as_deref()
+                .map(|k| format!("signed by {k}"))
+                .unwrap_or_else(|| "unsigned".to_owned()),
+            manifest.commands.join(", ")
+        );
+        Ok(json!({
+            "success": true,
+            "name": manifest.name,
+            "version": manifest.version,
+            "previousVersion": activation.replaced,
+            "alreadyInstalled": activation.already_installed,
+            "commands": manifest.commands,
+            "sha256": sha256,
+            "signer": signer,
+        }))
+    }
+
+    /// The file is a component of our world that links against this agent;
+    /// loading it also leaves its precompiled artifact in the cache.
+    fn check_component(
+        &self,
+        sandbox: &Sandbox,
+        wasm_file: &std::path::Path,
+        manifest: &crate::manifest::Manifest,
+    ) -> Result<(), PushedError> {
+        let name = manifest.name.clone();
+        let bytes = std::fs::read(wasm_file).map_err(|e| PushedError::Download {
+            name: name.clone(),
+            detail: e.to_string(),
+        })?;
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', _, _, 0, 0]) => {
+                return Err(PushedError::NotAComponent {
+                    name,
+                    detail: "it is a core WebAssembly module; build it as a component for wasm32-wasip2 with the guest SDK (see the README, \"Write and push your own command\")".to_owned(),
+                });
+            }
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => {
+                return Err(PushedError::NotAComponent {
+                    name,
+                    detail: "the file is not WebAssembly at all".to_owned(),
+                });
+            }
+        }
+        match sandbox.load(&bytes, manifest.clone()) {
+            Ok(_) => Ok(()),
+            Err(SandboxError::InvalidComponent { detail, .. }) => {
+                Err(PushedError::NotAComponent { name, detail })
+            }
+            Err(e) => Err(PushedError::Incompatible(e.to_string())),
+        }
+    }
+
+    fn list(&self) -> Value {
+        let (installed, problems) = self.store.list();
+        let components: Vec<Value> = installed
+            .iter()
+            .map(|c| {
+                let m = &c.active.manifest;
+                json!({
+                    "name": m.name,
+                    "version": m.version,
+                    "previousVersion": c.previous,
+                    "commands": m.commands,
+                    "grants": m.grant_summary(),
+                    "sha256": c.active.record.sha256,
+                    "signer": c.active.record.signer,
+                    "installedAt": c.active.record.installed_at,
+                })
+            })
+            .collect();
+        let builtin: Vec<Value> = self
+            .builtins()
+            .components()
+            .map(|s| {
+                json!({
+                    "name": s.manifest.name,
+                    "version": s.manifest.version,
+                    "commands": s.manifest.commands,
+                })
+            })
+            .collect();
+        json!({
+            "success": true,
+            "components": components,
+            "builtin": builtin,
+            "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "policy": self.config.component_policy_path.is_file()
+                .then(|| self.config.component_policy_path.display().to_string()),
+        })
+    }
+}

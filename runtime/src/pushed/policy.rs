@@ -1,0 +1,292 @@
+//! The site policy: the most a component pushed by the server may be given
+//! on this box. The site (not the server) writes it, so a compromised or
+//! mistaken server cannot grant a pushed component more than the club's
+//! installer allowed.
+//!
+//! ```toml
+//! allow-unsigned = false        # default: only signed components install
+//! extend-allowlist = false      # may pushed command types run without
+//!                               # being listed in ALLOWED_COMMANDS?
+//! replace-builtin = []          # built-in command types a pushed
+//!                               # component may take over
+//! [limits]
+//! max-memory-mib = 64
+//! max-timeout-secs = 300
+//! [grants]                      # same syntax as a manifest's [grants]
+//! files = { videos = "ro" }
+//! system = true
+//! ```
+//!
+//! No policy file means pushed components are disabled on the box.
+
+use crate::manifest::{Access, Grants, Manifest};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Default ceilings when the policy has no `[limits]`.
+const DEFAULT_MAX_MEMORY_MIB: u32 = 64;
+const DEFAULT_MAX_TIMEOUT_SECS: u32 = 300;
+
+/// The policy cannot be read, or a component goes beyond it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error(
+        "pushed components are disabled on this box: there is no site policy at {0} (see config/component-policy.toml.example)"
+    )]
+    Missing(PathBuf),
+    #[error("cannot read the site policy {path}: {detail}")]
+    Read { path: PathBuf, detail: String },
+    #[error("the site policy {path} is not valid: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("component '{name}' asks for more than the site policy {path} allows: {}", .items.join("; "))]
+    Exceeds {
+        name: String,
+        path: PathBuf,
+        items: Vec<String>,
+    },
+    #[error(
+        "component '{name}' would replace the built-in command '{command}', which the site policy {path} does not allow (replace-builtin)"
+    )]
+    ReplacesBuiltin {
+        name: String,
+        command: String,
+        path: PathBuf,
+    },
+    #[error(
+        "component '{name}' is not signed and the site policy {path} requires signatures (allow-unsigned = false)"
+    )]
+    Unsigned { name: String, path: PathBuf },
+}
+
+/// Upper bounds of a pushed component's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LimitCeiling {
+    pub max_memory_mib: u32,
+    pub max_timeout_secs: u32,
+}
+
+impl Default for LimitCeiling {
+    fn default() -> Self {
+        LimitCeiling {
+            max_memory_mib: DEFAULT_MAX_MEMORY_MIB,
+            max_timeout_secs: DEFAULT_MAX_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// A parsed site policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Policy {
+    pub allow_unsigned: bool,
+    pub extend_allowlist: bool,
+    pub replace_builtin: Vec<String>,
+    pub limits: LimitCeiling,
+    pub grants: Grants,
+    /// Where it was read from, for messages.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl Policy {
+    /// Reads the policy file; a missing file is [`PolicyError::Missing`].
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(PolicyError::Missing(path.to_owned()));
+            }
+            Err(e) => {
+                return Err(PolicyError::Read {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                });
+            }
+        };
+        Self::parse(path, &text)
+    }
+
+    /// Parses policy text; `path` names it in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, PolicyError> {
+        let mut policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            path: path.to_owned(),
+            detail: e.message().to_owned(),
+        })?;
+        policy.path = path.to_owned();
+        Ok(policy)
+    }
+
+    /// Refuses an unsigned component unless the policy allows it.
+    pub fn check_signed(&self, name: &str, signed: bool) -> Result<(), PolicyError> {
+        if signed || self.allow_unsigned {
+            Ok(())
+        } else {
+            Err(PolicyError::Unsigned {
+                name: name.to_owned(),
+                path: self.path.clone(),
+            })
+        }
+    }
+
+    /// Refuses taking over a built-in command type unless allowed.
+    pub fn check_replacement(&self, name: &str, builtin_command: &str) -> Result<(), PolicyError> {
+        if self.replace_builtin.iter().any(|c| c == builtin_command) {
+            Ok(())
+        } else {
+            Err(PolicyError::ReplacesBuiltin {
+                name: name.to_owned(),
+                command: builtin_command.to_owned(),
+                path: self.path.clone(),
+            })
+        }
+    }
+
+    /// Every grant and limit of `manifest` must fit inside the policy; the
+    /// error lists all that do not, so one round trip fixes them all.
+    pub fn check_manifest(&self, manifest: &Manifest) -> Result<(), PolicyError> {
+        let mut items = Vec::new();
+        let (m, p) = (&manifest.grants, &self.grants);
+        for (root, access) in &m.files {
+            match p.access(*root) {
+                None => items.push(format!("files.{root} = {}", access.as_str())),
+                Some(Access::ReadOnly) if *access == Access::ReadWrite => {
+                    items.push(format!("files.{root} = rw (the policy allows ro)"))
+                }
+                Some(_) => {}
+            }
+        }
+        if m.system && !p.system {
+            items.push("system".to_owned());
+        }
+        for unit in &m.logs.units {
+            let allowed = p.logs.units.iter().any(|u| u == "*" || u == unit);
+            if !allowed {
+                items.push(format!("logs.units \"{unit}\""));
+            }
+        }
+        if m.logs.agent_log && !p.logs.agent_log {
+            items.push("logs.agent-log".to_owned());
+        }
+        for service in &m.services {
+            if !p.services.contains(service) {
+                items.push(format!("services \"{service}\""));
+            }
+        }
+        if m.may_reboot && !p.may_reboot {
+            items.push("may-reboot".to_owned());
+        }
+        match (m.download, p.download) {
+            (Some(asked), None) => {
+                items.push(format!("download (max-bytes = {})", asked.max_bytes))
+            }
+            (Some(asked), Some(allowed)) if asked.max_bytes > allowed.max_bytes => items.push(
+                format!(
+                    "download.max-bytes = {} (the policy allows {})",
+                    asked.max_bytes, allowed.max_bytes
+                ),
+            ),
+            _ => {}
+        }
+        if m.local_app && !p.local_app {
+            items.push("local-app".to_owned());
+        }
+        if manifest.limits.memory_mib > self.limits.max_memory_mib {
+            items.push(format!(
+                "limits.memory-mib = {} (the policy allows {})",
+                manifest.limits.memory_mib, self.limits.max_memory_mib
+            ));
+        }
+        if manifest.limits.timeout_secs > self.limits.max_timeout_secs {
+            items.push(format!(
+                "limits.timeout-secs = {} (the policy allows {})",
+                manifest.limits.timeout_secs, self.limits.max_timeout_secs
+            ));
+        }
+        if items.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyError::Exceeds {
+                name: manifest.name.clone(),
+                path: self.path.clone(),
+                items,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Policy {
+        match Policy::parse(Path::new("/etc/neopro/component-policy.toml"), text) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn manifest(grants_and_limits: &str) -> Manifest {
+        let text = format!(
+            "name = \"hello\"\nversion = \"1.0.0\"\ncommands = [\"hello\"]\n{grants_and_limits}"
+        );
+        match Manifest::parse("hello.toml", &text) {
+            Ok(m) => m,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_component_within_the_policy_passes() {
+        let p = policy(
+            "[grants]\nfiles = { videos = \"rw\", config = \"ro\" }\nsystem = true\nservices = [\"nginx\"]\nlogs = { units = [\"*\"] }\ndownload = { max-bytes = 1000 }\n",
+        );
+        let m = manifest(
+            "[grants]\nfiles = { videos = \"ro\" }\nsystem = true\nservices = [\"nginx\"]\nlogs = { units = [\"nginx\"] }\ndownload = { max-bytes = 1000 }\n",
+        );
+        assert_eq!(p.check_manifest(&m), Ok(()));
+    }
+
+    #[test]
+    fn every_excess_is_listed() {
+        let p = policy("[grants]\nfiles = { videos = \"ro\" }\ndownload = { max-bytes = 10 }\n");
+        let m = manifest(
+            "[limits]\nmemory-mib = 128\n[grants]\nfiles = { videos = \"rw\", config = \"ro\" }\nsystem = true\nservices = [\"nginx\"]\nmay-reboot = true\ndownload = { max-bytes = 11 }\nlocal-app = true\nlogs = { units = [\"ssh\"], agent-log = true }\n",
+        );
+        let err = p.check_manifest(&m).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "component 'hello' asks for more than the site policy /etc/neopro/component-policy.toml allows: \
+                 files.videos = rw (the policy allows ro); files.config = ro; system; logs.units \"ssh\"; \
+                 logs.agent-log; services \"nginx\"; may-reboot; download.max-bytes = 11 (the policy allows 10); \
+                 local-app; limits.memory-mib = 128 (the policy allows 64)"
+            )
+        );
+    }
+
+    #[test]
+    fn unsigned_and_replacement_need_explicit_permission() {
+        let strict = policy("");
+        assert!(matches!(
+            strict.check_signed("hello", false),
+            Err(PolicyError::Unsigned { .. })
+        ));
+        assert_eq!(strict.check_signed("hello", true), Ok(()));
+        assert!(matches!(
+            strict.check_replacement("hello", "get_logs"),
+            Err(PolicyError::ReplacesBuiltin { .. })
+        ));
+        let open = policy("allow-unsigned = true\nreplace-builtin = [\"get_logs\"]\n");
+        assert_eq!(open.check_signed("hello", false), Ok(()));
+        assert_eq!(open.check_replacement("hello", "get_logs"), Ok(()));
+    }
+
+    #[test]
+    fn a_missing_or_misspelt_policy_is_explained() {
+        let missing = Policy::load(Path::new("/nonexistent/component-policy.toml"));
+        assert!(matches!(missing, Err(PolicyError::Missing(_))));
+        let typo = Policy::parse(Path::new("p.toml"), "allow-unsinged = true\n");
+        assert!(matches!(typo, Err(PolicyError::Parse { .. })));
+    }
+}
