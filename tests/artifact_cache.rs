@@ -99,10 +99,11 @@ fn a_flipped_bit_inside_an_artifact_is_caught_by_its_checksum() {
     let rebuilt = std::fs::read(&path).expect("artifact rewritten");
     assert_ne!(rebuilt, bytes);
     assert_eq!(
-        std::fs::read_to_string(site.config.cache_dir().join(format!(
-            "{}.sha256",
-            cached_artifacts(&site)[0]
-        )))
+        std::fs::read_to_string(
+            site.config
+                .cache_dir()
+                .join(format!("{}.sha256", cached_artifacts(&site)[0]))
+        )
         .expect("checksum"),
         sha256_hex(&rebuilt)
     );

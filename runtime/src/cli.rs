@@ -28,7 +28,8 @@ enum Command {
     /// Run one component locally and print its result JSON on stdout.
     RunComponent {
         /// Installed component name, command type, or path to a .wasm file
-        /// (its manifest is the .toml next to it).
+        /// (its manifest is the .toml next to it; a .sig beside it is
+        /// verified against TRUSTED_COMPONENT_KEYS and must be valid).
         component: String,
         /// The command's data object as JSON.
         #[arg(long, conflicts_with = "data_file")]
@@ -42,6 +43,9 @@ enum Command {
     },
     /// List the installed components with their commands and grants.
     Components,
+    /// Operator tools for pushed components: keygen, sign, verify, inspect.
+    #[command(subcommand)]
+    Component(crate::component_cli::ComponentCommand),
 }
 
 /// Entry point of the binary.
@@ -77,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command_type,
         } => run_component(&config, &component, data, data_file, command_type),
         Command::Components => list_components(&config),
+        Command::Component(command) => crate::component_cli::run(&config, command),
         Command::Run => run_agent(config, cli.config),
     }
 }
@@ -100,11 +105,26 @@ fn run_agent(config: SiteConfig, config_file: Option<PathBuf>) -> anyhow::Result
 
 fn find_component(config: &SiteConfig, which: &str) -> anyhow::Result<ComponentSpec> {
     if which.ends_with(".wasm") || which.contains('/') {
-        return Ok(registry::spec_for_wasm(Path::new(which))?);
+        let path = Path::new(which);
+        let bundle = crate::component_cli::Bundle::open(path)?;
+        if bundle.signature.is_some() {
+            let keys = crate::component_cli::site_keys(config)?;
+            let signer = bundle
+                .verify(&keys)
+                .with_context(|| format!("refusing to run {which}"))?;
+            if let Some(signer) = signer {
+                eprintln!("signature: valid, by trusted key {signer}");
+            }
+        }
+        return Ok(registry::spec_for_wasm(path)?);
     }
     let dir = registry::components_dir(config);
-    let (registry, problems) = Registry::scan(&dir)?;
+    let (mut registry, problems) = Registry::scan(&dir)?;
     for p in problems {
+        tracing::warn!("{p}");
+    }
+    let (_, pushed_problems) = crate::pushed::overlay(config, &mut registry);
+    for p in pushed_problems {
         tracing::warn!("{p}");
     }
     registry
@@ -180,13 +200,21 @@ fn run_component(
 
 fn list_components(config: &SiteConfig) -> anyhow::Result<ExitCode> {
     let dir = registry::components_dir(config);
-    let (registry, problems) = Registry::scan(&dir)?;
-    println!("components in {}:", dir.display());
+    let (mut registry, mut problems) = Registry::scan(&dir)?;
+    let (_, pushed_problems) = crate::pushed::overlay(config, &mut registry);
+    println!(
+        "components in {} and {} (pushed):",
+        dir.display(),
+        config.pushed_components_dir().display()
+    );
     let mut count = 0;
     for spec in registry.components() {
         count += 1;
         let m = &spec.manifest;
-        println!("{} {}", m.name, m.version);
+        match &spec.origin {
+            crate::registry::Origin::BuiltIn => println!("{} {}", m.name, m.version),
+            crate::registry::Origin::Pushed { .. } => println!("{} {} (pushed)", m.name, m.version),
+        }
         println!("  commands: {}", m.commands.join(", "));
         println!(
             "  limits:   {} MiB, {} s",
@@ -202,7 +230,10 @@ fn list_components(config: &SiteConfig) -> anyhow::Result<ExitCode> {
     if count == 0 {
         println!("  (none)");
     }
-    for p in &problems {
+    for p in problems.drain(..) {
+        eprintln!("warning: {p}");
+    }
+    for p in pushed_problems {
         eprintln!("warning: {p}");
     }
     Ok(ExitCode::SUCCESS)

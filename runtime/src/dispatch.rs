@@ -44,8 +44,7 @@ struct Table {
 impl Table {
     /// Built-in components, the pushed ones over them, and the allowlist.
     fn build(config: &SiteConfig) -> (Self, Vec<String>) {
-        let (mut registry, mut problems) = match Registry::scan(&registry::components_dir(config))
-        {
+        let (mut registry, mut problems) = match Registry::scan(&registry::components_dir(config)) {
             Ok((registry, problems)) => (
                 registry,
                 problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -176,7 +175,9 @@ impl Dispatcher {
             .collect();
         match self.loaded.lock() {
             Ok(mut map) => map.retain(|path, _| in_use.contains(path)),
-            Err(poisoned) => poisoned.into_inner().retain(|path, _| in_use.contains(path)),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .retain(|path, _| in_use.contains(path)),
         }
         tracing::info!(
             "commands available now: {}",

@@ -26,6 +26,7 @@ pub mod agent;
 pub mod atomic;
 pub mod cli;
 pub mod clock;
+pub mod component_cli;
 pub mod config;
 pub mod config_json;
 pub mod dispatch;

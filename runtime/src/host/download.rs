@@ -121,134 +121,131 @@ async fn attempt(
     limit: u64,
     report: Report<'_>,
 ) -> Result<(u64, String), AttemptError> {
-        let fatal = |e: WitError| AttemptError::Fatal(e);
-        let mut have = target.partial_len();
-        let mut get = client.get(url);
-        if have > 0 {
-            get = get.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    let fatal = |e: WitError| AttemptError::Fatal(e);
+    let mut have = target.partial_len();
+    let mut get = client.get(url);
+    if have > 0 {
+        get = get.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    }
+    let mut response = get
+        .send()
+        .await
+        .map_err(|e| AttemptError::Retry(format!("cannot reach the server: {e}")))?;
+    let status = response.status();
+    if status.as_u16() == 206 && have > 0 {
+        if content_range_start(response.headers().get(reqwest::header::CONTENT_RANGE)) != Some(have)
+        {
+            // The server answered another range: start over.
+            target.discard();
+            return Err(AttemptError::Retry(
+                "the server resumed at the wrong offset; restarting from zero".to_owned(),
+            ));
         }
-        let mut response = get
-            .send()
-            .await
-            .map_err(|e| AttemptError::Retry(format!("cannot reach the server: {e}")))?;
-        let status = response.status();
-        if status.as_u16() == 206 && have > 0 {
-            if content_range_start(response.headers().get(reqwest::header::CONTENT_RANGE))
-                != Some(have)
-            {
-                // The server answered another range: start over.
-                target.discard();
-                return Err(AttemptError::Retry(
-                    "the server resumed at the wrong offset; restarting from zero".to_owned(),
-                ));
-            }
-        } else if status.is_success() {
-            if have > 0 {
-                tracing::info!(
-                    "server ignored the Range request: downloading {url} from zero"
-                );
-                target.discard();
-                have = 0;
-            }
-        } else if status.is_server_error() || status.as_u16() == 429 {
-            return Err(AttemptError::Retry(format!(
-                "the server answered HTTP {status}"
-            )));
-        } else {
-            if status.as_u16() == 416 {
-                target.discard();
-            }
-            return Err(fatal(WitError::Failed(format!(
-                "download of {url} failed: the server answered HTTP {status}"
+    } else if status.is_success() {
+        if have > 0 {
+            tracing::info!("server ignored the Range request: downloading {url} from zero");
+            target.discard();
+            have = 0;
+        }
+    } else if status.is_server_error() || status.as_u16() == 429 {
+        return Err(AttemptError::Retry(format!(
+            "the server answered HTTP {status}"
+        )));
+    } else {
+        if status.as_u16() == 416 {
+            target.discard();
+        }
+        return Err(fatal(WitError::Failed(format!(
+            "download of {url} failed: the server answered HTTP {status}"
+        ))));
+    }
+    let announced = response.content_length().map(|n| n + have);
+    if let Some(total) = announced
+        && total > limit
+    {
+        target.discard();
+        return Err(fatal(WitError::TooLarge(format!(
+            "the file is {total} bytes, more than the {limit} bytes allowed"
+        ))));
+    }
+    if let Some((avail, size)) = disk_space(target.host_dir) {
+        let still = announced.map(|t| t - have).unwrap_or(0);
+        let reserve = size / 100 * RESERVE_PERCENT;
+        if still + reserve > avail {
+            return Err(fatal(WitError::TooLarge(format!(
+                "not enough disk space: the download needs {} plus a reserve of {} (5 % of the disk), only {} free",
+                mib(still),
+                mib(reserve),
+                mib(avail)
             ))));
         }
-        let announced = response.content_length().map(|n| n + have);
-        if let Some(total) = announced
-            && total > limit
-        {
+    }
+    let mut hasher = Sha256::new();
+    let mut file = target
+        .dir
+        .open_with(
+            target.partial,
+            OpenOptions::new().create(true).append(true).read(true),
+        )
+        .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
+    if have > 0 {
+        // Hash what is already there, then continue the same hash.
+        let mut existing = target
+            .dir
+            .open(target.partial)
+            .map_err(|e| fatal(WitError::Io(e.to_string())))?;
+        existing
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| fatal(WitError::Io(e.to_string())))?;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = existing
+                .read(&mut buf)
+                .map_err(|e| fatal(WitError::Io(e.to_string())))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    let mut received = have;
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = file.sync_all();
+                return Err(AttemptError::Retry(format!(
+                    "the transfer broke after {received} bytes: {e}"
+                )));
+            }
+        };
+        received += chunk.len() as u64;
+        if received > limit {
+            drop(file);
             target.discard();
             return Err(fatal(WitError::TooLarge(format!(
-                "the file is {total} bytes, more than the {limit} bytes allowed"
+                "the server sent more than the {limit} bytes allowed"
             ))));
         }
-        if let Some((avail, size)) = disk_space(target.host_dir) {
-            let still = announced.map(|t| t - have).unwrap_or(0);
-            let reserve = size / 100 * RESERVE_PERCENT;
-            if still + reserve > avail {
-                return Err(fatal(WitError::TooLarge(format!(
-                    "not enough disk space: the download needs {} plus a reserve of {} (5 % of the disk), only {} free",
-                    mib(still),
-                    mib(reserve),
-                    mib(avail)
-                ))));
-            }
-        }
-        let mut hasher = Sha256::new();
-        let mut file = target
-            .dir
-            .open_with(
-                target.partial,
-                OpenOptions::new().create(true).append(true).read(true),
-            )
+        file.write_all(&chunk)
             .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
-        if have > 0 {
-            // Hash what is already there, then continue the same hash.
-            let mut existing = target
-                .dir
-                .open(target.partial)
-                .map_err(|e| fatal(WitError::Io(e.to_string())))?;
-            existing
-                .seek(SeekFrom::Start(0))
-                .map_err(|e| fatal(WitError::Io(e.to_string())))?;
-            let mut buf = vec![0u8; 64 << 10];
-            loop {
-                let n = existing
-                    .read(&mut buf)
-                    .map_err(|e| fatal(WitError::Io(e.to_string())))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
+        hasher.update(&chunk);
+        if let Some(total) = announced {
+            report(received, total);
         }
-        let mut received = have;
-        loop {
-            let chunk = match response.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = file.sync_all();
-                    return Err(AttemptError::Retry(format!(
-                        "the transfer broke after {received} bytes: {e}"
-                    )));
-                }
-            };
-            received += chunk.len() as u64;
-            if received > limit {
-                drop(file);
-                target.discard();
-                return Err(fatal(WitError::TooLarge(format!(
-                    "the server sent more than the {limit} bytes allowed"
-                ))));
-            }
-            file.write_all(&chunk)
-                .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
-            hasher.update(&chunk);
-            if let Some(total) = announced {
-                report(received, total);
-            }
-        }
-        if let Some(total) = announced
-            && received < total
-        {
-            let _ = file.sync_all();
-            return Err(AttemptError::Retry(format!(
-                "the transfer ended after {received} of {total} bytes"
-            )));
-        }
-        file.sync_all()
-            .map_err(|e| fatal(WitError::Io(format!("cannot flush the download: {e}"))))?;
-        Ok((received, hex::encode(hasher.finalize())))
+    }
+    if let Some(total) = announced
+        && received < total
+    {
+        let _ = file.sync_all();
+        return Err(AttemptError::Retry(format!(
+            "the transfer ended after {received} of {total} bytes"
+        )));
+    }
+    file.sync_all()
+        .map_err(|e| fatal(WitError::Io(format!("cannot flush the download: {e}"))))?;
+    Ok((received, hex::encode(hasher.finalize())))
 }
 
 pub(crate) fn normalise_sha256(text: &str) -> Result<String, WitError> {
@@ -407,8 +404,11 @@ pub fn download_file(
         partial: &partial,
     };
     let (bytes, sha256) = fetch_into(url, &target, limit, Some(&expected), &mut |_, _| {})?;
-    handle
-        .rename(&partial, &handle, name)
-        .map_err(|e| WitError::Io(format!("cannot keep the download in {}: {e}", dir.display())))?;
+    handle.rename(&partial, &handle, name).map_err(|e| {
+        WitError::Io(format!(
+            "cannot keep the download in {}: {e}",
+            dir.display()
+        ))
+    })?;
     Ok(Outcome { bytes, sha256 })
 }

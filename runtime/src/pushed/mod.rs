@@ -226,12 +226,13 @@ impl Manager {
 
     fn install(&self, sandbox: &Sandbox, p: InstallParams) -> Result<Value, PushedError> {
         // 1. The manifest is the one the parameters describe.
-        let manifest = crate::manifest::Manifest::parse("the manifest", &p.manifest).map_err(
-            |e| PushedError::InvalidInput {
-                command: "install_component",
-                detail: e.to_string(),
-            },
-        )?;
+        let manifest =
+            crate::manifest::Manifest::parse("the manifest", &p.manifest).map_err(|e| {
+                PushedError::InvalidInput {
+                    command: "install_component",
+                    detail: e.to_string(),
+                }
+            })?;
         for (field, in_manifest, in_params) in [
             ("name", &manifest.name, &p.name),
             ("version", &manifest.version, &p.version),

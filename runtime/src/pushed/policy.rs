@@ -180,12 +180,12 @@ impl Policy {
             (Some(asked), None) => {
                 items.push(format!("download (max-bytes = {})", asked.max_bytes))
             }
-            (Some(asked), Some(allowed)) if asked.max_bytes > allowed.max_bytes => items.push(
-                format!(
+            (Some(asked), Some(allowed)) if asked.max_bytes > allowed.max_bytes => {
+                items.push(format!(
                     "download.max-bytes = {} (the policy allows {})",
                     asked.max_bytes, allowed.max_bytes
-                ),
-            ),
+                ))
+            }
             _ => {}
         }
         if m.local_app && !p.local_app {

@@ -28,9 +28,7 @@ const SECRET_PREFIX: &str = "neopro-ed25519-secret-key:";
 pub enum SigningError {
     #[error("'{0}' is not an ed25519 public key (expected ed25519:<64 hex digits>)")]
     BadPublicKey(String),
-    #[error(
-        "the signature is not in the expected form ed25519:<key id>:<128 hex digits>: '{0}'"
-    )]
+    #[error("the signature is not in the expected form ed25519:<key id>:<128 hex digits>: '{0}'")]
     BadSignatureText(String),
     #[error("this is not a neopro-runtime secret key file")]
     BadSecretKey,
@@ -87,8 +85,8 @@ pub struct SecretKey {
 impl SecretKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self, SigningError> {
-        let document =
-            Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| SigningError::Random)?;
+        let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| SigningError::Random)?;
         Self::from_pkcs8(document.as_ref().to_vec())
     }
 

@@ -35,7 +35,9 @@ pub enum StoreError {
         "component '{name}' version {version} is already installed with different contents; give the new build a new version"
     )]
     VersionClash { name: String, version: String },
-    #[error("'{0}' cannot be used as a version: use 1-64 characters of 0-9, a-z, A-Z, '.', '+', '-'")]
+    #[error(
+        "'{0}' cannot be used as a version: use 1-64 characters of 0-9, a-z, A-Z, '.', '+', '-'"
+    )]
     BadVersion(String),
     #[error("installed component '{name}' is unusable: {detail}")]
     Damaged { name: String, detail: String },
@@ -153,12 +155,14 @@ impl ComponentStore {
     fn state(&self, name: &str) -> Result<Option<VersionState>, StoreError> {
         let path = self.dir.join(name).join(STATE_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Damaged {
-                    name: name.to_owned(),
-                    detail: format!("{} is not valid: {e}", path.display()),
-                }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Damaged {
+                        name: name.to_owned(),
+                        detail: format!("{} is not valid: {e}", path.display()),
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(self.io(&path, source)),
         }
@@ -277,11 +281,13 @@ impl ComponentStore {
                 std::fs::remove_dir_all(&staging).map_err(|source| self.io(&staging, source))?;
             }
             std::fs::create_dir_all(&staging).map_err(|source| self.io(&staging, source))?;
-            let dir = atomic::open_state_dir(&staging).map_err(|source| self.io(&staging, source))?;
-            let record = serde_json::to_vec_pretty(&new.record).map_err(|e| StoreError::Damaged {
-                name: name.clone(),
-                detail: e.to_string(),
-            })?;
+            let dir =
+                atomic::open_state_dir(&staging).map_err(|source| self.io(&staging, source))?;
+            let record =
+                serde_json::to_vec_pretty(&new.record).map_err(|e| StoreError::Damaged {
+                    name: name.clone(),
+                    detail: e.to_string(),
+                })?;
             atomic::write(&dir, Path::new(MANIFEST_FILE), new.manifest_text.as_bytes())
                 .and_then(|()| atomic::write(&dir, Path::new(INSTALL_FILE), &record))
                 .map_err(|source| self.io(&staging, source))?;
@@ -393,7 +399,11 @@ mod tests {
         format!("name = \"hello\"\nversion = \"{version}\"\ncommands = [\"hello\"]\n")
     }
 
-    fn install(store: &ComponentStore, version: &str, wasm: &[u8]) -> Result<Activation, StoreError> {
+    fn install(
+        store: &ComponentStore,
+        version: &str,
+        wasm: &[u8],
+    ) -> Result<Activation, StoreError> {
         let text = manifest_text(version);
         let manifest = Manifest::parse("t", &text).map_err(|e| StoreError::Damaged {
             name: "hello".into(),
@@ -457,8 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn same_version_reinstalls_idempotently_but_never_with_other_bytes() -> Result<(), StoreError>
-    {
+    fn same_version_reinstalls_idempotently_but_never_with_other_bytes() -> Result<(), StoreError> {
         let tmp = tempfile::tempdir().map_err(|source| StoreError::Io {
             path: PathBuf::new(),
             source,
@@ -477,7 +486,10 @@ mod tests {
             Err(StoreError::NoPrevious(_))
         ));
         assert_eq!(store.remove("hello")?, "1.0.0");
-        assert!(matches!(store.get("hello"), Err(StoreError::NotInstalled(_))));
+        assert!(matches!(
+            store.get("hello"),
+            Err(StoreError::NotInstalled(_))
+        ));
         assert!(store.list().0.is_empty());
         Ok(())
     }

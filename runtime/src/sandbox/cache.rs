@@ -191,10 +191,6 @@ fn store(component: &Component, path: &Path) -> Result<(), String> {
     crate::atomic::write(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())?;
     let mut sum_name = name.to_owned();
     sum_name.push(".sha256");
-    crate::atomic::write(
-        &dir,
-        Path::new(&sum_name),
-        sha256_hex(&bytes).as_bytes(),
-    )
-    .map_err(|e| e.to_string())
+    crate::atomic::write(&dir, Path::new(&sum_name), sha256_hex(&bytes).as_bytes())
+        .map_err(|e| e.to_string())
 }

@@ -61,6 +61,16 @@ impl LoadedComponent {
     }
 }
 
+/// A component's interface, as `inspect` shows it.
+#[derive(Debug)]
+pub struct Description {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Whether it can run here: its imports are all provided and it exports
+    /// the `command` world's handler.
+    pub links: Result<(), String>,
+}
+
 /// The component host.
 pub struct Sandbox {
     engine: Engine,
@@ -135,6 +145,41 @@ impl Sandbox {
             manifest: Arc::new(manifest),
             pre,
             origin,
+        })
+    }
+
+    /// What a component imports and exports, and whether it links against
+    /// this agent, for `neopro-runtime component inspect`. Compiles it (no
+    /// cache).
+    pub fn describe(&self, wasm: &[u8]) -> Result<Description, SandboxError> {
+        let component = wasmtime::component::Component::new(&self.engine, wasm).map_err(|e| {
+            SandboxError::InvalidComponent {
+                name: "the file".to_owned(),
+                detail: format!("{e:#}"),
+            }
+        })?;
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let links = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|pre| {
+                CommandPre::new(pre)
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
+            });
+        Ok(Description {
+            imports,
+            exports,
+            links,
         })
     }
 

@@ -1,0 +1,293 @@
+//! `neopro-runtime component keygen | sign | verify | inspect`: the operator's
+//! tools for pushed components (CLI glue, so anyhow).
+//!
+//! A bundle is three files side by side: `<name>.wasm`, its manifest
+//! `<name>.toml` and, once signed, `<name>.sig` (one line: the signature).
+
+use crate::config::SiteConfig;
+use crate::host::HostServices;
+use crate::manifest::Manifest;
+use crate::pushed::signing::{self, PublicKey, SecretKey};
+use crate::sandbox::{Sandbox, sha256_hex};
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Subcommand, Debug)]
+pub enum ComponentCommand {
+    /// Create a signing key pair: the secret key file (mode 0600, keep it off
+    /// the boxes) and the public key to put in TRUSTED_COMPONENT_KEYS.
+    Keygen {
+        /// Where to write the secret key (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Sign a component: writes <name>.sig beside it and prints the
+    /// install_component parameters.
+    Sign {
+        /// The component's .wasm (its manifest is the .toml beside it).
+        wasm: PathBuf,
+        /// The secret key file made by `keygen`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where the boxes will download the .wasm from (goes into the
+        /// printed parameters).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Check a bundle's signature against trusted keys (--key, else
+    /// TRUSTED_COMPONENT_KEYS of site.conf).
+    Verify {
+        wasm: PathBuf,
+        /// A trusted public key (ed25519:<hex>); repeatable.
+        #[arg(long = "key", value_name = "PUBLIC_KEY")]
+        keys: Vec<String>,
+    },
+    /// Show a component's hash, world, imports, exports, manifest and
+    /// signature.
+    Inspect { wasm: PathBuf },
+}
+
+/// A component with its manifest text and signature, read from disk.
+pub struct Bundle {
+    pub wasm: Vec<u8>,
+    pub manifest_path: PathBuf,
+    pub manifest_text: String,
+    pub signature: Option<String>,
+    pub signature_path: PathBuf,
+}
+
+impl Bundle {
+    pub fn open(wasm_path: &Path) -> anyhow::Result<Self> {
+        let wasm =
+            std::fs::read(wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
+        let manifest_path = wasm_path.with_extension("toml");
+        let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
+            format!(
+                "reading the manifest {} (it must sit beside the .wasm)",
+                manifest_path.display()
+            )
+        })?;
+        let signature_path = wasm_path.with_extension("sig");
+        let signature = match std::fs::read_to_string(&signature_path) {
+            Ok(text) => Some(text.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => bail!("reading {}: {e}", signature_path.display()),
+        };
+        Ok(Bundle {
+            wasm,
+            manifest_path,
+            manifest_text,
+            signature,
+            signature_path,
+        })
+    }
+
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.wasm)
+    }
+
+    /// Verifies the signature; `Ok(None)` when the bundle is unsigned.
+    pub fn verify(&self, keys: &[PublicKey]) -> anyhow::Result<Option<String>> {
+        let Some(signature) = &self.signature else {
+            return Ok(None);
+        };
+        if keys.is_empty() {
+            bail!(
+                "{} is signed but no trusted key is known: pass --key or set TRUSTED_COMPONENT_KEYS in site.conf",
+                self.signature_path.display()
+            );
+        }
+        Ok(Some(signing::verify(
+            keys,
+            &self.sha256(),
+            &self.manifest_text,
+            signature,
+        )?))
+    }
+}
+
+/// The trusted keys of site.conf.
+pub fn site_keys(config: &SiteConfig) -> anyhow::Result<Vec<PublicKey>> {
+    config
+        .trusted_component_keys
+        .iter()
+        .map(|k| PublicKey::parse(k).context("TRUSTED_COMPONENT_KEYS in site.conf"))
+        .collect()
+}
+
+pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ComponentCommand::Keygen { out } => keygen(&out),
+        ComponentCommand::Sign { wasm, key, url } => sign(&wasm, &key, url),
+        ComponentCommand::Verify { wasm, keys } => {
+            let keys = if keys.is_empty() {
+                site_keys(config)?
+            } else {
+                keys.iter()
+                    .map(|k| PublicKey::parse(k).map_err(anyhow::Error::from))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let bundle = Bundle::open(&wasm)?;
+            match bundle.verify(&keys)? {
+                Some(signer) => {
+                    println!("{}: valid signature by key {signer}", wasm.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    println!(
+                        "{}: not signed (no {})",
+                        wasm.display(),
+                        bundle.signature_path.display()
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        ComponentCommand::Inspect { wasm } => inspect(config, &wasm),
+    }
+}
+
+fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = SecretKey::generate()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing key is never overwritten)",
+                out.display()
+            )
+        })?;
+    file.write_all(key.to_text().as_bytes())?;
+    file.sync_all()?;
+    let public = key.public_key();
+    println!(
+        "secret key written to {} (keep it off the boxes)",
+        out.display()
+    );
+    println!(
+        "public key (key id {}), for TRUSTED_COMPONENT_KEYS:",
+        public.id()
+    );
+    println!("{public}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(wasm: &Path, key_file: &Path, url: Option<String>) -> anyhow::Result<ExitCode> {
+    let key_text = std::fs::read_to_string(key_file)
+        .with_context(|| format!("reading {}", key_file.display()))?;
+    let key = SecretKey::parse(&key_text)?;
+    let mut bundle = Bundle::open(wasm)?;
+    let manifest = Manifest::parse(
+        &bundle.manifest_path.display().to_string(),
+        &bundle.manifest_text,
+    )?;
+    let signature = key.sign(&bundle.sha256(), &bundle.manifest_text);
+    std::fs::write(&bundle.signature_path, format!("{signature}\n"))
+        .with_context(|| format!("writing {}", bundle.signature_path.display()))?;
+    bundle.signature = Some(signature.clone());
+    eprintln!(
+        "signed {} {} with key {}; signature in {}",
+        manifest.name,
+        manifest.version,
+        key.public_key().id(),
+        bundle.signature_path.display()
+    );
+    let params = serde_json::json!({
+        "name": manifest.name,
+        "version": manifest.version,
+        "url": url.unwrap_or_else(|| format!("https://<where the box downloads it>/{}.wasm", manifest.name)),
+        "sha256": bundle.sha256(),
+        "signature": signature,
+        "manifest": bundle.manifest_text,
+    });
+    println!("{}", serde_json::to_string_pretty(&params)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(config: &SiteConfig, wasm: &Path) -> anyhow::Result<ExitCode> {
+    let bundle = Bundle::open(wasm)?;
+    let manifest = Manifest::parse(
+        &bundle.manifest_path.display().to_string(),
+        &bundle.manifest_text,
+    );
+    println!(
+        "file:      {} ({} bytes)",
+        wasm.display(),
+        bundle.wasm.len()
+    );
+    println!("sha256:    {}", bundle.sha256());
+    let services = Arc::new(HostServices::from_config(config));
+    let sandbox = Sandbox::new(services, None)?;
+    match sandbox.describe(&bundle.wasm) {
+        Ok(d) => {
+            let world = if d
+                .exports
+                .iter()
+                .any(|e| e.starts_with("neopro:agent/handler"))
+            {
+                "neopro:agent/command"
+            } else {
+                "not the neopro:agent command world (no neopro:agent/handler export)"
+            };
+            println!("world:     {world}");
+            println!(
+                "links:     {}",
+                match &d.links {
+                    Ok(()) => "yes, it can run on this agent".to_owned(),
+                    Err(e) => format!("NO: {e}"),
+                }
+            );
+            println!("imports:");
+            for i in &d.imports {
+                println!("  {i}");
+            }
+            println!("exports:");
+            for e in &d.exports {
+                println!("  {e}");
+            }
+        }
+        Err(e) => println!("component: NO: {e}"),
+    }
+    match &manifest {
+        Ok(m) => {
+            println!(
+                "manifest:  {} ({} {})",
+                bundle.manifest_path.display(),
+                m.name,
+                m.version
+            );
+            println!("  commands: {}", m.commands.join(", "));
+            println!(
+                "  limits:   {} MiB, {} s",
+                m.limits.memory_mib, m.limits.timeout_secs
+            );
+            let grants = m.grant_summary();
+            println!(
+                "  grants:   {}",
+                if grants.is_empty() {
+                    "none".to_owned()
+                } else {
+                    grants.join("; ")
+                }
+            );
+        }
+        Err(e) => println!("manifest:  NOT VALID: {e}"),
+    }
+    let keys = site_keys(config).unwrap_or_default();
+    let signature = match (&bundle.signature, bundle.verify(&keys)) {
+        (None, _) => "none".to_owned(),
+        (Some(_), Ok(Some(signer))) => format!("valid, by trusted key {signer}"),
+        (Some(s), Ok(None)) => s.clone(),
+        (Some(_), Err(e)) => format!("NOT VALID here: {e:#}"),
+    };
+    println!("signature: {signature}");
+    Ok(ExitCode::SUCCESS)
+}
