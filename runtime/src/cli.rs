@@ -106,6 +106,7 @@ fn run_agent(config: SiteConfig, config_file: Option<PathBuf>) -> anyhow::Result
 fn find_component(config: &SiteConfig, which: &str) -> anyhow::Result<ComponentSpec> {
     if which.ends_with(".wasm") || which.contains('/') {
         let path = Path::new(which);
+        let spec = registry::spec_for_wasm(path)?;
         let bundle = crate::component_cli::Bundle::open(path)?;
         if bundle.signature.is_some() {
             let keys = crate::component_cli::site_keys(config)?;
@@ -116,7 +117,7 @@ fn find_component(config: &SiteConfig, which: &str) -> anyhow::Result<ComponentS
                 eprintln!("signature: valid, by trusted key {signer}");
             }
         }
-        return Ok(registry::spec_for_wasm(path)?);
+        return Ok(spec);
     }
     let dir = registry::components_dir(config);
     let (mut registry, problems) = Registry::scan(&dir)?;

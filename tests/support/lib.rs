@@ -167,6 +167,17 @@ impl Site {
         path
     }
 
+    /// Appends lines to site.conf (later keys win over earlier ones).
+    pub fn append_conf(&self, lines: &str) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path("site.conf"))
+            .expect("site.conf exists");
+        file.write_all(lines.as_bytes())
+            .expect("append to site.conf");
+    }
+
     /// Starts the agent with the site.conf written by [`Site::write_agent_conf`].
     /// Its log goes to the test's captured output (shown when a test fails).
     pub fn start_agent(&self) -> RunningAgent {

@@ -76,7 +76,12 @@ fn read_toml(path: &Path) -> anyhow::Result<toml::Table> {
 
 fn find_guests(root: &Path) -> anyhow::Result<Vec<Guest>> {
     let mut guests = Vec::new();
-    for (folder, builtin) in [("commands", true), ("tests/guests", false)] {
+    for (folder, builtin) in [
+        ("commands", true),
+        ("tests/guests", false),
+        // The template (guest-sdk/template) is built and tested, never shipped.
+        ("guest-sdk", false),
+    ] {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(folder))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.join("Cargo.toml").is_file())

@@ -1,0 +1,436 @@
+//! Components pushed by the server: install from a local HTTP server, run
+//! through the link, upgrade, roll back, survive a restart, remove; and every
+//! kind of bad install refused with its reason, leaving the box as it was.
+// A broken fixture should stop the test loudly.
+#![allow(clippy::expect_used)]
+
+use neopro_e2e::central::Central;
+use neopro_e2e::http::{Fault, FileServer};
+use neopro_e2e::{Site, components_dir};
+use neopro_runtime::dispatch::Dispatcher;
+use neopro_runtime::journal::Outcome;
+use neopro_runtime::pushed::signing::SecretKey;
+use neopro_runtime::sandbox::sha256_hex;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const POLICY: &str = "allow-unsigned = false\nextend-allowlist = true\n\
+    [grants]\nsystem = true\nfiles = { videos = \"ro\" }\n";
+
+fn wasm_of(name: &str) -> Vec<u8> {
+    std::fs::read(components_dir().join(format!("{name}.wasm"))).expect("test component")
+}
+
+fn manifest(version: &str, extra: &str) -> String {
+    format!(
+        "name = \"video-inventory\"\nversion = \"{version}\"\ncommands = [\"video_inventory\"]\n\
+         [limits]\nmemory-mib = 16\n[grants]\nsystem = true\nfiles = {{ videos = \"ro\" }}\n{extra}"
+    )
+}
+
+/// install_component parameters for `wasm` served by `server`.
+fn install_params(
+    server: &FileServer,
+    wasm: &[u8],
+    manifest: &str,
+    key: Option<&SecretKey>,
+) -> Value {
+    let parsed: toml::Table = toml::from_str(manifest).expect("manifest TOML");
+    json!({
+        "name": parsed["name"].as_str(),
+        "version": parsed["version"].as_str(),
+        "url": server.url("component.wasm"),
+        "sha256": sha256_hex(wasm),
+        "signature": key.map(|k| k.sign(&sha256_hex(wasm), manifest)),
+        "manifest": manifest,
+    })
+}
+
+/// A site with videos, a site policy and one trusted key.
+fn site(policy: &str) -> Site {
+    let site = Site::new();
+    site.write("neopro/videos/Match/but.mp4", "0123456789");
+    site.write("neopro/videos/Match/arret.mp4", "01234");
+    site.write("neopro/videos/Sponsors/pub.mp4", "0");
+    site.write("neopro/VERSION", "2.1.3\n");
+    site.write("component-policy.toml", policy);
+    site
+}
+
+/// The built-in components only (the test folder also holds the template,
+/// which these tests push).
+fn builtin_dir() -> std::path::PathBuf {
+    components_dir()
+        .parent()
+        .expect("components folder")
+        .join("builtin")
+}
+
+fn extra_conf(site: &Site, key: &SecretKey) -> String {
+    format!(
+        "COMPONENT_POLICY_PATH={}\nTRUSTED_COMPONENT_KEYS={}\nCOMPONENTS_PATH={}\n",
+        site.path("component-policy.toml").display(),
+        key.public_key(),
+        builtin_dir().display()
+    )
+}
+
+/// A dispatcher over the site, as the agent builds it.
+fn dispatcher(site: &Site, key: &SecretKey, allowed: &str) -> Dispatcher {
+    let text = format!(
+        "NEOPRO_ROOT={}\nSTATE_PATH={}\n{}{allowed}\n",
+        site.path("neopro").display(),
+        site.path("state").display(),
+        extra_conf(site, key),
+    );
+    let config = neopro_runtime::config::SiteConfig::from_sources(
+        Some((&site.path("site.conf"), &text)),
+        &|_| None,
+    )
+    .expect("site.conf");
+    Dispatcher::new(&config, Arc::new(site.sandbox()))
+}
+
+fn run(dispatcher: &Dispatcher, command_type: &str, data: Value) -> Outcome {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(dispatcher.run("t", command_type, &data, None))
+}
+
+fn error(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Error { error } => error,
+        Outcome::Success { result } => panic!("expected an error, got {result}"),
+    }
+}
+
+fn success(outcome: Outcome) -> Value {
+    match outcome {
+        Outcome::Success { result } => result,
+        Outcome::Error { error } => panic!("expected success, got: {error}"),
+    }
+}
+
+fn inventory() -> Value {
+    json!({
+        "success": true, "neoproVersion": "2.1.3", "videos": 3, "bytes": 16,
+        "categories": [
+            {"name": "Match", "videos": 2, "bytes": 15},
+            {"name": "Sponsors", "videos": 1, "bytes": 1},
+        ]
+    })
+}
+
+fn sorted_categories(mut v: Value) -> Value {
+    if let Some(list) = v["categories"].as_array_mut() {
+        list.sort_by_key(|c| c["name"].as_str().unwrap_or_default().to_owned());
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_run_upgrade_rollback_restart_and_remove_through_the_link() {
+    let key = SecretKey::generate().expect("key");
+    let site = site(POLICY);
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf(&extra_conf(&site, &key));
+    // ALLOWED_COMMANDS stays explicit: the management commands must be listed.
+    site.append_conf(
+        "ALLOWED_COMMANDS=get_config,install_component,remove_component,list_components,rollback_component\n",
+    );
+    let agent = site.start_agent();
+    central.next("authenticate", WAIT).await;
+
+    let v1 = wasm_of("video-inventory");
+    let v1_server = FileServer::start(v1.clone(), Fault::None);
+    central.send_command(
+        "i1",
+        "install_component",
+        install_params(&v1_server, &v1, &manifest("1.0.0", ""), Some(&key)),
+    );
+    let installed = central.result_of("i1", WAIT).await;
+    assert_eq!(installed["status"], json!("success"), "{installed}");
+    assert_eq!(
+        installed["result"],
+        json!({
+            "success": true, "name": "video-inventory", "version": "1.0.0",
+            "previousVersion": null, "alreadyInstalled": false,
+            "commands": ["video_inventory"], "sha256": sha256_hex(&v1),
+            "signer": key.public_key().id(),
+        })
+    );
+    // On disk: wasm, manifest, install record, and its precompiled artifact.
+    let dir = site.path("state/components/video-inventory/1.0.0");
+    assert_eq!(std::fs::read(dir.join("component.wasm")).expect("wasm"), v1);
+    assert!(dir.join("manifest.toml").is_file() && dir.join("install.json").is_file());
+    let artifacts = std::fs::read_dir(site.path("state/cache"))
+        .expect("cache")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&sha256_hex(&v1)) && n.ends_with(".cwasm"))
+        .count();
+    assert_eq!(artifacts, 1, "precompiled at install");
+
+    central.send_command("r1", "video_inventory", json!({}));
+    let ran = central.result_of("r1", WAIT).await;
+    assert_eq!(ran["status"], json!("success"), "{ran}");
+    assert_eq!(sorted_categories(ran["result"].clone()), inventory());
+
+    // Upgrade: another build (here the noop guest) as 1.1.0.
+    let v2 = wasm_of("noop");
+    let v2_server = FileServer::start(v2.clone(), Fault::None);
+    central.send_command(
+        "i2",
+        "install_component",
+        install_params(&v2_server, &v2, &manifest("1.1.0", ""), Some(&key)),
+    );
+    let upgraded = central.result_of("i2", WAIT).await;
+    assert_eq!(
+        upgraded["result"]["previousVersion"],
+        json!("1.0.0"),
+        "{upgraded}"
+    );
+    central.send_command("r2", "video_inventory", json!({}));
+    assert_eq!(
+        central.result_of("r2", WAIT).await["result"],
+        json!({"success": true})
+    );
+
+    central.send_command(
+        "b1",
+        "rollback_component",
+        json!({"name": "video-inventory"}),
+    );
+    assert_eq!(
+        central.result_of("b1", WAIT).await["result"],
+        json!({"success": true, "name": "video-inventory", "version": "1.0.0", "previousVersion": "1.1.0"})
+    );
+    central.send_command("r3", "video_inventory", json!({"category": "Sponsors"}));
+    assert_eq!(
+        central.result_of("r3", WAIT).await["result"]["videos"],
+        json!(1)
+    );
+
+    // A restart keeps the installed component and its active version.
+    agent.stop().await;
+    let agent = site.start_agent();
+    central.nth("authenticate", 2, WAIT).await;
+    central.send_command("l1", "list_components", json!({}));
+    let listed = central.result_of("l1", WAIT).await;
+    let components = &listed["result"]["components"];
+    assert_eq!(components.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(components[0]["version"], json!("1.0.0"));
+    assert_eq!(components[0]["previousVersion"], json!("1.1.0"));
+    assert_eq!(components[0]["signer"], json!(key.public_key().id()));
+    central.send_command("r4", "video_inventory", json!({}));
+    assert_eq!(
+        sorted_categories(central.result_of("r4", WAIT).await["result"].clone()),
+        inventory()
+    );
+
+    central.send_command("x1", "remove_component", json!({"name": "video-inventory"}));
+    assert_eq!(
+        central.result_of("x1", WAIT).await["result"],
+        json!({"success": true, "name": "video-inventory", "removedVersion": "1.0.0"})
+    );
+    assert!(!site.path("state/components/video-inventory").exists());
+    central.send_command("r5", "video_inventory", json!({}));
+    assert_eq!(
+        central.result_of("r5", WAIT).await,
+        json!({"commandId": "r5", "status": "error", "error": "Command type 'video_inventory' is not allowed"})
+    );
+    agent.stop().await;
+}
+
+#[test]
+fn bad_installs_are_refused_with_their_reason_and_change_nothing() {
+    let key = SecretKey::generate().expect("key");
+    let stranger = SecretKey::generate().expect("key");
+    let site = site(POLICY);
+    let d = dispatcher(&site, &key, "");
+    let v1 = wasm_of("video-inventory");
+    let good = FileServer::start(v1.clone(), Fault::None);
+    success(run(
+        &d,
+        "install_component",
+        install_params(&good, &v1, &manifest("1.0.0", ""), Some(&key)),
+    ));
+    let state_before = std::fs::read(site.path("state/components/video-inventory/state.json"))
+        .expect("state.json");
+
+    let other = wasm_of("noop");
+    let v2 = manifest("2.0.0", "");
+    let refused = |params: Value| error(run(&d, "install_component", params));
+
+    // The server sends a file that is not the one announced.
+    let mut wrong = install_params(&good, &other, &v2, Some(&key));
+    wrong["sha256"] = json!(sha256_hex(&other));
+    assert_eq!(
+        refused(wrong),
+        format!(
+            "the download of component 'video-inventory' failed: Checksum mismatch: expected {}, got {}",
+            sha256_hex(&other),
+            sha256_hex(&v1)
+        )
+    );
+    // Signed by a trusted key, but over another manifest.
+    let id = key.public_key().id();
+    let bad_signature = format!(
+        "bad signature: the component or its manifest is not what key {id} signed (altered on the way, or signed for another build)"
+    );
+    let mut tampered = install_params(&good, &v1, &v2, Some(&key));
+    tampered["manifest"] = json!(v2.replace("memory-mib = 16", "memory-mib = 32"));
+    assert_eq!(refused(tampered), bad_signature);
+    let mut swapped = install_params(&good, &v1, &v2, Some(&key));
+    swapped["sha256"] = json!(sha256_hex(&other));
+    assert_eq!(refused(swapped), bad_signature);
+    assert_eq!(
+        refused(install_params(&good, &v1, &v2, Some(&stranger))),
+        format!(
+            "the component is signed by key {}, which is not trusted on this box (TRUSTED_COMPONENT_KEYS in site.conf)",
+            stranger.public_key().id()
+        )
+    );
+    let policy = site.path("component-policy.toml").display().to_string();
+    assert_eq!(
+        refused(install_params(&good, &v1, &v2, None)),
+        format!(
+            "component 'video-inventory' is not signed and the site policy {policy} requires signatures (allow-unsigned = false)"
+        )
+    );
+    assert_eq!(
+        refused(install_params(
+            &good,
+            &v1,
+            &manifest("2.0.0", "services = [\"nginx\"]\nlocal-app = true\n"),
+            Some(&key)
+        )),
+        format!(
+            "component 'video-inventory' asks for more than the site policy {policy} allows: services \"nginx\"; local-app"
+        )
+    );
+    // Taking over a built-in command needs the policy's permission.
+    let takeover = "name = \"my-config\"\nversion = \"1.0.0\"\ncommands = [\"get_config\"]\n";
+    let mut params = install_params(&good, &v1, takeover, Some(&key));
+    params["name"] = json!("my-config");
+    assert_eq!(
+        refused(params),
+        format!(
+            "component 'my-config' would replace the built-in command 'get_config', which the site policy {policy} does not allow (replace-builtin)"
+        )
+    );
+    // A core module, and a component built for another host.
+    let core = b"\0asm\x01\0\0\0".to_vec();
+    let core_server = FileServer::start(core.clone(), Fault::None);
+    assert_eq!(
+        refused(install_params(&core_server, &core, &v2, Some(&key))),
+        "'video-inventory' is not a WebAssembly component: it is a core WebAssembly module; build it as a component for wasm32-wasip2 with the guest SDK (see the README, \"Write and push your own command\")"
+    );
+    let foreign = wasm_of("foreign-import");
+    let foreign_server = FileServer::start(foreign.clone(), Fault::None);
+    let foreign_error = refused(install_params(&foreign_server, &foreign, &v2, Some(&key)));
+    assert!(
+        foreign_error.starts_with("component 'video-inventory' cannot run on this agent: component imports instance `test:foreign/gadget`"),
+        "{foreign_error}"
+    );
+    // Parameters that do not match the manifest.
+    let mut mismatch = install_params(&good, &v1, &v2, Some(&key));
+    mismatch["version"] = json!("3.0.0");
+    assert_eq!(
+        refused(mismatch),
+        "the manifest says 'version' is '2.0.0' but the command says '3.0.0'"
+    );
+    let mut missing = install_params(&good, &v1, &v2, Some(&key));
+    if let Some(o) = missing.as_object_mut() {
+        o.remove("url");
+    }
+    assert_eq!(refused(missing), "install_component: missing field `url`");
+
+    // Nothing changed: 1.0.0 is still active and runs, nothing was left over.
+    assert_eq!(
+        std::fs::read(site.path("state/components/video-inventory/state.json"))
+            .expect("state.json"),
+        state_before
+    );
+    let mut entries: Vec<String> = std::fs::read_dir(site.path("state/components/video-inventory"))
+        .expect("component dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["1.0.0", "state.json"]);
+    let incoming: Vec<_> = std::fs::read_dir(site.path("state/components/.incoming"))
+        .expect("incoming")
+        .collect();
+    assert!(incoming.is_empty(), "no download left behind");
+    assert_eq!(
+        sorted_categories(success(run(&d, "video_inventory", json!({})))),
+        inventory()
+    );
+
+    // A damaged installed file is refused, not run.
+    std::fs::write(
+        site.path("state/components/video-inventory/1.0.0/component.wasm"),
+        b"\0asm garbage",
+    )
+    .expect("damage");
+    let d = dispatcher(&site, &key, "");
+    let damaged = error(run(&d, "video_inventory", json!({})));
+    assert!(
+        damaged.contains("is damaged (its sha256 no longer matches the installed one)"),
+        "{damaged}"
+    );
+}
+
+#[test]
+fn the_allowlist_and_policy_decide_what_pushed_commands_may_run() {
+    let key = SecretKey::generate().expect("key");
+    // No extend-allowlist: a pushed command type must be in ALLOWED_COMMANDS.
+    let site = site("[grants]\nsystem = true\nfiles = { videos = \"ro\" }\n");
+    let v1 = wasm_of("video-inventory");
+    let server = FileServer::start(v1.clone(), Fault::None);
+    let params = install_params(&server, &v1, &manifest("1.0.0", ""), Some(&key));
+    let policy = site.path("component-policy.toml").display().to_string();
+
+    let d = dispatcher(&site, &key, "");
+    assert_eq!(
+        error(run(&d, "install_component", params.clone())),
+        format!(
+            "component 'video-inventory' handles 'video_inventory', which this box does not allow: add it to ALLOWED_COMMANDS in site.conf, or set extend-allowlist = true in the site policy {policy}"
+        )
+    );
+    // An explicit ALLOWED_COMMANDS without the management commands: the
+    // server cannot install at all.
+    let d = dispatcher(&site, &key, "ALLOWED_COMMANDS=get_config,video_inventory");
+    assert_eq!(
+        error(run(&d, "install_component", params.clone())),
+        "Command type 'install_component' is not allowed"
+    );
+    let d = dispatcher(
+        &site,
+        &key,
+        "ALLOWED_COMMANDS=get_config,video_inventory,install_component",
+    );
+    success(run(&d, "install_component", params.clone()));
+    assert_eq!(
+        sorted_categories(success(run(&d, "video_inventory", json!({})))),
+        inventory()
+    );
+    // Without a site policy, pushed components are disabled, and installed
+    // ones are not loaded.
+    std::fs::remove_file(site.path("component-policy.toml")).expect("remove policy");
+    let d = dispatcher(&site, &key, "");
+    assert_eq!(
+        error(run(&d, "install_component", params)),
+        "Command type 'install_component' is not allowed"
+    );
+    assert_eq!(
+        error(run(&d, "video_inventory", json!({}))),
+        "Command type 'video_inventory' is not allowed"
+    );
+}
