@@ -151,3 +151,105 @@ fn invalid_site_conf_names_the_line() {
         stderr(&out)
     );
 }
+
+#[test]
+fn operators_keygen_sign_verify_inspect_and_run_a_signed_bundle() {
+    let site = Site::new();
+    let dir = site.dir.path();
+    std::fs::create_dir_all(dir.join("neopro/videos/Match")).expect("videos");
+    std::fs::write(dir.join("neopro/videos/Match/but.mp4"), b"12345").expect("video");
+    std::fs::write(dir.join("neopro/VERSION"), "2.1.3\n").expect("version");
+    for ext in ["wasm", "toml"] {
+        std::fs::copy(
+            components_dir().join(format!("video-inventory.{ext}")),
+            dir.join(format!("inventory.{ext}")),
+        )
+        .expect("bundle");
+    }
+    let wasm = dir.join("inventory.wasm").display().to_string();
+    let key = dir.join("ops.key").display().to_string();
+
+    let out = site.run(&["component", "keygen", "--out", &key]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let public = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("ed25519:"))
+        .expect("public key printed")
+        .to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "secret key readable by its owner only");
+    let again = site.run(&["component", "keygen", "--out", &key]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing key is never overwritten"
+    );
+
+    let out = site.run(&[
+        "component",
+        "sign",
+        "--key",
+        &key,
+        &wasm,
+        "--url",
+        "https://cdn.example/inv.wasm",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let params: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("params JSON");
+    assert_eq!(params["name"], "video-inventory");
+    assert_eq!(params["url"], "https://cdn.example/inv.wasm");
+    assert_eq!(
+        params["manifest"].as_str(),
+        std::fs::read_to_string(dir.join("inventory.toml"))
+            .ok()
+            .as_deref()
+    );
+    assert!(dir.join("inventory.sig").is_file());
+
+    let out = site.run(&["component", "verify", &wasm, "--key", &public]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("valid signature by key"));
+
+    // Not trusted by the site yet: run-component refuses the signed bundle.
+    let out = site.run(&["run-component", &wasm]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is signed but no trusted key is known"),
+        "{}",
+        stderr(&out)
+    );
+
+    let conf = dir.join("site.conf");
+    let mut text = std::fs::read_to_string(&conf).expect("site.conf");
+    text.push_str(&format!("TRUSTED_COMPONENT_KEYS={public}\n"));
+    std::fs::write(&conf, text).expect("site.conf");
+    let out = site.run(&["run-component", &wasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("result JSON");
+    assert_eq!(result["videos"], 1);
+    assert_eq!(result["neoproVersion"], "2.1.3");
+
+    let out = site.run(&["component", "inspect", &wasm]);
+    let text = stdout(&out);
+    for expected in [
+        "world:     neopro:agent/command",
+        "links:     yes, it can run on this agent",
+        "  neopro:agent/files@0.1.0",
+        "  commands: video_inventory",
+        "  grants:   files.videos = ro; system",
+        "signature: valid, by trusted key",
+    ] {
+        assert!(text.contains(expected), "missing '{expected}' in:\n{text}");
+    }
+
+    // A manifest edited after signing no longer verifies, and will not run.
+    let manifest = dir.join("inventory.toml");
+    let edited = std::fs::read_to_string(&manifest)
+        .expect("manifest")
+        .replace("memory-mib = 16", "memory-mib = 17");
+    std::fs::write(&manifest, edited).expect("edit");
+    let out = site.run(&["run-component", &wasm]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad signature"), "{}", stderr(&out));
+}
