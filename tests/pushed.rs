@@ -434,3 +434,57 @@ fn the_allowlist_and_policy_decide_what_pushed_commands_may_run() {
         "Command type 'video_inventory' is not allowed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_in_flight_finishes_on_the_version_it_started_with() {
+    let key = SecretKey::generate().expect("key");
+    let site = site(POLICY);
+    let d = dispatcher(&site, &key, "");
+    let slow_manifest = |version: &str| {
+        format!(
+            "name = \"slow\"\nversion = \"{version}\"\ncommands = [\"slow\"]\n[limits]\ntimeout-secs = 1\n"
+        )
+    };
+    let v1 = wasm_of("loop-forever");
+    let v1_server = FileServer::start(v1.clone(), Fault::None);
+    success(
+        d.run(
+            "i1",
+            "install_component",
+            &install_params(&v1_server, &v1, &slow_manifest("1.0.0"), Some(&key)),
+            None,
+        )
+        .await,
+    );
+
+    // Start 1.0.0 (it spins until its 1 s limit), then install 1.1.0 while
+    // it runs.
+    let empty = json!({});
+    let first = d.run("r1", "slow", &empty, None);
+    tokio::pin!(first);
+    // One poll: the command has taken its component and is running.
+    assert!(
+        tokio::time::timeout(Duration::ZERO, &mut first)
+            .await
+            .is_err()
+    );
+    let v2 = wasm_of("noop");
+    let v2_server = FileServer::start(v2.clone(), Fault::None);
+    success(
+        d.run(
+            "i2",
+            "install_component",
+            &install_params(&v2_server, &v2, &slow_manifest("1.1.0"), Some(&key)),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(
+        error(first.await),
+        "component 'slow' did not finish within its time limit of 1 s"
+    );
+    assert_eq!(
+        success(d.run("r2", "slow", &json!({}), None).await),
+        json!({"success": true})
+    );
+}
