@@ -7,13 +7,14 @@
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::process::AgentProcess;
+use neopro_runtime::pushed::signing::SecretKey;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn demo_site(dir: &Path, url: &str, components: &Path) -> PathBuf {
+fn demo_site(dir: &Path, url: &str, components: &Path, extra: &str) -> PathBuf {
     let neopro = dir.join("neopro");
     for sub in ["webapp", "logs", "videos"] {
         std::fs::create_dir_all(neopro.join(sub)).expect("demo folders");
@@ -34,7 +35,7 @@ fn demo_site(dir: &Path, url: &str, components: &Path) -> PathBuf {
         format!(
             "# demo site\nCENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID=demo-site\n\
              SITE_API_KEY=demo-key\nSITE_NAME=Demo club\nNEOPRO_ROOT={}\nSTATE_PATH={}\n\
-             COMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=2000\n",
+             COMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=2000\n{extra}",
             neopro.display(),
             dir.join("state").display(),
             components.display()
@@ -59,8 +60,11 @@ fn show(title: &str, value: &Value) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(agent_bin), Some(work)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: demo-central <neopro-runtime binary> <work dir>");
+    let (Some(agent_bin), Some(work), Some(template)) = (args.get(1), args.get(2), args.get(3))
+    else {
+        eprintln!(
+            "usage: demo-central <neopro-runtime binary> <work dir> <template component .wasm>"
+        );
         std::process::exit(2);
     };
     let agent_bin = PathBuf::from(agent_bin)
@@ -75,7 +79,22 @@ async fn main() {
 
     let central = Central::start(&[("demo-site", "demo-key")]).await;
     println!("local central server listening on {}", central.url());
-    let conf = demo_site(&work, &central.url(), &components);
+    // The operator's signing key, trusted by the box, and a site policy
+    // that lets pushed components read the videos.
+    let key = SecretKey::generate().expect("signing key");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let policy = work.join("component-policy.toml");
+    std::fs::write(
+        &policy,
+        "extend-allowlist = true\n[grants]\nsystem = true\nfiles = { videos = \"ro\" }\n",
+    )
+    .expect("policy");
+    let extra = format!(
+        "COMPONENT_POLICY_PATH={}\nTRUSTED_COMPONENT_KEYS={}\n",
+        policy.display(),
+        key.public_key()
+    );
+    let conf = demo_site(&work, &central.url(), &components, &extra);
     let _agent = AgentProcess::start(&agent_bin, &conf, None);
 
     show("authenticate", &central.next("authenticate", WAIT).await);
@@ -88,6 +107,12 @@ async fn main() {
     // A local file server for deploy_video (2 MB of bytes).
     let video_bytes: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     let video = FileServer::start(video_bytes.clone(), Fault::None);
+    // ... and one serving the template command, pushed as a signed component.
+    let template_wasm = std::fs::read(template).expect("template component");
+    let template_manifest =
+        std::fs::read_to_string(Path::new(template).with_extension("toml")).expect("manifest");
+    let template_sha = neopro_runtime::sandbox::sha256_hex(&template_wasm);
+    let component = FileServer::start(template_wasm, Fault::None);
 
     let commands = [
         ("cmd-1", "get_system_info", json!({})),
@@ -133,6 +158,18 @@ async fn main() {
             "delete_video",
             json!({"filename": "passwd", "category": "../../etc"}),
         ),
+        (
+            "cmd-11",
+            "install_component",
+            json!({
+                "name": "video-inventory", "version": "1.0.0",
+                "url": component.url("video-inventory.wasm"), "sha256": template_sha,
+                "signature": key.sign(&template_sha, &template_manifest),
+                "manifest": template_manifest,
+            }),
+        ),
+        ("cmd-12", "video_inventory", json!({})),
+        ("cmd-13", "list_components", json!({})),
     ];
     for (id, command_type, data) in commands {
         println!("\n>>> command {id}: {command_type} {data}");

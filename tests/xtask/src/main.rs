@@ -279,5 +279,6 @@ fn demo(root: &Path) -> anyhow::Result<()> {
             "--",
         ])
         .arg(root.join("dist/neopro-runtime"))
-        .arg(target_dir(root).join("demo")))
+        .arg(target_dir(root).join("demo"))
+        .arg(target_dir(root).join("components/test/video-inventory.wasm")))
 }
