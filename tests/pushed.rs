@@ -488,3 +488,32 @@ async fn a_command_in_flight_finishes_on_the_version_it_started_with() {
         json!({"success": true})
     );
 }
+
+#[test]
+fn a_built_in_command_is_replaced_only_where_the_policy_allows_and_comes_back_on_removal() {
+    let key = SecretKey::generate().expect("key");
+    let site = site(&format!("replace-builtin = [\"get_config\"]\n{POLICY}"));
+    site.write("neopro/webapp/configuration.json", "{\"categories\":[]}");
+    let d = dispatcher(&site, &key, "");
+    let builtin = json!({"success": true, "configuration": {"categories": []}});
+    assert_eq!(success(run(&d, "get_config", json!({}))), builtin);
+
+    let noop = wasm_of("noop");
+    let server = FileServer::start(noop.clone(), Fault::None);
+    let takeover = "name = \"my-config\"\nversion = \"1.0.0\"\ncommands = [\"get_config\"]\n";
+    success(run(
+        &d,
+        "install_component",
+        install_params(&server, &noop, takeover, Some(&key)),
+    ));
+    assert_eq!(
+        success(run(&d, "get_config", json!({}))),
+        json!({"success": true})
+    );
+    success(run(&d, "remove_component", json!({"name": "my-config"})));
+    assert_eq!(success(run(&d, "get_config", json!({}))), builtin);
+    assert_eq!(
+        error(run(&d, "remove_component", json!({"name": "my-config"}))),
+        "no pushed component named 'my-config' is installed"
+    );
+}
