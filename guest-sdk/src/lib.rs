@@ -89,7 +89,9 @@ pub mod download;
 pub mod files;
 pub mod local_app;
 pub mod logs;
+pub mod power;
 pub mod progress;
+pub mod services;
 pub mod system;
 pub mod time;
 

@@ -64,6 +64,7 @@ pub async fn run(
         ));
     }
     let journal = Arc::new(Journal::open(&config.state_path.join("journal"))?);
+    crate::follow_up::log_reboot_outcome(&config.state_path, crate::follow_up::boot_time_ms());
     let components_dir = registry::components_dir(&config);
     let (registry, problems) = Registry::scan(&components_dir)?;
     for problem in problems {

@@ -82,6 +82,11 @@ impl Dispatcher {
         }
     }
 
+    /// What the components' host calls share (service manager, follow-ups).
+    pub fn host_services(&self) -> &Arc<crate::host::HostServices> {
+        self.sandbox.services()
+    }
+
     /// Command types that can run here (allowed and with a component).
     pub fn runnable(&self) -> Vec<String> {
         self.by_command
