@@ -21,6 +21,7 @@
 //! - [`cli`] — the `neopro-runtime` command line.
 
 pub mod agent;
+pub mod archive;
 pub mod atomic;
 pub mod cli;
 pub mod clock;

@@ -4,13 +4,13 @@
 //! Host functions never trap: a refused or failed call returns a WIT `error`
 //! to the guest, which decides what to do with it.
 
+pub mod archive;
 pub mod config_store;
 pub mod download;
 pub mod files;
 pub mod local_app;
 pub mod log;
 pub mod logs;
-pub mod planned;
 pub mod progress;
 pub mod roots;
 pub mod services;
