@@ -84,6 +84,7 @@ pub mod bindings {
     });
 }
 
+pub mod archive;
 pub mod config_store;
 pub mod download;
 pub mod files;

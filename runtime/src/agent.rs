@@ -73,6 +73,7 @@ pub async fn run(
     let services = Arc::new(HostServices::from_config(&config));
     let sandbox = Arc::new(Sandbox::new(services, Some(&config.cache_dir()))?);
     let dispatcher = Arc::new(Dispatcher::new(&config, &registry, sandbox));
+    crate::update_resume::resume(&config, &dispatcher, &journal).await;
     tracing::info!(
         "neopro-runtime {} for site {} ({}), components from {}: {}",
         env!("CARGO_PKG_VERSION"),

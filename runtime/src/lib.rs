@@ -39,3 +39,5 @@ pub mod sandbox;
 pub mod service_manager;
 pub mod session;
 pub mod systemd;
+pub mod tree;
+pub mod update_resume;

@@ -9,6 +9,7 @@ pub mod fake_systemctl;
 pub mod http;
 pub mod process;
 pub mod proxy;
+pub mod release;
 
 use neopro_runtime::config::SiteConfig;
 use neopro_runtime::host::{HostServices, WitError};
