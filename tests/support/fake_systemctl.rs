@@ -27,11 +27,15 @@ impl FakeSystemctl {
         std::fs::create_dir_all(dir.join("units")).expect("fake systemctl folder");
         std::fs::create_dir_all(dir.join("fail-start")).expect("fake systemctl folder");
         std::fs::create_dir_all(dir.join("failed-while")).expect("fake systemctl folder");
+        std::fs::create_dir_all(dir.join("hang")).expect("fake systemctl folder");
         let d = dir.display();
         let script = format!(
             r#"#!/bin/sh
 echo "$*" >> '{d}/calls.log'
 unit="$2"
+if [ -e '{d}/hang/'"$1-$unit" ]; then
+  rm -f '{d}/hang/'"$1-$unit"; echo "$1 $unit" > '{d}/hanging'; sleep 10
+fi
 case "$1" in
   start|restart)
     if [ -e '{d}/fail-start/'"$unit" ]; then
@@ -86,6 +90,18 @@ exit 0
             path.display().to_string(),
         )
         .expect("fake state");
+    }
+
+    /// The next `systemctl <action> <unit>` hangs for 10 s (a box losing
+    /// power at that moment, once the test kills the agent).
+    pub fn hang_once(&self, action: &str, unit: &str) {
+        std::fs::write(self.dir.join("hang").join(format!("{action}-{unit}")), "")
+            .expect("fake state");
+    }
+
+    /// Whether a call is hanging now.
+    pub fn hanging(&self) -> bool {
+        self.dir.join("hanging").exists()
     }
 
     /// When the reboot was asked, in ns since the epoch.
