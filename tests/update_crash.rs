@@ -154,7 +154,10 @@ async fn progress_is_whole_monotonic_and_ends_at_100() {
 /// Kills the agent while `systemctl <action> <unit>` hangs, restarts it,
 /// and returns the original command's final result.
 async fn kill_during(rig: &Rig, action: &str, unit: &str) -> Value {
-    let archive = release();
+    kill_during_with(rig, release(), action, unit).await
+}
+
+async fn kill_during_with(rig: &Rig, archive: Vec<u8>, action: &str, unit: &str) -> Value {
     let server = FileServer::start(archive.clone(), Fault::None);
     rig.fake.hang_once(action, unit);
     let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
@@ -256,4 +259,26 @@ async fn killed_while_downloading_nothing_changes() {
     );
     assert_eq!(installed(&rig.site), before);
     assert!(!rig.fake.calls().iter().any(|c| c.starts_with("stop")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_swap_of_a_broken_release_it_is_rolled_back_at_restart() {
+    let rig = rig().await;
+    let before = installed(&rig.site);
+    rig.fake
+        .failed_while("neopro-app", &rig.site.path("neopro/webapp/BROKEN"));
+    let archive = tar_gz(&[
+        Item::File("webapp/index.html", b"v2 index"),
+        Item::File("webapp/BROKEN", b"does not start"),
+    ]);
+    let result = kill_during_with(&rig, archive, "start", "neopro-app").await;
+    assert_eq!(result["status"], json!("error"), "{result}");
+    let error = result["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with(
+            "Service neopro-app is not active after restart (state: failed) (after the agent restarted mid-update). Rollback: restored backup backup-"
+        ) && error.ends_with("(version 1.0.0), services active"),
+        "{error}"
+    );
+    assert_eq!(installed(&rig.site), before, "byte-identical");
 }
