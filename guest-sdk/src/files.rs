@@ -82,3 +82,27 @@ pub fn sha256(root: Root, path: &str) -> Result<String, Error> {
 pub fn mkdir(root: Root, path: &str) -> Result<(), Error> {
     host::mkdir(root, path)
 }
+
+/// Copies a file or folder tree, possibly to another root; links are copied
+/// as links. `to` must not exist. Returns the bytes copied.
+pub fn copy_tree(from_root: Root, from: &str, to_root: Root, to: &str) -> Result<u64, Error> {
+    host::copy_tree(from_root, from, to_root, to)
+}
+
+/// Removes a file, link or folder tree (links are not followed).
+pub fn remove_tree(root: Root, path: &str) -> Result<(), Error> {
+    host::remove_tree(root, path)
+}
+
+/// Removes a file, link or folder tree if it exists.
+pub fn remove_tree_if_exists(root: Root, path: &str) -> Result<(), Error> {
+    match host::remove_tree(root, path) {
+        Err(Error::NotFound(_)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Bytes free on the filesystem holding `root`.
+pub fn free_bytes(root: Root) -> Result<u64, Error> {
+    host::free_bytes(root)
+}

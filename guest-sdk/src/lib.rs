@@ -84,12 +84,15 @@ pub mod bindings {
     });
 }
 
+pub mod archive;
 pub mod config_store;
 pub mod download;
 pub mod files;
 pub mod local_app;
 pub mod logs;
+pub mod power;
 pub mod progress;
+pub mod services;
 pub mod system;
 pub mod time;
 

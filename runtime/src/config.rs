@@ -89,7 +89,30 @@ pub struct SiteConfig {
     pub journalctl: PathBuf,
     /// The web app's Socket.IO server, notified of changes (`LOCAL_APP_URL`).
     pub local_app_url: String,
+    /// Service control and updates (issue #5).
+    pub services: ServiceSettings,
 }
+
+/// Units the agent may control, and how (`SYSTEMCTL_PATH`, `MANAGED_SERVICES`,
+/// `AGENT_SERVICE`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSettings {
+    /// The systemctl program (a test double in tests).
+    pub systemctl: PathBuf,
+    /// The only units any component may start, stop, restart or query.
+    pub managed: Vec<String>,
+    /// The agent's own unit: restarting it waits until the result is delivered.
+    pub agent_unit: String,
+}
+
+/// Units restart_service may touch unless `MANAGED_SERVICES` says otherwise.
+pub const DEFAULT_MANAGED_SERVICES: &[&str] = &[
+    "neopro-app",
+    "neopro-admin",
+    "neopro-sync-agent",
+    "nginx",
+    "hostapd",
+];
 
 /// `KEY=VALUE` pairs of one dotenv file, in file order (later keys win).
 pub fn parse_dotenv(path: &Path, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -288,6 +311,24 @@ impl SiteConfig {
             journalctl: PathBuf::from(
                 text("JOURNALCTL_PATH").unwrap_or_else(|| "journalctl".to_owned()),
             ),
+            services: ServiceSettings {
+                systemctl: PathBuf::from(
+                    text("SYSTEMCTL_PATH").unwrap_or_else(|| "systemctl".to_owned()),
+                ),
+                managed: match text("MANAGED_SERVICES") {
+                    Some(list) => list
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    None => DEFAULT_MANAGED_SERVICES
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
+                },
+                agent_unit: text("AGENT_SERVICE").unwrap_or_else(|| "neopro-sync-agent".to_owned()),
+            },
             neopro_root,
         })
     }

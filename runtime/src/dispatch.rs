@@ -195,6 +195,11 @@ impl Dispatcher {
         }
     }
 
+    /// What the components' host calls share (service manager, follow-ups).
+    pub fn host_services(&self) -> &Arc<crate::host::HostServices> {
+        self.sandbox.services()
+    }
+
     /// Command types that can run here (allowed and with a component).
     pub fn runnable(&self) -> Vec<String> {
         let table = self.table();
@@ -216,9 +221,14 @@ impl Dispatcher {
     /// Runs one of the agent's own jobs (e.g. `expire_videos`): no allowlist,
     /// nothing if no component handles it.
     pub async fn run_internal(&self, command_type: &str) -> Option<Outcome> {
+        self.run_internal_with(command_type, &Value::Null).await
+    }
+
+    /// [`Dispatcher::run_internal`] with data (e.g. `{"resume": true}`).
+    pub async fn run_internal_with(&self, command_type: &str, data: &Value) -> Option<Outcome> {
         let spec = self.table().by_command.get(command_type).cloned()?;
         Some(
-            self.execute(spec, "internal", command_type, &Value::Null, None)
+            self.execute(spec, "internal", command_type, data, None)
                 .await,
         )
     }

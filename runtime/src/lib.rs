@@ -23,6 +23,7 @@
 //! - [`cli`] — the `neopro-runtime` command line.
 
 pub mod agent;
+pub mod archive;
 pub mod atomic;
 pub mod cli;
 pub mod clock;
@@ -30,6 +31,7 @@ pub mod component_cli;
 pub mod config;
 pub mod config_json;
 pub mod dispatch;
+pub mod follow_up;
 pub mod host;
 pub mod journal;
 pub mod link;
@@ -38,5 +40,8 @@ pub mod metrics;
 pub mod pushed;
 pub mod registry;
 pub mod sandbox;
+pub mod service_manager;
 pub mod session;
 pub mod systemd;
+pub mod tree;
+pub mod update_resume;

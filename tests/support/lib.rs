@@ -5,9 +5,11 @@
 #![allow(clippy::expect_used)]
 
 pub mod central;
+pub mod fake_systemctl;
 pub mod http;
 pub mod process;
 pub mod proxy;
+pub mod release;
 
 use neopro_runtime::config::SiteConfig;
 use neopro_runtime::host::{HostServices, WitError};

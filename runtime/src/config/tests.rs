@@ -114,6 +114,9 @@ fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigErro
         "HEARTBEAT_INTERVAL",
         "MAX_DOWNLOAD_SIZE",
         "ALLOWED_COMMANDS",
+        "SYSTEMCTL_PATH",
+        "MANAGED_SERVICES",
+        "AGENT_SERVICE",
     ] {
         assert!(text.contains(&format!("{key}=")), "{key} undocumented");
     }

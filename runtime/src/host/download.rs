@@ -81,6 +81,26 @@ fn disk_space(dir: &Path) -> Option<(u64, u64)> {
     Some((s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize))
 }
 
+/// A progress detail may carry `"progressRange": [low, high]`: the download's
+/// fraction is then reported within that range of the command's progress
+/// (an update downloads between 5 and 35 %) instead of 0..=99. The key is
+/// not sent.
+const PROGRESS_RANGE_KEY: &str = "progressRange";
+
+fn progress_range(detail: &serde_json::Map<String, serde_json::Value>) -> (u8, u8) {
+    let bound = |i: usize| {
+        detail
+            .get(PROGRESS_RANGE_KEY)
+            .and_then(|r| r.get(i))
+            .and_then(serde_json::Value::as_u64)
+            .map(|v| v.min(99) as u8)
+    };
+    match (bound(0), bound(1)) {
+        (Some(low), Some(high)) if low <= high => (low, high),
+        _ => (0, 99),
+    }
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -317,8 +337,12 @@ impl Host for HostState {
         };
         let mut report = |received: u64, total: u64| {
             if let Some((event, detail)) = &progress {
-                let percent = (received.saturating_mul(99) / total.max(1)).min(99) as u8;
-                self.emit_progress(event, percent, detail.clone());
+                let (low, high) = progress_range(detail);
+                let span = u64::from(high - low);
+                let percent = low + (received.saturating_mul(span) / total.max(1)).min(span) as u8;
+                let mut detail = detail.clone();
+                detail.remove(PROGRESS_RANGE_KEY);
+                self.emit_progress(event, percent, detail);
             }
         };
         let (bytes, sha256) = fetch_into(

@@ -190,4 +190,61 @@ impl Host for HostState {
             Err(e) => Err(io_error(root, &path, &e)),
         }
     }
+
+    fn copy_tree(
+        &mut self,
+        from_root: WitRoot,
+        from: String,
+        to_root: WitRoot,
+        to: String,
+    ) -> Result<u64, WitError> {
+        let from_root = RootName::from(from_root);
+        let to_root = RootName::from(to_root);
+        let src = self.open_root(from_root, Access::ReadOnly)?;
+        let dst = self.open_root(to_root, Access::ReadWrite)?;
+        let from_rel = relative_file(&from)?;
+        let to_rel = relative_file(&to)?;
+        if dst.symlink_metadata(&to_rel).is_ok() {
+            return Err(WitError::InvalidInput(format!(
+                "{to_root}/{to} already exists; copy-tree needs a new name"
+            )));
+        }
+        let size =
+            crate::tree::tree_size(&src, &from_rel).map_err(|e| io_error(from_root, &from, &e))?;
+        if let Ok(s) = rustix::fs::fstatvfs(&dst) {
+            let free = s.f_bavail.saturating_mul(s.f_frsize);
+            let reserve = s.f_blocks.saturating_mul(s.f_frsize) / 20;
+            if size.saturating_add(reserve) > free {
+                return Err(WitError::TooLarge(format!(
+                    "not enough disk space to copy {from_root}/{from}: {size} bytes plus a reserve of 5 % of the disk, only {free} free"
+                )));
+            }
+        }
+        match crate::tree::copy_tree(&src, &from_rel, &dst, &to_rel) {
+            Ok(bytes) => {
+                let _ = rustix::fs::syncfs(&dst);
+                Ok(bytes)
+            }
+            Err(e) => {
+                // Never leave half a copy behind.
+                let _ = crate::tree::remove_tree(&dst, &to_rel);
+                Err(io_error(to_root, &format!("{from} -> {to}"), &e))
+            }
+        }
+    }
+
+    fn remove_tree(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadWrite)?;
+        let rel = relative_file(&path)?;
+        crate::tree::remove_tree(&dir, &rel).map_err(|e| io_error(root, &path, &e))
+    }
+
+    fn free_bytes(&mut self, root: WitRoot) -> Result<u64, WitError> {
+        let root = RootName::from(root);
+        let dir = self.open_root(root, Access::ReadOnly)?;
+        let s = rustix::fs::fstatvfs(&dir)
+            .map_err(|e| WitError::Io(format!("cannot read the free space of {root}: {e}")))?;
+        Ok(s.f_bavail.saturating_mul(s.f_frsize))
+    }
 }

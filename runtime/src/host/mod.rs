@@ -4,15 +4,16 @@
 //! Host functions never trap: a refused or failed call returns a WIT `error`
 //! to the guest, which decides what to do with it.
 
+pub mod archive;
 pub mod config_store;
 pub mod download;
 pub mod files;
 pub mod local_app;
 pub mod log;
 pub mod logs;
-pub mod planned;
 pub mod progress;
 pub mod roots;
+pub mod services;
 pub mod system;
 
 use crate::manifest::{Access, Manifest, RootName};
@@ -53,6 +54,14 @@ pub struct HostServices {
     pub max_download_size: u64,
     /// LOCAL_APP_URL.
     pub local_app_url: String,
+    /// systemctl (a test double in tests).
+    pub service_manager: crate::service_manager::ServiceManager,
+    /// MANAGED_SERVICES: the only units any component may touch.
+    pub managed_services: Vec<String>,
+    /// AGENT_SERVICE: the agent's own unit.
+    pub agent_unit: String,
+    /// Reboots and self-restarts waiting for their result's delivery.
+    pub follow_ups: Arc<crate::follow_up::FollowUps>,
 }
 
 impl HostServices {
@@ -67,6 +76,12 @@ impl HostServices {
             config_store: config_store::ConfigStore::new(config.config_path.clone()),
             max_download_size: config.max_download_size,
             local_app_url: config.local_app_url.clone(),
+            service_manager: crate::service_manager::ServiceManager::new(
+                config.services.systemctl.clone(),
+            ),
+            managed_services: config.services.managed.clone(),
+            agent_unit: config.services.agent_unit.clone(),
+            follow_ups: Arc::new(crate::follow_up::FollowUps::new(config.state_path.clone())),
         }
     }
 }

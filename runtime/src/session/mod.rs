@@ -154,6 +154,8 @@ impl Session {
         let watchdog_every = crate::systemd::watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+        let mut follow_up_check = tokio::time::interval(Duration::from_millis(500));
+        follow_up_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         crate::systemd::notify("READY=1");
         loop {
             tokio::select! {
@@ -174,6 +176,7 @@ impl Session {
                     }
                 }
                 _ = watchdog.tick(), if watchdog_every.is_some() => crate::systemd::notify("WATCHDOG=1"),
+                _ = follow_up_check.tick() => self.run_overdue_follow_ups(),
                 _ = expiry.tick() => {
                     let dispatcher = self.dispatcher.clone();
                     tokio::spawn(async move {
@@ -317,14 +320,40 @@ impl Session {
         self.pings += 1;
         let pings = self.pings;
         let journal = &self.journal;
+        let mut delivered = Vec::new();
         self.in_flight.retain(|(id, at)| {
             if pings >= at + 2 {
                 if let Err(e) = journal.mark_delivered(id) {
                     tracing::warn!("{e}");
                 }
+                delivered.push(id.clone());
                 false
             } else {
                 true
+            }
+        });
+        let follow_ups = &self.dispatcher.host_services().follow_ups;
+        for id in delivered {
+            if let Some(action) = follow_ups.take(&id) {
+                self.run_follow_up(id, action);
+            }
+        }
+    }
+
+    /// A reboot or self-restart whose result could not be confirmed
+    /// delivered in time runs anyway; the result stays in the outbox.
+    fn run_overdue_follow_ups(&self) {
+        for (id, action) in self.dispatcher.host_services().follow_ups.take_overdue() {
+            tracing::warn!("the result of command {id} was not confirmed delivered in time");
+            self.run_follow_up(id, action);
+        }
+    }
+
+    fn run_follow_up(&self, id: String, action: crate::follow_up::Action) {
+        let services = self.dispatcher.host_services().clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::follow_up::run(&services.service_manager, &id, &action) {
+                tracing::error!("{e}");
             }
         });
     }

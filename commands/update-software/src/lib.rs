@@ -1,0 +1,511 @@
+//! `update_software` (§4): installs a NEOPRO release so that a failure —
+//! including a crash or a power cut halfway — leaves the box as it was.
+//!
+//! Steps, each recorded in the update journal (`journal.rs`) before it
+//! starts: download into `staging` (sha256 checked while writing), extract
+//! with the host's safe extractor into `NEOPRO_ROOT/.neopro-update/new`
+//! (same filesystem as the install, so the swap is a rename), back up the
+//! top-level folders and version files the release replaces into
+//! `BACKUP_PATH/backup-<timestamp>-<version>`, stop the services, swap by
+//! renames, start them, health gate, write the version files. A failure
+//! after the backup restores *that* backup (upstream restored whatever
+//! sorted last in the folder); a failure before it changed nothing.
+//!
+//! With `{"resume": true}` (run by the agent at start when a journal is
+//! left) it finishes or rolls back the interrupted update and returns
+//! `{resumedCommandId, status, result | error}` for the agent to report.
+
+mod backups;
+mod journal;
+
+use journal::{State, Step};
+use neopro_guest_sdk::serde_json::{Value, json};
+use neopro_guest_sdk::{
+    Command, Context, Error, Root, archive, download, export_command, files, local_app, progress,
+    services, system, time,
+};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// The services the release runs as; stopped during the swap.
+const SERVICES: [&str; 2] = ["neopro-app", "neopro-admin"];
+/// Work folder inside NEOPRO_ROOT: `new/` is the extracted release.
+const WORK: &str = ".neopro-update";
+const NEW: &str = ".neopro-update/new";
+/// Never taken from an archive (upstream's tar excludes).
+const SKIP: [&str; 4] = ["videos", "logs", "backups", "webapp/configuration.json"];
+/// Always backed up when present, even if the release does not ship them.
+const CORE: [&str; 3] = ["webapp", "server", "admin"];
+/// Version files at the top of NEOPRO_ROOT.
+const VERSION_FILES: [&str; 2] = ["VERSION", "release.json"];
+/// How long each service may take to become active.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Used for the disk pre-check when the server gives no size (upstream's).
+const DEFAULT_PACKAGE_SIZE: u64 = 100 << 20;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    version: Option<Value>,
+    update_url: Option<String>,
+    checksum: Option<String>,
+    package_size: Option<Value>,
+    deployment_id: Option<String>,
+    #[serde(default)]
+    resume: bool,
+}
+
+/// Release versions end up in paths and file names: plain characters only.
+fn check_version(value: Option<&Value>) -> Result<String, Error> {
+    let text = match value {
+        Some(Value::String(s)) => s.trim().to_owned(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(Error::invalid_input("version is required")),
+    };
+    let plain = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+    if plain {
+        Ok(text)
+    } else {
+        Err(Error::invalid_input(format!(
+            "version '{text}' must be 1-64 letters, digits, '.', '_', '+' or '-'"
+        )))
+    }
+}
+
+/// `packageSize` is a BIGINT the server sends as a string (§12.3 item 9).
+fn package_size(value: Option<&Value>) -> u64 {
+    match value {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|n| *n > 0)
+    .unwrap_or(DEFAULT_PACKAGE_SIZE)
+}
+
+/// Progress events: `{version, progress, deploymentId when given}`.
+struct Progress {
+    detail: Value,
+}
+
+impl Progress {
+    fn new(version: &str, deployment_id: Option<&str>) -> Self {
+        let mut detail = json!({ "version": version });
+        if let Some(id) = deployment_id {
+            detail["deploymentId"] = json!(id);
+        }
+        Progress { detail }
+    }
+
+    fn at(&self, percent: u8) {
+        let _ = progress::report(percent, &self.detail);
+    }
+}
+
+fn mb(bytes: u64) -> u64 {
+    (bytes + (1 << 19)) >> 20
+}
+
+struct UpdateSoftware;
+
+impl Command for UpdateSoftware {
+    type Data = Data;
+
+    fn run(ctx: &Context, data: Data) -> Result<Value, Error> {
+        if data.resume {
+            return resume();
+        }
+        let version = check_version(data.version.as_ref())?;
+        let url = data
+            .update_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| Error::invalid_input("updateUrl is required"))?;
+        let progress = Progress::new(&version, data.deployment_id.as_deref());
+        progress.at(2);
+
+        // A journal left by an update that could not be resumed: put the
+        // box back first.
+        if let Some(old) = State::load()? {
+            neopro_guest_sdk::warn!(
+                "an interrupted update of {} is rolled back first",
+                old.version
+            );
+            let _ = rollback(&old);
+        }
+
+        let previous = system::version()?.version;
+        if previous == version && services_healthy() {
+            progress.at(100);
+            return Ok(json!({
+                "success": true,
+                "version": version,
+                "previousVersion": previous,
+                "message": "already installed",
+            }));
+        }
+
+        let size = package_size(data.package_size.as_ref());
+        // Creates the staging root on a fresh box.
+        files::mkdir(Root::Staging, journal::DIR)?;
+        let free = files::free_bytes(Root::Staging)?;
+        let needed = size.saturating_mul(3);
+        if free < needed {
+            return Err(Error::TooLarge(format!(
+                "Espace disque insuffisant: {}MB disponibles, {}MB requis",
+                mb(free),
+                mb(needed)
+            )));
+        }
+
+        let mut state = State {
+            command_id: ctx.id.clone(),
+            version: version.clone(),
+            previous_version: previous.clone(),
+            deployment_id: data.deployment_id.clone(),
+            step: Step::Preparing,
+            backup: None,
+            saved: Vec::new(),
+            replaced: Vec::new(),
+        };
+        state.save()?;
+        match prepare(&mut state, &url, data.checksum.as_deref(), &progress) {
+            Ok(()) => {}
+            Err(e) => {
+                cleanup();
+                return Err(e);
+            }
+        }
+        match install(&mut state, &progress) {
+            Ok(report) => {
+                cleanup();
+                progress.at(100);
+                Ok(json!({
+                    "success": true,
+                    "version": version,
+                    "previousVersion": previous,
+                    "report": report,
+                }))
+            }
+            Err(e) => {
+                let outcome = rollback(&state);
+                Err(with_rollback(e, &outcome))
+            }
+        }
+    }
+}
+
+/// Download, verify, extract, back up. Changes nothing installed.
+fn prepare(
+    state: &mut State,
+    url: &str,
+    checksum: Option<&str>,
+    progress: &Progress,
+) -> Result<(), Error> {
+    progress.at(5);
+    files::mkdir(Root::Staging, journal::DIR)?;
+    let mut detail = progress.detail.clone();
+    detail["progressRange"] = json!([5, 35]);
+    match download::fetch(
+        url,
+        Root::Staging,
+        journal::PACKAGE,
+        checksum,
+        Some(&detail),
+    ) {
+        Ok(_) => {}
+        Err(Error::ChecksumMismatch(m)) => {
+            return Err(Error::ChecksumMismatch(format!(
+                "Checksum verification failed: {m}"
+            )));
+        }
+        Err(e) => return Err(e),
+    }
+    progress.at(35);
+    files::remove_tree_if_exists(Root::NeoproRoot, WORK)?;
+    files::mkdir(Root::NeoproRoot, WORK)?;
+    archive::extract_tar_gz(
+        Root::Staging,
+        journal::PACKAGE,
+        Root::NeoproRoot,
+        NEW,
+        &SKIP,
+    )?;
+    let mut replaced = Vec::new();
+    for entry in files::list(Root::NeoproRoot, NEW)? {
+        if entry.name.starts_with('.') {
+            return Err(Error::invalid_input(format!(
+                "the update archive holds '{}' at its top; hidden top-level entries are not installed",
+                entry.name
+            )));
+        }
+        replaced.push(entry.name);
+    }
+    if replaced.is_empty() {
+        return Err(Error::invalid_input("the update archive is empty"));
+    }
+    // The club's configuration stays with the web app.
+    if replaced.iter().any(|n| n == "webapp")
+        && files::exists(Root::NeoproRoot, "webapp/configuration.json")?
+    {
+        files::copy_tree(
+            Root::NeoproRoot,
+            "webapp/configuration.json",
+            Root::NeoproRoot,
+            &format!("{NEW}/webapp/configuration.json"),
+        )?;
+    }
+    progress.at(40);
+    let mut saved: Vec<String> = Vec::new();
+    for name in CORE
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(replaced.iter().cloned())
+        .chain(VERSION_FILES.iter().map(|s| (*s).to_owned()))
+    {
+        if !saved.contains(&name) && files::exists(Root::NeoproRoot, &name)? {
+            saved.push(name);
+        }
+    }
+    let backup = backups::create(&state.version, &state.previous_version, &saved)?;
+    state.replaced = replaced;
+    state.saved = saved;
+    state.backup = Some(backup);
+    state.step = Step::BackedUp;
+    state.save()?;
+    backups::prune();
+    Ok(())
+}
+
+/// Stop, swap, start, health gate, version files. Returns the report.
+fn install(state: &mut State, progress: &Progress) -> Result<Value, Error> {
+    progress.at(45);
+    local_app::notify(
+        "system_notification",
+        Some(&json!({
+            "type": "warning",
+            "title": "Mise à jour système",
+            "message": "Mise à jour en cours. Les services vont redémarrer.",
+            "duration": 10000,
+            "dismissible": false,
+        })),
+    );
+    progress.at(50);
+    state.step = Step::Swapping;
+    state.save()?;
+    for service in SERVICES {
+        if let Err(e) = services::stop(service) {
+            neopro_guest_sdk::warn!("{}", e.message());
+        }
+    }
+    progress.at(60);
+    files::mkdir(Root::NeoproRoot, &format!("{WORK}/old"))?;
+    for name in &state.replaced {
+        if files::exists(Root::NeoproRoot, name)? {
+            files::rename(Root::NeoproRoot, name, &format!("{WORK}/old/{name}"))?;
+        }
+        files::rename(Root::NeoproRoot, &format!("{NEW}/{name}"), name)?;
+    }
+    state.step = Step::Swapped;
+    state.save()?;
+    progress.at(80);
+    finish(state)
+}
+
+/// Start the services, health gate, version files, report.
+fn finish(state: &State) -> Result<Value, Error> {
+    start_and_check()?;
+    write_version_files(&state.version)?;
+    let mut statuses = serde_json::Map::new();
+    for service in SERVICES {
+        statuses.insert(
+            service.to_owned(),
+            json!(
+                services::status(service).unwrap_or_else(|e| format!("unknown ({})", e.message()))
+            ),
+        );
+    }
+    Ok(json!({
+        "timestamp": time::iso8601(time::now_ms()),
+        "previousVersion": state.previous_version,
+        "newVersion": state.version,
+        "servicesStatus": statuses,
+        "backup": state.backup,
+        "errors": [],
+        "healthy": true,
+    }))
+}
+
+fn start_and_check() -> Result<(), Error> {
+    for service in SERVICES {
+        services::start(service)?;
+    }
+    for service in SERVICES {
+        let state = services::wait_active(service, HEALTH_TIMEOUT)?;
+        if state != "active" {
+            return Err(Error::failed(format!(
+                "Service {service} is not active after restart (state: {state})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn services_healthy() -> bool {
+    SERVICES
+        .iter()
+        .all(|s| services::status(s).is_ok_and(|state| state == "active"))
+}
+
+fn write_version_files(version: &str) -> Result<(), Error> {
+    let build_date = time::iso8601(time::now_ms());
+    files::write_atomic(
+        Root::NeoproRoot,
+        "VERSION",
+        format!("{version}\n").as_bytes(),
+    )?;
+    files::write_json(
+        Root::NeoproRoot,
+        "release.json",
+        &json!({"version": version, "buildDate": build_date, "source": "central-dashboard"}),
+    )?;
+    if files::exists(Root::NeoproRoot, "webapp")? {
+        files::write_json(
+            Root::NeoproRoot,
+            "webapp/version.json",
+            &json!({"version": version, "buildDate": build_date}),
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes the work folder and the journal.
+fn cleanup() {
+    let _ = files::remove_tree_if_exists(Root::NeoproRoot, WORK);
+    State::clear();
+}
+
+/// Puts the box back as it was before `state`'s update and says how it went.
+fn rollback(state: &State) -> String {
+    let Some(backup) = state
+        .backup
+        .as_deref()
+        .filter(|_| state.step >= Step::BackedUp)
+    else {
+        cleanup();
+        return "nothing had been changed".to_owned();
+    };
+    let mut problems = Vec::new();
+    if state.step >= Step::Swapping {
+        for service in SERVICES {
+            if let Err(e) = services::stop(service) {
+                problems.push(e.message().to_owned());
+            }
+        }
+        let names = state
+            .replaced
+            .iter()
+            .cloned()
+            .chain(VERSION_FILES.iter().map(|s| (*s).to_owned()));
+        for name in names {
+            if let Err(e) = files::remove_tree_if_exists(Root::NeoproRoot, &name) {
+                problems.push(e.message().to_owned());
+                continue;
+            }
+            if state.saved.contains(&name)
+                && let Err(e) = files::copy_tree(
+                    Root::Backups,
+                    &format!("{backup}/{name}"),
+                    Root::NeoproRoot,
+                    &name,
+                )
+            {
+                problems.push(e.message().to_owned());
+            }
+        }
+    }
+    let services = match start_and_check() {
+        Ok(()) => "services active".to_owned(),
+        Err(e) => {
+            problems.push(e.message().to_owned());
+            "services not healthy".to_owned()
+        }
+    };
+    cleanup();
+    if problems.is_empty() {
+        format!(
+            "restored backup {backup} (version {}), {services}",
+            state.previous_version
+        )
+    } else {
+        format!(
+            "restored backup {backup} (version {}) with problems: {}",
+            state.previous_version,
+            problems.join("; ")
+        )
+    }
+}
+
+fn with_rollback(error: Error, outcome: &str) -> Error {
+    let message = format!("{}. Rollback: {outcome}", error.message());
+    match error {
+        Error::InvalidInput(_) => Error::InvalidInput(message),
+        Error::NotPermitted(_) => Error::NotPermitted(message),
+        Error::NotFound(_) => Error::NotFound(message),
+        Error::ChecksumMismatch(_) => Error::ChecksumMismatch(message),
+        Error::TooLarge(_) => Error::TooLarge(message),
+        Error::Timeout(_) => Error::Timeout(message),
+        Error::Io(_) => Error::Io(message),
+        Error::Failed(_) => Error::Failed(message),
+    }
+}
+
+/// Finishes or rolls back an update the agent was running when it stopped.
+fn resume() -> Result<Value, Error> {
+    let Some(state) = State::load()? else {
+        return Ok(json!({ "resumedCommandId": null }));
+    };
+    neopro_guest_sdk::warn!(
+        "resuming the update to {} interrupted at step {:?}",
+        state.version,
+        state.step
+    );
+    let outcome = match state.step {
+        Step::Swapped => match finish(&state) {
+            Ok(report) => {
+                cleanup();
+                json!({"status": "success", "result": {
+                    "success": true,
+                    "version": state.version,
+                    "previousVersion": state.previous_version,
+                    "report": report,
+                }})
+            }
+            Err(e) => {
+                let rolled = rollback(&state);
+                json!({"status": "error", "error": format!(
+                    "{} (after the agent restarted mid-update). Rollback: {rolled}", e.message())})
+            }
+        },
+        _ => {
+            let rolled = rollback(&state);
+            json!({"status": "error", "error": format!(
+                "the update to {} was interrupted (the agent stopped) and was not completed. Rollback: {rolled}",
+                state.version)})
+        }
+    };
+    let mut outcome = outcome;
+    outcome["resumedCommandId"] = json!(state.command_id);
+    outcome["deploymentId"] = json!(state.deployment_id);
+    Ok(outcome)
+}
+
+export_command!(UpdateSoftware);

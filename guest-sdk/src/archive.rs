@@ -1,0 +1,21 @@
+//! Safe extraction of update archives (host-side checks: no absolute paths,
+//! no `..`, no links out, no devices).
+
+use crate::bindings::neopro::agent::archive as host;
+use crate::{Error, Root};
+
+pub use host::Report;
+
+/// Extracts `src_root/src_path` (a `.tar.gz`) into the new folder
+/// `dest_root/dest_path`, leaving out entries under `skip`. A refused
+/// archive leaves no folder behind.
+pub fn extract_tar_gz(
+    src_root: Root,
+    src_path: &str,
+    dest_root: Root,
+    dest_path: &str,
+    skip: &[&str],
+) -> Result<Report, Error> {
+    let skip: Vec<String> = skip.iter().map(|s| (*s).to_owned()).collect();
+    host::extract_tar_gz(src_root, src_path, dest_root, dest_path, &skip)
+}

@@ -1,0 +1,297 @@
+//! Safe `.tar.gz` extraction for software updates. Every entry is checked
+//! before anything is written for it: no absolute paths, no `..`, no
+//! symlink or hard link leading outside the destination, no devices, FIFOs
+//! or sparse files; all writes go through a cap-std `Dir`, so even a link
+//! created by an earlier entry cannot carry a later write out. The total size
+//! is bounded by a limit and by the free disk space (with a 5 % reserve),
+//! checked before each file is written.
+//!
+//! The caller extracts into a fresh folder and removes it on error, so a
+//! refused archive leaves nothing behind.
+
+use cap_std::fs::Dir;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+/// Share of the filesystem kept free, as for downloads.
+const RESERVE_PERCENT: u64 = 5;
+/// Most entries names kept in a report's `skipped` list.
+const MAX_SKIPPED_LISTED: usize = 200;
+
+/// Why an archive was refused or could not be extracted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArchiveError {
+    #[error("the archive is not a valid .tar.gz: {0}")]
+    Corrupt(String),
+    #[error("the archive entry '{0}' has an absolute path; update archives must be relative")]
+    Absolute(String),
+    #[error("the archive entry '{0}' contains '..'; it would be written outside the update")]
+    ParentDir(String),
+    #[error("the archive entry '{entry}' is a link to '{target}', which leads outside the update")]
+    LinkOut { entry: String, target: String },
+    #[error("the archive entry '{entry}' is a {kind}; only files, folders and links are allowed")]
+    Special { entry: String, kind: &'static str },
+    #[error("the archive entry name {0:?} is not valid UTF-8")]
+    BadName(String),
+    #[error("the archive holds more than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the archive holds more than {limit} entries")]
+    TooManyEntries { limit: u64 },
+    #[error(
+        "not enough disk space to extract the update: {needed} bytes plus a reserve of 5 % of the disk, only {free} free"
+    )]
+    DiskFull { needed: u64, free: u64 },
+    #[error("cannot write '{entry}': {detail}")]
+    Write { entry: String, detail: String },
+}
+
+/// Bounds for one extraction.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 4 << 30,
+            max_entries: 200_000,
+        }
+    }
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub files: u64,
+    pub bytes: u64,
+    pub skipped: Vec<String>,
+}
+
+/// A checked entry path: relative, without `.`/`..`, as a string.
+fn clean_path(raw: &str) -> Result<Option<PathBuf>, ArchiveError> {
+    let mut clean = PathBuf::new();
+    for component in Path::new(raw).components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(ArchiveError::ParentDir(raw.to_owned())),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(ArchiveError::Absolute(raw.to_owned()));
+            }
+        }
+    }
+    Ok((!clean.as_os_str().is_empty()).then_some(clean))
+}
+
+/// Whether `target`, a symlink's content at `entry`, stays inside the
+/// destination when resolved lexically from the link's folder.
+fn link_stays_inside(entry: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: i64 = entry.components().count() as i64 - 1;
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// `skip` entries match a path equal to them or under them (`videos`
+/// matches `videos/a.mp4`).
+fn is_skipped(path: &Path, skip: &[PathBuf]) -> bool {
+    skip.iter().any(|s| path.starts_with(s))
+}
+
+fn utf8(bytes: &[u8]) -> Result<String, ArchiveError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ArchiveError::BadName(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+fn write_error(entry: &str) -> impl Fn(std::io::Error) -> ArchiveError + '_ {
+    move |e| ArchiveError::Write {
+        entry: entry.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Free bytes above the reserve where `dest` lives (None if unknown).
+fn usable_space(dest: &Dir) -> Option<u64> {
+    let s = rustix::fs::fstatvfs(dest).ok()?;
+    let free = s.f_bavail.saturating_mul(s.f_frsize);
+    let size = s.f_blocks.saturating_mul(s.f_frsize);
+    Some(free.saturating_sub(size / 100 * RESERVE_PERCENT))
+}
+
+/// Removes whatever is at `path` unless it is a real directory, so a file
+/// is never written through a link an earlier entry created.
+fn clear_spot(dest: &Dir, path: &Path) -> std::io::Result<()> {
+    match dest.symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "a folder of the same name is already there",
+        )),
+        Ok(_) => dest.remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn create_parent(dest: &Dir, path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => dest.create_dir_all(p),
+        _ => Ok(()),
+    }
+}
+
+/// Extracts the gzip-compressed tar stream `src` into `dest`, leaving out
+/// entries under `skip`. Stops at the first refused entry.
+pub fn extract_tar_gz(
+    src: impl Read,
+    dest: &Dir,
+    skip: &[String],
+    limits: Limits,
+) -> Result<Report, ArchiveError> {
+    let skip: Vec<PathBuf> = skip
+        .iter()
+        .filter_map(|s| clean_path(s).ok().flatten())
+        .collect();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(src));
+    let mut report = Report::default();
+    let mut entries_seen: u64 = 0;
+    let mut free = usable_space(dest);
+    let corrupt = |e: std::io::Error| ArchiveError::Corrupt(e.to_string());
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        entries_seen += 1;
+        if entries_seen > limits.max_entries {
+            return Err(ArchiveError::TooManyEntries {
+                limit: limits.max_entries,
+            });
+        }
+        let raw = utf8(&entry.path_bytes())?;
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            continue;
+        }
+        let Some(path) = clean_path(&raw)? else {
+            continue; // "./" itself
+        };
+        if is_skipped(&path, &skip) {
+            if report.skipped.len() < MAX_SKIPPED_LISTED {
+                report.skipped.push(path.to_string_lossy().into_owned());
+            }
+            continue;
+        }
+        let name = path.to_string_lossy().into_owned();
+        let special = |what| ArchiveError::Special {
+            entry: name.clone(),
+            kind: what,
+        };
+        match kind {
+            tar::EntryType::Directory => {
+                dest.create_dir_all(&path).map_err(write_error(&name))?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.header().size().map_err(corrupt)?;
+                let total = report.bytes.saturating_add(size);
+                if total > limits.max_bytes {
+                    return Err(ArchiveError::TooLarge {
+                        limit: limits.max_bytes,
+                    });
+                }
+                if let Some(left) = free {
+                    if size > left {
+                        return Err(ArchiveError::DiskFull {
+                            needed: total,
+                            free: left.saturating_add(report.bytes),
+                        });
+                    }
+                    free = Some(left - size);
+                }
+                create_parent(dest, &path).map_err(write_error(&name))?;
+                clear_spot(dest, &path).map_err(write_error(&name))?;
+                let mut file = dest.create(&path).map_err(write_error(&name))?;
+                let copied = std::io::copy(&mut (&mut entry).take(size), &mut file)
+                    .map_err(|e| ArchiveError::Corrupt(format!("{name}: {e}")))?;
+                if copied != size {
+                    return Err(ArchiveError::Corrupt(format!("{name} is truncated")));
+                }
+                // Keep the execute bits; never setuid/setgid/sticky or
+                // group/other write.
+                let mode = entry.header().mode().unwrap_or(0o644) & 0o755;
+                let perms = cap_std::fs::Permissions::from_std(
+                    std::os::unix::fs::PermissionsExt::from_mode(mode),
+                );
+                file.set_permissions(perms).map_err(write_error(&name))?;
+                report.files += 1;
+                report.bytes = total;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| utf8(&b))
+                    .transpose()?
+                    .unwrap_or_default();
+                if target.is_empty() || !link_stays_inside(&path, Path::new(&target)) {
+                    return Err(ArchiveError::LinkOut {
+                        entry: name,
+                        target,
+                    });
+                }
+                create_parent(dest, &path).map_err(write_error(&name))?;
+                clear_spot(dest, &path).map_err(write_error(&name))?;
+                dest.symlink(&target, &path).map_err(write_error(&name))?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| utf8(&b))
+                    .transpose()?
+                    .unwrap_or_default();
+                let link_out = || ArchiveError::LinkOut {
+                    entry: name.clone(),
+                    target: target.clone(),
+                };
+                let Some(target_path) = clean_path(&target).map_err(|_| link_out())? else {
+                    return Err(link_out());
+                };
+                // Only to a regular file this archive already wrote.
+                match dest.symlink_metadata(&target_path) {
+                    Ok(meta) if meta.is_file() => {}
+                    _ => return Err(link_out()),
+                }
+                create_parent(dest, &path).map_err(write_error(&name))?;
+                clear_spot(dest, &path).map_err(write_error(&name))?;
+                dest.hard_link(&target_path, dest, &path)
+                    .map_err(write_error(&name))?;
+                report.files += 1;
+            }
+            tar::EntryType::Char | tar::EntryType::Block => return Err(special("device")),
+            tar::EntryType::Fifo => return Err(special("FIFO")),
+            tar::EntryType::GNUSparse => return Err(special("sparse file")),
+            _ => return Err(special("special entry")),
+        }
+    }
+    // One flush for the whole tree: the caller swaps it into place next, and
+    // a power cut must not find half-written files there.
+    let _ = rustix::fs::syncfs(dest);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Service control and reboot through the service manager: systemd's
+//! `systemctl` in production, a recording double in tests. Always an
+//! argument vector, never a shell string, and every call is bounded in time
+//! so a hung systemd cannot hang a command.
+
+use crate::manifest::is_valid_unit_name;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `systemctl start` waits for the unit to come up; a unit that takes longer
+/// than this is reported as not starting.
+const CALL_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often a running systemctl is checked for completion.
+const POLL: Duration = Duration::from_millis(10);
+/// Most output kept from one call (the messages are short).
+const MAX_OUTPUT: u64 = 16 << 10;
+
+/// Why a service-manager call failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ServiceError {
+    #[error("'{0}' is not a valid service name (letters, digits and :-_.@ only)")]
+    InvalidName(String),
+    #[error(
+        "cannot run {program}: {detail} (is systemd's systemctl installed? see SYSTEMCTL_PATH)"
+    )]
+    Spawn { program: String, detail: String },
+    #[error("systemctl {action} {unit} failed: {detail}")]
+    Failed {
+        action: &'static str,
+        unit: String,
+        detail: String,
+    },
+    #[error("systemctl {action} {unit} did not finish within {secs} s")]
+    Timeout {
+        action: &'static str,
+        unit: String,
+        secs: u64,
+    },
+}
+
+/// What a finished systemctl said.
+struct Output {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// The box's service manager.
+#[derive(Debug, Clone)]
+pub struct ServiceManager {
+    systemctl: PathBuf,
+    timeout: Duration,
+}
+
+impl ServiceManager {
+    pub fn new(systemctl: PathBuf) -> Self {
+        ServiceManager {
+            systemctl,
+            timeout: CALL_TIMEOUT,
+        }
+    }
+
+    /// The program it runs.
+    pub fn program(&self) -> &Path {
+        &self.systemctl
+    }
+
+    pub fn start(&self, unit: &str) -> Result<(), ServiceError> {
+        self.change("start", unit)
+    }
+
+    pub fn stop(&self, unit: &str) -> Result<(), ServiceError> {
+        self.change("stop", unit)
+    }
+
+    pub fn restart(&self, unit: &str) -> Result<(), ServiceError> {
+        self.change("restart", unit)
+    }
+
+    /// The unit's active state (`active`, `inactive`, `failed`, ...).
+    /// `systemctl is-active` exits non-zero for every state but `active`;
+    /// that is an answer, not a failure (upstream reported it as an error).
+    pub fn is_active(&self, unit: &str) -> Result<String, ServiceError> {
+        check_name(unit)?;
+        let out = self.run("is-active", unit, &["is-active", unit])?;
+        let state = out.stdout.trim();
+        if state.is_empty() {
+            return Err(ServiceError::Failed {
+                action: "is-active",
+                unit: unit.to_owned(),
+                detail: first_line(&out.stderr, "no answer"),
+            });
+        }
+        Ok(state.to_owned())
+    }
+
+    /// Reboots the box.
+    pub fn reboot(&self) -> Result<(), ServiceError> {
+        let out = self.run("reboot", "", &["reboot"])?;
+        if out.success {
+            Ok(())
+        } else {
+            Err(ServiceError::Failed {
+                action: "reboot",
+                unit: String::new(),
+                detail: first_line(&out.stderr, "exit status not 0"),
+            })
+        }
+    }
+
+    fn change(&self, action: &'static str, unit: &str) -> Result<(), ServiceError> {
+        check_name(unit)?;
+        let out = self.run(action, unit, &[action, unit])?;
+        if out.success {
+            Ok(())
+        } else {
+            Err(ServiceError::Failed {
+                action,
+                unit: unit.to_owned(),
+                detail: first_line(&out.stderr, "exit status not 0"),
+            })
+        }
+    }
+
+    fn run(&self, action: &'static str, unit: &str, args: &[&str]) -> Result<Output, ServiceError> {
+        let mut child = spawn(&self.systemctl, args).map_err(|e| ServiceError::Spawn {
+            program: self.systemctl.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        // Read the pipes on their own threads so a chatty child never blocks
+        // on a full pipe while we wait for it.
+        let stdout = child.stdout.take().map(reader);
+        let stderr = child.stderr.take().map(reader);
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(ServiceError::Timeout {
+                        action,
+                        unit: unit.to_owned(),
+                        secs: self.timeout.as_secs(),
+                    });
+                }
+                Err(e) => {
+                    return Err(ServiceError::Failed {
+                        action,
+                        unit: unit.to_owned(),
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        };
+        let collect = |h: Option<std::thread::JoinHandle<String>>| {
+            h.and_then(|h| h.join().ok()).unwrap_or_default()
+        };
+        Ok(Output {
+            success: status.success(),
+            stdout: collect(stdout),
+            stderr: collect(stderr),
+        })
+    }
+}
+
+fn check_name(unit: &str) -> Result<(), ServiceError> {
+    if is_valid_unit_name(unit) {
+        Ok(())
+    } else {
+        Err(ServiceError::InvalidName(unit.to_owned()))
+    }
+}
+
+/// Spawns the program; a program file that another thread of this process
+/// has just written can be briefly "busy" (ETXTBSY): retried a few times.
+fn spawn(program: &Path, args: &[&str]) -> std::io::Result<std::process::Child> {
+    let mut attempt = 0;
+    loop {
+        let result = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn reader(pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.take(MAX_OUTPUT).read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+fn first_line(text: &str, default: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(default)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A systemctl double: records its arguments; `bad` fails to start;
+    /// `down` is inactive.
+    fn fake(dir: &Path) -> std::io::Result<ServiceManager> {
+        let script = dir.join("systemctl");
+        let log = dir.join("calls.log");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$1 $2\" in\n\
+                 'start bad') echo 'Job for bad.service failed.' >&2; exit 1;;\n\
+                 'is-active down') echo inactive; exit 3;;\n\
+                 'is-active '*) echo active;;\nesac\nexit 0\n",
+                log.display()
+            ),
+        )?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        Ok(ServiceManager::new(script))
+    }
+
+    #[test]
+    fn calls_are_argument_vectors_and_states_are_answers() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let sm = fake(dir.path())?;
+        assert_eq!(sm.start("neopro-app"), Ok(()));
+        assert_eq!(sm.is_active("neopro-app"), Ok("active".to_owned()));
+        assert_eq!(sm.is_active("down"), Ok("inactive".to_owned()));
+        assert_eq!(
+            sm.start("bad"),
+            Err(ServiceError::Failed {
+                action: "start",
+                unit: "bad".to_owned(),
+                detail: "Job for bad.service failed.".to_owned()
+            })
+        );
+        assert_eq!(
+            sm.restart("x; reboot"),
+            Err(ServiceError::InvalidName("x; reboot".to_owned()))
+        );
+        assert_eq!(sm.reboot(), Ok(()));
+        let calls = std::fs::read_to_string(dir.path().join("calls.log"))?;
+        assert_eq!(
+            calls,
+            "start neopro-app\nis-active neopro-app\nis-active down\nstart bad\nreboot\n"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_program_is_a_clear_error() {
+        let sm = ServiceManager::new(PathBuf::from("/nonexistent/systemctl"));
+        assert!(matches!(sm.stop("nginx"), Err(ServiceError::Spawn { .. })));
+    }
+
+    #[test]
+    fn a_hung_program_is_killed() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let script = dir.path().join("systemctl");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n")?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        let mut sm = ServiceManager::new(script);
+        sm.timeout = Duration::from_millis(200);
+        let started = Instant::now();
+        assert_eq!(
+            sm.start("nginx"),
+            Err(ServiceError::Timeout {
+                action: "start",
+                unit: "nginx".to_owned(),
+                secs: 0
+            })
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! At start, before the session: an update the agent was running when it
+//! died (kill, crash, power cut) is finished or rolled back by the
+//! update_software component, and its final result replaces the generic
+//! "interrupted" one in the journal, so the server learns how it ended.
+
+use crate::config::SiteConfig;
+use crate::dispatch::Dispatcher;
+use crate::journal::{Journal, Outcome};
+use serde_json::{Value, json};
+
+/// The update journal the component keeps in the `staging` root.
+pub const UPDATE_JOURNAL: &str = "update/state.json";
+
+/// Resumes an interrupted update, if any. Never fails: problems are logged.
+pub async fn resume(config: &SiteConfig, dispatcher: &Dispatcher, journal: &Journal) {
+    if !config.staging_dir().join(UPDATE_JOURNAL).is_file() {
+        return;
+    }
+    tracing::warn!("an update was interrupted; finishing it or rolling it back");
+    let outcome = dispatcher
+        .run_internal_with("update_software", &json!({"resume": true}))
+        .await;
+    let result = match outcome {
+        Some(Outcome::Success { result }) => result,
+        Some(Outcome::Error { error }) => {
+            tracing::error!("resuming the interrupted update failed: {error}");
+            return;
+        }
+        None => {
+            tracing::error!("an update was interrupted but no component handles update_software");
+            return;
+        }
+    };
+    let Some(id) = result.get("resumedCommandId").and_then(Value::as_str) else {
+        return;
+    };
+    let final_outcome = if result.get("status").and_then(Value::as_str) == Some("success") {
+        Outcome::Success {
+            result: result.get("result").cloned().unwrap_or(Value::Null),
+        }
+    } else {
+        Outcome::Error {
+            error: result
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("the interrupted update failed")
+                .to_owned(),
+        }
+    };
+    match &final_outcome {
+        Outcome::Success { .. } => tracing::info!("interrupted update {id} completed"),
+        Outcome::Error { error } => tracing::warn!("interrupted update {id}: {error}"),
+    }
+    if let Err(e) = journal.complete(id, final_outcome) {
+        tracing::error!("{e}");
+    }
+}

@@ -1,0 +1,292 @@
+//! update_software end to end: real component, real archives over a local
+//! HTTP server, a recording systemctl double. A failed update leaves the
+//! install byte-identical; backups are kept five deep and never anyone
+//! else's; an interrupted update is finished or rolled back at the next
+//! start.
+#![allow(clippy::expect_used)]
+
+use neopro_e2e::fake_systemctl::FakeSystemctl;
+use neopro_e2e::http::{Fault, FileServer};
+use neopro_e2e::release::{Item, snapshot, tar_gz};
+use neopro_e2e::{Site, error_of};
+use neopro_runtime::sandbox::sha256_hex;
+use serde_json::{Value, json};
+
+/// A box running release 1.0.0.
+fn installed_site(fake: &FakeSystemctl) -> Site {
+    let site = Site::with_extra(&fake.conf_line());
+    site.write("neopro/webapp/index.html", "v1 index");
+    site.write(
+        "neopro/webapp/configuration.json",
+        r#"{"categories":["club"]}"#,
+    );
+    site.write("neopro/server/app.js", "v1 server");
+    site.write("neopro/admin/admin.js", "v1 admin");
+    site.write("neopro/VERSION", "1.0.0\n");
+    site.write("neopro/release.json", r#"{"version":"1.0.0"}"#);
+    site.write("neopro/videos/Match/clip.mp4", "video");
+    std::os::unix::fs::symlink("app.js", site.path("neopro/server/current")).expect("link");
+    site
+}
+
+fn release_2() -> Vec<u8> {
+    tar_gz(&[
+        Item::Dir("./"),
+        Item::Dir("./webapp/"),
+        Item::File("./webapp/index.html", b"v2 index"),
+        Item::File("./webapp/configuration.json", b"{\"from\":\"archive\"}"),
+        Item::File("./server/app.js", b"v2 server"),
+        Item::Symlink("./server/current", "app.js"),
+        Item::File("./videos/new.mp4", b"not installed"),
+    ])
+}
+
+fn update_data(server: &FileServer, archive: &[u8], version: &str) -> Value {
+    json!({
+        "deploymentId": "dep-1", "updateId": "upd-1", "version": version,
+        "updateUrl": server.url("update.tar.gz"),
+        "packageSize": archive.len().to_string(),
+        "checksum": format!("sha256:{}", sha256_hex(archive)),
+        "isCritical": false,
+    })
+}
+
+fn installed(site: &Site) -> std::collections::BTreeMap<String, Vec<u8>> {
+    snapshot(&site.path("neopro"), &["backups"])
+}
+
+fn backups(site: &Site) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(site.path("neopro/backups"))
+        .expect("backups")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn read(site: &Site, rel: &str) -> String {
+    std::fs::read_to_string(site.path(rel)).unwrap_or_else(|e| format!("<{e}>"))
+}
+
+#[test]
+fn an_update_installs_keeps_the_configuration_and_backs_up() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let archive = release_2();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let before = installed(&site);
+
+    let result = site
+        .run("update-software", update_data(&server, &archive, "2.0.0"))
+        .expect("update succeeds");
+    assert_eq!(result["success"], json!(true));
+    assert_eq!(result["version"], json!("2.0.0"));
+    assert_eq!(result["previousVersion"], json!("1.0.0"));
+    assert_eq!(result["report"]["healthy"], json!(true));
+    assert_eq!(
+        result["report"]["servicesStatus"],
+        json!({"neopro-app": "active", "neopro-admin": "active"})
+    );
+
+    assert_eq!(read(&site, "neopro/webapp/index.html"), "v2 index");
+    assert_eq!(read(&site, "neopro/server/app.js"), "v2 server");
+    assert_eq!(
+        read(&site, "neopro/webapp/configuration.json"),
+        r#"{"categories":["club"]}"#,
+        "the club's configuration is kept"
+    );
+    assert_eq!(
+        read(&site, "neopro/admin/admin.js"),
+        "v1 admin",
+        "not in the release"
+    );
+    assert!(
+        !site.path("neopro/videos/new.mp4").exists(),
+        "videos/ skipped"
+    );
+    assert_eq!(read(&site, "neopro/VERSION"), "2.0.0\n");
+    let release: Value = serde_json::from_str(&read(&site, "neopro/release.json")).expect("json");
+    assert_eq!(release["version"], json!("2.0.0"));
+    assert_eq!(release["source"], json!("central-dashboard"));
+    let webapp_version: Value =
+        serde_json::from_str(&read(&site, "neopro/webapp/version.json")).expect("json");
+    assert_eq!(webapp_version["version"], json!("2.0.0"));
+    assert!(!site.path("neopro/.neopro-update").exists());
+    assert!(!site.path("state/staging/update").exists());
+
+    // The backup holds exactly what was replaced, as it was.
+    let names = backups(&site);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("backup-") && names[0].ends_with("-2.0.0"));
+    let backup = snapshot(
+        &site.path(&format!("neopro/backups/{}", names[0])),
+        &[".neopro-runtime-backup"],
+    );
+    let expected: std::collections::BTreeMap<String, Vec<u8>> = before
+        .into_iter()
+        .filter(|(k, _)| {
+            ["webapp", "server", "admin", "VERSION", "release.json"]
+                .iter()
+                .any(|t| k == t || k.starts_with(&format!("{t}/")))
+        })
+        .collect();
+    assert_eq!(backup, expected);
+
+    assert_eq!(
+        fake.calls(),
+        vec![
+            "stop neopro-app",
+            "stop neopro-admin",
+            "start neopro-app",
+            "start neopro-admin",
+            "is-active neopro-app",
+            "is-active neopro-admin",
+            "is-active neopro-app",
+            "is-active neopro-admin",
+        ]
+    );
+}
+
+#[test]
+fn the_same_version_again_is_success_without_reinstalling() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let archive = release_2();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let before = installed(&site);
+    let result = site
+        .run("update-software", update_data(&server, &archive, "1.0.0"))
+        .expect("success");
+    assert_eq!(result["message"], json!("already installed"));
+    assert_eq!(installed(&site), before);
+    assert!(backups(&site).is_empty());
+    assert!(server.ranges().is_empty(), "nothing downloaded");
+    assert!(!fake.calls().iter().any(|c| c.starts_with("stop")));
+}
+
+#[test]
+fn bad_packages_change_nothing() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let before = installed(&site);
+    let good = release_2();
+    let cases: Vec<(Vec<u8>, Value, &str, &str)> = vec![
+        // checksum mismatch
+        (
+            good.clone(),
+            json!("0".repeat(64)),
+            "checksum-mismatch",
+            "Checksum verification failed",
+        ),
+        // corrupt archive
+        (
+            b"this is not a tar.gz".to_vec(),
+            Value::Null,
+            "invalid-input",
+            "the archive is not a valid .tar.gz",
+        ),
+        // tar-slip
+        (
+            tar_gz(&[
+                Item::File("webapp/ok.html", b"x"),
+                Item::File("../../evil", b"x"),
+            ]),
+            Value::Null,
+            "not-permitted",
+            "the archive entry '../../evil' contains '..'",
+        ),
+        (
+            tar_gz(&[Item::File("/tmp/evil-neopro", b"x")]),
+            Value::Null,
+            "not-permitted",
+            "the archive entry '/tmp/evil-neopro' has an absolute path",
+        ),
+        (
+            tar_gz(&[Item::Symlink("webapp/etc", "/etc")]),
+            Value::Null,
+            "not-permitted",
+            "the archive entry 'webapp/etc' is a link to '/etc'",
+        ),
+    ];
+    for (archive, checksum, kind, message) in cases {
+        let server = FileServer::start(archive.clone(), Fault::None);
+        let mut data = update_data(&server, &archive, "2.0.0");
+        data["checksum"] = checksum;
+        let (got_kind, got_message) = error_of(site.run("update-software", data));
+        assert_eq!(got_kind, kind, "{got_message}");
+        assert!(got_message.starts_with(message), "{got_message}");
+        assert_eq!(installed(&site), before, "{message}: nothing changed");
+        assert!(backups(&site).is_empty(), "{message}: no backup");
+        assert!(!site.path("evil").exists() && !std::path::Path::new("/tmp/evil-neopro").exists());
+    }
+    assert!(!fake.calls().iter().any(|c| c.starts_with("stop")));
+}
+
+#[test]
+fn a_release_that_does_not_come_up_is_rolled_back_byte_for_byte() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let before = installed(&site);
+    let archive = tar_gz(&[
+        Item::File("webapp/index.html", b"broken index"),
+        Item::File("webapp/BROKEN", b"this release does not start"),
+        Item::File(
+            "sync-extra/new.txt",
+            b"a folder the old release did not have",
+        ),
+    ]);
+    fake.failed_while("neopro-app", &site.path("neopro/webapp/BROKEN"));
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let (kind, message) =
+        error_of(site.run("update-software", update_data(&server, &archive, "2.0.0")));
+    assert_eq!(kind, "failed");
+    let names = backups(&site);
+    assert_eq!(
+        message,
+        format!(
+            "Service neopro-app is not active after restart (state: failed). Rollback: restored backup {} (version 1.0.0), services active",
+            names[0]
+        )
+    );
+    assert_eq!(
+        installed(&site),
+        before,
+        "byte-identical after the rollback"
+    );
+}
+
+#[test]
+fn six_updates_keep_five_backups_and_nobody_elses_folders() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    site.write("neopro/backups/my-own-folder/keep.txt", "mine");
+    site.write(
+        "neopro/backups/backup-2020-01-01T00-00-00-000Z-0.9/keep.txt",
+        "not made by the agent",
+    );
+    let archive = release_2();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    for n in 2..=7 {
+        let version = format!("{n}.0.0");
+        let result = site
+            .run("update-software", update_data(&server, &archive, &version))
+            .expect("update");
+        assert_eq!(result["version"], json!(version));
+    }
+    let names = backups(&site);
+    let ours: Vec<&String> = names.iter().filter(|n| n.ends_with(".0.0")).collect();
+    assert_eq!(ours.len(), 5, "{names:?}");
+    assert!(
+        ours.iter().all(|n| !n.ends_with("-2.0.0")),
+        "the oldest went: {names:?}"
+    );
+    assert_eq!(read(&site, "neopro/backups/my-own-folder/keep.txt"), "mine");
+    assert_eq!(
+        read(
+            &site,
+            "neopro/backups/backup-2020-01-01T00-00-00-000Z-0.9/keep.txt"
+        ),
+        "not made by the agent"
+    );
+}
