@@ -221,7 +221,7 @@ async fn install_run_upgrade_rollback_restart_and_remove_through_the_link() {
     agent.stop().await;
     let agent = site.start_agent();
     central.nth("authenticate", 2, WAIT).await;
-    central.send_command("l1", "list_components", json!({}));
+    assert_eq!(central.send_command("l1", "list_components", json!({})), 1);
     let listed = central.result_of("l1", WAIT).await;
     let components = &listed["result"]["components"];
     assert_eq!(components.as_array().map(Vec::len), Some(1), "{listed}");
