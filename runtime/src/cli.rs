@@ -42,6 +42,8 @@ enum Command {
     },
     /// List the installed components with their commands and grants.
     Components,
+    #[command(flatten)]
+    Ops(crate::ops::command::OpsCommand),
 }
 
 /// Entry point of the binary.
@@ -67,6 +69,9 @@ fn init_logging(config: &SiteConfig) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Ops(ops) = cli.command {
+        return crate::ops::command::run(ops, cli.config.as_deref());
+    }
     let config = SiteConfig::load(cli.config.as_deref()).context("invalid configuration")?;
     init_logging(&config);
     match cli.command {
@@ -78,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => run_component(&config, &component, data, data_file, command_type),
         Command::Components => list_components(&config),
         Command::Run => run_agent(config, cli.config),
+        Command::Ops(_) => Ok(ExitCode::SUCCESS),
     }
 }
 
