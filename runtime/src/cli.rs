@@ -58,14 +58,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(config: &SiteConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+fn init_logging(config: &SiteConfig, agent: bool) {
+    crate::logging::init(config, agent);
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -73,7 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return crate::ops::command::run(ops, cli.config.as_deref());
     }
     let config = SiteConfig::load(cli.config.as_deref()).context("invalid configuration")?;
-    init_logging(&config);
+    init_logging(&config, matches!(cli.command, Command::Run));
     match cli.command {
         Command::RunComponent {
             component,
