@@ -206,10 +206,15 @@ RestrictSUIDSGID=yes\n\
 RestrictRealtime=yes\n\
 RestrictNamespaces=yes\n\
 LockPersonality=yes\n\
+RemoveIPC=yes\n\
+# Other users' processes are invisible; /proc/stat and /proc/meminfo (metrics) stay.\n\
+ProtectProc=invisible\n\
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n\
 SystemCallArchitectures=native\n\
 CapabilityBoundingSet=\n\
 # Not MemoryDenyWriteExecute: wasmtime compiles components to machine code.\n\
+# No SystemCallFilter yet: wasmtime's needs on arm64 (membarrier for the\n\
+# instruction cache) must be checked on a Pi first.\n\
 \n\
 [Install]\n\
 WantedBy=multi-user.target\n",
