@@ -21,10 +21,12 @@
 //! - [`cli`] — the `neopro-runtime` command line.
 
 pub mod agent;
+pub mod analytics;
 pub mod atomic;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod config_backup;
 pub mod config_json;
 pub mod dispatch;
 pub mod host;
