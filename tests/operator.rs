@@ -594,3 +594,57 @@ mod diagnose {
         assert_eq!(statuses(&report), [("site.conf", Status::Fail)]);
     }
 }
+
+#[tokio::test]
+async fn as_root_site_conf_goes_to_the_agents_user_and_resync_keeps_it() {
+    if !neopro_runtime::ops::site_file::running_as_root() {
+        eprintln!("skipped: chown needs root");
+        return;
+    }
+    let central = central().await;
+    let dir = tempfile::tempdir().expect("temp");
+    let path = conf_path(&dir);
+    let passwd = dir.path().join("passwd");
+    std::fs::write(
+        &passwd,
+        "neopro:x:4242:4343::/nonexistent:/usr/sbin/nologin\n",
+    )
+    .expect("passwd");
+    let mut context = ctx(&path, &no_env);
+    context.passwd = passwd;
+    let mut args = full_args(&central.url(), ADMIN);
+    args.user = Some("neopro".to_owned());
+    register(&args, &context, &mut Nobody, &mut Vec::new())
+        .await
+        .expect("registered");
+    let meta = std::fs::metadata(&path).expect("meta");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (4242, 4343, 0o600)
+    );
+
+    let args = ResyncArgs {
+        email: Some(ADMIN.to_owned()),
+        password: Some(PASSWORD.to_owned()),
+        ..Default::default()
+    };
+    resync(&args, &context, &mut Nobody, &mut Vec::new())
+        .await
+        .expect("resynced");
+    let meta = std::fs::metadata(&path).expect("meta");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (4242, 4343, 0o600)
+    );
+
+    let mut args = full_args(&central.url(), ADMIN);
+    args.user = Some("nobody-here".to_owned());
+    args.force = true;
+    let err = register(&args, &context, &mut Nobody, &mut Vec::new())
+        .await
+        .expect_err("unknown user");
+    assert_eq!(
+        err.to_string(),
+        "no user named 'nobody-here' on this box (create it first, or pick another with --user)"
+    );
+}
