@@ -452,7 +452,7 @@ mod diagnose {
         let site_id = registered(&central, &registered_conf).await;
         let key = values(&registered_conf)["SITE_API_KEY"].clone();
         let path = conf(&dir, &central.url(), &site_id, &key);
-        let report = diagnose(&path, true, &args()).await;
+        let report = diagnose(&path, &args()).await;
         assert_eq!(
             statuses(&report),
             [
@@ -501,7 +501,7 @@ mod diagnose {
         let registered_conf = dir.path().join("registered.conf");
         let site_id = registered(&central, &registered_conf).await;
         let path = conf(&dir, &central.url(), &site_id, &"0".repeat(64));
-        let report = diagnose(&path, true, &args()).await;
+        let report = diagnose(&path, &args()).await;
         assert!(!report.ok);
         let auth = report.check("authentication").expect("auth check");
         assert_eq!(auth.status, Status::Fail);
@@ -529,7 +529,7 @@ mod diagnose {
         // An unknown site: the register fix.
         let unknown = "00000000-0000-4000-8000-999999999999";
         let path = conf(&dir, &central.url(), unknown, &"0".repeat(64));
-        let report = diagnose(&path, true, &args()).await;
+        let report = diagnose(&path, &args()).await;
         let auth = report.check("authentication").expect("auth check");
         assert_eq!(
             auth.detail,
@@ -557,7 +557,7 @@ mod diagnose {
         );
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .expect("chmod");
-        let report = diagnose(&path, true, &args()).await;
+        let report = diagnose(&path, &args()).await;
         assert!(!report.ok);
         assert_eq!(
             statuses(&report)[..],
@@ -590,7 +590,7 @@ mod diagnose {
         );
 
         // No site.conf at all.
-        let report = diagnose(&dir.path().join("missing.conf"), true, &args()).await;
+        let report = diagnose(&dir.path().join("missing.conf"), &args()).await;
         assert_eq!(statuses(&report), [("site.conf", Status::Fail)]);
     }
 }

@@ -59,11 +59,7 @@ pub fn run(command: OpsCommand, config: Option<&Path>) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         OpsCommand::Diagnose(args) => {
-            let report = runtime()?.block_on(diagnose::diagnose(
-                &ctx.config_path,
-                config.is_some(),
-                &args,
-            ));
+            let report = runtime()?.block_on(diagnose::diagnose(&ctx.config_path, &args));
             diagnose::print(&report, args.json, &mut out)?;
             Ok(if report.ok {
                 ExitCode::SUCCESS

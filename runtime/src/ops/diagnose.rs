@@ -90,7 +90,7 @@ impl Builder {
 }
 
 /// Runs every check against the site.conf at `path`.
-pub async fn diagnose(path: &Path, _explicit: bool, args: &DiagnoseArgs) -> Report {
+pub async fn diagnose(path: &Path, args: &DiagnoseArgs) -> Report {
     diagnose_with(path, args, webpki_roots(), None).await
 }
 
@@ -536,5 +536,68 @@ pub fn print(report: &Report, as_json: bool, out: &mut dyn std::io::Write) -> st
             out,
             "{fails} problem(s), {warns} warning(s): see the fixes above"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tls_probe::test_server;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_clock_before_the_certificate_is_the_reported_cause()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let addr = test_server::start()?;
+        let dir = tempfile::tempdir()?;
+        let conf = dir.path().join("site.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "CENTRAL_SERVER_URL=https://localhost:{}\nCENTRAL_SERVER_ENABLED=true\n\
+                 SITE_ID=00000000-0000-4000-8000-000000000001\nSITE_API_KEY={}\nNEOPRO_ROOT={}\n",
+                addr.port(),
+                "a".repeat(64),
+                dir.path().display()
+            ),
+        )?;
+        // A Pi that booted without network: 2022-01-01.
+        let then = UNIX_EPOCH + Duration::from_secs(1_640_995_200);
+        let args = DiagnoseArgs {
+            json: false,
+            timeout: 5,
+        };
+        let report = diagnose_with(&conf, &args, test_server::roots()?, Some(then)).await;
+        let clock = report.check("clock").ok_or("clock check")?;
+        assert_eq!(clock.status, Status::Warn);
+        let tls = report.check("tls").ok_or("tls check")?;
+        assert_eq!(tls.status, Status::Fail);
+        assert_eq!(
+            tls.detail,
+            "this box's clock (2022-01-01 00:00:00 UTC) is before the start of the server's \
+             certificate (2026-11-28 09:51:12 UTC): the clock is wrong (a Raspberry Pi has no \
+             battery-backed clock and starts in the past until it reaches a time server)"
+        );
+        assert!(
+            tls.fix
+                .as_deref()
+                .is_some_and(|f| f.contains("timedatectl set-ntp true"))
+        );
+        assert_eq!(
+            report.check("authentication").map(|c| c.status),
+            Some(Status::Skip)
+        );
+
+        // The right time: the handshake passes and the expiry is shown.
+        let now = UNIX_EPOCH + Duration::from_secs(test_server::NOT_BEFORE as u64 + 86_400);
+        let report = diagnose_with(&conf, &args, test_server::roots()?, Some(now)).await;
+        let tls = report.check("tls").ok_or("tls check")?;
+        assert_eq!(
+            (tls.status, tls.detail.as_str()),
+            (
+                Status::Ok,
+                "TLS 1.3, certificate valid until 2036-11-25 09:51:12 UTC (3649 days)"
+            )
+        );
+        Ok(())
     }
 }

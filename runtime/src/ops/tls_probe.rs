@@ -255,33 +255,38 @@ pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
     Some((der_time(t1, v1)?, der_time(t2, v2)?))
 }
 
+/// A TLS server on 127.0.0.1 with a test certificate for `localhost`
+/// (signed by a test CA), for the TLS checks' tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_server {
     use super::*;
 
-    const CA: &[u8] = include_bytes!("testdata/ca.der");
-    const LEAF: &[u8] = include_bytes!("testdata/leaf.der");
+    pub const CA: &[u8] = include_bytes!("testdata/ca.der");
+    pub const LEAF: &[u8] = include_bytes!("testdata/leaf.der");
     const LEAF_KEY: &[u8] = include_bytes!("testdata/leaf.key.der");
     /// The test leaf certificate: valid 2026-11-28 09:51:12 to 2036-11-25 09:51:12 UTC.
-    const NOT_BEFORE: i64 = 1_795_859_472;
+    pub const NOT_BEFORE: i64 = 1_795_859_472;
 
-    /// A one-connection TLS server on 127.0.0.1 with the test leaf.
-    fn server() -> Result<SocketAddr, Box<dyn std::error::Error>> {
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(LEAF.to_vec())],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(LEAF_KEY.to_vec().into()),
-        )?;
+    /// Serves handshakes until the test process ends.
+    pub fn start() -> Result<SocketAddr, Box<dyn std::error::Error>> {
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(LEAF.to_vec())],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(LEAF_KEY.to_vec().into()),
+            )?,
+        );
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         std::thread::spawn(move || {
-            if let Ok((mut sock, _)) = listener.accept()
-                && let Ok(mut conn) = rustls::ServerConnection::new(Arc::new(config))
-            {
+            for mut sock in listener.incoming().flatten() {
+                let Ok(mut conn) = rustls::ServerConnection::new(config.clone()) else {
+                    continue;
+                };
                 while conn.is_handshaking() {
                     if conn.complete_io(&mut sock).is_err() {
                         break;
@@ -293,11 +298,17 @@ mod tests {
         Ok(addr)
     }
 
-    fn roots() -> Result<rustls::RootCertStore, rustls::Error> {
+    pub fn roots() -> Result<rustls::RootCertStore, rustls::Error> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from(CA.to_vec()))?;
         Ok(roots)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_server::{LEAF, NOT_BEFORE, roots};
+    use super::*;
 
     #[test]
     fn validity_is_read_from_the_certificate() {
@@ -312,7 +323,7 @@ mod tests {
 
     #[test]
     fn a_good_certificate_passes() -> Result<(), Box<dyn std::error::Error>> {
-        let addr = server()?;
+        let addr = super::test_server::start()?;
         let now = UNIX_EPOCH + Duration::from_secs(NOT_BEFORE as u64 + 86_400);
         let outcome = probe(
             addr,
@@ -329,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_clock_in_the_past_is_named_as_the_cause() -> Result<(), Box<dyn std::error::Error>> {
-        let addr = server()?;
+        let addr = super::test_server::start()?;
         // A Pi booted without network: 2022-01-01.
         let now = UNIX_EPOCH + Duration::from_secs(1_640_995_200);
         let outcome = probe(
