@@ -73,6 +73,7 @@ fn settings(url: &str, data_dir: &Path) -> Settings {
         settle: Duration::from_millis(20),
         retry_delays: vec![Duration::from_millis(10), Duration::from_millis(10)],
         request_timeout: Duration::from_secs(5),
+        quarantine_after: Duration::from_secs(600),
     }
 }
 
@@ -230,6 +231,22 @@ async fn a_half_written_buffer_is_kept_not_dropped() {
     assert!(matches!(err, ForwardError::Unreadable { .. }), "{err}");
     assert!(dir.path().join("analytics_buffer.json.sending").exists());
     assert!(received.bodies.lock().expect("lock").is_empty());
+
+    // Still broken long after its last write: moved aside, newer plays flow.
+    let mut quick = settings(&url, dir.path());
+    quick.quarantine_after = Duration::ZERO;
+    let forwarder = Forwarder::new(quick).expect("forwarder");
+    let err = forwarder
+        .forward(Kind::VideoPlays)
+        .await
+        .expect_err("quarantined");
+    let ForwardError::Quarantined { moved_to, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(moved_to.exists() && !dir.path().join("analytics_buffer.json.sending").exists());
+    app_append(&dir.path().join("analytics_buffer.json"), play(7));
+    assert_eq!(forwarder.forward(Kind::VideoPlays).await, Ok(1));
+    assert_eq!(sent_filenames(&received), ["v7.mp4"]);
     // Nothing buffered at all: nothing sent, no error.
     let empty = tempfile::tempdir().expect("temp");
     let idle = Forwarder::new(settings(&url, empty.path())).expect("forwarder");

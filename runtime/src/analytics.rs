@@ -26,6 +26,12 @@ pub enum ForwardError {
     File { path: PathBuf, reason: String },
     #[error("{path} is not a JSON array yet ({reason}); kept for the next pass")]
     Unreadable { path: PathBuf, reason: String },
+    #[error("{path} stayed unreadable ({reason}); moved to {moved_to} so newer events get through")]
+    Quarantined {
+        path: PathBuf,
+        reason: String,
+        moved_to: PathBuf,
+    },
     #[error("the central server refused {count} {what} (HTTP {status}: {message}); kept in {path}")]
     Refused {
         what: &'static str,
@@ -106,6 +112,9 @@ pub struct Settings {
     /// Pauses between attempts on a network error, 5xx or 429.
     pub retry_delays: Vec<Duration>,
     pub request_timeout: Duration,
+    /// A batch still not valid JSON this long after its last write is
+    /// moved aside (`.bad-<time>`), so it cannot block newer events.
+    pub quarantine_after: Duration,
 }
 
 impl Settings {
@@ -121,6 +130,7 @@ impl Settings {
             settle: Duration::from_millis(500),
             retry_delays: vec![Duration::from_secs(2), Duration::from_secs(10)],
             request_timeout: Duration::from_secs(10),
+            quarantine_after: Duration::from_secs(600),
         })
     }
 }
@@ -184,18 +194,8 @@ impl Forwarder {
         })?;
         let events = match serde_json::from_str::<Value>(&text) {
             Ok(Value::Array(events)) => events,
-            Ok(_) => {
-                return Err(ForwardError::Unreadable {
-                    path: sending.to_owned(),
-                    reason: "not an array".to_owned(),
-                });
-            }
-            Err(e) => {
-                return Err(ForwardError::Unreadable {
-                    path: sending.to_owned(),
-                    reason: e.to_string(),
-                });
-            }
+            Ok(_) => return Err(self.unreadable(sending, "not an array".to_owned())),
+            Err(e) => return Err(self.unreadable(sending, e.to_string())),
         };
         let count = events.len();
         if count > 0 {
@@ -206,6 +206,32 @@ impl Forwarder {
             reason: e.to_string(),
         })?;
         Ok(count)
+    }
+
+    /// Keeps a batch that may still be being written; moves aside one that
+    /// has not changed for [`Settings::quarantine_after`].
+    fn unreadable(&self, sending: &Path, reason: String) -> ForwardError {
+        let idle = std::fs::metadata(sending)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if idle.is_some_and(|idle| idle >= self.settings.quarantine_after) {
+            let stamp = crate::clock::unix_millis(std::time::SystemTime::now());
+            let mut name = sending.as_os_str().to_owned();
+            name.push(format!(".bad-{stamp}"));
+            let moved_to = PathBuf::from(name);
+            if std::fs::rename(sending, &moved_to).is_ok() {
+                return ForwardError::Quarantined {
+                    path: sending.to_owned(),
+                    reason,
+                    moved_to,
+                };
+            }
+        }
+        ForwardError::Unreadable {
+            path: sending.to_owned(),
+            reason,
+        }
     }
 
     async fn post(
