@@ -18,6 +18,9 @@
 //! - [`journal`] — the persistent command journal and result outbox;
 //! - [`dispatch`] — allowlist, component lookup, per-resource locks;
 //! - [`agent`] — `run`: everything wired together;
+//! - [`analytics`], [`config_backup`] — the agent's side jobs;
+//! - [`logging`] — stderr / journald and the rotated `LOG_PATH`;
+//! - [`ops`] — operator commands: register, resync, diagnose, install-service;
 //! - [`cli`] — the `neopro-runtime` command line.
 
 pub mod agent;

@@ -369,9 +369,8 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
         };
         let dir_group = group_name(&etc.join("group"), meta.gid());
         if dir_group.as_deref() == Some(group.as_str()) {
-            if meta.permissions().mode() & 0o070 != 0o070 {
-                commands.push(s(&["chmod", "-R", "g+rwX", &dir.display().to_string()]));
-            }
+            // Idempotent; also fixes sub-folders the app created 0755.
+            commands.push(s(&["chmod", "-R", "g+rwX", &dir.display().to_string()]));
         } else {
             notes.push(format!(
                 "{} belongs to group {}, not {group}: the agent may not be able to write there \

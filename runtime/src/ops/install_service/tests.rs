@@ -239,3 +239,33 @@ fn bad_names_are_refused() {
         Err("'-o' is not a valid user or group name".to_owned())
     );
 }
+
+#[test]
+fn folders_of_the_agents_group_are_made_group_writable() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let etc = dir.path().join("root/etc");
+    let gid = std::fs::metadata(dir.path().join("home/pi/neopro"))?.gid();
+    let name = if gid == 0 { "root" } else { "pi" };
+    let mut a = args();
+    a.group = Some(name.to_owned());
+    let plan = plan(&a, &conf, &etc)?;
+    let neopro = dir.path().join("home/pi/neopro").display().to_string();
+    assert!(
+        plan.commands.contains(&vec![
+            "chmod".to_owned(),
+            "-R".to_owned(),
+            "g+rwX".to_owned(),
+            neopro
+        ]),
+        "{:?}",
+        plan.commands
+    );
+    assert!(
+        plan.files[0]
+            .contents
+            .contains(&format!("\nGroup={name}\n"))
+    );
+    assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    Ok(())
+}
