@@ -341,11 +341,17 @@ fn check_config(b: &mut Builder, path: &Path) -> Option<SiteConfig> {
     let config = match SiteConfig::load(Some(path)) {
         Ok(c) => c,
         Err(e) => {
-            b.fail(
-                "site.conf",
-                e.to_string(),
-                format!("edit {}", path.display()),
-            );
+            let fix = match &e {
+                crate::config::ConfigError::Read { source, .. }
+                    if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    "site.conf is readable only by its owner (the agent's user): \
+                     run `sudo neopro-runtime diagnose`"
+                        .to_owned()
+                }
+                _ => format!("edit {}", path.display()),
+            };
+            b.fail("site.conf", e.to_string(), fix);
             return None;
         }
     };
