@@ -483,9 +483,12 @@ pub fn run(
             );
             continue;
         }
+        let Some((program, arguments)) = argv.split_first() else {
+            continue;
+        };
         let _ = writeln!(out, "running: {shown}");
-        let status = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
+        let status = std::process::Command::new(program)
+            .args(arguments)
             .status()
             .map_err(|e| InstallError::Command {
                 command: shown.clone(),
