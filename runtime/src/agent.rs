@@ -83,6 +83,15 @@ pub async fn run(
         connect_timeout: options.connect_timeout,
         backoff: options.backoff,
     });
+    // Side jobs, independent of the link: analytics forwarding (at start,
+    // then every 5 min) and the daily configuration.json backup.
+    let side_jobs = [
+        tokio::spawn(crate::analytics::run(config.clone())),
+        tokio::spawn(crate::config_backup::run(
+            config.config_path.clone(),
+            config.neopro_root.join("data/backups"),
+        )),
+    ];
     let session = Session::new(
         config,
         config_file,
@@ -92,6 +101,7 @@ pub async fn run(
         dispatcher,
     );
     session.run(events, shutdown).await;
+    side_jobs.iter().for_each(tokio::task::JoinHandle::abort);
     Ok(())
 }
 

@@ -46,6 +46,8 @@ enum Command {
     /// Operator tools for pushed components: keygen, sign, verify, inspect.
     #[command(subcommand)]
     Component(crate::component_cli::ComponentCommand),
+    #[command(flatten)]
+    Ops(crate::ops::command::OpsCommand),
 }
 
 /// Entry point of the binary.
@@ -60,19 +62,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(config: &SiteConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+fn init_logging(config: &SiteConfig, agent: bool) {
+    crate::logging::init(config, agent);
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Ops(ops) = cli.command {
+        return crate::ops::command::run(ops, cli.config.as_deref());
+    }
     let config = SiteConfig::load(cli.config.as_deref()).context("invalid configuration")?;
-    init_logging(&config);
+    init_logging(&config, matches!(cli.command, Command::Run));
     match cli.command {
         Command::RunComponent {
             component,
@@ -83,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Components => list_components(&config),
         Command::Component(command) => crate::component_cli::run(&config, command),
         Command::Run => run_agent(config, cli.config),
+        Command::Ops(_) => Ok(ExitCode::SUCCESS),
     }
 }
 

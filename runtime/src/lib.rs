@@ -20,23 +20,30 @@
 //! - [`journal`] — the persistent command journal and result outbox;
 //! - [`dispatch`] — allowlist, component lookup, per-resource locks;
 //! - [`agent`] — `run`: everything wired together;
+//! - [`analytics`], [`config_backup`] — the agent's side jobs;
+//! - [`logging`] — stderr / journald and the rotated `LOG_PATH`;
+//! - [`ops`] — operator commands: register, resync, diagnose, install-service;
 //! - [`cli`] — the `neopro-runtime` command line.
 
 pub mod agent;
+pub mod analytics;
 pub mod archive;
 pub mod atomic;
 pub mod cli;
 pub mod clock;
 pub mod component_cli;
 pub mod config;
+pub mod config_backup;
 pub mod config_json;
 pub mod dispatch;
 pub mod follow_up;
 pub mod host;
 pub mod journal;
 pub mod link;
+pub mod logging;
 pub mod manifest;
 pub mod metrics;
+pub mod ops;
 pub mod pushed;
 pub mod registry;
 pub mod sandbox;

@@ -39,7 +39,7 @@ pub struct Received {
 struct Shared {
     /// `authenticate` events to leave unanswered (a server not ready yet).
     ignore_auth: std::sync::atomic::AtomicUsize,
-    sites: Mutex<HashMap<String, String>>,
+    sites: Arc<Mutex<HashMap<String, String>>>,
     authenticated: Mutex<HashSet<String>>,
     received: Mutex<Vec<Received>>,
     cursors: Mutex<HashMap<String, usize>>,
@@ -60,6 +60,8 @@ impl Shared {
 /// A running central server on 127.0.0.1.
 pub struct Central {
     pub addr: SocketAddr,
+    /// The REST side (login, sites, health) sharing this site table.
+    pub api: crate::central_api::Api,
     io: SocketIo,
     shared: Arc<Shared>,
     server: JoinHandle<()>,
@@ -133,12 +135,14 @@ impl Central {
             .await
             .expect("bind central");
         let addr = listener.local_addr().expect("addr");
-        let app = axum::Router::new().layer(layer);
+        let api = crate::central_api::Api::new(shared.sites.clone());
+        let app = api.router().layer(layer);
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Central {
             addr,
+            api,
             io,
             shared,
             server,

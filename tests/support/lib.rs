@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used)]
 
 pub mod central;
+pub mod central_api;
 pub mod fake_systemctl;
 pub mod http;
 pub mod process;

@@ -1,0 +1,332 @@
+//! Forwards what the local web app records — video plays and sponsor
+//! impressions, appended to JSON arrays under `NEOPRO_ROOT/data` — to the
+//! central server, at start and every 5 minutes (protocol notes §9.7–9.8).
+//!
+//! Upstream read the file, sent it, then overwrote it with `[]`, losing
+//! whatever the app appended in between. Here the file is first *renamed*
+//! to `<name>.sending` (the app's next append then starts a new file), read
+//! after a short settle delay (the app writes in place, not atomically),
+//! sent with retries, and deleted only once the server accepted it. A
+//! refused or failed batch stays in `.sending` and is sent again at the
+//! next pass before anything newer. At worst an event the app had read
+//! before the rename is sent twice; none is lost.
+
+use crate::config::SiteConfig;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Upstream's fixed period.
+pub const INTERVAL: Duration = Duration::from_secs(300);
+
+/// Why one batch was not delivered (it is kept for the next pass).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ForwardError {
+    #[error("cannot read or move {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{path} is not a JSON array yet ({reason}); kept for the next pass")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{path} stayed unreadable ({reason}); moved to {moved_to} so newer events get through")]
+    Quarantined {
+        path: PathBuf,
+        reason: String,
+        moved_to: PathBuf,
+    },
+    #[error("the central server refused {count} {what} (HTTP {status}: {message}); kept in {path}")]
+    Refused {
+        what: &'static str,
+        count: usize,
+        status: u16,
+        message: String,
+        path: PathBuf,
+    },
+    #[error("cannot send {count} {what} ({reason}); kept in {path} for the next pass")]
+    Unreachable {
+        what: &'static str,
+        count: usize,
+        reason: String,
+        path: PathBuf,
+    },
+    #[error("cannot set up HTTPS: {0}")]
+    Tls(String),
+}
+
+/// One buffer file and where its events go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    VideoPlays,
+    SponsorImpressions,
+}
+
+impl Kind {
+    fn file_name(self) -> &'static str {
+        match self {
+            Kind::VideoPlays => "analytics_buffer.json",
+            Kind::SponsorImpressions => "sponsor_impressions.json",
+        }
+    }
+    fn endpoint(self) -> &'static str {
+        match self {
+            Kind::VideoPlays => "/api/analytics/video-plays",
+            Kind::SponsorImpressions => "/api/analytics/impressions",
+        }
+    }
+    fn what(self) -> &'static str {
+        match self {
+            Kind::VideoPlays => "video plays",
+            Kind::SponsorImpressions => "sponsor impressions",
+        }
+    }
+    /// The request body upstream sends.
+    fn body(self, site_id: &str, events: Vec<Value>) -> Value {
+        match self {
+            Kind::VideoPlays => json!({"site_id": site_id, "plays": events}),
+            Kind::SponsorImpressions => {
+                let impressions: Vec<Value> = events
+                    .into_iter()
+                    .map(|mut e| {
+                        let has_site = e
+                            .get("site_id")
+                            .and_then(Value::as_str)
+                            .is_some_and(|s| !s.is_empty());
+                        if !has_site && let Some(obj) = e.as_object_mut() {
+                            obj.insert("site_id".to_owned(), json!(site_id));
+                        }
+                        e
+                    })
+                    .collect();
+                json!({"impressions": impressions})
+            }
+        }
+    }
+}
+
+/// How the forwarder behaves (short in tests).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server_url: String,
+    pub site_id: String,
+    pub data_dir: PathBuf,
+    /// Waited after the rename, so a write the app had started lands first.
+    pub settle: Duration,
+    /// Pauses between attempts on a network error, 5xx or 429.
+    pub retry_delays: Vec<Duration>,
+    pub request_timeout: Duration,
+    /// A batch still not valid JSON this long after its last write is
+    /// moved aside (`.bad-<time>`), so it cannot block newer events.
+    pub quarantine_after: Duration,
+}
+
+impl Settings {
+    pub fn from_config(config: &SiteConfig) -> Option<Settings> {
+        Some(Settings {
+            server_url: config
+                .central_server_url
+                .trim()
+                .trim_end_matches('/')
+                .to_owned(),
+            site_id: config.site_id.clone()?,
+            data_dir: config.neopro_root.join("data"),
+            settle: Duration::from_millis(500),
+            retry_delays: vec![Duration::from_secs(2), Duration::from_secs(10)],
+            request_timeout: Duration::from_secs(10),
+            quarantine_after: Duration::from_secs(600),
+        })
+    }
+}
+
+/// Sends buffered events.
+pub struct Forwarder {
+    settings: Settings,
+    http: reqwest::Client,
+}
+
+fn sending_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sending");
+    PathBuf::from(name)
+}
+
+impl Forwarder {
+    pub fn new(settings: Settings) -> Result<Forwarder, ForwardError> {
+        let tls =
+            crate::link::tls::client_config().map_err(|e| ForwardError::Tls(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .timeout(settings.request_timeout)
+            .build()
+            .map_err(|e| ForwardError::Tls(e.to_string()))?;
+        Ok(Forwarder { settings, http })
+    }
+
+    /// One pass over `kind`: an older kept batch first, then what the app
+    /// buffered since. Returns how many events the server accepted.
+    pub async fn forward(&self, kind: Kind) -> Result<usize, ForwardError> {
+        let path = self.settings.data_dir.join(kind.file_name());
+        let sending = sending_path(&path);
+        let mut sent = 0;
+        for _ in 0..2 {
+            let had_old_batch = sending.exists();
+            if !had_old_batch {
+                match std::fs::rename(&path, &sending) {
+                    Ok(()) => tokio::time::sleep(self.settings.settle).await,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sent),
+                    Err(e) => {
+                        return Err(ForwardError::File {
+                            path,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+            sent += self.send_file(kind, &sending).await?;
+            if !had_old_batch {
+                return Ok(sent);
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn send_file(&self, kind: Kind, sending: &Path) -> Result<usize, ForwardError> {
+        let text = std::fs::read_to_string(sending).map_err(|e| ForwardError::File {
+            path: sending.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let events = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Array(events)) => events,
+            Ok(_) => return Err(self.unreadable(sending, "not an array".to_owned())),
+            Err(e) => return Err(self.unreadable(sending, e.to_string())),
+        };
+        let count = events.len();
+        if count > 0 {
+            self.post(kind, events, sending).await?;
+        }
+        std::fs::remove_file(sending).map_err(|e| ForwardError::File {
+            path: sending.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(count)
+    }
+
+    /// Keeps a batch that may still be being written; moves aside one that
+    /// has not changed for [`Settings::quarantine_after`].
+    fn unreadable(&self, sending: &Path, reason: String) -> ForwardError {
+        let idle = std::fs::metadata(sending)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if idle.is_some_and(|idle| idle >= self.settings.quarantine_after) {
+            let stamp = crate::clock::unix_millis(std::time::SystemTime::now());
+            let mut name = sending.as_os_str().to_owned();
+            name.push(format!(".bad-{stamp}"));
+            let moved_to = PathBuf::from(name);
+            if std::fs::rename(sending, &moved_to).is_ok() {
+                return ForwardError::Quarantined {
+                    path: sending.to_owned(),
+                    reason,
+                    moved_to,
+                };
+            }
+        }
+        ForwardError::Unreadable {
+            path: sending.to_owned(),
+            reason,
+        }
+    }
+
+    async fn post(
+        &self,
+        kind: Kind,
+        events: Vec<Value>,
+        kept_in: &Path,
+    ) -> Result<(), ForwardError> {
+        let count = events.len();
+        let url = format!("{}{}", self.settings.server_url, kind.endpoint());
+        let body = kind.body(&self.settings.site_id, events).to_string();
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            let retryable = match result {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => {
+                    let status = response.status();
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    let message = serde_json::from_slice::<Value>(&bytes)
+                        .ok()
+                        .and_then(|v| {
+                            ["error", "message"]
+                                .iter()
+                                .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_owned))
+                        })
+                        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+                    let refused = ForwardError::Refused {
+                        what: kind.what(),
+                        count,
+                        status: status.as_u16(),
+                        message,
+                        path: kept_in.to_owned(),
+                    };
+                    if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408
+                    {
+                        refused
+                    } else {
+                        return Err(refused);
+                    }
+                }
+                Err(e) => ForwardError::Unreachable {
+                    what: kind.what(),
+                    count,
+                    reason: e.to_string(),
+                    path: kept_in.to_owned(),
+                },
+            };
+            match self.settings.retry_delays.get(attempt) {
+                Some(delay) => {
+                    attempt += 1;
+                    tokio::time::sleep(*delay).await;
+                }
+                None => return Err(retryable),
+            }
+        }
+    }
+}
+
+/// The agent's loop: both buffers at start, then every [`INTERVAL`].
+pub async fn run(config: SiteConfig) {
+    let Some(settings) = Settings::from_config(&config) else {
+        return;
+    };
+    let forwarder = match Forwarder::new(settings) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("analytics forwarding disabled: {e}");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for kind in [Kind::VideoPlays, Kind::SponsorImpressions] {
+            match forwarder.forward(kind).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("{n} {} sent to the central server", kind.what()),
+                Err(e @ ForwardError::Refused { status: 401, .. })
+                    if kind == Kind::SponsorImpressions =>
+                {
+                    // Upstream's server wants a user token on this route,
+                    // which a box does not have: keep the data for when it
+                    // accepts site keys.
+                    tracing::warn!("{e}; the server requires a user token for impressions");
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! `neopro-runtime install-service`: the systemd unit (hardened, dedicated
+//! user, `Type=notify` + watchdog) and a polkit rule that lets that user
+//! restart only the NEOPRO units and reboot — instead of the upstream
+//! agent's blanket password-less sudo. Commands run as argument vectors.
+
+use crate::config::SiteConfig;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The unit's name.
+pub const UNIT: &str = "neopro-runtime.service";
+/// Where the polkit rule goes.
+pub const POLKIT_RULE: &str = "/etc/polkit-1/rules.d/50-neopro-runtime.rules";
+/// Units the agent may restart by default (the web app, the admin app, the
+/// hotspot, the web server, itself).
+pub const DEFAULT_UNITS: &[&str] = &[
+    "neopro-app.service",
+    "neopro-admin.service",
+    "hostapd.service",
+    "nginx.service",
+    UNIT,
+];
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct InstallArgs {
+    /// The agent's user (a system user, created if missing).
+    #[arg(long, default_value = "neopro")]
+    pub user: String,
+    /// The agent's group (default: the group owning NEOPRO_ROOT, so the web
+    /// app and the agent can both write the NEOPRO folders).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// The agent binary the unit starts (default: this program).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Another unit the agent may restart (repeatable; added to the defaults).
+    #[arg(long = "allow-unit", value_name = "UNIT")]
+    pub allow_units: Vec<String>,
+    /// Watchdog period in seconds (the agent pings every half of it).
+    #[arg(long, default_value_t = 60)]
+    pub watchdog_sec: u32,
+    /// Print every file and command instead of doing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the files under DIR instead of / and run no command (packaging, tests).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+/// Why the installation stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(
+        "install-service must run as root: `sudo neopro-runtime install-service` \
+         (or --dry-run to see what it would do)"
+    )]
+    NotRoot,
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {reason}")]
+    Command { command: String, reason: String },
+    #[error("'{0}' is not a valid unit name")]
+    BadUnit(String),
+    #[error("'{0}' is not a valid user or group name")]
+    BadName(String),
+}
+
+/// Everything the unit depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitParams {
+    pub binary: PathBuf,
+    pub config_file: PathBuf,
+    pub user: String,
+    pub group: String,
+    pub watchdog_sec: u32,
+    /// Folders the agent writes (`-` prefixed: a missing one is not fatal).
+    pub rw_paths: Vec<PathBuf>,
+    /// `StateDirectory=` name when STATE_PATH is `/var/lib/<name>`.
+    pub state_directory: Option<String>,
+}
+
+impl UnitParams {
+    /// The stock install: /usr/bin binary, /etc/neopro/site.conf, the
+    /// default folders, user `neopro` in group `pi`.
+    pub fn stock() -> UnitParams {
+        let config = SiteConfig::from_sources(None, &|_| None);
+        Self::for_config(
+            config.as_ref().ok(),
+            Path::new("/usr/bin/neopro-runtime"),
+            Path::new(crate::config::DEFAULT_CONFIG_FILE),
+            "neopro",
+            "pi",
+            60,
+        )
+    }
+
+    pub fn for_config(
+        config: Option<&SiteConfig>,
+        binary: &Path,
+        config_file: &Path,
+        user: &str,
+        group: &str,
+        watchdog_sec: u32,
+    ) -> UnitParams {
+        let mut rw_paths = Vec::new();
+        let mut state_directory = None;
+        if let Some(c) = config {
+            let config_dir = c.config_path.parent().map(Path::to_owned);
+            let log_dir = c.log_path.parent().map(Path::to_owned);
+            let mut all: Vec<PathBuf> = [
+                Some(c.neopro_root.clone()),
+                Some(c.videos_path.clone()),
+                config_dir,
+                Some(c.backup_path.clone()),
+                log_dir,
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            match c.state_path.strip_prefix("/var/lib") {
+                Ok(name) if name.components().count() == 1 => {
+                    state_directory = Some(name.display().to_string());
+                }
+                _ => all.push(c.state_path.clone()),
+            }
+            all.sort();
+            for p in all {
+                if !rw_paths.iter().any(|kept: &PathBuf| p.starts_with(kept)) {
+                    rw_paths.push(p);
+                }
+            }
+        }
+        UnitParams {
+            binary: binary.to_owned(),
+            config_file: config_file.to_owned(),
+            user: user.to_owned(),
+            group: group.to_owned(),
+            watchdog_sec,
+            rw_paths,
+            state_directory,
+        }
+    }
+}
+
+/// The systemd unit.
+pub fn render_unit(p: &UnitParams) -> String {
+    let rw: String = p
+        .rw_paths
+        .iter()
+        .map(|d| format!("ReadWritePaths=-{}\n", d.display()))
+        .collect();
+    let state = p
+        .state_directory
+        .as_ref()
+        .map(|s| format!("StateDirectory={s}\nStateDirectoryMode=0750\n"))
+        .unwrap_or_default();
+    format!(
+        "# neopro-runtime: the NEOPRO device agent.\n\
+# Written by `neopro-runtime install-service`; change it with\n\
+# `systemctl edit neopro-runtime` (a drop-in) rather than here.\n\
+[Unit]\n\
+Description=NEOPRO device agent (neopro-runtime)\n\
+After=network-online.target time-sync.target\n\
+Wants=network-online.target\n\
+# Never give up restarting: a box in a gym has nobody to restart it.\n\
+StartLimitIntervalSec=0\n\
+\n\
+[Service]\n\
+Type=notify\n\
+NotifyAccess=main\n\
+ExecStart={binary} --config {config} run\n\
+Environment=CONFIG_FILE={config}\n\
+User={user}\n\
+Group={group}\n\
+# get_logs reads the journal.\n\
+SupplementaryGroups=systemd-journal\n\
+# Files the agent writes stay writable by the web app (same group).\n\
+UMask=0002\n\
+Restart=always\n\
+RestartSec=5\n\
+# The agent pings the watchdog every WatchdogSec/2 from its main loop.\n\
+WatchdogSec={watchdog}\n\
+# 30 s for running commands to finish and report, then the link closes.\n\
+TimeoutStopSec=45\n\
+\n\
+# Hardening. Privileged actions (restarting the NEOPRO units, rebooting)\n\
+# go through systemd/logind over D-Bus and the polkit rule written next to\n\
+# this unit, so NoNewPrivileges does not get in the way (no sudo).\n\
+NoNewPrivileges=yes\n\
+ProtectSystem=strict\n\
+ProtectHome=read-only\n\
+{rw}{state}PrivateTmp=yes\n\
+PrivateDevices=yes\n\
+ProtectKernelTunables=yes\n\
+ProtectKernelModules=yes\n\
+ProtectKernelLogs=yes\n\
+ProtectControlGroups=yes\n\
+ProtectClock=yes\n\
+ProtectHostname=yes\n\
+RestrictSUIDSGID=yes\n\
+RestrictRealtime=yes\n\
+RestrictNamespaces=yes\n\
+LockPersonality=yes\n\
+RemoveIPC=yes\n\
+# Other users' processes are invisible; /proc/stat and /proc/meminfo (metrics) stay.\n\
+ProtectProc=invisible\n\
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n\
+SystemCallArchitectures=native\n\
+CapabilityBoundingSet=\n\
+# Not MemoryDenyWriteExecute: wasmtime compiles components to machine code.\n\
+# No SystemCallFilter yet: wasmtime's needs on arm64 (membarrier for the\n\
+# instruction cache) must be checked on a Pi first.\n\
+\n\
+[Install]\n\
+WantedBy=multi-user.target\n",
+        binary = p.binary.display(),
+        config = p.config_file.display(),
+        user = p.user,
+        group = p.group,
+        watchdog = p.watchdog_sec,
+    )
+}
+
+/// The polkit rule: `user` may restart `units` and reboot; nothing else.
+pub fn render_polkit(user: &str, units: &[String]) -> String {
+    let list: Vec<String> = units.iter().map(|u| format!("\"{u}\"")).collect();
+    format!(
+        "// Written by `neopro-runtime install-service`: the NEOPRO agent's user may\n\
+// restart these units and reboot the box; nothing else (no sudo).\n\
+polkit.addRule(function(action, subject) {{\n\
+    if (subject.user !== \"{user}\") {{\n\
+        return polkit.Result.NOT_HANDLED;\n\
+    }}\n\
+    var units = [{units}];\n\
+    if (action.id === \"org.freedesktop.systemd1.manage-units\" &&\n\
+        action.lookup(\"verb\") === \"restart\" &&\n\
+        units.indexOf(action.lookup(\"unit\")) >= 0) {{\n\
+        return polkit.Result.YES;\n\
+    }}\n\
+    if (action.id === \"org.freedesktop.login1.reboot\" ||\n\
+        action.id === \"org.freedesktop.login1.reboot-multiple-sessions\") {{\n\
+        return polkit.Result.YES;\n\
+    }}\n\
+    return polkit.Result.NOT_HANDLED;\n\
+}});\n",
+        units = list.join(", ")
+    )
+}
+
+/// A file to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedFile {
+    pub path: PathBuf,
+    pub mode: u32,
+    pub contents: String,
+}
+
+/// Everything install-service will do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub files: Vec<PlannedFile>,
+    pub commands: Vec<Vec<String>>,
+    /// Things the operator should know (not errors).
+    pub notes: Vec<String>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Name of the group `gid` in a group file.
+fn group_name(group_file: &Path, gid: u32) -> Option<String> {
+    std::fs::read_to_string(group_file)
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 3 && f[2].parse::<u32>().ok() == Some(gid)).then(|| f[0].to_owned())
+        })
+}
+
+/// Works out the files and commands; touches nothing.
+pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, InstallError> {
+    if !valid_name(&args.user) {
+        return Err(InstallError::BadName(args.user.clone()));
+    }
+    let mut notes = Vec::new();
+    let config = if config_file.exists() {
+        SiteConfig::load(Some(config_file))?
+    } else {
+        notes.push(format!(
+            "{} does not exist yet: run `sudo neopro-runtime register` before the agent can connect",
+            config_file.display()
+        ));
+        SiteConfig::from_sources(None, &|_| None)?
+    };
+    let root_meta = std::fs::metadata(&config.neopro_root).ok();
+    let group = match &args.group {
+        Some(g) => g.clone(),
+        None => root_meta
+            .as_ref()
+            .and_then(|m| group_name(&etc.join("group"), m.gid()))
+            .filter(|g| g != "root")
+            .unwrap_or_else(|| args.user.clone()),
+    };
+    if !valid_name(&group) {
+        return Err(InstallError::BadName(group));
+    }
+    let mut units: Vec<String> = DEFAULT_UNITS.iter().map(|u| (*u).to_owned()).collect();
+    for u in &args.allow_units {
+        let u = if u.contains('.') {
+            u.clone()
+        } else {
+            format!("{u}.service")
+        };
+        if !crate::manifest::is_valid_unit_name(&u) {
+            return Err(InstallError::BadUnit(u));
+        }
+        if !units.contains(&u) {
+            units.push(u);
+        }
+    }
+    let binary = match &args.binary {
+        Some(b) => b.clone(),
+        None => {
+            std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/neopro-runtime"))
+        }
+    };
+    let binary = std::path::absolute(&binary).unwrap_or(binary);
+    let config_abs = std::path::absolute(config_file).unwrap_or_else(|_| config_file.to_owned());
+    let params = UnitParams::for_config(
+        Some(&config),
+        &binary,
+        &config_abs,
+        &args.user,
+        &group,
+        args.watchdog_sec,
+    );
+
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
+    let mut commands = Vec::new();
+    let user_exists = super::site_file::lookup_user(&etc.join("passwd"), &args.user).is_ok();
+    if !user_exists {
+        commands.push(s(&[
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            &args.user,
+        ]));
+    }
+    for dir in &params.rw_paths {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let dir_group = group_name(&etc.join("group"), meta.gid());
+        if dir_group.as_deref() == Some(group.as_str()) {
+            // Idempotent; also fixes sub-folders the app created 0755.
+            commands.push(s(&["chmod", "-R", "g+rwX", &dir.display().to_string()]));
+        } else {
+            notes.push(format!(
+                "{} belongs to group {}, not {group}: the agent may not be able to write there \
+                 (`sudo chgrp -R {group} {}` if it should)",
+                dir.display(),
+                dir_group.unwrap_or_else(|| meta.gid().to_string()),
+                dir.display()
+            ));
+        }
+    }
+    if config_file.exists() {
+        let conf = config_abs.display().to_string();
+        commands.push(s(&["chown", &format!("{}:{group}", args.user), &conf]));
+        commands.push(s(&["chmod", "0600", &conf]));
+    }
+    commands.push(s(&["systemctl", "daemon-reload"]));
+    commands.push(s(&["systemctl", "enable", UNIT]));
+    commands.push(s(&["systemctl", "restart", UNIT]));
+
+    Ok(Plan {
+        files: vec![
+            PlannedFile {
+                path: PathBuf::from("/etc/systemd/system").join(UNIT),
+                mode: 0o644,
+                contents: render_unit(&params),
+            },
+            PlannedFile {
+                path: PathBuf::from(POLKIT_RULE),
+                mode: 0o644,
+                contents: render_polkit(&args.user, &units),
+            },
+        ],
+        commands,
+        notes,
+    })
+}
+
+/// `path` under `root` (`/etc/x` → `root/etc/x`).
+fn under(root: Option<&Path>, path: &Path) -> PathBuf {
+    match root {
+        Some(r) => r.join(path.strip_prefix("/").unwrap_or(path)),
+        None => path.to_owned(),
+    }
+}
+
+fn display_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes the files (under `--root` if given) and runs the commands (not
+/// with `--root`); `--dry-run` only prints.
+pub fn run(
+    args: &InstallArgs,
+    ctx: &super::Context<'_>,
+    out: &mut dyn std::io::Write,
+) -> Result<(), InstallError> {
+    let root = args.root.as_deref();
+    let etc = under(root, Path::new("/etc"));
+    let plan = plan(args, &ctx.config_path, &etc)?;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| InstallError::Write { path, source }
+    };
+    if !args.dry_run && root.is_none() && !super::site_file::running_as_root() {
+        return Err(InstallError::NotRoot);
+    }
+    for note in &plan.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    for f in &plan.files {
+        let target = under(root, &f.path);
+        if args.dry_run {
+            let _ = writeln!(
+                out,
+                "--- would write {} (mode {:04o}) ---\n{}",
+                target.display(),
+                f.mode,
+                f.contents
+            );
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&target, &f.contents).map_err(io(&target))?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(f.mode))
+            .map_err(io(&target))?;
+        let _ = writeln!(out, "wrote {}", target.display());
+    }
+    for argv in &plan.commands {
+        let shown = display_command(argv);
+        if args.dry_run || root.is_some() {
+            let _ = writeln!(
+                out,
+                "{} {shown}",
+                if args.dry_run {
+                    "would run:"
+                } else {
+                    "not run (--root):"
+                }
+            );
+            continue;
+        }
+        let Some((program, arguments)) = argv.split_first() else {
+            continue;
+        };
+        let _ = writeln!(out, "running: {shown}");
+        let status = std::process::Command::new(program)
+            .args(arguments)
+            .status()
+            .map_err(|e| InstallError::Command {
+                command: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        if !status.success() {
+            return Err(InstallError::Command {
+                command: shown,
+                reason: status.to_string(),
+            });
+        }
+    }
+    if !args.dry_run && root.is_none() {
+        let _ = writeln!(
+            out,
+            "installed: `systemctl status neopro-runtime`, logs with `journalctl -u neopro-runtime -f`"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+use super::*;
+use std::path::Path;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn args() -> InstallArgs {
+    InstallArgs {
+        user: "neopro".to_owned(),
+        group: None,
+        binary: Some(PathBuf::from("/usr/bin/neopro-runtime")),
+        allow_units: Vec::new(),
+        watchdog_sec: 60,
+        dry_run: false,
+        root: None,
+    }
+}
+
+/// A box: NEOPRO folders under `dir/home/pi/neopro`, site.conf, and an
+/// /etc with passwd/group under `dir/root`.
+fn fixture(dir: &Path, with_user: bool) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let neopro = dir.join("home/pi/neopro");
+    for sub in ["videos", "webapp", "backups", "logs"] {
+        std::fs::create_dir_all(neopro.join(sub))?;
+    }
+    let conf = dir.join("site.conf");
+    std::fs::write(
+        &conf,
+        format!("NEOPRO_ROOT={}\nSITE_ID=x\n", neopro.display()),
+    )?;
+    let etc = dir.join("root/etc");
+    std::fs::create_dir_all(&etc)?;
+    let me = std::fs::metadata(&neopro)?;
+    let mut passwd = format!(
+        "root:x:0:0::/root:/bin/sh\npi:x:{}:{}::/home/pi:/bin/bash\n",
+        me.uid(),
+        me.gid()
+    );
+    if with_user {
+        passwd.push_str("neopro:x:998:998::/nonexistent:/usr/sbin/nologin\n");
+    }
+    std::fs::write(etc.join("passwd"), passwd)?;
+    let gid = me.gid();
+    let group = if gid == 0 {
+        "root:x:0:\n".to_owned()
+    } else {
+        format!("root:x:0:\npi:x:{gid}:\n")
+    };
+    std::fs::write(etc.join("group"), group)?;
+    Ok(conf)
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn the_shipped_unit_and_rule_match_the_templates() -> TestResult {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let stock = UnitParams::stock();
+    let units: Vec<String> = DEFAULT_UNITS.iter().map(|u| (*u).to_owned()).collect();
+    let expected = [
+        ("neopro-runtime.service", render_unit(&stock)),
+        ("50-neopro-runtime.rules", render_polkit("neopro", &units)),
+    ];
+    for (name, text) in expected {
+        let path = config.join(name);
+        if std::env::var_os("NEOPRO_BLESS").is_some() {
+            std::fs::write(&path, &text)?;
+        }
+        let shipped = std::fs::read_to_string(&path)?;
+        assert_eq!(
+            shipped, text,
+            "config/{name} is out of date: run `NEOPRO_BLESS=1 cargo test -p neopro-runtime shipped_unit`"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_unit_is_hardened_and_names_the_neopro_folders() {
+    let stock = UnitParams::stock();
+    let unit = render_unit(&stock);
+    for line in [
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogSec=60",
+        "Restart=always",
+        "User=neopro",
+        "Group=pi",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=read-only",
+        "ReadWritePaths=-/home/pi/neopro",
+        "StateDirectory=neopro-runtime",
+        "CapabilityBoundingSet=",
+        "ExecStart=/usr/bin/neopro-runtime --config /etc/neopro/site.conf run",
+        "StartLimitIntervalSec=0",
+    ] {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "missing '{line}' in\n{unit}"
+        );
+    }
+    // The NEOPRO folders collapse into NEOPRO_ROOT; no wildcard write access.
+    assert_eq!(unit.matches("ReadWritePaths=").count(), 1, "{unit}");
+    // wasmtime needs W+X memory.
+    assert!(
+        !unit
+            .lines()
+            .any(|l| l.starts_with("MemoryDenyWriteExecute"))
+    );
+}
+
+#[test]
+fn folders_outside_the_root_and_a_custom_state_path_are_listed() -> TestResult {
+    let text = "NEOPRO_ROOT=/srv/neopro\nVIDEOS_PATH=/media/usb/videos\nSTATE_PATH=/srv/state\n";
+    let config = SiteConfig::from_sources(Some((Path::new("s"), text)), &|_| None)?;
+    let p = UnitParams::for_config(
+        Some(&config),
+        Path::new("/b"),
+        Path::new("/c"),
+        "u",
+        "g",
+        30,
+    );
+    assert_eq!(
+        p.rw_paths,
+        [
+            PathBuf::from("/media/usb/videos"),
+            PathBuf::from("/srv/neopro"),
+            PathBuf::from("/srv/state")
+        ]
+    );
+    assert_eq!(p.state_directory, None);
+    Ok(())
+}
+
+#[test]
+fn the_polkit_rule_allows_only_restarts_of_listed_units_and_reboot() {
+    let rule = render_polkit("neopro", &["neopro-app.service".to_owned()]);
+    assert!(rule.contains("subject.user !== \"neopro\""));
+    assert!(rule.contains("var units = [\"neopro-app.service\"];"));
+    assert!(rule.contains("action.lookup(\"verb\") === \"restart\""));
+    assert!(rule.contains("org.freedesktop.login1.reboot"));
+    assert_eq!(rule.matches("polkit.Result.YES").count(), 2);
+}
+
+#[test]
+fn root_mode_writes_the_files_and_runs_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), false)?;
+    let env = no_env;
+    let ctx = super::super::Context::new(Some(&conf), &env);
+    let root = dir.path().join("root");
+    let mut a = args();
+    a.root = Some(root.clone());
+    a.allow_units = vec!["kiosk".to_owned()];
+    let mut out = Vec::new();
+    run(&a, &ctx, &mut out)?;
+    let unit_path = root.join("etc/systemd/system/neopro-runtime.service");
+    let unit = std::fs::read_to_string(&unit_path)?;
+    let neopro = dir.path().join("home/pi/neopro");
+    assert!(
+        unit.contains(&format!("ReadWritePaths=-{}\n", neopro.display())),
+        "{unit}"
+    );
+    assert!(unit.contains(&format!(
+        "ExecStart=/usr/bin/neopro-runtime --config {} run\n",
+        conf.display()
+    )));
+    assert_eq!(
+        std::fs::metadata(&unit_path)?.permissions().mode() & 0o777,
+        0o644
+    );
+    let rule = std::fs::read_to_string(root.join("etc/polkit-1/rules.d/50-neopro-runtime.rules"))?;
+    assert!(rule.contains("\"kiosk.service\""), "{rule}");
+    let printed = String::from_utf8(out)?;
+    assert!(printed.contains(
+        "not run (--root): useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin neopro"
+    ), "{printed}");
+    assert!(printed.contains("not run (--root): systemctl daemon-reload"));
+    assert!(printed.contains("not run (--root): systemctl restart neopro-runtime.service"));
+    assert!(printed.contains(&format!("not run (--root): chmod 0600 {}", conf.display())));
+    Ok(())
+}
+
+#[test]
+fn dry_run_prints_every_file_and_command_and_writes_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let env = no_env;
+    let ctx = super::super::Context::new(Some(&conf), &env);
+    let root = dir.path().join("root");
+    let mut a = args();
+    a.root = Some(root.clone());
+    a.dry_run = true;
+    let mut out = Vec::new();
+    run(&a, &ctx, &mut out)?;
+    let printed = String::from_utf8(out)?;
+    assert!(
+        printed.contains(&format!(
+            "--- would write {} (mode 0644) ---\n# neopro-runtime: the NEOPRO device agent.",
+            root.join("etc/systemd/system/neopro-runtime.service")
+                .display()
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("--- would write ")
+            && printed.contains("50-neopro-runtime.rules (mode 0644) ---\n// Written")
+    );
+    assert!(printed.contains("would run: systemctl enable neopro-runtime.service"));
+    // The user exists in this /etc: not created again.
+    assert!(!printed.contains("useradd"), "{printed}");
+    assert!(!root.join("etc/systemd").exists());
+    Ok(())
+}
+
+#[test]
+fn bad_names_are_refused() {
+    let dir = tempfile::tempdir().ok();
+    let conf = dir
+        .as_ref()
+        .map(|d| d.path().join("none.conf"))
+        .unwrap_or_default();
+    let mut a = args();
+    a.allow_units = vec!["../../evil".to_owned()];
+    let err = plan(&a, &conf, Path::new("/nonexistent"))
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    assert_eq!(err, Err("'../../evil' is not a valid unit name".to_owned()));
+    let mut a = args();
+    a.user = "-o".to_owned();
+    let err = plan(&a, &conf, Path::new("/nonexistent"))
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    assert_eq!(
+        err,
+        Err("'-o' is not a valid user or group name".to_owned())
+    );
+}
+
+#[test]
+fn folders_of_the_agents_group_are_made_group_writable() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let etc = dir.path().join("root/etc");
+    let gid = std::fs::metadata(dir.path().join("home/pi/neopro"))?.gid();
+    let name = if gid == 0 { "root" } else { "pi" };
+    let mut a = args();
+    a.group = Some(name.to_owned());
+    let plan = plan(&a, &conf, &etc)?;
+    let neopro = dir.path().join("home/pi/neopro").display().to_string();
+    assert!(
+        plan.commands.contains(&vec![
+            "chmod".to_owned(),
+            "-R".to_owned(),
+            "g+rwX".to_owned(),
+            neopro
+        ]),
+        "{:?}",
+        plan.commands
+    );
+    assert!(
+        plan.files[0]
+            .contents
+            .contains(&format!("\nGroup={name}\n"))
+    );
+    assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    Ok(())
+}
