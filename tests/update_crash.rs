@@ -98,8 +98,11 @@ fn send_update(rig: &Rig, server: &FileServer, archive: &[u8], id: &str) {
     );
 }
 
+/// The installed release: what an update may change. The agent's own files
+/// (its log, its daily configuration backups in data/) grow by themselves
+/// while it runs and are not part of a release.
 fn installed(site: &Site) -> std::collections::BTreeMap<String, Vec<u8>> {
-    snapshot(&site.path("neopro"), &["backups"])
+    snapshot(&site.path("neopro"), &["backups", "logs", "data"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
