@@ -176,7 +176,13 @@ impl Session {
                     }
                 }
                 _ = watchdog.tick(), if watchdog_every.is_some() => crate::systemd::notify("WATCHDOG=1"),
-                _ = follow_up_check.tick() => self.run_overdue_follow_ups(),
+                // Polled only while a reboot or restart waits for its result
+                // to be delivered: an idle agent must not wake twice a second.
+                _ = follow_up_check.tick(),
+                    if !self.dispatcher.host_services().follow_ups.is_empty() =>
+                {
+                    self.run_overdue_follow_ups()
+                }
                 _ = expiry.tick() => {
                     let dispatcher = self.dispatcher.clone();
                     tokio::spawn(async move {
