@@ -316,6 +316,19 @@ fn field_eq<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Network interfaces with their first IPv4 and IPv6 address, sorted by name.
+/// The agent's own resident and anonymous memory, in KiB, from a
+/// `/proc/<pid>/status` text. Logged hourly: slow growth over months is how
+/// device agents fail in the field, and a log line is what an operator has.
+pub fn own_memory_kib(status: &str) -> Option<(u64, u64)> {
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("RssAnon:")?))
+}
+
 pub fn interfaces() -> Vec<Interface> {
     let networks = sysinfo::Networks::new_with_refreshed_list();
     let mut list: Vec<Interface> = networks

@@ -106,3 +106,10 @@ fn primary_ip_prefers_wired_then_wifi() {
     assert_eq!(primary_ipv4(&list[..2]).as_deref(), Some("192.168.4.1"));
     assert_eq!(primary_ipv4(&list[..1]), None);
 }
+
+#[test]
+fn own_memory_is_read_from_proc_status() {
+    let status = "Name:\tneopro-runtime\nVmRSS:\t   11676 kB\nRssAnon:\t    2100 kB\nRssFile:\t    9576 kB\n";
+    assert_eq!(own_memory_kib(status), Some((11676, 2100)));
+    assert_eq!(own_memory_kib("Name: x\n"), None);
+}

@@ -184,6 +184,12 @@ impl Session {
                     self.run_overdue_follow_ups()
                 }
                 _ = expiry.tick() => {
+                    if let Some((rss, anon)) = std::fs::read_to_string("/proc/self/status")
+                        .ok()
+                        .and_then(|s| crate::metrics::own_memory_kib(&s))
+                    {
+                        tracing::info!("agent memory: {rss} KiB resident, {anon} KiB anonymous");
+                    }
                     let dispatcher = self.dispatcher.clone();
                     tokio::spawn(async move {
                         match dispatcher.run_internal("expire_videos").await {
