@@ -173,12 +173,10 @@ pub fn allowed_commands(
     {
         allowed.extend(MANAGEMENT_COMMANDS.iter().map(|c| (*c).to_owned()));
     }
-    if let Some(policy) = policy {
-        if policy.extend_allowlist {
-            for spec in registry.components() {
-                if matches!(spec.origin, Origin::Pushed { .. }) {
-                    allowed.extend(spec.manifest.commands.iter().cloned());
-                }
+    if policy.is_some_and(|p| p.extend_allowlist) {
+        for spec in registry.components() {
+            if matches!(spec.origin, Origin::Pushed { .. }) {
+                allowed.extend(spec.manifest.commands.iter().cloned());
             }
         }
     }
