@@ -96,6 +96,9 @@ pub trait ProgressSink: Send + Sync {
 pub struct CallContext {
     pub manifest: Arc<Manifest>,
     pub command_id: String,
+    /// When the command's time limit runs out. The epoch deadline only
+    /// interrupts guest code; long host calls (downloads) check this.
+    pub deadline: std::time::Instant,
     pub services: Arc<HostServices>,
     pub progress: progress::ProgressState,
 }

@@ -45,6 +45,8 @@ pub const MANAGEMENT_COMMANDS: [&str; 4] = [
 
 /// Largest pushed component accepted (further bounded by MAX_DOWNLOAD_SIZE).
 const MAX_COMPONENT_BYTES: u64 = 32 << 20;
+/// Longest an install may spend downloading (it holds the software lock).
+const DOWNLOAD_BUDGET: std::time::Duration = std::time::Duration::from_secs(600);
 
 pub fn is_management(command_type: &str) -> bool {
     MANAGEMENT_COMMANDS.contains(&command_type)
@@ -377,11 +379,18 @@ impl Manager {
         let incoming = self.store.incoming_dir()?;
         let file_name = format!("{}-{}.wasm", manifest.name, manifest.version);
         let limit = MAX_COMPONENT_BYTES.min(self.config.max_download_size);
-        crate::host::download::download_file(&p.url, &incoming, &file_name, limit, &sha256)
-            .map_err(|e| PushedError::Download {
-                name: manifest.name.clone(),
-                detail: e.message().to_owned(),
-            })?;
+        crate::host::download::download_file(
+            &p.url,
+            &incoming,
+            &file_name,
+            limit,
+            &sha256,
+            DOWNLOAD_BUDGET,
+        )
+        .map_err(|e| PushedError::Download {
+            name: manifest.name.clone(),
+            detail: e.message().to_owned(),
+        })?;
         let wasm_file = incoming.join(&file_name);
         let checked = self.check_component(sandbox, &wasm_file, &manifest);
         if let Err(e) = checked {
