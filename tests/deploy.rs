@@ -424,7 +424,7 @@ fn a_download_dripping_past_its_time_stops_and_keeps_what_it_got() {
         &sha256_hex(&body),
         std::time::Duration::from_millis(300),
     );
-    let error = outcome.err().expect("timed out");
+    let error = outcome.expect_err("timed out");
     assert_eq!(error.kind(), "timeout");
     assert!(
         error.message().starts_with(&format!(
