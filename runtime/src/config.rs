@@ -82,6 +82,8 @@ pub struct SiteConfig {
     pub local_app_url: String,
     /// Service control and updates (issue #5).
     pub services: ServiceSettings,
+    /// `AUTO_UPDATE_ENABLED` / `AUTO_UPDATE_HOUR`.
+    pub update_window: crate::maintenance::UpdateWindow,
 }
 
 /// Units the agent may control, and how (`SYSTEMCTL_PATH`, `MANAGED_SERVICES`,
@@ -287,6 +289,36 @@ impl SiteConfig {
             journalctl: PathBuf::from(
                 text("JOURNALCTL_PATH").unwrap_or_else(|| "journalctl".to_owned()),
             ),
+            update_window: crate::maintenance::UpdateWindow {
+                enabled: match get("AUTO_UPDATE_ENABLED") {
+                    None => true,
+                    Some((v, _))
+                        if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("true") =>
+                    {
+                        true
+                    }
+                    Some((v, _)) if v.trim().eq_ignore_ascii_case("false") => false,
+                    Some((v, source_name)) => {
+                        return Err(ConfigError::Invalid {
+                            key: "AUTO_UPDATE_ENABLED",
+                            expected: "true or false",
+                            value: v,
+                            source_name,
+                        });
+                    }
+                },
+                hour: match number("AUTO_UPDATE_HOUR", 3)? {
+                    h @ 0..=23 => h as u8,
+                    h => {
+                        return Err(ConfigError::Invalid {
+                            key: "AUTO_UPDATE_HOUR",
+                            expected: "an hour between 0 and 23",
+                            value: h.to_string(),
+                            source_name: file_name,
+                        });
+                    }
+                },
+            },
             services: ServiceSettings {
                 systemctl: PathBuf::from(
                     text("SYSTEMCTL_PATH").unwrap_or_else(|| "systemctl".to_owned()),

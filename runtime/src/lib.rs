@@ -32,6 +32,7 @@ pub mod follow_up;
 pub mod host;
 pub mod journal;
 pub mod link;
+pub mod maintenance;
 pub mod manifest;
 pub mod metrics;
 pub mod registry;

@@ -117,6 +117,8 @@ fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigErro
         "SYSTEMCTL_PATH",
         "MANAGED_SERVICES",
         "AGENT_SERVICE",
+        "AUTO_UPDATE_ENABLED",
+        "AUTO_UPDATE_HOUR",
     ] {
         assert!(text.contains(&format!("{key}=")), "{key} undocumented");
     }
