@@ -84,6 +84,9 @@ pub struct SiteConfig {
     pub services: ServiceSettings,
     /// `AUTO_UPDATE_ENABLED` / `AUTO_UPDATE_HOUR`.
     pub update_window: crate::maintenance::UpdateWindow,
+    /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
+    /// `hostapd` root.
+    pub hostapd_conf: PathBuf,
 }
 
 /// Units the agent may control, and how (`SYSTEMCTL_PATH`, `MANAGED_SERVICES`,
@@ -289,6 +292,7 @@ impl SiteConfig {
             journalctl: PathBuf::from(
                 text("JOURNALCTL_PATH").unwrap_or_else(|| "journalctl".to_owned()),
             ),
+            hostapd_conf: path("HOSTAPD_CONF", PathBuf::from("/etc/hostapd/hostapd.conf"))?,
             update_window: crate::maintenance::UpdateWindow {
                 enabled: match get("AUTO_UPDATE_ENABLED") {
                     None => true,

@@ -119,6 +119,7 @@ fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigErro
         "AGENT_SERVICE",
         "AUTO_UPDATE_ENABLED",
         "AUTO_UPDATE_HOUR",
+        "HOSTAPD_CONF",
     ] {
         assert!(text.contains(&format!("{key}=")), "{key} undocumented");
     }

@@ -207,6 +207,7 @@ impl From<WitRoot> for RootName {
             WitRoot::NeoproRoot => RootName::NeoproRoot,
             WitRoot::Staging => RootName::Staging,
             WitRoot::Logs => RootName::Logs,
+            WitRoot::Hostapd => RootName::Hostapd,
         }
     }
 }
