@@ -281,3 +281,60 @@ fn get_hotspot_config_never_returns_the_passphrase() {
         )
     );
 }
+
+#[test]
+fn network_diagnostics_answers_in_time_with_the_upstream_shape() {
+    use neopro_e2e::http::{Fault, FileServer};
+    use neopro_runtime::host::HostServices;
+    use neopro_runtime::sandbox::{CommandRequest, Sandbox};
+    let site = Site::new();
+    let central = FileServer::start(b"ok".to_vec(), Fault::None);
+    let central_url = central.url("").trim_end_matches('/').to_owned();
+    let mut services = HostServices::from_config(&site.config);
+    // Only 127.0.0.1 in tests.
+    services.diagnostics = neopro_runtime::diagnostics::Targets {
+        internet: "127.0.0.1".into(),
+        dns_name: "localhost".into(),
+        central_url: central_url.clone(),
+    };
+    let sandbox = Sandbox::new(std::sync::Arc::new(services), None).expect("sandbox");
+    let loaded = site.load(&sandbox, "network-diagnostics");
+    let request = CommandRequest {
+        id: "n-1".into(),
+        command_type: "network_diagnostics".into(),
+        data: "{}".into(),
+    };
+    let started = std::time::Instant::now();
+    let json = sandbox.execute(&loaded, &request, None).expect("runs");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    let result: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(result["success"], json!(true));
+    for key in [
+        "timestamp",
+        "internet",
+        "central_server",
+        "dns",
+        "gateway",
+        "interfaces",
+        "wifi",
+        "stability",
+    ] {
+        assert!(result.get(key).is_some(), "{key} missing: {result}");
+    }
+    assert_eq!(result["central_server"]["url"], json!(central_url));
+    assert_eq!(result["central_server"]["http_status"], json!(200));
+    assert_eq!(result["central_server"]["reachable"], json!(true));
+    assert!(result["central_server"]["http_latency_ms"].is_u64());
+    assert_eq!(result["dns"]["working"], json!(true), "{result}");
+    assert_eq!(result["dns"]["resolved_ip"], json!("127.0.0.1"));
+    assert_eq!(result["internet"]["packets_sent"], json!(5));
+    assert!(
+        result["interfaces"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|i| i["name"] != json!("lo")))
+    );
+}

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod config_json;
+pub mod diagnostics;
 pub mod dispatch;
 pub mod follow_up;
 pub mod host;
