@@ -290,3 +290,54 @@ fn six_updates_keep_five_backups_and_nobody_elses_folders() {
         "not made by the agent"
     );
 }
+
+#[test]
+fn with_trusted_keys_only_signed_releases_are_installed() {
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let pair = Ed25519KeyPair::from_seed_unchecked(&[42u8; 32]).expect("key");
+    let fake = FakeSystemctl::temp();
+    let site = Site::with_extra(&format!(
+        "{}\nUPDATE_TRUSTED_KEYS={}",
+        fake.conf_line(),
+        hex_of(pair.public_key().as_ref())
+    ));
+    site.write("neopro/webapp/index.html", "v1 index");
+    site.write("neopro/release.json", r#"{"version":"1.0.0"}"#);
+    let archive = release_2();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let before = installed(&site);
+    let sign = |version: &str| {
+        let text = neopro_runtime::release_signature::signed_text(version, &sha256_hex(&archive));
+        hex_of(pair.sign(text.as_bytes()).as_ref())
+    };
+
+    let (kind, message) =
+        error_of(site.run("update-software", update_data(&server, &archive, "2.0.0")));
+    assert_eq!(kind, "not-permitted");
+    assert_eq!(
+        message,
+        "this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature"
+    );
+    let mut replayed = update_data(&server, &archive, "2.0.0");
+    replayed["signature"] = json!(sign("1.9.9"));
+    let (kind, message) = error_of(site.run("update-software", replayed));
+    assert_eq!(kind, "not-permitted");
+    assert_eq!(
+        message,
+        "the update signature does not match any key of UPDATE_TRUSTED_KEYS"
+    );
+    assert_eq!(installed(&site), before, "nothing changed");
+    assert!(backups(&site).is_empty());
+
+    let mut signed = update_data(&server, &archive, "2.0.0");
+    signed["signature"] = json!(sign("2.0.0"));
+    let result = site
+        .run("update-software", signed)
+        .expect("signed update installs");
+    assert_eq!(result["version"], json!("2.0.0"));
+    assert_eq!(read(&site, "neopro/webapp/index.html"), "v2 index");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

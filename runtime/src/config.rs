@@ -84,6 +84,9 @@ pub struct SiteConfig {
     pub services: ServiceSettings,
     /// `AUTO_UPDATE_ENABLED` / `AUTO_UPDATE_HOUR`.
     pub update_window: crate::maintenance::UpdateWindow,
+    /// `UPDATE_TRUSTED_KEYS`: ed25519 public keys (hex); when set, every
+    /// software update must carry a signature by one of them.
+    pub update_keys: Vec<[u8; 32]>,
     /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
     /// `hostapd` root.
     pub hostapd_conf: PathBuf,
@@ -292,6 +295,29 @@ impl SiteConfig {
             journalctl: PathBuf::from(
                 text("JOURNALCTL_PATH").unwrap_or_else(|| "journalctl".to_owned()),
             ),
+            update_keys: match get("UPDATE_TRUSTED_KEYS") {
+                None => Vec::new(),
+                Some((list, source_name)) => {
+                    let mut keys = Vec::new();
+                    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let key = hex::decode(item)
+                            .ok()
+                            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+                        match key {
+                            Some(key) => keys.push(key),
+                            None => {
+                                return Err(ConfigError::Invalid {
+                                    key: "UPDATE_TRUSTED_KEYS",
+                                    expected: "ed25519 public keys as 64 hex digits, separated by commas",
+                                    value: item.to_owned(),
+                                    source_name,
+                                });
+                            }
+                        }
+                    }
+                    keys
+                }
+            },
             hostapd_conf: path("HOSTAPD_CONF", PathBuf::from("/etc/hostapd/hostapd.conf"))?,
             update_window: crate::maintenance::UpdateWindow {
                 enabled: match get("AUTO_UPDATE_ENABLED") {

@@ -37,6 +37,7 @@ pub mod maintenance;
 pub mod manifest;
 pub mod metrics;
 pub mod registry;
+pub mod release_signature;
 pub mod sandbox;
 pub mod service_manager;
 pub mod session;

@@ -120,6 +120,7 @@ fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigErro
         "AUTO_UPDATE_ENABLED",
         "AUTO_UPDATE_HOUR",
         "HOSTAPD_CONF",
+        "UPDATE_TRUSTED_KEYS",
     ] {
         assert!(text.contains(&format!("{key}=")), "{key} undocumented");
     }

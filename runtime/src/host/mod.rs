@@ -62,6 +62,8 @@ pub struct HostServices {
     pub agent_unit: String,
     /// Reboots and self-restarts waiting for their result's delivery.
     pub follow_ups: Arc<crate::follow_up::FollowUps>,
+    /// UPDATE_TRUSTED_KEYS.
+    pub update_keys: Vec<[u8; 32]>,
     /// Where network_diagnostics probes.
     pub diagnostics: crate::diagnostics::Targets,
 }
@@ -85,6 +87,7 @@ impl HostServices {
             agent_unit: config.services.agent_unit.clone(),
             follow_ups: Arc::new(crate::follow_up::FollowUps::new(config.state_path.clone())),
             diagnostics: crate::diagnostics::Targets::new(&config.central_server_url),
+            update_keys: config.update_keys.clone(),
         }
     }
 }
