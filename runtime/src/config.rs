@@ -87,6 +87,8 @@ pub struct SiteConfig {
     /// `UPDATE_TRUSTED_KEYS`: ed25519 public keys (hex); when set, every
     /// software update must carry a signature by one of them.
     pub update_keys: Vec<[u8; 32]>,
+    /// `UPDATE_HEALTH_URL`: after an update, this must answer 2xx too.
+    pub update_health_url: Option<String>,
     /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
     /// `hostapd` root.
     pub hostapd_conf: PathBuf,
@@ -317,6 +319,21 @@ impl SiteConfig {
                     }
                     keys
                 }
+            },
+            update_health_url: match get("UPDATE_HEALTH_URL") {
+                Some((v, _)) if v.trim().is_empty() => None,
+                Some((v, _)) if v.starts_with("http://") || v.starts_with("https://") => {
+                    Some(v.trim().to_owned())
+                }
+                Some((v, source_name)) => {
+                    return Err(ConfigError::Invalid {
+                        key: "UPDATE_HEALTH_URL",
+                        expected: "an http:// or https:// URL",
+                        value: v,
+                        source_name,
+                    });
+                }
+                None => None,
             },
             hostapd_conf: path("HOSTAPD_CONF", PathBuf::from("/etc/hostapd/hostapd.conf"))?,
             update_window: crate::maintenance::UpdateWindow {

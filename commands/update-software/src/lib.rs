@@ -373,7 +373,25 @@ fn start_and_check() -> Result<(), Error> {
             )));
         }
     }
-    Ok(())
+    health_url_answers()
+}
+
+/// The box's health URL, when configured, must answer 2xx within
+/// [`HEALTH_TIMEOUT`] (a web app takes a moment to listen).
+fn health_url_answers() -> Result<(), Error> {
+    let start = std::time::Instant::now();
+    loop {
+        let problem = match services::health_check() {
+            Ok(None) => return Ok(()),
+            Ok(Some(code)) if (200..300).contains(&code) => return Ok(()),
+            Ok(Some(code)) => format!("the health URL answered {code}"),
+            Err(e) => e.message().to_owned(),
+        };
+        if start.elapsed() >= HEALTH_TIMEOUT {
+            return Err(Error::failed(format!("Health check failed: {problem}")));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn services_healthy() -> bool {

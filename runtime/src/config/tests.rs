@@ -121,6 +121,7 @@ fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigErro
         "AUTO_UPDATE_HOUR",
         "HOSTAPD_CONF",
         "UPDATE_TRUSTED_KEYS",
+        "UPDATE_HEALTH_URL",
     ] {
         assert!(text.contains(&format!("{key}=")), "{key} undocumented");
     }

@@ -62,6 +62,8 @@ pub struct HostServices {
     pub agent_unit: String,
     /// Reboots and self-restarts waiting for their result's delivery.
     pub follow_ups: Arc<crate::follow_up::FollowUps>,
+    /// UPDATE_HEALTH_URL.
+    pub health_url: Option<String>,
     /// UPDATE_TRUSTED_KEYS.
     pub update_keys: Vec<[u8; 32]>,
     /// Where network_diagnostics probes.
@@ -88,6 +90,7 @@ impl HostServices {
             follow_ups: Arc::new(crate::follow_up::FollowUps::new(config.state_path.clone())),
             diagnostics: crate::diagnostics::Targets::new(&config.central_server_url),
             update_keys: config.update_keys.clone(),
+            health_url: config.update_health_url.clone(),
         }
     }
 }
