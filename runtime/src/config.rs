@@ -326,7 +326,9 @@ impl SiteConfig {
                 Some((list, source_name)) => {
                     let mut keys = Vec::new();
                     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        let key = hex::decode(item)
+                        // The same `ed25519:<hex>` form as TRUSTED_COMPONENT_KEYS
+                        // (what `component keygen` prints), or bare hex.
+                        let key = hex::decode(item.strip_prefix("ed25519:").unwrap_or(item))
                             .ok()
                             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
                         match key {
