@@ -124,6 +124,20 @@ pub const DEFAULT_MANAGED_SERVICES: &[&str] = &[
     "hostapd",
 ];
 
+/// A comma-separated list (blanks around items ignored), or `default` when
+/// the key is not set.
+fn list_or(value: Option<String>, default: &[&str]) -> Vec<String> {
+    match value {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => default.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
 /// `KEY=VALUE` pairs of one dotenv file, in file order (later keys win).
 pub fn parse_dotenv(path: &Path, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut values = BTreeMap::new();
@@ -267,18 +281,7 @@ impl SiteConfig {
             });
         }
         let allowed_commands_set = text("ALLOWED_COMMANDS").is_some();
-        let allowed_commands = match text("ALLOWED_COMMANDS") {
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            None => DEFAULT_ALLOWED_COMMANDS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-        };
+        let allowed_commands = list_or(text("ALLOWED_COMMANDS"), DEFAULT_ALLOWED_COMMANDS);
 
         Ok(SiteConfig {
             file: file.map(|(p, _)| p.to_owned()),
@@ -302,15 +305,7 @@ impl SiteConfig {
                 "COMPONENT_POLICY_PATH",
                 PathBuf::from("/etc/neopro/component-policy.toml"),
             )?,
-            trusted_component_keys: text("TRUSTED_COMPONENT_KEYS")
-                .map(|list| {
-                    list.split([',', ' '])
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            trusted_component_keys: list_or(text("TRUSTED_COMPONENT_KEYS"), &[]),
             state_path: path("STATE_PATH", PathBuf::from("/var/lib/neopro-runtime"))?,
             components_path: match text("COMPONENTS_PATH") {
                 Some(_) => Some(path("COMPONENTS_PATH", PathBuf::new())?),
@@ -396,18 +391,7 @@ impl SiteConfig {
                 systemctl: PathBuf::from(
                     text("SYSTEMCTL_PATH").unwrap_or_else(|| "systemctl".to_owned()),
                 ),
-                managed: match text("MANAGED_SERVICES") {
-                    Some(list) => list
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                    None => DEFAULT_MANAGED_SERVICES
-                        .iter()
-                        .map(|s| (*s).to_owned())
-                        .collect(),
-                },
+                managed: list_or(text("MANAGED_SERVICES"), DEFAULT_MANAGED_SERVICES),
                 agent_unit: text("AGENT_SERVICE").unwrap_or_else(|| "neopro-sync-agent".to_owned()),
             },
             neopro_root,

@@ -145,15 +145,21 @@ impl Registry {
         Ok((registry, problems))
     }
 
+    /// A component of that name is already there: the first one stays.
+    fn name_taken(&self, spec: &ComponentSpec) -> Option<RegistryError> {
+        let existing = self.by_name.get(&spec.manifest.name)?;
+        Some(RegistryError::DuplicateName {
+            name: spec.manifest.name.clone(),
+            path: spec.manifest_path.clone(),
+            other: existing.manifest_path.clone(),
+        })
+    }
+
     fn insert(&mut self, spec: ComponentSpec) -> Option<RegistryError> {
-        let name = spec.manifest.name.clone();
-        if let Some(existing) = self.by_name.get(&name) {
-            return Some(RegistryError::DuplicateName {
-                name,
-                path: spec.manifest_path,
-                other: existing.manifest_path.clone(),
-            });
+        if let Some(taken) = self.name_taken(&spec) {
+            return Some(taken);
         }
+        let name = spec.manifest.name.clone();
         let mut problem = None;
         for command in &spec.manifest.commands {
             match self.by_command.get(command) {
@@ -177,14 +183,10 @@ impl Registry {
     /// types it claims (the caller has checked the site policy allows it).
     /// A name already used by a built-in component is refused.
     pub fn overlay(&mut self, spec: ComponentSpec) -> Option<RegistryError> {
-        let name = spec.manifest.name.clone();
-        if let Some(existing) = self.by_name.get(&name) {
-            return Some(RegistryError::DuplicateName {
-                name,
-                path: spec.manifest_path,
-                other: existing.manifest_path.clone(),
-            });
+        if let Some(taken) = self.name_taken(&spec) {
+            return Some(taken);
         }
+        let name = spec.manifest.name.clone();
         for command in &spec.manifest.commands {
             self.by_command.insert(command.clone(), name.clone());
         }
