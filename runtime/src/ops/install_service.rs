@@ -226,19 +226,28 @@ WantedBy=multi-user.target\n",
     )
 }
 
-/// The polkit rule: `user` may restart `units` and reboot; nothing else.
+/// systemd verbs the rule grants: update_software stops and starts the web
+/// apps around the swap, restart_service restarts. Never enable, disable,
+/// mask, reload-or-* or anything that outlives a boot.
+pub const POLKIT_VERBS: &[&str] = &["start", "stop", "restart"];
+
+/// The polkit rule: `user` may start, stop and restart `units` and reboot;
+/// nothing else.
 pub fn render_polkit(user: &str, units: &[String]) -> String {
-    let list: Vec<String> = units.iter().map(|u| format!("\"{u}\"")).collect();
+    let quote = |v: &str| format!("\"{v}\"");
+    let list: Vec<String> = units.iter().map(|u| quote(u)).collect();
+    let verbs: Vec<String> = POLKIT_VERBS.iter().map(|v| quote(v)).collect();
     format!(
         "// Written by `neopro-runtime install-service`: the NEOPRO agent's user may\n\
-// restart these units and reboot the box; nothing else (no sudo).\n\
+// start, stop and restart these units and reboot the box; nothing else (no sudo).\n\
 polkit.addRule(function(action, subject) {{\n\
     if (subject.user !== \"{user}\") {{\n\
         return polkit.Result.NOT_HANDLED;\n\
     }}\n\
     var units = [{units}];\n\
+    var verbs = [{verbs}];\n\
     if (action.id === \"org.freedesktop.systemd1.manage-units\" &&\n\
-        action.lookup(\"verb\") === \"restart\" &&\n\
+        verbs.indexOf(action.lookup(\"verb\")) >= 0 &&\n\
         units.indexOf(action.lookup(\"unit\")) >= 0) {{\n\
         return polkit.Result.YES;\n\
     }}\n\
@@ -248,7 +257,8 @@ polkit.addRule(function(action, subject) {{\n\
     }}\n\
     return polkit.Result.NOT_HANDLED;\n\
 }});\n",
-        units = list.join(", ")
+        units = list.join(", "),
+        verbs = verbs.join(", ")
     )
 }
 

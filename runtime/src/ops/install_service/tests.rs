@@ -136,11 +136,20 @@ fn folders_outside_the_root_and_a_custom_state_path_are_listed() -> TestResult {
 }
 
 #[test]
-fn the_polkit_rule_allows_only_restarts_of_listed_units_and_reboot() {
+fn the_polkit_rule_allows_only_start_stop_restart_of_listed_units_and_reboot() {
     let rule = render_polkit("neopro", &["neopro-app.service".to_owned()]);
     assert!(rule.contains("subject.user !== \"neopro\""));
     assert!(rule.contains("var units = [\"neopro-app.service\"];"));
-    assert!(rule.contains("action.lookup(\"verb\") === \"restart\""));
+    // update_software stops and starts the apps; restart_service restarts.
+    assert!(
+        rule.contains("var verbs = [\"start\", \"stop\", \"restart\"];"),
+        "{rule}"
+    );
+    assert!(rule.contains("verbs.indexOf(action.lookup(\"verb\")) >= 0 &&"));
+    assert!(rule.contains("units.indexOf(action.lookup(\"unit\")) >= 0)"));
+    for verb in ["enable", "disable", "mask", "reload", "kill"] {
+        assert!(!rule.contains(&format!("\"{verb}\"")), "{verb} in {rule}");
+    }
     assert!(rule.contains("org.freedesktop.login1.reboot"));
     assert_eq!(rule.matches("polkit.Result.YES").count(), 2);
 }
