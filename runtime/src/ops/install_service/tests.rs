@@ -95,6 +95,8 @@ fn the_unit_is_hardened_and_names_the_neopro_folders() {
         "CapabilityBoundingSet=",
         "ExecStart=/usr/bin/neopro-runtime --config /etc/neopro/site.conf run",
         "StartLimitIntervalSec=0",
+        // An update resumed before READY=1 may take minutes.
+        "TimeoutStartSec=35min",
     ] {
         assert!(
             unit.lines().any(|l| l == line),
