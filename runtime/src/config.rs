@@ -105,11 +105,15 @@ pub struct ServiceSettings {
     pub agent_unit: String,
 }
 
+/// The unit `install-service` installs the agent as (`AGENT_SERVICE`).
+pub const DEFAULT_AGENT_SERVICE: &str = "neopro-runtime";
+
 /// Units restart_service may touch unless `MANAGED_SERVICES` says otherwise.
 pub const DEFAULT_MANAGED_SERVICES: &[&str] = &[
     "neopro-app",
     "neopro-admin",
     "neopro-sync-agent",
+    "neopro-runtime",
     "nginx",
     "hostapd",
 ];
@@ -327,7 +331,8 @@ impl SiteConfig {
                         .map(|s| (*s).to_owned())
                         .collect(),
                 },
-                agent_unit: text("AGENT_SERVICE").unwrap_or_else(|| "neopro-sync-agent".to_owned()),
+                agent_unit: text("AGENT_SERVICE")
+                    .unwrap_or_else(|| DEFAULT_AGENT_SERVICE.to_owned()),
             },
             neopro_root,
         })

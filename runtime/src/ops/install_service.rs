@@ -332,7 +332,9 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
         return Err(InstallError::BadName(group));
     }
     let mut units: Vec<String> = DEFAULT_UNITS.iter().map(|u| (*u).to_owned()).collect();
-    for u in &args.allow_units {
+    // The agent restarts itself under the name site.conf gives it.
+    let agent_unit = std::iter::once(&config.services.agent_unit);
+    for u in args.allow_units.iter().chain(agent_unit) {
         let u = if u.contains('.') {
             u.clone()
         } else {

@@ -280,3 +280,26 @@ fn folders_of_the_agents_group_are_made_group_writable() -> TestResult {
     assert!(plan.notes.is_empty(), "{:?}", plan.notes);
     Ok(())
 }
+
+#[test]
+fn the_polkit_rule_lists_the_agent_unit_named_in_site_conf() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let etc = dir.path().join("root/etc");
+    let stock = plan(&args(), &conf, &etc)?;
+    let rule = &stock.files[1].contents;
+    assert_eq!(
+        rule.matches("\"neopro-runtime.service\"").count(),
+        1,
+        "{rule}"
+    );
+
+    let mut text = std::fs::read_to_string(&conf)?;
+    text.push_str("AGENT_SERVICE=kiosk-agent\n");
+    std::fs::write(&conf, text)?;
+    let custom = plan(&args(), &conf, &etc)?;
+    let rule = &custom.files[1].contents;
+    assert!(rule.contains("\"kiosk-agent.service\""), "{rule}");
+    assert!(rule.contains("\"neopro-runtime.service\""), "{rule}");
+    Ok(())
+}
