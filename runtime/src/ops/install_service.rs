@@ -68,6 +68,27 @@ pub enum InstallError {
     BadUnit(String),
     #[error("'{0}' is not a valid user or group name")]
     BadName(String),
+    #[error(
+        "'{0}' cannot go in the systemd unit as is (it contains a space, a quote, a backslash, \
+         '%', '$' or a control character, which systemd would split or expand): use a path \
+         without them"
+    )]
+    UnsafePath(PathBuf),
+}
+
+/// Paths go into `ExecStart=`, `Environment=` and `ReadWritePaths=`
+/// unquoted, where systemd splits on spaces, unquotes, and expands `%` and
+/// `$`: refused rather than escaped, so the unit says exactly the path.
+fn check_unit_path(path: &Path) -> Result<(), InstallError> {
+    let plain = path.to_str().is_some_and(|p| {
+        !p.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'\\%$".contains(c))
+    });
+    if plain {
+        Ok(())
+    } else {
+        Err(InstallError::UnsafePath(path.to_owned()))
+    }
 }
 
 /// Everything the unit depends on.
@@ -363,6 +384,15 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
         &group,
         args.watchdog_sec,
     );
+    for path in [&params.binary, &params.config_file]
+        .into_iter()
+        .chain(&params.rw_paths)
+    {
+        check_unit_path(path)?;
+    }
+    if let Some(name) = &params.state_directory {
+        check_unit_path(Path::new(name))?;
+    }
 
     let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
     let mut commands = Vec::new();

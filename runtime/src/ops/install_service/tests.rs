@@ -303,3 +303,39 @@ fn the_polkit_rule_lists_the_agent_unit_named_in_site_conf() -> TestResult {
     assert!(rule.contains("\"neopro-runtime.service\""), "{rule}");
     Ok(())
 }
+
+#[test]
+fn paths_systemd_would_split_or_expand_are_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let etc = dir.path().join("root/etc");
+    for bad in [
+        "/opt/neo pro/bin",
+        "/opt/100%/bin",
+        "/opt/$HOME/bin",
+        "/opt/a\"b",
+    ] {
+        let mut a = args();
+        a.binary = Some(PathBuf::from(bad));
+        let err = plan(&a, &conf, &etc).map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err(format!(
+                "'{bad}' cannot go in the systemd unit as is (it contains a space, a quote, a \
+                 backslash, '%', '$' or a control character, which systemd would split or \
+                 expand): use a path without them"
+            ))
+        );
+    }
+    // A folder of site.conf with a space: same refusal, nothing planned.
+    let spaced = dir.path().join("my box");
+    std::fs::create_dir_all(&spaced)?;
+    let conf2 = spaced.join("site.conf");
+    std::fs::copy(&conf, &conf2)?;
+    let err = plan(&args(), &conf2, &etc).map(|_| ());
+    assert!(
+        matches!(&err, Err(InstallError::UnsafePath(p)) if p.ends_with("my box/site.conf")),
+        "{err:?}"
+    );
+    Ok(())
+}
