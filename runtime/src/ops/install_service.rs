@@ -4,7 +4,7 @@
 //! agent's blanket password-less sudo. Commands run as argument vectors.
 
 use crate::config::SiteConfig;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The unit's name.
@@ -476,6 +476,41 @@ fn display_command(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// Replaces `path` so that systemd and polkitd (which reloads rules as soon
+/// as the folder changes) only ever see the old or the whole new file, with
+/// its final mode: temp file in the same folder, fsync, rename, fsync folder.
+fn replace_file(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
+        // The umask may have taken bits away.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
 /// Writes the files (under `--root` if given) and runs the commands (not
 /// with `--root`); `--dry-run` only prints.
 pub fn run(
@@ -508,12 +543,7 @@ pub fn run(
             );
             continue;
         }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        std::fs::write(&target, &f.contents).map_err(io(&target))?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(f.mode))
-            .map_err(io(&target))?;
+        replace_file(&target, f.contents.as_bytes(), f.mode).map_err(io(&target))?;
         let _ = writeln!(out, "wrote {}", target.display());
     }
     for argv in &plan.commands {

@@ -339,3 +339,38 @@ fn paths_systemd_would_split_or_expand_are_refused() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn files_are_replaced_whole_with_their_mode_and_no_temp_left() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let env = no_env;
+    let ctx = super::super::Context::new(Some(&conf), &env);
+    let root = dir.path().join("root");
+    let rules = root.join("etc/polkit-1/rules.d");
+    std::fs::create_dir_all(&rules)?;
+    let rule_path = rules.join("50-neopro-runtime.rules");
+    std::fs::write(&rule_path, "old rule")?;
+    std::fs::set_permissions(&rule_path, std::fs::Permissions::from_mode(0o600))?;
+    // A hard link sees the old inode: a rename leaves it untouched, an
+    // in-place write would change it.
+    let old_link = dir.path().join("old-rule-link");
+    std::fs::hard_link(&rule_path, &old_link)?;
+    let mut a = args();
+    a.root = Some(root.clone());
+    run(&a, &ctx, &mut Vec::new())?;
+    assert_eq!(std::fs::read_to_string(&old_link)?, "old rule");
+    let rule = std::fs::read_to_string(&rule_path)?;
+    assert!(rule.starts_with("// Written by"), "{rule}");
+    assert_eq!(
+        std::fs::metadata(&rule_path)?.permissions().mode() & 0o777,
+        0o644
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&rules)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    Ok(())
+}
