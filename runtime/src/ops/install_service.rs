@@ -208,10 +208,10 @@ RestartSec=5\n\
 WatchdogSec={watchdog}\n\
 # 30 s for running commands to finish and report, then the link closes.\n\
 TimeoutStopSec=45\n\
-# READY=1 comes only after an interrupted software update was finished or\n\
-# rolled back (services stopped and started, health gate: minutes). Above\n\
-# update_software's own 30 min limit, so systemd never kills a resume the\n\
-# agent would let finish (the default 90 s would, and loop on it).\n\
+# Start-up may finish or roll back an interrupted software update (services\n\
+# stopped and started, health gate: minutes) and compile the components on a\n\
+# slow SD card. Above update_software's own 30 min limit, so systemd never\n\
+# kills a start the agent would let finish (the default 90 s could, in a loop).\n\
 TimeoutStartSec=35min\n\
 \n\
 # Hardening. Privileged actions (restarting the NEOPRO units, rebooting)\n\
