@@ -133,10 +133,11 @@ async fn authenticates_heartbeats_syncs_and_answers_commands() {
         central.result_of("c-settings", WAIT).await,
         json!({"commandId": "c-settings", "status": "error", "error": "Command type 'update_settings' is not allowed"})
     );
-    central.send_command("c-hotspot", "update_hotspot", json!({}));
+    // Allowed by site.conf, but no component handles it.
+    central.send_command("c-unhandled", "unhandled_command", json!({}));
     assert_eq!(
-        central.result_of("c-hotspot", WAIT).await,
-        json!({"commandId": "c-hotspot", "status": "error", "error": "Unknown command type: update_hotspot"})
+        central.result_of("c-unhandled", WAIT).await,
+        json!({"commandId": "c-unhandled", "status": "error", "error": "Unknown command type: unhandled_command"})
     );
 
     // Liveness probe and broadcasts meant for dashboards.

@@ -153,9 +153,14 @@ fn a_cut_transfer_resumes_with_a_range_request() {
 fn a_server_ignoring_range_restarts_from_zero() {
     let body = video(120_000);
     let site = Site::new();
-    // A partial file from an earlier attempt, with wrong bytes in it.
-    site.write("neopro/videos/Match/.But du match.mp4.partial", "garbage");
+    // A partial file from an earlier attempt of this download, with wrong
+    // bytes in it.
     let server = FileServer::start(body.clone(), Fault::IgnoreRange);
+    site.write("neopro/videos/Match/.But du match.mp4.partial", "garbage");
+    site.write(
+        "neopro/videos/Match/.But du match.mp4.partial.source",
+        &format!("{}\n{}\n", server.url("abc.mp4"), sha256_hex(&body)),
+    );
     let (result, _) = deploy(&site, data(&server, &body));
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(server.ranges(), vec![Some("bytes=7-".to_owned())]);
@@ -375,4 +380,80 @@ fn a_category_symlinked_out_of_the_videos_root_is_refused() {
         "nothing written through the link"
     );
     assert!(server.ranges().is_empty(), "refused before downloading");
+}
+
+#[test]
+fn a_partial_file_left_by_another_download_is_not_resumed() {
+    let body = video(200_000);
+    let server = FileServer::start(body.clone(), Fault::None);
+    let site = Site::new();
+    site.write(CONFIG, r#"{"categories":[]}"#);
+    // Left by an older download of another file under the same name.
+    site.write(
+        "neopro/videos/Match/.But du match.mp4.partial",
+        "stale bytes of another video",
+    );
+    let (result, _) = deploy(&site, data(&server, &body));
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        std::fs::read(site.path("neopro/videos/Match/But du match.mp4")).ok(),
+        Some(body)
+    );
+    assert_eq!(server.ranges(), vec![None], "started from zero");
+    assert_eq!(files_in(&site, "neopro/videos/Match"), ["But du match.mp4"]);
+}
+
+#[test]
+fn a_download_dripping_past_its_time_stops_and_keeps_what_it_got() {
+    let body = video(200_000);
+    let server = FileServer::start(
+        body.clone(),
+        Fault::Slow {
+            chunk: 8_192,
+            pause_ms: 50,
+        },
+    );
+    let site = Site::new();
+    let dir = site.path("state/incoming");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let outcome = neopro_runtime::host::download::download_file(
+        &server.url("v.bin"),
+        &dir,
+        "v.bin",
+        1 << 20,
+        &sha256_hex(&body),
+        std::time::Duration::from_millis(300),
+    );
+    let error = outcome.expect_err("timed out");
+    assert_eq!(error.kind(), "timeout");
+    assert!(
+        error.message().starts_with(&format!(
+            "the download of {} did not finish within the 0 s it had",
+            server.url("v.bin")
+        )),
+        "{}",
+        error.message()
+    );
+    assert!(!dir.join("v.bin").exists());
+    let kept = std::fs::metadata(dir.join(".v.bin.partial"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(kept > 0 && kept < 200_000, "{kept}");
+
+    // The next attempt resumes it where it stopped.
+    let done = neopro_runtime::host::download::download_file(
+        &server.url("v.bin"),
+        &dir,
+        "v.bin",
+        1 << 20,
+        &sha256_hex(&body),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(done.is_ok(), "{done:?}");
+    assert_eq!(std::fs::read(dir.join("v.bin")).ok(), Some(body));
+    assert_eq!(
+        server.ranges().last().cloned().flatten(),
+        Some(format!("bytes={kept}-"))
+    );
+    assert!(!dir.join(".v.bin.partial.source").exists());
 }

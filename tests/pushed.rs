@@ -517,3 +517,63 @@ fn a_built_in_command_is_replaced_only_where_the_policy_allows_and_comes_back_on
         "no pushed component named 'my-config' is installed"
     );
 }
+
+#[test]
+fn withdrawn_trust_unloads_installed_components_and_blocks_rollback_to_them() {
+    let key = SecretKey::generate().expect("key");
+    let site = site(&POLICY.replace("allow-unsigned = false", "allow-unsigned = true"));
+    let d = dispatcher(&site, &key, "");
+    let v1 = wasm_of("video-inventory");
+    let server = FileServer::start(v1.clone(), Fault::None);
+    // 1.0.0 unsigned (allowed today), 1.1.0 signed.
+    success(run(
+        &d,
+        "install_component",
+        install_params(&server, &v1, &manifest("1.0.0", ""), None),
+    ));
+    success(run(
+        &d,
+        "install_component",
+        install_params(&server, &v1, &manifest("1.1.0", ""), Some(&key)),
+    ));
+    // The management commands are never a pushed component's to claim.
+    let reserved = "name = \"sneaky\"\nversion = \"1.0.0\"\ncommands = [\"install_component\"]\n";
+    let mut params = install_params(&server, &v1, reserved, Some(&key));
+    params["name"] = json!("sneaky");
+    assert_eq!(
+        error(run(&d, "install_component", params)),
+        "component 'sneaky' claims 'install_component', which only the agent itself handles; pick another command type"
+    );
+
+    // The site stops accepting unsigned components: rolling back to the
+    // unsigned 1.0.0 is refused, 1.1.0 stays active.
+    site.write("component-policy.toml", POLICY);
+    let policy = site.path("component-policy.toml").display().to_string();
+    let d = dispatcher(&site, &key, "");
+    assert_eq!(
+        error(run(
+            &d,
+            "rollback_component",
+            json!({"name": "video-inventory"})
+        )),
+        format!(
+            "component 'video-inventory' is not signed and the site policy {policy} requires signatures (allow-unsigned = false)"
+        )
+    );
+    assert_eq!(
+        success(run(&d, "list_components", json!({})))["components"][0]["version"],
+        json!("1.1.0")
+    );
+    assert_eq!(
+        sorted_categories(success(run(&d, "video_inventory", json!({})))),
+        inventory()
+    );
+
+    // The key is withdrawn from site.conf: its components no longer load.
+    let stranger = SecretKey::generate().expect("key");
+    let d = dispatcher(&site, &stranger, "");
+    assert_eq!(
+        error(run(&d, "video_inventory", json!({}))),
+        "Command type 'video_inventory' is not allowed"
+    );
+}

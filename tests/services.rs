@@ -156,3 +156,185 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
     wait_for("the pending reboot to be handled", || !pending.exists()).await;
     agent.stop().await;
 }
+
+const HOSTAPD: &str = "interface=wlan0\nssid=Club\nchannel=6\nwpa_passphrase=oldsecret\n";
+
+/// A site whose HOSTAPD_CONF lives in its own folder, holding `text`.
+fn hotspot_site(text: Option<&str>) -> (Site, FakeSystemctl) {
+    let fake = FakeSystemctl::temp();
+    let mut site = Site::with_extra(&fake.conf_line());
+    site.config.hostapd_conf = site.path("hostapd/hostapd.conf");
+    std::fs::create_dir_all(site.path("hostapd")).expect("hostapd folder");
+    if let Some(text) = text {
+        site.write("hostapd/hostapd.conf", text);
+    }
+    (site, fake)
+}
+
+#[test]
+fn update_hotspot_changes_the_first_lines_and_restarts_hostapd() {
+    use std::os::unix::fs::PermissionsExt;
+    let (site, fake) = hotspot_site(Some(HOSTAPD));
+    let conf = site.path("hostapd/hostapd.conf");
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let result = site.run(
+        "hotspot",
+        json!({"ssid": "Club $& Wi-Fi", "password": "new secret 1"}),
+    );
+    assert_eq!(
+        result.ok(),
+        Some(
+            json!({"success": true, "message": "Hotspot configuration updated",
+                    "ssidUpdated": true, "passwordUpdated": true})
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(&conf).ok().as_deref(),
+        Some("interface=wlan0\nssid=Club $& Wi-Fi\nchannel=6\nwpa_passphrase=new secret 1\n")
+    );
+    assert_eq!(
+        std::fs::metadata(&conf)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok(),
+        Some(0o600),
+        "the passphrase file stays private"
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.path("hostapd/hostapd.conf.backup"))
+            .ok()
+            .as_deref(),
+        Some(HOSTAPD)
+    );
+    assert_eq!(fake.calls(), vec!["restart hostapd", "is-active hostapd"]);
+}
+
+#[test]
+fn hotspot_injections_are_refused_before_anything_changes() {
+    let (site, fake) = hotspot_site(Some(HOSTAPD));
+    for data in [
+        json!({"ssid": "Club\nwpa_passphrase=attacker1"}),
+        json!({"password": "longenough\nmacaddr_acl=0"}),
+        json!({"ssid": "Club\r"}),
+        json!({"password": "tab\there!!"}),
+    ] {
+        let (kind, message) = error_of(site.run("hotspot", data.clone()));
+        assert_eq!(kind, "invalid-input", "{data}");
+        assert_eq!(
+            message,
+            "ssid and password may not contain line breaks or control characters"
+        );
+    }
+    let (_, message) = error_of(site.run("hotspot", json!({})));
+    assert_eq!(message, "At least one of ssid or password must be provided");
+    assert_eq!(
+        std::fs::read_to_string(site.path("hostapd/hostapd.conf"))
+            .ok()
+            .as_deref(),
+        Some(HOSTAPD)
+    );
+    assert!(fake.calls().is_empty());
+}
+
+#[test]
+fn a_hostapd_that_does_not_come_back_gets_its_previous_configuration() {
+    let (site, fake) = hotspot_site(Some(HOSTAPD));
+    fake.fail_start("hostapd");
+    let (kind, message) = error_of(site.run("hotspot", json!({"ssid": "Broken"})));
+    assert_eq!(kind, "failed");
+    assert_eq!(
+        message,
+        "Failed to restart hostapd with new configuration - backup restored"
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.path("hostapd/hostapd.conf"))
+            .ok()
+            .as_deref(),
+        Some(HOSTAPD)
+    );
+    assert_eq!(fake.calls(), vec!["restart hostapd", "restart hostapd"]);
+}
+
+#[test]
+fn get_hotspot_config_never_returns_the_passphrase() {
+    let (site, _fake) = hotspot_site(Some(HOSTAPD));
+    let sandbox = site.sandbox();
+    let loaded = site.load(&sandbox, "hotspot");
+    let request = neopro_runtime::sandbox::CommandRequest {
+        id: "h-1".into(),
+        command_type: "get_hotspot_config".into(),
+        data: "{}".into(),
+    };
+    let result: serde_json::Value =
+        serde_json::from_str(&sandbox.execute(&loaded, &request, None).expect("runs"))
+            .expect("json");
+    assert_eq!(
+        result,
+        json!({"success": true, "configured": true, "ssid": "Club", "channel": 6, "isActive": true})
+    );
+    let (site, _fake) = hotspot_site(None);
+    let result = site.run("hotspot", json!({"ssid": "x"}));
+    assert_eq!(
+        error_of(result),
+        (
+            "not-found".to_owned(),
+            "hostapd.conf not found - hotspot not configured on this device".to_owned()
+        )
+    );
+}
+
+#[test]
+fn network_diagnostics_answers_in_time_with_the_upstream_shape() {
+    use neopro_e2e::http::{Fault, FileServer};
+    use neopro_runtime::host::HostServices;
+    use neopro_runtime::sandbox::{CommandRequest, Sandbox};
+    let site = Site::new();
+    let central = FileServer::start(b"ok".to_vec(), Fault::None);
+    let central_url = central.url("").trim_end_matches('/').to_owned();
+    let mut services = HostServices::from_config(&site.config);
+    // Only 127.0.0.1 in tests.
+    services.diagnostics = neopro_runtime::diagnostics::Targets {
+        internet: "127.0.0.1".into(),
+        dns_name: "localhost".into(),
+        central_url: central_url.clone(),
+    };
+    let sandbox = Sandbox::new(std::sync::Arc::new(services), None).expect("sandbox");
+    let loaded = site.load(&sandbox, "network-diagnostics");
+    let request = CommandRequest {
+        id: "n-1".into(),
+        command_type: "network_diagnostics".into(),
+        data: "{}".into(),
+    };
+    let started = std::time::Instant::now();
+    let json = sandbox.execute(&loaded, &request, None).expect("runs");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    let result: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(result["success"], json!(true));
+    for key in [
+        "timestamp",
+        "internet",
+        "central_server",
+        "dns",
+        "gateway",
+        "interfaces",
+        "wifi",
+        "stability",
+    ] {
+        assert!(result.get(key).is_some(), "{key} missing: {result}");
+    }
+    assert_eq!(result["central_server"]["url"], json!(central_url));
+    assert_eq!(result["central_server"]["http_status"], json!(200));
+    assert_eq!(result["central_server"]["reachable"], json!(true));
+    assert!(result["central_server"]["http_latency_ms"].is_u64());
+    assert_eq!(result["dns"]["working"], json!(true), "{result}");
+    assert_eq!(result["dns"]["resolved_ip"], json!("127.0.0.1"));
+    assert_eq!(result["internet"]["packets_sent"], json!(5));
+    assert!(
+        result["interfaces"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|i| i["name"] != json!("lo")))
+    );
+}

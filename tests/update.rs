@@ -290,3 +290,119 @@ fn six_updates_keep_five_backups_and_nobody_elses_folders() {
         "not made by the agent"
     );
 }
+
+#[test]
+fn with_trusted_keys_only_signed_releases_are_installed() {
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let pair = Ed25519KeyPair::from_seed_unchecked(&[42u8; 32]).expect("key");
+    let fake = FakeSystemctl::temp();
+    let site = Site::with_extra(&format!(
+        "{}\nUPDATE_TRUSTED_KEYS={}",
+        fake.conf_line(),
+        hex_of(pair.public_key().as_ref())
+    ));
+    site.write("neopro/webapp/index.html", "v1 index");
+    site.write("neopro/release.json", r#"{"version":"1.0.0"}"#);
+    let archive = release_2();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let before = installed(&site);
+    let sign = |version: &str| {
+        let text = neopro_runtime::release_signature::signed_text(version, &sha256_hex(&archive));
+        hex_of(pair.sign(text.as_bytes()).as_ref())
+    };
+
+    let (kind, message) =
+        error_of(site.run("update-software", update_data(&server, &archive, "2.0.0")));
+    assert_eq!(kind, "not-permitted");
+    assert_eq!(
+        message,
+        "this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature"
+    );
+    let mut replayed = update_data(&server, &archive, "2.0.0");
+    replayed["signature"] = json!(sign("1.9.9"));
+    let (kind, message) = error_of(site.run("update-software", replayed));
+    assert_eq!(kind, "not-permitted");
+    assert_eq!(
+        message,
+        "the update signature does not match any key of UPDATE_TRUSTED_KEYS"
+    );
+    assert_eq!(installed(&site), before, "nothing changed");
+    assert!(backups(&site).is_empty());
+
+    let mut signed = update_data(&server, &archive, "2.0.0");
+    signed["signature"] = json!(sign("2.0.0"));
+    let result = site
+        .run("update-software", signed)
+        .expect("signed update installs");
+    assert_eq!(result["version"], json!("2.0.0"));
+    assert_eq!(read(&site, "neopro/webapp/index.html"), "v2 index");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A web app's health endpoint: 200, or 503 while `broken` exists.
+fn health_server(broken: std::path::PathBuf) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let status = if broken.exists() {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    format!("http://{addr}/health")
+}
+
+#[test]
+fn the_health_url_gates_the_update() {
+    let fake = FakeSystemctl::temp();
+    let probe = tempfile::tempdir().expect("tmp");
+    // The URL must be known before the site exists: it watches a path
+    // inside the site's folder, set through a symlink made afterwards.
+    let marker = probe.path().join("broken-link");
+    let url = health_server(marker.clone());
+    let site = Site::with_extra(&format!("{}\nUPDATE_HEALTH_URL={url}", fake.conf_line()));
+    std::os::unix::fs::symlink(site.path("neopro/webapp/BROKEN"), &marker).expect("link");
+    site.write("neopro/webapp/index.html", "v1 index");
+    site.write("neopro/release.json", r#"{"version":"1.0.0"}"#);
+    let before = installed(&site);
+
+    let broken = tar_gz(&[
+        Item::File("webapp/index.html", b"v2 index"),
+        Item::File("webapp/BROKEN", b"answers 503"),
+    ]);
+    let server = FileServer::start(broken.clone(), Fault::None);
+    let (kind, message) =
+        error_of(site.run("update-software", update_data(&server, &broken, "2.0.0")));
+    assert_eq!(kind, "failed");
+    assert!(
+        message.starts_with(
+            "Health check failed: the health URL answered 503. Rollback: restored backup backup-"
+        ) && message.ends_with("(version 1.0.0), services active"),
+        "{message}"
+    );
+    assert_eq!(installed(&site), before);
+
+    let good = release_2();
+    let server = FileServer::start(good.clone(), Fault::None);
+    let result = site
+        .run("update-software", update_data(&server, &good, "2.0.0"))
+        .expect("healthy update");
+    assert_eq!(result["version"], json!("2.0.0"));
+}

@@ -85,7 +85,12 @@ fn release() -> Vec<u8> {
     ])
 }
 
+/// An update marked critical: it runs at once, whatever the hour.
 fn send_update(rig: &Rig, server: &FileServer, archive: &[u8], id: &str) {
+    send_update_critical(rig, server, archive, id, true);
+}
+
+fn send_update_critical(rig: &Rig, server: &FileServer, archive: &[u8], id: &str, critical: bool) {
     rig.central.send_command(
         id,
         "update_software",
@@ -94,6 +99,7 @@ fn send_update(rig: &Rig, server: &FileServer, archive: &[u8], id: &str) {
             "updateUrl": server.url("u.tar.gz"),
             "packageSize": archive.len().to_string(),
             "checksum": sha256_hex(archive),
+            "isCritical": critical,
         }),
     );
 }
@@ -284,4 +290,81 @@ async fn killed_after_the_swap_of_a_broken_release_it_is_rolled_back_at_restart(
         "{error}"
     );
     assert_eq!(installed(&rig.site), before, "byte-identical");
+}
+
+fn append_conf(rig: &Rig, line: &str) {
+    let mut text = std::fs::read_to_string(&rig.conf).expect("conf");
+    text.push_str(line);
+    text.push('\n');
+    std::fs::write(&rig.conf, text).expect("conf");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_outside_the_window_is_scheduled_then_installed_in_it() {
+    use neopro_runtime::maintenance::local_hour;
+    let rig = rig().await;
+    let archive = release();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let hour = local_hour().expect("local hour");
+    append_conf(&rig, &format!("AUTO_UPDATE_HOUR={}", (hour + 12) % 24));
+    let agent = rig.site.start_agent();
+    rig.central.nth("heartbeat", 1, WAIT).await;
+    send_update_critical(&rig, &server, &archive, "u-1", false);
+    let result = rig.central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("success"), "{result}");
+    assert_eq!(result["result"]["scheduled"], json!(true));
+    assert_eq!(result["result"]["version"], json!("2.0.0"));
+    assert_eq!(
+        std::fs::read_to_string(rig.site.path("neopro/VERSION"))
+            .ok()
+            .as_deref(),
+        Some("1.0.0\n"),
+        "not installed yet"
+    );
+    assert!(server.ranges().is_empty(), "nothing downloaded yet");
+    agent.stop().await;
+
+    // The window opens (the box restarted meanwhile): installed, and the
+    // same command id gets its final result.
+    append_conf(
+        &rig,
+        &format!("AUTO_UPDATE_HOUR={}", local_hour().expect("hour")),
+    );
+    let agent = rig.site.start_agent();
+    wait_for("the final result", || {
+        rig.central
+            .all("command_result")
+            .iter()
+            .any(|r| r["commandId"] == json!("u-1") && r["result"]["report"].is_object())
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(rig.site.path("neopro/VERSION"))
+            .ok()
+            .as_deref(),
+        Some("2.0.0\n")
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_updates_are_refused_even_critical_ones() {
+    let rig = rig().await;
+    let archive = release();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    append_conf(&rig, "AUTO_UPDATE_ENABLED=false");
+    let agent = rig.site.start_agent();
+    rig.central.nth("heartbeat", 1, WAIT).await;
+    rig.central.send_command(
+        "u-1",
+        "update_software",
+        json!({"version": "2.0.0", "updateUrl": server.url("u.tar.gz"), "isCritical": true}),
+    );
+    let result = rig.central.result_of("u-1", WAIT).await;
+    assert_eq!(
+        result,
+        json!({"commandId": "u-1", "status": "error", "error": neopro_runtime::maintenance::DISABLED})
+    );
+    assert!(server.ranges().is_empty());
+    agent.stop().await;
 }

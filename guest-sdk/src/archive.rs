@@ -19,3 +19,14 @@ pub fn extract_tar_gz(
     let skip: Vec<String> = skip.iter().map(|s| (*s).to_owned()).collect();
     host::extract_tar_gz(src_root, src_path, dest_root, dest_path, &skip)
 }
+
+/// Checks `root/path` against the box's trusted update keys (a signature is
+/// required only when the box has some); returns the file's sha256.
+pub fn verify_signature(
+    root: Root,
+    path: &str,
+    version: &str,
+    signature: Option<&str>,
+) -> Result<String, Error> {
+    host::verify_signature(root, path, version, signature)
+}

@@ -25,6 +25,12 @@ pub fn status(unit: &str) -> Result<String, Error> {
     host::status(unit)
 }
 
+/// One request to the box's health URL: its status, or `None` when the box
+/// has none configured.
+pub fn health_check() -> Result<Option<u16>, Error> {
+    host::health_check()
+}
+
 /// Waits up to `timeout` for `unit` to be `active`, polling every 250 ms.
 /// Returns the last state seen (`active` on success).
 pub fn wait_active(unit: &str, timeout: std::time::Duration) -> Result<String, Error> {

@@ -18,3 +18,11 @@ pub fn info() -> Result<Info, Error> {
 pub fn version() -> Result<VersionInfo, Error> {
     host::get_version()
 }
+
+/// Network checks run by the host (≤ 25 s), as the JSON object of the
+/// `network_diagnostics` answer.
+pub fn network_diagnostics() -> Result<serde_json::Value, Error> {
+    let text = host::network_diagnostics()?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::failed(format!("the host returned invalid diagnostics: {e}")))
+}

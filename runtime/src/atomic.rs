@@ -10,7 +10,8 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `contents` to `dir/name` so that a crash leaves either the old or
 /// the new file: unique temp name, fsync, rename over, fsync the directory.
-/// A failed write removes its temp file and leaves the old file untouched.
+/// A failed write removes its temp file and leaves the old file untouched;
+/// a replaced file keeps its permissions.
 pub fn write(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
     let file_name = name
         .file_name()
@@ -30,6 +31,13 @@ pub fn write(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
         let mut file =
             parent_dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
         file.write_all(contents)?;
+        // A replaced file keeps its mode (e.g. a hostapd.conf holding the
+        // Wi-Fi passphrase stays 0600).
+        if let Ok(meta) = parent_dir.symlink_metadata(&file_name)
+            && meta.is_file()
+        {
+            file.set_permissions(meta.permissions())?;
+        }
         file.sync_all()?;
         drop(file);
         parent_dir.rename(&temp, &parent_dir, &file_name)?;

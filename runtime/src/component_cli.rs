@@ -49,6 +49,18 @@ pub enum ComponentCommand {
     /// Show a component's hash, world, imports, exports, manifest and
     /// signature.
     Inspect { wasm: PathBuf },
+    /// Sign a software release archive for update_software on boxes with
+    /// UPDATE_TRUSTED_KEYS; prints the sha256 and the signature.
+    SignRelease {
+        /// The release archive (.tar.gz).
+        archive: PathBuf,
+        /// The version the release installs (it is signed too).
+        #[arg(long)]
+        version: String,
+        /// The secret key file made by `keygen`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
 }
 
 /// A component with its manifest text and signature, read from disk.
@@ -148,6 +160,25 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
             }
         }
         ComponentCommand::Inspect { wasm } => inspect(config, &wasm),
+        ComponentCommand::SignRelease {
+            archive,
+            version,
+            key,
+        } => {
+            let key_text = std::fs::read_to_string(&key)
+                .with_context(|| format!("reading {}", key.display()))?;
+            let key = SecretKey::parse(&key_text)?;
+            let bytes = std::fs::read(&archive)
+                .with_context(|| format!("reading {}", archive.display()))?;
+            let sha256 = sha256_hex(&bytes);
+            let params = serde_json::json!({
+                "version": version,
+                "checksum": sha256,
+                "signature": key.sign_release(&version, &sha256),
+            });
+            println!("{}", serde_json::to_string_pretty(&params)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -91,6 +91,16 @@ pub struct SiteConfig {
     pub local_app_url: String,
     /// Service control and updates (issue #5).
     pub services: ServiceSettings,
+    /// `AUTO_UPDATE_ENABLED` / `AUTO_UPDATE_HOUR`.
+    pub update_window: crate::maintenance::UpdateWindow,
+    /// `UPDATE_TRUSTED_KEYS`: ed25519 public keys (hex); when set, every
+    /// software update must carry a signature by one of them.
+    pub update_keys: Vec<[u8; 32]>,
+    /// `UPDATE_HEALTH_URL`: after an update, this must answer 2xx too.
+    pub update_health_url: Option<String>,
+    /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
+    /// `hostapd` root.
+    pub hostapd_conf: PathBuf,
 }
 
 /// Units the agent may control, and how (`SYSTEMCTL_PATH`, `MANAGED_SERVICES`,
@@ -315,6 +325,77 @@ impl SiteConfig {
             journalctl: PathBuf::from(
                 text("JOURNALCTL_PATH").unwrap_or_else(|| "journalctl".to_owned()),
             ),
+            update_keys: match get("UPDATE_TRUSTED_KEYS") {
+                None => Vec::new(),
+                Some((list, source_name)) => {
+                    let mut keys = Vec::new();
+                    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        // The same `ed25519:<hex>` form as TRUSTED_COMPONENT_KEYS
+                        // (what `component keygen` prints), or bare hex.
+                        let key = hex::decode(item.strip_prefix("ed25519:").unwrap_or(item))
+                            .ok()
+                            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+                        match key {
+                            Some(key) => keys.push(key),
+                            None => {
+                                return Err(ConfigError::Invalid {
+                                    key: "UPDATE_TRUSTED_KEYS",
+                                    expected: "ed25519 public keys as 64 hex digits, separated by commas",
+                                    value: item.to_owned(),
+                                    source_name,
+                                });
+                            }
+                        }
+                    }
+                    keys
+                }
+            },
+            update_health_url: match get("UPDATE_HEALTH_URL") {
+                Some((v, _)) if v.trim().is_empty() => None,
+                Some((v, _)) if v.starts_with("http://") || v.starts_with("https://") => {
+                    Some(v.trim().to_owned())
+                }
+                Some((v, source_name)) => {
+                    return Err(ConfigError::Invalid {
+                        key: "UPDATE_HEALTH_URL",
+                        expected: "an http:// or https:// URL",
+                        value: v,
+                        source_name,
+                    });
+                }
+                None => None,
+            },
+            hostapd_conf: path("HOSTAPD_CONF", PathBuf::from("/etc/hostapd/hostapd.conf"))?,
+            update_window: crate::maintenance::UpdateWindow {
+                enabled: match get("AUTO_UPDATE_ENABLED") {
+                    None => true,
+                    Some((v, _))
+                        if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("true") =>
+                    {
+                        true
+                    }
+                    Some((v, _)) if v.trim().eq_ignore_ascii_case("false") => false,
+                    Some((v, source_name)) => {
+                        return Err(ConfigError::Invalid {
+                            key: "AUTO_UPDATE_ENABLED",
+                            expected: "true or false",
+                            value: v,
+                            source_name,
+                        });
+                    }
+                },
+                hour: match number("AUTO_UPDATE_HOUR", 3)? {
+                    h @ 0..=23 => h as u8,
+                    h => {
+                        return Err(ConfigError::Invalid {
+                            key: "AUTO_UPDATE_HOUR",
+                            expected: "an hour between 0 and 23",
+                            value: h.to_string(),
+                            source_name: file_name,
+                        });
+                    }
+                },
+            },
             services: ServiceSettings {
                 systemctl: PathBuf::from(
                     text("SYSTEMCTL_PATH").unwrap_or_else(|| "systemctl".to_owned()),

@@ -98,16 +98,18 @@ pub struct Dispatcher {
 }
 
 /// The loaded component for `spec`, loading it on first use. Blocking.
+/// The map is locked only to look up and to insert, never while compiling:
+/// one component's first compile must not hold up another's commands.
 fn load(
     sandbox: &Sandbox,
     loaded: &Loaded,
     spec: &ComponentSpec,
 ) -> Result<Arc<LoadedComponent>, String> {
-    let mut map = match loaded.lock() {
+    let lock = || match loaded.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     };
-    if let Some(component) = map.get(&spec.wasm_path) {
+    if let Some(component) = lock().get(&spec.wasm_path) {
         return Ok(component.clone());
     }
     let component = match &spec.origin {
@@ -126,8 +128,11 @@ fn load(
     }
     .map(Arc::new)
     .map_err(|e| e.to_string())?;
-    map.insert(spec.wasm_path.clone(), component.clone());
-    Ok(component)
+    // Two first commands may have loaded it at the same time: keep one.
+    Ok(lock()
+        .entry(spec.wasm_path.clone())
+        .or_insert(component)
+        .clone())
 }
 
 impl Dispatcher {
@@ -162,9 +167,16 @@ impl Dispatcher {
     }
 
     /// Re-reads the components after one was installed, removed or rolled
-    /// back; drops loaded components no longer in use.
-    fn reload(&self) {
-        let (table, problems) = Table::build(&self.config);
+    /// back (on a blocking thread: it reads folders and files); drops loaded
+    /// components no longer in use.
+    async fn reload(&self) {
+        let config = self.config.clone();
+        let Ok((table, problems)) =
+            tokio::task::spawn_blocking(move || Table::build(&config)).await
+        else {
+            tracing::error!("could not re-read the components; keeping the current ones");
+            return;
+        };
         for problem in problems {
             tracing::warn!("{problem}");
         }
@@ -274,7 +286,7 @@ impl Dispatcher {
         match run {
             Ok(Ok(result)) => {
                 if command_type != "list_components" {
-                    self.reload();
+                    self.reload().await;
                 }
                 Outcome::Success { result }
             }

@@ -65,16 +65,18 @@ pub enum RootName {
     NeoproRoot,
     Staging,
     Logs,
+    Hostapd,
 }
 
 impl RootName {
-    pub const ALL: [RootName; 6] = [
+    pub const ALL: [RootName; 7] = [
         RootName::Videos,
         RootName::Config,
         RootName::Backups,
         RootName::NeoproRoot,
         RootName::Staging,
         RootName::Logs,
+        RootName::Hostapd,
     ];
 
     /// The name used in manifests and messages.
@@ -86,6 +88,7 @@ impl RootName {
             RootName::NeoproRoot => "neopro-root",
             RootName::Staging => "staging",
             RootName::Logs => "logs",
+            RootName::Hostapd => "hostapd",
         }
     }
 }

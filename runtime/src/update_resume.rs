@@ -17,6 +17,10 @@ pub async fn resume(config: &SiteConfig, dispatcher: &Dispatcher, journal: &Jour
         return;
     }
     tracing::warn!("an update was interrupted; finishing it or rolling it back");
+    // Finishing or rolling back can take minutes (services must come up):
+    // tell systemd the agent is up, so its start timeout does not kill the
+    // rollback half-way and start it again in a loop.
+    crate::systemd::notify("READY=1");
     let outcome = dispatcher
         .run_internal_with("update_software", &json!({"resume": true}))
         .await;

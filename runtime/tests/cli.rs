@@ -253,3 +253,46 @@ fn operators_keygen_sign_verify_inspect_and_run_a_signed_bundle() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bad signature"), "{}", stderr(&out));
 }
+
+#[test]
+fn sign_release_makes_what_a_box_with_update_trusted_keys_accepts() {
+    let site = Site::new();
+    let dir = site.dir.path();
+    let key = dir.join("ops.key").display().to_string();
+    let out = site.run(&["component", "keygen", "--out", &key]);
+    let public = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("ed25519:"))
+        .expect("public key printed")
+        .to_owned();
+    let archive = dir.join("release.tar.gz");
+    std::fs::write(&archive, b"not really a tarball").expect("archive");
+    let out = site.run(&[
+        "component",
+        "sign-release",
+        "--key",
+        &key,
+        "--version",
+        "2.2.0",
+        &archive.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let checksum = printed["checksum"].as_str().expect("checksum");
+    let signature = printed["signature"].as_str().expect("signature");
+
+    // The key as keygen printed it is accepted in site.conf...
+    let text = format!("UPDATE_TRUSTED_KEYS={public}\n");
+    let config = neopro_runtime::config::SiteConfig::from_sources(
+        Some((&dir.join("site.conf"), &text)),
+        &|_| None,
+    )
+    .expect("site.conf with the key");
+    // ... and the signature verifies for that version only.
+    use neopro_runtime::release_signature::check;
+    assert_eq!(
+        check(&config.update_keys, "2.2.0", checksum, Some(signature)),
+        Ok(())
+    );
+    assert!(check(&config.update_keys, "2.2.1", checksum, Some(signature)).is_err());
+}

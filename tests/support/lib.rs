@@ -161,7 +161,7 @@ impl Site {
         let text = format!(
             "CENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID={site_id}\nSITE_API_KEY={api_key}\n\
              NEOPRO_ROOT={}\nSTATE_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\n\
-             ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,update_hotspot\n",
+             ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,unhandled_command\n",
             self.path("neopro").display(),
             self.path("state").display(),
             components_dir().display()

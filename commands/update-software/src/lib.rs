@@ -49,6 +49,9 @@ struct Data {
     version: Option<Value>,
     update_url: Option<String>,
     checksum: Option<String>,
+    /// ed25519 over `neopro-update:<version>:<sha256>`, hex; required when
+    /// the box trusts update keys.
+    signature: Option<String>,
     package_size: Option<Value>,
     deployment_id: Option<String>,
     #[serde(default)]
@@ -177,7 +180,12 @@ impl Command for UpdateSoftware {
             replaced: Vec::new(),
         };
         state.save()?;
-        match prepare(&mut state, &url, data.checksum.as_deref(), &progress) {
+        let source = Source {
+            url: &url,
+            checksum: data.checksum.as_deref(),
+            signature: data.signature.as_deref(),
+        };
+        match prepare(&mut state, &source, &progress) {
             Ok(()) => {}
             Err(e) => {
                 cleanup();
@@ -203,13 +211,16 @@ impl Command for UpdateSoftware {
     }
 }
 
+/// Where the release comes from and how it is vouched for.
+struct Source<'a> {
+    url: &'a str,
+    checksum: Option<&'a str>,
+    signature: Option<&'a str>,
+}
+
 /// Download, verify, extract, back up. Changes nothing installed.
-fn prepare(
-    state: &mut State,
-    url: &str,
-    checksum: Option<&str>,
-    progress: &Progress,
-) -> Result<(), Error> {
+fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<(), Error> {
+    let (url, checksum) = (source.url, source.checksum);
     progress.at(5);
     files::mkdir(Root::Staging, journal::DIR)?;
     let mut detail = progress.detail.clone();
@@ -229,6 +240,12 @@ fn prepare(
         }
         Err(e) => return Err(e),
     }
+    archive::verify_signature(
+        Root::Staging,
+        journal::PACKAGE,
+        &state.version,
+        source.signature,
+    )?;
     progress.at(35);
     files::remove_tree_if_exists(Root::NeoproRoot, WORK)?;
     files::mkdir(Root::NeoproRoot, WORK)?;
@@ -356,7 +373,25 @@ fn start_and_check() -> Result<(), Error> {
             )));
         }
     }
-    Ok(())
+    health_url_answers()
+}
+
+/// The box's health URL, when configured, must answer 2xx within
+/// [`HEALTH_TIMEOUT`] (a web app takes a moment to listen).
+fn health_url_answers() -> Result<(), Error> {
+    let start = std::time::Instant::now();
+    loop {
+        let problem = match services::health_check() {
+            Ok(None) => return Ok(()),
+            Ok(Some(code)) if (200..300).contains(&code) => return Ok(()),
+            Ok(Some(code)) => format!("the health URL answered {code}"),
+            Err(e) => e.message().to_owned(),
+        };
+        if start.elapsed() >= HEALTH_TIMEOUT {
+            return Err(Error::failed(format!("Health check failed: {problem}")));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn services_healthy() -> bool {

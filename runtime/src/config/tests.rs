@@ -120,6 +120,11 @@ fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigErro
         "SYSTEMCTL_PATH",
         "MANAGED_SERVICES",
         "AGENT_SERVICE",
+        "AUTO_UPDATE_ENABLED",
+        "AUTO_UPDATE_HOUR",
+        "HOSTAPD_CONF",
+        "UPDATE_TRUSTED_KEYS",
+        "UPDATE_HEALTH_URL",
     ] {
         assert!(text.contains(&format!("{key}=")), "{key} undocumented");
     }

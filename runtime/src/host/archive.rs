@@ -26,7 +26,36 @@ impl From<ArchiveError> for WitError {
     }
 }
 
+impl From<crate::release_signature::SignatureError> for WitError {
+    fn from(e: crate::release_signature::SignatureError) -> Self {
+        use crate::release_signature::SignatureError;
+        match e {
+            SignatureError::Malformed => WitError::InvalidInput(e.to_string()),
+            SignatureError::Missing | SignatureError::Mismatch => {
+                WitError::NotPermitted(e.to_string())
+            }
+        }
+    }
+}
+
 impl Host for HostState {
+    fn verify_signature(
+        &mut self,
+        root: WitRoot,
+        path: String,
+        version: String,
+        signature: Option<String>,
+    ) -> Result<String, WitError> {
+        let sha = super::bindings::neopro::agent::files::Host::sha256(self, root, path)?;
+        crate::release_signature::check(
+            &self.call.services.update_keys,
+            &version,
+            &sha,
+            signature.as_deref(),
+        )?;
+        Ok(sha)
+    }
+
     fn extract_tar_gz(
         &mut self,
         src_root: WitRoot,

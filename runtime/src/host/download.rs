@@ -16,7 +16,7 @@ use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Attempts per download (network errors and 5xx answers are retried).
 const ATTEMPTS: u32 = 4;
@@ -126,8 +126,37 @@ impl Target<'_> {
             .unwrap_or(0)
     }
 
+    fn source_file(&self) -> String {
+        format!("{}.source", self.partial)
+    }
+
     fn discard(&self) {
         let _ = self.dir.remove_file(self.partial);
+        let _ = self.dir.remove_file(self.source_file());
+    }
+
+    /// A partial file is resumed only for the download that started it:
+    /// its URL and expected checksum are kept beside it, and a partial left
+    /// by another download of the same name (or by an older agent, with no
+    /// record) is discarded instead of having this file's tail glued on.
+    fn claim(&self, url: &str, expected: Option<&str>) -> Result<(), WitError> {
+        let source = format!("{url}\n{}\n", expected.unwrap_or("-"));
+        let recorded = self.dir.read_to_string(self.source_file()).ok();
+        if self.partial_len() > 0 && recorded.as_deref() != Some(source.as_str()) {
+            tracing::info!("discarding a partial download left by another transfer of {url}");
+            self.discard();
+        }
+        if recorded.as_deref() != Some(source.as_str()) {
+            self.dir
+                .write(self.source_file(), source.as_bytes())
+                .map_err(|e| WitError::Io(format!("cannot start the download: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The partial became the final file: its record goes.
+    fn finished(&self) {
+        let _ = self.dir.remove_file(self.source_file());
     }
 }
 
@@ -179,7 +208,7 @@ async fn attempt(
             "download of {url} failed: the server answered HTTP {status}"
         ))));
     }
-    let announced = response.content_length().map(|n| n + have);
+    let announced = response.content_length().map(|n| n.saturating_add(have));
     if let Some(total) = announced
         && total > limit
     {
@@ -189,9 +218,9 @@ async fn attempt(
         ))));
     }
     if let Some((avail, size)) = disk_space(target.host_dir) {
-        let still = announced.map(|t| t - have).unwrap_or(0);
+        let still = announced.map(|t| t.saturating_sub(have)).unwrap_or(0);
         let reserve = size / 100 * RESERVE_PERCENT;
-        if still + reserve > avail {
+        if still.saturating_add(reserve) > avail {
             return Err(fatal(WitError::TooLarge(format!(
                 "not enough disk space: the download needs {} plus a reserve of {} (5 % of the disk), only {} free",
                 mib(still),
@@ -335,6 +364,7 @@ impl Host for HostState {
             host_dir: &host_dir,
             partial: &partial,
         };
+        let deadline = self.call.deadline;
         let mut report = |received: u64, total: u64| {
             if let Some((event, detail)) = &progress {
                 let (low, high) = progress_range(detail);
@@ -350,6 +380,7 @@ impl Host for HostState {
             &target,
             limit,
             expected.as_deref(),
+            deadline,
             &mut report,
         )?;
         dir.rename(&partial, &dir, &name)
@@ -369,10 +400,13 @@ fn fetch_into(
     target: &Target<'_>,
     limit: u64,
     expected: Option<&str>,
+    deadline: Instant,
     report: Report<'_>,
 ) -> Result<(u64, String), WitError> {
     let client = client()?;
-    let result: Result<(u64, String), WitError> = block_on(async {
+    target.claim(url, expected)?;
+    let budget = deadline.saturating_duration_since(Instant::now());
+    let transfer = async {
         let mut last = String::new();
         for attempt_no in 0..ATTEMPTS {
             if attempt_no > 0 {
@@ -390,7 +424,20 @@ fn fetch_into(
         Err(WitError::Failed(format!(
             "download of {url} failed after {ATTEMPTS} attempts: {last}"
         )))
-    })?;
+    };
+    // Reads time out on their own (a stall), but a server dripping a byte
+    // now and then would not: the whole transfer gets the command's time.
+    let result: Result<(u64, String), WitError> =
+        block_on(async { tokio::time::timeout(budget, transfer).await })?.unwrap_or_else(|_| {
+            Err(WitError::Timeout(format!(
+                "the download of {url} did not finish within the {} s it had; it will resume from where it stopped",
+                budget.as_secs()
+            )))
+        });
+    if result.is_err() && target.partial_len() == 0 {
+        // Nothing to resume: leave no record behind either.
+        target.discard();
+    }
     let (bytes, sha256) = result?;
     if let Some(expected) = expected
         && expected != sha256
@@ -400,6 +447,7 @@ fn fetch_into(
             "Checksum mismatch: expected {expected}, got {sha256}"
         )));
     }
+    target.finished();
     Ok((bytes, sha256))
 }
 
@@ -412,6 +460,7 @@ pub fn download_file(
     name: &str,
     limit: u64,
     sha256: &str,
+    budget: Duration,
 ) -> Result<Outcome, WitError> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(WitError::InvalidInput(format!(
@@ -427,7 +476,14 @@ pub fn download_file(
         host_dir: dir,
         partial: &partial,
     };
-    let (bytes, sha256) = fetch_into(url, &target, limit, Some(&expected), &mut |_, _| {})?;
+    let (bytes, sha256) = fetch_into(
+        url,
+        &target,
+        limit,
+        Some(&expected),
+        Instant::now() + budget,
+        &mut |_, _| {},
+    )?;
     handle.rename(&partial, &handle, name).map_err(|e| {
         WitError::Io(format!(
             "cannot keep the download in {}: {e}",

@@ -62,6 +62,12 @@ pub struct HostServices {
     pub agent_unit: String,
     /// Reboots and self-restarts waiting for their result's delivery.
     pub follow_ups: Arc<crate::follow_up::FollowUps>,
+    /// UPDATE_HEALTH_URL.
+    pub health_url: Option<String>,
+    /// UPDATE_TRUSTED_KEYS.
+    pub update_keys: Vec<[u8; 32]>,
+    /// Where network_diagnostics probes.
+    pub diagnostics: crate::diagnostics::Targets,
 }
 
 impl HostServices {
@@ -82,6 +88,9 @@ impl HostServices {
             managed_services: config.services.managed.clone(),
             agent_unit: config.services.agent_unit.clone(),
             follow_ups: Arc::new(crate::follow_up::FollowUps::new(config.state_path.clone())),
+            diagnostics: crate::diagnostics::Targets::new(&config.central_server_url),
+            update_keys: config.update_keys.clone(),
+            health_url: config.update_health_url.clone(),
         }
     }
 }
@@ -96,6 +105,9 @@ pub trait ProgressSink: Send + Sync {
 pub struct CallContext {
     pub manifest: Arc<Manifest>,
     pub command_id: String,
+    /// When the command's time limit runs out. The epoch deadline only
+    /// interrupts guest code; long host calls (downloads) check this.
+    pub deadline: std::time::Instant,
     pub services: Arc<HostServices>,
     pub progress: progress::ProgressState,
 }
@@ -207,6 +219,7 @@ impl From<WitRoot> for RootName {
             WitRoot::NeoproRoot => RootName::NeoproRoot,
             WitRoot::Staging => RootName::Staging,
             WitRoot::Logs => RootName::Logs,
+            WitRoot::Hostapd => RootName::Hostapd,
         }
     }
 }

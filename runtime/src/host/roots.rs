@@ -86,6 +86,7 @@ impl Roots {
             (RootName::NeoproRoot, config.neopro_root.clone()),
             (RootName::Staging, config.staging_dir()),
             (RootName::Logs, parent(&config.log_path)),
+            (RootName::Hostapd, parent(&config.hostapd_conf)),
         ]);
         Roots { paths }
     }

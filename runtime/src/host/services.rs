@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// Longest a follow-up waits for its result to be confirmed delivered.
 const MAX_FOLLOW_UP_WAIT: Duration = Duration::from_secs(600);
+/// One health-URL request.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// An agent restart waits at most this long for delivery.
 const RESTART_WAIT: Duration = Duration::from_secs(30);
 
@@ -78,6 +80,32 @@ impl services::Host for HostState {
                 .map_err(|e| WitError::Io(e.to_string()));
         }
         Ok(self.call.services.service_manager.restart(&name)?)
+    }
+
+    fn health_check(&mut self) -> Result<Option<u16>, WitError> {
+        self.call.require(
+            !self.call.manifest.grants.services.is_empty(),
+            "services (at least one unit)",
+        )?;
+        let Some(url) = self.call.services.health_url.clone() else {
+            return Ok(None);
+        };
+        let get = async {
+            let tls = crate::link::tls::client_config()
+                .map_err(|e| WitError::Failed(format!("TLS unavailable: {e}")))?;
+            let client = reqwest::Client::builder()
+                .use_preconfigured_tls((*tls).clone())
+                .timeout(HEALTH_TIMEOUT)
+                .build()
+                .map_err(|e| WitError::Failed(format!("cannot create the HTTP client: {e}")))?;
+            client
+                .get(&url)
+                .send()
+                .await
+                .map(|r| Some(r.status().as_u16()))
+                .map_err(|e| WitError::Failed(format!("the health URL {url} did not answer: {e}")))
+        };
+        super::download::block_on(get)?
     }
 
     fn status(&mut self, name: String) -> Result<String, WitError> {

@@ -55,6 +55,11 @@ impl Host for HostState {
         })
     }
 
+    fn network_diagnostics(&mut self) -> Result<String, WitError> {
+        self.require_system()?;
+        Ok(crate::diagnostics::run(&self.call.services.diagnostics).to_string())
+    }
+
     fn get_version(&mut self) -> Result<VersionInfo, WitError> {
         self.require_system()?;
         let v = metrics::version_info(&self.call.services.neopro_root);

@@ -36,6 +36,10 @@ pub enum PushedError {
     NotAComponent { name: String, detail: String },
     #[error("{0}")]
     Incompatible(String),
+    #[error(
+        "component '{name}' claims '{command}', which only the agent itself handles; pick another command type"
+    )]
+    ReservedCommand { name: String, command: String },
     #[error("a built-in component is already named '{0}'; pick another name")]
     BuiltInName(String),
     #[error(

@@ -45,6 +45,8 @@ pub const MANAGEMENT_COMMANDS: [&str; 4] = [
 
 /// Largest pushed component accepted (further bounded by MAX_DOWNLOAD_SIZE).
 const MAX_COMPONENT_BYTES: u64 = 32 << 20;
+/// Longest an install may spend downloading (it holds the software lock).
+const DOWNLOAD_BUDGET: std::time::Duration = std::time::Duration::from_secs(600);
 
 pub fn is_management(command_type: &str) -> bool {
     MANAGEMENT_COMMANDS.contains(&command_type)
@@ -63,6 +65,15 @@ pub fn overlay(config: &SiteConfig, registry: &mut Registry) -> (Option<Policy>,
             None
         }
     };
+    let keys = match trusted_keys(config) {
+        Ok(keys) => keys,
+        Err(e) => {
+            // Fail closed: signed components are not loaded until the key
+            // list is fixed.
+            problems.push(e.to_string());
+            Vec::new()
+        }
+    };
     let store = ComponentStore::new(config.pushed_components_dir());
     let (installed, store_problems) = store.list();
     problems.extend(store_problems.iter().map(ToString::to_string));
@@ -76,14 +87,15 @@ pub fn overlay(config: &SiteConfig, registry: &mut Registry) -> (Option<Policy>,
             ));
             continue;
         };
-        // The site may have tightened its policy since the install.
-        let fits = policy.check_manifest(&active.manifest).and_then(|()| {
+        // The site may have tightened its policy or withdrawn a key since
+        // the install: what no longer passes is not loaded.
+        let fits = still_acceptable(policy, &keys, &active).and_then(|()| {
             active
                 .manifest
                 .commands
                 .iter()
                 .filter(|c| registry.for_command(c).is_some())
-                .try_for_each(|c| policy.check_replacement(&name, c))
+                .try_for_each(|c| policy.check_replacement(&name, c).map_err(Into::into))
         });
         if let Err(e) = fits {
             problems.push(format!("pushed component '{name}' not loaded: {e}"));
@@ -104,6 +116,51 @@ pub fn overlay(config: &SiteConfig, registry: &mut Registry) -> (Option<Policy>,
     (policy, problems)
 }
 
+/// The keys of `TRUSTED_COMPONENT_KEYS`.
+fn trusted_keys(config: &SiteConfig) -> Result<Vec<PublicKey>, PushedError> {
+    config
+        .trusted_component_keys
+        .iter()
+        .map(|k| PublicKey::parse(k).map_err(PushedError::TrustedKeys))
+        .collect()
+}
+
+/// No pushed component may claim a management command: they are native and
+/// an allowlist extension must never re-enable them.
+fn check_not_management(name: &str, commands: &[String]) -> Result<(), PushedError> {
+    match commands.iter().find(|c| is_management(c)) {
+        Some(command) => Err(PushedError::ReservedCommand {
+            name: name.to_owned(),
+            command: command.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Signature (or the policy's leave to go unsigned), reserved names and
+/// grants of an installed version, against today's policy and keys.
+fn still_acceptable(
+    policy: &Policy,
+    keys: &[PublicKey],
+    version: &store::InstalledVersion,
+) -> Result<(), PushedError> {
+    let name = &version.manifest.name;
+    check_not_management(name, &version.manifest.commands)?;
+    policy.check_manifest(&version.manifest)?;
+    match &version.record.signature {
+        Some(signature) => {
+            signing::verify(
+                keys,
+                &version.record.sha256,
+                &version.manifest_text,
+                signature,
+            )?;
+        }
+        None => policy.check_signed(name, false)?,
+    }
+    Ok(())
+}
+
 /// The command types the server may run, given the components and policy.
 pub fn allowed_commands(
     config: &SiteConfig,
@@ -111,15 +168,17 @@ pub fn allowed_commands(
     policy: Option<&Policy>,
 ) -> BTreeSet<String> {
     let mut allowed: BTreeSet<String> = config.allowed_commands.iter().cloned().collect();
-    if let Some(policy) = policy {
-        if !config.allowed_commands_set {
-            allowed.extend(MANAGEMENT_COMMANDS.iter().map(|c| (*c).to_owned()));
-        }
-        if policy.extend_allowlist {
-            for spec in registry.components() {
-                if matches!(spec.origin, Origin::Pushed { .. }) {
-                    allowed.extend(spec.manifest.commands.iter().cloned());
-                }
+    // A policy file that exists but does not parse still enables the
+    // management commands, so that they answer with the parse error instead
+    // of a bare "not allowed".
+    if (policy.is_some() || config.component_policy_path.is_file()) && !config.allowed_commands_set
+    {
+        allowed.extend(MANAGEMENT_COMMANDS.iter().map(|c| (*c).to_owned()));
+    }
+    if policy.is_some_and(|p| p.extend_allowlist) {
+        for spec in registry.components() {
+            if matches!(spec.origin, Origin::Pushed { .. }) {
+                allowed.extend(spec.manifest.commands.iter().cloned());
             }
         }
     }
@@ -193,7 +252,16 @@ impl Manager {
             }
             "rollback_component" => {
                 let NameParams { name } = params("rollback_component", data)?;
-                self.policy()?;
+                let policy = self.policy()?;
+                // The previous version must pass today's checks, as a new
+                // install would, before it is made active again.
+                let component = self.store.get(&name)?;
+                let previous = component
+                    .previous
+                    .ok_or_else(|| store::StoreError::NoPrevious(name.clone()))?;
+                let version = self.store.read_version(&name, &previous)?;
+                still_acceptable(&policy, &self.trusted_keys()?, &version)?;
+                self.check_commands(&policy, &version.manifest)?;
                 let (from, to) = self.store.rollback(&name)?;
                 tracing::info!("pushed component {name} rolled back from {from} to {to}");
                 Ok(json!({"success": true, "name": name, "version": to, "previousVersion": from}))
@@ -207,11 +275,45 @@ impl Manager {
     }
 
     fn trusted_keys(&self) -> Result<Vec<PublicKey>, PushedError> {
-        self.config
-            .trusted_component_keys
-            .iter()
-            .map(|k| PublicKey::parse(k).map_err(PushedError::TrustedKeys))
-            .collect()
+        trusted_keys(&self.config)
+    }
+
+    /// The command types are not reserved, free to take (or the policy lets
+    /// this one replace a built-in), and allowed to run.
+    fn check_commands(
+        &self,
+        policy: &Policy,
+        manifest: &crate::manifest::Manifest,
+    ) -> Result<(), PushedError> {
+        check_not_management(&manifest.name, &manifest.commands)?;
+        let builtins = self.builtins();
+        if builtins.by_name(&manifest.name).is_some() {
+            return Err(PushedError::BuiltInName(manifest.name.clone()));
+        }
+        let (installed, _) = self.store.list();
+        for command in &manifest.commands {
+            if builtins.for_command(command).is_some() {
+                policy.check_replacement(&manifest.name, command)?;
+            }
+            if let Some(other) = installed.iter().find(|c| {
+                c.active.manifest.name != manifest.name
+                    && c.active.manifest.commands.contains(command)
+            }) {
+                return Err(PushedError::CommandTaken {
+                    name: manifest.name.clone(),
+                    command: command.clone(),
+                    other: other.active.manifest.name.clone(),
+                });
+            }
+            if !policy.extend_allowlist && !self.config.allowed_commands.contains(command) {
+                return Err(PushedError::CommandNotAllowed {
+                    name: manifest.name.clone(),
+                    command: command.clone(),
+                    policy: policy.path.display().to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn builtins(&self) -> Registry {
@@ -272,42 +374,23 @@ impl Manager {
             }
         };
         // 4. Its command types are free to take and allowed to run.
-        let builtins = self.builtins();
-        if builtins.by_name(&manifest.name).is_some() {
-            return Err(PushedError::BuiltInName(manifest.name.clone()));
-        }
-        let (installed, _) = self.store.list();
-        for command in &manifest.commands {
-            if builtins.for_command(command).is_some() {
-                policy.check_replacement(&manifest.name, command)?;
-            }
-            if let Some(other) = installed.iter().find(|c| {
-                c.active.manifest.name != manifest.name
-                    && c.active.manifest.commands.contains(command)
-            }) {
-                return Err(PushedError::CommandTaken {
-                    name: manifest.name.clone(),
-                    command: command.clone(),
-                    other: other.active.manifest.name.clone(),
-                });
-            }
-            if !policy.extend_allowlist && !self.config.allowed_commands.contains(command) {
-                return Err(PushedError::CommandNotAllowed {
-                    name: manifest.name.clone(),
-                    command: command.clone(),
-                    policy: policy.path.display().to_string(),
-                });
-            }
-        }
+        self.check_commands(&policy, &manifest)?;
         // 5. Download, verified against the sha256.
         let incoming = self.store.incoming_dir()?;
         let file_name = format!("{}-{}.wasm", manifest.name, manifest.version);
         let limit = MAX_COMPONENT_BYTES.min(self.config.max_download_size);
-        crate::host::download::download_file(&p.url, &incoming, &file_name, limit, &sha256)
-            .map_err(|e| PushedError::Download {
-                name: manifest.name.clone(),
-                detail: e.message().to_owned(),
-            })?;
+        crate::host::download::download_file(
+            &p.url,
+            &incoming,
+            &file_name,
+            limit,
+            &sha256,
+            DOWNLOAD_BUDGET,
+        )
+        .map_err(|e| PushedError::Download {
+            name: manifest.name.clone(),
+            detail: e.message().to_owned(),
+        })?;
         let wasm_file = incoming.join(&file_name);
         let checked = self.check_component(sandbox, &wasm_file, &manifest);
         if let Err(e) = checked {

@@ -19,7 +19,7 @@
 //!
 //! No policy file means pushed components are disabled on the box.
 
-use crate::manifest::{Access, Grants, Manifest};
+use crate::manifest::{Access, Grants, Manifest, RootName};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -147,7 +147,12 @@ impl Policy {
     pub fn check_manifest(&self, manifest: &Manifest) -> Result<(), PolicyError> {
         let mut items = Vec::new();
         let (m, p) = (&manifest.grants, &self.grants);
-        for (root, access) in &m.files {
+        // `staging` holds the built-in updater's journal and package, which
+        // it trusts when the agent restarts: never a pushed component's.
+        if m.access(RootName::Staging).is_some() {
+            items.push("files.staging (reserved for the built-in updater)".to_owned());
+        }
+        for (root, access) in m.files.iter().filter(|(r, _)| **r != RootName::Staging) {
             match p.access(*root) {
                 None => items.push(format!("files.{root} = {}", access.as_str())),
                 Some(Access::ReadOnly) if *access == Access::ReadWrite => {
@@ -261,6 +266,20 @@ mod tests {
                  files.videos = rw (the policy allows ro); files.config = ro; system; logs.units \"ssh\"; \
                  logs.agent-log; services \"nginx\"; may-reboot; download.max-bytes = 11 (the policy allows 10); \
                  local-app; limits.memory-mib = 128 (the policy allows 64)"
+            )
+        );
+    }
+
+    #[test]
+    fn staging_is_never_granted_to_a_pushed_component() {
+        let p = policy("[grants]\nfiles = { staging = \"rw\" }\n");
+        let m = manifest("[grants]\nfiles = { staging = \"ro\" }\n");
+        let err = p.check_manifest(&m).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "component 'hello' asks for more than the site policy /etc/neopro/component-policy.toml allows: \
+                 files.staging (reserved for the built-in updater)"
             )
         );
     }

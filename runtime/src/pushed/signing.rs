@@ -116,6 +116,13 @@ impl SecretKey {
         PublicKey(bytes)
     }
 
+    /// Signs a software release for `update_software`: 128 hex digits over
+    /// [`crate::release_signature::signed_text`].
+    pub fn sign_release(&self, version: &str, archive_sha256: &str) -> String {
+        let text = crate::release_signature::signed_text(version, archive_sha256);
+        hex::encode(self.pair.sign(text.as_bytes()).as_ref())
+    }
+
     /// Signs a component: its wasm bytes' sha256 and its manifest text.
     pub fn sign(&self, wasm_sha256: &str, manifest_text: &str) -> String {
         let signature = self.pair.sign(&signed_message(wasm_sha256, manifest_text));

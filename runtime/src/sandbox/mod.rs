@@ -211,6 +211,8 @@ impl Sandbox {
             call: CallContext {
                 manifest: manifest.clone(),
                 command_id: request.id.clone(),
+                deadline: std::time::Instant::now()
+                    + Duration::from_secs(u64::from(manifest.limits.timeout_secs)),
                 services: self.services.clone(),
                 progress: ProgressState::new(progress),
             },

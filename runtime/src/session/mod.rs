@@ -97,6 +97,8 @@ pub struct Session {
     /// Results emitted and not yet proven received: (command id, pings then).
     in_flight: Vec<(String, u64)>,
     watcher: ConfigWatcher,
+    /// Updates waiting for the maintenance window.
+    scheduled: crate::maintenance::Scheduled,
     running: usize,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
@@ -118,6 +120,7 @@ impl Session {
         };
         Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
+            scheduled: crate::maintenance::Scheduled::new(&config.state_path),
             config,
             config_file,
             settings,
@@ -156,6 +159,8 @@ impl Session {
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         let mut follow_up_check = tokio::time::interval(Duration::from_millis(500));
         follow_up_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut window_check = tokio::time::interval(Duration::from_secs(60));
+        window_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         crate::systemd::notify("READY=1");
         loop {
             tokio::select! {
@@ -183,6 +188,7 @@ impl Session {
                 {
                     self.run_overdue_follow_ups()
                 }
+                _ = window_check.tick() => self.run_scheduled_updates(),
                 _ = expiry.tick() => {
                     if let Some((rss, anon)) = std::fs::read_to_string("/proc/self/status")
                         .ok()
@@ -399,16 +405,10 @@ impl Session {
         match self.journal.admit(&id, &command_type) {
             Ok(Admission::Run) => {
                 let data = command.get("data").cloned().unwrap_or(Value::Null);
-                let dispatcher = self.dispatcher.clone();
-                let done = self.done_tx.clone();
-                let progress: Arc<dyn ProgressSink> = Arc::new(LinkProgress(self.link.clone()));
-                self.running += 1;
-                tokio::spawn(async move {
-                    let outcome = dispatcher
-                        .run(&id, &command_type, &data, Some(progress))
-                        .await;
-                    let _ = done.send((id, outcome));
-                });
+                if command_type == "update_software" && !self.update_may_run_now(&id, &data) {
+                    return;
+                }
+                self.spawn_command(id, command_type, data);
             }
             Ok(Admission::Running) => tracing::info!("command {id} is already running"),
             Ok(Admission::Done(outcome)) => {
@@ -426,6 +426,60 @@ impl Session {
                     },
                 );
             }
+        }
+    }
+
+    fn spawn_command(&mut self, id: String, command_type: String, data: Value) {
+        let dispatcher = self.dispatcher.clone();
+        let done = self.done_tx.clone();
+        let progress: Arc<dyn ProgressSink> = Arc::new(LinkProgress(self.link.clone()));
+        self.running += 1;
+        tokio::spawn(async move {
+            let outcome = dispatcher
+                .run(&id, &command_type, &data, Some(progress))
+                .await;
+            let _ = done.send((id, outcome));
+        });
+    }
+
+    /// The maintenance window: `false` when the update was refused or
+    /// scheduled (its result is recorded and sent here).
+    fn update_may_run_now(&mut self, id: &str, data: &Value) -> bool {
+        use crate::maintenance::{Decision, decide, local_hour};
+        let outcome = match decide(self.config.update_window, data, local_hour()) {
+            Decision::Run => return true,
+            Decision::Refuse(error) => Outcome::Error { error },
+            Decision::Schedule(result) => match self.scheduled.add(id, data) {
+                Ok(()) => {
+                    tracing::info!("update {id} scheduled for the maintenance window");
+                    Outcome::Success { result }
+                }
+                Err(e) => Outcome::Error {
+                    error: e.to_string(),
+                },
+            },
+        };
+        if let Err(e) = self.journal.complete(id, outcome.clone()) {
+            tracing::error!("{e}");
+        }
+        self.send_result(id, &outcome);
+        false
+    }
+
+    /// Runs the scheduled updates once the window is open; their final
+    /// result replaces the "scheduled" one.
+    fn run_scheduled_updates(&mut self) {
+        if self.scheduled.is_empty()
+            || !crate::maintenance::window_open(
+                self.config.update_window,
+                crate::maintenance::local_hour(),
+            )
+        {
+            return;
+        }
+        for update in self.scheduled.take_all() {
+            tracing::info!("maintenance window: running scheduled update {}", update.id);
+            self.spawn_command(update.id, "update_software".to_owned(), update.data);
         }
     }
 
