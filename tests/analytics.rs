@@ -74,6 +74,7 @@ fn settings(url: &str, data_dir: &Path) -> Settings {
         retry_delays: vec![Duration::from_millis(10), Duration::from_millis(10)],
         request_timeout: Duration::from_secs(5),
         quarantine_after: Duration::from_secs(600),
+        set_aside_after_refusals: 3,
     }
 }
 
@@ -251,4 +252,71 @@ async fn a_half_written_buffer_is_kept_not_dropped() {
     let empty = tempfile::tempdir().expect("temp");
     let idle = Forwarder::new(settings(&url, empty.path())).expect("forwarder");
     assert_eq!(idle.forward(Kind::VideoPlays).await, Ok(0));
+}
+
+#[tokio::test]
+async fn a_batch_refused_pass_after_pass_is_moved_aside_so_newer_events_flow() {
+    let (url, received) = server().await;
+    let dir = tempfile::tempdir().expect("temp");
+    let buffer = dir.path().join("sponsor_impressions.json");
+    let sending = dir.path().join("sponsor_impressions.json.sending");
+    let mut quick = settings(&url, dir.path());
+    quick.set_aside_after_refusals = 2;
+    let forwarder = Forwarder::new(quick).expect("forwarder");
+    app_append(&buffer, json!({"video_id": "old"}));
+    let first = forwarder.forward(Kind::SponsorImpressions).await;
+    assert!(
+        matches!(first, Err(ForwardError::Refused { status: 401, .. })),
+        "{first:?}"
+    );
+    assert!(sending.exists());
+    // The app keeps appending behind the refused batch.
+    app_append(&buffer, json!({"video_id": "new"}));
+    let err = forwarder
+        .forward(Kind::SponsorImpressions)
+        .await
+        .expect_err("set aside");
+    let ForwardError::SetAside {
+        moved_to, passes, ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!(*passes, 2);
+    let name = moved_to.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    assert!(
+        name.starts_with("sponsor_impressions.json.refused-"),
+        "{name}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the central server refused 1 sponsor impressions 2 times in a row (HTTP 401: Token \
+             manquant); moved to {} so newer events get through (the newest 3 such files are kept)",
+            moved_to.display()
+        )
+    );
+    let kept: Value =
+        serde_json::from_str(&std::fs::read_to_string(moved_to).expect("kept")).expect("json");
+    assert_eq!(kept[0]["video_id"], "old");
+    assert!(!sending.exists());
+
+    // The next pass sends what the app appended meanwhile.
+    let _ = forwarder.forward(Kind::SponsorImpressions).await;
+    let bodies = received.bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    assert_eq!(bodies[2]["impressions"][0]["video_id"], "new");
+    assert_eq!(bodies[2]["impressions"].as_array().map(Vec::len), Some(1));
+
+    // Refused batch after refused batch: only the newest few are kept.
+    for i in 0..8 {
+        let _ = forwarder.forward(Kind::SponsorImpressions).await;
+        app_append(&buffer, json!({"video_id": format!("e{i}")}));
+    }
+    let refused = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".refused-"))
+        .count();
+    assert_eq!(refused, neopro_runtime::analytics::KEEP_REFUSED);
 }

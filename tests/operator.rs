@@ -324,6 +324,48 @@ async fn resync_replaces_only_the_key_and_keeps_the_rest() {
 }
 
 #[tokio::test]
+async fn resync_that_cannot_save_the_new_key_prints_it_with_the_fix() {
+    let central = central().await;
+    let dir = tempfile::tempdir().expect("temp");
+    let path = conf_path(&dir);
+    let site_id = registered(&central, &path).await;
+    let before = std::fs::read_to_string(&path).expect("read");
+    // The folder passes the writability probe, but the replacement file
+    // cannot be created: the write fails after the server made a new key.
+    let name = path
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let blocker = path
+        .parent()
+        .expect("folder")
+        .join(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::create_dir(&blocker).expect("blocker");
+    let args = ResyncArgs {
+        email: Some(ADMIN.to_owned()),
+        password: Some(PASSWORD.to_owned()),
+        ..Default::default()
+    };
+    let err = resync(&args, &ctx(&path, &no_env), &mut Nobody, &mut Vec::new())
+        .await
+        .expect_err("not saved");
+    let key = central.api.key_of(&site_id).expect("new key");
+    assert!(matches!(err, OpsError::KeyNotSaved { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the central server gave site {site_id} a new API key (the old one no longer works) \
+             but {p} could not be written (cannot write {p}: File exists (os error 17)). Fix \
+             that, then put this line in {p}:\nSITE_API_KEY={key}\nand restart the agent \
+             (`sudo systemctl restart neopro-runtime`)",
+            p = path.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), before);
+}
+
+#[tokio::test]
 async fn resync_of_an_unknown_site_points_to_register() {
     let central = central().await;
     let dir = tempfile::tempdir().expect("temp");

@@ -106,7 +106,7 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
     let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");
     let mut text = std::fs::read_to_string(&conf).expect("conf");
     text.push_str(&format!(
-        "{}\nALLOWED_COMMANDS=reboot,restart_service\n",
+        "{}\nALLOWED_COMMANDS=reboot,restart_service\nAGENT_SERVICE=neopro-sync-agent\n",
         fake.conf_line()
     ));
     std::fs::write(&conf, text).expect("conf");

@@ -9,7 +9,10 @@
 //! sent with retries, and deleted only once the server accepted it. A
 //! refused or failed batch stays in `.sending` and is sent again at the
 //! next pass before anything newer. At worst an event the app had read
-//! before the rename is sent twice; none is lost.
+//! before the rename is sent twice; none is lost. A batch the server keeps
+//! refusing (4xx) would block every newer event while the app's buffer grows
+//! without limit, so after a few refused passes it is moved aside
+//! (`<name>.refused-<time>`, the newest few kept for inspection).
 
 use crate::config::SiteConfig;
 use serde_json::{Value, json};
@@ -18,6 +21,9 @@ use std::time::Duration;
 
 /// Upstream's fixed period.
 pub const INTERVAL: Duration = Duration::from_secs(300);
+
+/// Refused batches moved aside that are kept per buffer (older ones deleted).
+pub const KEEP_REFUSED: usize = 3;
 
 /// Why one batch was not delivered (it is kept for the next pass).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -39,6 +45,19 @@ pub enum ForwardError {
         status: u16,
         message: String,
         path: PathBuf,
+    },
+    #[error(
+        "the central server refused {count} {what} {passes} times in a row (HTTP {status}: \
+         {message}); moved to {moved_to} so newer events get through (the newest \
+         {KEEP_REFUSED} such files are kept)"
+    )]
+    SetAside {
+        what: &'static str,
+        count: usize,
+        passes: u32,
+        status: u16,
+        message: String,
+        moved_to: PathBuf,
     },
     #[error("cannot send {count} {what} ({reason}); kept in {path} for the next pass")]
     Unreachable {
@@ -115,6 +134,9 @@ pub struct Settings {
     /// A batch still not valid JSON this long after its last write is
     /// moved aside (`.bad-<time>`), so it cannot block newer events.
     pub quarantine_after: Duration,
+    /// Passes in a row the server may refuse (4xx) a batch before it is
+    /// moved aside.
+    pub set_aside_after_refusals: u32,
 }
 
 impl Settings {
@@ -131,6 +153,8 @@ impl Settings {
             retry_delays: vec![Duration::from_secs(2), Duration::from_secs(10)],
             request_timeout: Duration::from_secs(10),
             quarantine_after: Duration::from_secs(600),
+            // Three passes: 15 minutes of refusals.
+            set_aside_after_refusals: 3,
         })
     }
 }
@@ -139,6 +163,8 @@ impl Settings {
 pub struct Forwarder {
     settings: Settings,
     http: reqwest::Client,
+    /// Refused passes in a row of the current `.sending` batch, per kind.
+    refusals: [std::sync::atomic::AtomicU32; 2],
 }
 
 fn sending_path(path: &Path) -> PathBuf {
@@ -156,7 +182,11 @@ impl Forwarder {
             .timeout(settings.request_timeout)
             .build()
             .map_err(|e| ForwardError::Tls(e.to_string()))?;
-        Ok(Forwarder { settings, http })
+        Ok(Forwarder {
+            settings,
+            http,
+            refusals: Default::default(),
+        })
     }
 
     /// One pass over `kind`: an older kept batch first, then what the app
@@ -179,12 +209,71 @@ impl Forwarder {
                     }
                 }
             }
-            sent += self.send_file(kind, &sending).await?;
+            sent += self.send_counting_refusals(kind, &sending).await?;
             if !had_old_batch {
                 return Ok(sent);
             }
         }
         Ok(sent)
+    }
+
+    /// [`Self::send_file`], moving the batch aside once the server refused
+    /// it [`Settings::set_aside_after_refusals`] passes in a row.
+    async fn send_counting_refusals(
+        &self,
+        kind: Kind,
+        sending: &Path,
+    ) -> Result<usize, ForwardError> {
+        use std::sync::atomic::Ordering;
+        let refusals = &self.refusals[kind as usize];
+        let err = match self.send_file(kind, sending).await {
+            Ok(n) => {
+                refusals.store(0, Ordering::Relaxed);
+                return Ok(n);
+            }
+            Err(e) => e,
+        };
+        let ForwardError::Refused {
+            what,
+            count,
+            status,
+            message,
+            path,
+        } = err
+        else {
+            return Err(err);
+        };
+        let refused = |path| ForwardError::Refused {
+            what,
+            count,
+            status,
+            message: message.clone(),
+            path,
+        };
+        if !is_final_refusal(status) {
+            return Err(refused(path));
+        }
+        let passes = refusals.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if passes < self.settings.set_aside_after_refusals {
+            return Err(refused(path));
+        }
+        match set_aside(sending, &format!("{}.refused-", kind.file_name())) {
+            Ok(moved_to) => {
+                refusals.store(0, Ordering::Relaxed);
+                Err(ForwardError::SetAside {
+                    what,
+                    count,
+                    passes,
+                    status,
+                    message,
+                    moved_to,
+                })
+            }
+            Err(e) => Err(ForwardError::File {
+                path,
+                reason: e.to_string(),
+            }),
+        }
     }
 
     async fn send_file(&self, kind: Kind, sending: &Path) -> Result<usize, ForwardError> {
@@ -297,6 +386,45 @@ impl Forwarder {
     }
 }
 
+/// A refusal the same batch will get again (not 408/429, which are retried).
+fn is_final_refusal(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
+}
+
+/// Renames `sending` to `<prefix><unix ms>` next to it (a free name), then
+/// deletes all but the [`KEEP_REFUSED`] newest such files; the one just
+/// moved is never deleted, whatever the clock says.
+fn set_aside(sending: &Path, prefix: &str) -> std::io::Result<PathBuf> {
+    let dir = sending.parent().unwrap_or(Path::new("."));
+    let mut stamp = crate::clock::unix_millis(std::time::SystemTime::now());
+    let mut moved_to = dir.join(format!("{prefix}{stamp}"));
+    while moved_to.exists() {
+        stamp = stamp.saturating_add(1);
+        moved_to = dir.join(format!("{prefix}{stamp}"));
+    }
+    std::fs::rename(sending, &moved_to)?;
+    let mut older: Vec<(u128, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_owned();
+            let n = name.strip_prefix(prefix)?.parse::<u128>().ok()?;
+            Some((n, entry.path()))
+        })
+        .filter(|(_, path)| *path != moved_to)
+        .collect();
+    older.sort();
+    let extra = older.len().saturating_sub(KEEP_REFUSED.saturating_sub(1));
+    for (_, path) in older.into_iter().take(extra) {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(
+                "cannot delete the old refused batch {}: {e}",
+                path.display()
+            );
+        }
+    }
+    Ok(moved_to)
+}
+
 /// The agent's loop: both buffers at start, then every [`INTERVAL`].
 pub async fn run(config: SiteConfig) {
     let Some(settings) = Settings::from_config(&config) else {
@@ -321,8 +449,9 @@ pub async fn run(config: SiteConfig) {
                     if kind == Kind::SponsorImpressions =>
                 {
                     // Upstream's server wants a user token on this route,
-                    // which a box does not have: keep the data for when it
-                    // accepts site keys.
+                    // which a box does not have: the batch is kept (then
+                    // moved aside, the newest few kept) for when it accepts
+                    // site keys.
                     tracing::warn!("{e}; the server requires a user token for impressions");
                 }
                 Err(e) => tracing::warn!("{e}"),

@@ -115,11 +115,15 @@ pub struct ServiceSettings {
     pub agent_unit: String,
 }
 
+/// The unit `install-service` installs the agent as (`AGENT_SERVICE`).
+pub const DEFAULT_AGENT_SERVICE: &str = "neopro-runtime";
+
 /// Units restart_service may touch unless `MANAGED_SERVICES` says otherwise.
 pub const DEFAULT_MANAGED_SERVICES: &[&str] = &[
     "neopro-app",
     "neopro-admin",
     "neopro-sync-agent",
+    "neopro-runtime",
     "nginx",
     "hostapd",
 ];
@@ -392,7 +396,8 @@ impl SiteConfig {
                     text("SYSTEMCTL_PATH").unwrap_or_else(|| "systemctl".to_owned()),
                 ),
                 managed: list_or(text("MANAGED_SERVICES"), DEFAULT_MANAGED_SERVICES),
-                agent_unit: text("AGENT_SERVICE").unwrap_or_else(|| "neopro-sync-agent".to_owned()),
+                agent_unit: text("AGENT_SERVICE")
+                    .unwrap_or_else(|| DEFAULT_AGENT_SERVICE.to_owned()),
             },
             neopro_root,
         })

@@ -74,11 +74,15 @@ pub fn backup_once(
     );
     let folder = crate::atomic::open_state_dir(dir).map_err(write_err)?;
     crate::atomic::write(&folder, Path::new(&name), &contents).map_err(write_err)?;
-    let all = backups(dir);
-    for old in &all[..all.len().saturating_sub(KEEP)] {
+    let written = dir.join(name);
+    // Names sort by time only while the clock is right: a Pi that booted
+    // in the past names its copy before the others, so the one just made
+    // is never a candidate; it and the KEEP - 1 newest others stay.
+    let others: Vec<PathBuf> = backups(dir).into_iter().filter(|p| *p != written).collect();
+    for old in &others[..others.len().saturating_sub(KEEP - 1)] {
         let _ = std::fs::remove_file(old);
     }
-    Ok(Some(dir.join(name)))
+    Ok(Some(written))
 }
 
 /// The agent's loop: a backup at start, then every 24 hours.
@@ -124,6 +128,18 @@ mod tests {
         let kept = backups(&backups_dir);
         assert_eq!(kept.len(), KEEP);
         assert_eq!(std::fs::read_to_string(&kept[0])?, "{\"v\":3}");
+        assert_eq!(std::fs::read_to_string(&kept[6])?, "{\"v\":9}");
+
+        // The clock went back (a Pi without network): the new copy sorts
+        // first by name but is kept; the oldest of the others goes.
+        std::fs::write(&config, "{\"v\":10}")?;
+        let behind = backup_once(&config, &backups_dir, day(0) - Duration::from_secs(86_400))?
+            .ok_or("backup with the clock behind")?;
+        assert_eq!(std::fs::read_to_string(&behind)?, "{\"v\":10}");
+        let kept = backups(&backups_dir);
+        assert_eq!(kept.len(), KEEP);
+        assert_eq!(kept[0], behind);
+        assert_eq!(std::fs::read_to_string(&kept[1])?, "{\"v\":4}");
         assert_eq!(std::fs::read_to_string(&kept[6])?, "{\"v\":9}");
         Ok(())
     }

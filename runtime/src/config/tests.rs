@@ -42,6 +42,9 @@ fn defaults_match_upstream() -> Result<(), ConfigError> {
     assert_eq!(c.state_path, PathBuf::from("/var/lib/neopro-runtime"));
     assert_eq!(c.allowed_commands.len(), DEFAULT_ALLOWED_COMMANDS.len());
     assert!(!c.allowed_commands.iter().any(|c| c == "update_settings"));
+    // The unit install-service writes, so the agent knows its own restart.
+    assert_eq!(c.services.agent_unit, "neopro-runtime");
+    assert!(c.services.managed.iter().any(|u| u == "neopro-runtime"));
     Ok(())
 }
 

@@ -6,6 +6,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// After a failed rotation the next attempt waits this long: a folder that
+/// went read-only or full would otherwise cost failed renames on every line.
+const ROTATE_RETRY: Duration = Duration::from_secs(60);
 
 pub struct RotatingFile {
     path: PathBuf,
@@ -14,6 +19,8 @@ pub struct RotatingFile {
     files: usize,
     file: File,
     size: u64,
+    /// No rotation before this (set by a failed one).
+    retry_at: Option<Instant>,
 }
 
 fn numbered(path: &Path, n: usize) -> PathBuf {
@@ -40,6 +47,7 @@ impl RotatingFile {
             files: files.max(1),
             file,
             size,
+            retry_at: None,
         })
     }
 
@@ -65,10 +73,24 @@ impl RotatingFile {
 
 impl Write for RotatingFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
+        let due = self.retry_at.is_none_or(|at| Instant::now() >= at);
+        if due && self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
             // A failed rotation (e.g. a read-only folder) keeps appending
             // to the current file rather than losing the line.
-            let _ = self.rotate();
+            match self.rotate() {
+                Ok(()) => self.retry_at = None,
+                Err(e) => {
+                    self.retry_at = Some(Instant::now() + ROTATE_RETRY);
+                    let note = format!(
+                        "log rotation of {} failed ({e}); appending, next try in {} s\n",
+                        self.path.display(),
+                        ROTATE_RETRY.as_secs()
+                    );
+                    if self.file.write_all(note.as_bytes()).is_ok() {
+                        self.size += note.len() as u64;
+                    }
+                }
+            }
         }
         self.file.write_all(buf)?;
         self.size += buf.len() as u64;
@@ -136,6 +158,32 @@ mod tests {
         log.write_all(b"0123456789abcdef\n")?;
         assert_eq!(std::fs::read_to_string(&path)?, "0123456789abcdef\n");
         assert_eq!(std::fs::metadata(numbered(&path, 1))?.len(), 90);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failing_rotation_is_retried_after_a_pause_not_on_every_line() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a.log");
+        // A folder where log.1 should go: the rename fails, even for root.
+        let blocker = numbered(&path, 1);
+        std::fs::create_dir_all(blocker.join("x"))?;
+        let mut log = RotatingFile::open(&path, 10, 2)?;
+        log.write_all(&[b'y'; 50])?;
+        log.write_all(b"a\n")?;
+        let live = std::fs::read_to_string(&path)?;
+        assert!(live.contains("log rotation of "), "{live}");
+        assert!(live.ends_with("next try in 60 s\na\n"), "{live}");
+        // Fixed, but within the pause: no new attempt, lines still appended.
+        std::fs::remove_dir_all(&blocker)?;
+        log.write_all(b"b\n")?;
+        assert!(!blocker.exists());
+        assert!(std::fs::read_to_string(&path)?.ends_with("a\nb\n"));
+        // The pause is over: rotated.
+        log.retry_at = Some(Instant::now());
+        log.write_all(b"c\n")?;
+        assert_eq!(std::fs::read_to_string(&path)?, "c\n");
+        assert!(std::fs::read_to_string(&blocker)?.ends_with("a\nb\n"));
         Ok(())
     }
 

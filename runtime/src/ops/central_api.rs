@@ -39,8 +39,23 @@ pub enum ApiError {
         status: u16,
         message: String,
     },
+    #[error(
+        "'{0}' is not a site id (letters, digits, '-' and '_' only): check SITE_ID in \
+         site.conf or --site-id"
+    )]
+    BadSiteId(String),
     #[error("cannot set up HTTPS: {0}")]
     Tls(String),
+}
+
+/// A site id goes into a URL path: the server's ids are UUIDs, so anything
+/// but letters, digits, `-` and `_` is a typo or an attempt to reach
+/// another route (`../`, `?`, `#`).
+fn is_valid_site_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The answer to a login.
@@ -300,6 +315,9 @@ impl CentralApi {
 
     /// `POST /api/sites/<id>/regenerate-key`: the site with its new key.
     pub async fn regenerate_key(&self, token: &str, site_id: &str) -> Result<Site, ApiError> {
+        if !is_valid_site_id(site_id) {
+            return Err(ApiError::BadSiteId(site_id.to_owned()));
+        }
         let path = format!("/api/sites/{site_id}/regenerate-key");
         let (status, bytes) = self
             .call(reqwest::Method::POST, &path, Some(token), Some(json!({})))
@@ -394,5 +412,29 @@ mod tests {
             server_message(reqwest::StatusCode::BAD_GATEWAY, b""),
             "Bad Gateway"
         );
+    }
+
+    #[tokio::test]
+    async fn a_site_id_that_is_not_an_id_never_reaches_the_server() -> Result<(), ApiError> {
+        // Port 9 (discard) on loopback: refused if it were ever called.
+        let api = CentralApi::new("http://127.0.0.1:9")?;
+        for id in ["../users", "a/b", "x?y=1", "a#b", "", "caf\u{e9}"] {
+            let err = api.regenerate_key("token", id).await.map(|_| ());
+            assert!(
+                matches!(&err, Err(ApiError::BadSiteId(bad)) if bad == id),
+                "{id}: {err:?}"
+            );
+        }
+        let err = api.regenerate_key("token", "../users").await.map(|_| ());
+        assert_eq!(
+            err.map_err(|e| e.to_string()),
+            Err(
+                "'../users' is not a site id (letters, digits, '-' and '_' only): check SITE_ID \
+                 in site.conf or --site-id"
+                    .to_owned()
+            )
+        );
+        assert!(is_valid_site_id("3f2b8c1e-9a4d-4e6f-8b2a-1c3d5e7f9a0b"));
+        Ok(())
     }
 }

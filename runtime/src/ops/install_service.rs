@@ -4,7 +4,7 @@
 //! agent's blanket password-less sudo. Commands run as argument vectors.
 
 use crate::config::SiteConfig;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The unit's name.
@@ -68,6 +68,27 @@ pub enum InstallError {
     BadUnit(String),
     #[error("'{0}' is not a valid user or group name")]
     BadName(String),
+    #[error(
+        "'{0}' cannot go in the systemd unit as is (it contains a space, a quote, a backslash, \
+         '%', '$' or a control character, which systemd would split or expand): use a path \
+         without them"
+    )]
+    UnsafePath(PathBuf),
+}
+
+/// Paths go into `ExecStart=`, `Environment=` and `ReadWritePaths=`
+/// unquoted, where systemd splits on spaces, unquotes, and expands `%` and
+/// `$`: refused rather than escaped, so the unit says exactly the path.
+fn check_unit_path(path: &Path) -> Result<(), InstallError> {
+    let plain = path.to_str().is_some_and(|p| {
+        !p.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'\\%$".contains(c))
+    });
+    if plain {
+        Ok(())
+    } else {
+        Err(InstallError::UnsafePath(path.to_owned()))
+    }
 }
 
 /// Everything the unit depends on.
@@ -187,6 +208,11 @@ RestartSec=5\n\
 WatchdogSec={watchdog}\n\
 # 30 s for running commands to finish and report, then the link closes.\n\
 TimeoutStopSec=45\n\
+# Start-up may finish or roll back an interrupted software update (services\n\
+# stopped and started, health gate: minutes) and compile the components on a\n\
+# slow SD card. Above update_software's own 30 min limit, so systemd never\n\
+# kills a start the agent would let finish (the default 90 s could, in a loop).\n\
+TimeoutStartSec=35min\n\
 \n\
 # Hardening. Privileged actions (restarting the NEOPRO units, rebooting)\n\
 # go through systemd/logind over D-Bus and the polkit rule written next to\n\
@@ -226,19 +252,28 @@ WantedBy=multi-user.target\n",
     )
 }
 
-/// The polkit rule: `user` may restart `units` and reboot; nothing else.
+/// systemd verbs the rule grants: update_software stops and starts the web
+/// apps around the swap, restart_service restarts. Never enable, disable,
+/// mask, reload-or-* or anything that outlives a boot.
+pub const POLKIT_VERBS: &[&str] = &["start", "stop", "restart"];
+
+/// The polkit rule: `user` may start, stop and restart `units` and reboot;
+/// nothing else.
 pub fn render_polkit(user: &str, units: &[String]) -> String {
-    let list: Vec<String> = units.iter().map(|u| format!("\"{u}\"")).collect();
+    let quote = |v: &str| format!("\"{v}\"");
+    let list: Vec<String> = units.iter().map(|u| quote(u)).collect();
+    let verbs: Vec<String> = POLKIT_VERBS.iter().map(|v| quote(v)).collect();
     format!(
         "// Written by `neopro-runtime install-service`: the NEOPRO agent's user may\n\
-// restart these units and reboot the box; nothing else (no sudo).\n\
+// start, stop and restart these units and reboot the box; nothing else (no sudo).\n\
 polkit.addRule(function(action, subject) {{\n\
     if (subject.user !== \"{user}\") {{\n\
         return polkit.Result.NOT_HANDLED;\n\
     }}\n\
     var units = [{units}];\n\
+    var verbs = [{verbs}];\n\
     if (action.id === \"org.freedesktop.systemd1.manage-units\" &&\n\
-        action.lookup(\"verb\") === \"restart\" &&\n\
+        verbs.indexOf(action.lookup(\"verb\")) >= 0 &&\n\
         units.indexOf(action.lookup(\"unit\")) >= 0) {{\n\
         return polkit.Result.YES;\n\
     }}\n\
@@ -248,7 +283,8 @@ polkit.addRule(function(action, subject) {{\n\
     }}\n\
     return polkit.Result.NOT_HANDLED;\n\
 }});\n",
-        units = list.join(", ")
+        units = list.join(", "),
+        verbs = verbs.join(", ")
     )
 }
 
@@ -317,7 +353,9 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
         return Err(InstallError::BadName(group));
     }
     let mut units: Vec<String> = DEFAULT_UNITS.iter().map(|u| (*u).to_owned()).collect();
-    for u in &args.allow_units {
+    // The agent restarts itself under the name site.conf gives it.
+    let agent_unit = std::iter::once(&config.services.agent_unit);
+    for u in args.allow_units.iter().chain(agent_unit) {
         let u = if u.contains('.') {
             u.clone()
         } else {
@@ -346,6 +384,15 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
         &group,
         args.watchdog_sec,
     );
+    for path in [&params.binary, &params.config_file]
+        .into_iter()
+        .chain(&params.rw_paths)
+    {
+        check_unit_path(path)?;
+    }
+    if let Some(name) = &params.state_directory {
+        check_unit_path(Path::new(name))?;
+    }
 
     let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
     let mut commands = Vec::new();
@@ -429,6 +476,41 @@ fn display_command(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// Replaces `path` so that systemd and polkitd (which reloads rules as soon
+/// as the folder changes) only ever see the old or the whole new file, with
+/// its final mode: temp file in the same folder, fsync, rename, fsync folder.
+fn replace_file(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
+        // The umask may have taken bits away.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
 /// Writes the files (under `--root` if given) and runs the commands (not
 /// with `--root`); `--dry-run` only prints.
 pub fn run(
@@ -461,12 +543,7 @@ pub fn run(
             );
             continue;
         }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        std::fs::write(&target, &f.contents).map_err(io(&target))?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(f.mode))
-            .map_err(io(&target))?;
+        replace_file(&target, f.contents.as_bytes(), f.mode).map_err(io(&target))?;
         let _ = writeln!(out, "wrote {}", target.display());
     }
     for argv in &plan.commands {

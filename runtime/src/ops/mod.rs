@@ -47,6 +47,20 @@ pub enum OpsError {
         path: PathBuf,
         reason: String,
     },
+    /// The old key no longer works, so the new one is printed: it is the
+    /// only copy.
+    #[error(
+        "the central server gave site {site_id} a new API key (the old one no longer works) \
+         but {path} could not be written ({reason}). Fix that, then put this line in {path}:\n\
+         SITE_API_KEY={key}\n\
+         and restart the agent (`sudo systemctl restart neopro-runtime`)"
+    )]
+    KeyNotSaved {
+        site_id: String,
+        key: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("{0}")]
     Choice(String),
 }

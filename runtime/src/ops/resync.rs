@@ -106,7 +106,14 @@ pub async fn resync(
     let base = existing.unwrap_or_else(|| {
         "# NEOPRO site configuration, written by `neopro-runtime resync`.\n".to_owned()
     });
-    site_file::write_private(path, &site_file::set_keys(&base, &updates), owner)?;
+    if let Err(e) = site_file::write_private(path, &site_file::set_keys(&base, &updates), owner) {
+        return Err(OpsError::KeyNotSaved {
+            site_id: site.id,
+            key,
+            path: path.clone(),
+            reason: e.to_string(),
+        });
+    }
     let shown = if args.show_key {
         key.clone()
     } else {

@@ -216,11 +216,12 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
     let (year, rest) = match tag {
+        // `get`: the bytes come from the server and need not be ASCII.
         0x17 if text.len() == 12 => {
-            let yy: i64 = text[..2].parse().ok()?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &text[2..])
+            let yy: i64 = text.get(..2)?.parse().ok()?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
         }
-        0x18 if text.len() == 14 => (text[..4].parse().ok()?, &text[4..]),
+        0x18 if text.len() == 14 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
         _ => return None,
     };
     let n = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
@@ -315,6 +316,10 @@ mod tests {
         assert_eq!(validity(LEAF), Some((NOT_BEFORE, 2_111_219_472)));
         assert_eq!(date(NOT_BEFORE), "2026-11-28 09:51:12 UTC");
         assert_eq!(validity(&LEAF[..40]), None);
+        // Non-ASCII where the digits belong: no time, no panic.
+        assert_eq!(der_time(0x17, "1\u{e9}123456789Z".as_bytes()), None);
+        assert_eq!(der_time(0x18, "123\u{e9}123456789Z".as_bytes()), None);
+        assert_eq!(der_time(0x17, b"261128095112Z"), Some(NOT_BEFORE));
         assert_eq!(
             clock_verdict(NOT_BEFORE + 10, NOT_BEFORE, NOT_BEFORE + 100),
             None

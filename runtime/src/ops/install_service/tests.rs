@@ -95,6 +95,8 @@ fn the_unit_is_hardened_and_names_the_neopro_folders() {
         "CapabilityBoundingSet=",
         "ExecStart=/usr/bin/neopro-runtime --config /etc/neopro/site.conf run",
         "StartLimitIntervalSec=0",
+        // An update resumed before READY=1 may take minutes.
+        "TimeoutStartSec=35min",
     ] {
         assert!(
             unit.lines().any(|l| l == line),
@@ -136,11 +138,20 @@ fn folders_outside_the_root_and_a_custom_state_path_are_listed() -> TestResult {
 }
 
 #[test]
-fn the_polkit_rule_allows_only_restarts_of_listed_units_and_reboot() {
+fn the_polkit_rule_allows_only_start_stop_restart_of_listed_units_and_reboot() {
     let rule = render_polkit("neopro", &["neopro-app.service".to_owned()]);
     assert!(rule.contains("subject.user !== \"neopro\""));
     assert!(rule.contains("var units = [\"neopro-app.service\"];"));
-    assert!(rule.contains("action.lookup(\"verb\") === \"restart\""));
+    // update_software stops and starts the apps; restart_service restarts.
+    assert!(
+        rule.contains("var verbs = [\"start\", \"stop\", \"restart\"];"),
+        "{rule}"
+    );
+    assert!(rule.contains("verbs.indexOf(action.lookup(\"verb\")) >= 0 &&"));
+    assert!(rule.contains("units.indexOf(action.lookup(\"unit\")) >= 0)"));
+    for verb in ["enable", "disable", "mask", "reload", "kill"] {
+        assert!(!rule.contains(&format!("\"{verb}\"")), "{verb} in {rule}");
+    }
     assert!(rule.contains("org.freedesktop.login1.reboot"));
     assert_eq!(rule.matches("polkit.Result.YES").count(), 2);
 }
@@ -267,5 +278,99 @@ fn folders_of_the_agents_group_are_made_group_writable() -> TestResult {
             .contains(&format!("\nGroup={name}\n"))
     );
     assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    Ok(())
+}
+
+#[test]
+fn the_polkit_rule_lists_the_agent_unit_named_in_site_conf() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let etc = dir.path().join("root/etc");
+    let stock = plan(&args(), &conf, &etc)?;
+    let rule = &stock.files[1].contents;
+    assert_eq!(
+        rule.matches("\"neopro-runtime.service\"").count(),
+        1,
+        "{rule}"
+    );
+
+    let mut text = std::fs::read_to_string(&conf)?;
+    text.push_str("AGENT_SERVICE=kiosk-agent\n");
+    std::fs::write(&conf, text)?;
+    let custom = plan(&args(), &conf, &etc)?;
+    let rule = &custom.files[1].contents;
+    assert!(rule.contains("\"kiosk-agent.service\""), "{rule}");
+    assert!(rule.contains("\"neopro-runtime.service\""), "{rule}");
+    Ok(())
+}
+
+#[test]
+fn paths_systemd_would_split_or_expand_are_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let etc = dir.path().join("root/etc");
+    for bad in [
+        "/opt/neo pro/bin",
+        "/opt/100%/bin",
+        "/opt/$HOME/bin",
+        "/opt/a\"b",
+    ] {
+        let mut a = args();
+        a.binary = Some(PathBuf::from(bad));
+        let err = plan(&a, &conf, &etc).map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err(format!(
+                "'{bad}' cannot go in the systemd unit as is (it contains a space, a quote, a \
+                 backslash, '%', '$' or a control character, which systemd would split or \
+                 expand): use a path without them"
+            ))
+        );
+    }
+    // A folder of site.conf with a space: same refusal, nothing planned.
+    let spaced = dir.path().join("my box");
+    std::fs::create_dir_all(&spaced)?;
+    let conf2 = spaced.join("site.conf");
+    std::fs::copy(&conf, &conf2)?;
+    let err = plan(&args(), &conf2, &etc).map(|_| ());
+    assert!(
+        matches!(&err, Err(InstallError::UnsafePath(p)) if p.ends_with("my box/site.conf")),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn files_are_replaced_whole_with_their_mode_and_no_temp_left() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let env = no_env;
+    let ctx = super::super::Context::new(Some(&conf), &env);
+    let root = dir.path().join("root");
+    let rules = root.join("etc/polkit-1/rules.d");
+    std::fs::create_dir_all(&rules)?;
+    let rule_path = rules.join("50-neopro-runtime.rules");
+    std::fs::write(&rule_path, "old rule")?;
+    std::fs::set_permissions(&rule_path, std::fs::Permissions::from_mode(0o600))?;
+    // A hard link sees the old inode: a rename leaves it untouched, an
+    // in-place write would change it.
+    let old_link = dir.path().join("old-rule-link");
+    std::fs::hard_link(&rule_path, &old_link)?;
+    let mut a = args();
+    a.root = Some(root.clone());
+    run(&a, &ctx, &mut Vec::new())?;
+    assert_eq!(std::fs::read_to_string(&old_link)?, "old rule");
+    let rule = std::fs::read_to_string(&rule_path)?;
+    assert!(rule.starts_with("// Written by"), "{rule}");
+    assert_eq!(
+        std::fs::metadata(&rule_path)?.permissions().mode() & 0o777,
+        0o644
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&rules)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     Ok(())
 }
