@@ -21,9 +21,23 @@ pub async fn resume(config: &SiteConfig, dispatcher: &Dispatcher, journal: &Jour
     // tell systemd the agent is up, so its start timeout does not kill the
     // rollback half-way and start it again in a loop.
     crate::systemd::notify("READY=1");
+    // READY also starts systemd's watchdog: keep feeding it while the
+    // rollback runs, before the session loop takes over.
+    let pinger = crate::systemd::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                crate::systemd::notify("WATCHDOG=1");
+            }
+        })
+    });
     let outcome = dispatcher
         .run_internal_with("update_software", &json!({"resume": true}))
         .await;
+    if let Some(pinger) = pinger {
+        pinger.abort();
+    }
     let result = match outcome {
         Some(Outcome::Success { result }) => result,
         Some(Outcome::Error { error }) => {
