@@ -256,6 +256,55 @@ fn a_release_that_does_not_come_up_is_rolled_back_byte_for_byte() {
     );
 }
 
+/// A Pi has no RTC: its clock can be behind the backups it made earlier,
+/// so the backup a failing update just made sorts oldest. It must survive
+/// the pruning, and the rollback must not depend on it anyway.
+#[test]
+fn a_clock_behind_the_old_backups_still_rolls_back_byte_for_byte() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let future: Vec<String> = (1..=5)
+        .map(|day| format!("backup-2099-01-0{day}T00-00-00-000Z-1.0.0"))
+        .collect();
+    for name in &future {
+        site.write(
+            &format!("neopro/backups/{name}/.neopro-runtime-backup"),
+            "{}",
+        );
+        site.write(&format!("neopro/backups/{name}/webapp/index.html"), "old");
+    }
+    let before = installed(&site);
+    let archive = tar_gz(&[
+        Item::File("webapp/index.html", b"broken index"),
+        Item::File("webapp/BROKEN", b"this release does not start"),
+        Item::File("server/app.js", b"broken server"),
+    ]);
+    fake.failed_while("neopro-app", &site.path("neopro/webapp/BROKEN"));
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let (kind, message) =
+        error_of(site.run("update-software", update_data(&server, &archive, "2.0.0")));
+    assert_eq!(kind, "failed");
+    let names = backups(&site);
+    let made: Vec<&String> = names.iter().filter(|n| n.ends_with("-2.0.0")).collect();
+    assert_eq!(made.len(), 1, "the backup just made is kept: {names:?}");
+    assert_eq!(
+        message,
+        format!(
+            "Service neopro-app is not active after restart (state: failed). Rollback: restored backup {} (version 1.0.0), services active",
+            made[0]
+        )
+    );
+    assert_eq!(
+        installed(&site),
+        before,
+        "byte-identical after the rollback"
+    );
+    let mut expected: Vec<String> = future[1..].to_vec();
+    expected.push(made[0].clone());
+    expected.sort();
+    assert_eq!(names, expected, "the oldest other backup went");
+}
+
 #[test]
 fn six_updates_keep_five_backups_and_nobody_elses_folders() {
     let fake = FakeSystemctl::temp();

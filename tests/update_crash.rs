@@ -292,6 +292,38 @@ async fn killed_after_the_swap_of_a_broken_release_it_is_rolled_back_at_restart(
     assert_eq!(installed(&rig.site), before, "byte-identical");
 }
 
+/// The rollback puts back the originals the swap moved aside; it does not
+/// need the backup (gone here: a full card, a user cleaning up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_needs_no_backup_to_restore_byte_for_byte() {
+    let rig = rig().await;
+    let before = installed(&rig.site);
+    rig.fake
+        .failed_while("neopro-app", &rig.site.path("neopro/webapp/BROKEN"));
+    let archive = tar_gz(&[
+        Item::File("webapp/index.html", b"v2 index"),
+        Item::File("webapp/BROKEN", b"does not start"),
+        Item::File("server/app.js", b"v2 server"),
+    ]);
+    let server = FileServer::start(archive.clone(), Fault::None);
+    rig.fake.hang_once("start", "neopro-app");
+    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    rig.central.nth("heartbeat", 1, WAIT).await;
+    send_update(&rig, &server, &archive, "u-1");
+    wait_for("the hanging systemctl call", || rig.fake.hanging()).await;
+    agent.kill_hard();
+    std::fs::remove_dir_all(rig.site.path("neopro/backups")).expect("remove the backups");
+    let _agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    let result = rig.central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("error"), "{result}");
+    let error = result["error"].as_str().unwrap_or("");
+    assert!(
+        error.ends_with("(version 1.0.0), services active"),
+        "{error}"
+    );
+    assert_eq!(installed(&rig.site), before, "byte-identical");
+}
+
 fn append_conf(rig: &Rig, line: &str) {
     let mut text = std::fs::read_to_string(&rig.conf).expect("conf");
     text.push_str(line);
