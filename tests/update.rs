@@ -166,6 +166,28 @@ fn the_same_version_again_is_success_without_reinstalling() {
 }
 
 #[test]
+fn a_package_size_beyond_any_disk_is_refused_with_the_disk_message() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let before = installed(&site);
+    let archive = release_2();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    for size in [json!("99999999999999999999"), json!(u64::MAX.to_string())] {
+        let mut data = update_data(&server, &archive, "2.0.0");
+        data["packageSize"] = size;
+        let (kind, message) = error_of(site.run("update-software", data));
+        assert_eq!(kind, "too-large", "{message}");
+        assert!(
+            message.starts_with("Espace disque insuffisant: ")
+                && message.ends_with("MB disponibles, 17592186044415MB requis"),
+            "{message}"
+        );
+    }
+    assert_eq!(installed(&site), before);
+    assert!(server.ranges().is_empty(), "nothing downloaded");
+}
+
+#[test]
 fn bad_packages_change_nothing() {
     let fake = FakeSystemctl::temp();
     let site = installed_site(&fake);

@@ -92,10 +92,17 @@ fn check_version(value: Option<&Value>) -> Result<String, Error> {
 }
 
 /// `packageSize` is a BIGINT the server sends as a string (§12.3 item 9).
+/// A size beyond u64 is taken as u64::MAX: too big, not "unknown".
 fn package_size(value: Option<&Value>) -> u64 {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     match value {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            s.parse().ok().or_else(|| digits(s).then_some(u64::MAX))
+        }
         _ => None,
     }
     .filter(|n| *n > 0)
@@ -122,7 +129,7 @@ impl Progress {
 }
 
 fn mb(bytes: u64) -> u64 {
-    (bytes + (1 << 19)) >> 20
+    bytes.saturating_add(1 << 19) >> 20
 }
 
 struct UpdateSoftware;
