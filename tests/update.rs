@@ -230,6 +230,15 @@ fn bad_packages_change_nothing() {
             "not-permitted",
             "the archive entry 'webapp/etc' is a link to '/etc'",
         ),
+        (
+            tar_gz(&[
+                Item::Symlink("webapp/a", "."),
+                Item::Symlink("webapp/a/b", ".."),
+            ]),
+            Value::Null,
+            "not-permitted",
+            "the archive entry 'webapp/a/b' lies under 'webapp/a', a link made by an earlier entry",
+        ),
     ];
     for (archive, checksum, kind, message) in cases {
         let server = FileServer::start(archive.clone(), Fault::None);
