@@ -81,6 +81,24 @@ fn restart_service_touches_only_managed_units_and_never_a_shell() {
     );
 }
 
+#[test]
+fn the_upstream_agent_name_means_the_agent_itself() {
+    // MANAGED_SERVICES may name the agent either way.
+    let (site, fake) =
+        site_with_fake("AGENT_SERVICE=neopro-runtime\nMANAGED_SERVICES=neopro-runtime");
+    let result = site.run("restart-service", json!({"service": "neopro-sync-agent"}));
+    assert_eq!(
+        result.ok(),
+        Some(json!({"success": true, "status": "restarting",
+            "message": "neopro-sync-agent restarts as soon as this result is delivered"}))
+    );
+    assert!(
+        fake.calls().is_empty(),
+        "after delivery only: {:?}",
+        fake.calls()
+    );
+}
+
 fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -105,8 +123,10 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
     let (site, fake) = site_with_fake("");
     let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");
     let mut text = std::fs::read_to_string(&conf).expect("conf");
+    // The agent runs as neopro-runtime; the server's UI still names it
+    // neopro-sync-agent, which must never restart some other unit.
     text.push_str(&format!(
-        "{}\nALLOWED_COMMANDS=reboot,restart_service\nAGENT_SERVICE=neopro-sync-agent\n",
+        "{}\nALLOWED_COMMANDS=reboot,restart_service\nAGENT_SERVICE=neopro-runtime\n",
         fake.conf_line()
     ));
     std::fs::write(&conf, text).expect("conf");
@@ -141,14 +161,13 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
     let result = central.result_of("s-1", WAIT).await;
     let result_seen = now_ns();
     assert_eq!(result["result"]["status"], json!("restarting"), "{result}");
-    assert!(!fake.calls().iter().any(|c| c.contains("neopro-sync-agent")));
+    assert_eq!(fake.calls(), vec!["reboot"], "nothing before delivery");
     wait_for("the agent restart", || {
-        fake.calls()
-            .iter()
-            .any(|c| c == "restart neopro-sync-agent")
+        fake.calls().iter().any(|c| c == "restart neopro-runtime")
     })
     .await;
     assert!(now_ns() > result_seen);
+    assert_eq!(fake.calls(), vec!["reboot", "restart neopro-runtime"]);
     agent.stop().await;
 
     // The next start logs the reboot's outcome and forgets it.

@@ -166,6 +166,28 @@ fn the_same_version_again_is_success_without_reinstalling() {
 }
 
 #[test]
+fn a_package_size_beyond_any_disk_is_refused_with_the_disk_message() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let before = installed(&site);
+    let archive = release_2();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    for size in [json!("99999999999999999999"), json!(u64::MAX.to_string())] {
+        let mut data = update_data(&server, &archive, "2.0.0");
+        data["packageSize"] = size;
+        let (kind, message) = error_of(site.run("update-software", data));
+        assert_eq!(kind, "too-large", "{message}");
+        assert!(
+            message.starts_with("Espace disque insuffisant: ")
+                && message.ends_with("MB disponibles, 17592186044415MB requis"),
+            "{message}"
+        );
+    }
+    assert_eq!(installed(&site), before);
+    assert!(server.ranges().is_empty(), "nothing downloaded");
+}
+
+#[test]
 fn bad_packages_change_nothing() {
     let fake = FakeSystemctl::temp();
     let site = installed_site(&fake);
@@ -207,6 +229,15 @@ fn bad_packages_change_nothing() {
             Value::Null,
             "not-permitted",
             "the archive entry 'webapp/etc' is a link to '/etc'",
+        ),
+        (
+            tar_gz(&[
+                Item::Symlink("webapp/a", "."),
+                Item::Symlink("webapp/a/b", ".."),
+            ]),
+            Value::Null,
+            "not-permitted",
+            "the archive entry 'webapp/a/b' lies under 'webapp/a', a link made by an earlier entry",
         ),
     ];
     for (archive, checksum, kind, message) in cases {
@@ -254,6 +285,55 @@ fn a_release_that_does_not_come_up_is_rolled_back_byte_for_byte() {
         before,
         "byte-identical after the rollback"
     );
+}
+
+/// A Pi has no RTC: its clock can be behind the backups it made earlier,
+/// so the backup a failing update just made sorts oldest. It must survive
+/// the pruning, and the rollback must not depend on it anyway.
+#[test]
+fn a_clock_behind_the_old_backups_still_rolls_back_byte_for_byte() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let future: Vec<String> = (1..=5)
+        .map(|day| format!("backup-2099-01-0{day}T00-00-00-000Z-1.0.0"))
+        .collect();
+    for name in &future {
+        site.write(
+            &format!("neopro/backups/{name}/.neopro-runtime-backup"),
+            "{}",
+        );
+        site.write(&format!("neopro/backups/{name}/webapp/index.html"), "old");
+    }
+    let before = installed(&site);
+    let archive = tar_gz(&[
+        Item::File("webapp/index.html", b"broken index"),
+        Item::File("webapp/BROKEN", b"this release does not start"),
+        Item::File("server/app.js", b"broken server"),
+    ]);
+    fake.failed_while("neopro-app", &site.path("neopro/webapp/BROKEN"));
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let (kind, message) =
+        error_of(site.run("update-software", update_data(&server, &archive, "2.0.0")));
+    assert_eq!(kind, "failed");
+    let names = backups(&site);
+    let made: Vec<&String> = names.iter().filter(|n| n.ends_with("-2.0.0")).collect();
+    assert_eq!(made.len(), 1, "the backup just made is kept: {names:?}");
+    assert_eq!(
+        message,
+        format!(
+            "Service neopro-app is not active after restart (state: failed). Rollback: restored backup {} (version 1.0.0), services active",
+            made[0]
+        )
+    );
+    assert_eq!(
+        installed(&site),
+        before,
+        "byte-identical after the rollback"
+    );
+    let mut expected: Vec<String> = future[1..].to_vec();
+    expected.push(made[0].clone());
+    expected.sort();
+    assert_eq!(names, expected, "the oldest other backup went");
 }
 
 #[test]

@@ -292,6 +292,82 @@ async fn killed_after_the_swap_of_a_broken_release_it_is_rolled_back_at_restart(
     assert_eq!(installed(&rig.site), before, "byte-identical");
 }
 
+/// The rollback puts back the originals the swap moved aside; it does not
+/// need the backup (gone here: a full card, a user cleaning up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_needs_no_backup_to_restore_byte_for_byte() {
+    let rig = rig().await;
+    let before = installed(&rig.site);
+    rig.fake
+        .failed_while("neopro-app", &rig.site.path("neopro/webapp/BROKEN"));
+    let archive = tar_gz(&[
+        Item::File("webapp/index.html", b"v2 index"),
+        Item::File("webapp/BROKEN", b"does not start"),
+        Item::File("server/app.js", b"v2 server"),
+    ]);
+    let server = FileServer::start(archive.clone(), Fault::None);
+    rig.fake.hang_once("start", "neopro-app");
+    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    rig.central.nth("heartbeat", 1, WAIT).await;
+    send_update(&rig, &server, &archive, "u-1");
+    wait_for("the hanging systemctl call", || rig.fake.hanging()).await;
+    agent.kill_hard();
+    std::fs::remove_dir_all(rig.site.path("neopro/backups")).expect("remove the backups");
+    let _agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    let result = rig.central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("error"), "{result}");
+    let error = result["error"].as_str().unwrap_or("");
+    assert!(
+        error.ends_with("(version 1.0.0), services active"),
+        "{error}"
+    );
+    assert_eq!(installed(&rig.site), before, "byte-identical");
+}
+
+/// A rollback that cannot put everything back keeps the work folder (it
+/// may hold the only good copy) and the journal, and no later update starts
+/// over them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incomplete_rollback_keeps_the_originals_and_blocks_new_updates() {
+    let rig = rig().await;
+    let archive = release();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    rig.fake.hang_once("start", "neopro-app");
+    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    rig.central.nth("heartbeat", 1, WAIT).await;
+    send_update(&rig, &server, &archive, "u-1");
+    wait_for("the hanging systemctl call", || rig.fake.hanging()).await;
+    agent.kill_hard();
+    // VERSION can come back neither from the work folder nor the backup.
+    std::fs::remove_dir_all(rig.site.path("neopro/backups")).expect("remove the backups");
+    std::fs::remove_file(rig.site.path("neopro/.neopro-update/old/VERSION")).expect("old VERSION");
+    // The release is broken: the resume rolls back.
+    rig.fake
+        .failed_while("neopro-app", &rig.site.path("neopro/webapp/index.html"));
+    let _agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    let result = rig.central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("error"), "{result}");
+    let error = result["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains(" with problems: VERSION: ")
+            && error.ends_with("; the original files stay in .neopro-update/old"),
+        "{error}"
+    );
+    assert!(rig.site.path("neopro/.neopro-update").is_dir());
+    assert!(rig.site.path("state/staging/update/state.json").is_file());
+
+    send_update(&rig, &server, &archive, "u-2");
+    let result = rig.central.result_of("u-2", WAIT).await;
+    let error = result["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with(
+            "not installing 2.0.0: the interrupted update of 2.0.0 could not be rolled back"
+        ),
+        "{result}"
+    );
+    assert!(rig.site.path("neopro/.neopro-update").is_dir());
+}
+
 fn append_conf(rig: &Rig, line: &str) {
     let mut text = std::fs::read_to_string(&rig.conf).expect("conf");
     text.push_str(line);

@@ -20,6 +20,12 @@ pub fn restart(unit: &str) -> Result<(), Error> {
     host::restart(unit)
 }
 
+/// Whether `unit` names the agent itself (its unit or the upstream name
+/// the server sends): its restart happens after the result is delivered.
+pub fn is_agent(unit: &str) -> bool {
+    host::is_agent(unit)
+}
+
 /// The unit's active state: `active`, `inactive`, `failed`, `activating`, ...
 pub fn status(unit: &str) -> Result<String, Error> {
     host::status(unit)

@@ -1,8 +1,10 @@
 //! Safe `.tar.gz` extraction for software updates. Every entry is checked
 //! before anything is written for it: no absolute paths, no `..`, no
-//! symlink or hard link leading outside the destination, no devices, FIFOs
-//! or sparse files; all writes go through a cap-std `Dir`, so even a link
-//! created by an earlier entry cannot carry a later write out. The total size
+//! symlink or hard link leading outside the destination, nothing placed
+//! under a link an earlier entry made, no devices, FIFOs or sparse files;
+//! all writes go through a cap-std `Dir`. Link targets are checked lexically
+//! as they come, and once more at the end through the links the archive
+//! made (`x/y -> ..` then `x/z -> y/..` only leaves through both). The total size
 //! is bounded by a limit and by the free disk space (with a 5 % reserve),
 //! checked before each file is written.
 //!
@@ -10,6 +12,8 @@
 //! refused archive leaves nothing behind.
 
 use cap_std::fs::Dir;
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
@@ -17,6 +21,8 @@ use std::path::{Component, Path, PathBuf};
 const RESERVE_PERCENT: u64 = 5;
 /// Most entries names kept in a report's `skipped` list.
 const MAX_SKIPPED_LISTED: usize = 200;
+/// Links followed while resolving one link, as the kernel allows.
+const MAX_LINK_HOPS: usize = 40;
 
 /// Why an archive was refused or could not be extracted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -29,6 +35,10 @@ pub enum ArchiveError {
     ParentDir(String),
     #[error("the archive entry '{entry}' is a link to '{target}', which leads outside the update")]
     LinkOut { entry: String, target: String },
+    #[error(
+        "the archive entry '{entry}' lies under '{link}', a link made by an earlier entry; entries go into real folders only"
+    )]
+    ThroughLink { entry: String, link: String },
     #[error("the archive entry '{entry}' is a {kind}; only files, folders and links are allowed")]
     Special { entry: String, kind: &'static str },
     #[error("the archive entry name {0:?} is not valid UTF-8")]
@@ -108,6 +118,93 @@ fn link_stays_inside(entry: &Path, target: &Path) -> bool {
     true
 }
 
+/// One step of a link target once `.` is dropped.
+enum Part {
+    Up,
+    Name(OsString),
+}
+
+/// `target`'s steps; None when it is absolute.
+fn parts(target: &Path) -> Option<Vec<Part>> {
+    target
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(Some(Part::Name(name.to_owned()))),
+            Component::ParentDir => Some(Some(Part::Up)),
+            Component::CurDir => None,
+            Component::RootDir | Component::Prefix(_) => Some(None),
+        })
+        .collect()
+}
+
+/// Whether the link at `link` leads inside `dest` when every link on its
+/// way is followed where it really is, as the kernel will.
+fn resolves_inside(dest: &Dir, link: &Path) -> bool {
+    let Ok(target) = dest.read_link(link) else {
+        return false;
+    };
+    let Some(mut todo) = parts(&target) else {
+        return false;
+    };
+    todo.reverse();
+    // The real folder reached so far, never through a link.
+    let mut real: Vec<OsString> = link
+        .parent()
+        .map(|p| p.iter().map(ToOwned::to_owned).collect())
+        .unwrap_or_default();
+    let mut hops = 0;
+    while let Some(part) = todo.pop() {
+        match part {
+            Part::Up => {
+                if real.pop().is_none() {
+                    return false;
+                }
+            }
+            Part::Name(name) => {
+                real.push(name);
+                let here: PathBuf = real.iter().collect();
+                if dest
+                    .symlink_metadata(&here)
+                    .is_ok_and(|m| m.file_type().is_symlink())
+                {
+                    hops += 1;
+                    real.pop();
+                    let next = dest.read_link(&here).ok().and_then(|t| parts(&t));
+                    match next {
+                        Some(mut more) if hops <= MAX_LINK_HOPS => {
+                            more.reverse();
+                            todo.extend(more);
+                        }
+                        _ => return false,
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The first folder above `path` that is a link, if any. Real folders seen
+/// are remembered: an entry never turns a folder into something else.
+fn link_above(dest: &Dir, path: &Path, real_dirs: &mut HashSet<PathBuf>) -> Option<PathBuf> {
+    let mut above: Vec<&Path> = path.ancestors().skip(1).collect();
+    above.reverse();
+    for dir in above.into_iter().filter(|d| !d.as_os_str().is_empty()) {
+        if real_dirs.contains(dir) {
+            continue;
+        }
+        match dest.symlink_metadata(dir) {
+            Ok(meta) if meta.file_type().is_symlink() => return Some(dir.to_owned()),
+            Ok(meta) if meta.is_dir() => {
+                real_dirs.insert(dir.to_owned());
+            }
+            // Missing (created as a real folder) or a file (the write fails).
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// `skip` entries match a path equal to them or under them (`videos`
 /// matches `videos/a.mp4`).
 fn is_skipped(path: &Path, skip: &[PathBuf]) -> bool {
@@ -171,6 +268,8 @@ pub fn extract_tar_gz(
     let mut report = Report::default();
     let mut entries_seen: u64 = 0;
     let mut free = usable_space(dest);
+    let mut real_dirs = HashSet::new();
+    let mut links: Vec<(PathBuf, String)> = Vec::new();
     let corrupt = |e: std::io::Error| ArchiveError::Corrupt(e.to_string());
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
@@ -202,6 +301,12 @@ pub fn extract_tar_gz(
             entry: name.clone(),
             kind: what,
         };
+        if let Some(link) = link_above(dest, &path, &mut real_dirs) {
+            return Err(ArchiveError::ThroughLink {
+                entry: name,
+                link: link.to_string_lossy().into_owned(),
+            });
+        }
         match kind {
             tar::EntryType::Directory => {
                 dest.create_dir_all(&path).map_err(write_error(&name))?;
@@ -256,6 +361,7 @@ pub fn extract_tar_gz(
                 create_parent(dest, &path).map_err(write_error(&name))?;
                 clear_spot(dest, &path).map_err(write_error(&name))?;
                 dest.symlink(&target, &path).map_err(write_error(&name))?;
+                links.push((path, target));
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -270,6 +376,9 @@ pub fn extract_tar_gz(
                 let Some(target_path) = clean_path(&target).map_err(|_| link_out())? else {
                     return Err(link_out());
                 };
+                if link_above(dest, &target_path, &mut real_dirs).is_some() {
+                    return Err(link_out());
+                }
                 // Only to a regular file this archive already wrote.
                 match dest.symlink_metadata(&target_path) {
                     Ok(meta) if meta.is_file() => {}
@@ -285,6 +394,18 @@ pub fn extract_tar_gz(
             tar::EntryType::Fifo => return Err(special("FIFO")),
             tar::EntryType::GNUSparse => return Err(special("sparse file")),
             _ => return Err(special("special entry")),
+        }
+    }
+    // A later link can change where an earlier one leads.
+    for (path, target) in links {
+        let still_a_link = dest
+            .symlink_metadata(&path)
+            .is_ok_and(|m| m.file_type().is_symlink());
+        if still_a_link && !resolves_inside(dest, &path) {
+            return Err(ArchiveError::LinkOut {
+                entry: path.to_string_lossy().into_owned(),
+                target,
+            });
         }
     }
     // One flush for the whole tree: the caller swaps it into place next, and

@@ -3,10 +3,12 @@
 //! result would die with the agent and the server would time the command out
 //! (upstream rebooted 2 s after answering, delivered or not).
 //!
-//! A host call registers the action under its command id; the session runs
-//! it once the result is known delivered, or after the deadline if the link
-//! is down (the result then waits in the journal's outbox and goes out after
-//! the restart). A pending reboot is also written to `STATE_PATH` so the next
+//! A host call registers the action under its command id. Nothing runs
+//! before the command's outcome is known: a command that fails (error, trap,
+//! timeout) after asking has its follow-up dropped. After a success the
+//! session runs it once the result is known delivered, or after the deadline
+//! if the link is down (the result then waits in the journal's outbox and
+//! goes out after the restart). A pending reboot is also written to `STATE_PATH` so the next
 //! start can log whether it happened.
 
 use crate::service_manager::{ServiceError, ServiceManager};
@@ -36,6 +38,24 @@ pub enum Action {
     Restart(String),
 }
 
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Reboot => write!(f, "the reboot"),
+            Action::Restart(unit) => write!(f, "the restart of {unit}"),
+        }
+    }
+}
+
+/// One follow-up and how long it may wait for delivery.
+#[derive(Debug)]
+struct Pending {
+    action: Action,
+    wait: Duration,
+    /// Set once the command succeeded; until then it never runs.
+    deadline: Option<Instant>,
+}
+
 /// The journaled pending reboot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,7 +68,7 @@ pub struct PendingReboot {
 #[derive(Debug)]
 pub struct FollowUps {
     state_path: PathBuf,
-    pending: Mutex<BTreeMap<String, (Action, Instant)>>,
+    pending: Mutex<BTreeMap<String, Pending>>,
 }
 
 impl FollowUps {
@@ -59,14 +79,15 @@ impl FollowUps {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Action, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Pending>> {
         match self.pending.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    /// Registers `action` for `command_id`, to run at the latest after `wait`.
+    /// Registers `action` for `command_id`, to run once the command has
+    /// succeeded and its result is delivered, or `wait` after the success.
     pub fn add(
         &self,
         command_id: &str,
@@ -88,14 +109,52 @@ impl FollowUps {
                 source,
             })?;
         }
-        self.lock()
-            .insert(command_id.to_owned(), (action, Instant::now() + wait));
+        self.lock().insert(
+            command_id.to_owned(),
+            Pending {
+                action,
+                wait,
+                deadline: None,
+            },
+        );
         Ok(())
+    }
+
+    /// `command_id`'s outcome is known. After a failure its follow-up is
+    /// dropped and returned (a component that asked for a reboot and then
+    /// failed must not reboot the box); after a success it starts waiting
+    /// for delivery.
+    pub fn settle(&self, command_id: &str, succeeded: bool) -> Option<Action> {
+        let mut pending = self.lock();
+        if succeeded {
+            if let Some(p) = pending.get_mut(command_id) {
+                p.deadline = Some(Instant::now() + p.wait);
+            }
+            return None;
+        }
+        let dropped = pending.remove(command_id).map(|p| p.action);
+        drop(pending);
+        if dropped == Some(Action::Reboot) {
+            self.forget_reboot(command_id);
+        }
+        dropped
+    }
+
+    /// Removes the journaled reboot if `command_id` asked for it.
+    fn forget_reboot(&self, command_id: &str) {
+        let path = self.state_path.join(REBOOT_FILE);
+        let ours = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<PendingReboot>(&b).ok())
+            .is_some_and(|r| r.command_id == command_id);
+        if ours && let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!("cannot remove {}: {e}", path.display());
+        }
     }
 
     /// The action waiting for `command_id`'s delivery, removed.
     pub fn take(&self, command_id: &str) -> Option<Action> {
-        self.lock().remove(command_id).map(|(action, _)| action)
+        self.lock().remove(command_id).map(|p| p.action)
     }
 
     /// Actions whose deadline passed, removed.
@@ -104,12 +163,12 @@ impl FollowUps {
         let mut pending = self.lock();
         let overdue: Vec<String> = pending
             .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
+            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
             .map(|(id, _)| id.clone())
             .collect();
         overdue
             .into_iter()
-            .filter_map(|id| pending.remove(&id).map(|(a, _)| (id, a)))
+            .filter_map(|id| pending.remove(&id).map(|p| (id, p.action)))
             .collect()
     }
 
@@ -194,6 +253,12 @@ mod tests {
         assert!(dir.path().join(REBOOT_FILE).is_file());
         assert_eq!(
             follow_ups.take_overdue(),
+            vec![],
+            "c2 has not succeeded yet"
+        );
+        assert_eq!(follow_ups.settle("c2", true), None);
+        assert_eq!(
+            follow_ups.take_overdue(),
             vec![("c2".to_owned(), Action::Restart("neopro-sync-agent".into()))]
         );
         assert_eq!(follow_ups.take("c1"), Some(Action::Reboot));
@@ -203,6 +268,38 @@ mod tests {
         assert_eq!(record.map(|r| r.command_id), Some("c1".to_owned()));
         assert!(!dir.path().join(REBOOT_FILE).exists());
         assert_eq!(log_reboot_outcome(dir.path(), Some(u64::MAX)), None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_command_never_runs_its_follow_up() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let follow_ups = FollowUps::new(dir.path().to_owned());
+        // Asked, then the component errored, trapped or timed out.
+        follow_ups.add("c1", Action::Reboot, Duration::ZERO)?;
+        follow_ups.add(
+            "c2",
+            Action::Restart("neopro-runtime".into()),
+            Duration::ZERO,
+        )?;
+        assert_eq!(follow_ups.take_overdue(), vec![], "not before the outcome");
+        assert_eq!(follow_ups.settle("c1", false), Some(Action::Reboot));
+        assert_eq!(
+            follow_ups.settle("c2", false),
+            Some(Action::Restart("neopro-runtime".into()))
+        );
+        assert!(follow_ups.is_empty());
+        assert_eq!(
+            follow_ups.take("c1"),
+            None,
+            "delivery of the error runs nothing"
+        );
+        assert!(
+            !dir.path().join(REBOOT_FILE).exists(),
+            "no reboot is journaled for the next start"
+        );
+        // A command without follow-up settles quietly.
+        assert_eq!(follow_ups.settle("c3", false), None);
         Ok(())
     }
 }

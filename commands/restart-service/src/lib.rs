@@ -1,6 +1,8 @@
 //! `restart_service` (§2.7): restarts a managed unit and checks that it is
-//! active again. Restarting the agent itself answers first; the host restarts
-//! it once the answer is delivered (upstream died before answering).
+//! active again. Restarting the agent itself (the host says which names mean
+//! it: its unit, and the upstream `neopro-sync-agent` the server sends)
+//! answers first; the host restarts it once the answer is delivered
+//! (upstream died before answering).
 //! Upstream's `update` flag (a `git pull` of the agent) is not supported: the
 //! agent is updated as a package, never from a working copy.
 
@@ -9,8 +11,6 @@ use neopro_guest_sdk::{Command, Context, Error, export_command, logs, services};
 use serde::Deserialize;
 use std::time::Duration;
 
-/// The agent's unit in the NEOPRO install.
-const AGENT_UNIT: &str = "neopro-sync-agent";
 /// How long a restarted unit may take to become active.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -46,7 +46,7 @@ impl Command for RestartService {
             );
         }
         services::restart(&service)?;
-        if service == AGENT_UNIT {
+        if services::is_agent(&service) {
             return Ok(json!({
                 "success": true,
                 "status": "restarting",

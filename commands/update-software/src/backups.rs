@@ -48,20 +48,23 @@ pub fn create(version: &str, previous: &str, items: &[String]) -> Result<String,
     }
 }
 
-/// Keeps the [`KEEP`] newest backups the agent made; never touches others.
-pub fn prune() {
+/// Keeps `current` (the backup this update just made) and the [`KEEP`]` - 1`
+/// newest other backups the agent made; never touches others. `current` is
+/// kept by name, not by age: a Pi has no RTC and its clock can be behind
+/// the stamps of older backups, which would make the new one sort oldest.
+pub fn prune(current: &str) {
     let Ok(entries) = files::list(Root::Backups, "") else {
         return;
     };
     let mut ours: Vec<String> = entries
         .into_iter()
-        .filter(|e| e.name.starts_with("backup-"))
+        .filter(|e| e.name.starts_with("backup-") && e.name != current)
         .filter(|e| files::exists(Root::Backups, &format!("{}/{MARKER}", e.name)).unwrap_or(false))
         .map(|e| e.name)
         .collect();
     // Names start with an ISO timestamp: name order is age order.
     ours.sort();
-    let excess = ours.len().saturating_sub(KEEP);
+    let excess = ours.len().saturating_sub(KEEP - 1);
     for old in ours.into_iter().take(excess) {
         if let Err(e) = files::remove_tree(Root::Backups, &old) {
             neopro_guest_sdk::warn!("cannot remove old backup {old}: {}", e.message());

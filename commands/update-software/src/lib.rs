@@ -8,8 +8,11 @@
 //! top-level folders and version files the release replaces into
 //! `BACKUP_PATH/backup-<timestamp>-<version>`, stop the services, swap by
 //! renames, start them, health gate, write the version files. A failure
-//! after the backup restores *that* backup (upstream restored whatever
-//! sorted last in the folder); a failure before it changed nothing.
+//! after the backup renames the originals back from `.neopro-update/old`,
+//! and copies from *that* backup only what is not there (upstream restored
+//! whatever sorted last in the folder); a failure before it changed nothing.
+//! A rollback that could not put everything back keeps the work folder and
+//! the journal: they may hold the only good copy.
 //!
 //! With `{"resume": true}` (run by the agent at start when a journal is
 //! left) it finishes or rolls back the interrupted update and returns
@@ -32,6 +35,11 @@ const SERVICES: [&str; 2] = ["neopro-app", "neopro-admin"];
 /// Work folder inside NEOPRO_ROOT: `new/` is the extracted release.
 const WORK: &str = ".neopro-update";
 const NEW: &str = ".neopro-update/new";
+/// Where the swap moves the originals (and copies the version files): a
+/// rollback renames them back, so it needs neither space nor the backup.
+const OLD: &str = ".neopro-update/old";
+/// Where a rollback stages a backup copy before putting it in place.
+const RESTORE: &str = ".neopro-update/restore";
 /// Never taken from an archive (upstream's tar excludes).
 const SKIP: [&str; 4] = ["videos", "logs", "backups", "webapp/configuration.json"];
 /// Always backed up when present, even if the release does not ship them.
@@ -84,10 +92,17 @@ fn check_version(value: Option<&Value>) -> Result<String, Error> {
 }
 
 /// `packageSize` is a BIGINT the server sends as a string (§12.3 item 9).
+/// A size beyond u64 is taken as u64::MAX: too big, not "unknown".
 fn package_size(value: Option<&Value>) -> u64 {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     match value {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            s.parse().ok().or_else(|| digits(s).then_some(u64::MAX))
+        }
         _ => None,
     }
     .filter(|n| *n > 0)
@@ -114,7 +129,7 @@ impl Progress {
 }
 
 fn mb(bytes: u64) -> u64 {
-    (bytes + (1 << 19)) >> 20
+    bytes.saturating_add(1 << 19) >> 20
 }
 
 struct UpdateSoftware;
@@ -142,7 +157,13 @@ impl Command for UpdateSoftware {
                 "an interrupted update of {} is rolled back first",
                 old.version
             );
-            let _ = rollback(&old);
+            let outcome = rollback(&old);
+            if !outcome.restored {
+                return Err(Error::failed(format!(
+                    "not installing {version}: the interrupted update of {} could not be rolled back ({}); the original files stay in NEOPRO_ROOT/{OLD}",
+                    old.version, outcome.summary
+                )));
+            }
         }
 
         let previous = system::version()?.version;
@@ -205,7 +226,7 @@ impl Command for UpdateSoftware {
             }
             Err(e) => {
                 let outcome = rollback(&state);
-                Err(with_rollback(e, &outcome))
+                Err(with_rollback(e, &outcome.summary))
             }
         }
     }
@@ -295,10 +316,10 @@ fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<()
     let backup = backups::create(&state.version, &state.previous_version, &saved)?;
     state.replaced = replaced;
     state.saved = saved;
-    state.backup = Some(backup);
+    state.backup = Some(backup.clone());
     state.step = Step::BackedUp;
     state.save()?;
-    backups::prune();
+    backups::prune(&backup);
     Ok(())
 }
 
@@ -324,10 +345,21 @@ fn install(state: &mut State, progress: &Progress) -> Result<Value, Error> {
         }
     }
     progress.at(60);
-    files::mkdir(Root::NeoproRoot, &format!("{WORK}/old"))?;
+    files::mkdir(Root::NeoproRoot, OLD)?;
+    // The version files are rewritten in place at the end.
+    for name in VERSION_FILES {
+        if !state.replaced.iter().any(|r| r == name) && files::exists(Root::NeoproRoot, name)? {
+            files::copy_tree(
+                Root::NeoproRoot,
+                name,
+                Root::NeoproRoot,
+                &format!("{OLD}/{name}"),
+            )?;
+        }
+    }
     for name in &state.replaced {
         if files::exists(Root::NeoproRoot, name)? {
-            files::rename(Root::NeoproRoot, name, &format!("{WORK}/old/{name}"))?;
+            files::rename(Root::NeoproRoot, name, &format!("{OLD}/{name}"))?;
         }
         files::rename(Root::NeoproRoot, &format!("{NEW}/{name}"), name)?;
     }
@@ -428,17 +460,30 @@ fn cleanup() {
     State::clear();
 }
 
+/// How a rollback went.
+struct Rollback {
+    /// For the operator, after "Rollback: ".
+    summary: String,
+    /// Every file is back in place. Otherwise the work folder (which may
+    /// hold the only good copy) and the journal are kept for another try.
+    restored: bool,
+}
+
 /// Puts the box back as it was before `state`'s update and says how it went.
-fn rollback(state: &State) -> String {
+fn rollback(state: &State) -> Rollback {
     let Some(backup) = state
         .backup
         .as_deref()
         .filter(|_| state.step >= Step::BackedUp)
     else {
         cleanup();
-        return "nothing had been changed".to_owned();
+        return Rollback {
+            summary: "nothing had been changed".to_owned(),
+            restored: true,
+        };
     };
     let mut problems = Vec::new();
+    let mut restored = true;
     if state.step >= Step::Swapping {
         for service in SERVICES {
             if let Err(e) = services::stop(service) {
@@ -451,19 +496,9 @@ fn rollback(state: &State) -> String {
             .cloned()
             .chain(VERSION_FILES.iter().map(|s| (*s).to_owned()));
         for name in names {
-            if let Err(e) = files::remove_tree_if_exists(Root::NeoproRoot, &name) {
-                problems.push(e.message().to_owned());
-                continue;
-            }
-            if state.saved.contains(&name)
-                && let Err(e) = files::copy_tree(
-                    Root::Backups,
-                    &format!("{backup}/{name}"),
-                    Root::NeoproRoot,
-                    &name,
-                )
-            {
-                problems.push(e.message().to_owned());
+            if let Err(e) = restore(state, backup, &name) {
+                restored = false;
+                problems.push(format!("{name}: {}", e.message()));
             }
         }
     }
@@ -474,8 +509,16 @@ fn rollback(state: &State) -> String {
             "services not healthy".to_owned()
         }
     };
-    cleanup();
-    if problems.is_empty() {
+    if restored {
+        cleanup();
+    } else {
+        neopro_guest_sdk::warn!(
+            "the rollback of the update to {} is incomplete; the original files stay in NEOPRO_ROOT/{OLD}",
+            state.version
+        );
+        problems.push(format!("the original files stay in {OLD}"));
+    }
+    let summary = if problems.is_empty() {
         format!(
             "restored backup {backup} (version {}), {services}",
             state.previous_version
@@ -486,7 +529,41 @@ fn rollback(state: &State) -> String {
             state.previous_version,
             problems.join("; ")
         )
+    };
+    Rollback { summary, restored }
+}
+
+/// Puts `name` back as it was before the swap. The original the swap moved
+/// aside is renamed back (same filesystem: no space, no backup needed); the
+/// backup's copy is used only when that original is not there, and is
+/// staged first so that a failed copy leaves what is installed alone.
+fn restore(state: &State, backup: &str, name: &str) -> Result<(), Error> {
+    let moved = format!("{OLD}/{name}");
+    if files::exists(Root::NeoproRoot, &moved)? {
+        files::remove_tree_if_exists(Root::NeoproRoot, name)?;
+        return files::rename(Root::NeoproRoot, &moved, name);
     }
+    if state.replaced.iter().any(|r| r == name)
+        && files::exists(Root::NeoproRoot, &format!("{NEW}/{name}"))?
+    {
+        // Not swapped yet: what is installed is the original.
+        return Ok(());
+    }
+    if !state.saved.iter().any(|s| s == name) {
+        // Added by the release.
+        return files::remove_tree_if_exists(Root::NeoproRoot, name);
+    }
+    let staged = format!("{RESTORE}/{name}");
+    files::remove_tree_if_exists(Root::NeoproRoot, &staged)?;
+    files::mkdir(Root::NeoproRoot, RESTORE)?;
+    files::copy_tree(
+        Root::Backups,
+        &format!("{backup}/{name}"),
+        Root::NeoproRoot,
+        &staged,
+    )?;
+    files::remove_tree_if_exists(Root::NeoproRoot, name)?;
+    files::rename(Root::NeoproRoot, &staged, name)
 }
 
 fn with_rollback(error: Error, outcome: &str) -> Error {
@@ -525,13 +602,13 @@ fn resume() -> Result<Value, Error> {
                 }})
             }
             Err(e) => {
-                let rolled = rollback(&state);
+                let rolled = rollback(&state).summary;
                 json!({"status": "error", "error": format!(
                     "{} (after the agent restarted mid-update). Rollback: {rolled}", e.message())})
             }
         },
         _ => {
-            let rolled = rollback(&state);
+            let rolled = rollback(&state).summary;
             json!({"status": "error", "error": format!(
                 "the update to {} was interrupted (the agent stopped) and was not completed. Rollback: {rolled}",
                 state.version)})

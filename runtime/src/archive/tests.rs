@@ -237,6 +237,90 @@ fn a_link_planted_by_one_entry_cannot_carry_a_later_write_out()
 }
 
 #[test]
+fn nothing_goes_under_a_link_an_earlier_entry_made() -> Result<(), Box<dyn std::error::Error>> {
+    use tar::EntryType::*;
+    // Lexically `a/b -> ..` is the destination itself; through `a -> .` it
+    // is its parent.
+    let cases = [
+        vec![raw(Symlink, "a", ".", b""), raw(Symlink, "a/b", "..", b"")],
+        vec![
+            raw(Directory, "d/", "", b""),
+            raw(Symlink, "d/a", ".", b""),
+            raw(Regular, "d/a/file", "", b"x"),
+        ],
+    ];
+    let expected = [
+        ArchiveError::ThroughLink {
+            entry: "a/b".into(),
+            link: "a".into(),
+        },
+        ArchiveError::ThroughLink {
+            entry: "d/a/file".into(),
+            link: "d/a".into(),
+        },
+    ];
+    for (entries, expected) in cases.iter().zip(expected) {
+        let f = fixture()?;
+        let outside = |f: &Fixture| {
+            listing(&f.outside)
+                .into_iter()
+                .filter(|(p, _)| !p.starts_with("stage"))
+                .collect::<Vec<_>>()
+        };
+        let before = outside(&f);
+        let gz = tar_gz(entries)?;
+        assert_eq!(
+            extract_tar_gz(gz.as_slice(), &f.dir, &[], Limits::default()),
+            Err(expected)
+        );
+        assert!(!f.stage.join("b").exists() && !f.stage.join("d/file").exists());
+        assert_eq!(outside(&f), before, "nothing written outside");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_chain_of_links_leading_out_is_refused_in_any_order() -> Result<(), Box<dyn std::error::Error>>
+{
+    use tar::EntryType::*;
+    // Each link alone stays inside; `x/z` leaves through `x/y`.
+    let up = raw(Symlink, "x/y", "..", b"");
+    let through = raw(Symlink, "x/z", "y/..", b"");
+    let deeper = raw(Symlink, "x/w", "z/../etc", b"");
+    for entries in [
+        vec![up.clone(), through.clone()],
+        vec![through.clone(), up.clone()],
+        vec![up.clone(), deeper.clone(), through.clone()],
+    ] {
+        let f = fixture()?;
+        let gz = tar_gz(&entries)?;
+        assert!(
+            matches!(
+                extract_tar_gz(gz.as_slice(), &f.dir, &[], Limits::default()),
+                Err(ArchiveError::LinkOut { entry, .. }) if entry == "x/z" || entry == "x/w"
+            ),
+            "{entries:?}"
+        );
+    }
+    // Chains that stay inside are kept.
+    let f = fixture()?;
+    let gz = tar_gz(&[
+        raw(Regular, "server/bin/start", "", b"go"),
+        raw(Symlink, "server/lib", "bin", b""),
+        raw(Symlink, "server/up", "..", b""),
+        raw(
+            Symlink,
+            "webapp/start",
+            "../server/up/server/lib/start",
+            b"",
+        ),
+    ])?;
+    extract_tar_gz(gz.as_slice(), &f.dir, &[], Limits::default())?;
+    assert_eq!(std::fs::read(f.stage.join("webapp/start"))?, b"go");
+    Ok(())
+}
+
+#[test]
 fn corrupt_and_oversized_archives_are_refused() -> Result<(), Box<dyn std::error::Error>> {
     let f = fixture()?;
     assert!(matches!(
@@ -302,14 +386,19 @@ proptest! {
             .filter(|(p, _)| !p.starts_with("stage"))
             .collect::<Vec<_>>();
         let gz = tar_gz(&entries).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let _ = extract_tar_gz(gz.as_slice(), &f.dir, &skip(), Limits::default());
+        let extracted = extract_tar_gz(gz.as_slice(), &f.dir, &skip(), Limits::default()).is_ok();
         let after = listing(&f.outside).into_iter()
             .filter(|(p, _)| !p.starts_with("stage"))
             .collect::<Vec<_>>();
         prop_assert_eq!(after, before);
+        let stage = f.stage.canonicalize().map_err(|e| TestCaseError::fail(e.to_string()))?;
         for (path, what) in listing(&f.stage) {
             if let Some(target) = what.strip_prefix("-> ") {
                 prop_assert!(link_stays_inside(Path::new(&path), Path::new(target)), "{} {}", path, what);
+                // Followed for real, an accepted tree's links stay inside.
+                if let (true, Ok(real)) = (extracted, f.stage.join(&path).canonicalize()) {
+                    prop_assert!(real.starts_with(&stage), "{} {} -> {}", path, what, real.display());
+                }
             }
         }
     }

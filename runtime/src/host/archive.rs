@@ -17,6 +17,7 @@ impl From<ArchiveError> for WitError {
             ArchiveError::Absolute(_)
             | ArchiveError::ParentDir(_)
             | ArchiveError::LinkOut { .. }
+            | ArchiveError::ThroughLink { .. }
             | ArchiveError::Special { .. } => WitError::NotPermitted(e.to_string()),
             ArchiveError::TooLarge { .. }
             | ArchiveError::TooManyEntries { .. }

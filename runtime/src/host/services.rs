@@ -2,6 +2,8 @@
 //! manager. A unit must be granted in the manifest *and* listed in site.conf's
 //! `MANAGED_SERVICES`. Restarting the agent's own unit and rebooting are
 //! follow-ups: they happen once the command's result has been delivered.
+//! The upstream agent's unit name is an alias of the agent's own unit: the
+//! server's UI sends it, and it must never reach some other unit.
 
 use super::bindings::neopro::agent::{power, services};
 use super::{HostState, WitError};
@@ -15,6 +17,8 @@ const MAX_FOLLOW_UP_WAIT: Duration = Duration::from_secs(600);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// An agent restart waits at most this long for delivery.
 const RESTART_WAIT: Duration = Duration::from_secs(30);
+/// The upstream agent's unit, which the server sends for "restart the agent".
+pub const UPSTREAM_AGENT_UNIT: &str = "neopro-sync-agent";
 
 impl From<ServiceError> for WitError {
     fn from(e: ServiceError) -> Self {
@@ -29,17 +33,25 @@ impl From<ServiceError> for WitError {
 }
 
 impl HostState {
-    fn require_service(&self, name: &str) -> Result<(), WitError> {
+    /// Checks `name` may be touched and returns the unit it means. The
+    /// agent's names are interchangeable in grants and MANAGED_SERVICES.
+    fn require_service(&self, name: &str) -> Result<String, WitError> {
         if !crate::manifest::is_valid_unit_name(name) {
             return Err(ServiceError::InvalidName(name.to_owned()).into());
         }
+        let agent = self.is_agent_unit(name);
+        let covers = |s: &String| s == name || (agent && self.is_agent_unit(s));
         self.call.require(
-            self.call.manifest.grants.services.iter().any(|s| s == name),
+            self.call.manifest.grants.services.iter().any(covers),
             &format!("services containing \"{name}\""),
         )?;
         let managed = &self.call.services.managed_services;
-        if managed.iter().any(|s| s == name) {
-            Ok(())
+        if managed.iter().any(covers) {
+            Ok(if agent {
+                self.call.services.agent_unit.clone()
+            } else {
+                name.to_owned()
+            })
         } else {
             Err(WitError::NotPermitted(format!(
                 "service '{name}' is not managed by the agent on this box (MANAGED_SERVICES in site.conf: {})",
@@ -49,37 +61,41 @@ impl HostState {
     }
 
     fn is_agent_unit(&self, name: &str) -> bool {
-        name == self.call.services.agent_unit
+        name == self.call.services.agent_unit || name == UPSTREAM_AGENT_UNIT
     }
 }
 
 impl services::Host for HostState {
     fn start(&mut self, name: String) -> Result<(), WitError> {
-        self.require_service(&name)?;
-        Ok(self.call.services.service_manager.start(&name)?)
+        let unit = self.require_service(&name)?;
+        Ok(self.call.services.service_manager.start(&unit)?)
     }
 
     fn stop(&mut self, name: String) -> Result<(), WitError> {
-        self.require_service(&name)?;
+        let unit = self.require_service(&name)?;
         if self.is_agent_unit(&name) {
             return Err(WitError::NotPermitted(format!(
                 "the agent does not stop its own unit {name} (it could not be started again remotely); restart it instead"
             )));
         }
-        Ok(self.call.services.service_manager.stop(&name)?)
+        Ok(self.call.services.service_manager.stop(&unit)?)
     }
 
     fn restart(&mut self, name: String) -> Result<(), WitError> {
-        self.require_service(&name)?;
+        let unit = self.require_service(&name)?;
         if self.is_agent_unit(&name) {
             return self
                 .call
                 .services
                 .follow_ups
-                .add(&self.call.command_id, Action::Restart(name), RESTART_WAIT)
+                .add(&self.call.command_id, Action::Restart(unit), RESTART_WAIT)
                 .map_err(|e| WitError::Io(e.to_string()));
         }
-        Ok(self.call.services.service_manager.restart(&name)?)
+        Ok(self.call.services.service_manager.restart(&unit)?)
+    }
+
+    fn is_agent(&mut self, name: String) -> bool {
+        self.is_agent_unit(&name)
     }
 
     fn health_check(&mut self) -> Result<Option<u16>, WitError> {
@@ -109,8 +125,8 @@ impl services::Host for HostState {
     }
 
     fn status(&mut self, name: String) -> Result<String, WitError> {
-        self.require_service(&name)?;
-        Ok(self.call.services.service_manager.is_active(&name)?)
+        let unit = self.require_service(&name)?;
+        Ok(self.call.services.service_manager.is_active(&unit)?)
     }
 }
 

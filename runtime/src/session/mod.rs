@@ -489,6 +489,15 @@ impl Session {
             Outcome::Success { .. } => tracing::info!("command {id} succeeded"),
             Outcome::Error { error } => tracing::warn!("command {id} failed: {error}"),
         }
+        let succeeded = matches!(outcome, Outcome::Success { .. });
+        if let Some(action) = self
+            .dispatcher
+            .host_services()
+            .follow_ups
+            .settle(&id, succeeded)
+        {
+            tracing::warn!("command {id} failed: {action} it asked for is cancelled");
+        }
         if let Err(e) = self.journal.complete(&id, outcome.clone()) {
             tracing::error!("{e}");
         }
