@@ -7,43 +7,12 @@
 use neopro_e2e::Site;
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
-use neopro_e2e::process::AgentProcess;
+use neopro_e2e::process::{AgentProcess, agent_binary, wait_for};
 use neopro_runtime::sandbox::sha256_hex;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// The agent binary `cargo test` built next to this test.
-fn agent_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("NEOPRO_RUNTIME_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let debug_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let bin = debug_dir.join("neopro-runtime");
-    assert!(
-        bin.is_file(),
-        "{} missing: run the tests with `cargo xtask test`",
-        bin.display()
-    );
-    bin
-}
-
-async fn wait_for(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_deploy_leaves_no_partial_file_and_the_next_deploy_resumes() {
@@ -84,7 +53,7 @@ async fn sigkill_mid_deploy_leaves_no_partial_file_and_the_next_deploy_resumes()
     let agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
     central.nth("heartbeat", 1, WAIT).await;
     send(deploy("c-1"));
-    wait_for("a partial download", || {
+    wait_for("a partial download", WAIT, || {
         std::fs::metadata(&partial).is_ok_and(|m| m.len() > 200_000)
     })
     .await;

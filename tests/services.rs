@@ -5,6 +5,7 @@
 
 use neopro_e2e::central::Central;
 use neopro_e2e::fake_systemctl::FakeSystemctl;
+use neopro_e2e::process::wait_for;
 use neopro_e2e::{Site, error_of};
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -106,17 +107,6 @@ fn now_ns() -> u128 {
         .unwrap_or(0)
 }
 
-async fn wait_for(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled() {
     let central = Central::start(&[("site-1", "key-1")]).await;
@@ -142,7 +132,7 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
             "success": true, "message": "Rebooting as soon as this result is delivered"}})
     );
     let pending = site.path("state/reboot-pending.json");
-    wait_for("the reboot call", || fake.reboot_at_ns().is_some()).await;
+    wait_for("the reboot call", WAIT, || fake.reboot_at_ns().is_some()).await;
     let reboot_at = fake.reboot_at_ns().unwrap_or(0);
     assert!(
         reboot_at > result_seen,
@@ -162,7 +152,7 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
     let result_seen = now_ns();
     assert_eq!(result["result"]["status"], json!("restarting"), "{result}");
     assert_eq!(fake.calls(), vec!["reboot"], "nothing before delivery");
-    wait_for("the agent restart", || {
+    wait_for("the agent restart", WAIT, || {
         fake.calls().iter().any(|c| c == "restart neopro-runtime")
     })
     .await;
@@ -172,7 +162,10 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
 
     // The next start logs the reboot's outcome and forgets it.
     let agent = site.start_agent();
-    wait_for("the pending reboot to be handled", || !pending.exists()).await;
+    wait_for("the pending reboot to be handled", WAIT, || {
+        !pending.exists()
+    })
+    .await;
     agent.stop().await;
 }
 

@@ -8,7 +8,7 @@ use neopro_e2e::Site;
 use neopro_e2e::central::Central;
 use neopro_e2e::fake_systemctl::FakeSystemctl;
 use neopro_e2e::http::{Fault, FileServer};
-use neopro_e2e::process::AgentProcess;
+use neopro_e2e::process::{AgentProcess, agent_binary, wait_for};
 use neopro_e2e::release::{Item, snapshot, tar_gz};
 use neopro_runtime::sandbox::sha256_hex;
 use serde_json::{Value, json};
@@ -16,36 +16,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The agent binary `cargo test` built next to this test.
-fn agent_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("NEOPRO_RUNTIME_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("neopro-runtime");
-    assert!(
-        bin.is_file(),
-        "{} missing: run `cargo xtask test`",
-        bin.display()
-    );
-    bin
-}
-
-async fn wait_for(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 struct Rig {
     central: Central,
@@ -172,7 +142,7 @@ async fn kill_during_with(rig: &Rig, archive: Vec<u8>, action: &str, unit: &str)
     let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
     rig.central.nth("heartbeat", 1, WAIT).await;
     send_update(rig, &server, &archive, "u-1");
-    wait_for("the hanging systemctl call", || rig.fake.hanging()).await;
+    wait_for("the hanging systemctl call", WAIT, || rig.fake.hanging()).await;
     agent.kill_hard();
     let _agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
     rig.central.result_of("u-1", WAIT).await
@@ -252,7 +222,7 @@ async fn killed_while_downloading_nothing_changes() {
     let partial = rig
         .site
         .path("state/staging/update/.package.tar.gz.partial");
-    wait_for("a partial download", || {
+    wait_for("a partial download", WAIT, || {
         std::fs::metadata(&partial).is_ok_and(|m| m.len() > 100_000)
     })
     .await;
@@ -310,7 +280,7 @@ async fn a_rollback_needs_no_backup_to_restore_byte_for_byte() {
     let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
     rig.central.nth("heartbeat", 1, WAIT).await;
     send_update(&rig, &server, &archive, "u-1");
-    wait_for("the hanging systemctl call", || rig.fake.hanging()).await;
+    wait_for("the hanging systemctl call", WAIT, || rig.fake.hanging()).await;
     agent.kill_hard();
     std::fs::remove_dir_all(rig.site.path("neopro/backups")).expect("remove the backups");
     let _agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
@@ -336,7 +306,7 @@ async fn an_incomplete_rollback_keeps_the_originals_and_blocks_new_updates() {
     let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
     rig.central.nth("heartbeat", 1, WAIT).await;
     send_update(&rig, &server, &archive, "u-1");
-    wait_for("the hanging systemctl call", || rig.fake.hanging()).await;
+    wait_for("the hanging systemctl call", WAIT, || rig.fake.hanging()).await;
     agent.kill_hard();
     // VERSION can come back neither from the work folder nor the backup.
     std::fs::remove_dir_all(rig.site.path("neopro/backups")).expect("remove the backups");
@@ -407,7 +377,7 @@ async fn an_update_outside_the_window_is_scheduled_then_installed_in_it() {
         &format!("AUTO_UPDATE_HOUR={}", local_hour().expect("hour")),
     );
     let agent = rig.site.start_agent();
-    wait_for("the final result", || {
+    wait_for("the final result", WAIT, || {
         rig.central
             .all("command_result")
             .iter()

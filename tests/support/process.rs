@@ -2,8 +2,42 @@
 //! benchmarks and the crash test, and what /proc says about it.
 #![allow(clippy::expect_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The agent binary `cargo test` built next to the running test
+/// (`NEOPRO_RUNTIME_BIN` overrides it).
+pub fn agent_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NEOPRO_RUNTIME_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("neopro-runtime");
+    assert!(
+        bin.is_file(),
+        "{} missing: run the tests with `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
+/// Waits for something that sends no event (a file on disk, a call the
+/// fake systemctl recorded) by looking every 10 ms; panics after `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// A running agent; dropping it stops it with SIGTERM (clean shutdown).
 pub struct AgentProcess(Option<Child>);
