@@ -143,7 +143,7 @@ fn copy_with_mode(from: &Path, to: &Path, mode: u32) -> anyhow::Result<u64> {
 
 const POSTINST: &str = "#!/bin/sh\nset -e\n\
 # Let systemd see the new or updated unit; enabling is left to the installer\n\
-# (neopro-runtime install-service, or systemctl enable --now neopro-runtime).\n\
+# (neopro-runtime install-service).\n\
 if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi\n";
 
 const POSTRM: &str = "#!/bin/sh\nset -e\n\
@@ -478,10 +478,13 @@ mod tests {
             .find(|e| e.path == BINARY)
             .map(|e| (e.mode.as_str(), e.owner.as_str()));
         assert_eq!(binary, Some(("-rwxr-xr-x", "root/root")));
-        // The shipped unit starts the packaged binary on the shipped config.
+        // The shipped unit starts the packaged binary on /etc/neopro/site.conf.
         let unit = std::fs::read_to_string(&inputs.unit)?;
+        let exec = unit.lines().find(|l| l.starts_with("ExecStart="));
         assert!(
-            unit.contains("ExecStart=/usr/bin/neopro-runtime run --config /etc/neopro/site.conf")
+            exec.is_some_and(|l| l.starts_with("ExecStart=/usr/bin/neopro-runtime ")
+                && l.contains("--config /etc/neopro/site.conf")),
+            "{exec:?}"
         );
         Ok(())
     }
