@@ -114,10 +114,13 @@ async fn main() {
     let cpu_before = cpu_ms(pid);
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let cpu_used = cpu_ms(pid).saturating_sub(cpu_before);
+    let mib = |key: &str| status_kib(pid, key) as f64 / 1024.0;
     println!(
-        "after {idle_secs} s idle (30 s heartbeats): RSS {:.1} MiB (peak {:.1} MiB), CPU {} ms over the window = {:.1} ms per minute",
-        status_kib(pid, "VmRSS:") as f64 / 1024.0,
-        status_kib(pid, "VmHWM:") as f64 / 1024.0,
+        "after {idle_secs} s idle (30 s heartbeats): RSS {:.1} MiB (peak {:.1} MiB; anonymous {:.1} MiB, file-backed {:.1} MiB), CPU {} ms over the window = {:.1} ms per minute",
+        mib("VmRSS:"),
+        mib("VmHWM:"),
+        mib("RssAnon:"),
+        mib("RssFile:"),
         cpu_used,
         cpu_used as f64 * 60.0 / idle_secs as f64
     );

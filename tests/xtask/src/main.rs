@@ -9,10 +9,14 @@
 //! - `demo`: `build`, then the agent against a bundled local central server
 //! - `bench [idle-secs] [deploy-MiB]`: `build`, then the sandbox, agent and
 //!   deploy benchmarks (release)
+//! - `package [--target <triple>]`: guests + release host →
+//!   `dist/neopro-runtime_<version>_<arch>.deb`, checked, smoke-tested
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod package;
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
 
@@ -25,7 +29,8 @@ fn main() -> anyhow::Result<()> {
         "test" => test(&root),
         "demo" => demo(&root),
         "bench" => bench(&root),
-        _ => bail!("usage: cargo xtask <build|guests|test|demo|bench>"),
+        "package" => package(&root),
+        _ => bail!("usage: cargo xtask <build|guests|test|demo|bench|package>"),
     }
 }
 
@@ -260,6 +265,79 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         .args(["-p", "neopro-e2e", "--bin", "deploy-bench", "--"])
         .arg(root.join("dist/neopro-runtime"))
         .arg(mib))
+}
+
+/// `cargo xtask package [--target <triple>]`: see `package.rs`.
+fn package(root: &Path) -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let triple = match args.as_slice() {
+        [] => None,
+        [flag, t] if flag == "--target" => Some(t.clone()),
+        _ => bail!("usage: cargo xtask package [--target <triple>]"),
+    };
+    let (builtin, _) = guests(root)?;
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["build", "--release", "-p", "neopro-runtime"]);
+    let mut release = target_dir(root);
+    if let Some(t) = &triple {
+        if !rustup_has_target(t) {
+            run(Command::new("rustup").args(["target", "add", t]))?;
+        }
+        cmd.args(["--target", t]);
+        package::cross_linker_env(&mut cmd, t);
+        release.push(t);
+    }
+    let started = std::time::Instant::now();
+    run(&mut cmd)?;
+    eprintln!("release build: {:.0} s", started.elapsed().as_secs_f64());
+    let triple = triple.unwrap_or_else(|| format!("{}-unknown-linux-gnu", std::env::consts::ARCH));
+    let inputs = package::Inputs {
+        version: package::workspace_version(root)?,
+        arch: package::deb_arch(&triple)?.to_owned(),
+        binary: release.join("release/neopro-runtime"),
+        components: builtin,
+        unit: root.join("config/neopro-runtime.service"),
+        site_conf_example: root.join("config/site.conf.example"),
+    };
+    package::check_binary_arch(&inputs.binary, &inputs.arch)?;
+    let stage = target_dir(root).join(format!("deb/{}", inputs.arch));
+    package::stage(&inputs, &root.join("README.md"), &stage)?;
+    let deb = root.join(format!(
+        "dist/{}_{}_{}.deb",
+        package::PACKAGE,
+        inputs.version,
+        inputs.arch
+    ));
+    package::build_deb(&stage, &deb)?;
+    for e in package::verify_deb(&deb, &inputs)? {
+        println!("{} {} {:>10} /{}", e.mode, e.owner, e.size, e.path);
+    }
+    let size = std::fs::metadata(&inputs.binary)?.len();
+    println!(
+        "{}: checked; binary {:.1} MB ({size} bytes, stripped)",
+        deb.display(),
+        size as f64 / 1e6
+    );
+    package::smoke_test(
+        &inputs.binary,
+        &inputs.components,
+        &triple,
+        &target_dir(root).join(format!("deb/smoke-{}", inputs.arch)),
+    )
+}
+
+fn rustup_has_target(triple: &str) -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == triple)
+        })
+        // Without rustup, let cargo report a missing target itself.
+        .unwrap_or(true)
 }
 
 /// Builds dist/, then runs the agent against a bundled local central

@@ -1,0 +1,542 @@
+//! `cargo xtask package [--target <triple>]`: the Debian package of the
+//! agent, `dist/neopro-runtime_<version>_<arch>.deb`, built with `dpkg-deb`
+//! from a staged tree (no cargo-deb to compile), then checked by listing it.
+//! A foreign-architecture binary is also smoke-tested under qemu-user.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const PACKAGE: &str = "neopro-runtime";
+/// Where the agent looks for built-in components when neither
+/// `COMPONENTS_PATH` nor `components/` next to the binary exist
+/// (`registry::SYSTEM_COMPONENTS_DIR`).
+pub const COMPONENTS_DIR: &str = "usr/lib/neopro-runtime/components";
+pub const BINARY: &str = "usr/bin/neopro-runtime";
+pub const UNIT: &str = "usr/lib/systemd/system/neopro-runtime.service";
+pub const SITE_CONF_EXAMPLE: &str = "etc/neopro/site.conf.example";
+
+/// Cross linker used when the caller did not choose one.
+const CROSS_LINKERS: &[(&str, &str)] = &[("aarch64-unknown-linux-gnu", "aarch64-linux-gnu-gcc")];
+
+/// What goes into the package.
+pub struct Inputs {
+    pub version: String,
+    /// Debian architecture (`arm64`, `amd64`).
+    pub arch: String,
+    pub binary: PathBuf,
+    /// Folder of `<name>.wasm` + `<name>.toml`.
+    pub components: PathBuf,
+    pub unit: PathBuf,
+    pub site_conf_example: PathBuf,
+}
+
+/// One file the package must contain, with its permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub path: String,
+    pub mode: &'static str,
+}
+
+/// Debian architecture name of a Rust target triple.
+pub fn deb_arch(triple: &str) -> anyhow::Result<&'static str> {
+    let cpu = triple.split('-').next().unwrap_or(triple);
+    Ok(match cpu {
+        "aarch64" => "arm64",
+        "x86_64" => "amd64",
+        "armv7" => "armhf",
+        "i686" => "i386",
+        _ => bail!("no Debian architecture known for target {triple}"),
+    })
+}
+
+/// ELF `e_machine` expected for a Debian architecture.
+fn elf_machine(arch: &str) -> Option<u16> {
+    match arch {
+        "arm64" => Some(0xB7),
+        "amd64" => Some(0x3E),
+        "armhf" => Some(0x28),
+        "i386" => Some(0x03),
+        _ => None,
+    }
+}
+
+/// Refuses a binary built for another machine than the package says
+/// (e.g. a host binary slipping into the arm64 package).
+pub fn check_binary_arch(binary: &Path, arch: &str) -> anyhow::Result<()> {
+    let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    if bytes.get(..4) != Some(b"\x7fELF".as_slice()) {
+        bail!("{} is not an ELF executable", binary.display());
+    }
+    let machine = bytes
+        .get(18..20)
+        .map(|m| u16::from_le_bytes([m[0], m[1]]))
+        .context("truncated ELF header")?;
+    match elf_machine(arch) {
+        Some(want) if want == machine => Ok(()),
+        Some(want) => bail!(
+            "{} is built for ELF machine {machine:#x}, the {arch} package needs {want:#x}",
+            binary.display()
+        ),
+        None => bail!("unknown Debian architecture {arch}"),
+    }
+}
+
+/// Component files (`.wasm` and `.toml`) of a folder, sorted.
+fn component_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm" || x == "toml"))
+        .collect();
+    files.sort();
+    if !files
+        .iter()
+        .any(|p| p.extension().is_some_and(|x| x == "wasm"))
+    {
+        bail!("no component (.wasm) in {}", dir.display());
+    }
+    Ok(files)
+}
+
+/// The files the package of `inputs` must hold (directories aside).
+pub fn expected_files(inputs: &Inputs) -> anyhow::Result<Vec<Expected>> {
+    let mut files = vec![
+        Expected {
+            path: BINARY.to_owned(),
+            mode: "-rwxr-xr-x",
+        },
+        Expected {
+            path: UNIT.to_owned(),
+            mode: "-rw-r--r--",
+        },
+        Expected {
+            path: SITE_CONF_EXAMPLE.to_owned(),
+            mode: "-rw-r--r--",
+        },
+        Expected {
+            path: format!("usr/share/doc/{PACKAGE}/README.md"),
+            mode: "-rw-r--r--",
+        },
+    ];
+    for file in component_files(&inputs.components)? {
+        if let Some(name) = file.file_name().and_then(|n| n.to_str()) {
+            files.push(Expected {
+                path: format!("{COMPONENTS_DIR}/{name}"),
+                mode: "-rw-r--r--",
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn copy_with_mode(from: &Path, to: &Path, mode: u32) -> anyhow::Result<u64> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let size = std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
+    Ok(size)
+}
+
+const POSTINST: &str = "#!/bin/sh\nset -e\n\
+# Let systemd see the new or updated unit; enabling is left to the installer\n\
+# (neopro-runtime install-service).\n\
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi\n";
+
+const POSTRM: &str = "#!/bin/sh\nset -e\n\
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi\n";
+
+/// Lays out the package tree under `stage` (emptied first).
+pub fn stage(inputs: &Inputs, readme: &Path, stage: &Path) -> anyhow::Result<()> {
+    if stage.exists() {
+        std::fs::remove_dir_all(stage)?;
+    }
+    let mut bytes = 0;
+    bytes += copy_with_mode(&inputs.binary, &stage.join(BINARY), 0o755)?;
+    for file in component_files(&inputs.components)? {
+        if let Some(name) = file.file_name() {
+            bytes += copy_with_mode(&file, &stage.join(COMPONENTS_DIR).join(name), 0o644)?;
+        }
+    }
+    bytes += copy_with_mode(&inputs.unit, &stage.join(UNIT), 0o644)?;
+    bytes += copy_with_mode(
+        &inputs.site_conf_example,
+        &stage.join(SITE_CONF_EXAMPLE),
+        0o644,
+    )?;
+    bytes += copy_with_mode(
+        readme,
+        &stage.join(format!("usr/share/doc/{PACKAGE}/README.md")),
+        0o644,
+    )?;
+
+    let debian = stage.join("DEBIAN");
+    std::fs::create_dir_all(&debian)?;
+    let control = format!(
+        "Package: {PACKAGE}\n\
+         Version: {version}\n\
+         Architecture: {arch}\n\
+         Maintainer: NEOPRO <support@neopro.invalid>\n\
+         Installed-Size: {kib}\n\
+         Depends: libc6 (>= 2.34), libgcc-s1\n\
+         Section: admin\n\
+         Priority: optional\n\
+         Description: NEOPRO device agent\n \
+         Keeps a NEOPRO video box connected to the NEOPRO central server and runs\n \
+         its commands in sandboxed WebAssembly components.\n",
+        version = inputs.version,
+        arch = inputs.arch,
+        kib = bytes.div_ceil(1024),
+    );
+    std::fs::write(debian.join("control"), control)?;
+    // The example is documentation a site operator copies, but it lives in
+    // /etc: as a conffile, local edits to it survive upgrades.
+    std::fs::write(debian.join("conffiles"), format!("/{SITE_CONF_EXAMPLE}\n"))?;
+    for (name, text) in [("postinst", POSTINST), ("postrm", POSTRM)] {
+        let path = debian.join(name);
+        std::fs::write(&path, text)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+/// `dpkg-deb --build`, files owned by root whoever builds.
+pub fn build_deb(stage: &Path, deb: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = deb.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let out = Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(stage)
+        .arg(deb)
+        .output()
+        .context("cannot run dpkg-deb (install the dpkg package)")?;
+    if !out.status.success() {
+        bail!(
+            "dpkg-deb --build failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// One line of `dpkg-deb -c`: mode, owner, size, path (without `./`).
+#[derive(Debug)]
+pub struct Entry {
+    pub mode: String,
+    pub owner: String,
+    pub size: u64,
+    pub path: String,
+}
+
+pub fn list_deb(deb: &Path) -> anyhow::Result<Vec<Entry>> {
+    let out = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(deb)
+        .output()
+        .context("cannot run dpkg-deb")?;
+    if !out.status.success() {
+        bail!(
+            "dpkg-deb -c {}: {}",
+            deb.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut entries = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // -rw-r--r-- root/root      1234 2026-11-28 10:00 ./usr/bin/x
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [mode, owner, size, _date, _time, path, ..] = fields[..] else {
+            bail!("unexpected dpkg-deb -c line: {line}");
+        };
+        entries.push(Entry {
+            mode: mode.to_owned(),
+            owner: owner.to_owned(),
+            size: size.parse().unwrap_or(0),
+            path: path
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_owned(),
+        });
+    }
+    Ok(entries)
+}
+
+fn control_field(deb: &Path, field: &str) -> anyhow::Result<String> {
+    let out = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(deb)
+        .arg(field)
+        .output()
+        .context("cannot run dpkg-deb")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Checks the built package against what it must hold: every expected file
+/// with its mode, owned by root, nothing else but directories, and the
+/// control fields. Returns the listing for printing.
+pub fn verify_deb(deb: &Path, inputs: &Inputs) -> anyhow::Result<Vec<Entry>> {
+    let entries = list_deb(deb)?;
+    let expected = expected_files(inputs)?;
+    let mut problems = Vec::new();
+    for want in &expected {
+        match entries.iter().find(|e| e.path == want.path) {
+            None => problems.push(format!("missing /{}", want.path)),
+            Some(e) if e.mode != want.mode => problems.push(format!(
+                "/{} has mode {}, expected {}",
+                want.path, e.mode, want.mode
+            )),
+            Some(e) if e.size == 0 => problems.push(format!("/{} is empty", want.path)),
+            Some(_) => {}
+        }
+    }
+    for e in &entries {
+        if e.owner != "root/root" {
+            problems.push(format!(
+                "/{} is owned by {}, not root/root",
+                e.path, e.owner
+            ));
+        }
+        let is_dir = e.mode.starts_with('d');
+        if !is_dir && !expected.iter().any(|w| w.path == e.path) {
+            problems.push(format!("unexpected file /{}", e.path));
+        }
+    }
+    for (field, want) in [
+        ("Package", PACKAGE),
+        ("Version", inputs.version.as_str()),
+        ("Architecture", inputs.arch.as_str()),
+    ] {
+        let got = control_field(deb, field)?;
+        if got != want {
+            problems.push(format!(
+                "control field {field} is '{got}', expected '{want}'"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{} is wrong:\n  {}", deb.display(), problems.join("\n  "));
+    }
+    Ok(entries)
+}
+
+/// The workspace version (`[workspace.package] version`).
+pub fn workspace_version(root: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let table: toml::Table = text.parse()?;
+    table
+        .get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(|p| p.get("version"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .context("no [workspace.package] version in Cargo.toml")
+}
+
+/// Runs `run-component get-system-info` with the packaged binary, under
+/// qemu-user for a foreign architecture, and checks it reports `arch`.
+pub fn smoke_test(
+    binary: &Path,
+    components: &Path,
+    triple: &str,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let cpu = triple.split('-').next().unwrap_or(triple);
+    let mut cmd = if cpu == std::env::consts::ARCH {
+        Command::new(binary)
+    } else {
+        let qemu = format!("qemu-{cpu}");
+        let sysroot = format!("/usr/{cpu}-linux-gnu");
+        let mut cmd = Command::new(&qemu);
+        cmd.arg("-L").arg(&sysroot).arg(binary);
+        cmd
+    };
+    if scratch.exists() {
+        std::fs::remove_dir_all(scratch)?;
+    }
+    std::fs::create_dir_all(scratch)?;
+    cmd.args(["run-component", "get-system-info"])
+        .env("COMPONENTS_PATH", components)
+        .env("STATE_PATH", scratch.join("state"))
+        .env("NEOPRO_ROOT", scratch.join("neopro"))
+        .env("CONFIG_FILE", scratch.join("absent-site.conf"));
+    eprintln!("+ {cmd:?}");
+    let started = std::time::Instant::now();
+    let out = cmd.output().with_context(|| {
+        format!("cannot start {cmd:?} (for a foreign architecture install qemu-user)")
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "smoke test failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(&stdout).context("smoke test: the result is not JSON")?;
+    let arch = value
+        .pointer("/systemInfo/architecture")
+        .and_then(|a| a.as_str())
+        .unwrap_or_default();
+    if arch != cpu {
+        bail!("smoke test: get-system-info reports architecture '{arch}', expected '{cpu}'");
+    }
+    eprintln!(
+        "smoke test passed: get-system-info on {arch} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Sets the cross linker for `triple` unless the caller chose one.
+pub fn cross_linker_env(cmd: &mut Command, triple: &str) {
+    for (t, linker) in CROSS_LINKERS {
+        if *t == triple {
+            let var = format!(
+                "CARGO_TARGET_{}_LINKER",
+                triple.to_uppercase().replace('-', "_")
+            );
+            if std::env::var_os(&var).is_none() {
+                cmd.env(var, linker);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .map(Path::to_owned)
+            .unwrap_or_default()
+    }
+
+    /// Inputs made of the real unit, example and component manifests, with
+    /// the start of this test executable (a host ELF header, small enough to
+    /// compress fast) standing in for the agent and placeholder wasm.
+    fn inputs(dir: &Path) -> anyhow::Result<Inputs> {
+        let root = root();
+        let binary = dir.join("neopro-runtime");
+        let exe = std::fs::read(std::env::current_exe()?)?;
+        std::fs::write(&binary, &exe[..exe.len().min(64 << 10)])?;
+        let components = dir.join("components");
+        std::fs::create_dir_all(&components)?;
+        for guest in crate::find_guests(&root)?.iter().filter(|g| g.builtin) {
+            std::fs::copy(
+                &guest.manifest,
+                components.join(format!("{}.toml", guest.name)),
+            )?;
+            std::fs::write(
+                components.join(format!("{}.wasm", guest.name)),
+                b"\0asm placeholder",
+            )?;
+        }
+        Ok(Inputs {
+            version: workspace_version(&root)?,
+            arch: deb_arch(&format!("{}-unknown-linux-gnu", std::env::consts::ARCH))?.to_owned(),
+            binary,
+            components,
+            unit: root.join("config/neopro-runtime.service"),
+            site_conf_example: root.join("config/site.conf.example"),
+        })
+    }
+
+    #[test]
+    fn deb_contents_are_listed_and_checked() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let inputs = inputs(dir.path())?;
+        let deb = dir.path().join("out.deb");
+        stage(
+            &inputs,
+            &root().join("README.md"),
+            &dir.path().join("stage"),
+        )?;
+        build_deb(&dir.path().join("stage"), &deb)?;
+        let entries = verify_deb(&deb, &inputs)?;
+        let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "usr/bin/neopro-runtime",
+            "usr/lib/neopro-runtime/components/get-system-info.wasm",
+            "usr/lib/neopro-runtime/components/get-system-info.toml",
+            "usr/lib/neopro-runtime/components/deploy-video.wasm",
+            "usr/lib/systemd/system/neopro-runtime.service",
+            "etc/neopro/site.conf.example",
+        ] {
+            assert!(paths.contains(&want), "{want} not in {paths:?}");
+        }
+        let binary = entries
+            .iter()
+            .find(|e| e.path == BINARY)
+            .map(|e| (e.mode.as_str(), e.owner.as_str()));
+        assert_eq!(binary, Some(("-rwxr-xr-x", "root/root")));
+        // The shipped unit starts the packaged binary on /etc/neopro/site.conf.
+        let unit = std::fs::read_to_string(&inputs.unit)?;
+        let exec = unit.lines().find(|l| l.starts_with("ExecStart="));
+        assert!(
+            exec.is_some_and(|l| l.starts_with("ExecStart=/usr/bin/neopro-runtime ")
+                && l.contains("--config /etc/neopro/site.conf")),
+            "{exec:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_package_missing_a_file_is_refused() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let inputs = inputs(dir.path())?;
+        let staged = dir.path().join("stage");
+        stage(&inputs, &root().join("README.md"), &staged)?;
+        std::fs::remove_file(staged.join(UNIT))?;
+        std::fs::write(staged.join("usr/bin/stray"), "x")?;
+        let deb = dir.path().join("out.deb");
+        build_deb(&staged, &deb)?;
+        let error = match verify_deb(&deb, &inputs) {
+            Ok(_) => anyhow::bail!("an incomplete package passed the check"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains("missing /usr/lib/systemd/system/neopro-runtime.service"),
+            "{error}"
+        );
+        assert!(error.contains("unexpected file /usr/bin/stray"), "{error}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_host_binary_is_refused_in_the_arm64_package() -> anyhow::Result<()> {
+        let exe = std::env::current_exe()?;
+        let foreign = if std::env::consts::ARCH == "aarch64" {
+            "amd64"
+        } else {
+            "arm64"
+        };
+        let host = deb_arch(&format!("{}-unknown-linux-gnu", std::env::consts::ARCH))?;
+        check_binary_arch(&exe, host)?;
+        let error = match check_binary_arch(&exe, foreign) {
+            Ok(()) => anyhow::bail!("a {host} binary passed as {foreign}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains(&format!("the {foreign} package needs")),
+            "{error}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn debian_architectures() -> anyhow::Result<()> {
+        assert_eq!(deb_arch("aarch64-unknown-linux-gnu")?, "arm64");
+        assert_eq!(deb_arch("x86_64-unknown-linux-gnu")?, "amd64");
+        assert!(deb_arch("riscv64gc-unknown-linux-gnu").is_err());
+        Ok(())
+    }
+}
