@@ -353,9 +353,16 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
         return Err(InstallError::BadName(group));
     }
     let mut units: Vec<String> = DEFAULT_UNITS.iter().map(|u| (*u).to_owned()).collect();
-    // The agent restarts itself under the name site.conf gives it.
+    // The agent restarts itself under the name site.conf gives it, and may
+    // control every unit MANAGED_SERVICES lists (except the upstream agent's
+    // name, which the agent maps to its own unit and never calls).
     let agent_unit = std::iter::once(&config.services.agent_unit);
-    for u in args.allow_units.iter().chain(agent_unit) {
+    let managed = config
+        .services
+        .managed
+        .iter()
+        .filter(|u| u.as_str() != "neopro-sync-agent");
+    for u in args.allow_units.iter().chain(agent_unit).chain(managed) {
         let u = if u.contains('.') {
             u.clone()
         } else {

@@ -301,6 +301,16 @@ fn the_polkit_rule_lists_the_agent_unit_named_in_site_conf() -> TestResult {
     let rule = &custom.files[1].contents;
     assert!(rule.contains("\"kiosk-agent.service\""), "{rule}");
     assert!(rule.contains("\"neopro-runtime.service\""), "{rule}");
+    assert!(!rule.contains("neopro-sync-agent"), "{rule}");
+
+    // A unit added to MANAGED_SERVICES is one the agent will be asked to
+    // restart: the rule must let it.
+    let mut text = std::fs::read_to_string(&conf)?;
+    text.push_str("MANAGED_SERVICES=neopro-app,mpv-kiosk\n");
+    std::fs::write(&conf, text)?;
+    let managed = plan(&args(), &conf, &etc)?;
+    let rule = &managed.files[1].contents;
+    assert!(rule.contains("\"mpv-kiosk.service\""), "{rule}");
     Ok(())
 }
 
