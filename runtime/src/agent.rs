@@ -84,13 +84,18 @@ pub async fn run(
         backoff: options.backoff,
     });
     // Side jobs, independent of the link: analytics forwarding (at start,
-    // then every 5 min) and the daily configuration.json backup.
+    // then every 5 min), the daily configuration.json backup, and the daily
+    // sweep of downloads nobody resumed for a week.
     let side_jobs = [
         tokio::spawn(crate::analytics::run(config.clone())),
         tokio::spawn(crate::config_backup::run(
             config.config_path.clone(),
             config.neopro_root.join("data/backups"),
         )),
+        tokio::spawn(crate::sweep::run(vec![
+            config.videos_path.clone(),
+            config.pushed_components_dir().join(".incoming"),
+        ])),
     ];
     let session = Session::new(
         config,

@@ -52,6 +52,7 @@ pub mod release_signature;
 pub mod sandbox;
 pub mod service_manager;
 pub mod session;
+pub mod sweep;
 pub mod systemd;
 pub mod tree;
 pub mod update_resume;
