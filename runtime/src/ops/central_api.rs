@@ -280,16 +280,12 @@ impl CentralApi {
             .call(reqwest::Method::POST, "/api/sites", Some(token), Some(body))
             .await?;
         match status.as_u16() {
-            200 | 201 => serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .as_ref()
-                .and_then(Site::from_json)
-                .filter(|s| s.api_key.is_some())
-                .ok_or(ApiError::Unexpected {
-                    what: "the site creation",
-                    status: status.as_u16(),
-                    message: "no site id or API key in the answer".to_owned(),
-                }),
+            200 | 201 => site_with_key(
+                "the site creation",
+                status,
+                &bytes,
+                "no site id or API key in the answer",
+            ),
             400 => Err(ApiError::Invalid {
                 message: server_message(status, &bytes),
             }),
@@ -323,16 +319,12 @@ impl CentralApi {
             .call(reqwest::Method::POST, &path, Some(token), Some(json!({})))
             .await?;
         match status.as_u16() {
-            200 | 201 => serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .as_ref()
-                .and_then(Site::from_json)
-                .filter(|s| s.api_key.is_some())
-                .ok_or(ApiError::Unexpected {
-                    what: "the key regeneration",
-                    status: status.as_u16(),
-                    message: "no API key in the answer".to_owned(),
-                }),
+            200 | 201 => site_with_key(
+                "the key regeneration",
+                status,
+                &bytes,
+                "no API key in the answer",
+            ),
             404 => Err(ApiError::SiteNotFound {
                 site_id: site_id.to_owned(),
                 message: server_message(status, &bytes),
@@ -393,6 +385,26 @@ pub fn mask_key(key: &str) -> String {
     let head: String = chars[..8].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("{head}...{tail} ({} chars)", chars.len())
+}
+
+/// A successful answer carrying a site with its API key; anything else in a
+/// 2xx is `what` going wrong in a way the operator is told about.
+fn site_with_key(
+    what: &'static str,
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+    missing: &str,
+) -> Result<Site, ApiError> {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .as_ref()
+        .and_then(Site::from_json)
+        .filter(|s| s.api_key.is_some())
+        .ok_or(ApiError::Unexpected {
+            what,
+            status: status.as_u16(),
+            message: missing.to_owned(),
+        })
 }
 
 #[cfg(test)]
