@@ -68,6 +68,10 @@ pub struct SiteConfig {
     pub log_path: PathBuf,
     pub log_level: String,
     pub heartbeat_interval: Duration,
+    /// `PING_CHECK_TIMEOUT` (ms, default 75000, 0 = off): no `ping_check`
+    /// from the server for this long while the link is up means the server
+    /// forgot this box's session; the agent reconnects and re-authenticates.
+    pub ping_check_timeout: Duration,
     pub max_download_size: u64,
     /// The command types the server may run here. Unlike upstream, a list
     /// in site.conf restricts (upstream silently re-adds its defaults).
@@ -302,6 +306,7 @@ impl SiteConfig {
             log_path: path("LOG_PATH", neopro_root.join("logs/sync-agent.log"))?,
             log_level: text("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            ping_check_timeout: Duration::from_millis(number("PING_CHECK_TIMEOUT", 75_000)?),
             max_download_size: number("MAX_DOWNLOAD_SIZE", 1_073_741_824)?,
             allowed_commands,
             allowed_commands_set,

@@ -24,8 +24,8 @@ pub fn resource_of(command_type: &str) -> Option<&'static str> {
     match command_type {
         "deploy_video" | "delete_video" | "expire_videos" => Some("videos"),
         "update_config" | "update_settings" => Some("config"),
-        "update_software" | "reboot" | "restart_service" | "install_component"
-        | "remove_component" | "rollback_component" => Some("software"),
+        "update_software" | "rollback_update" | "reboot" | "restart_service"
+        | "install_component" | "remove_component" | "rollback_component" => Some("software"),
         "update_hotspot" => Some("network"),
         _ => None,
     }

@@ -64,6 +64,23 @@ pub struct Entry {
     pub outcome: Option<Outcome>,
     #[serde(default)]
     pub delivered: bool,
+    /// The last progress event of a server deployment (`deploy_progress` /
+    /// `update_progress` with a `deploymentId`, completed or failed). Only
+    /// that event completes a deployment on the server, so it is re-sent
+    /// before the result until the result is delivered (issue 18.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_progress: Option<FinalProgress>,
+}
+
+/// A deployment's closing progress event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalProgress {
+    pub event: String,
+    pub payload: Value,
+    /// The authenticated session it was emitted on (not persisted: after a
+    /// restart it always goes again).
+    #[serde(skip)]
+    pub sent_in: Option<u64>,
 }
 
 /// What to do with an incoming command id.
@@ -219,6 +236,7 @@ impl Journal {
                 completed_seq: None,
                 outcome: None,
                 delivered: false,
+                final_progress: None,
             }
         };
         self.persist(&entry)?;
@@ -239,6 +257,7 @@ impl Journal {
                 completed_seq: None,
                 outcome: None,
                 delivered: false,
+                final_progress: None,
             });
             entry.outcome = Some(outcome);
             entry.completed_seq = Some(seq);
@@ -275,6 +294,32 @@ impl Journal {
             }
         };
         self.persist(&entry)
+    }
+
+    /// Records a deployment's closing progress event for command `id`.
+    pub fn set_final_progress(
+        &self,
+        id: &str,
+        progress: FinalProgress,
+    ) -> Result<(), JournalError> {
+        let entry = {
+            let mut state = self.lock();
+            let Some(entry) = state.entries.get_mut(id) else {
+                return Ok(());
+            };
+            entry.final_progress = Some(progress);
+            entry.clone()
+        };
+        self.persist(&entry)
+    }
+
+    /// How many results wait for delivery.
+    pub fn undelivered_count(&self) -> usize {
+        self.lock()
+            .entries
+            .values()
+            .filter(|e| !e.delivered && e.outcome.is_some())
+            .count()
     }
 
     /// A journaled entry, if any.

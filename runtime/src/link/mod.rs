@@ -17,6 +17,7 @@
 pub mod backoff;
 mod connection;
 pub mod packet;
+pub mod salvage;
 pub mod tls;
 
 use backoff::{Backoff, BackoffPolicy};
@@ -70,6 +71,15 @@ pub enum LinkEvent {
     /// has received that emit (it pings again only after getting our pong,
     /// and TCP keeps order).
     ServerPing,
+    /// An event whose JSON could not be decoded (e.g. a lone UTF-16
+    /// surrogate); what could still be read of it.
+    Undecodable {
+        name: Option<String>,
+        /// The first argument's `id` (a command's), when readable.
+        id: Option<String>,
+        preview: String,
+        error: String,
+    },
 }
 
 /// Why an emit was not sent.

@@ -6,7 +6,9 @@
 
 pub mod auth;
 pub mod heartbeat;
+pub mod link_status;
 pub mod local_state;
+mod progress;
 
 use crate::config::SiteConfig;
 use crate::dispatch::Dispatcher;
@@ -14,10 +16,13 @@ use crate::host::ProgressSink;
 use crate::journal::{Admission, Journal, Outcome};
 use crate::link::{LinkEvent, LinkHandle};
 use crate::metrics::SystemProbe;
+use link_status::StatusWriter;
 use local_state::ConfigWatcher;
+use progress::LinkProgress;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -62,15 +67,6 @@ impl Default for SessionSettings {
     }
 }
 
-/// Progress reports go to the server as events; best effort.
-struct LinkProgress(LinkHandle);
-
-impl ProgressSink for LinkProgress {
-    fn emit(&self, event: &str, payload: Value) {
-        let _ = self.0.emit(event, &[payload]);
-    }
-}
-
 /// Site identity, re-read from site.conf before every authentication so a
 /// fixed file is picked up without a restart.
 #[derive(Debug, Clone, Default)]
@@ -89,6 +85,14 @@ pub struct Session {
     probe: Arc<SystemProbe>,
     credentials: Credentials,
     authenticated: bool,
+    /// The authenticated session number (0 while not authenticated), shared
+    /// with the progress sinks of running commands.
+    session_no: Arc<AtomicU64>,
+    sessions: u64,
+    /// When the server last showed it counts us as connected (`ping_check`,
+    /// or the authentication itself); `None` while not authenticated.
+    last_ping_check: Option<tokio::time::Instant>,
+    status: StatusWriter,
     /// When `authenticate` went out without an answer yet.
     awaiting_auth_since: Option<tokio::time::Instant>,
     auth_failures: u32,
@@ -120,6 +124,7 @@ impl Session {
         };
         Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
+            status: StatusWriter::new(&config.state_path),
             scheduled: crate::maintenance::Scheduled::new(&config.state_path),
             config,
             config_file,
@@ -130,6 +135,9 @@ impl Session {
             probe: Arc::new(SystemProbe::default()),
             credentials,
             authenticated: false,
+            session_no: Arc::new(AtomicU64::new(0)),
+            sessions: 0,
+            last_ping_check: None,
             awaiting_auth_since: None,
             auth_failures: 0,
             pings: 0,
@@ -216,6 +224,12 @@ impl Session {
                     );
                     let _ = self.link.reconnect_after(Duration::ZERO, "no answer to authenticate");
                 }
+                () = tokio::time::sleep_until(
+                    self.last_ping_check.unwrap_or_else(tokio::time::Instant::now)
+                        + self.config.ping_check_timeout
+                ), if self.last_ping_check.is_some() && !self.config.ping_check_timeout.is_zero() => {
+                    self.on_ping_check_silence();
+                }
             }
         }
         self.stop().await;
@@ -238,12 +252,32 @@ impl Session {
             }
         }
         self.link.close().await;
+        self.status.stopped();
+    }
+
+    /// The server sends `ping_check` every 30 s to each site it counts as
+    /// connected; none for this long on an authenticated link means it
+    /// dropped us from its books (it does when another connection of this
+    /// site closes) and will neither ping nor send us commands again.
+    fn on_ping_check_silence(&mut self) {
+        let silent = self.config.ping_check_timeout.as_secs_f64();
+        self.last_ping_check = None;
+        tracing::warn!(
+            "no ping_check from the central server for {silent} s although the link is up: \
+             it no longer counts this box as connected (e.g. another connection of this site \
+             closed, such as `neopro-runtime diagnose --auth`); reconnecting to authenticate again"
+        );
+        let _ = self.link.reconnect_after(
+            Duration::ZERO,
+            &format!("no ping_check for {silent} s: the server forgot this session"),
+        );
     }
 
     fn on_link_event(&mut self, event: LinkEvent, heartbeat: &mut tokio::time::Interval) {
         match event {
             LinkEvent::Connected => {
                 self.pings = 0;
+                self.status.connected();
                 self.reload_credentials();
                 if self
                     .link
@@ -261,17 +295,30 @@ impl Session {
                     tracing::warn!("disconnected from the central server: {reason}");
                 }
                 self.authenticated = false;
+                self.session_no.store(0, Ordering::SeqCst);
+                self.last_ping_check = None;
+                self.status.disconnected(&reason);
                 self.awaiting_auth_since = None;
                 // Unconfirmed results stay in the outbox and go again after
                 // the next authentication.
                 self.in_flight.clear();
             }
             LinkEvent::ServerPing => self.on_server_ping(),
+            LinkEvent::Undecodable {
+                name,
+                id,
+                preview,
+                error,
+            } => self.on_undecodable(name, id, &preview, &error),
             LinkEvent::Event { name, args, .. } => match name.as_str() {
                 "authenticated" => self.on_authenticated(heartbeat),
                 "auth_error" => self.on_auth_error(&args),
                 "ping_check" => {
                     let _ = self.link.emit("pong_check", &[]);
+                    if self.authenticated {
+                        self.last_ping_check = Some(tokio::time::Instant::now());
+                        self.status.ping_check();
+                    }
                 }
                 "command" => self.on_command(args.into_iter().next().unwrap_or(Value::Null)),
                 other if IGNORED_BROADCASTS.contains(&other) => {}
@@ -300,6 +347,10 @@ impl Session {
     fn on_authenticated(&mut self, heartbeat: &mut tokio::time::Interval) {
         tracing::info!("authenticated as site {}", self.credentials.site_id);
         self.authenticated = true;
+        self.sessions += 1;
+        self.session_no.store(self.sessions, Ordering::SeqCst);
+        self.last_ping_check = Some(tokio::time::Instant::now());
+        self.status.authenticated();
         self.awaiting_auth_since = None;
         self.auth_failures = 0;
         self.send_heartbeat();
@@ -308,8 +359,62 @@ impl Session {
         self.journal.prune(crate::journal::RETENTION);
         for (id, outcome) in self.journal.undelivered() {
             if !self.in_flight.iter().any(|(f, _)| *f == id) {
+                self.send_final_progress(&id);
                 self.send_result(&id, &outcome);
             }
+        }
+        self.status
+            .results_waiting(self.journal.undelivered_count());
+    }
+
+    /// Re-sends a deployment's closing progress event unless it already
+    /// went out on this session: the server completes a deployment only from
+    /// it, never from the command result.
+    fn send_final_progress(&self, id: &str) {
+        let Some(final_progress) = self.journal.get(id).and_then(|e| e.final_progress) else {
+            return;
+        };
+        let session = self.session_no.load(Ordering::SeqCst);
+        if session == 0 || final_progress.sent_in == Some(session) {
+            return;
+        }
+        let _ = self
+            .link
+            .emit(&final_progress.event, &[final_progress.payload]);
+    }
+
+    /// An event we could not decode is logged; a command whose id could be
+    /// read gets an error result (through the journal, like any other).
+    fn on_undecodable(
+        &mut self,
+        name: Option<String>,
+        id: Option<String>,
+        preview: &str,
+        error: &str,
+    ) {
+        let name = name.unwrap_or_else(|| "<unreadable>".to_owned());
+        tracing::warn!(
+            "could not decode the event '{name}' from the central server ({error}): {preview}"
+        );
+        let (Some(id), "command") = (id, name.as_str()) else {
+            return;
+        };
+        match self.journal.admit(&id, "undecodable") {
+            Ok(Admission::Run) => {
+                let outcome = Outcome::Error {
+                    error: format!(
+                        "the agent could not decode this command, so it did not run it: {error} \
+                         (a lone UTF-16 surrogate such as \\ud800 in a string is a usual cause)"
+                    ),
+                };
+                if let Err(e) = self.journal.complete(&id, outcome.clone()) {
+                    tracing::error!("{e}");
+                }
+                self.send_result(&id, &outcome);
+            }
+            Ok(Admission::Running) => {}
+            Ok(Admission::Done(outcome)) => self.send_result(&id, &outcome),
+            Err(e) => tracing::error!("{e}"),
         }
     }
 
@@ -350,6 +455,10 @@ impl Session {
                 true
             }
         });
+        if !delivered.is_empty() {
+            self.status
+                .results_waiting(self.journal.undelivered_count());
+        }
         let follow_ups = &self.dispatcher.host_services().follow_ups;
         for id in delivered {
             if let Some(action) = follow_ups.take(&id) {
@@ -413,6 +522,7 @@ impl Session {
             Ok(Admission::Running) => tracing::info!("command {id} is already running"),
             Ok(Admission::Done(outcome)) => {
                 tracing::info!("command {id} already done: sending its result again");
+                self.send_final_progress(&id);
                 self.send_result(&id, &outcome);
             }
             Err(e) => {
@@ -432,7 +542,12 @@ impl Session {
     fn spawn_command(&mut self, id: String, command_type: String, data: Value) {
         let dispatcher = self.dispatcher.clone();
         let done = self.done_tx.clone();
-        let progress: Arc<dyn ProgressSink> = Arc::new(LinkProgress(self.link.clone()));
+        let progress: Arc<dyn ProgressSink> = Arc::new(LinkProgress::new(
+            self.link.clone(),
+            self.journal.clone(),
+            id.clone(),
+            self.session_no.clone(),
+        ));
         self.running += 1;
         tokio::spawn(async move {
             let outcome = dispatcher
@@ -501,7 +616,12 @@ impl Session {
         if let Err(e) = self.journal.complete(&id, outcome.clone()) {
             tracing::error!("{e}");
         }
+        // Its closing progress event went out while the link was down, or
+        // on a session that ended since.
+        self.send_final_progress(&id);
         self.send_result(&id, &outcome);
+        self.status
+            .results_waiting(self.journal.undelivered_count());
     }
 
     /// Emits a result if we can; otherwise it waits in the outbox.
