@@ -307,7 +307,7 @@ pub async fn diagnose_with(
         (Some(id), Some(key)) => {
             if agent {
                 b.warn(
-                    "authentication",
+                    "agent session",
                     "--auth: authenticating as this site while its agent runs makes the central \
                      server forget the agent's session",
                     format!(
