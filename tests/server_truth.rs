@@ -7,6 +7,8 @@
 
 use neopro_e2e::Site;
 use neopro_e2e::central::Central;
+use neopro_e2e::http::{Fault, FileServer};
+use neopro_runtime::sandbox::sha256_hex;
 use neopro_e2e::local_app::{Ended, LocalApp, RawServer};
 use neopro_runtime::link::{self, LinkConfig, LinkEvent};
 use serde_json::{Value, json};
@@ -166,3 +168,100 @@ async fn the_web_app_hears_config_updated_and_the_close_is_clean() {
     assert_eq!(ended, vec![Ended::Clean]);
 }
 
+
+/// A site whose agent may deploy videos.
+fn deploying_site(url: &str) -> Site {
+    let site = site();
+    site.write_agent_conf(url, "site-1", "key-1");
+    site.append_conf("ALLOWED_COMMANDS=get_config,deploy_video\n");
+    site
+}
+
+fn deploy_data(server: &FileServer, body: &[u8], deployment: Option<&str>) -> Value {
+    let mut data = json!({
+        "videoId": "vid-1", "videoUrl": server.url("abc.mp4"), "filename": "abc.mp4",
+        "category": "Match", "checksum": sha256_hex(body),
+    });
+    if let Some(id) = deployment {
+        data["deploymentId"] = json!(id);
+    }
+    data
+}
+
+/// 18.3: a `deploy_video` sent from the REST API (no deploymentId) sends no
+/// `deploy_progress`: the server would put every deployment of that video,
+/// finished ones included, back to in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_without_deployment_id_leaves_finished_deployments_alone() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    central.add_deployment("dep-1", "vid-1");
+    let body: Vec<u8> = (0..200_000).map(|i| (i % 251) as u8).collect();
+    let server = FileServer::start(body.clone(), Fault::None);
+    let site = deploying_site(&central.url());
+    let agent = site.start_agent();
+    central.wait_booked("site-1", WAIT).await;
+
+    central.send_command("d-1", "deploy_video", deploy_data(&server, &body, Some("dep-1")));
+    assert_eq!(central.result_of("d-1", WAIT).await["status"], "success");
+    let done = central.deployment("dep-1").expect("deployment");
+    assert_eq!((done.status.as_str(), done.progress), ("completed", 100));
+
+    // The same video again, from the REST API.
+    central.send_command("d-2", "deploy_video", deploy_data(&server, &body, None));
+    assert_eq!(central.result_of("d-2", WAIT).await["status"], "success");
+    let after = central.deployment("dep-1").expect("deployment");
+    assert_eq!((after.status.as_str(), after.progress), ("completed", 100));
+    assert!(
+        central.all("deploy_progress").iter().all(|p| p["deploymentId"] == "dep-1"),
+        "{:?}",
+        central.all("deploy_progress")
+    );
+    agent.stop().await;
+}
+
+/// 18.4: a deployment that finished while the server was away is completed
+/// once the agent is back: its closing `deploy_progress` goes through the
+/// outbox (the server ignores the re-sent command_result for deployments).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_finished_offline_is_completed_after_the_reconnect() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let body: Vec<u8> = (0..400_000).map(|i| (i % 251) as u8).collect();
+    let server = FileServer::start(
+        body.clone(),
+        Fault::Slow {
+            chunk: 32_768,
+            pause_ms: 40,
+        },
+    );
+    let site = deploying_site(&central.url());
+    let agent = site.start_agent();
+    central.wait_booked("site-1", WAIT).await;
+    central.send_command("d-1", "deploy_video", deploy_data(&server, &body, Some("dep-1")));
+    central.next("deploy_progress", WAIT).await;
+    let port = central.stop().await;
+
+    // Wait until the deploy finished (its outcome is journaled) offline.
+    let entry = site.path("state/journal/d-1.json");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        if text.contains("\"outcome\"") {
+            assert!(text.contains("\"finalProgress\""), "{text}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "deploy never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let central = Central::start_on(port, &[("site-1", "key-1")]).await;
+    central.add_deployment("dep-1", "vid-1");
+    assert_eq!(central.result_of("d-1", WAIT).await["status"], "success");
+    let progress = central.next("deploy_progress", WAIT).await;
+    assert_eq!(
+        (progress["deploymentId"].clone(), progress["completed"].clone(), progress["status"].clone()),
+        (json!("dep-1"), json!(true), json!("completed"))
+    );
+    let done = central.deployment("dep-1").expect("deployment");
+    assert_eq!(done.status, "completed");
+    agent.stop().await;
+}

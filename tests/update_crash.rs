@@ -115,7 +115,22 @@ async fn progress_is_whole_monotonic_and_ends_at_100() {
         .iter()
         .map(|e| e["progress"].as_u64().expect("whole number"))
         .collect();
-    assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+    // A milestone may repeat the last percentage, never go back.
+    assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+    // Issue 18.5: every stage's milestone despite the 4/s rate limit, and
+    // `status` on every event.
+    let stages: Vec<&str> = events.iter().filter_map(|e| e["stage"].as_str()).collect();
+    assert_eq!(
+        stages,
+        ["downloaded", "backed_up", "stopped", "installed", "started", "healthy"],
+        "{events:?}"
+    );
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|e| e["status"].as_str().expect("status on every event"))
+        .collect();
+    assert_eq!(statuses.last(), Some(&"completed"));
+    assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == "in_progress"), "{statuses:?}");
     assert_eq!(values.first(), Some(&2));
     assert_eq!(values.last(), Some(&100));
     assert!(

@@ -69,6 +69,7 @@ pub struct PendingReboot {
 pub struct FollowUps {
     state_path: PathBuf,
     pending: Mutex<BTreeMap<String, Pending>>,
+    delivery_wait: Mutex<Duration>,
 }
 
 impl FollowUps {
@@ -76,6 +77,7 @@ impl FollowUps {
         FollowUps {
             state_path,
             pending: Mutex::new(BTreeMap::new()),
+            delivery_wait: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -83,6 +85,23 @@ impl FollowUps {
         match self.pending.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// At least this long is waited for delivery: two server pings prove
+    /// it, so the session sets it from the handshake's `pingInterval`
+    /// (25 s on the real server: up to 50 s, more than a fixed 30 s).
+    pub fn set_delivery_wait(&self, wait: Duration) {
+        match self.delivery_wait.lock() {
+            Ok(mut w) => *w = wait,
+            Err(poisoned) => *poisoned.into_inner() = wait,
+        }
+    }
+
+    fn delivery_wait(&self) -> Duration {
+        match self.delivery_wait.lock() {
+            Ok(w) => *w,
+            Err(poisoned) => *poisoned.into_inner(),
         }
     }
 
@@ -125,10 +144,11 @@ impl FollowUps {
     /// failed must not reboot the box); after a success it starts waiting
     /// for delivery.
     pub fn settle(&self, command_id: &str, succeeded: bool) -> Option<Action> {
+        let floor = self.delivery_wait();
         let mut pending = self.lock();
         if succeeded {
             if let Some(p) = pending.get_mut(command_id) {
-                p.deadline = Some(Instant::now() + p.wait);
+                p.deadline = Some(Instant::now() + p.wait.max(floor));
             }
             return None;
         }
@@ -238,6 +258,22 @@ pub fn boot_time_ms() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delivery_wait_from_the_ping_interval_outlasts_a_shorter_fallback()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let follow_ups = FollowUps::new(dir.path().to_owned());
+        // The real server: pingInterval 25 s, so delivery takes up to 50 s.
+        follow_ups.set_delivery_wait(Duration::from_secs(55));
+        follow_ups.add("c1", Action::Restart("neopro-runtime".into()), Duration::ZERO)?;
+        let before = Instant::now();
+        assert_eq!(follow_ups.settle("c1", true), None);
+        let deadline = follow_ups.lock().get("c1").and_then(|p| p.deadline);
+        assert!(deadline.is_some_and(|d| d >= before + Duration::from_secs(55)));
+        assert_eq!(follow_ups.take_overdue(), vec![]);
+        Ok(())
+    }
 
     #[test]
     fn a_reboot_is_journaled_and_its_outcome_logged_once() -> Result<(), Box<dyn std::error::Error>>

@@ -58,6 +58,8 @@ fn describe(e: &tokio_tungstenite::tungstenite::Error) -> String {
 /// An open connection, namespace joined.
 pub(crate) struct Connection {
     ws: Ws,
+    /// The handshake's `pingInterval`.
+    pub(crate) ping_interval_ms: u64,
     dead_after: Duration,
     pending_acks: HashMap<u64, oneshot::Sender<Vec<Value>>>,
     next_ack: u64,
@@ -138,6 +140,7 @@ pub(crate) async fn open(
         }
         Ok(Connection {
             ws,
+            ping_interval_ms: open.ping_interval,
             dead_after: Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout)),
             pending_acks: HashMap::new(),
             next_ack: 0,

@@ -278,6 +278,14 @@ impl Session {
             LinkEvent::Connected => {
                 self.pings = 0;
                 self.status.connected();
+                // Two server pings prove delivery: a reboot or self-restart
+                // waits that long (plus a margin) before going ahead anyway.
+                if let Some(ping) = self.link.ping_interval() {
+                    self.dispatcher
+                        .host_services()
+                        .follow_ups
+                        .set_delivery_wait(ping.saturating_mul(2) + Duration::from_secs(5));
+                }
                 self.reload_credentials();
                 if self
                     .link
