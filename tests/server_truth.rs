@@ -8,7 +8,7 @@
 use neopro_e2e::Site;
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
-use neopro_runtime::sandbox::sha256_hex;
+use neopro_runtime::store::hash::sha256_hex;
 use neopro_e2e::local_app::{Ended, LocalApp, RawServer};
 use neopro_runtime::link::{self, LinkConfig, LinkEvent};
 use serde_json::{Value, json};
@@ -89,7 +89,7 @@ async fn diagnose_reports_the_running_agents_link_without_a_second_session() {
     // The status file follows the session: wait for a ping_check in it.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let status = neopro_runtime::session::link_status::read(&site.path("state"))
+        let status = neopro_runtime::agent::session::link_status::read(&site.path("state"))
             .expect("readable");
         if status.is_some_and(|s| s.last_ping_check.is_some()) {
             break;

@@ -326,7 +326,7 @@ pub async fn diagnose_with(
 
 /// Reports the running agent's link state; `true` when an agent is running.
 fn running_agent(b: &mut Builder, config: &SiteConfig) -> bool {
-    use crate::session::link_status;
+    use crate::agent::session::link_status;
     let status = match link_status::read(&config.state_path) {
         Ok(Some(status)) if link_status::writer_alive(&status) => status,
         // No agent running: nothing to add, the authentication check runs.
@@ -563,7 +563,7 @@ async fn authenticate(b: &mut Builder, url: &str, site_id: &str, key: &str, time
     match outcome {
         Ok(Ok(Ok(message))) => b.ok("authentication", message),
         Ok(Ok(Err(message))) => {
-            let fix = crate::session::auth::hint(&message);
+            let fix = crate::agent::session::auth::hint(&message);
             b.fail("authentication", message, fix);
         }
         Ok(Err(reason)) => b.fail(

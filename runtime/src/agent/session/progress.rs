@@ -10,7 +10,7 @@
 //!   re-sends it before the result until the result is delivered.
 
 use crate::host::ProgressSink;
-use crate::journal::{FinalProgress, Journal};
+use crate::agent::journal::{FinalProgress, Journal};
 use crate::link::LinkHandle;
 use serde_json::Value;
 use std::sync::Arc;

@@ -57,12 +57,12 @@ pub struct StatusWriter {
 }
 
 fn now() -> String {
-    crate::clock::iso8601(SystemTime::now())
+    crate::platform::clock::iso8601(SystemTime::now())
 }
 
 impl StatusWriter {
     pub fn new(state_path: &Path) -> Self {
-        let dir = match crate::atomic::open_state_dir(state_path) {
+        let dir = match crate::store::atomic::open_state_dir(state_path) {
             Ok(dir) => Some(dir),
             Err(e) => {
                 tracing::warn!(
@@ -92,7 +92,7 @@ impl StatusWriter {
             Ok(t) => t,
             Err(_) => return,
         };
-        if let Err(e) = crate::atomic::write(dir, Path::new(FILE), &text)
+        if let Err(e) = crate::store::atomic::write(dir, Path::new(FILE), &text)
             && !self.warned
         {
             self.warned = true;
