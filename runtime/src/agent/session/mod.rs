@@ -486,9 +486,18 @@ impl Session {
 
     fn run_follow_up(&self, id: String, action: crate::agent::follow_up::Action) {
         let services = self.dispatcher.host_services().clone();
+        let state_path = self.config.state_path.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = crate::agent::follow_up::run(&services.service_manager, &id, &action) {
                 tracing::error!("{e}");
+                // Its success was already sent: tell the server with the
+                // next heartbeats.
+                crate::agent::follow_up::record_failure(
+                    &state_path,
+                    &id,
+                    &action.to_string(),
+                    &e.to_string(),
+                );
             }
         });
     }
@@ -498,6 +507,8 @@ impl Session {
             &self.credentials.site_id,
             &self.probe,
             &self.config.neopro_root,
+            crate::agent::follow_up::recent_failure(&self.config.state_path)
+                .and_then(|f| serde_json::to_value(f).ok()),
         );
         let _ = self.link.emit("heartbeat", &[payload]);
     }
