@@ -245,7 +245,7 @@ async fn a_deployment_finished_offline_is_completed_after_the_reconnect() {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let text = std::fs::read_to_string(&entry).unwrap_or_default();
-        if text.contains("\"outcome\"") {
+        if text.contains("\"outcome\":{") {
             assert!(text.contains("\"finalProgress\""), "{text}");
             break;
         }
