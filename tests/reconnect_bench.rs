@@ -43,7 +43,8 @@ async fn main() {
             while let Some(event) = events.recv().await {
                 match event {
                     LinkEvent::Connected => {
-                        let _ = emitter.emit("authenticate", &[json!({"siteId": site, "apiKey": key})]);
+                        let _ =
+                            emitter.emit("authenticate", &[json!({"siteId": site, "apiKey": key})]);
                     }
                     LinkEvent::Event { name, .. } if name == "authenticated" => {
                         answers.lock().expect("lock")[i] = Some(Instant::now());
@@ -55,7 +56,9 @@ async fn main() {
         handles.push(handle);
     }
     wait_all_since(&answers, None, Duration::from_secs(60)).await;
-    println!("{agents} agents authenticated; production backoff (full jitter, 5 s window doubling to 15 s)");
+    println!(
+        "{agents} agents authenticated; production backoff (full jitter, 5 s window doubling to 15 s)"
+    );
     for outage in outages {
         let port = central.stop().await;
         tokio::time::sleep(Duration::from_secs(outage)).await;

@@ -8,9 +8,9 @@
 use neopro_e2e::Site;
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
-use neopro_runtime::store::hash::sha256_hex;
 use neopro_e2e::local_app::{Ended, LocalApp, RawServer};
 use neopro_runtime::link::{self, LinkConfig, LinkEvent};
+use neopro_runtime::store::hash::sha256_hex;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -94,7 +94,10 @@ async fn diagnose_reports_the_running_agents_link_without_a_second_session() {
         if status.is_some_and(|s| s.last_ping_check.is_some()) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no ping_check recorded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ping_check recorded"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -107,14 +110,32 @@ async fn diagnose_reports_the_running_agents_link_without_a_second_session() {
     let agent_check = report.check("agent").expect("agent check");
     assert_eq!(agent_check.status, Status::Ok, "{report:#?}");
     assert!(
-        agent_check.detail.starts_with(&format!("running (pid {}): authenticated", std::process::id())),
+        agent_check.detail.starts_with(&format!(
+            "running (pid {}): authenticated",
+            std::process::id()
+        )),
         "{}",
         agent_check.detail
     );
-    assert!(agent_check.detail.contains("last ping_check 20"), "{}", agent_check.detail);
-    assert!(agent_check.detail.ends_with("0 result(s) waiting for delivery"));
-    assert_eq!(report.check("authentication").map(|c| c.status), Some(Status::Skip));
-    assert_eq!(central.count("authenticate"), 1, "diagnose opened a session");
+    assert!(
+        agent_check.detail.contains("last ping_check 20"),
+        "{}",
+        agent_check.detail
+    );
+    assert!(
+        agent_check
+            .detail
+            .ends_with("0 result(s) waiting for delivery")
+    );
+    assert_eq!(
+        report.check("authentication").map(|c| c.status),
+        Some(Status::Skip)
+    );
+    assert_eq!(
+        central.count("authenticate"),
+        1,
+        "diagnose opened a session"
+    );
     assert!(central.is_booked("site-1"));
 
     // --auth: the full check, with the warning that it costs the session.
@@ -122,7 +143,9 @@ async fn diagnose_reports_the_running_agents_link_without_a_second_session() {
     let session = report.check("agent session").expect("warning");
     assert_eq!(session.status, Status::Warn);
     assert_eq!(
-        report.check("authentication").map(|c| (c.status, c.detail.as_str())),
+        report
+            .check("authentication")
+            .map(|c| (c.status, c.detail.as_str())),
         Some((Status::Ok, "Authentification réussie"))
     );
     agent.stop().await;
@@ -138,20 +161,27 @@ async fn an_undecodable_command_gets_an_error_result() {
     site.append_conf("PING_CHECK_TIMEOUT=0\n");
     let agent = site.start_agent();
     server.next("authenticate", WAIT).await;
-    server.send_raw(r#"42["command",{"id":"c-bad","type":"get_config","data":{"name":"Club \ud800"}}]"#);
+    server.send_raw(
+        r#"42["command",{"id":"c-bad","type":"get_config","data":{"name":"Club \ud800"}}]"#,
+    );
     let result = server.next("command_result", WAIT).await;
     assert_eq!(result["commandId"], "c-bad");
     assert_eq!(result["status"], "error");
     let error = result["error"].as_str().expect("error text");
     assert!(
-        error.starts_with("the agent could not decode this command, so it did not run it: bad JSON in packet: "),
+        error.starts_with(
+            "the agent could not decode this command, so it did not run it: bad JSON in packet: "
+        ),
         "{error}"
     );
     assert!(error.contains("lone UTF-16 surrogate"), "{error}");
     // The session goes on: a good command is answered.
     server.send_raw(r#"42["command",{"id":"c-good","type":"get_config","data":{}}]"#);
     let result = server.next("command_result", WAIT).await;
-    assert_eq!((result["commandId"].clone(), result["status"].clone()), (json!("c-good"), json!("success")));
+    assert_eq!(
+        (result["commandId"].clone(), result["status"].clone()),
+        (json!("c-good"), json!("success"))
+    );
     agent.stop().await;
 }
 
@@ -160,14 +190,21 @@ async fn an_undecodable_command_gets_an_error_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_app_hears_config_updated_and_the_close_is_clean() {
     let app = LocalApp::start().await;
-    link::notify_once(&app.url(), "config_updated", &[json!({"source": "test"})], Duration::from_secs(5))
-        .await
-        .expect("notified");
+    link::notify_once(
+        &app.url(),
+        "config_updated",
+        &[json!({"source": "test"})],
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("notified");
     let (events, ended) = app.after_connections(1, WAIT).await;
-    assert_eq!(events, vec![("config_updated".to_owned(), json!({"source": "test"}))]);
+    assert_eq!(
+        events,
+        vec![("config_updated".to_owned(), json!({"source": "test"}))]
+    );
     assert_eq!(ended, vec![Ended::Clean]);
 }
-
 
 /// A site whose agent may deploy videos.
 fn deploying_site(url: &str) -> Site {
@@ -201,7 +238,11 @@ async fn a_deploy_without_deployment_id_leaves_finished_deployments_alone() {
     let agent = site.start_agent();
     central.wait_booked("site-1", WAIT).await;
 
-    central.send_command("d-1", "deploy_video", deploy_data(&server, &body, Some("dep-1")));
+    central.send_command(
+        "d-1",
+        "deploy_video",
+        deploy_data(&server, &body, Some("dep-1")),
+    );
     assert_eq!(central.result_of("d-1", WAIT).await["status"], "success");
     let done = central.deployment("dep-1").expect("deployment");
     assert_eq!((done.status.as_str(), done.progress), ("completed", 100));
@@ -212,7 +253,10 @@ async fn a_deploy_without_deployment_id_leaves_finished_deployments_alone() {
     let after = central.deployment("dep-1").expect("deployment");
     assert_eq!((after.status.as_str(), after.progress), ("completed", 100));
     assert!(
-        central.all("deploy_progress").iter().all(|p| p["deploymentId"] == "dep-1"),
+        central
+            .all("deploy_progress")
+            .iter()
+            .all(|p| p["deploymentId"] == "dep-1"),
         "{:?}",
         central.all("deploy_progress")
     );
@@ -236,7 +280,11 @@ async fn a_deployment_finished_offline_is_completed_after_the_reconnect() {
     let site = deploying_site(&central.url());
     let agent = site.start_agent();
     central.wait_booked("site-1", WAIT).await;
-    central.send_command("d-1", "deploy_video", deploy_data(&server, &body, Some("dep-1")));
+    central.send_command(
+        "d-1",
+        "deploy_video",
+        deploy_data(&server, &body, Some("dep-1")),
+    );
     central.next("deploy_progress", WAIT).await;
     let port = central.stop().await;
 
@@ -249,7 +297,10 @@ async fn a_deployment_finished_offline_is_completed_after_the_reconnect() {
             assert!(text.contains("\"finalProgress\""), "{text}");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "deploy never finished");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deploy never finished"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -258,7 +309,11 @@ async fn a_deployment_finished_offline_is_completed_after_the_reconnect() {
     assert_eq!(central.result_of("d-1", WAIT).await["status"], "success");
     let progress = central.next("deploy_progress", WAIT).await;
     assert_eq!(
-        (progress["deploymentId"].clone(), progress["completed"].clone(), progress["status"].clone()),
+        (
+            progress["deploymentId"].clone(),
+            progress["completed"].clone(),
+            progress["status"].clone()
+        ),
         (json!("dep-1"), json!(true), json!("completed"))
     );
     let done = central.deployment("dep-1").expect("deployment");

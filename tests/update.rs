@@ -524,7 +524,10 @@ fn rollback_update_puts_back_the_release_the_last_update_replaced() {
         .expect("update succeeds");
     assert_eq!(read(&site, "neopro/VERSION"), "2.0.0\n");
     // Content deployed after the update stays.
-    site.write("neopro/webapp/configuration.json", r#"{"categories":["club","new"]}"#);
+    site.write(
+        "neopro/webapp/configuration.json",
+        r#"{"categories":["club","new"]}"#,
+    );
 
     let wrong = json!({"canaryDeploymentId": "canary-1", "updateId": "upd-other"});
     assert_eq!(

@@ -122,7 +122,14 @@ async fn progress_is_whole_monotonic_and_ends_at_100() {
     let stages: Vec<&str> = events.iter().filter_map(|e| e["stage"].as_str()).collect();
     assert_eq!(
         stages,
-        ["downloaded", "backed_up", "stopped", "installed", "started", "healthy"],
+        [
+            "downloaded",
+            "backed_up",
+            "stopped",
+            "installed",
+            "started",
+            "healthy"
+        ],
         "{events:?}"
     );
     let statuses: Vec<&str> = events
@@ -130,7 +137,12 @@ async fn progress_is_whole_monotonic_and_ends_at_100() {
         .map(|e| e["status"].as_str().expect("status on every event"))
         .collect();
     assert_eq!(statuses.last(), Some(&"completed"));
-    assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == "in_progress"), "{statuses:?}");
+    assert!(
+        statuses[..statuses.len() - 1]
+            .iter()
+            .all(|s| *s == "in_progress"),
+        "{statuses:?}"
+    );
     assert_eq!(values.first(), Some(&2));
     assert_eq!(values.last(), Some(&100));
     assert!(

@@ -323,7 +323,11 @@ mod tests {
         let follow_ups = FollowUps::new(dir.path().to_owned());
         // The real server: pingInterval 25 s, so delivery takes up to 50 s.
         follow_ups.set_delivery_wait(Duration::from_secs(55));
-        follow_ups.add("c1", Action::Restart("neopro-runtime".into()), Duration::ZERO)?;
+        follow_ups.add(
+            "c1",
+            Action::Restart("neopro-runtime".into()),
+            Duration::ZERO,
+        )?;
         let before = Instant::now();
         assert_eq!(follow_ups.settle("c1", true), None);
         let deadline = follow_ups.lock().get("c1").and_then(|p| p.deadline);

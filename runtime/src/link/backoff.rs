@@ -113,11 +113,18 @@ mod tests {
         let mut b = Backoff::new(BackoffPolicy::default());
         let delays: Vec<Duration> = (0..400).map(|_| b.next_delay()).collect();
         assert!(delays[0] <= Duration::from_secs(5));
-        assert!(delays.iter().all(|d| *d >= FLOOR && *d <= Duration::from_secs(15)));
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= FLOOR && *d <= Duration::from_secs(15))
+        );
         // Full jitter: the capped delays cover the whole window.
         let late = &delays[2..];
         assert!(late.iter().any(|d| *d < Duration::from_secs(3)), "{late:?}");
-        assert!(late.iter().any(|d| *d > Duration::from_secs(12)), "{late:?}");
+        assert!(
+            late.iter().any(|d| *d > Duration::from_secs(12)),
+            "{late:?}"
+        );
         b.connection_lasted(Duration::from_secs(5));
         assert!(b.next_delay() <= Duration::from_secs(15));
         b.connection_lasted(Duration::from_secs(61));

@@ -9,8 +9,8 @@
 //!   deployment service completes a deployment only from it, so the session
 //!   re-sends it before the result until the result is delivered.
 
-use crate::host::ProgressSink;
 use crate::agent::journal::{FinalProgress, Journal};
+use crate::host::ProgressSink;
 use crate::link::LinkHandle;
 use serde_json::Value;
 use std::sync::Arc;
