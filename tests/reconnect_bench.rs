@@ -62,8 +62,9 @@ async fn main() {
     for outage in outages {
         let port = central.stop().await;
         tokio::time::sleep(Duration::from_secs(outage)).await;
-        central = Central::start_on(port, &sites).await;
+        // The server's return: agents may connect while start_on finishes.
         let back = Instant::now();
+        central = Central::start_on(port, &sites).await;
         let times = wait_all_since(&answers, Some(back), Duration::from_secs(120)).await;
         report(outage, agents, &times);
     }
