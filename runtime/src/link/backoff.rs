@@ -141,6 +141,9 @@ mod tests {
             let mut b = Backoff::new(BackoffPolicy::default());
             counts[b.next_delay().as_secs() as usize] += 1;
         }
-        assert!(counts[..5].iter().all(|c| (15..=65).contains(c)), "{counts:?}");
+        assert!(
+            counts[..5].iter().all(|c| (15..=65).contains(c)),
+            "{counts:?}"
+        );
     }
 }
