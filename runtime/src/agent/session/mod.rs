@@ -488,7 +488,7 @@ impl Session {
         let services = self.dispatcher.host_services().clone();
         let state_path = self.config.state_path.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::agent::follow_up::run(&services.service_manager, &id, &action) {
+            if let Err(e) = crate::agent::follow_up::run(&services.services.manager, &id, &action) {
                 tracing::error!("{e}");
                 // Its success was already sent: tell the server with the
                 // next heartbeats.
@@ -533,7 +533,12 @@ impl Session {
         match self.journal.admit(&id, &command_type) {
             Ok(Admission::Run) => {
                 let data = command.get("data").cloned().unwrap_or(Value::Null);
-                if command_type == "update_software" && !self.update_may_run_now(&id, &data) {
+                // A failed canary's rollback_update runs at once: the
+                // window is for installing releases.
+                if command_type != "rollback_update"
+                    && self.dispatcher.uses_maintenance_window(&command_type)
+                    && !self.update_may_run_now(&id, &data)
+                {
                     return;
                 }
                 self.spawn_command(id, command_type, data);
