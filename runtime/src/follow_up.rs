@@ -102,7 +102,7 @@ impl FollowUps {
             let dir = crate::atomic::open_state_dir(&self.state_path);
             let written = dir.and_then(|dir| {
                 let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-                crate::atomic::write(&dir, Path::new(REBOOT_FILE), &bytes)
+                crate::atomic::write_private(&dir, Path::new(REBOOT_FILE), &bytes)
             });
             written.map_err(|source| FollowUpError::Persist {
                 path: self.state_path.join(REBOOT_FILE),

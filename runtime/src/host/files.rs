@@ -78,7 +78,14 @@ impl Host for HostState {
                 "{root}/{path} is a directory, not a file"
             )));
         }
-        crate::atomic::write(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
+        let written = match root {
+            _ if root.is_private() => crate::atomic::write_private(&dir, &rel, &contents),
+            // hostapd.conf holds the Wi-Fi passphrase: a new file there (its
+            // backup) is 0600 like it.
+            RootName::Hostapd => crate::atomic::write_secret(&dir, &rel, &contents),
+            _ => crate::atomic::write(&dir, &rel, &contents),
+        };
+        written.map_err(|e| io_error(root, &path, &e))
     }
 
     fn remove_file(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {
