@@ -44,16 +44,73 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     cursors: Mutex<HashMap<String, usize>>,
     arrived: Notify,
+    /// Commands sent, by id: (type, data), to apply results as the server.
+    sent: Mutex<HashMap<String, (String, Value)>>,
+    /// Update deployments as the real server's books show them.
+    deployments: Mutex<HashMap<String, Deployment>>,
+}
+
+/// An update deployment as the real server records it (what its dashboard
+/// shows): `update_progress` moves it to in progress; *any* success of an
+/// `update_software` carrying its `deploymentId` completes it at 100 %, and
+/// it is never sent again (a `{scheduled: true}` answer included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub status: String,
+    pub progress: u64,
 }
 
 impl Shared {
     fn record(&self, event: &str, data: Value, socket: String) {
+        self.apply_to_deployments(event, &data);
         self.received.lock().expect("lock").push(Received {
             event: event.to_owned(),
             data,
             socket,
         });
         self.arrived.notify_waiters();
+    }
+}
+
+impl Shared {
+    fn apply_to_deployments(&self, event: &str, data: &Value) {
+        let mut books = self.deployments.lock().expect("lock");
+        match event {
+            "update_progress" => {
+                if let Some(id) = data["deploymentId"].as_str() {
+                    let entry = books.entry(id.to_owned()).or_insert(Deployment {
+                        status: "pending".to_owned(),
+                        progress: 0,
+                    });
+                    if entry.status != "completed" && entry.status != "failed" {
+                        entry.status = "in_progress".to_owned();
+                        entry.progress = data["progress"].as_u64().unwrap_or(0);
+                    }
+                }
+            }
+            "command_result" => {
+                let command = data["commandId"].as_str().unwrap_or_default();
+                let sent = self.sent.lock().expect("lock").get(command).cloned();
+                if let Some((kind, sent_data)) = sent
+                    && kind == "update_software"
+                    && let Some(id) = sent_data["deploymentId"].as_str()
+                {
+                    let status = if data["status"] == json!("success") {
+                        "completed"
+                    } else {
+                        "failed"
+                    };
+                    books.insert(
+                        id.to_owned(),
+                        Deployment {
+                            status: status.to_owned(),
+                            progress: if status == "completed" { 100 } else { 0 },
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -245,8 +302,18 @@ impl Central {
         }
     }
 
+    /// An update deployment as the server's books (its dashboard) show it.
+    pub fn deployment(&self, id: &str) -> Option<Deployment> {
+        self.shared.deployments.lock().expect("lock").get(id).cloned()
+    }
+
     /// Sends `command {id, type, data}` to every authenticated agent.
     pub fn send_command(&self, id: &str, command_type: &str, data: Value) -> usize {
+        self.shared
+            .sent
+            .lock()
+            .expect("lock")
+            .insert(id.to_owned(), (command_type.to_owned(), data.clone()));
         let authed = self.shared.authenticated.lock().expect("lock").clone();
         let mut sent = 0;
         for socket in self.io.sockets() {
