@@ -17,7 +17,7 @@
 //! stay out.
 #![allow(clippy::expect_used)]
 
-use neopro_runtime::archive::{Limits, extract_tar_gz};
+use neopro_runtime::store::extract::{Limits, extract_tar_gz};
 use neopro_runtime::link::packet::{SocketPacket, decode_engine, decode_socket, encode_event};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -214,8 +214,8 @@ fn toml_like() -> impl Strategy<Value = String> {
 #[test]
 fn fuzz_manifest_and_policy_toml() {
     fuzz("manifest / policy TOML", toml_like(), |text| {
-        if let Ok(manifest) = neopro_runtime::manifest::Manifest::parse("fuzz.toml", text)
-            && !neopro_runtime::manifest::is_component_name(&manifest.name)
+        if let Ok(manifest) = neopro_runtime::sandbox::manifest::Manifest::parse("fuzz.toml", text)
+            && !neopro_runtime::sandbox::manifest::is_component_name(&manifest.name)
         {
             return Err(format!("accepted the bad name {:?}", manifest.name));
         }

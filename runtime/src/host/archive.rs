@@ -1,12 +1,12 @@
 //! `archive`: extraction of update archives into a fresh folder of a
-//! granted root, through the checks of [`crate::archive`]. A refused or
+//! granted root, through the checks of [`crate::store::extract`]. A refused or
 //! broken archive leaves no folder behind.
 
 use super::bindings::neopro::agent::archive::{Host, Report};
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError, WitRoot};
-use crate::archive::{ArchiveError, Limits};
-use crate::manifest::{Access, RootName};
+use crate::sandbox::manifest::{Access, RootName};
+use crate::store::extract::{ArchiveError, Limits};
 
 impl From<ArchiveError> for WitError {
     fn from(e: ArchiveError) -> Self {
@@ -27,9 +27,9 @@ impl From<ArchiveError> for WitError {
     }
 }
 
-impl From<crate::release_signature::SignatureError> for WitError {
-    fn from(e: crate::release_signature::SignatureError) -> Self {
-        use crate::release_signature::SignatureError;
+impl From<crate::signing::releases::SignatureError> for WitError {
+    fn from(e: crate::signing::releases::SignatureError) -> Self {
+        use crate::signing::releases::SignatureError;
         match e {
             SignatureError::Malformed => WitError::InvalidInput(e.to_string()),
             SignatureError::Missing | SignatureError::Mismatch => {
@@ -51,7 +51,7 @@ impl HostState {
                 "{root}/{path}: an archive is only verified and extracted from a file only the agent can write; {detail}"
             ))
         };
-        crate::private_dir::check_private(roots.path(root)).map_err(|e| refuse(e.to_string()))?;
+        crate::store::private_dir::check_private(roots.path(root)).map_err(|e| refuse(e.to_string()))?;
         let dir = roots.open(root, false)?;
         let rel = relative_file(path)?;
         let file = dir
@@ -59,7 +59,7 @@ impl HostState {
             .map_err(|e| io_error(root, path, &e))?
             .into_std();
         let meta = file.metadata().map_err(|e| io_error(root, path, &e))?;
-        if !crate::private_dir::file_is_private(&meta) {
+        if !crate::store::private_dir::file_is_private(&meta) {
             use std::os::unix::fs::MetadataExt;
             return Err(refuse(format!(
                 "this one has mode {:04o} and owner uid {}",
@@ -98,7 +98,7 @@ impl Host for HostState {
         self.call.require_root(root, Access::ReadOnly)?;
         let file = self.open_agent_only(root, &path)?;
         let sha = sha256_of(file, root, &path)?;
-        crate::release_signature::check(
+        crate::signing::releases::check(
             &self.call.services.update_keys,
             &version,
             &sha,
@@ -139,7 +139,7 @@ impl Host for HostState {
             ..Limits::default()
         };
         let reader = std::io::BufReader::with_capacity(256 << 10, file);
-        match crate::archive::extract_tar_gz(reader, &target, &skip, limits) {
+        match crate::store::extract::extract_tar_gz(reader, &target, &skip, limits) {
             Ok(report) => Ok(Report {
                 files: report.files,
                 bytes: report.bytes,

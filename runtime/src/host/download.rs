@@ -11,7 +11,7 @@ use super::bindings::neopro::agent::download::{Host, Outcome, Request};
 use super::progress::parse_detail;
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError};
-use crate::manifest::{Access, RootName};
+use crate::sandbox::manifest::{Access, RootName};
 use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -209,7 +209,7 @@ impl Target<'_> {
         let mut options = OpenOptions::new();
         options.create(true).append(true).read(true);
         if self.private {
-            options.mode(crate::private_dir::FILE_MODE);
+            options.mode(crate::store::private_dir::FILE_MODE);
         }
         self.dir.open_with(self.partial, &options)
     }

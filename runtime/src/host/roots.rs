@@ -3,7 +3,7 @@
 //! absolute paths and symlinks cannot lead outside the root.
 
 use crate::config::SiteConfig;
-use crate::manifest::RootName;
+use crate::sandbox::manifest::RootName;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use std::collections::BTreeMap;
@@ -107,7 +107,7 @@ impl Roots {
             // The staging root holds what the agent trusts at restart (the
             // update journal, the package it verified): its own, 0700.
             let made = if root.is_private() {
-                crate::private_dir::create(path)
+                crate::store::private_dir::create(path)
             } else {
                 std::fs::create_dir_all(path)
             };

@@ -14,8 +14,8 @@
 //! version are kept; the previous one is what `rollback_component` returns
 //! to.
 
-use crate::atomic;
-use crate::manifest::Manifest;
+use crate::sandbox::manifest::Manifest;
+use crate::store::atomic;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -143,7 +143,7 @@ impl ComponentStore {
     /// Where downloads wait to be verified.
     pub fn incoming_dir(&self) -> Result<PathBuf, StoreError> {
         let dir = self.dir.join(".incoming");
-        crate::private_dir::create(&dir).map_err(|source| self.io(&dir, source))?;
+        crate::store::private_dir::create(&dir).map_err(|source| self.io(&dir, source))?;
         Ok(dir)
     }
 
@@ -157,7 +157,7 @@ impl ComponentStore {
     /// Names go into paths: every operation checks them as install does
     /// (`remove_component {"name": ".."}` must not reach the folder above).
     fn check_name(name: &str) -> Result<(), StoreError> {
-        if crate::manifest::is_component_name(name) {
+        if crate::sandbox::manifest::is_component_name(name) {
             Ok(())
         } else {
             Err(StoreError::BadName(name.to_owned()))
@@ -275,7 +275,7 @@ impl ComponentStore {
         Self::check_name(name)?;
         check_version(version)?;
         let component_dir = self.dir.join(name);
-        crate::private_dir::create(&component_dir)
+        crate::store::private_dir::create(&component_dir)
             .map_err(|source| self.io(&component_dir, source))?;
         let state = self.state(name)?;
         let final_dir = component_dir.join(version);
@@ -296,7 +296,7 @@ impl ComponentStore {
             if staging.exists() {
                 std::fs::remove_dir_all(&staging).map_err(|source| self.io(&staging, source))?;
             }
-            crate::private_dir::create(&staging).map_err(|source| self.io(&staging, source))?;
+            crate::store::private_dir::create(&staging).map_err(|source| self.io(&staging, source))?;
             let dir =
                 atomic::open_state_dir(&staging).map_err(|source| self.io(&staging, source))?;
             let record =
@@ -435,7 +435,7 @@ mod tests {
             manifest_text: &text,
             wasm_file: &incoming,
             record: InstallRecord {
-                sha256: crate::sandbox::sha256_hex(wasm),
+                sha256: crate::store::hash::sha256_hex(wasm),
                 signature: None,
                 signer: None,
                 url: None,

@@ -8,6 +8,7 @@
 //! write) is discarded and rebuilt from the wasm instead of being run.
 
 use super::SandboxError;
+use crate::store::hash::sha256_hex;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -54,11 +55,6 @@ pub struct ArtifactCache {
     compiled: AtomicU64,
 }
 
-/// sha256 of bytes, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 impl ArtifactCache {
     /// A cache in `dir`; with `None`, or if the folder cannot be created, every
     /// load compiles (the agent still works, only slower).
@@ -69,9 +65,9 @@ impl ArtifactCache {
         // Artifacts are native code: a folder anyone but the agent can
         // write is not used at all (the components are then compiled at each
         // start, slower but safe), and the operator is told how to fix it.
-        let dir = dir.and_then(|d| match crate::private_dir::ensure_private(d) {
+        let dir = dir.and_then(|d| match crate::store::private_dir::ensure_private(d) {
             Ok(()) => Some(d.to_owned()),
-            Err(e @ crate::private_dir::PrivateDirError::Writable { .. }) => {
+            Err(e @ crate::store::private_dir::PrivateDirError::Writable { .. }) => {
                 tracing::error!(
                     "not loading precompiled components from the component cache: {e}"
                 );
@@ -174,7 +170,7 @@ fn file_sha256(path: &Path) -> std::io::Result<String> {
 fn only_agent_wrote(path: &Path) -> wasmtime::Result<()> {
     for file in [path.to_owned(), sidecar(path)] {
         let meta = std::fs::symlink_metadata(&file)?;
-        if !crate::private_dir::file_is_private(&meta) {
+        if !crate::store::private_dir::file_is_private(&meta) {
             return Err(wasmtime::format_err!(
                 "{} can be written by other users than the agent",
                 file.display()
@@ -212,10 +208,10 @@ fn store(component: &Component, path: &Path) -> Result<(), String> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err("bad cache path".to_owned());
     };
-    let dir = crate::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
-    crate::atomic::write_private(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())?;
+    let dir = crate::store::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
+    crate::store::atomic::write_private(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())?;
     let mut sum_name = name.to_owned();
     sum_name.push(".sha256");
-    crate::atomic::write_private(&dir, Path::new(&sum_name), sha256_hex(&bytes).as_bytes())
+    crate::store::atomic::write_private(&dir, Path::new(&sum_name), sha256_hex(&bytes).as_bytes())
         .map_err(|e| e.to_string())
 }

@@ -25,13 +25,13 @@ pub fn write(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// [`write`] for the agent's own state: the file is 0600 from its first
 /// byte, whatever the umask and whatever mode a file it replaces had.
 pub fn write_private(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
-    write_with_mode(dir, name, contents, Some(crate::private_dir::FILE_MODE))
+    write_with_mode(dir, name, contents, Some(crate::store::private_dir::FILE_MODE))
 }
 
 /// [`write`] in a folder holding secrets (hostapd's): a replaced file keeps
 /// its mode, a new one (a backup of the passphrase file) is 0600.
 pub fn write_secret(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
-    write_inner(dir, name, contents, None, crate::private_dir::FILE_MODE)
+    write_inner(dir, name, contents, None, crate::store::private_dir::FILE_MODE)
 }
 
 fn write_with_mode(
@@ -116,7 +116,7 @@ fn create_temp(
 /// Opens (creating it if needed) a folder the agent owns, as a capability:
 /// created 0700 whatever the umask (see [`crate::private_dir`]).
 pub fn open_state_dir(path: &Path) -> std::io::Result<Dir> {
-    crate::private_dir::create(path)?;
+    crate::store::private_dir::create(path)?;
     Dir::open_ambient_dir(path, cap_std::ambient_authority())
 }
 

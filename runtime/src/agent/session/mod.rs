@@ -8,12 +8,12 @@ pub mod auth;
 pub mod heartbeat;
 pub mod local_state;
 
+use crate::agent::dispatch::Dispatcher;
+use crate::agent::journal::{Admission, Journal, Outcome};
 use crate::config::SiteConfig;
-use crate::dispatch::Dispatcher;
 use crate::host::ProgressSink;
-use crate::journal::{Admission, Journal, Outcome};
 use crate::link::{LinkEvent, LinkHandle};
-use crate::metrics::SystemProbe;
+use crate::platform::metrics::SystemProbe;
 use local_state::ConfigWatcher;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -102,7 +102,7 @@ pub struct Session {
     watcher: ConfigWatcher,
     /// Updates waiting for the maintenance window (or running in it): kept
     /// until their final result is journaled.
-    scheduled: crate::maintenance::Scheduled,
+    scheduled: crate::agent::maintenance_window::Scheduled,
     /// Scheduled updates started by this process.
     scheduled_running: std::collections::HashSet<String>,
     /// Outcomes the journal could not record yet (disk full): kept, retried,
@@ -130,7 +130,7 @@ impl Session {
         };
         Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
-            scheduled: crate::maintenance::Scheduled::new(&config.state_path),
+            scheduled: crate::agent::maintenance_window::Scheduled::new(&config.state_path),
             scheduled_running: std::collections::HashSet::new(),
             unrecorded: Vec::new(),
             config,
@@ -166,7 +166,7 @@ impl Session {
         watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut expiry = tokio::time::interval(self.settings.expiry_interval);
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let watchdog_every = crate::systemd::watchdog_interval();
+        let watchdog_every = crate::platform::sd_notify::watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         let mut follow_up_check = tokio::time::interval(Duration::from_millis(500));
@@ -175,7 +175,7 @@ impl Session {
         record_retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut window_check = tokio::time::interval(Duration::from_secs(60));
         window_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        crate::systemd::notify("READY=1");
+        crate::platform::sd_notify::notify("READY=1");
         self.settle_scheduled();
         loop {
             tokio::select! {
@@ -195,7 +195,7 @@ impl Session {
                         self.sync_local_state();
                     }
                 }
-                _ = watchdog.tick(), if watchdog_every.is_some() => crate::systemd::notify("WATCHDOG=1"),
+                _ = watchdog.tick(), if watchdog_every.is_some() => crate::platform::sd_notify::notify("WATCHDOG=1"),
                 // Polled only while a reboot or restart waits for its result
                 // to be delivered: an idle agent must not wake twice a second.
                 _ = follow_up_check.tick(),
@@ -212,7 +212,7 @@ impl Session {
                 _ = expiry.tick() => {
                     if let Some((rss, anon)) = std::fs::read_to_string("/proc/self/status")
                         .ok()
-                        .and_then(|s| crate::metrics::own_memory_kib(&s))
+                        .and_then(|s| crate::platform::metrics::own_memory_kib(&s))
                     {
                         tracing::info!("agent memory: {rss} KiB resident, {anon} KiB anonymous");
                     }
@@ -242,7 +242,7 @@ impl Session {
     }
 
     async fn stop(mut self) {
-        crate::systemd::notify("STOPPING=1");
+        crate::platform::sd_notify::notify("STOPPING=1");
         tracing::info!("stopping: no new commands; {} still running", self.running);
         let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
         while self.running > 0 {
@@ -325,7 +325,7 @@ impl Session {
         self.send_heartbeat();
         heartbeat.reset();
         self.sync_local_state();
-        self.journal.prune(crate::journal::RETENTION);
+        self.journal.prune(crate::agent::journal::RETENTION);
         for (id, outcome) in self.journal.undelivered() {
             if !self.in_flight.iter().any(|(f, _)| *f == id) {
                 self.send_result(&id, &outcome);
@@ -340,9 +340,9 @@ impl Session {
         }
     }
 
-    fn send_scheduled_progress(&self, update: &crate::maintenance::ScheduledUpdate) {
+    fn send_scheduled_progress(&self, update: &crate::agent::maintenance_window::ScheduledUpdate) {
         if self.authenticated
-            && let Some(payload) = crate::maintenance::scheduled_progress(update)
+            && let Some(payload) = crate::agent::maintenance_window::scheduled_progress(update)
         {
             let _ = self.link.emit("update_progress", &[payload]);
         }
@@ -402,10 +402,10 @@ impl Session {
         }
     }
 
-    fn run_follow_up(&self, id: String, action: crate::follow_up::Action) {
+    fn run_follow_up(&self, id: String, action: crate::agent::follow_up::Action) {
         let services = self.dispatcher.host_services().clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::follow_up::run(&services.service_manager, &id, &action) {
+            if let Err(e) = crate::agent::follow_up::run(&services.service_manager, &id, &action) {
                 tracing::error!("{e}");
             }
         });
@@ -491,12 +491,12 @@ impl Session {
     /// final one comes when it has run; meanwhile an `update_progress`
     /// "scheduled").
     fn update_may_run_now(&mut self, id: &str, data: &Value) -> bool {
-        use crate::maintenance::{Decision, ScheduledUpdate, decide, local_hour};
+        use crate::agent::maintenance_window::{Decision, ScheduledUpdate, decide, local_hour};
         // What can be checked now is checked now, for an update run at once
         // and one scheduled alike: same refusal, at once.
         let decision = match decide(self.config.update_window, data, local_hour()) {
             Decision::Refuse(error) => Decision::Refuse(error),
-            decision => match crate::update_check::precheck(&self.config, data) {
+            decision => match crate::agent::update_check::precheck(&self.config, data) {
                 Ok(()) => decision,
                 Err(error) => Decision::Refuse(error),
             },
@@ -508,7 +508,7 @@ impl Session {
                 let update = ScheduledUpdate {
                     id: id.to_owned(),
                     data: data.clone(),
-                    scheduled_for: crate::maintenance::next_window_iso(self.config.update_window),
+                    scheduled_for: crate::agent::maintenance_window::next_window_iso(self.config.update_window),
                 };
                 match self.scheduled.add(&update) {
                     Ok(()) => {
@@ -557,7 +557,7 @@ impl Session {
         match self.journal.get(id).and_then(|e| e.outcome) {
             Some(outcome) => {
                 let waiting = match &outcome {
-                    Outcome::Error { error } => error == crate::journal::INTERRUPTED,
+                    Outcome::Error { error } => error == crate::agent::journal::INTERRUPTED,
                     Outcome::Success { result } => {
                         result.get("scheduled") == Some(&Value::Bool(true))
                     }
@@ -573,9 +573,9 @@ impl Session {
     fn run_scheduled_updates(&mut self) {
         self.settle_scheduled();
         if self.scheduled.is_empty()
-            || !crate::maintenance::window_open(
+            || !crate::agent::maintenance_window::window_open(
                 self.config.update_window,
-                crate::maintenance::local_hour(),
+                crate::agent::maintenance_window::local_hour(),
             )
         {
             return;

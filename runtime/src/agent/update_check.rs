@@ -72,7 +72,7 @@ fn free_bytes(config: &SiteConfig) -> Option<u64> {
 
 /// The installed release, as the component reads it.
 fn installed_version(config: &SiteConfig) -> String {
-    crate::metrics::version_info(&config.neopro_root).version
+    crate::platform::metrics::version_info(&config.neopro_root).version
 }
 
 /// `Err(message)` when the update cannot succeed whenever it runs.
@@ -88,7 +88,7 @@ pub fn precheck(config: &SiteConfig, data: &Value) -> Result<(), String> {
         // "already installed" (or a repair): the component decides.
         return Ok(());
     }
-    if crate::version_order::is_older(&version, &installed) && !config.update_allow_downgrade {
+    if crate::agent::version_order::is_older(&version, &installed) && !config.update_allow_downgrade {
         return Err(downgrade_refused(&version, &installed));
     }
     if let Some(free) = free_bytes(config) {
@@ -119,9 +119,9 @@ pub fn precheck(config: &SiteConfig, data: &Value) -> Result<(), String> {
             .and_then(Value::as_str)
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| crate::release_signature::SignatureError::Missing.to_string())?;
+            .ok_or_else(|| crate::signing::releases::SignatureError::Missing.to_string())?;
         if !(signature.len() == 128 && signature.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Err(crate::release_signature::SignatureError::Malformed.to_string());
+            return Err(crate::signing::releases::SignatureError::Malformed.to_string());
         }
     }
     Ok(())

@@ -126,7 +126,7 @@ pub fn until_window(window: UpdateWindow, now: LocalClock) -> std::time::Duratio
 /// dates); `None` when the box's time is unknown.
 pub fn next_window_iso(window: UpdateWindow) -> Option<String> {
     let now = local_clock()?;
-    Some(crate::clock::iso8601(
+    Some(crate::platform::clock::iso8601(
         std::time::SystemTime::now() + until_window(window, now),
     ))
 }
@@ -175,7 +175,7 @@ impl Scheduled {
     fn file(&self, id: &str) -> PathBuf {
         self.dir.join(format!(
             "{}.json",
-            crate::sandbox::sha256_hex(id.as_bytes())
+            crate::store::hash::sha256_hex(id.as_bytes())
         ))
     }
 
@@ -185,11 +185,11 @@ impl Scheduled {
             path: self.dir.clone(),
             source,
         };
-        let dir = crate::atomic::open_state_dir(&self.dir).map_err(store)?;
+        let dir = crate::store::atomic::open_state_dir(&self.dir).map_err(store)?;
         let bytes = serde_json::to_vec(update).map_err(|e| store(std::io::Error::other(e)))?;
         let name = self.file(&update.id);
         let name = name.file_name().map(PathBuf::from).unwrap_or_default();
-        crate::atomic::write_private(&dir, &name, &bytes).map_err(store)
+        crate::store::atomic::write_private(&dir, &name, &bytes).map_err(store)
     }
 
     /// Whether `id` is waiting or running as a scheduled update.
