@@ -613,7 +613,11 @@ fn an_older_version_is_refused_unless_the_policy_allows_downgrades() {
     assert_eq!(listed["components"][0]["previousVersion"], json!("1.0.0"));
     // The explicit rollback stays allowed.
     assert_eq!(
-        success(run(&d, "rollback_component", json!({"name": "video-inventory"})))["version"],
+        success(run(
+            &d,
+            "rollback_component",
+            json!({"name": "video-inventory"})
+        ))["version"],
         json!("1.0.0")
     );
     // A site that allows it.

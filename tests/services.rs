@@ -190,7 +190,10 @@ fn update_hotspot_changes_the_first_lines_and_restarts_hostapd() {
     let conf = site.path("hostapd/hostapd.conf");
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     // A backup an older agent left world-readable.
-    site.write("hostapd/hostapd.conf.backup", "wpa_passphrase=older secret\n");
+    site.write(
+        "hostapd/hostapd.conf.backup",
+        "wpa_passphrase=older secret\n",
+    );
     std::fs::set_permissions(
         site.path("hostapd/hostapd.conf.backup"),
         std::fs::Permissions::from_mode(0o644),

@@ -351,7 +351,10 @@ fn set_window(rig: &Rig, open: bool) {
     let hour = local_hour().expect("local hour");
     append_conf(
         rig,
-        &format!("AUTO_UPDATE_HOUR={}", if open { hour } else { (hour + 12) % 24 }),
+        &format!(
+            "AUTO_UPDATE_HOUR={}",
+            if open { hour } else { (hour + 12) % 24 }
+        ),
     );
 }
 
@@ -435,7 +438,10 @@ async fn a_scheduled_update_is_never_shown_installed_before_it_ran() {
             progress: 100
         })
     );
-    wait_for("the schedule forgotten", WAIT, || scheduled_files(&rig) == 0).await;
+    wait_for("the schedule forgotten", WAIT, || {
+        scheduled_files(&rig) == 0
+    })
+    .await;
     let results: Vec<Value> = rig
         .central
         .all("command_result")

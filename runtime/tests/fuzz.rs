@@ -17,8 +17,8 @@
 //! stay out.
 #![allow(clippy::expect_used)]
 
-use neopro_runtime::store::extract::{Limits, extract_tar_gz};
 use neopro_runtime::link::packet::{SocketPacket, decode_engine, decode_socket, encode_event};
+use neopro_runtime::store::extract::{Limits, extract_tar_gz};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -49,7 +49,7 @@ fn seed() -> [u8; 32] {
 }
 
 fn hex_decode(text: &str) -> Result<Vec<u8>, ()> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(());
     }
     (0..text.len())
@@ -117,9 +117,38 @@ where
 
 fn packet_like() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
-        "0", "1", "2", "3", "4", "5", "6", "9", "/", "/admin,", ",", "[", "]", "{", "}", "\"",
-        ":", "\"command\"", "\"id\"", "null", "true", "1e400", "-0", "18446744073709551616",
-        "\\ud800", "\\u0000", "\\\"", "é", "\u{1F600}", " ", "\n", "{\"sid\":\"x\"}",
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "6",
+        "9",
+        "/",
+        "/admin,",
+        ",",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\"",
+        ":",
+        "\"command\"",
+        "\"id\"",
+        "null",
+        "true",
+        "1e400",
+        "-0",
+        "18446744073709551616",
+        "\\ud800",
+        "\\u0000",
+        "\\\"",
+        "é",
+        "\u{1F600}",
+        " ",
+        "\n",
+        "{\"sid\":\"x\"}",
         "{\"pingInterval\":25000,\"pingTimeout\":20000,\"sid\":\"a\",\"upgrades\":[],\"maxPayload\":1}",
     ]);
     (prop::collection::vec(pieces, 0..24), ".{0,8}")
@@ -134,8 +163,14 @@ fn check_packet(text: &String) -> Result<(), String> {
         if ns == "/" {
             let again = encode_event(&name, &args, ack);
             match decode_socket(&again) {
-                Ok((_, SocketPacket::Event { name: n2, args: a2, ack: k2 }))
-                    if n2 == name && a2 == args && k2 == ack => {}
+                Ok((
+                    _,
+                    SocketPacket::Event {
+                        name: n2,
+                        args: a2,
+                        ack: k2,
+                    },
+                )) if n2 == name && a2 == args && k2 == ack => {}
                 other => return Err(format!("re-encoded {again:?} decodes to {other:?}")),
             }
         }
@@ -153,19 +188,58 @@ fn fuzz_socket_io_decoder() {
 
 fn site_conf() -> impl Strategy<Value = String> {
     let key = prop::sample::select(vec![
-        "CENTRAL_SERVER_URL", "CENTRAL_SERVER_ENABLED", "SITE_ID", "SITE_API_KEY", "NEOPRO_ROOT",
-        "VIDEOS_PATH", "CONFIG_PATH", "STATE_PATH", "HEARTBEAT_INTERVAL", "MAX_DOWNLOAD_SIZE",
-        "ALLOWED_COMMANDS", "AUTO_UPDATE_ENABLED", "AUTO_UPDATE_HOUR", "UPDATE_TRUSTED_KEYS",
-        "UPDATE_HEALTH_URL", "UPDATE_ALLOW_DOWNGRADE", "MANAGED_SERVICES", "LOG_LEVEL", "export X",
-        "", "#", "=",
+        "CENTRAL_SERVER_URL",
+        "CENTRAL_SERVER_ENABLED",
+        "SITE_ID",
+        "SITE_API_KEY",
+        "NEOPRO_ROOT",
+        "VIDEOS_PATH",
+        "CONFIG_PATH",
+        "STATE_PATH",
+        "HEARTBEAT_INTERVAL",
+        "MAX_DOWNLOAD_SIZE",
+        "ALLOWED_COMMANDS",
+        "AUTO_UPDATE_ENABLED",
+        "AUTO_UPDATE_HOUR",
+        "UPDATE_TRUSTED_KEYS",
+        "UPDATE_HEALTH_URL",
+        "UPDATE_ALLOW_DOWNGRADE",
+        "MANAGED_SERVICES",
+        "LOG_LEVEL",
+        "export X",
+        "",
+        "#",
+        "=",
     ]);
     let value = prop::sample::select(vec![
-        "", "true", "false", "3", "24", "-1", "99999999999999999999", "http://x", "ftp://x",
-        "/tmp/a b", "\"quoted\"", "'single'", "\"unterminated", "a,b,,c", "ab".repeat(32).leak(),
-        "ed25519:zz", "${HOME}", "\\", "é\u{0}", " spaced ",
+        "",
+        "true",
+        "false",
+        "3",
+        "24",
+        "-1",
+        "99999999999999999999",
+        "http://x",
+        "ftp://x",
+        "/tmp/a b",
+        "\"quoted\"",
+        "'single'",
+        "\"unterminated",
+        "a,b,,c",
+        "ab".repeat(32).leak(),
+        "ed25519:zz",
+        "${HOME}",
+        "\\",
+        "é\u{0}",
+        " spaced ",
     ]);
     prop::collection::vec(
-        (key, value, prop::sample::select(vec!["=", " = ", "", "=="]), ".{0,4}"),
+        (
+            key,
+            value,
+            prop::sample::select(vec!["=", " = ", "", "=="]),
+            ".{0,4}",
+        ),
         0..12,
     )
     .prop_map(|lines| {
@@ -192,16 +266,41 @@ fn fuzz_site_conf() {
 
 fn toml_like() -> impl Strategy<Value = String> {
     let line = prop::sample::select(vec![
-        "name = \"hello\"", "name = \"../x\"", "name = 3", "version = \"1.0.0\"",
-        "version = \"\"", "commands = [\"hello\"]", "commands = [\"install_component\"]",
-        "commands = []", "progress-event = \"deploy_progress\"", "[limits]", "memory-mib = 64",
-        "memory-mib = 99999999999", "timeout-secs = 0", "[grants]", "system = true",
-        "files = { videos = \"rw\", staging = \"rw\" }", "files = { nowhere = \"ro\" }",
-        "logs = { units = [\"*\"], agent-log = true }", "services = [\"-x\", \"neopro-app\"]",
-        "download = { max-bytes = 1 }", "may-reboot = true", "unknown = 1", "[[grants]]",
-        "allow-unsigned = true", "extend-allowlist = true", "replace-builtin = [\"get_logs\"]",
-        "allow-downgrade = true", "max-memory-mib = 64", "max-timeout-secs = 300", "= =",
-        "\"", "[", "x = \"\\ud800\"", "x = '''", "",
+        "name = \"hello\"",
+        "name = \"../x\"",
+        "name = 3",
+        "version = \"1.0.0\"",
+        "version = \"\"",
+        "commands = [\"hello\"]",
+        "commands = [\"install_component\"]",
+        "commands = []",
+        "progress-event = \"deploy_progress\"",
+        "[limits]",
+        "memory-mib = 64",
+        "memory-mib = 99999999999",
+        "timeout-secs = 0",
+        "[grants]",
+        "system = true",
+        "files = { videos = \"rw\", staging = \"rw\" }",
+        "files = { nowhere = \"ro\" }",
+        "logs = { units = [\"*\"], agent-log = true }",
+        "services = [\"-x\", \"neopro-app\"]",
+        "download = { max-bytes = 1 }",
+        "may-reboot = true",
+        "unknown = 1",
+        "[[grants]]",
+        "allow-unsigned = true",
+        "extend-allowlist = true",
+        "replace-builtin = [\"get_logs\"]",
+        "allow-downgrade = true",
+        "max-memory-mib = 64",
+        "max-timeout-secs = 300",
+        "= =",
+        "\"",
+        "[",
+        "x = \"\\ud800\"",
+        "x = '''",
+        "",
     ]);
     prop::collection::vec((line, ".{0,3}"), 0..14).prop_map(|lines| {
         lines
@@ -279,7 +378,9 @@ fn path_like() -> impl Strategy<Value = Vec<u8>> {
 
 fn archive() -> impl Strategy<Value = (Vec<Raw>, Vec<(usize, u8)>)> {
     let entry = (
-        prop::sample::select(vec![b'0', b'1', b'2', b'3', b'4', b'5', b'6', b'S', b'L', b'x', b'g']),
+        prop::sample::select(vec![
+            b'0', b'1', b'2', b'3', b'4', b'5', b'6', b'S', b'L', b'x', b'g',
+        ]),
         path_like(),
         path_like(),
         prop::collection::vec(any::<u8>(), 0..96),
@@ -306,7 +407,10 @@ fn listing(root: &Path) -> Vec<(PathBuf, String)> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let rel = path.strip_prefix(root).map(Path::to_owned).unwrap_or_default();
+            let rel = path
+                .strip_prefix(root)
+                .map(Path::to_owned)
+                .unwrap_or_default();
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.file_type().is_symlink() => {
                     let target = std::fs::read_link(&path).unwrap_or_default();
@@ -348,7 +452,10 @@ fn fuzz_tar_gz_extractor() {
         };
         let result = extract_tar_gz(gz.as_slice(), &dir, &skip, limits);
         if listing(&outside) != before {
-            return Err(format!("wrote outside its destination: {:?}", listing(&outside)));
+            return Err(format!(
+                "wrote outside its destination: {:?}",
+                listing(&outside)
+            ));
         }
         let real_dest = dest.canonicalize().map_err(|e| e.to_string())?;
         for (path, what) in listing(&dest) {
@@ -356,10 +463,17 @@ fn fuzz_tar_gz_extractor() {
                 && let Ok(real) = dest.join(&path).canonicalize()
                 && !real.starts_with(&real_dest)
             {
-                return Err(format!("{} {what} leads out to {}", path.display(), real.display()));
+                return Err(format!(
+                    "{} {what} leads out to {}",
+                    path.display(),
+                    real.display()
+                ));
             }
             if path.starts_with("videos") {
-                return Err(format!("a skipped prefix was extracted: {}", path.display()));
+                return Err(format!(
+                    "a skipped prefix was extracted: {}",
+                    path.display()
+                ));
             }
         }
         let _ = result;

@@ -304,7 +304,12 @@ impl Central {
 
     /// An update deployment as the server's books (its dashboard) show it.
     pub fn deployment(&self, id: &str) -> Option<Deployment> {
-        self.shared.deployments.lock().expect("lock").get(id).cloned()
+        self.shared
+            .deployments
+            .lock()
+            .expect("lock")
+            .get(id)
+            .cloned()
     }
 
     /// Sends `command {id, type, data}` to every authenticated agent.

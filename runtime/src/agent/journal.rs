@@ -172,12 +172,12 @@ impl Journal {
             id: entry.id.clone(),
             source: std::io::Error::other(e),
         })?;
-        atomic::write_private(&self.dir, Path::new(&file_name(&entry.id)), &bytes).map_err(|source| {
-            JournalError::Write {
+        atomic::write_private(&self.dir, Path::new(&file_name(&entry.id)), &bytes).map_err(
+            |source| JournalError::Write {
                 id: entry.id.clone(),
                 source,
-            }
-        })
+            },
+        )
     }
 
     fn recover(&self) -> Result<(), JournalError> {

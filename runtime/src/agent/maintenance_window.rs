@@ -242,10 +242,7 @@ impl Scheduled {
                     .ok()
                     .and_then(|b| serde_json::from_slice::<ScheduledUpdate>(&b).ok());
                 if parsed.is_none() {
-                    tracing::warn!(
-                        "ignoring an unreadable scheduled update {}",
-                        path.display()
-                    );
+                    tracing::warn!("ignoring an unreadable scheduled update {}", path.display());
                 }
                 parsed
             })
@@ -311,8 +308,10 @@ mod tests {
         again.remove("u-1")?;
         assert_eq!(
             scheduled_progress(&update),
-            Some(json!({"deploymentId": "dep-1", "version": "2.0.0", "progress": 0,
-                "status": "scheduled", "scheduledFor": "2026-12-02T03:00:00.000Z"}))
+            Some(
+                json!({"deploymentId": "dep-1", "version": "2.0.0", "progress": 0,
+                "status": "scheduled", "scheduledFor": "2026-12-02T03:00:00.000Z"})
+            )
         );
         Ok(())
     }

@@ -88,7 +88,8 @@ pub fn precheck(config: &SiteConfig, data: &Value) -> Result<(), String> {
         // "already installed" (or a repair): the component decides.
         return Ok(());
     }
-    if crate::agent::version_order::is_older(&version, &installed) && !config.update_allow_downgrade {
+    if crate::agent::version_order::is_older(&version, &installed) && !config.update_allow_downgrade
+    {
         return Err(downgrade_refused(&version, &installed));
     }
     if let Some(free) = free_bytes(config) {
@@ -139,7 +140,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn config(dir: &std::path::Path, extra: &str) -> Result<SiteConfig, Box<dyn std::error::Error>> {
+    fn config(
+        dir: &std::path::Path,
+        extra: &str,
+    ) -> Result<SiteConfig, Box<dyn std::error::Error>> {
         let file = dir.join("site.conf");
         std::fs::create_dir_all(dir.join("neopro"))?;
         std::fs::write(dir.join("neopro/VERSION"), "2.0.0\n")?;

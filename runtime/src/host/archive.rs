@@ -51,7 +51,8 @@ impl HostState {
                 "{root}/{path}: an archive is only verified and extracted from a file only the agent can write; {detail}"
             ))
         };
-        crate::store::private_dir::check_private(roots.path(root)).map_err(|e| refuse(e.to_string()))?;
+        crate::store::private_dir::check_private(roots.path(root))
+            .map_err(|e| refuse(e.to_string()))?;
         let dir = roots.open(root, false)?;
         let rel = relative_file(path)?;
         let file = dir

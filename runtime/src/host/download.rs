@@ -633,7 +633,9 @@ mod tests {
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
                     }
-                    if let Some(v) = line.strip_prefix("range: ").or(line.strip_prefix("Range: "))
+                    if let Some(v) = line
+                        .strip_prefix("range: ")
+                        .or(line.strip_prefix("Range: "))
                     {
                         range = Some(v.trim().to_owned());
                     }
@@ -776,7 +778,10 @@ mod tests {
         let Err(WitError::Failed(message)) = result else {
             panic!("failure expected, got {result:?}");
         };
-        assert!(message.ends_with("the server answered HTTP 416 Range Not Satisfiable"), "{message}");
+        assert!(
+            message.ends_with("the server answered HTTP 416 Range Not Satisfiable"),
+            "{message}"
+        );
         assert!(!tmp.path().join(".file.partial").exists());
         Ok(())
     }

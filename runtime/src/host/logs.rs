@@ -221,8 +221,8 @@ mod tests {
     }
 
     #[test]
-    fn a_journal_output_beyond_4_mib_returns_its_last_lines() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn a_journal_output_beyond_4_mib_returns_its_last_lines()
+    -> Result<(), Box<dyn std::error::Error>> {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir()?;
         // ~10.9 MB of output, like a chatty unit's journal.

@@ -296,7 +296,8 @@ impl ComponentStore {
             if staging.exists() {
                 std::fs::remove_dir_all(&staging).map_err(|source| self.io(&staging, source))?;
             }
-            crate::store::private_dir::create(&staging).map_err(|source| self.io(&staging, source))?;
+            crate::store::private_dir::create(&staging)
+                .map_err(|source| self.io(&staging, source))?;
             let dir =
                 atomic::open_state_dir(&staging).map_err(|source| self.io(&staging, source))?;
             let record =

@@ -113,7 +113,9 @@ impl ArtifactCache {
         let path = self.artifact_path(&sha256_hex(wasm));
         if let Some(path) = path.as_deref().filter(|p| p.is_file()) {
             match only_agent_wrote(path)
-                .and_then(|()| verify_artifact(path)).and_then(|()| deserialize(engine, path)) {
+                .and_then(|()| verify_artifact(path))
+                .and_then(|()| deserialize(engine, path))
+            {
                 Ok(component) => {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok((component, LoadOrigin::Cache));
@@ -209,7 +211,8 @@ fn store(component: &Component, path: &Path) -> Result<(), String> {
         return Err("bad cache path".to_owned());
     };
     let dir = crate::store::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
-    crate::store::atomic::write_private(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())?;
+    crate::store::atomic::write_private(&dir, Path::new(name), &bytes)
+        .map_err(|e| e.to_string())?;
     let mut sum_name = name.to_owned();
     sum_name.push(".sha256");
     crate::store::atomic::write_private(&dir, Path::new(&sum_name), sha256_hex(&bytes).as_bytes())

@@ -25,13 +25,24 @@ pub fn write(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// [`write`] for the agent's own state: the file is 0600 from its first
 /// byte, whatever the umask and whatever mode a file it replaces had.
 pub fn write_private(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
-    write_with_mode(dir, name, contents, Some(crate::store::private_dir::FILE_MODE))
+    write_with_mode(
+        dir,
+        name,
+        contents,
+        Some(crate::store::private_dir::FILE_MODE),
+    )
 }
 
 /// [`write`] in a folder holding secrets (hostapd's): a replaced file keeps
 /// its mode, a new one (a backup of the passphrase file) is 0600.
 pub fn write_secret(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
-    write_inner(dir, name, contents, None, crate::store::private_dir::FILE_MODE)
+    write_inner(
+        dir,
+        name,
+        contents,
+        None,
+        crate::store::private_dir::FILE_MODE,
+    )
 }
 
 fn write_with_mode(
@@ -138,13 +149,26 @@ mod tests {
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))?;
         let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
         // Before a single byte is written, the temp file is already 0600.
-        let file = create_temp(&dir, ".hostapd.conf.tmp-test", Some(0o600), SHARED_FILE_MODE)?;
+        let file = create_temp(
+            &dir,
+            ".hostapd.conf.tmp-test",
+            Some(0o600),
+            SHARED_FILE_MODE,
+        )?;
         assert_eq!(mode(&tmp.path().join(".hostapd.conf.tmp-test")), 0o600);
         drop(file);
         dir.remove_file(".hostapd.conf.tmp-test")?;
-        write(&dir, Path::new("hostapd.conf"), b"wpa_passphrase=new secret\n")?;
+        write(
+            &dir,
+            Path::new("hostapd.conf"),
+            b"wpa_passphrase=new secret\n",
+        )?;
         assert_eq!(mode(&conf), 0o600);
-        assert_eq!(std::fs::read_dir(tmp.path())?.count(), 1, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(tmp.path())?.count(),
+            1,
+            "no temp file left"
+        );
         Ok(())
     }
 

@@ -3,8 +3,8 @@
 //! nothing here depends on the sandbox, the link or the site configuration.
 
 pub mod atomic;
-pub mod private_dir;
 pub mod extract;
 pub mod hash;
+pub mod private_dir;
 pub mod tree;
 pub mod webapp_config;

@@ -150,7 +150,10 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("mode 0770"), "{text}");
         assert!(
-            text.contains(&format!("Fix: remove it (`sudo rm -rf {}`)", cache.display())),
+            text.contains(&format!(
+                "Fix: remove it (`sudo rm -rf {}`)",
+                cache.display()
+            )),
             "{text}"
         );
         std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700))?;

@@ -240,9 +240,16 @@ fn test(root: &Path) -> anyhow::Result<()> {
 fn fuzz(root: &Path) -> anyhow::Result<()> {
     let secs = std::env::args().nth(2).unwrap_or_else(|| "60".to_owned());
     let mut cmd = cargo();
-    cmd.current_dir(root)
-        .env("NEOPRO_FUZZ_SECS", &secs)
-        .args(["test", "-p", "neopro-runtime", "--test", "fuzz", "--", "--test-threads=1", "--nocapture"]);
+    cmd.current_dir(root).env("NEOPRO_FUZZ_SECS", &secs).args([
+        "test",
+        "-p",
+        "neopro-runtime",
+        "--test",
+        "fuzz",
+        "--",
+        "--test-threads=1",
+        "--nocapture",
+    ]);
     if let Some(seed) = std::env::args().nth(3) {
         cmd.env("NEOPRO_FUZZ_SEED", seed);
     }

@@ -508,7 +508,9 @@ impl Session {
                 let update = ScheduledUpdate {
                     id: id.to_owned(),
                     data: data.clone(),
-                    scheduled_for: crate::agent::maintenance_window::next_window_iso(self.config.update_window),
+                    scheduled_for: crate::agent::maintenance_window::next_window_iso(
+                        self.config.update_window,
+                    ),
                 };
                 match self.scheduled.add(&update) {
                     Ok(()) => {
