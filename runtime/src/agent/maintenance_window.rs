@@ -125,9 +125,15 @@ pub fn until_window(window: UpdateWindow, now: LocalClock) -> std::time::Duratio
 /// When the window next opens, as an ISO time (UTC, like the server's
 /// dates); `None` when the box's time is unknown.
 pub fn next_window_iso(window: UpdateWindow) -> Option<String> {
-    let now = local_clock()?;
+    let clock = local_clock()?;
+    // Whole seconds, like the local clock just read: the hour, not a
+    // millisecond past it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.as_secs()))
+        .unwrap_or(std::time::UNIX_EPOCH);
     Some(crate::platform::clock::iso8601(
-        std::time::SystemTime::now() + until_window(window, now),
+        now + until_window(window, clock),
     ))
 }
 
