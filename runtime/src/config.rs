@@ -102,6 +102,10 @@ pub struct SiteConfig {
     pub update_keys: Vec<[u8; 32]>,
     /// `UPDATE_HEALTH_URL`: after an update, this must answer 2xx too.
     pub update_health_url: Option<String>,
+    /// `UPDATE_ALLOW_DOWNGRADE`: whether `update_software` may install a
+    /// release older than the installed one (default false; rolling back
+    /// stays possible).
+    pub update_allow_downgrade: bool,
     /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
     /// `hostapd` root.
     pub hostapd_conf: PathBuf,
@@ -364,6 +368,21 @@ impl SiteConfig {
                     });
                 }
                 None => None,
+            },
+            update_allow_downgrade: match get("UPDATE_ALLOW_DOWNGRADE") {
+                None => false,
+                Some((v, _)) if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("false") => {
+                    false
+                }
+                Some((v, _)) if v.trim().eq_ignore_ascii_case("true") => true,
+                Some((v, source_name)) => {
+                    return Err(ConfigError::Invalid {
+                        key: "UPDATE_ALLOW_DOWNGRADE",
+                        expected: "true or false",
+                        value: v,
+                        source_name,
+                    });
+                }
             },
             hostapd_conf: path("HOSTAPD_CONF", PathBuf::from("/etc/hostapd/hostapd.conf"))?,
             update_window: crate::agent::maintenance_window::UpdateWindow {

@@ -53,6 +53,10 @@ struct Shared {
     socket_sites: Mutex<HashMap<String, String>>,
     /// `deploy_progress` applied as the real server does (see [`Deployment`]).
     deployments: Mutex<HashMap<String, Deployment>>,
+    /// Commands sent, by id: (type, data), to apply results as the server.
+    sent: Mutex<HashMap<String, (String, Value)>>,
+    /// Update deployments as the real server's books show them.
+    update_deployments: Mutex<HashMap<String, UpdateDeployment>>,
     received: Mutex<Vec<Received>>,
     cursors: Mutex<HashMap<String, usize>>,
     arrived: Notify,
@@ -60,12 +64,65 @@ struct Shared {
 
 impl Shared {
     fn record(&self, event: &str, data: Value, socket: String) {
+        self.apply_to_update_deployments(event, &data);
         self.received.lock().expect("lock").push(Received {
             event: event.to_owned(),
             data,
             socket,
         });
         self.arrived.notify_waiters();
+    }
+}
+
+/// An update deployment as the real server records it (what its dashboard
+/// shows): `update_progress` moves it to in progress; *any* success of an
+/// `update_software` carrying its `deploymentId` completes it at 100 %, and
+/// it is never sent again (a `{scheduled: true}` answer included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateDeployment {
+    pub status: String,
+    pub progress: u64,
+}
+
+impl Shared {
+    fn apply_to_update_deployments(&self, event: &str, data: &Value) {
+        let mut books = self.update_deployments.lock().expect("lock");
+        match event {
+            "update_progress" => {
+                if let Some(id) = data["deploymentId"].as_str() {
+                    let entry = books.entry(id.to_owned()).or_insert(UpdateDeployment {
+                        status: "pending".to_owned(),
+                        progress: 0,
+                    });
+                    if entry.status != "completed" && entry.status != "failed" {
+                        entry.status = "in_progress".to_owned();
+                        entry.progress = data["progress"].as_u64().unwrap_or(0);
+                    }
+                }
+            }
+            "command_result" => {
+                let command = data["commandId"].as_str().unwrap_or_default();
+                let sent = self.sent.lock().expect("lock").get(command).cloned();
+                if let Some((kind, sent_data)) = sent
+                    && kind == "update_software"
+                    && let Some(id) = sent_data["deploymentId"].as_str()
+                {
+                    let status = if data["status"] == json!("success") {
+                        "completed"
+                    } else {
+                        "failed"
+                    };
+                    books.insert(
+                        id.to_owned(),
+                        UpdateDeployment {
+                            status: status.to_owned(),
+                            progress: if status == "completed" { 100 } else { 0 },
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -328,11 +385,26 @@ impl Central {
     /// Sends `command {id, type, data}` to every site in the books (the
     /// real `sendCommand`); returns how many sockets it went to.
     pub fn send_command(&self, id: &str, command_type: &str, data: Value) -> usize {
+        self.shared
+            .sent
+            .lock()
+            .expect("lock")
+            .insert(id.to_owned(), (command_type.to_owned(), data.clone()));
         let payload = json!({"id": id, "type": command_type, "data": data});
         booked(&self.io, &self.shared)
             .into_iter()
             .filter(|socket| socket.emit("command", &payload).is_ok())
             .count()
+    }
+
+    /// An update deployment as the server's books (its dashboard) show it.
+    pub fn update_deployment(&self, id: &str) -> Option<UpdateDeployment> {
+        self.shared
+            .update_deployments
+            .lock()
+            .expect("lock")
+            .get(id)
+            .cloned()
     }
 
     /// Whether `site` is in the server's books (the real `isConnected`).

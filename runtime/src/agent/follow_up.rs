@@ -170,7 +170,7 @@ impl FollowUps {
             let dir = crate::store::atomic::open_state_dir(&self.state_path);
             let written = dir.and_then(|dir| {
                 let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-                crate::store::atomic::write(&dir, Path::new(REBOOT_FILE), &bytes)
+                crate::store::atomic::write_private(&dir, Path::new(REBOOT_FILE), &bytes)
             });
             written.map_err(|source| FollowUpError::Persist {
                 path: self.state_path.join(REBOOT_FILE),

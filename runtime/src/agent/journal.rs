@@ -189,12 +189,12 @@ impl Journal {
             id: entry.id.clone(),
             source: std::io::Error::other(e),
         })?;
-        atomic::write(&self.dir, Path::new(&file_name(&entry.id)), &bytes).map_err(|source| {
-            JournalError::Write {
+        atomic::write_private(&self.dir, Path::new(&file_name(&entry.id)), &bytes).map_err(
+            |source| JournalError::Write {
                 id: entry.id.clone(),
                 source,
-            }
-        })
+            },
+        )
     }
 
     fn recover(&self) -> Result<(), JournalError> {
@@ -244,13 +244,14 @@ impl Journal {
         Ok(Admission::Run)
     }
 
-    /// Records a command's outcome (undelivered).
+    /// Records a command's outcome (undelivered). Memory follows the disk:
+    /// when the write fails (disk full) nothing changes, so the caller can
+    /// keep the outcome and retry, and the journal never holds in memory a
+    /// result that a restart would contradict with "interrupted".
     pub fn complete(&self, id: &str, outcome: Outcome) -> Result<(), JournalError> {
         let entry = {
-            let mut state = self.lock();
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            let entry = state.entries.entry(id.to_owned()).or_insert_with(|| Entry {
+            let state = self.lock();
+            let mut entry = state.entries.get(id).cloned().unwrap_or_else(|| Entry {
                 id: id.to_owned(),
                 command_type: String::new(),
                 accepted_at_ms: now_ms(),
@@ -260,11 +261,15 @@ impl Journal {
                 final_progress: None,
             });
             entry.outcome = Some(outcome);
-            entry.completed_seq = Some(seq);
+            entry.completed_seq = Some(state.next_seq);
             entry.delivered = false;
-            entry.clone()
+            entry
         };
-        self.persist(&entry)
+        self.persist(&entry)?;
+        let mut state = self.lock();
+        state.next_seq = state.next_seq.max(entry.completed_seq.unwrap_or(0) + 1);
+        state.entries.insert(id.to_owned(), entry);
+        Ok(())
     }
 
     /// Results not yet known to have reached the server, oldest first.
@@ -420,6 +425,31 @@ mod tests {
                 ),
             ]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_result_that_cannot_be_written_is_not_taken_as_recorded() -> Result<(), JournalError> {
+        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let path = dir.path().join("journal");
+        let journal = Journal::open(&path)?;
+        journal.admit("c1", "get_config")?;
+        // The folder goes away under the open journal: every write fails,
+        // as on a full disk (root ignores permissions, so no chmod here).
+        std::fs::remove_dir_all(&path).map_err(|source| JournalError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        assert!(journal.complete("c1", ok(json!(1))).is_err());
+        assert_eq!(
+            journal.admit("c1", "get_config")?,
+            Admission::Running,
+            "still running: no result to re-send that a restart would contradict"
+        );
+        assert!(journal.undelivered().is_empty());
         Ok(())
     }
 

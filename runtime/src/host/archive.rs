@@ -59,6 +59,54 @@ impl From<crate::signing::releases::SignatureError> for WitError {
     }
 }
 
+impl HostState {
+    /// Opens an archive only the agent can write: its root folder (and the
+    /// folder above) writable by nobody else, the file itself the agent's
+    /// and not group- or world-writable. Otherwise the web app's user could
+    /// swap the archive between its signature check and its extraction.
+    fn open_agent_only(&self, root: RootName, path: &str) -> Result<std::fs::File, WitError> {
+        let roots = &self.call.services.roots;
+        let refuse = |detail: String| {
+            WitError::NotPermitted(format!(
+                "{root}/{path}: an archive is only verified and extracted from a file only the agent can write; {detail}"
+            ))
+        };
+        crate::store::private_dir::check_private(roots.path(root))
+            .map_err(|e| refuse(e.to_string()))?;
+        let dir = roots.open(root, false)?;
+        let rel = relative_file(path)?;
+        let file = dir
+            .open(&rel)
+            .map_err(|e| io_error(root, path, &e))?
+            .into_std();
+        let meta = file.metadata().map_err(|e| io_error(root, path, &e))?;
+        if !crate::store::private_dir::file_is_private(&meta) {
+            use std::os::unix::fs::MetadataExt;
+            return Err(refuse(format!(
+                "this one has mode {:04o} and owner uid {}",
+                meta.mode() & 0o7777,
+                meta.uid()
+            )));
+        }
+        Ok(file)
+    }
+}
+
+/// sha256 of an open file, streamed.
+fn sha256_of(mut file: std::fs::File, root: RootName, path: &str) -> Result<String, WitError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| io_error(root, path, &e))?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
 impl Host for HostState {
     fn verify_signature(
         &mut self,
@@ -67,7 +115,10 @@ impl Host for HostState {
         version: String,
         signature: Option<String>,
     ) -> Result<String, WitError> {
-        let sha = super::bindings::neopro::agent::files::Host::sha256(self, root, path)?;
+        let root = RootName::from(root);
+        self.call.check(Grant::Root(root, Access::ReadOnly))?;
+        let file = self.open_agent_only(root, &path)?;
+        let sha = sha256_of(file, root, &path)?;
         crate::signing::releases::check(
             &self.call.services.archive.update_keys,
             &version,
@@ -89,12 +140,8 @@ impl Host for HostState {
         let dest_root = RootName::from(dest_root);
         self.call.check(Grant::Root(src_root, Access::ReadOnly))?;
         self.call.check(Grant::Root(dest_root, Access::ReadWrite))?;
+        let file = self.open_agent_only(src_root, &src_path)?;
         let roots = &self.call.services.roots;
-        let src_dir = roots.open(src_root, false)?;
-        let src_rel = relative_file(&src_path)?;
-        let file = src_dir
-            .open(&src_rel)
-            .map_err(|e| io_error(src_root, &src_path, &e))?;
         let dest_dir = roots.open(dest_root, true)?;
         let dest_rel = relative_file(&dest_path)?;
         if dest_dir.symlink_metadata(&dest_rel).is_ok() {
@@ -112,7 +159,7 @@ impl Host for HostState {
             max_bytes: self.call.services.archive.max_extract_bytes,
             ..Limits::default()
         };
-        let reader = std::io::BufReader::with_capacity(256 << 10, file.into_std());
+        let reader = std::io::BufReader::with_capacity(256 << 10, file);
         match crate::store::extract::extract_tar_gz(reader, &target, &skip, limits) {
             Ok(report) => Ok(Report {
                 files: report.files,

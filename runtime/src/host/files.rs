@@ -79,7 +79,14 @@ impl Host for HostState {
                 "{root}/{path} is a directory, not a file"
             )));
         }
-        crate::store::atomic::write(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
+        let written = match root {
+            _ if root.is_private() => crate::store::atomic::write_private(&dir, &rel, &contents),
+            // hostapd.conf holds the Wi-Fi passphrase: a new file there (its
+            // backup) is 0600 like it.
+            RootName::Hostapd => crate::store::atomic::write_secret(&dir, &rel, &contents),
+            _ => crate::store::atomic::write(&dir, &rel, &contents),
+        };
+        written.map_err(|e| io_error(root, &path, &e))
     }
 
     fn remove_file(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {

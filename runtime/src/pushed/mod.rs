@@ -358,9 +358,23 @@ impl Manager {
                 detail: e.message().to_owned(),
             }
         })?;
-        // 2. The site allows what it asks for.
+        // 2. The site allows what it asks for, and no silent downgrade.
         let policy = self.policy()?;
         policy.check_manifest(&manifest)?;
+        if let Ok(installed) = self.store.get(&manifest.name) {
+            let current = &installed.active.manifest.version;
+            if crate::agent::version_order::is_older(&manifest.version, current)
+                && !policy.allow_downgrade
+            {
+                return Err(policy::PolicyError::Downgrade {
+                    name: manifest.name.clone(),
+                    version: manifest.version.clone(),
+                    installed: current.clone(),
+                    path: policy.path.clone(),
+                }
+                .into());
+            }
+        }
         // 3. Signed by a trusted key (checked against the announced hash
         //    before downloading anything; the download must then match it).
         let signer = match p.signature.as_deref().filter(|s| !s.trim().is_empty()) {

@@ -9,6 +9,8 @@
 //!                               # being listed in ALLOWED_COMMANDS?
 //! replace-builtin = []          # built-in command types a pushed
 //!                               # component may take over
+//! allow-downgrade = false       # may install_component put an older
+//!                               # version over the installed one?
 //! [limits]
 //! max-memory-mib = 64
 //! max-timeout-secs = 300
@@ -56,6 +58,15 @@ pub enum PolicyError {
         "component '{name}' is not signed and the site policy {path} requires signatures (allow-unsigned = false)"
     )]
     Unsigned { name: String, path: PathBuf },
+    #[error(
+        "component '{name}' {version} is older than the installed {installed}: the site policy {path} refuses downgrades (set allow-downgrade = true to allow them; rollback_component returns to the previous version)"
+    )]
+    Downgrade {
+        name: String,
+        version: String,
+        installed: String,
+        path: PathBuf,
+    },
 }
 
 /// Upper bounds of a pushed component's limits.
@@ -82,6 +93,11 @@ pub struct Policy {
     pub allow_unsigned: bool,
     pub extend_allowlist: bool,
     pub replace_builtin: Vec<String>,
+    /// `install_component` of a version older than the installed one is
+    /// refused unless this is true (a server could otherwise push back an
+    /// old signed version with a known flaw); `rollback_component` stays
+    /// allowed.
+    pub allow_downgrade: bool,
     pub limits: LimitCeiling,
     pub grants: Grants,
     /// Where it was read from, for messages.

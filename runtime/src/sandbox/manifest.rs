@@ -96,6 +96,12 @@ impl RootName {
         RootName::Hostapd,
     ];
 
+    /// Roots that are the agent's own state (created 0700, files 0600):
+    /// `staging` holds what the agent trusts at restart.
+    pub fn is_private(self) -> bool {
+        self == RootName::Staging
+    }
+
     /// The name used in manifests and messages.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -284,7 +290,8 @@ pub fn is_valid_unit_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b":-_.@\\".contains(&b))
 }
 
-fn is_component_name(name: &str) -> bool {
+/// A component name: it becomes a folder name under `STATE_PATH`.
+pub fn is_component_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('-')

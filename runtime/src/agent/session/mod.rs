@@ -67,6 +67,9 @@ impl Default for SessionSettings {
     }
 }
 
+/// How often an outcome the journal could not record is written again.
+const RECORD_RETRY: Duration = Duration::from_secs(5);
+
 /// Site identity, re-read from site.conf before every authentication so a
 /// fixed file is picked up without a restart.
 #[derive(Debug, Clone, Default)]
@@ -101,8 +104,15 @@ pub struct Session {
     /// Results emitted and not yet proven received: (command id, pings then).
     in_flight: Vec<(String, u64)>,
     watcher: ConfigWatcher,
-    /// Updates waiting for the maintenance window.
+    /// Updates waiting for the maintenance window (or running in it): kept
+    /// until their final result is journaled.
     scheduled: crate::agent::maintenance_window::Scheduled,
+    /// Scheduled updates started by this process.
+    scheduled_running: std::collections::HashSet<String>,
+    /// Outcomes the journal could not record yet (disk full): kept, retried,
+    /// and sent only once recorded, so a restart can never report a second,
+    /// different outcome ("interrupted") for a result the server has.
+    unrecorded: Vec<(String, Outcome)>,
     running: usize,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
@@ -126,6 +136,8 @@ impl Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
             status: StatusWriter::new(&config.state_path),
             scheduled: crate::agent::maintenance_window::Scheduled::new(&config.state_path),
+            scheduled_running: std::collections::HashSet::new(),
+            unrecorded: Vec::new(),
             config,
             config_file,
             settings,
@@ -167,9 +179,12 @@ impl Session {
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         let mut follow_up_check = tokio::time::interval(Duration::from_millis(500));
         follow_up_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut record_retry = tokio::time::interval(RECORD_RETRY);
+        record_retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut window_check = tokio::time::interval(Duration::from_secs(60));
         window_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         crate::platform::sd_notify::notify("READY=1");
+        self.settle_scheduled();
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -197,6 +212,11 @@ impl Session {
                     self.run_overdue_follow_ups()
                 }
                 _ = window_check.tick() => self.run_scheduled_updates(),
+                _ = record_retry.tick(), if !self.unrecorded.is_empty() => {
+                    for (id, outcome) in std::mem::take(&mut self.unrecorded) {
+                        self.record_and_send(id, outcome);
+                    }
+                }
                 _ = expiry.tick() => {
                     if let Some((rss, anon)) = std::fs::read_to_string("/proc/self/status")
                         .ok()
@@ -371,6 +391,13 @@ impl Session {
                 self.send_result(&id, &outcome);
             }
         }
+        // The dashboard shows a scheduled update as in progress until its
+        // final result comes.
+        for update in self.scheduled.list() {
+            if !self.scheduled_running.contains(&update.id) {
+                self.send_scheduled_progress(&update);
+            }
+        }
         self.status
             .results_waiting(self.journal.undelivered_count());
     }
@@ -423,6 +450,14 @@ impl Session {
             Ok(Admission::Running) => {}
             Ok(Admission::Done(outcome)) => self.send_result(&id, &outcome),
             Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    fn send_scheduled_progress(&self, update: &crate::agent::maintenance_window::ScheduledUpdate) {
+        if self.authenticated
+            && let Some(payload) = crate::agent::maintenance_window::scheduled_progress(update)
+        {
+            let _ = self.link.emit("update_progress", &[payload]);
         }
     }
 
@@ -530,6 +565,15 @@ impl Session {
             .unwrap_or("undefined")
             .to_owned();
         tracing::info!("command {id}: {command_type}");
+        if command_type == "update_software" && self.scheduled.contains(&id) {
+            tracing::info!("update {id} is already scheduled for the maintenance window");
+            if !self.scheduled_running.contains(&id)
+                && let Some(update) = self.scheduled.list().into_iter().find(|u| u.id == id)
+            {
+                self.send_scheduled_progress(&update);
+            }
+            return;
+        }
         match self.journal.admit(&id, &command_type) {
             Ok(Admission::Run) => {
                 let data = command.get("data").cloned().unwrap_or(Value::Null);
@@ -581,33 +625,94 @@ impl Session {
         });
     }
 
-    /// The maintenance window: `false` when the update was refused or
-    /// scheduled (its result is recorded and sent here).
+    /// The maintenance window: `false` when the update was refused (its
+    /// error is recorded and sent here) or scheduled (no result yet: the
+    /// final one comes when it has run; meanwhile an `update_progress`
+    /// "scheduled").
     fn update_may_run_now(&mut self, id: &str, data: &Value) -> bool {
-        use crate::agent::maintenance_window::{Decision, decide, local_hour};
-        let outcome = match decide(self.config.update_window, data, local_hour()) {
-            Decision::Run => return true,
-            Decision::Refuse(error) => Outcome::Error { error },
-            Decision::Schedule(result) => match self.scheduled.add(id, data) {
-                Ok(()) => {
-                    tracing::info!("update {id} scheduled for the maintenance window");
-                    Outcome::Success { result }
-                }
-                Err(e) => Outcome::Error {
-                    error: e.to_string(),
-                },
+        use crate::agent::maintenance_window::{Decision, ScheduledUpdate, decide, local_hour};
+        // What can be checked now is checked now, for an update run at once
+        // and one scheduled alike: same refusal, at once.
+        let decision = match decide(self.config.update_window, data, local_hour()) {
+            Decision::Refuse(error) => Decision::Refuse(error),
+            decision => match crate::agent::update_check::precheck(&self.config, data) {
+                Ok(()) => decision,
+                Err(error) => Decision::Refuse(error),
             },
         };
-        if let Err(e) = self.journal.complete(id, outcome.clone()) {
-            tracing::error!("{e}");
-        }
-        self.send_result(id, &outcome);
+        let outcome = match decision {
+            Decision::Run => return true,
+            Decision::Refuse(error) => Outcome::Error { error },
+            Decision::Schedule => {
+                let update = ScheduledUpdate {
+                    id: id.to_owned(),
+                    data: data.clone(),
+                    scheduled_for: crate::agent::maintenance_window::next_window_iso(
+                        self.config.update_window,
+                    ),
+                };
+                match self.scheduled.add(&update) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "update {id} scheduled for the maintenance window ({})",
+                            update.scheduled_for.as_deref().unwrap_or("time unknown")
+                        );
+                        self.send_scheduled_progress(&update);
+                        return false;
+                    }
+                    Err(e) => Outcome::Error {
+                        error: e.to_string(),
+                    },
+                }
+            }
+        };
+        self.record_and_send(id.to_owned(), outcome);
         false
     }
 
-    /// Runs the scheduled updates once the window is open; their final
-    /// result replaces the "scheduled" one.
+    /// The scheduled updates whose final result is already journaled (a
+    /// restart after the update finished, or after the resume at start
+    /// completed or rolled it back) are forgotten: that result goes out
+    /// through the outbox like any other.
+    fn settle_scheduled(&mut self) {
+        for update in self.scheduled.list() {
+            if self.scheduled_running.contains(&update.id) {
+                continue;
+            }
+            if let Some(outcome) = self.final_outcome_of(&update.id) {
+                tracing::info!("scheduled update {} has its final result", update.id);
+                if let Err(e) = self.scheduled.remove(&update.id) {
+                    tracing::error!("{e}");
+                    continue;
+                }
+                self.send_result(&update.id, &outcome);
+            }
+        }
+    }
+
+    /// The journaled outcome of a scheduled update when it is final: not
+    /// the "interrupted" a restart records for an update that was waiting
+    /// (or had not really started), which must run instead, nor the
+    /// `{scheduled: true}` answer older agents journaled.
+    fn final_outcome_of(&self, id: &str) -> Option<Outcome> {
+        match self.journal.get(id).and_then(|e| e.outcome) {
+            Some(outcome) => {
+                let waiting = match &outcome {
+                    Outcome::Error { error } => error == crate::agent::journal::INTERRUPTED,
+                    Outcome::Success { result } => {
+                        result.get("scheduled") == Some(&Value::Bool(true))
+                    }
+                };
+                (!waiting).then_some(outcome)
+            }
+            None => None,
+        }
+    }
+
+    /// Runs the scheduled updates once the window is open. Each stays kept
+    /// until its final result is journaled (see [`Session::on_done`]).
     fn run_scheduled_updates(&mut self) {
+        self.settle_scheduled();
         if self.scheduled.is_empty()
             || !crate::agent::maintenance_window::window_open(
                 self.config.update_window,
@@ -616,7 +721,10 @@ impl Session {
         {
             return;
         }
-        for update in self.scheduled.take_all() {
+        for update in self.scheduled.list() {
+            if !self.scheduled_running.insert(update.id.clone()) {
+                continue;
+            }
             tracing::info!("maintenance window: running scheduled update {}", update.id);
             self.spawn_command(update.id, "update_software".to_owned(), update.data);
         }
@@ -637,7 +745,27 @@ impl Session {
         {
             tracing::warn!("command {id} failed: {action} it asked for is cancelled");
         }
+        self.record_and_send(id, outcome);
+    }
+
+    /// Journals an outcome, then sends it. A failed write keeps the outcome
+    /// for a retry instead of sending it: were it sent, a restart before the
+    /// write succeeds would report the command "interrupted" after the
+    /// server had its real result.
+    fn record_and_send(&mut self, id: String, outcome: Outcome) {
         if let Err(e) = self.journal.complete(&id, outcome.clone()) {
+            tracing::error!(
+                "{e}; the result of command {id} is kept and sent once it is recorded (retried every {} s)",
+                RECORD_RETRY.as_secs()
+            );
+            self.unrecorded.push((id, outcome));
+            return;
+        }
+        // Journaled: a scheduled update can be forgotten now, not before (a
+        // restart in between finds it and its result).
+        if self.scheduled_running.remove(&id)
+            && let Err(e) = self.scheduled.remove(&id)
+        {
             tracing::error!("{e}");
         }
         // Its closing progress event went out while the link was down, or
@@ -650,7 +778,9 @@ impl Session {
 
     /// Emits a result if we can; otherwise it waits in the outbox.
     fn send_result(&mut self, id: &str, outcome: &Outcome) {
-        if !self.authenticated {
+        // A scheduled update has no result until it has run ("interrupted"
+        // after a restart while it waited is not one).
+        if !self.authenticated || self.scheduled.contains(id) {
             return;
         }
         if self
