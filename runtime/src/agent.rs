@@ -64,7 +64,10 @@ pub async fn run(
         ));
     }
     let journal = Arc::new(Journal::open(&config.state_path.join("journal"))?);
-    crate::follow_up::log_reboot_outcome(&config.state_path, crate::follow_up::boot_time_ms());
+    crate::follow_up::log_reboot_outcome(
+        &config.state_path,
+        &crate::follow_up::ThisBoot::current(),
+    );
     let components_dir = registry::components_dir(&config);
     let services = Arc::new(HostServices::from_config(&config));
     let sandbox = Arc::new(Sandbox::new(services, Some(&config.cache_dir()))?);

@@ -98,6 +98,9 @@ pub struct SiteConfig {
     pub update_keys: Vec<[u8; 32]>,
     /// `UPDATE_HEALTH_URL`: after an update, this must answer 2xx too.
     pub update_health_url: Option<String>,
+    /// `UPDATE_SETTLE_SECS`: how long neopro-app and neopro-admin must stay
+    /// active (no restart) after an update before it counts as healthy.
+    pub update_settle: Duration,
     /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
     /// `hostapd` root.
     pub hostapd_conf: PathBuf,
@@ -284,6 +287,15 @@ impl SiteConfig {
                 source_name: file_name,
             });
         }
+        let settle_secs = number("UPDATE_SETTLE_SECS", 10)?;
+        if settle_secs > 600 {
+            return Err(ConfigError::Invalid {
+                key: "UPDATE_SETTLE_SECS",
+                expected: "at most 600 (seconds)",
+                value: settle_secs.to_string(),
+                source_name: file_name,
+            });
+        }
         let allowed_commands_set = text("ALLOWED_COMMANDS").is_some();
         let allowed_commands = list_or(text("ALLOWED_COMMANDS"), DEFAULT_ALLOWED_COMMANDS);
 
@@ -345,6 +357,7 @@ impl SiteConfig {
                     keys
                 }
             },
+            update_settle: Duration::from_secs(settle_secs),
             update_health_url: match get("UPDATE_HEALTH_URL") {
                 Some((v, _)) if v.trim().is_empty() => None,
                 Some((v, _)) if v.starts_with("http://") || v.starts_with("https://") => {

@@ -79,6 +79,23 @@ impl ServiceManager {
         self.change("restart", unit)
     }
 
+    /// Queues a restart and returns at once (`--no-block`): for the unit
+    /// this process runs in, which systemd stops (with its children) before
+    /// a blocking `systemctl restart` could report success.
+    pub fn restart_no_block(&self, unit: &str) -> Result<(), ServiceError> {
+        check_name(unit)?;
+        let out = self.run("restart", unit, &["restart", "--no-block", unit])?;
+        if out.success {
+            Ok(())
+        } else {
+            Err(ServiceError::Failed {
+                action: "restart",
+                unit: unit.to_owned(),
+                detail: first_line(&out.stderr, "exit status not 0"),
+            })
+        }
+    }
+
     /// The unit's active state (`active`, `inactive`, `failed`, ...).
     /// `systemctl is-active` exits non-zero for every state but `active`;
     /// that is an answer, not a failure (upstream reported it as an error).

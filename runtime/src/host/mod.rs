@@ -64,6 +64,8 @@ pub struct HostServices {
     pub follow_ups: Arc<crate::follow_up::FollowUps>,
     /// UPDATE_HEALTH_URL.
     pub health_url: Option<String>,
+    /// UPDATE_SETTLE_SECS.
+    pub update_settle: std::time::Duration,
     /// UPDATE_TRUSTED_KEYS.
     pub update_keys: Vec<[u8; 32]>,
     /// Where network_diagnostics probes.
@@ -91,6 +93,7 @@ impl HostServices {
             diagnostics: crate::diagnostics::Targets::new(&config.central_server_url),
             update_keys: config.update_keys.clone(),
             health_url: config.update_health_url.clone(),
+            update_settle: config.update_settle,
         }
     }
 }
