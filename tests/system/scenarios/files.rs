@@ -8,7 +8,7 @@ use super::{AGENT, Ctx, NEOPRO, success};
 use crate::report::Report;
 use anyhow::{Context, bail};
 use neopro_e2e::http::{Fault, FileServer};
-use neopro_runtime::sandbox::cache::sha256_hex;
+use neopro_runtime::store::hash::sha256_hex;
 use serde_json::{Value, json};
 
 pub async fn run(ctx: &Ctx, report: &Report) {

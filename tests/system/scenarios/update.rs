@@ -9,7 +9,7 @@ use crate::report::Report;
 use anyhow::bail;
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::release::{Item, tar_gz};
-use neopro_runtime::sandbox::cache::sha256_hex;
+use neopro_runtime::store::hash::sha256_hex;
 use serde_json::{Value, json};
 
 pub async fn run(ctx: &Ctx, report: &Report) {
