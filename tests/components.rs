@@ -97,7 +97,10 @@ fn get_logs_runs_journalctl_with_an_argument_vector() {
 fn get_logs_of_the_upstream_agent_name_reads_the_agents_unit() {
     let probe = Site::new();
     let site = Site::with_extra(&fake_journalctl(&probe));
-    let result = site.run("get-logs", json!({"service": "neopro-sync-agent", "lines": 5}));
+    let result = site.run(
+        "get-logs",
+        json!({"service": "neopro-sync-agent", "lines": 5}),
+    );
     assert_eq!(
         result.ok(),
         Some(json!({"success": true, "logs": "-- journal of neopro-runtime --\n"}))

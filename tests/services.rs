@@ -32,14 +32,20 @@ fn restart_service_restarts_and_checks_the_unit() {
 #[test]
 fn restart_service_accepts_the_service_suffix() {
     let (site, fake) = site_with_fake("");
-    let result = site.run("restart-service", json!({"service": "neopro-admin.service"}));
+    let result = site.run(
+        "restart-service",
+        json!({"service": "neopro-admin.service"}),
+    );
     assert_eq!(
         result.ok(),
         Some(json!({"success": true, "status": "active"}))
     );
     assert_eq!(
         fake.calls(),
-        vec!["restart neopro-admin.service", "is-active neopro-admin.service"]
+        vec![
+            "restart neopro-admin.service",
+            "is-active neopro-admin.service"
+        ]
     );
 }
 

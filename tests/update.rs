@@ -316,7 +316,11 @@ fn a_release_whose_app_crashes_after_starting_is_rolled_back() {
         "{message}"
     );
     assert!(!message.contains(".."), "{message}");
-    assert_eq!(installed(&site), before, "byte-identical after the rollback");
+    assert_eq!(
+        installed(&site),
+        before,
+        "byte-identical after the rollback"
+    );
 }
 
 /// A Pi has no RTC: its clock can be behind the backups it made earlier,

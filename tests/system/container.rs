@@ -4,12 +4,12 @@
 //! whose name is `systemd`). The container shares the host's network.
 
 use anyhow::{Context, bail};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::Duration;
-use std::process::{Child, Command};
 
 /// What a command inside printed and how it ended.
 #[derive(Debug, Clone)]
@@ -110,7 +110,8 @@ impl Container {
             .open(&self.log)?;
         // The shell only moves itself into our cgroups, then becomes nspawn;
         // every path is an argument, never part of the script.
-        let script = "for cg in $NEOPRO_CGROUPS; do echo $$ > \"$cg/cgroup.procs\"; done; exec \"$@\"";
+        let script =
+            "for cg in $NEOPRO_CGROUPS; do echo $$ > \"$cg/cgroup.procs\"; done; exec \"$@\"";
         let cgroups: Vec<String> = self
             .cgroups
             .iter()

@@ -33,7 +33,9 @@ fn parse() -> anyhow::Result<Args> {
     let (mut arch, mut deb, mut next, mut rootfs, mut work) = (None, None, None, None, None);
     let mut scenarios = Vec::new();
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--arch" => arch = Some(value),
             "--deb" => deb = Some(PathBuf::from(value)),
@@ -63,7 +65,9 @@ fn parse() -> anyhow::Result<Args> {
 }
 
 fn run_host(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -139,7 +143,10 @@ async fn run() -> anyhow::Result<bool> {
     // qemu-user runs the whole foreign system several times slower.
     let slow = if args.arch == host_arch { 1 } else { 4 };
 
-    report.section(&format!("system test on {} (Debian bookworm, systemd-nspawn)", args.arch));
+    report.section(&format!(
+        "system test on {} (Debian bookworm, systemd-nspawn)",
+        args.arch
+    ));
     let copied = report
         .check("fresh copy of the cached root filesystem", async {
             fresh_copy(&args.rootfs, &rootfs)?;
@@ -184,9 +191,7 @@ async fn run() -> anyhow::Result<bool> {
                 "services" => scenarios::services::run(&ctx, &report).await,
                 "update" => scenarios::update::run(&ctx, &report).await,
                 "watchdog" => scenarios::watchdog::run(&ctx, &report).await,
-                "seccomp" => {
-                    scenarios::seccomp::run(&ctx, &report, args.arch == host_arch).await
-                }
+                "seccomp" => scenarios::seccomp::run(&ctx, &report, args.arch == host_arch).await,
                 "reboot" => scenarios::reboot::run(&ctx, &report).await,
                 "package" => scenarios::package::run(&ctx, &report).await,
                 _ => {}

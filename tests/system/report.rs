@@ -64,7 +64,10 @@ impl Report {
             if detail.is_empty() {
                 String::new()
             } else {
-                format!("\n                {}", detail.replace('\n', "\n                "))
+                format!(
+                    "\n                {}",
+                    detail.replace('\n', "\n                ")
+                )
             }
         ));
         if let Ok(mut lines) = self.lines.lock() {

@@ -599,7 +599,10 @@ fn restore(state: &State, backup: &str, name: &str) -> Result<(), Error> {
 /// `<error>. Rollback: <outcome>`, with one period even when the error
 /// ends with one (`... error code.. Rollback` before).
 fn rollback_message(error: &str, outcome: &str) -> String {
-    format!("{}. Rollback: {outcome}", error.trim_end().trim_end_matches('.'))
+    format!(
+        "{}. Rollback: {outcome}",
+        error.trim_end().trim_end_matches('.')
+    )
 }
 
 fn with_rollback(error: Error, outcome: &str) -> Error {

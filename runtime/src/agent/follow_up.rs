@@ -319,8 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn the_boot_id_decides_whether_the_reboot_happened() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn the_boot_id_decides_whether_the_reboot_happened() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let write = |boot_id: Option<&str>| {
             let record = PendingReboot {
@@ -342,11 +341,14 @@ mod tests {
         };
         assert!(log_reboot_outcome(dir.path(), &rebooted).is_some());
         assert_eq!(
-            reboot_happened(&PendingReboot {
-                command_id: "c".into(),
-                requested_at_ms: 1_000,
-                boot_id: Some("boot-a".into()),
-            }, &rebooted),
+            reboot_happened(
+                &PendingReboot {
+                    command_id: "c".into(),
+                    requested_at_ms: 1_000,
+                    boot_id: Some("boot-a".into()),
+                },
+                &rebooted
+            ),
             Some(true)
         );
         let same = ThisBoot {
@@ -367,8 +369,7 @@ mod tests {
         assert_eq!(reboot_happened(&legacy, &same), Some(true));
         assert_eq!(reboot_happened(&legacy, &ThisBoot::default()), None);
         // Records written by older agents still parse.
-        let parsed: PendingReboot =
-            serde_json::from_str(r#"{"commandId":"c","requestedAtMs":5}"#)?;
+        let parsed: PendingReboot = serde_json::from_str(r#"{"commandId":"c","requestedAtMs":5}"#)?;
         assert_eq!(parsed.boot_id, None);
         Ok(())
     }

@@ -43,9 +43,8 @@ impl HostState {
         // `neopro-admin` and `neopro-admin.service` are the same unit, in
         // the command, the grants and MANAGED_SERVICES alike.
         let base = without_service_suffix(name);
-        let covers = |s: &String| {
-            without_service_suffix(s) == base || (agent && self.is_agent_unit(s))
-        };
+        let covers =
+            |s: &String| without_service_suffix(s) == base || (agent && self.is_agent_unit(s));
         self.call.require(
             self.call.manifest.grants.services.iter().any(covers),
             &format!("services containing \"{name}\""),

@@ -23,7 +23,10 @@ pub async fn run(ctx: &Ctx, report: &Report) {
         .check("file log written to LOG_PATH", file_log(ctx))
         .await;
     report
-        .check("get_logs neopro-app returns real journal lines", get_logs_app(ctx))
+        .check(
+            "get_logs neopro-app returns real journal lines",
+            get_logs_app(ctx),
+        )
         .await;
     report
         .check(
@@ -38,13 +41,22 @@ pub async fn run(ctx: &Ctx, report: &Report) {
         )
         .await;
     report
-        .check("update_config: pi can still read and write configuration.json", update_config(ctx))
+        .check(
+            "update_config: pi can still read and write configuration.json",
+            update_config(ctx),
+        )
         .await;
     report
-        .check("the agent's state is private to the agent", state_private(ctx))
+        .check(
+            "the agent's state is private to the agent",
+            state_private(ctx),
+        )
         .await;
     report
-        .check("no Permission denied in the agent's journal", no_permission_denied(ctx))
+        .check(
+            "no Permission denied in the agent's journal",
+            no_permission_denied(ctx),
+        )
         .await;
 }
 
@@ -99,7 +111,11 @@ fn log_lines(result: &Value) -> Vec<String> {
     match &result["logs"] {
         Value::Array(a) => a
             .iter()
-            .map(|l| l.as_str().map(str::to_owned).unwrap_or_else(|| l.to_string()))
+            .map(|l| {
+                l.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| l.to_string())
+            })
             .collect(),
         Value::String(s) => s.lines().map(str::to_owned).collect(),
         _ => Vec::new(),
@@ -108,20 +124,32 @@ fn log_lines(result: &Value) -> Vec<String> {
 
 async fn get_logs_app(ctx: &Ctx) -> anyhow::Result<String> {
     let result = ctx
-        .command("get_logs", json!({"service": "neopro-app", "lines": 20}), ctx.t(30))
+        .command(
+            "get_logs",
+            json!({"service": "neopro-app", "lines": 20}),
+            ctx.t(30),
+        )
         .await?;
     let lines = log_lines(success(&result)?);
     if !lines.iter().any(|l| l.contains("NEOPRO web app")) {
         bail!("no journal line of neopro-app: {lines:?}");
     }
-    Ok(format!("{} lines, e.g. {}", lines.len(), lines.last().cloned().unwrap_or_default()))
+    Ok(format!(
+        "{} lines, e.g. {}",
+        lines.len(),
+        lines.last().cloned().unwrap_or_default()
+    ))
 }
 
 async fn get_logs_agent(ctx: &Ctx) -> anyhow::Result<String> {
     let mut shown = Vec::new();
     for service in ["neopro-runtime", "neopro-sync-agent"] {
         let result = ctx
-            .command("get_logs", json!({"service": service, "lines": 50}), ctx.t(30))
+            .command(
+                "get_logs",
+                json!({"service": service, "lines": 50}),
+                ctx.t(30),
+            )
             .await?;
         let lines = log_lines(success(&result)?);
         if lines.is_empty() {
@@ -137,7 +165,11 @@ async fn deploy_into_later_folder(ctx: &Ctx) -> anyhow::Result<String> {
     let made = ctx
         .as_user(
             "pi",
-            &["sh", "-c", "umask 022 && mkdir -p /home/pi/neopro/videos/Later"],
+            &[
+                "sh",
+                "-c",
+                "umask 022 && mkdir -p /home/pi/neopro/videos/Later",
+            ],
         )
         .await?;
     if made.code != 0 {
@@ -183,7 +215,14 @@ async fn update_config(ctx: &Ctx) -> anyhow::Result<String> {
     }
     // The web app writes this file too.
     let write = ctx
-        .as_user("pi", &["sh", "-c", "test -w /home/pi/neopro/webapp/configuration.json"])
+        .as_user(
+            "pi",
+            &[
+                "sh",
+                "-c",
+                "test -w /home/pi/neopro/webapp/configuration.json",
+            ],
+        )
         .await?;
     if write.code != 0 {
         bail!("pi can no longer write {path}");

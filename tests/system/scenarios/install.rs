@@ -10,25 +10,43 @@ use std::time::Duration;
 pub async fn run(ctx: &Ctx, report: &Report) {
     report.section("install: .deb, register, install-service");
     report
-        .check("package declares what the unit and the rule need", depends(ctx))
+        .check(
+            "package declares what the unit and the rule need",
+            depends(ctx),
+        )
         .await;
     report
-        .check("dpkg -i on a box without the agent's user", dpkg_install(ctx))
+        .check(
+            "dpkg -i on a box without the agent's user",
+            dpkg_install(ctx),
+        )
         .await;
     report
-        .check("register against the test central writes site.conf", register(ctx))
+        .check(
+            "register against the test central writes site.conf",
+            register(ctx),
+        )
         .await;
     report
-        .check("install-service checks the parent folders and starts the agent", install_service(ctx))
+        .check(
+            "install-service checks the parent folders and starts the agent",
+            install_service(ctx),
+        )
         .await;
     report
         .check("unit active, Type=notify (READY=1 reached)", active(ctx))
         .await;
     report
-        .check("the agent runs as its own user, not root", runs_as_agent(ctx))
+        .check(
+            "the agent runs as its own user, not root",
+            runs_as_agent(ctx),
+        )
         .await;
     report
-        .check("authenticates with the registered site and heartbeats", authenticates(ctx))
+        .check(
+            "authenticates with the registered site and heartbeats",
+            authenticates(ctx),
+        )
         .await;
     report
         .check("systemd-analyze security exposure", exposure(ctx))
@@ -54,7 +72,10 @@ async fn depends(ctx: &Ctx) -> anyhow::Result<String> {
 async fn dpkg_install(ctx: &Ctx) -> anyhow::Result<String> {
     let before = ctx.exec(&["getent", "passwd", "neopro"]).await?;
     if before.code == 0 {
-        bail!("the fresh box already has the user: {}", before.stdout.trim());
+        bail!(
+            "the fresh box already has the user: {}",
+            before.stdout.trim()
+        );
     }
     let out = ctx
         .container
@@ -190,10 +211,16 @@ async fn runs_as_agent(ctx: &Ctx) -> anyhow::Result<String> {
         .to_owned();
     let want = ctx.ok(&["id", "-u", "neopro"]).await?;
     if uid != want.trim() || uid == "0" {
-        bail!("main process {pid} runs as uid {uid}, neopro is {}", want.trim());
+        bail!(
+            "main process {pid} runs as uid {uid}, neopro is {}",
+            want.trim()
+        );
     }
     let groups = ctx.ok(&["id", "-nG", "neopro"]).await?;
-    Ok(format!("pid {pid}, uid {uid} (neopro; groups {})", groups.trim()))
+    Ok(format!(
+        "pid {pid}, uid {uid} (neopro; groups {})",
+        groups.trim()
+    ))
 }
 
 async fn authenticates(ctx: &Ctx) -> anyhow::Result<String> {
@@ -203,18 +230,19 @@ async fn authenticates(ctx: &Ctx) -> anyhow::Result<String> {
         .find("authenticate", |a| a["siteId"] == want, ctx.t(30))
         .await
         .with_context(|| format!("no authenticate for site {site}"))?;
-    if !ctx
-        .central
-        .wait_more_than("heartbeat", 1, ctx.t(20))
-        .await
-    {
+    if !ctx.central.wait_more_than("heartbeat", 1, ctx.t(20)).await {
         bail!("fewer than 2 heartbeats");
     }
     let hb = ctx.central.all("heartbeat");
     Ok(format!(
         "site {site}; {} heartbeats, last: {}",
         hb.len(),
-        hb.last().map(|h| h.to_string()).unwrap_or_default().chars().take(160).collect::<String>()
+        hb.last()
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+            .chars()
+            .take(160)
+            .collect::<String>()
     ))
 }
 

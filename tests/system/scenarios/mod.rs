@@ -56,7 +56,9 @@ impl Ctx {
         let inside = |p: &std::path::Path| {
             format!(
                 "/mnt/pkg/{}",
-                p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                p.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
             )
         };
         Ctx {

@@ -10,14 +10,23 @@ use anyhow::bail;
 pub async fn run(ctx: &Ctx, report: &Report) {
     report.section("package: upgrade, remove, purge");
     report
-        .check("upgrade to the next .deb restarts the agent, keeps config and state", upgrade(ctx))
+        .check(
+            "upgrade to the next .deb restarts the agent, keeps config and state",
+            upgrade(ctx),
+        )
         .await;
     report
-        .check("remove stops and disables the agent, keeps site.conf and state", remove(ctx))
+        .check(
+            "remove stops and disables the agent, keeps site.conf and state",
+            remove(ctx),
+        )
         .await;
     let site_conf = std::fs::read_to_string(ctx.container.root().join("etc/neopro/site.conf"));
     report
-        .check("purge removes what the package created, leaves the club's files", purge(ctx))
+        .check(
+            "purge removes what the package created, leaves the club's files",
+            purge(ctx),
+        )
         .await;
     report
         .check(
@@ -53,7 +62,9 @@ async fn install_on_registered_box(ctx: &Ctx, site_conf: Option<String>) -> anyh
         bail!("the agent did not authenticate");
     }
     let user = ctx.prop(AGENT, "User").await?;
-    Ok(format!("active as {user}, authenticated, without a separate install-service"))
+    Ok(format!(
+        "active as {user}, authenticated, without a separate install-service"
+    ))
 }
 
 async fn digest(ctx: &Ctx, path: &str) -> anyhow::Result<String> {
@@ -85,7 +96,8 @@ async fn upgrade(ctx: &Ctx) -> anyhow::Result<String> {
     if digest(ctx, "/etc/neopro/site.conf").await? != conf {
         bail!("the upgrade changed site.conf");
     }
-    ctx.ok(&["test", "-d", "/var/lib/neopro-runtime/journal"]).await?;
+    ctx.ok(&["test", "-d", "/var/lib/neopro-runtime/journal"])
+        .await?;
     if !ctx
         .central
         .wait_more_than("authenticate", auths, ctx.t(60))
@@ -129,7 +141,8 @@ async fn remove(ctx: &Ctx) -> anyhow::Result<String> {
         bail!("after remove: {state}, {enabled}, processes [{running}]");
     }
     ctx.ok(&["test", "-s", "/etc/neopro/site.conf"]).await?;
-    ctx.ok(&["test", "-d", "/var/lib/neopro-runtime/journal"]).await?;
+    ctx.ok(&["test", "-d", "/var/lib/neopro-runtime/journal"])
+        .await?;
     Ok(format!("{state}, {enabled}; site.conf and state kept"))
 }
 

@@ -11,13 +11,19 @@ pub async fn run(ctx: &Ctx, report: &Report) {
     report.section("reboot");
     let id = ctx.id("reboot");
     let rebooted = report
-        .check("reboot: result delivered, then nspawn exits 133", reboot(ctx, &id))
+        .check(
+            "reboot: result delivered, then nspawn exits 133",
+            reboot(ctx, &id),
+        )
         .await;
     if !rebooted {
         return;
     }
     report
-        .check("booted again: agent enabled, active, re-authenticated", boot_again(ctx))
+        .check(
+            "booted again: agent enabled, active, re-authenticated",
+            boot_again(ctx),
+        )
         .await;
     report
         .check("the agent logs the reboot outcome", outcome(ctx, &id))

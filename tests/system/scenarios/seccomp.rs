@@ -19,7 +19,10 @@ pub async fn run(ctx: &Ctx, report: &Report, native: bool) {
         return;
     }
     report
-        .check("the unit carries SystemCallFilter=@system-service", filter(ctx))
+        .check(
+            "the unit carries SystemCallFilter=@system-service",
+            filter(ctx),
+        )
         .await;
     report
         .check(
@@ -34,7 +37,10 @@ async fn filter(ctx: &Ctx) -> anyhow::Result<String> {
     if filter.is_empty() || filter.starts_with('~') && filter.len() < 3 {
         bail!("no system call filter: '{filter}'");
     }
-    Ok(format!("{} system calls allowed", filter.split_whitespace().count()))
+    Ok(format!(
+        "{} system calls allowed",
+        filter.split_whitespace().count()
+    ))
 }
 
 /// Each built-in command type with harmless data (errors are fine: the
@@ -45,9 +51,15 @@ fn commands() -> Vec<(&'static str, Value)> {
         ("get_config", json!({})),
         ("get_logs", json!({"service": "neopro-app", "lines": 5})),
         ("get_logs", json!({"service": "sync-agent", "lines": 5})),
-        ("update_config", json!({"configuration": {"remote": {"title": "seccomp"}}})),
+        (
+            "update_config",
+            json!({"configuration": {"remote": {"title": "seccomp"}}}),
+        ),
         ("update_settings", json!({"settings": {}})),
-        ("delete_video", json!({"videoPath": "videos/Nothing/none.mp4"})),
+        (
+            "delete_video",
+            json!({"videoPath": "videos/Nothing/none.mp4"}),
+        ),
         ("get_hotspot_config", json!({})),
         ("update_hotspot", json!({"ssid": "NEOPRO-test"})),
         ("restart_service", json!({"service": "neopro-admin"})),
@@ -76,13 +88,15 @@ async fn every_command(ctx: &Ctx) -> anyhow::Result<String> {
     let mut ran = Vec::new();
     for (kind, data) in commands() {
         let result = ctx.command(kind, data, ctx.t(60)).await?;
-        ran.push(format!("{kind}: {}", result["status"].as_str().unwrap_or("?")));
+        ran.push(format!(
+            "{kind}: {}",
+            result["status"].as_str().unwrap_or("?")
+        ));
     }
     let journal = ctx.journal(AGENT).await?;
-    if let Some(line) = journal
-        .lines()
-        .find(|l| l.contains("SIGSYS") || l.contains("status=31/SYS") || l.contains("Bad system call"))
-    {
+    if let Some(line) = journal.lines().find(|l| {
+        l.contains("SIGSYS") || l.contains("status=31/SYS") || l.contains("Bad system call")
+    }) {
         bail!("{line}");
     }
     let after = ctx.prop(AGENT, "NRestarts").await?;
@@ -91,7 +105,11 @@ async fn every_command(ctx: &Ctx) -> anyhow::Result<String> {
         bail!("the agent restarted while running the commands (NRestarts {restarts} -> {after})");
     }
     let cached = ctx
-        .ok(&["sh", "-c", "ls /var/lib/neopro-runtime/cache | grep -c cwasm || true"])
+        .ok(&[
+            "sh",
+            "-c",
+            "ls /var/lib/neopro-runtime/cache | grep -c cwasm || true",
+        ])
         .await?;
     Ok(format!(
         "{} artifacts compiled afresh; {}",

@@ -11,7 +11,10 @@ use serde_json::json;
 pub async fn run(ctx: &Ctx, report: &Report) {
     report.section("services: restart_service through polkit");
     report
-        .check("restart_service neopro-app: new InvocationID", restart(ctx, "neopro-app"))
+        .check(
+            "restart_service neopro-app: new InvocationID",
+            restart(ctx, "neopro-app"),
+        )
         .await;
     report
         .check(
@@ -23,10 +26,16 @@ pub async fn run(ctx: &Ctx, report: &Report) {
         .check("an unmanaged unit is refused by the agent", unmanaged(ctx))
         .await;
     report
-        .check("polkit refuses the agent's user a direct attempt", polkit_refuses(ctx))
+        .check(
+            "polkit refuses the agent's user a direct attempt",
+            polkit_refuses(ctx),
+        )
         .await;
     report
-        .check("self-restart: restarted, re-authenticated, no error logged", self_restart(ctx))
+        .check(
+            "self-restart: restarted, re-authenticated, no error logged",
+            self_restart(ctx),
+        )
         .await;
 }
 
@@ -46,13 +55,19 @@ async fn restart(ctx: &Ctx, service: &str) -> anyhow::Result<String> {
     if before == after || state != "active" {
         bail!("{unit}: InvocationID {before} -> {after}, {state}; answer {answer}");
     }
-    Ok(format!("{unit} {before:.8}… -> {after:.8}…, active; {answer}"))
+    Ok(format!(
+        "{unit} {before:.8}… -> {after:.8}…, active; {answer}"
+    ))
 }
 
 async fn unmanaged(ctx: &Ctx) -> anyhow::Result<String> {
     let before = ctx.prop("club-private.service", "InvocationID").await?;
     let result = ctx
-        .command("restart_service", json!({"service": "club-private"}), ctx.t(30))
+        .command(
+            "restart_service",
+            json!({"service": "club-private"}),
+            ctx.t(30),
+        )
         .await?;
     let error = failure(&result)?;
     let after = ctx.prop("club-private.service", "InvocationID").await?;
@@ -87,7 +102,11 @@ async fn self_restart(ctx: &Ctx) -> anyhow::Result<String> {
     let before = ctx.prop(AGENT, "InvocationID").await?;
     let auths = ctx.central.count("authenticate");
     let result = ctx
-        .command("restart_service", json!({"service": "neopro-sync-agent"}), ctx.t(30))
+        .command(
+            "restart_service",
+            json!({"service": "neopro-sync-agent"}),
+            ctx.t(30),
+        )
         .await?;
     let answer = success(&result)?.clone();
     if !ctx

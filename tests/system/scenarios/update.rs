@@ -116,10 +116,16 @@ async fn good(ctx: &Ctx) -> anyhow::Result<String> {
     let app = ctx.prop("neopro-app.service", "InvocationID").await?;
     let admin = ctx.prop("neopro-admin.service", "InvocationID").await?;
     let result = ctx
-        .command("update_software", update_data(&server, &archive, "2.0.0"), ctx.t(240))
+        .command(
+            "update_software",
+            update_data(&server, &archive, "2.0.0"),
+            ctx.t(240),
+        )
         .await?;
     let answer = success(&result)?;
-    let index = ctx.ok(&["cat", &format!("{NEOPRO}/webapp/index.html")]).await?;
+    let index = ctx
+        .ok(&["cat", &format!("{NEOPRO}/webapp/index.html")])
+        .await?;
     if !index.contains("release 2.0.0") {
         bail!("webapp/index.html was not swapped: {index}");
     }
@@ -144,7 +150,11 @@ async fn bad(ctx: &Ctx, marker: &str, version_to: &str) -> anyhow::Result<String
     let archive = release(version_to, Some(marker), 0);
     let server = FileServer::start(archive.clone(), Fault::None);
     let result = ctx
-        .command("update_software", update_data(&server, &archive, version_to), ctx.t(300))
+        .command(
+            "update_software",
+            update_data(&server, &archive, version_to),
+            ctx.t(300),
+        )
         .await?;
     let error = failure(&result)?;
     if !error.contains("Rollback") || error.contains("..") {
@@ -153,7 +163,9 @@ async fn bad(ctx: &Ctx, marker: &str, version_to: &str) -> anyhow::Result<String
     units_active(ctx).await?;
     let after = snapshot(ctx).await?;
     if before != after {
-        bail!("the install is not byte-identical after the rollback:\nbefore:\n{before}\nafter:\n{after}");
+        bail!(
+            "the install is not byte-identical after the rollback:\nbefore:\n{before}\nafter:\n{after}"
+        );
     }
     let v = version(ctx).await?;
     if v != was {
@@ -176,17 +188,19 @@ async fn killed_mid_update(ctx: &Ctx) -> anyhow::Result<String> {
     );
     let id = ctx.id("update-killed");
     let progress_seen = ctx.central.count("update_progress");
-    ctx.send(&id, "update_software", update_data(&server, &archive, "5.0.0"))
-        .await?;
+    ctx.send(
+        &id,
+        "update_software",
+        update_data(&server, &archive, "5.0.0"),
+    )
+    .await?;
     // Kill once the download is under way.
     let deadline = tokio::time::Instant::now() + ctx.t(60);
     loop {
         let progress = ctx.central.all("update_progress");
-        if progress
-            .iter()
-            .skip(progress_seen)
-            .any(|p| p["progress"].as_u64().is_some_and(|n| n >= 10) && p["version"] == json!("5.0.0"))
-        {
+        if progress.iter().skip(progress_seen).any(|p| {
+            p["progress"].as_u64().is_some_and(|n| n >= 10) && p["version"] == json!("5.0.0")
+        }) {
             break;
         }
         if tokio::time::Instant::now() >= deadline {

@@ -19,13 +19,20 @@ pub async fn run(ctx: &Ctx, report: &Report) {
         )
         .await;
     report
-        .check("drop-in removed: the agent runs with the shipped unit", restore(ctx))
+        .check(
+            "drop-in removed: the agent runs with the shipped unit",
+            restore(ctx),
+        )
         .await;
 }
 
 async fn stopped_agent(ctx: &Ctx) -> anyhow::Result<String> {
-    ctx.ok(&["mkdir", "-p", "/run/systemd/system/neopro-runtime.service.d"])
-        .await?;
+    ctx.ok(&[
+        "mkdir",
+        "-p",
+        "/run/systemd/system/neopro-runtime.service.d",
+    ])
+    .await?;
     // /run is a tmpfs inside the container: written through nsenter.
     let text = format!("[Service]\nWatchdogSec={WATCHDOG_SECS}\n");
     ctx.container

@@ -298,7 +298,8 @@ enum Profile {
 fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyhow::Result<PathBuf> {
     let (builtin, _) = guests(root)?;
     let mut cmd = cargo();
-    cmd.current_dir(root).args(["build", "-p", "neopro-runtime"]);
+    cmd.current_dir(root)
+        .args(["build", "-p", "neopro-runtime"]);
     if profile == Profile::Release {
         cmd.arg("--release");
     }
@@ -313,7 +314,10 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
     }
     let started = std::time::Instant::now();
     run(&mut cmd)?;
-    eprintln!("{profile:?} build: {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "{profile:?} build: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     let triple = triple.unwrap_or_else(|| format!("{}-unknown-linux-gnu", std::env::consts::ARCH));
     let inputs = package::Inputs {
         version: package::workspace_version(root)?,

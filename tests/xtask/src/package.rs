@@ -555,7 +555,10 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o755);
+            assert_eq!(
+                std::fs::metadata(&path)?.permissions().mode() & 0o777,
+                0o755
+            );
         }
         let control = std::fs::read_to_string(staged.join("DEBIAN/control"))?;
         assert!(control.contains("polkitd | policykit-1"), "{control}");

@@ -281,7 +281,10 @@ fn folders_get_acls_that_also_cover_what_is_created_later() -> TestResult {
         plan.commands
     );
     assert!(
-        !plan.commands.iter().any(|c| c[0] == "chmod" && c[1] == "-R"),
+        !plan
+            .commands
+            .iter()
+            .any(|c| c[0] == "chmod" && c[1] == "-R"),
         "no one-time chmod: {:?}",
         plan.commands
     );

@@ -127,7 +127,11 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     } else {
         super::Profile::Release
     };
-    let deb = super::build_package(root, (args.arch != host).then(|| triple.to_owned()), profile)?;
+    let deb = super::build_package(
+        root,
+        (args.arch != host).then(|| triple.to_owned()),
+        profile,
+    )?;
     let work = super::target_dir(root).join("system-test").join(&args.arch);
     std::fs::create_dir_all(&work)?;
     let next = next_version_deb(&deb, &work)?;
@@ -169,7 +173,12 @@ mod tests {
 
     #[test]
     fn arguments() -> anyhow::Result<()> {
-        let a = parse(&["--arch".into(), "arm64".into(), "--scenario".into(), "reboot".into()])?;
+        let a = parse(&[
+            "--arch".into(),
+            "arm64".into(),
+            "--scenario".into(),
+            "reboot".into(),
+        ])?;
         assert_eq!(a.arch, "arm64");
         assert_eq!(a.scenarios, ["reboot"]);
         assert!(parse(&["--arch".into(), "sparc".into()]).is_err());

@@ -159,7 +159,11 @@ pub fn cache_root() -> PathBuf {
 
 /// `rootfs-<arch>-<hash of the recipe>`.
 pub fn cache_dir(arch: &str, host_arch: &str) -> PathBuf {
-    let fixup = if arch == host_arch { "" } else { QEMU_USER_FIXUP };
+    let fixup = if arch == host_arch {
+        ""
+    } else {
+        QEMU_USER_FIXUP
+    };
     let hash = fnv1a(&[SUITE, &PACKAGES.join(","), SHAPE, fixup]);
     cache_root().join(format!("rootfs-{arch}-{hash:016x}"))
 }
