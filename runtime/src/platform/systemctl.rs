@@ -43,6 +43,8 @@ pub enum ServiceError {
 /// What a finished systemctl said.
 struct Output {
     success: bool,
+    /// Ended by a signal rather than an exit code.
+    killed: bool,
     stdout: String,
     stderr: String,
 }
@@ -85,7 +87,10 @@ impl ServiceManager {
     pub fn restart_no_block(&self, unit: &str) -> Result<(), ServiceError> {
         check_name(unit)?;
         let out = self.run("restart", unit, &["restart", "--no-block", unit])?;
-        if out.success {
+        // systemd may stop the unit, and this systemctl with it, before it
+        // exits: killed by a signal means the restart is under way (a
+        // refusal exits with a code and says why on stderr).
+        if out.success || (out.killed && out.stderr.trim().is_empty()) {
             Ok(())
         } else {
             Err(ServiceError::Failed {
@@ -176,8 +181,10 @@ impl ServiceManager {
         let collect = |h: Option<std::thread::JoinHandle<String>>| {
             h.and_then(|h| h.join().ok()).unwrap_or_default()
         };
+        use std::os::unix::process::ExitStatusExt;
         Ok(Output {
             success: status.success(),
+            killed: status.signal().is_some(),
             stdout: collect(stdout),
             stderr: collect(stderr),
         })

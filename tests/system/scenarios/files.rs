@@ -189,8 +189,14 @@ async fn deploy_into_later_folder(ctx: &Ctx) -> anyhow::Result<String> {
             ctx.t(60),
         )
         .await?;
-    success(&result)?;
-    let file = format!("{NEOPRO}/videos/Later/later.mp4");
+    let answer = success(&result)?;
+    let rel = answer["path"]
+        .as_str()
+        .with_context(|| format!("no path in {answer}"))?;
+    if !rel.starts_with("videos/Later/") {
+        bail!("deployed to {rel}, not into videos/Later/");
+    }
+    let file = format!("{NEOPRO}/{rel}");
     let read = ctx.as_user("pi", &["cat", &file]).await?;
     if read.code != 0 || read.stdout.as_bytes() != body.as_slice() {
         bail!("pi cannot read {file}: {}", read.text());
@@ -200,15 +206,17 @@ async fn deploy_into_later_folder(ctx: &Ctx) -> anyhow::Result<String> {
 }
 
 async fn update_config(ctx: &Ctx) -> anyhow::Result<String> {
+    let path = format!("{NEOPRO}/webapp/configuration.json");
+    let mut config: Value = serde_json::from_str(&ctx.ok(&["cat", &path]).await?)?;
+    config["remote"]["title"] = json!("Télécommande mise à jour");
     let result = ctx
         .command(
             "update_config",
-            json!({"configuration": {"remote": {"title": "Télécommande mise à jour"}}}),
+            json!({"mode": "replace", "configuration": config}),
             ctx.t(30),
         )
         .await?;
     success(&result)?;
-    let path = format!("{NEOPRO}/webapp/configuration.json");
     let read = ctx.as_user("pi", &["cat", &path]).await?;
     if read.code != 0 || !read.stdout.contains("Télécommande mise à jour") {
         bail!("pi cannot read the new {path}: {}", read.text());

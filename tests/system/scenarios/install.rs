@@ -5,7 +5,6 @@
 use super::{ADMIN_EMAIL, ADMIN_PASSWORD, AGENT, Ctx};
 use crate::report::Report;
 use anyhow::{Context, bail};
-use std::time::Duration;
 
 pub async fn run(ctx: &Ctx, report: &Report) {
     report.section("install: .deb, register, install-service");

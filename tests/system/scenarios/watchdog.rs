@@ -52,7 +52,9 @@ async fn stopped_agent(ctx: &Ctx) -> anyhow::Result<String> {
     let pid = super::install::main_pid(ctx).await?;
     let auths = ctx.central.count("authenticate");
     let started = Instant::now();
-    ctx.ok(&["kill", "-STOP", &pid]).await?;
+    // minbase has no kill binary: the shell's builtin, the pid an argument.
+    ctx.ok(&["sh", "-c", "kill -STOP \"$1\"", "sh", &pid])
+        .await?;
     let limit = Duration::from_secs(WATCHDOG_SECS) + ctx.t(30);
     let deadline = tokio::time::Instant::now() + limit;
     let new_pid = loop {

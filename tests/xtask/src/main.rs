@@ -298,8 +298,14 @@ enum Profile {
 fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyhow::Result<PathBuf> {
     let (builtin, _) = guests(root)?;
     let mut cmd = cargo();
-    cmd.current_dir(root)
-        .args(["build", "-p", "neopro-runtime"]);
+    cmd.current_dir(root);
+    if profile == Profile::Dev && triple.is_none() {
+        // Exactly what `cargo xtask test` builds (same features, so its
+        // artifacts are reused), the agent binary included.
+        cmd.args(["test", "--no-run"]);
+    } else {
+        cmd.args(["build", "-p", "neopro-runtime"]);
+    }
     if profile == Profile::Release {
         cmd.arg("--release");
     }

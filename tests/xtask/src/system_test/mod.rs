@@ -140,17 +140,12 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         "packages and root filesystem ready in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    let mut cmd = super::cargo();
+    // The runner is a binary of the e2e crate, built by `cargo test
+    // --no-run` as `cargo xtask test` builds it (same features: nothing is
+    // rebuilt after the test suite), then started directly.
+    super::run(super::cargo().current_dir(root).args(["test", "--no-run"]))?;
+    let mut cmd = Command::new(super::target_dir(root).join("debug/system-test"));
     cmd.current_dir(root)
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "neopro-e2e",
-            "--bin",
-            "system-test",
-            "--",
-        ])
         .arg("--arch")
         .arg(&args.arch)
         .arg("--deb")

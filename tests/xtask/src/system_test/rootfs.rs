@@ -74,7 +74,7 @@ cat > "$N/webapp/configuration.json" <<'JSON'
           "name": "But",
           "path": "videos/Match/but.mp4",
           "type": "video/mp4",
-          "expiresAt": "2020-01-01T00:00:00.000Z"
+          "expires_at": "2020-01-01T00:00:00.000Z"
         }
       ]
     }
