@@ -94,6 +94,20 @@ fn get_logs_runs_journalctl_with_an_argument_vector() {
 }
 
 #[test]
+fn get_logs_of_the_upstream_agent_name_reads_the_agents_unit() {
+    let probe = Site::new();
+    let site = Site::with_extra(&fake_journalctl(&probe));
+    let result = site.run(
+        "get-logs",
+        json!({"service": "neopro-sync-agent", "lines": 5}),
+    );
+    assert_eq!(
+        result.ok(),
+        Some(json!({"success": true, "logs": "-- journal of neopro-runtime --\n"}))
+    );
+}
+
+#[test]
 fn get_logs_refuses_a_shell_injection_before_running_anything() {
     let probe = Site::new();
     let site = Site::with_extra(&fake_journalctl(&probe));

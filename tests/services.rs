@@ -30,6 +30,26 @@ fn restart_service_restarts_and_checks_the_unit() {
 }
 
 #[test]
+fn restart_service_accepts_the_service_suffix() {
+    let (site, fake) = site_with_fake("");
+    let result = site.run(
+        "restart-service",
+        json!({"service": "neopro-admin.service"}),
+    );
+    assert_eq!(
+        result.ok(),
+        Some(json!({"success": true, "status": "active"}))
+    );
+    assert_eq!(
+        fake.calls(),
+        vec![
+            "restart neopro-admin.service",
+            "is-active neopro-admin.service"
+        ]
+    );
+}
+
+#[test]
 fn restart_service_reports_a_unit_that_does_not_come_back() {
     let (site, fake) = site_with_fake("");
     fake.fail_start("neopro-app");
@@ -153,11 +173,18 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
     assert_eq!(result["result"]["status"], json!("restarting"), "{result}");
     assert_eq!(fake.calls(), vec!["reboot"], "nothing before delivery");
     wait_for("the agent restart", WAIT, || {
-        fake.calls().iter().any(|c| c == "restart neopro-runtime")
+        fake.calls()
+            .iter()
+            .any(|c| c == "restart --no-block neopro-runtime")
     })
     .await;
     assert!(now_ns() > result_seen);
-    assert_eq!(fake.calls(), vec!["reboot", "restart neopro-runtime"]);
+    // --no-block: systemd stops the agent, and the systemctl it spawned,
+    // before a blocking restart returns (it then logged a false error).
+    assert_eq!(
+        fake.calls(),
+        vec!["reboot", "restart --no-block neopro-runtime"]
+    );
     agent.stop().await;
 
     // The next start logs the reboot's outcome and forgets it.

@@ -287,6 +287,42 @@ fn a_release_that_does_not_come_up_is_rolled_back_byte_for_byte() {
     );
 }
 
+/// "active" once is not healthy: an app that crashes a few seconds after
+/// starting (here: after 3 status checks) fails the settle time and the
+/// release is rolled back, with one period before "Rollback".
+#[test]
+fn a_release_whose_app_crashes_after_starting_is_rolled_back() {
+    let fake = FakeSystemctl::temp();
+    let site = Site::with_extra(&format!("{}\nUPDATE_SETTLE_SECS=2", fake.conf_line()));
+    site.write("neopro/webapp/index.html", "v1 index");
+    site.write("neopro/server/app.js", "v1 server");
+    site.write("neopro/VERSION", "1.0.0\n");
+    let before = installed(&site);
+    let archive = tar_gz(&[
+        Item::File("webapp/index.html", b"crashing index"),
+        Item::File("webapp/CRASHES", b"this release crashes after start"),
+    ]);
+    fake.crashes_while("neopro-app", &site.path("neopro/webapp/CRASHES"), 3);
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let (kind, message) =
+        error_of(site.run("update-software", update_data(&server, &archive, "2.0.0")));
+    assert_eq!(kind, "failed");
+    assert!(
+        message.starts_with("Service neopro-app did not stay active after the update: failed "),
+        "{message}"
+    );
+    assert!(
+        message.contains("(it must stay active for 2 s). Rollback: restored backup"),
+        "{message}"
+    );
+    assert!(!message.contains(".."), "{message}");
+    assert_eq!(
+        installed(&site),
+        before,
+        "byte-identical after the rollback"
+    );
+}
+
 /// A Pi has no RTC: its clock can be behind the backups it made earlier,
 /// so the backup a failing update just made sorts oldest. It must survive
 /// the pruning, and the rollback must not depend on it anyway.

@@ -31,6 +31,12 @@ pub fn status(unit: &str) -> Result<String, Error> {
     host::status(unit)
 }
 
+/// How long the NEOPRO units must stay active after an update before it
+/// counts as healthy (site.conf `UPDATE_SETTLE_SECS`).
+pub fn settle_time() -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(host::settle_secs()))
+}
+
 /// One request to the box's health URL: its status, or `None` when the box
 /// has none configured.
 pub fn health_check() -> Result<Option<u16>, Error> {

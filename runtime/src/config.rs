@@ -106,6 +106,9 @@ pub struct SiteConfig {
     /// release older than the installed one (default false; rolling back
     /// stays possible).
     pub update_allow_downgrade: bool,
+    /// `UPDATE_SETTLE_SECS`: how long neopro-app and neopro-admin must stay
+    /// active (no restart) after an update before it counts as healthy.
+    pub update_settle: Duration,
     /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
     /// `hostapd` root.
     pub hostapd_conf: PathBuf,
@@ -292,6 +295,15 @@ impl SiteConfig {
                 source_name: file_name,
             });
         }
+        let settle_secs = number("UPDATE_SETTLE_SECS", 10)?;
+        if settle_secs > 600 {
+            return Err(ConfigError::Invalid {
+                key: "UPDATE_SETTLE_SECS",
+                expected: "at most 600 (seconds)",
+                value: settle_secs.to_string(),
+                source_name: file_name,
+            });
+        }
         let allowed_commands_set = text("ALLOWED_COMMANDS").is_some();
         let allowed_commands = list_or(text("ALLOWED_COMMANDS"), DEFAULT_ALLOWED_COMMANDS);
 
@@ -354,6 +366,7 @@ impl SiteConfig {
                     keys
                 }
             },
+            update_settle: Duration::from_secs(settle_secs),
             update_health_url: match get("UPDATE_HEALTH_URL") {
                 Some((v, _)) if v.trim().is_empty() => None,
                 Some((v, _)) if v.starts_with("http://") || v.starts_with("https://") => {

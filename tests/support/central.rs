@@ -370,6 +370,65 @@ impl Central {
         }
     }
 
+    /// The first `event` (in arrival order, from the start) for which
+    /// `matches` holds, waiting up to `timeout`; `None` when none came.
+    /// Does not panic: the system tests report it as a failed check.
+    pub async fn find(
+        &self,
+        event: &str,
+        matches: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.arrived.notified();
+            if let Some(r) = self
+                .shared
+                .received
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|r| r.event == event && matches(&r.data))
+            {
+                return Some(r.data.clone());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Waits until `event` arrived more than `n` times; false after `timeout`.
+    pub async fn wait_more_than(&self, event: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.arrived.notified();
+            if self.count(event) > n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// How many agents are authenticated and connected now.
+    pub fn authenticated_sockets(&self) -> usize {
+        let authed: Vec<String> = self
+            .shared
+            .socket_sites
+            .lock()
+            .expect("lock")
+            .keys()
+            .cloned()
+            .collect();
+        self.io
+            .sockets()
+            .iter()
+            .filter(|s| authed.contains(&s.id.to_string()))
+            .count()
+    }
+
     /// The `command_result` for `id` (skipping others); panics after `timeout`.
     pub async fn result_of(&self, id: &str, timeout: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -28,11 +28,13 @@ impl FakeSystemctl {
         std::fs::create_dir_all(dir.join("fail-start")).expect("fake systemctl folder");
         std::fs::create_dir_all(dir.join("failed-while")).expect("fake systemctl folder");
         std::fs::create_dir_all(dir.join("hang")).expect("fake systemctl folder");
+        std::fs::create_dir_all(dir.join("crash-while")).expect("fake systemctl folder");
         let d = dir.display();
         let script = format!(
             r#"#!/bin/sh
 echo "$*" >> '{d}/calls.log'
 unit="$2"
+[ "$unit" = --no-block ] && unit="$3"
 if [ -e '{d}/hang/'"$1-$unit" ]; then
   rm -f '{d}/hang/'"$1-$unit"; echo "$1 $unit" > '{d}/hanging'; sleep 10
 fi
@@ -45,9 +47,14 @@ case "$1" in
     if [ -e '{d}/failed-while/'"$unit" ] && [ -e "$(cat '{d}/failed-while/'"$unit")" ]; then
       echo failed > '{d}/units/'"$unit"; exit 0
     fi
+    rm -f '{d}/crash-count-'"$unit"
     echo active > '{d}/units/'"$unit";;
   stop) echo inactive > '{d}/units/'"$unit";;
   is-active)
+    if [ -e '{d}/crash-while/'"$unit" ] && [ -e "$(head -n 1 '{d}/crash-while/'"$unit")" ]; then
+      n=$(cat '{d}/crash-count-'"$unit" 2>/dev/null || echo 0); n=$((n+1)); echo $n > '{d}/crash-count-'"$unit"
+      [ "$n" -gt "$(tail -n 1 '{d}/crash-while/'"$unit")" ] && echo failed > '{d}/units/'"$unit"
+    fi
     state=$(cat '{d}/units/'"$unit" 2>/dev/null || echo active)
     echo "$state"; [ "$state" = active ] || exit 3;;
   reboot) date +%s%N > '{d}/reboot-at';;
@@ -88,6 +95,16 @@ exit 0
         std::fs::write(
             self.dir.join("failed-while").join(unit),
             path.display().to_string(),
+        )
+        .expect("fake state");
+    }
+
+    /// While `path` exists, `unit` starts `active` and reads `failed` after
+    /// `checks` status queries: an app that crashes seconds after starting.
+    pub fn crashes_while(&self, unit: &str, path: &Path, checks: u32) {
+        std::fs::write(
+            self.dir.join("crash-while").join(unit),
+            format!("{}\n{checks}\n", path.display()),
         )
         .expect("fake state");
     }

@@ -64,8 +64,9 @@ impl Site {
         ] {
             std::fs::create_dir_all(root.join(sub)).expect("site folders");
         }
+        // No settle time after updates unless a test asks (later keys win).
         let text = format!(
-            "NEOPRO_ROOT={}\nSTATE_PATH={}\n{extra}\n",
+            "NEOPRO_ROOT={}\nSTATE_PATH={}\nUPDATE_SETTLE_SECS=0\n{extra}\n",
             root.join("neopro").display(),
             root.join("state").display()
         );
@@ -161,7 +162,7 @@ impl Site {
         let path = self.path("site.conf");
         let text = format!(
             "CENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID={site_id}\nSITE_API_KEY={api_key}\n\
-             NEOPRO_ROOT={}\nSTATE_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\n\
+             NEOPRO_ROOT={}\nSTATE_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\nUPDATE_SETTLE_SECS=0\n\
              PING_CHECK_TIMEOUT=3000\n\
              ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,unhandled_command\n",
             self.path("neopro").display(),

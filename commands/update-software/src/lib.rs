@@ -49,6 +49,10 @@ const CORE: [&str; 3] = ["webapp", "server", "admin"];
 const VERSION_FILES: [&str; 2] = ["VERSION", "release.json"];
 /// How long each service may take to become active.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the settle check looks: short enough to see the failed or
+/// auto-restart state between two runs of a crashing app (systemd keeps it
+/// for RestartSec, 100 ms by default, at least; the NEOPRO units use more).
+const SETTLE_POLL: Duration = Duration::from_millis(100);
 /// Used for the disk pre-check when the server gives no size (upstream's).
 const DEFAULT_PACKAGE_SIZE: u64 = 100 << 20;
 
@@ -435,10 +439,40 @@ fn start_and_check(progress: Option<&Progress>) -> Result<(), Error> {
         }
     }
     health_url_answers()?;
+    // An app that crashes a few seconds after starting was "active" at
+    // first and passed a one-time check (UPDATE_SETTLE_SECS, default 10 s).
+    stays_active(services::settle_time())?;
     if let Some(p) = progress {
         p.stage(95, "healthy");
     }
     Ok(())
+}
+
+/// Every service stays `active` for `settle`; the first other state seen
+/// fails the release.
+fn stays_active(settle: Duration) -> Result<(), Error> {
+    // UPDATE_SETTLE_SECS=0: the check is off.
+    if settle.is_zero() {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    loop {
+        for service in SERVICES {
+            let state = services::status(service)?;
+            if state != "active" {
+                return Err(Error::failed(format!(
+                    "Service {service} did not stay active after the update: {state} {:.0} s after \
+                     it started (it must stay active for {} s)",
+                    start.elapsed().as_secs_f64(),
+                    settle.as_secs()
+                )));
+            }
+        }
+        if start.elapsed() >= settle {
+            return Ok(());
+        }
+        std::thread::sleep(SETTLE_POLL);
+    }
 }
 
 /// The box's health URL, when configured, must answer 2xx within
@@ -620,8 +654,17 @@ fn restore(state: &State, backup: &str, name: &str) -> Result<(), Error> {
     files::rename(Root::NeoproRoot, &staged, name)
 }
 
+/// `<error>. Rollback: <outcome>`, with one period even when the error
+/// ends with one (`... error code.. Rollback` before).
+fn rollback_message(error: &str, outcome: &str) -> String {
+    format!(
+        "{}. Rollback: {outcome}",
+        error.trim_end().trim_end_matches('.')
+    )
+}
+
 fn with_rollback(error: Error, outcome: &str) -> Error {
-    let message = format!("{}. Rollback: {outcome}", error.message());
+    let message = rollback_message(error.message(), outcome);
     match error {
         Error::InvalidInput(_) => Error::InvalidInput(message),
         Error::NotPermitted(_) => Error::NotPermitted(message),
@@ -657,8 +700,11 @@ fn resume() -> Result<Value, Error> {
             }
             Err(e) => {
                 let rolled = rollback(&state).summary;
-                json!({"status": "error", "error": format!(
-                    "{} (after the agent restarted mid-update). Rollback: {rolled}", e.message())})
+                let error = format!(
+                    "{} (after the agent restarted mid-update)",
+                    e.message().trim_end().trim_end_matches('.')
+                );
+                json!({"status": "error", "error": rollback_message(&error, &rolled)})
             }
         },
         _ => {

@@ -111,6 +111,11 @@ struct Pending {
 pub struct PendingReboot {
     pub command_id: String,
     pub requested_at_ms: u64,
+    /// The kernel's boot id when the reboot was asked; a different one at
+    /// the next start proves the reboot (the boot time in `/proc/stat` is
+    /// the host's inside a container). Absent in records of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// Follow-ups waiting for their command's result to be delivered.
@@ -166,6 +171,7 @@ impl FollowUps {
             let record = PendingReboot {
                 command_id: command_id.to_owned(),
                 requested_at_ms: crate::platform::clock::unix_millis(SystemTime::now()),
+                boot_id: boot_id(),
             };
             let dir = crate::store::atomic::open_state_dir(&self.state_path);
             let written = dir.and_then(|dir| {
@@ -260,14 +266,18 @@ pub fn run(
         }
         Action::Restart(unit) => {
             tracing::warn!("restarting {unit} as asked by command {command_id}");
-            manager.restart(unit)
+            // The only restart follow-up is the agent's own unit: systemd
+            // stops this process, and the systemctl it spawned with it, before
+            // a blocking restart could return.
+            manager.restart_no_block(unit)
         }
     }
 }
 
 /// At start: logs the outcome of a reboot asked before the previous stop,
-/// then forgets it. `boot_ms` is when this boot happened.
-pub fn log_reboot_outcome(state_path: &Path, boot_ms: Option<u64>) -> Option<PendingReboot> {
+/// then forgets it. `now` is this boot: its id and when it happened; the id
+/// decides when both records have one, the boot time otherwise.
+pub fn log_reboot_outcome(state_path: &Path, now: &ThisBoot) -> Option<PendingReboot> {
     let path = state_path.join(REBOOT_FILE);
     let bytes = std::fs::read(&path).ok()?;
     let _ = std::fs::remove_file(&path);
@@ -275,12 +285,12 @@ pub fn log_reboot_outcome(state_path: &Path, boot_ms: Option<u64>) -> Option<Pen
         tracing::warn!("ignoring an unreadable {}", path.display());
         return None;
     };
-    match boot_ms {
-        Some(boot) if boot >= record.requested_at_ms => tracing::info!(
+    match reboot_happened(&record, now) {
+        Some(true) => tracing::info!(
             "reboot asked by command {} completed: the box is up again",
             record.command_id
         ),
-        Some(_) => {
+        Some(false) => {
             tracing::warn!(
                 "reboot asked by command {} did not happen (the box was not restarted since)",
                 record.command_id
@@ -298,6 +308,39 @@ pub fn log_reboot_outcome(state_path: &Path, boot_ms: Option<u64>) -> Option<Pen
         ),
     }
     Some(record)
+}
+
+/// Whether the box rebooted since `record` was written (`None`: unknown).
+pub fn reboot_happened(record: &PendingReboot, now: &ThisBoot) -> Option<bool> {
+    match (&record.boot_id, &now.id) {
+        (Some(then), Some(id)) => Some(then != id),
+        _ => now.time_ms.map(|boot| boot >= record.requested_at_ms),
+    }
+}
+
+/// This boot, as seen at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThisBoot {
+    pub id: Option<String>,
+    pub time_ms: Option<u64>,
+}
+
+impl ThisBoot {
+    pub fn current() -> ThisBoot {
+        ThisBoot {
+            id: boot_id(),
+            time_ms: boot_time_ms(),
+        }
+    }
+}
+
+/// The kernel's id of this boot (`/proc/sys/kernel/random/boot_id`): new at
+/// every boot, of a Pi or of a container.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// When this boot happened, from `/proc/stat` (`btime`), in ms since the epoch.
@@ -361,10 +404,14 @@ mod tests {
         assert_eq!(follow_ups.take("c1"), Some(Action::Reboot));
         assert!(follow_ups.is_empty());
 
-        let record = log_reboot_outcome(dir.path(), Some(u64::MAX));
+        let later = ThisBoot {
+            id: Some("another boot".into()),
+            time_ms: Some(u64::MAX),
+        };
+        let record = log_reboot_outcome(dir.path(), &later);
         assert_eq!(record.map(|r| r.command_id), Some("c1".to_owned()));
         assert!(!dir.path().join(REBOOT_FILE).exists());
-        assert_eq!(log_reboot_outcome(dir.path(), Some(u64::MAX)), None);
+        assert_eq!(log_reboot_outcome(dir.path(), &later), None);
         assert_eq!(recent_failure(dir.path()), None, "that reboot happened");
         Ok(())
     }
@@ -376,7 +423,13 @@ mod tests {
         let follow_ups = FollowUps::new(dir.path().to_owned());
         follow_ups.add("c9", Action::Reboot, Duration::ZERO)?;
         // This boot is older than the request: no reboot happened.
-        log_reboot_outcome(dir.path(), Some(0));
+        log_reboot_outcome(
+            dir.path(),
+            &ThisBoot {
+                id: None,
+                time_ms: Some(0),
+            },
+        );
         let failure = recent_failure(dir.path()).ok_or("failure recorded")?;
         assert_eq!(
             (failure.command_id.as_str(), failure.action.as_str()),
@@ -386,6 +439,62 @@ mod tests {
             failure.error,
             "the box was not restarted: the agent started again without a reboot"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_boot_id_decides_whether_the_reboot_happened() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let write = |boot_id: Option<&str>| {
+            let record = PendingReboot {
+                command_id: "c1".into(),
+                requested_at_ms: 1_000,
+                boot_id: boot_id.map(str::to_owned),
+            };
+            std::fs::write(
+                dir.path().join(REBOOT_FILE),
+                serde_json::to_vec(&record).unwrap_or_default(),
+            )
+        };
+        // In a container the boot time is the host's, long before the
+        // request: the new boot id still says the reboot happened.
+        write(Some("boot-a"))?;
+        let rebooted = ThisBoot {
+            id: Some("boot-b".into()),
+            time_ms: Some(0),
+        };
+        assert!(log_reboot_outcome(dir.path(), &rebooted).is_some());
+        assert_eq!(
+            reboot_happened(
+                &PendingReboot {
+                    command_id: "c".into(),
+                    requested_at_ms: 1_000,
+                    boot_id: Some("boot-a".into()),
+                },
+                &rebooted
+            ),
+            Some(true)
+        );
+        let same = ThisBoot {
+            id: Some("boot-a".into()),
+            time_ms: Some(u64::MAX),
+        };
+        let old = PendingReboot {
+            command_id: "c".into(),
+            requested_at_ms: 1_000,
+            boot_id: Some("boot-a".into()),
+        };
+        assert_eq!(reboot_happened(&old, &same), Some(false));
+        // A record of an older agent (no boot id): the boot time decides.
+        let legacy = PendingReboot {
+            boot_id: None,
+            ..old
+        };
+        assert_eq!(reboot_happened(&legacy, &same), Some(true));
+        assert_eq!(reboot_happened(&legacy, &ThisBoot::default()), None);
+        // Records written by older agents still parse.
+        let parsed: PendingReboot = serde_json::from_str(r#"{"commandId":"c","requestedAtMs":5}"#)?;
+        assert_eq!(parsed.boot_id, None);
         Ok(())
     }
 

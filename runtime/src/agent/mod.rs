@@ -83,7 +83,7 @@ pub async fn run(
     let journal = Arc::new(Journal::open(&config.state_path.join("journal"))?);
     crate::agent::follow_up::log_reboot_outcome(
         &config.state_path,
-        crate::agent::follow_up::boot_time_ms(),
+        &crate::agent::follow_up::ThisBoot::current(),
     );
     let components_dir = registry::components_dir(&config);
     let services = Arc::new(HostServices::from_config(&config));

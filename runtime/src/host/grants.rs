@@ -123,13 +123,15 @@ impl<'m> Granter<'m> {
         unit: &str,
         is_agent: impl Fn(&str) -> bool,
     ) -> Result<(), WitError> {
+        // `neopro-admin` and `neopro-admin.service` name the same unit.
+        let base = unit.strip_suffix(".service").unwrap_or(unit);
         let agent = is_agent(unit);
         let covered = self
             .manifest
             .grants
             .services
             .iter()
-            .any(|s| s == unit || (agent && is_agent(s)));
+            .any(|s| s.strip_suffix(".service").unwrap_or(s) == base || (agent && is_agent(s)));
         if covered {
             Ok(())
         } else {

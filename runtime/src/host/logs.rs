@@ -180,6 +180,14 @@ impl Host for HostState {
             )));
         }
         self.call.check(Grant::JournalUnit(&unit))?;
+        // The server's UI asks for the upstream agent's name: the agent's
+        // own unit here (restart_service maps it the same way).
+        let agent_unit = &self.call.services.services.agent_unit;
+        let unit = if super::services::is_agent_name(&unit, agent_unit) {
+            agent_unit.clone()
+        } else {
+            unit
+        };
         journal_tail(&self.call.services.logs.journalctl, &unit, lines)
     }
 

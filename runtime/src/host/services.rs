@@ -23,6 +23,9 @@ pub struct ServicesHost {
     pub agent_unit: String,
     /// UPDATE_HEALTH_URL.
     pub health_url: Option<String>,
+    /// UPDATE_SETTLE_SECS: how long the services must stay active after an
+    /// update before it counts as healthy.
+    pub update_settle: std::time::Duration,
 }
 
 impl ServicesHost {
@@ -34,6 +37,7 @@ impl ServicesHost {
             managed: config.services.managed.clone(),
             agent_unit: config.services.agent_unit.clone(),
             health_url: config.update_health_url.clone(),
+            update_settle: config.update_settle,
         }
     }
 }
@@ -67,7 +71,11 @@ impl HostState {
             return Err(ServiceError::InvalidName(name.to_owned()).into());
         }
         let agent = self.is_agent_unit(name);
-        let covers = |s: &String| s == name || (agent && self.is_agent_unit(s));
+        // `neopro-admin` and `neopro-admin.service` are the same unit, in
+        // the command, the grants and MANAGED_SERVICES alike.
+        let base = without_service_suffix(name);
+        let covers =
+            |s: &String| without_service_suffix(s) == base || (agent && self.is_agent_unit(s));
         self.call
             .granter()
             .check_service(name, |unit| self.is_agent_unit(unit))?;
@@ -87,8 +95,20 @@ impl HostState {
     }
 
     fn is_agent_unit(&self, name: &str) -> bool {
-        name == self.call.services.services.agent_unit || name == UPSTREAM_AGENT_UNIT
+        is_agent_name(name, &self.call.services.services.agent_unit)
     }
+}
+
+/// `name` without a trailing `.service`.
+pub fn without_service_suffix(name: &str) -> &str {
+    name.strip_suffix(".service").unwrap_or(name)
+}
+
+/// Whether `name` means the agent's own unit (`agent_unit`, or the upstream
+/// agent's name the server's UI sends), with or without `.service`.
+pub fn is_agent_name(name: &str, agent_unit: &str) -> bool {
+    let base = without_service_suffix(name);
+    base == without_service_suffix(agent_unit) || base == UPSTREAM_AGENT_UNIT
 }
 
 impl services::Host for HostState {
@@ -122,6 +142,10 @@ impl services::Host for HostState {
 
     fn is_agent(&mut self, name: String) -> bool {
         self.is_agent_unit(&name)
+    }
+
+    fn settle_secs(&mut self) -> u32 {
+        u32::try_from(self.call.services.services.update_settle.as_secs()).unwrap_or(u32::MAX)
     }
 
     fn health_check(&mut self) -> Result<Option<u16>, WitError> {

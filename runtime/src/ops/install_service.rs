@@ -178,7 +178,7 @@ pub fn render_unit(p: &UnitParams) -> String {
     let state = p
         .state_directory
         .as_ref()
-        .map(|s| format!("StateDirectory={s}\nStateDirectoryMode=0750\n"))
+        .map(|s| format!("StateDirectory={s}\nStateDirectoryMode=0700\n"))
         .unwrap_or_default();
     format!(
         "# neopro-runtime: the NEOPRO device agent.\n\
@@ -206,6 +206,8 @@ Restart=always\n\
 RestartSec=5\n\
 # The agent pings the watchdog every WatchdogSec/2 from its main loop.\n\
 WatchdogSec={watchdog}\n\
+# A hung agent killed by the watchdog gets 10 s, not TimeoutStopSec, to go.\n\
+TimeoutAbortSec=10\n\
 # 30 s for running commands to finish and report, then the link closes.\n\
 TimeoutStopSec=45\n\
 # Start-up may finish or roll back an interrupted software update (services\n\
@@ -238,9 +240,14 @@ ProtectProc=invisible\n\
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n\
 SystemCallArchitectures=native\n\
 CapabilityBoundingSet=\n\
+PrivateIPC=yes\n\
 # Not MemoryDenyWriteExecute: wasmtime compiles components to machine code.\n\
-# No SystemCallFilter yet: wasmtime's needs on arm64 (membarrier for the\n\
-# instruction cache) must be checked on a Pi first.\n\
+# @system-service holds what wasmtime needs (mmap, mprotect, membarrier are\n\
+# in @default on systemd 252); checked on amd64 by `cargo xtask system-test`\n\
+# (every built-in command and a fresh JIT compile, no SIGSYS). It cannot be\n\
+# checked under qemu-user (seccomp then filters qemu's own host syscalls):\n\
+# check a new arm64 or armhf syscall need on a real Pi.\n\
+SystemCallFilter=@system-service\n\
 \n\
 [Install]\n\
 WantedBy=multi-user.target\n",
@@ -324,6 +331,35 @@ fn group_name(group_file: &Path, gid: u32) -> Option<String> {
             (f.len() >= 3 && f[2].parse::<u32>().ok() == Some(gid)).then(|| f[0].to_owned())
         })
 }
+
+/// The gid of group `name` in a group file.
+fn group_gid(group_file: &Path, name: &str) -> Option<u32> {
+    std::fs::read_to_string(group_file)
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 3 && f[0] == name).then(|| f[2].parse().ok())?
+        })
+}
+
+/// Whether a process of `uid` in group `gid` may enter the folder `meta`
+/// describes, by its mode bits (an ACL granting more is re-granted, which
+/// is harmless).
+fn can_enter(meta: &std::fs::Metadata, uid: Option<u32>, gid: Option<u32>) -> bool {
+    let mode = meta.mode();
+    if uid == Some(0) || uid.is_some_and(|u| u == meta.uid()) {
+        return uid == Some(0) || mode & 0o100 != 0;
+    }
+    if gid.is_some_and(|g| g == meta.gid()) {
+        return mode & 0o010 != 0;
+    }
+    mode & 0o001 != 0
+}
+
+/// What install-service granted with ACLs (`tree <dir>` / `traverse
+/// <dir>`), so that `apt purge` removes exactly that.
+pub const ACL_RECORD: &str = "/etc/neopro/install-service.acl";
 
 /// Works out the files and commands; touches nothing.
 pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, InstallError> {
@@ -417,23 +453,62 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
             &args.user,
         ]));
     }
+    // Access that does not depend on a one-time chmod: ACLs on each folder
+    // the agent writes, with default entries so that what the web app (or
+    // anyone) creates there later, whatever its umask, stays writable by the
+    // agent, and what the agent writes stays writable by the app's group.
+    // Parent folders the agent cannot enter (Debian 12 makes /home/pi 0700)
+    // get search permission for the agent's user only.
+    let agent_uid = super::site_file::lookup_user(&etc.join("passwd"), &args.user)
+        .ok()
+        .map(|o| o.uid);
+    let agent_gid = group_gid(&etc.join("group"), &group);
+    let mut acl_record = String::new();
+    let mut entered: Vec<PathBuf> = Vec::new();
     for dir in &params.rw_paths {
-        let Ok(meta) = std::fs::metadata(dir) else {
+        if dir.starts_with(&config.state_path) || !dir.is_dir() {
             continue;
-        };
-        let dir_group = group_name(&etc.join("group"), meta.gid());
-        if dir_group.as_deref() == Some(group.as_str()) {
-            // Idempotent; also fixes sub-folders the app created 0755.
-            commands.push(s(&["chmod", "-R", "g+rwX", &dir.display().to_string()]));
-        } else {
-            notes.push(format!(
-                "{} belongs to group {}, not {group}: the agent may not be able to write there \
-                 (`sudo chgrp -R {group} {}` if it should)",
-                dir.display(),
-                dir_group.unwrap_or_else(|| meta.gid().to_string()),
-                dir.display()
-            ));
         }
+        let mut ancestors: Vec<&Path> = dir.ancestors().skip(1).collect();
+        ancestors.reverse();
+        for parent in ancestors {
+            if entered.iter().any(|e| e == parent) {
+                continue;
+            }
+            entered.push(parent.to_owned());
+            let Ok(meta) = std::fs::metadata(parent) else {
+                continue;
+            };
+            if can_enter(&meta, agent_uid, agent_gid) {
+                continue;
+            }
+            let shown = parent.display().to_string();
+            notes.push(format!(
+                "{shown} is mode {:04o}: the agent's user {} could not enter it (no NEOPRO file \
+                 would be readable); giving {} search permission on it, nothing else: \
+                 setfacl -m u:{}:x {shown}",
+                meta.mode() & 0o7777,
+                args.user,
+                args.user,
+                args.user
+            ));
+            commands.push(s(&["setfacl", "-m", &format!("u:{}:x", args.user), &shown]));
+            acl_record.push_str(&format!("traverse {shown}\n"));
+        }
+        let shown = dir.display().to_string();
+        let entries = format!(
+            "u:{user}:rwX,d:u:{user}:rwX,g:{group}:rwX,d:g:{group}:rwX",
+            user = args.user
+        );
+        notes.push(format!(
+            "{shown}: read/write for {} and group {group}, also for what is created there later \
+             (default ACLs): setfacl -R -P -m {entries} {shown}",
+            args.user
+        ));
+        // -P: never follow a link (one in the NEOPRO folders could point
+        // anywhere, e.g. /etc).
+        commands.push(s(&["setfacl", "-R", "-P", "-m", &entries, &shown]));
+        acl_record.push_str(&format!("tree {shown}\n"));
     }
     if config_file.exists() {
         let conf = config_abs.display().to_string();
@@ -455,6 +530,15 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
                 path: PathBuf::from(POLKIT_RULE),
                 mode: 0o644,
                 contents: render_polkit(&args.user, &units),
+            },
+            PlannedFile {
+                path: PathBuf::from(ACL_RECORD),
+                mode: 0o644,
+                contents: format!(
+                    "# ACL entries `neopro-runtime install-service` gave the user {}; \
+                     `apt purge neopro-runtime` removes them\n{acl_record}",
+                    args.user
+                ),
             },
         ],
         commands,

@@ -43,6 +43,8 @@ pub enum ServiceError {
 /// What a finished systemctl said.
 struct Output {
     success: bool,
+    /// Ended by a signal rather than an exit code.
+    killed: bool,
     stdout: String,
     stderr: String,
 }
@@ -77,6 +79,26 @@ impl ServiceManager {
 
     pub fn restart(&self, unit: &str) -> Result<(), ServiceError> {
         self.change("restart", unit)
+    }
+
+    /// Queues a restart and returns at once (`--no-block`): for the unit
+    /// this process runs in, which systemd stops (with its children) before
+    /// a blocking `systemctl restart` could report success.
+    pub fn restart_no_block(&self, unit: &str) -> Result<(), ServiceError> {
+        check_name(unit)?;
+        let out = self.run("restart", unit, &["restart", "--no-block", unit])?;
+        // systemd may stop the unit, and this systemctl with it, before it
+        // exits: killed by a signal means the restart is under way (a
+        // refusal exits with a code and says why on stderr).
+        if out.success || (out.killed && out.stderr.trim().is_empty()) {
+            Ok(())
+        } else {
+            Err(ServiceError::Failed {
+                action: "restart",
+                unit: unit.to_owned(),
+                detail: first_line(&out.stderr, "exit status not 0"),
+            })
+        }
     }
 
     /// The unit's active state (`active`, `inactive`, `failed`, ...).
@@ -159,8 +181,10 @@ impl ServiceManager {
         let collect = |h: Option<std::thread::JoinHandle<String>>| {
             h.and_then(|h| h.join().ok()).unwrap_or_default()
         };
+        use std::os::unix::process::ExitStatusExt;
         Ok(Output {
             success: status.success(),
+            killed: status.signal().is_some(),
             stdout: collect(stdout),
             stderr: collect(stderr),
         })

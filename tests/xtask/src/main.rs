@@ -13,12 +13,15 @@
 //!   `dist/neopro-runtime_<version>_<arch>.deb`, checked, smoke-tested
 //! - `fuzz [seconds] [seed-hex]`: each fuzz target of
 //!   `runtime/tests/fuzz.rs` for that long (default 60), seeded
+//! - `system-test [--arch A] [--scenario NAME]`: that package on a booted
+//!   Debian under systemd-nspawn (see `system_test/`)
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod package;
+mod system_test;
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
 
@@ -33,7 +36,11 @@ fn main() -> anyhow::Result<()> {
         "bench" => bench(&root),
         "package" => package(&root),
         "fuzz" => fuzz(&root),
-        _ => bail!("usage: cargo xtask <build|guests|test|demo|bench|package|fuzz>"),
+        "system-test" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            system_test::run(&root, &args)
+        }
+        _ => bail!("usage: cargo xtask <build|guests|test|demo|bench|package|fuzz|system-test>"),
     }
 }
 
@@ -300,10 +307,33 @@ fn package(root: &Path) -> anyhow::Result<()> {
         [flag, t] if flag == "--target" => Some(t.clone()),
         _ => bail!("usage: cargo xtask package [--target <triple>]"),
     };
+    build_package(root, triple, Profile::Release).map(|_| ())
+}
+
+/// Which build of the agent goes into the package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Release,
+    /// The dev build the tests use, debug info stripped from the packaged
+    /// copy: `system-test --dev` while iterating (no fat-LTO build).
+    Dev,
+}
+
+/// Guests, agent binary, `.deb` checked and smoke-tested; returns the `.deb`.
+fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyhow::Result<PathBuf> {
     let (builtin, _) = guests(root)?;
     let mut cmd = cargo();
-    cmd.current_dir(root)
-        .args(["build", "--release", "-p", "neopro-runtime"]);
+    cmd.current_dir(root);
+    if profile == Profile::Dev && triple.is_none() {
+        // Exactly what `cargo xtask test` builds (same features, so its
+        // artifacts are reused), the agent binary included.
+        cmd.args(["test", "--no-run"]);
+    } else {
+        cmd.args(["build", "-p", "neopro-runtime"]);
+    }
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
     let mut release = target_dir(root);
     if let Some(t) = &triple {
         if !rustup_has_target(t) {
@@ -315,12 +345,18 @@ fn package(root: &Path) -> anyhow::Result<()> {
     }
     let started = std::time::Instant::now();
     run(&mut cmd)?;
-    eprintln!("release build: {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "{profile:?} build: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     let triple = triple.unwrap_or_else(|| format!("{}-unknown-linux-gnu", std::env::consts::ARCH));
     let inputs = package::Inputs {
         version: package::workspace_version(root)?,
         arch: package::deb_arch(&triple)?.to_owned(),
-        binary: release.join("release/neopro-runtime"),
+        binary: release.join(match profile {
+            Profile::Release => "release/neopro-runtime",
+            Profile::Dev => "debug/neopro-runtime",
+        }),
         components: builtin,
         unit: root.join("config/neopro-runtime.service"),
         site_conf_example: root.join("config/site.conf.example"),
@@ -328,6 +364,17 @@ fn package(root: &Path) -> anyhow::Result<()> {
     package::check_binary_arch(&inputs.binary, &inputs.arch)?;
     let stage = target_dir(root).join(format!("deb/{}", inputs.arch));
     package::stage(&inputs, &root.join("README.md"), &stage)?;
+    if profile == Profile::Dev {
+        // Debug info would make the package (and its xz pass) huge.
+        let strip = if triple.starts_with("aarch64") {
+            "aarch64-linux-gnu-strip"
+        } else {
+            "strip"
+        };
+        run(Command::new(strip)
+            .arg("--strip-debug")
+            .arg(stage.join(package::BINARY)))?;
+    }
     let deb = root.join(format!(
         "dist/{}_{}_{}.deb",
         package::PACKAGE,
@@ -349,7 +396,8 @@ fn package(root: &Path) -> anyhow::Result<()> {
         &inputs.components,
         &triple,
         &target_dir(root).join(format!("deb/smoke-{}", inputs.arch)),
-    )
+    )?;
+    Ok(deb)
 }
 
 fn rustup_has_target(triple: &str) -> bool {

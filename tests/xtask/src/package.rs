@@ -141,13 +141,20 @@ fn copy_with_mode(from: &Path, to: &Path, mode: u32) -> anyhow::Result<u64> {
     Ok(size)
 }
 
-const POSTINST: &str = "#!/bin/sh\nset -e\n\
-# Let systemd see the new or updated unit; enabling is left to the installer\n\
-# (neopro-runtime install-service).\n\
-if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi\n";
+/// Maintainer scripts (config/debian/): the user, install-service on a
+/// registered box, restart on upgrade, stop + disable on remove, purge.
+const MAINTAINER_SCRIPTS: &[(&str, &str)] = &[
+    ("postinst", include_str!("../../../config/debian/postinst")),
+    ("prerm", include_str!("../../../config/debian/prerm")),
+    ("postrm", include_str!("../../../config/debian/postrm")),
+];
 
-const POSTRM: &str = "#!/bin/sh\nset -e\n\
-if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi\n";
+/// What the unit and the polkit rule need at run time: systemd (the unit,
+/// journald for get_logs), dbus and polkitd (every restart, stop/start and
+/// reboot goes through them; `policykit-1` on older releases), acl
+/// (install-service grants the agent's access with ACLs), and the libc.
+pub const DEPENDS: &str =
+    "libc6 (>= 2.34), libgcc-s1, systemd, dbus, polkitd | policykit-1, acl, passwd";
 
 /// Lays out the package tree under `stage` (emptied first).
 pub fn stage(inputs: &Inputs, readme: &Path, stage: &Path) -> anyhow::Result<()> {
@@ -181,7 +188,7 @@ pub fn stage(inputs: &Inputs, readme: &Path, stage: &Path) -> anyhow::Result<()>
          Architecture: {arch}\n\
          Maintainer: NEOPRO <support@neopro.invalid>\n\
          Installed-Size: {kib}\n\
-         Depends: libc6 (>= 2.34), libgcc-s1\n\
+         Depends: {DEPENDS}\n\
          Section: admin\n\
          Priority: optional\n\
          Description: NEOPRO device agent\n \
@@ -195,7 +202,7 @@ pub fn stage(inputs: &Inputs, readme: &Path, stage: &Path) -> anyhow::Result<()>
     // The example is documentation a site operator copies, but it lives in
     // /etc: as a conffile, local edits to it survive upgrades.
     std::fs::write(debian.join("conffiles"), format!("/{SITE_CONF_EXAMPLE}\n"))?;
-    for (name, text) in [("postinst", POSTINST), ("postrm", POSTRM)] {
+    for (name, text) in MAINTAINER_SCRIPTS {
         let path = debian.join(name);
         std::fs::write(&path, text)?;
         use std::os::unix::fs::PermissionsExt;
@@ -308,6 +315,7 @@ pub fn verify_deb(deb: &Path, inputs: &Inputs) -> anyhow::Result<Vec<Entry>> {
     }
     for (field, want) in [
         ("Package", PACKAGE),
+        ("Depends", DEPENDS),
         ("Version", inputs.version.as_str()),
         ("Architecture", inputs.arch.as_str()),
     ] {
@@ -529,6 +537,33 @@ mod tests {
             error.contains(&format!("the {foreign} package needs")),
             "{error}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn maintainer_scripts_are_valid_shell_and_packaged() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let inputs = inputs(dir.path())?;
+        let staged = dir.path().join("stage");
+        stage(&inputs, &root().join("README.md"), &staged)?;
+        for (name, _) in MAINTAINER_SCRIPTS {
+            let path = staged.join("DEBIAN").join(name);
+            let out = Command::new("sh").arg("-n").arg(&path).output()?;
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path)?.permissions().mode() & 0o777,
+                0o755
+            );
+        }
+        let control = std::fs::read_to_string(staged.join("DEBIAN/control"))?;
+        assert!(control.contains("polkitd | policykit-1"), "{control}");
+        let prerm = std::fs::read_to_string(staged.join("DEBIAN/prerm"))?;
+        assert!(prerm.contains("systemctl stop"), "{prerm}");
         Ok(())
     }
 

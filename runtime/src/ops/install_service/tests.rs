@@ -92,6 +92,11 @@ fn the_unit_is_hardened_and_names_the_neopro_folders() {
         "ProtectHome=read-only",
         "ReadWritePaths=-/home/pi/neopro",
         "StateDirectory=neopro-runtime",
+        // The journal, outbox and components are the agent's alone.
+        "StateDirectoryMode=0700",
+        "SystemCallFilter=@system-service",
+        "TimeoutAbortSec=10",
+        "PrivateIPC=yes",
         "CapabilityBoundingSet=",
         "ExecStart=/usr/bin/neopro-runtime --config /etc/neopro/site.conf run",
         "StartLimitIntervalSec=0",
@@ -252,7 +257,7 @@ fn bad_names_are_refused() {
 }
 
 #[test]
-fn folders_of_the_agents_group_are_made_group_writable() -> TestResult {
+fn folders_get_acls_that_also_cover_what_is_created_later() -> TestResult {
     let dir = tempfile::tempdir()?;
     let conf = fixture(dir.path(), true)?;
     let etc = dir.path().join("root/etc");
@@ -262,14 +267,25 @@ fn folders_of_the_agents_group_are_made_group_writable() -> TestResult {
     a.group = Some(name.to_owned());
     let plan = plan(&a, &conf, &etc)?;
     let neopro = dir.path().join("home/pi/neopro").display().to_string();
+    let entries = format!("u:neopro:rwX,d:u:neopro:rwX,g:{name}:rwX,d:g:{name}:rwX");
     assert!(
         plan.commands.contains(&vec![
-            "chmod".to_owned(),
+            "setfacl".to_owned(),
             "-R".to_owned(),
-            "g+rwX".to_owned(),
-            neopro
+            "-P".to_owned(),
+            "-m".to_owned(),
+            entries.clone(),
+            neopro.clone()
         ]),
         "{:?}",
+        plan.commands
+    );
+    assert!(
+        !plan
+            .commands
+            .iter()
+            .any(|c| c[0] == "chmod" && c[1] == "-R"),
+        "no one-time chmod: {:?}",
         plan.commands
     );
     assert!(
@@ -277,7 +293,62 @@ fn folders_of_the_agents_group_are_made_group_writable() -> TestResult {
             .contents
             .contains(&format!("\nGroup={name}\n"))
     );
-    assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains(&neopro) && n.contains("created there later")),
+        "{:?}",
+        plan.notes
+    );
+    // Recorded for purge.
+    let record = plan
+        .files
+        .iter()
+        .find(|f| f.path == Path::new(ACL_RECORD))
+        .map(|f| f.contents.clone())
+        .unwrap_or_default();
+    assert!(record.contains(&format!("\ntree {neopro}\n")), "{record}");
+    Ok(())
+}
+
+#[test]
+fn a_parent_folder_the_agent_cannot_enter_is_opened_to_it_alone() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let conf = fixture(dir.path(), true)?;
+    let etc = dir.path().join("root/etc");
+    let home = dir.path().join("home/pi");
+    // Debian 12: home folders are 0700.
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))?;
+    let plan = plan(&args(), &conf, &etc)?;
+    let shown = home.display().to_string();
+    let grant = vec![
+        "setfacl".to_owned(),
+        "-m".to_owned(),
+        "u:neopro:x".to_owned(),
+        shown.clone(),
+    ];
+    assert!(plan.commands.contains(&grant), "{:?}", plan.commands);
+    let note = plan.notes.iter().find(|n| n.starts_with(&shown));
+    assert!(
+        note.is_some_and(|n| n.contains("mode 0700") && n.contains("could not enter it")),
+        "{:?}",
+        plan.notes
+    );
+    // Folders it can already enter are left alone.
+    assert!(
+        !plan
+            .commands
+            .iter()
+            .any(|c| c[0] == "setfacl" && c[1] == "-m" && c[3] == dir.path().display().to_string()),
+        "{:?}",
+        plan.commands
+    );
+    // The grant comes after the user exists and before the restart.
+    let at = |pred: &dyn Fn(&Vec<String>) -> bool| plan.commands.iter().position(pred);
+    let granted = at(&|c| *c == grant);
+    let restart = at(&|c| c.get(1).is_some_and(|v| v == "restart"));
+    assert!(granted < restart, "{:?}", plan.commands);
     Ok(())
 }
 

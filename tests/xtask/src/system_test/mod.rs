@@ -1,0 +1,184 @@
+//! `cargo xtask system-test [--arch amd64|arm64] [--scenario NAME]`: the
+//! agent's `.deb` installed on a booted Debian bookworm (real systemd, dbus,
+//! polkitd, journald) shaped like a Raspberry Pi box, under systemd-nspawn,
+//! against a test central on the host's 127.0.0.1.
+//!
+//! This task builds the packages and the cached root filesystem; the boot,
+//! the central and the scenarios are the `system-test` binary of the e2e
+//! crate (`tests/system/`), which shares the test central with the other
+//! end-to-end tests.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub mod rootfs;
+
+/// Debian architecture → Rust target triple.
+pub fn triple_of(arch: &str) -> anyhow::Result<&'static str> {
+    Ok(match arch {
+        "amd64" => "x86_64-unknown-linux-gnu",
+        "arm64" => "aarch64-unknown-linux-gnu",
+        "armhf" => "armv7-unknown-linux-gnueabihf",
+        other => bail!("unknown architecture '{other}' (amd64, arm64 or armhf)"),
+    })
+}
+
+struct Args {
+    arch: String,
+    scenarios: Vec<String>,
+    /// Only build (or check) the cached root filesystem.
+    rootfs_only: bool,
+    /// Package the dev build (iterating) instead of the release build.
+    dev: bool,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Args> {
+    let usage = "usage: cargo xtask system-test [--arch amd64|arm64|armhf] [--scenario NAME]... \
+                 [--rootfs-only] [--dev]";
+    let host = super::package::deb_arch(&format!("{}-unknown-linux-gnu", std::env::consts::ARCH))?;
+    let mut parsed = Args {
+        arch: host.to_owned(),
+        scenarios: Vec::new(),
+        rootfs_only: false,
+        dev: false,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--rootfs-only" {
+            parsed.rootfs_only = true;
+            continue;
+        }
+        if flag == "--dev" {
+            parsed.dev = true;
+            continue;
+        }
+        let value = it.next().with_context(|| usage.to_owned())?;
+        match flag.as_str() {
+            "--arch" => parsed.arch = value.clone(),
+            "--scenario" => parsed.scenarios.push(value.clone()),
+            _ => bail!("{usage}"),
+        }
+    }
+    triple_of(&parsed.arch)?;
+    Ok(parsed)
+}
+
+/// The same package under the next version, for the upgrade scenario
+/// (`dpkg-deb -R`, control edited, rebuilt).
+fn next_version_deb(deb: &Path, work: &Path) -> anyhow::Result<PathBuf> {
+    let tree = work.join("next-deb");
+    if tree.exists() {
+        std::fs::remove_dir_all(&tree)?;
+    }
+    super::run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree))?;
+    let control_path = tree.join("DEBIAN/control");
+    let control = std::fs::read_to_string(&control_path)?;
+    let mut next = String::new();
+    let mut version = None;
+    for line in control.lines() {
+        if let Some(v) = line.strip_prefix("Version: ") {
+            let bumped = format!("{v}+systest1");
+            next.push_str(&format!("Version: {bumped}\n"));
+            version = Some(bumped);
+        } else {
+            next.push_str(line);
+            next.push('\n');
+        }
+    }
+    let version = version.context("the package has no Version field")?;
+    std::fs::write(&control_path, next)?;
+    let name = deb
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("package file name")?;
+    let arch = name
+        .rsplit('_')
+        .next()
+        .and_then(|a| a.strip_suffix(".deb"))
+        .context("package file name has no architecture")?;
+    let out = work.join(format!("{}_{version}_{arch}.deb", super::package::PACKAGE));
+    super::package::build_deb(&tree, &out)?;
+    std::fs::remove_dir_all(&tree)?;
+    Ok(out)
+}
+
+pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    let args = parse(args)?;
+    let host = super::package::deb_arch(&format!("{}-unknown-linux-gnu", std::env::consts::ARCH))?;
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().next().map(str::to_owned))
+        });
+    if uid.as_deref() != Some("0") {
+        bail!("system-test must run as root (systemd-nspawn, nsenter, mmdebstrap)");
+    }
+    rootfs::check_host(&args.arch, host)?;
+    if args.rootfs_only {
+        return rootfs::ensure(&args.arch, host).map(|_| ());
+    }
+    let started = std::time::Instant::now();
+    let triple = triple_of(&args.arch)?;
+    let profile = if args.dev {
+        super::Profile::Dev
+    } else {
+        super::Profile::Release
+    };
+    let deb = super::build_package(
+        root,
+        (args.arch != host).then(|| triple.to_owned()),
+        profile,
+    )?;
+    let work = super::target_dir(root).join("system-test").join(&args.arch);
+    std::fs::create_dir_all(&work)?;
+    let next = next_version_deb(&deb, &work)?;
+    let cached = rootfs::ensure(&args.arch, host)?;
+    eprintln!(
+        "packages and root filesystem ready in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    // The runner is a binary of the e2e crate, built by `cargo test
+    // --no-run` as `cargo xtask test` builds it (same features: nothing is
+    // rebuilt after the test suite), then started directly.
+    super::run(super::cargo().current_dir(root).args(["test", "--no-run"]))?;
+    let mut cmd = Command::new(super::target_dir(root).join("debug/system-test"));
+    cmd.current_dir(root)
+        .arg("--arch")
+        .arg(&args.arch)
+        .arg("--deb")
+        .arg(&deb)
+        .arg("--next-deb")
+        .arg(&next)
+        .arg("--rootfs")
+        .arg(&cached)
+        .arg("--work")
+        .arg(&work);
+    for s in &args.scenarios {
+        cmd.arg("--scenario").arg(s);
+    }
+    super::run(&mut cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments() -> anyhow::Result<()> {
+        let a = parse(&[
+            "--arch".into(),
+            "arm64".into(),
+            "--scenario".into(),
+            "reboot".into(),
+        ])?;
+        assert_eq!(a.arch, "arm64");
+        assert_eq!(a.scenarios, ["reboot"]);
+        assert!(parse(&["--arch".into(), "sparc".into()]).is_err());
+        assert!(parse(&["--arch".into()]).is_err());
+        assert_eq!(triple_of("armhf")?, "armv7-unknown-linux-gnueabihf");
+        Ok(())
+    }
+}
