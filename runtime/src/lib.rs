@@ -29,6 +29,7 @@ pub mod agent;
 pub mod analytics;
 pub mod archive;
 pub mod atomic;
+pub mod byte_len;
 pub mod cli;
 pub mod clock;
 pub mod component_cli;
