@@ -9,6 +9,7 @@
 //! write) is discarded and rebuilt from the wasm instead of being run.
 
 use super::SandboxError;
+use crate::store::hash::sha256_hex;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -56,11 +57,6 @@ pub struct ArtifactCache {
     key: String,
     hits: AtomicU64,
     compiled: AtomicU64,
-}
-
-/// sha256 of bytes, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl ArtifactCache {
@@ -191,11 +187,11 @@ fn store(component: &Component, path: &Path) -> Result<(), String> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err("bad cache path".to_owned());
     };
-    let dir = crate::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
-    crate::atomic::write(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())?;
+    let dir = crate::store::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
+    crate::store::atomic::write(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())?;
     let mut sum_name = name.to_owned();
     sum_name.push(".sha256");
-    crate::atomic::write(&dir, Path::new(&sum_name), sha256_hex(&bytes).as_bytes())
+    crate::store::atomic::write(&dir, Path::new(&sum_name), sha256_hex(&bytes).as_bytes())
         .map_err(|e| e.to_string())
 }
 

@@ -7,8 +7,10 @@
 mod cache;
 mod engine;
 mod error;
+pub mod manifest;
+pub mod registry;
 
-pub use cache::{CacheStats, LoadOrigin, sha256_hex};
+pub use cache::{CacheStats, LoadOrigin};
 pub use engine::{
     CodeTarget, MEMORY_32, MEMORY_64, MemorySettings, TICK, engine_config, memory_settings,
     precompile_component,
@@ -20,7 +22,7 @@ use crate::host::{
     CallContext, CommandPre, HostServices, HostState, MemoryCap, ProgressSink, WireCommand,
     WitError,
 };
-use crate::manifest::Manifest;
+use crate::sandbox::manifest::Manifest;
 use cache::ArtifactCache;
 use std::path::Path;
 use std::sync::Arc;

@@ -304,7 +304,7 @@ impl Manifest {
     pub fn memory_bytes(&self) -> usize {
         // memory-mib is at most 1024 (1 GiB), which fits even a 32-bit
         // usize; saturate rather than wrap if that bound ever moves.
-        crate::byte_len::in_memory(crate::byte_len::mib(self.limits.memory_mib))
+        crate::platform::byte_len::in_memory(crate::platform::byte_len::mib(self.limits.memory_mib))
             .unwrap_or(usize::MAX)
     }
 
