@@ -348,8 +348,8 @@ fn a_5_gib_video_is_refused_by_its_real_size() {
         )
     );
     assert!(
-        files_in(&site, "neopro/videos").is_empty(),
-        "nothing written"
+        files_in(&site, "neopro/videos/Match").is_empty(),
+        "nothing left behind"
     );
 }
 
