@@ -3,7 +3,7 @@
 #![allow(clippy::expect_used)]
 
 use neopro_e2e::{Site, component};
-use neopro_runtime::sandbox::{CacheStats, LoadOrigin};
+use neopro_runtime::sandbox::{CacheStats, CodeTarget, LoadOrigin, precompile_component};
 use neopro_runtime::store::hash::sha256_hex;
 
 fn cached_artifacts(site: &Site) -> Vec<String> {
@@ -157,4 +157,44 @@ fn a_cache_folder_others_can_write_is_never_loaded_from() {
         LoadOrigin::Compiled
     );
     assert_eq!(mode(&artifact), 0o600, "rebuilt by the agent, for itself");
+}
+
+/// A state folder copied from a box of another architecture (an SD card
+/// image of a 64-bit Pi put in a 32-bit one, or the reverse): an artifact for
+/// another machine, with a valid checksum, sits exactly where this agent
+/// looks. It must be recompiled, never mapped and run.
+#[test]
+fn an_artifact_for_another_machine_is_recompiled_not_loaded() {
+    let site = Site::new();
+    let sandbox = site.sandbox();
+    let _ = site.load(&sandbox, "get-config");
+    let name = cached_artifacts(&site)[0].clone();
+    let path = site.config.cache_dir().join(&name);
+    let native = std::fs::read(&path).expect("artifact");
+
+    let wasm = std::fs::read(component("get-config").wasm_path).expect("wasm");
+    let foreign = precompile_component(CodeTarget::Pulley32, &wasm).expect("precompile");
+    assert_ne!(foreign, native);
+    std::fs::write(&path, &foreign).expect("plant");
+    std::fs::write(
+        site.config.cache_dir().join(format!("{name}.sha256")),
+        sha256_hex(&foreign),
+    )
+    .expect("plant checksum");
+
+    let fresh = site.sandbox();
+    let loaded = site.load(&fresh, "get-config");
+    assert_eq!(loaded.origin(), LoadOrigin::Compiled);
+    assert_eq!(
+        fresh.cache_stats(),
+        CacheStats {
+            hits: 0,
+            compiled: 1
+        }
+    );
+    let rebuilt = std::fs::read(&path).expect("artifact rewritten");
+    assert_ne!(rebuilt, foreign, "the foreign artifact was replaced");
+    // The rebuilt one runs.
+    let result = neopro_e2e::run_loaded(&fresh, &loaded, serde_json::json!({}));
+    assert!(result.is_ok(), "{result:?}");
 }

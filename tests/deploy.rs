@@ -339,6 +339,28 @@ fn two_concurrent_deploys_into_one_category_are_both_recorded() {
     assert_eq!(sorted, ["A.mp4", "B.mp4"]);
 }
 
+/// Sizes past 4 GiB stay exact end to end: site.conf's 8 GiB
+/// MAX_DOWNLOAD_SIZE, deploy-video's 4 GiB grant (a wasm32 guest, so 32-bit
+/// `usize` on every box) and a 5 GiB announced video. Truncated to 32 bits
+/// anywhere (`as usize` on armhf) the limit would be 0 and the video 1 GiB.
+#[test]
+fn a_5_gib_video_is_refused_by_its_real_size() {
+    let site = Site::with_extra("MAX_DOWNLOAD_SIZE=8589934592");
+    let server = FileServer::start(Vec::new(), Fault::Announce(5 << 30));
+    let (kind, message) = error_of(deploy(&site, data(&server, b"x")).0);
+    assert_eq!(
+        (kind.as_str(), message.as_str()),
+        (
+            "too-large",
+            "the file is 5368709120 bytes, more than the 4294967296 bytes allowed"
+        )
+    );
+    assert!(
+        files_in(&site, "neopro/videos/Match").is_empty(),
+        "nothing left behind"
+    );
+}
+
 #[test]
 fn a_download_that_would_fill_the_disk_is_refused_before_writing() {
     let site = Site::with_extra("MAX_DOWNLOAD_SIZE=1000000000000000");

@@ -139,4 +139,16 @@ mod tests {
         assert_eq!(iso8601(1_767_225_599_500), "2025-12-31T23:59:59.500Z");
         assert_eq!(parse_ms(&iso8601(951_782_400_123)), Some(951_782_400_123));
     }
+
+    /// Guests are wasm32 and boxes may be 32-bit (armhf): every time here is
+    /// i64 milliseconds, so 2038 (2^31 s, a 32-bit time_t's end) and 2106
+    /// (2^32 s) are ordinary dates.
+    #[test]
+    fn dates_past_2038_and_2106() {
+        assert_eq!(iso8601((1 << 31) * 1000), "2038-01-19T03:14:08.000Z");
+        assert_eq!(parse_ms("2038-01-19T03:14:08Z"), Some((1 << 31) * 1000));
+        assert_eq!(iso8601((1 << 32) * 1000), "2106-02-07T06:28:16.000Z");
+        assert_eq!(parse_ms("2106-02-07T06:28:16Z"), Some((1 << 32) * 1000));
+        assert_eq!(parse_ms("2040-06-01"), Some(2_222_121_600_000));
+    }
 }

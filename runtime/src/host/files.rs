@@ -51,7 +51,15 @@ impl Host for HostState {
                 meta.len()
             )));
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        // A 32-bit box cannot hold more than its address space; refuse
+        // instead of letting `as usize` wrap the length.
+        let capacity = crate::platform::byte_len::in_memory(meta.len()).ok_or_else(|| {
+            WitError::TooLarge(format!(
+                "{root}/{path} is {} bytes, more than this machine can hold in memory",
+                meta.len()
+            ))
+        })?;
+        let mut bytes = Vec::with_capacity(capacity);
         file.take(max_bytes.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| io_error(root, &path, &e))?;

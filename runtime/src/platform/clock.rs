@@ -55,4 +55,15 @@ mod tests {
         );
         assert_eq!(unix_millis(t), 1_735_323_854_123);
     }
+
+    /// Seconds are u64 / i64 here, never a 32-bit time_t (armhf boxes):
+    /// 2038 (2^31 s) and 2106 (2^32 s) format as ordinary dates.
+    #[test]
+    fn dates_past_2038_and_2106() {
+        let y2038 = UNIX_EPOCH + Duration::from_secs(1 << 31);
+        assert_eq!(iso8601(y2038), "2038-01-19T03:14:08.000Z");
+        assert_eq!(unix_millis(y2038), (1 << 31) * 1000);
+        let y2106 = UNIX_EPOCH + Duration::from_secs(1 << 32);
+        assert_eq!(iso8601(y2106), "2106-02-07T06:28:16.000Z");
+    }
 }

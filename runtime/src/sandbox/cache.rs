@@ -1,5 +1,6 @@
-//! Precompiled components on disk, keyed by the wasm's sha256 and the
-//! engine's compatibility hash: compiling takes ~100 ms+ on a Pi (seconds in
+//! Precompiled components on disk, keyed by the wasm's sha256, the machine
+//! the code is for (`x86_64`, `aarch64`, `pulley32`) and the engine's
+//! compatibility hash: compiling takes ~100 ms+ on a Pi (seconds in
 //! a debug build), loading a precompiled artifact a few milliseconds.
 //!
 //! Each artifact has a `.sha256` file beside it, written after it. An
@@ -50,7 +51,10 @@ impl Hasher for Sha256Hasher {
 #[derive(Debug)]
 pub struct ArtifactCache {
     dir: Option<PathBuf>,
-    engine_hash: String,
+    /// `<target>-<engine hash>`: an x86_64 or aarch64 artifact (a state
+    /// folder copied from another box) is never even opened on armv7, nor
+    /// the reverse; wasmtime's header check is the second line.
+    key: String,
     hits: AtomicU64,
     compiled: AtomicU64,
 }
@@ -58,7 +62,7 @@ pub struct ArtifactCache {
 impl ArtifactCache {
     /// A cache in `dir`; with `None`, or if the folder cannot be created, every
     /// load compiles (the agent still works, only slower).
-    pub fn new(dir: Option<&Path>, engine: &Engine) -> Self {
+    pub fn new(dir: Option<&Path>, engine: &Engine, target: &str) -> Self {
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = hex::encode(&hasher.0.finalize()[..8]);
@@ -83,7 +87,7 @@ impl ArtifactCache {
         });
         ArtifactCache {
             dir,
-            engine_hash,
+            key: format!("{target}-{engine_hash}"),
             hits: AtomicU64::new(0),
             compiled: AtomicU64::new(0),
         }
@@ -93,7 +97,7 @@ impl ArtifactCache {
     pub fn artifact_path(&self, wasm_sha256: &str) -> Option<PathBuf> {
         self.dir
             .as_ref()
-            .map(|d| d.join(format!("{wasm_sha256}-{}.cwasm", self.engine_hash)))
+            .map(|d| d.join(format!("{wasm_sha256}-{}.cwasm", self.key)))
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -217,4 +221,53 @@ fn store(component: &Component, path: &Path) -> Result<(), String> {
     sum_name.push(".sha256");
     crate::store::atomic::write_private(&dir, Path::new(&sum_name), sha256_hex(&bytes).as_bytes())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::engine::{CodeTarget, new_engine};
+
+    /// The smallest component: the preamble of an empty one.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    /// The reverse of the e2e test `an_artifact_for_another_machine_is_…`:
+    /// an armhf agent (Pulley, 32-bit) finding this machine's native
+    /// artifact under its own name throws it away instead of mapping it.
+    #[test]
+    fn a_pulley32_cache_discards_a_native_artifact() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let native = new_engine(CodeTarget::Host)?
+            .precompile_component(EMPTY_COMPONENT)
+            .map_err(|e| format!("{e:#}"))?;
+        let pulley = new_engine(CodeTarget::Pulley32)?;
+        let cache = ArtifactCache::new(Some(dir.path()), &pulley, "pulley32");
+        let path = cache
+            .artifact_path(&sha256_hex(EMPTY_COMPONENT))
+            .ok_or("no cache path")?;
+        assert!(path.to_string_lossy().contains("-pulley32-"), "{path:?}");
+        std::fs::write(&path, &native)?;
+        std::fs::write(sidecar(&path), sha256_hex(&native))?;
+
+        // Loaded, it would have been a hit. Here a Pulley32 engine cannot
+        // compile either (this test host is not a 32-bit box), so the load
+        // fails, but only after the foreign artifact was discarded.
+        let loaded = cache.load(&pulley, "empty", EMPTY_COMPONENT);
+        assert!(loaded.is_err());
+        assert_eq!(cache.stats().hits, 0);
+        assert!(!path.exists(), "the native artifact was removed");
+        assert!(!sidecar(&path).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn artifacts_of_different_targets_have_different_names() -> Result<(), SandboxError> {
+        let dir = tempfile::tempdir().map_err(|e| SandboxError::Engine(e.to_string()))?;
+        let host = new_engine(CodeTarget::Host)?;
+        let pulley = new_engine(CodeTarget::Pulley32)?;
+        let a = ArtifactCache::new(Some(dir.path()), &host, &CodeTarget::Host.label(&host));
+        let b = ArtifactCache::new(Some(dir.path()), &pulley, "pulley32");
+        assert_ne!(a.artifact_path("00"), b.artifact_path("00"));
+        Ok(())
+    }
 }

@@ -423,7 +423,10 @@ impl Manifest {
 
     /// Memory cap in bytes.
     pub fn memory_bytes(&self) -> usize {
-        (self.limits.memory_mib as usize) << 20
+        // memory-mib is at most 1024 (1 GiB), which fits even a 32-bit
+        // usize; saturate rather than wrap if that bound ever moves.
+        crate::platform::byte_len::in_memory(crate::platform::byte_len::mib(self.limits.memory_mib))
+            .unwrap_or(usize::MAX)
     }
 
     /// One line per grant, for `neopro-runtime components` and logs.

@@ -11,7 +11,10 @@ pub mod manifest;
 pub mod registry;
 
 pub use cache::{CacheStats, LoadOrigin};
-pub use engine::{MEMORY_GUARD, MEMORY_RESERVATION, TICK};
+pub use engine::{
+    CodeTarget, MEMORY_32, MEMORY_64, MemorySettings, TICK, engine_config, memory_settings,
+    precompile_component,
+};
 pub use error::SandboxError;
 
 use crate::host::progress::ProgressState;
@@ -88,7 +91,16 @@ impl Sandbox {
         services: Arc<HostServices>,
         cache_dir: Option<&Path>,
     ) -> Result<Self, SandboxError> {
-        let engine = engine::new_engine()?;
+        let target = CodeTarget::Host;
+        let engine = engine::new_engine(target)?;
+        if engine.is_pulley() {
+            // armv7: Cranelift has no backend, guests run interpreted (host
+            // calls stay native). Expected, but worth a line in the log.
+            tracing::info!(
+                "no native compiler for {}: components run on wasmtime's Pulley interpreter",
+                std::env::consts::ARCH
+            );
+        }
         let ticker = engine::EpochTicker::start(&engine)?;
         let mut linker = Linker::new(&engine);
         // WASI only for what Rust's std needs (clocks, random, stdio going to
@@ -100,7 +112,7 @@ impl Sandbox {
             |state| state,
         )
         .map_err(|e| SandboxError::Engine(format!("linking host interfaces: {e}")))?;
-        let cache = ArtifactCache::new(cache_dir, &engine);
+        let cache = ArtifactCache::new(cache_dir, &engine, &target.label(&engine));
         Ok(Sandbox {
             engine,
             ticker,
@@ -108,6 +120,12 @@ impl Sandbox {
             cache,
             services,
         })
+    }
+
+    /// What the engine runs: `x86_64` / `aarch64` native code, or `pulley32`
+    /// bytecode on an armhf box.
+    pub fn code_target(&self) -> String {
+        CodeTarget::Host.label(&self.engine)
     }
 
     pub fn cache_stats(&self) -> CacheStats {

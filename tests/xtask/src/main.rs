@@ -15,6 +15,8 @@
 //!   `runtime/tests/fuzz.rs` for that long (default 60), seeded
 //! - `system-test [--arch A] [--scenario NAME]`: that package on a booted
 //!   Debian under systemd-nspawn (see `system_test/`)
+//! - `bench-cross <triple> [deploy-MiB]`: the sandbox, agent and deploy
+//!   benchmarks for another architecture, run under qemu-user
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -40,7 +42,10 @@ fn main() -> anyhow::Result<()> {
             let args: Vec<String> = std::env::args().skip(2).collect();
             system_test::run(&root, &args)
         }
-        _ => bail!("usage: cargo xtask <build|guests|test|demo|bench|package|fuzz|system-test>"),
+        "bench-cross" => bench_cross(&root),
+        _ => bail!(
+            "usage: cargo xtask <build|guests|test|demo|bench|package|fuzz|system-test|bench-cross>"
+        ),
     }
 }
 
@@ -398,6 +403,96 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
         &target_dir(root).join(format!("deb/smoke-{}", inputs.arch)),
     )?;
     Ok(deb)
+}
+
+/// `cargo xtask bench-cross <triple> [deploy-MiB]` (default 100): the
+/// benchmarks of `bench` for `triple` on this machine, the foreign binaries
+/// run under qemu-user (`qemu-arm` for armv7, `qemu-aarch64` for aarch64;
+/// the host's own triple runs natively, for scale). The sandbox benchmark is
+/// cross-built; the agent and deploy benchmarks drive the cross-built agent
+/// (through a wrapper script that starts it under qemu) from a native
+/// harness (dev profile: only the agent is measured). Emulated numbers
+/// compare architectures on one machine; they are not a Pi's speed.
+fn bench_cross(root: &Path) -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let (triple, mib) = match args.as_slice() {
+        [t] => (t.clone(), "100".to_owned()),
+        [t, m] => (t.clone(), m.clone()),
+        _ => bail!("usage: cargo xtask bench-cross <triple> [deploy-MiB]"),
+    };
+    let native = package::rust_arch(&triple) == std::env::consts::ARCH;
+    let emulator = if native {
+        None
+    } else {
+        Some(package::qemu_for(&triple)?)
+    };
+    if !rustup_has_target(&triple) {
+        run(Command::new("rustup").args(["target", "add", &triple]))?;
+    }
+    let (builtin, test_dir) = guests(root)?;
+    let upper = triple.to_uppercase().replace('-', "_");
+
+    // 1. The sandbox benchmark, built for `triple`, run by cargo through
+    //    the qemu runner.
+    let mut bench = cargo();
+    bench
+        .current_dir(root)
+        .env("NEOPRO_TEST_COMPONENTS", &test_dir)
+        .args(["bench", "-p", "neopro-runtime", "--bench", "sandbox"])
+        .args(["--target", &triple]);
+    package::cross_linker_env(&mut bench, &triple);
+    if let Some((qemu, sysroot)) = emulator {
+        bench.env(
+            format!("CARGO_TARGET_{upper}_RUNNER"),
+            format!("{qemu} -L {sysroot}"),
+        );
+    }
+    run(&mut bench)?;
+
+    // 2. The agent for `triple`, beside its components, behind a wrapper.
+    let mut build = cargo();
+    build
+        .current_dir(root)
+        .args(["build", "--release", "-p", "neopro-runtime"])
+        .args(["--target", &triple]);
+    package::cross_linker_env(&mut build, &triple);
+    run(&mut build)?;
+    let agent = target_dir(root)
+        .join(&triple)
+        .join("release/neopro-runtime");
+    let dir = target_dir(root).join(format!("bench-cross/{triple}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(dir.join("components"))?;
+    for entry in std::fs::read_dir(&builtin)? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, dir.join("components").join(name))?;
+        }
+    }
+    let wrapper = dir.join("neopro-runtime");
+    let exec = match emulator {
+        Some((qemu, sysroot)) => format!("exec {qemu} -L {sysroot} '{}' \"$@\"\n", agent.display()),
+        None => format!("exec '{}' \"$@\"\n", agent.display()),
+    };
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{exec}"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+    }
+
+    // 3. Round trips and a deploy against the native test central.
+    for (bin, extra) in [("agent-bench", "5"), ("deploy-bench", mib.as_str())] {
+        run(cargo()
+            .current_dir(target_dir(root))
+            .args(["run", "--quiet", "--manifest-path"])
+            .arg(root.join("Cargo.toml"))
+            .args(["-p", "neopro-e2e", "--bin", bin, "--"])
+            .arg(&wrapper)
+            .arg(extra))?;
+    }
+    Ok(())
 }
 
 fn rustup_has_target(triple: &str) -> bool {

@@ -16,8 +16,35 @@ pub const BINARY: &str = "usr/bin/neopro-runtime";
 pub const UNIT: &str = "usr/lib/systemd/system/neopro-runtime.service";
 pub const SITE_CONF_EXAMPLE: &str = "etc/neopro/site.conf.example";
 
-/// Cross linker used when the caller did not choose one.
-const CROSS_LINKERS: &[(&str, &str)] = &[("aarch64-unknown-linux-gnu", "aarch64-linux-gnu-gcc")];
+/// Cross linker used when the caller did not choose one (Debian's
+/// `gcc-aarch64-linux-gnu`, `gcc-arm-linux-gnueabihf`).
+const CROSS_LINKERS: &[(&str, &str)] = &[
+    ("aarch64-unknown-linux-gnu", "aarch64-linux-gnu-gcc"),
+    ("armv7-unknown-linux-gnueabihf", "arm-linux-gnueabihf-gcc"),
+];
+
+/// How a foreign binary of a target triple runs here: the qemu-user
+/// emulator and the sysroot its dynamic loader and libc come from (Debian's
+/// `libc6-dev-<arch>-cross`).
+pub fn qemu_for(triple: &str) -> anyhow::Result<(&'static str, &'static str)> {
+    let cpu = triple.split('-').next().unwrap_or(triple);
+    Ok(match cpu {
+        "aarch64" => ("qemu-aarch64", "/usr/aarch64-linux-gnu"),
+        "armv7" => ("qemu-arm", "/usr/arm-linux-gnueabihf"),
+        "x86_64" => ("qemu-x86_64", "/usr/x86_64-linux-gnu"),
+        _ => bail!("no qemu-user emulator known for target {triple}"),
+    })
+}
+
+/// What `std::env::consts::ARCH` (hence get-system-info's `architecture`,
+/// like Node's `os.arch()`) says on a target triple: `arm` on armv7.
+pub fn rust_arch(triple: &str) -> &str {
+    match triple.split('-').next().unwrap_or(triple) {
+        "armv7" => "arm",
+        "i686" => "x86",
+        cpu => cpu,
+    }
+}
 
 /// What goes into the package.
 pub struct Inputs {
@@ -50,34 +77,44 @@ pub fn deb_arch(triple: &str) -> anyhow::Result<&'static str> {
     })
 }
 
-/// ELF `e_machine` expected for a Debian architecture.
-fn elf_machine(arch: &str) -> Option<u16> {
+/// ELF `e_machine` and `EI_CLASS` (1 = 32-bit, 2 = 64-bit) expected for a
+/// Debian architecture.
+fn elf_machine(arch: &str) -> Option<(u16, u8)> {
     match arch {
-        "arm64" => Some(0xB7),
-        "amd64" => Some(0x3E),
-        "armhf" => Some(0x28),
-        "i386" => Some(0x03),
+        "arm64" => Some((0xB7, 2)),
+        "amd64" => Some((0x3E, 2)),
+        "armhf" => Some((0x28, 1)),
+        "i386" => Some((0x03, 1)),
         _ => None,
     }
 }
 
 /// Refuses a binary built for another machine than the package says
-/// (e.g. a host binary slipping into the arm64 package).
+/// (e.g. a host binary slipping into the arm64 or armhf package, or an
+/// aarch64 binary in the armhf one: both are ARM, only the class differs).
 pub fn check_binary_arch(binary: &Path, arch: &str) -> anyhow::Result<()> {
     let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
     if bytes.get(..4) != Some(b"\x7fELF".as_slice()) {
         bail!("{} is not an ELF executable", binary.display());
     }
+    let class = *bytes.get(4).context("truncated ELF header")?;
     let machine = bytes
         .get(18..20)
         .map(|m| u16::from_le_bytes([m[0], m[1]]))
         .context("truncated ELF header")?;
+    let bits = |class: u8| if class == 1 { 32 } else { 64 };
     match elf_machine(arch) {
-        Some(want) if want == machine => Ok(()),
-        Some(want) => bail!(
+        Some((want, _)) if want != machine => bail!(
             "{} is built for ELF machine {machine:#x}, the {arch} package needs {want:#x}",
             binary.display()
         ),
+        Some((_, want)) if want != class => bail!(
+            "{} is a {}-bit ELF (class {class}), the {arch} package needs a {}-bit one",
+            binary.display(),
+            bits(class),
+            bits(want)
+        ),
+        Some(_) => Ok(()),
         None => bail!("unknown Debian architecture {arch}"),
     }
 }
@@ -353,14 +390,13 @@ pub fn smoke_test(
     triple: &str,
     scratch: &Path,
 ) -> anyhow::Result<()> {
-    let cpu = triple.split('-').next().unwrap_or(triple);
+    let cpu = rust_arch(triple);
     let mut cmd = if cpu == std::env::consts::ARCH {
         Command::new(binary)
     } else {
-        let qemu = format!("qemu-{cpu}");
-        let sysroot = format!("/usr/{cpu}-linux-gnu");
-        let mut cmd = Command::new(&qemu);
-        cmd.arg("-L").arg(&sysroot).arg(binary);
+        let (qemu, sysroot) = qemu_for(triple)?;
+        let mut cmd = Command::new(qemu);
+        cmd.arg("-L").arg(sysroot).arg(binary);
         cmd
     };
     if scratch.exists() {
@@ -571,7 +607,115 @@ mod tests {
     fn debian_architectures() -> anyhow::Result<()> {
         assert_eq!(deb_arch("aarch64-unknown-linux-gnu")?, "arm64");
         assert_eq!(deb_arch("x86_64-unknown-linux-gnu")?, "amd64");
+        assert_eq!(deb_arch(ARMHF)?, "armhf");
         assert!(deb_arch("riscv64gc-unknown-linux-gnu").is_err());
+        Ok(())
+    }
+
+    const ARMHF: &str = "armv7-unknown-linux-gnueabihf";
+
+    /// The first bytes of an ELF executable: class (1 = 32-bit, 2 = 64-bit),
+    /// little-endian, `e_machine`.
+    fn elf_header(class: u8, machine: u16) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = class;
+        h[5] = 1;
+        h[6] = 1;
+        h[16] = 2; // ET_EXEC
+        h[18..20].copy_from_slice(&machine.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn a_host_binary_is_refused_in_the_armhf_package() -> anyhow::Result<()> {
+        let exe = std::env::current_exe()?;
+        let error = match check_binary_arch(&exe, "armhf") {
+            Ok(()) => anyhow::bail!("a host binary passed as armhf"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("the armhf package needs 0x28"), "{error}");
+        Ok(())
+    }
+
+    /// aarch64 and armv7 are both "ARM": a 64-bit ELF with the 32-bit ARM
+    /// machine number (a broken cross build) is refused by its class, a
+    /// real 32-bit ARM header passes, and an aarch64 binary is refused too.
+    #[test]
+    fn the_armhf_package_needs_a_32_bit_arm_elf() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("neopro-runtime");
+        std::fs::write(&file, elf_header(1, 0x28))?;
+        check_binary_arch(&file, "armhf")?;
+
+        std::fs::write(&file, elf_header(2, 0x28))?;
+        let error = match check_binary_arch(&file, "armhf") {
+            Ok(()) => anyhow::bail!("a 64-bit ELF passed as armhf"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains("is a 64-bit ELF (class 2), the armhf package needs a 32-bit one"),
+            "{error}"
+        );
+
+        std::fs::write(&file, elf_header(2, 0xB7))?;
+        check_binary_arch(&file, "arm64")?;
+        let error = match check_binary_arch(&file, "armhf") {
+            Ok(()) => anyhow::bail!("an aarch64 binary passed as armhf"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("ELF machine 0xb7"), "{error}");
+        Ok(())
+    }
+
+    #[test]
+    fn an_armhf_package_is_built_and_checked() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut inputs = inputs(dir.path())?;
+        inputs.arch = deb_arch(ARMHF)?.to_owned();
+        std::fs::write(&inputs.binary, elf_header(1, 0x28))?;
+        check_binary_arch(&inputs.binary, &inputs.arch)?;
+        let staged = dir.path().join("stage");
+        stage(&inputs, &root().join("README.md"), &staged)?;
+        let deb = dir.path().join("neopro-runtime_armhf.deb");
+        build_deb(&staged, &deb)?;
+        verify_deb(&deb, &inputs)?;
+        assert_eq!(control_field(&deb, "Architecture")?, "armhf");
+        // The same files checked against the arm64 inputs: refused by name.
+        inputs.arch = "arm64".to_owned();
+        let error = match verify_deb(&deb, &inputs) {
+            Ok(_) => anyhow::bail!("an armhf package passed as arm64"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains("control field Architecture is 'armhf', expected 'arm64'"),
+            "{error}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn armhf_runs_under_qemu_arm_with_its_cross_linker() -> anyhow::Result<()> {
+        assert_eq!(qemu_for(ARMHF)?, ("qemu-arm", "/usr/arm-linux-gnueabihf"));
+        assert_eq!(
+            qemu_for("aarch64-unknown-linux-gnu")?,
+            ("qemu-aarch64", "/usr/aarch64-linux-gnu")
+        );
+        // get-system-info reports std's ARCH, which is "arm" on armv7 (as
+        // Node's os.arch() on the upstream agent).
+        assert_eq!(rust_arch(ARMHF), "arm");
+        assert_eq!(rust_arch("aarch64-unknown-linux-gnu"), "aarch64");
+        let mut cmd = Command::new("true");
+        cross_linker_env(&mut cmd, ARMHF);
+        let var = "CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER";
+        if std::env::var_os(var).is_none() {
+            let set = cmd
+                .get_envs()
+                .find(|(k, _)| *k == var)
+                .and_then(|(_, v)| v)
+                .map(|v| v.to_string_lossy().into_owned());
+            assert_eq!(set.as_deref(), Some("arm-linux-gnueabihf-gcc"));
+        }
         Ok(())
     }
 }
