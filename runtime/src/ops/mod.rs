@@ -6,6 +6,7 @@ pub mod central_api;
 pub mod command;
 pub mod diagnose;
 pub mod install_service;
+pub mod new_component;
 pub mod prompt;
 pub mod register;
 pub mod resync;
