@@ -4,7 +4,7 @@
 use super::bindings::neopro::agent::files::{DirEntry, EntryKind, Host, Metadata};
 use super::roots::{io_error, relative, relative_file};
 use super::{HostState, WitError, WitRoot};
-use crate::manifest::{Access, RootName};
+use crate::sandbox::manifest::{Access, RootName};
 use cap_std::fs::Dir;
 use std::io::Read;
 use std::time::UNIX_EPOCH;
@@ -78,7 +78,7 @@ impl Host for HostState {
                 "{root}/{path} is a directory, not a file"
             )));
         }
-        crate::atomic::write(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
+        crate::store::atomic::write(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
     }
 
     fn remove_file(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {
@@ -209,8 +209,8 @@ impl Host for HostState {
                 "{to_root}/{to} already exists; copy-tree needs a new name"
             )));
         }
-        let size =
-            crate::tree::tree_size(&src, &from_rel).map_err(|e| io_error(from_root, &from, &e))?;
+        let size = crate::store::tree::tree_size(&src, &from_rel)
+            .map_err(|e| io_error(from_root, &from, &e))?;
         if let Ok(s) = rustix::fs::fstatvfs(&dst) {
             let free = s.f_bavail.saturating_mul(s.f_frsize);
             let reserve = s.f_blocks.saturating_mul(s.f_frsize) / 20;
@@ -220,14 +220,14 @@ impl Host for HostState {
                 )));
             }
         }
-        match crate::tree::copy_tree(&src, &from_rel, &dst, &to_rel) {
+        match crate::store::tree::copy_tree(&src, &from_rel, &dst, &to_rel) {
             Ok(bytes) => {
                 let _ = rustix::fs::syncfs(&dst);
                 Ok(bytes)
             }
             Err(e) => {
                 // Never leave half a copy behind.
-                let _ = crate::tree::remove_tree(&dst, &to_rel);
+                let _ = crate::store::tree::remove_tree(&dst, &to_rel);
                 Err(io_error(to_root, &format!("{from} -> {to}"), &e))
             }
         }
@@ -237,7 +237,7 @@ impl Host for HostState {
         let root = RootName::from(root);
         let dir = self.open_root(root, Access::ReadWrite)?;
         let rel = relative_file(&path)?;
-        crate::tree::remove_tree(&dir, &rel).map_err(|e| io_error(root, &path, &e))
+        crate::store::tree::remove_tree(&dir, &rel).map_err(|e| io_error(root, &path, &e))
     }
 
     fn free_bytes(&mut self, root: WitRoot) -> Result<u64, WitError> {

@@ -17,6 +17,7 @@
 //! with the cache folder, never trusted beyond it.)
 
 use super::SandboxError;
+use crate::store::hash::sha256_hex;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -61,11 +62,6 @@ pub struct ArtifactCache {
     engine_hash: String,
     hits: AtomicU64,
     compiled: AtomicU64,
-}
-
-/// sha256 of bytes, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl ArtifactCache {
@@ -196,8 +192,8 @@ fn write_stamp(path: &Path, sha256: &str) {
         return;
     };
     let written = stamp_text(path, sha256).and_then(|text| {
-        let dir = crate::atomic::open_state_dir(dir)?;
-        crate::atomic::write(&dir, Path::new(&name), text.as_bytes())
+        let dir = crate::store::atomic::open_state_dir(dir)?;
+        crate::store::atomic::write(&dir, Path::new(&name), text.as_bytes())
     });
     if let Err(e) = written {
         tracing::debug!("cannot stamp {} as verified: {e}", path.display());
@@ -253,11 +249,11 @@ fn store(component: &Component, path: &Path) -> Result<(), String> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err("bad cache path".to_owned());
     };
-    let dir = crate::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
-    crate::atomic::write(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())?;
+    let dir = crate::store::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
+    crate::store::atomic::write(&dir, Path::new(name), &bytes).map_err(|e| e.to_string())?;
     let mut sum_name = name.to_owned();
     sum_name.push(".sha256");
-    let sum = sha256_hex(&bytes);
     // No stamp yet: the file is too fresh to be vouched for by its time.
-    crate::atomic::write(&dir, Path::new(&sum_name), sum.as_bytes()).map_err(|e| e.to_string())
+    crate::store::atomic::write(&dir, Path::new(&sum_name), sha256_hex(&bytes).as_bytes())
+        .map_err(|e| e.to_string())
 }

@@ -7,8 +7,10 @@
 mod cache;
 mod engine;
 mod error;
+pub mod manifest;
+pub mod registry;
 
-pub use cache::{CacheStats, LoadOrigin, sha256_hex};
+pub use cache::{CacheStats, LoadOrigin};
 pub use engine::{MEMORY_GUARD, MEMORY_RESERVATION, TICK};
 pub use error::SandboxError;
 
@@ -17,7 +19,8 @@ use crate::host::{
     CallContext, CommandPre, HostServices, HostState, MemoryCap, ProgressSink, WireCommand,
     WitError,
 };
-use crate::manifest::Manifest;
+use crate::sandbox::manifest::Manifest;
+use crate::store::hash::sha256_hex;
 use cache::ArtifactCache;
 use std::path::Path;
 use std::sync::Arc;

@@ -6,9 +6,10 @@
 
 use crate::config::SiteConfig;
 use crate::host::HostServices;
-use crate::manifest::Manifest;
-use crate::pushed::signing::{self, PublicKey, SecretKey};
-use crate::sandbox::{Sandbox, sha256_hex};
+use crate::sandbox::Sandbox;
+use crate::sandbox::manifest::Manifest;
+use crate::signing::components::{self as signing, PublicKey, SecretKey};
+use crate::store::hash::sha256_hex;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use std::io::Write;
@@ -89,7 +90,7 @@ impl Bundle {
     pub fn open(wasm_path: &Path) -> anyhow::Result<Self> {
         let wasm =
             std::fs::read(wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
-        let manifest_path = crate::registry::manifest_for_wasm(wasm_path);
+        let manifest_path = crate::sandbox::registry::manifest_for_wasm(wasm_path);
         let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
             format!(
                 "reading the manifest {} (it must sit beside the .wasm)",

@@ -8,7 +8,7 @@
 //! A command found accepted-but-unfinished at start-up (the agent died while
 //! running it) is closed with an error result rather than run again.
 
-use crate::atomic;
+use crate::store::atomic;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -110,12 +110,12 @@ fn file_name(id: &str) -> String {
     if plain {
         format!("{id}.json")
     } else {
-        format!("h-{}.json", crate::sandbox::sha256_hex(id.as_bytes()))
+        format!("h-{}.json", crate::store::hash::sha256_hex(id.as_bytes()))
     }
 }
 
 fn now_ms() -> u64 {
-    crate::clock::unix_millis(SystemTime::now())
+    crate::platform::clock::unix_millis(SystemTime::now())
 }
 
 impl Journal {
