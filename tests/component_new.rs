@@ -109,8 +109,8 @@ fn a_rust_component_from_component_new_builds_tests_and_runs_outside_the_repo() 
     operator_tools_treat_it_as_any_component(&wasm, &conf, work.path());
 }
 
-/// `component keygen | sign | inspect` and a signed `run-component`, as for
-/// a Rust component.
+/// `component keygen | sign | inspect` and a signed `run-component`: the
+/// same for a Rust and a TypeScript component.
 fn operator_tools_treat_it_as_any_component(wasm: &Path, conf: &Path, work: &Path) {
     let key = work.join("ops.key");
     let out = run(Command::new(agent_binary())
@@ -180,49 +180,4 @@ fn a_typescript_component_from_component_new_builds_tests_and_runs_outside_the_r
     let conf = site(&work.path().join("box"));
     assert_runs_like_the_template_says(&wasm, &conf);
     operator_tools_treat_it_as_any_component(&wasm, &conf, work.path());
-}
-
-/// `component keygen | sign | inspect` and a signed `run-component`, as for
-/// a Rust component.
-fn operator_tools_treat_it_as_any_component(wasm: &Path, conf: &Path, work: &Path) {
-    let key = work.join("ops.key");
-    let out = run(Command::new(agent_binary())
-        .args(["component", "keygen", "--out"])
-        .arg(&key));
-    let public = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("ed25519:"))
-        .expect("public key printed")
-        .to_owned();
-    let signed = run(Command::new(agent_binary())
-        .args(["component", "sign", "--key"])
-        .arg(&key)
-        .arg(wasm));
-    let params: Value = serde_json::from_slice(&signed.stdout).expect("install parameters");
-    assert_eq!(params["name"], json!("video-stats"));
-    assert!(wasm.with_extension("sig").is_file());
-    let mut text = std::fs::read_to_string(conf).expect("site.conf");
-    text.push_str(&format!("TRUSTED_COMPONENT_KEYS={public}\n"));
-    std::fs::write(conf, text).expect("site.conf");
-    let inspected = run(Command::new(agent_binary())
-        .args(["--config"])
-        .arg(conf)
-        .args(["component", "inspect"])
-        .arg(wasm));
-    let inspected = String::from_utf8_lossy(&inspected.stdout);
-    for line in [
-        "world:     neopro:agent/command",
-        "links:     yes, it can run on this agent",
-        "  commands: video_stats",
-        "signature: valid, by trusted key",
-    ] {
-        assert!(inspected.contains(line), "{line} not in:\n{inspected}");
-    }
-    let (code, result, stderr) = run_component(wasm, conf, "{}");
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stderr.contains("signature: valid, by trusted key"),
-        "{stderr}"
-    );
-    assert_eq!(result["videos"], json!(0), "{result}");
 }
