@@ -187,18 +187,16 @@ fn ts_guests(root: &Path, out: &Path) -> anyhow::Result<()> {
         std::fs::remove_dir_all(out)?;
     }
     std::fs::create_dir_all(out)?;
-    for project in [root.join("guest-sdk/template-ts")] {
-        if !project.join("node_modules/@neopro/guest-sdk").is_dir() {
-            run(Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&project))?;
-        }
+    let project = root.join("guest-sdk/template-ts");
+    if !project.join("node_modules/@neopro/guest-sdk").is_dir() {
         run(Command::new("npm")
-            .args(["run", "--silent", "build", "--", "--out"])
-            .arg(out)
+            .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&project))?;
     }
-    Ok(())
+    run(Command::new("npm")
+        .args(["run", "--silent", "build", "--", "--out"])
+        .arg(out)
+        .current_dir(&project))
 }
 
 fn build(root: &Path) -> anyhow::Result<()> {
