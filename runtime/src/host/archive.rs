@@ -5,8 +5,28 @@
 use super::bindings::neopro::agent::archive::{Host, Report};
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError, WitRoot};
+use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName};
 use crate::store::extract::{ArchiveError, Limits};
+
+/// The `archive` capability's state.
+#[derive(Debug)]
+pub struct ArchiveHost {
+    /// UPDATE_TRUSTED_KEYS.
+    pub update_keys: Vec<[u8; 32]>,
+    /// Most bytes one extraction may write: a release unpacks to at most
+    /// four times the largest download allowed (MAX_DOWNLOAD_SIZE).
+    pub max_extract_bytes: u64,
+}
+
+impl ArchiveHost {
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        ArchiveHost {
+            update_keys: config.update_keys.clone(),
+            max_extract_bytes: config.max_download_size.saturating_mul(4),
+        }
+    }
+}
 
 impl From<ArchiveError> for WitError {
     fn from(e: ArchiveError) -> Self {
@@ -49,7 +69,7 @@ impl Host for HostState {
     ) -> Result<String, WitError> {
         let sha = super::bindings::neopro::agent::files::Host::sha256(self, root, path)?;
         crate::signing::releases::check(
-            &self.call.services.update_keys,
+            &self.call.services.archive.update_keys,
             &version,
             &sha,
             signature.as_deref(),
@@ -67,8 +87,8 @@ impl Host for HostState {
     ) -> Result<Report, WitError> {
         let src_root = RootName::from(src_root);
         let dest_root = RootName::from(dest_root);
-        self.call.require_root(src_root, Access::ReadOnly)?;
-        self.call.require_root(dest_root, Access::ReadWrite)?;
+        self.call.check(Grant::Root(src_root, Access::ReadOnly))?;
+        self.call.check(Grant::Root(dest_root, Access::ReadWrite))?;
         let roots = &self.call.services.roots;
         let src_dir = roots.open(src_root, false)?;
         let src_rel = relative_file(&src_path)?;
@@ -89,7 +109,7 @@ impl Host for HostState {
             .open_dir(&dest_rel)
             .map_err(|e| io_error(dest_root, &dest_path, &e))?;
         let limits = Limits {
-            max_bytes: self.call.services.max_download_size.saturating_mul(4),
+            max_bytes: self.call.services.archive.max_extract_bytes,
             ..Limits::default()
         };
         let reader = std::io::BufReader::with_capacity(256 << 10, file.into_std());

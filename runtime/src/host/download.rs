@@ -11,12 +11,28 @@ use super::bindings::neopro::agent::download::{Host, Outcome, Request};
 use super::progress::parse_detail;
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError};
+use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName};
 use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// The `download` capability's state.
+#[derive(Debug)]
+pub struct DownloadHost {
+    /// MAX_DOWNLOAD_SIZE: no download may be larger, whatever the grant.
+    pub max_bytes: u64,
+}
+
+impl DownloadHost {
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        DownloadHost {
+            max_bytes: config.max_download_size,
+        }
+    }
+}
 
 /// Attempts per download (network errors and 5xx answers are retried).
 const ATTEMPTS: u32 = 4;
@@ -38,13 +54,13 @@ enum AttemptError {
 
 impl HostState {
     fn download_limit(&self, asked: Option<u64>) -> Result<u64, WitError> {
-        let grant = self.call.manifest.grants.download.ok_or_else(|| {
+        let grant = self.call.manifest.grants.download.as_ref().ok_or_else(|| {
             WitError::NotPermitted(format!(
                 "component '{}' lacks the grant download",
                 self.call.manifest.name
             ))
         })?;
-        let mut limit = grant.max_bytes.min(self.call.services.max_download_size);
+        let mut limit = grant.max_bytes.min(self.call.services.download.max_bytes);
         if let Some(asked) = asked {
             limit = limit.min(asked);
         }
@@ -316,7 +332,7 @@ impl Host for HostState {
     fn fetch(&mut self, request: Request) -> Result<Outcome, WitError> {
         let limit = self.download_limit(request.max_bytes)?;
         let root = RootName::from(request.root);
-        self.call.require_root(root, Access::ReadWrite)?;
+        self.call.check(Grant::Root(root, Access::ReadWrite))?;
         let scheme_ok = request.url.starts_with("http://") || request.url.starts_with("https://");
         if !scheme_ok {
             return Err(WitError::InvalidInput(format!(
@@ -324,6 +340,13 @@ impl Host for HostState {
                 request.url
             )));
         }
+        let host = reqwest::Url::parse(&request.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .ok_or_else(|| {
+                WitError::InvalidInput(format!("'{}' is not a URL with a host name", request.url))
+            })?;
+        self.call.check(Grant::Download { host: &host })?;
         let expected = request
             .sha256
             .as_deref()

@@ -4,6 +4,7 @@
 use super::bindings::neopro::agent::files::{DirEntry, EntryKind, Host, Metadata};
 use super::roots::{io_error, relative, relative_file};
 use super::{HostState, WitError, WitRoot};
+use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName};
 use cap_std::fs::Dir;
 use std::io::Read;
@@ -23,7 +24,7 @@ fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {
 
 impl HostState {
     fn open_root(&self, root: RootName, access: Access) -> Result<Dir, WitError> {
-        self.call.require_root(root, access)?;
+        self.call.check(Grant::Root(root, access))?;
         Ok(self
             .call
             .services

@@ -4,12 +4,31 @@
 use super::bindings::neopro::agent::logs::Host;
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError, WitRoot};
+use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName, is_valid_unit_name};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// The `logs` capability's state.
+#[derive(Debug)]
+pub struct LogsHost {
+    /// The journalctl program; a test double in tests.
+    pub journalctl: std::path::PathBuf,
+    /// The agent's own log file (LOG_PATH), for `agent-log-tail`.
+    pub agent_log: std::path::PathBuf,
+}
+
+impl LogsHost {
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        LogsHost {
+            journalctl: config.journalctl.clone(),
+            agent_log: config.log_path.clone(),
+        }
+    }
+}
 
 /// Most lines one call may ask for.
 pub const MAX_LINES: u32 = 10_000;
@@ -121,20 +140,14 @@ impl Host for HostState {
                 "'{unit}' is not a valid service name (letters, digits and :-_.@ only)"
             )));
         }
-        self.call.require(
-            self.call.manifest.grants.may_read_journal(&unit),
-            &format!("logs.units containing \"{unit}\""),
-        )?;
-        journal_tail(&self.call.services.journalctl, &unit, lines)
+        self.call.check(Grant::JournalUnit(&unit))?;
+        journal_tail(&self.call.services.logs.journalctl, &unit, lines)
     }
 
     fn agent_log_tail(&mut self, lines: u32) -> Result<String, WitError> {
-        self.call.require(
-            self.call.manifest.grants.logs.agent_log,
-            "logs.agent-log = true",
-        )?;
+        self.call.check(Grant::AgentLog)?;
         check_lines(lines)?;
-        let path = &self.call.services.agent_log;
+        let path = &self.call.services.logs.agent_log;
         let file = std::fs::File::open(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 WitError::NotFound(format!(
@@ -150,7 +163,7 @@ impl Host for HostState {
 
     fn file_tail(&mut self, root: WitRoot, path: String, lines: u32) -> Result<String, WitError> {
         let root = RootName::from(root);
-        self.call.require_root(root, Access::ReadOnly)?;
+        self.call.check(Grant::Root(root, Access::ReadOnly))?;
         check_lines(lines)?;
         let dir = self.call.services.roots.open(root, false)?;
         let rel = relative_file(&path)?;

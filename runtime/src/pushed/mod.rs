@@ -48,6 +48,13 @@ const MAX_COMPONENT_BYTES: u64 = 32 << 20;
 /// Longest an install may spend downloading (it holds the software lock).
 const DOWNLOAD_BUDGET: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// The resource a management command is serialised on: install, remove and
+/// rollback change what runs on the box, so they wait for (and hold up)
+/// software updates, reboots and restarts; listing touches nothing.
+pub fn management_resource(command_type: &str) -> Option<crate::sandbox::manifest::Resource> {
+    (command_type != "list_components").then_some(crate::sandbox::manifest::Resource::Software)
+}
+
 pub fn is_management(command_type: &str) -> bool {
     MANAGEMENT_COMMANDS.contains(&command_type)
 }

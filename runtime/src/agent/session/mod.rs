@@ -370,7 +370,7 @@ impl Session {
     fn run_follow_up(&self, id: String, action: crate::agent::follow_up::Action) {
         let services = self.dispatcher.host_services().clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::agent::follow_up::run(&services.service_manager, &id, &action) {
+            if let Err(e) = crate::agent::follow_up::run(&services.services.manager, &id, &action) {
                 tracing::error!("{e}");
             }
         });
@@ -405,7 +405,9 @@ impl Session {
         match self.journal.admit(&id, &command_type) {
             Ok(Admission::Run) => {
                 let data = command.get("data").cloned().unwrap_or(Value::Null);
-                if command_type == "update_software" && !self.update_may_run_now(&id, &data) {
+                if self.dispatcher.uses_maintenance_window(&command_type)
+                    && !self.update_may_run_now(&id, &data)
+                {
                     return;
                 }
                 self.spawn_command(id, command_type, data);
