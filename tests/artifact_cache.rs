@@ -198,3 +198,50 @@ fn an_artifact_for_another_machine_is_recompiled_not_loaded() {
     let result = neopro_e2e::run_loaded(&fresh, &loaded, serde_json::json!({}));
     assert!(result.is_ok(), "{result:?}");
 }
+
+/// Sets a file's modification time.
+fn set_mtime(path: &std::path::Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(time))
+        .expect("set mtime");
+}
+
+#[test]
+fn a_verified_artifact_is_not_hashed_again_until_it_changes() {
+    let site = Site::new();
+    let _ = site.load(&site.sandbox(), "get-config");
+    let name = cached_artifacts(&site)[0].clone();
+    let path = site.config.cache_dir().join(&name);
+    let stamp = site.config.cache_dir().join(format!("{name}.verified"));
+    assert!(!stamp.exists(), "a fresh artifact is not stamped");
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    set_mtime(&path, an_hour_ago);
+    assert_eq!(
+        site.load(&site.sandbox(), "get-config").origin(),
+        LoadOrigin::Cache
+    );
+    let stamped = std::fs::read_to_string(&stamp).expect("stamped after a full check");
+    let sum = std::fs::read_to_string(site.config.cache_dir().join(format!("{name}.sha256")))
+        .expect("checksum");
+    assert!(stamped.ends_with(&format!(" {sum}")), "{stamped}");
+
+    // The stamp is what is trusted: bytes changed behind an unchanged time
+    // and size are not re-hashed (wasmtime's header checks still run)...
+    let mut bytes = std::fs::read(&path).expect("artifact");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("damage");
+    set_mtime(&path, an_hour_ago);
+    assert_eq!(
+        site.load(&site.sandbox(), "get-config").origin(),
+        LoadOrigin::Cache
+    );
+    // ... while any write that moves the time is caught and rebuilt.
+    std::fs::write(&path, &bytes).expect("damage again");
+    assert_eq!(
+        site.load(&site.sandbox(), "get-config").origin(),
+        LoadOrigin::Compiled
+    );
+}

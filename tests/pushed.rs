@@ -653,3 +653,58 @@ fn remove_and_rollback_check_names_as_install_does() {
         );
     }
 }
+
+/// The TypeScript port of the template (guest-sdk/template-ts, built by
+/// `cargo xtask guests` with the SDK's QuickJS build step).
+fn ts_wasm_of(name: &str) -> Vec<u8> {
+    let ts = components_dir()
+        .parent()
+        .expect("components folder")
+        .join("ts");
+    std::fs::read(ts.join(format!("{name}.wasm"))).expect("TypeScript test component")
+}
+
+#[test]
+fn the_typescript_template_installs_signed_and_answers_as_the_rust_one() {
+    let key = SecretKey::generate().expect("key");
+    let site = site(POLICY);
+    let d = dispatcher(&site, &key, "");
+    let rust = wasm_of("video-inventory");
+    let ts = ts_wasm_of("video-inventory");
+    let server = FileServer::start(ts.clone(), Fault::None);
+    let installed = success(run(
+        &d,
+        "install_component",
+        install_params(&server, &ts, &manifest("1.0.0", ""), Some(&key)),
+    ));
+    assert_eq!(installed["sha256"], json!(sha256_hex(&ts)));
+    let cases = [
+        json!({}),
+        json!({"category": "Sponsors"}),
+        json!({"category": "Nope"}),
+    ];
+    let from_ts: Vec<Outcome> = cases
+        .iter()
+        .map(|data| run(&d, "video_inventory", data.clone()))
+        .collect();
+    assert_eq!(sorted_categories(success(from_ts[0].clone())), inventory());
+
+    // The same commands on the same files through the Rust template.
+    let site_rust = self::site(POLICY);
+    let d_rust = dispatcher(&site_rust, &key, "");
+    let server = FileServer::start(rust.clone(), Fault::None);
+    success(run(
+        &d_rust,
+        "install_component",
+        install_params(&server, &rust, &manifest("1.0.0", ""), Some(&key)),
+    ));
+    for (data, ts_outcome) in cases.iter().zip(from_ts) {
+        let rust_outcome = run(&d_rust, "video_inventory", data.clone());
+        match (rust_outcome, ts_outcome) {
+            (Outcome::Success { result: r }, Outcome::Success { result: t }) => {
+                assert_eq!(sorted_categories(t), sorted_categories(r), "{data}")
+            }
+            (r, t) => assert_eq!(format!("{t:?}"), format!("{r:?}"), "{data}"),
+        }
+    }
+}

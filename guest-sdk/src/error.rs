@@ -14,6 +14,26 @@ impl Error {
         Error::NotFound(message.into())
     }
 
+    /// The manifest does not grant what the command needs; name the grant.
+    pub fn not_permitted(message: impl Into<String>) -> Self {
+        Error::NotPermitted(message.into())
+    }
+
+    /// Bytes do not match the expected sha256.
+    pub fn checksum_mismatch(message: impl Into<String>) -> Self {
+        Error::ChecksumMismatch(message.into())
+    }
+
+    /// A size limit would be exceeded.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Error::TooLarge(message.into())
+    }
+
+    /// An operation ran past its time limit.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Error::Timeout(message.into())
+    }
+
     /// The box refused an operation (disk, kernel).
     pub fn io(message: impl Into<String>) -> Self {
         Error::Io(message.into())

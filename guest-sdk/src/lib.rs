@@ -10,8 +10,10 @@
 //! This crate gives you:
 //! - [`Command`]: parse the command's `data` into your own serde type and
 //!   return any serializable result;
-//! - [`Error`] with one constructor per error kind (`Error::invalid_input`,
-//!   `Error::not_found`, ...); its message is what the operator reads;
+//! - [`Error`] with one constructor per WIT error kind (`Error::invalid_input`,
+//!   `Error::not_permitted`, `Error::not_found`, `Error::checksum_mismatch`,
+//!   `Error::too_large`, `Error::timeout`, `Error::io`, `Error::failed`); its
+//!   message is what the operator reads;
 //! - safe wrappers over the host: [`files`], [`config_store`], [`system`], [`logs`],
 //!   [`progress`], and the logging macros [`info!`], [`warn!`], [`error!`],
 //!   [`debug!`];
@@ -22,12 +24,13 @@
 //! A component that answers `get_version` with the installed NEOPRO version
 //! and, when asked, the size of one video:
 //!
-//! ```ignore
+//! ```no_run
+//! use neopro_guest_sdk::serde::Deserialize;
+//! use neopro_guest_sdk::serde_json::{json, Value};
 //! use neopro_guest_sdk::{files, system, Command, Context, Error, Root};
-//! use serde::Deserialize;
-//! use serde_json::{json, Value};
 //!
 //! #[derive(Deserialize)]
+//! #[serde(crate = "neopro_guest_sdk::serde")]
 //! struct Data {
 //!     video: Option<String>,
 //! }
@@ -49,6 +52,7 @@
 //! }
 //!
 //! neopro_guest_sdk::export_command!(GetVersion);
+//! # fn main() {}
 //! ```
 //!
 //! Its manifest (`get-version.toml`, next to `get-version.wasm`) asks for
@@ -107,6 +111,9 @@ pub use log::Level;
 /// The named folders a path can be relative to; see the `types` WIT interface.
 pub use bindings::neopro::agent::types::Root;
 
+/// Re-exported so components need not depend on serde themselves; derive
+/// with `#[serde(crate = "neopro_guest_sdk::serde")]`.
+pub use serde;
 /// Re-exported so components need not depend on serde_json themselves.
 pub use serde_json;
 

@@ -114,7 +114,7 @@ fn load(
                     spec.wasm_path.display()
                 ));
             }
-            sandbox.load(&bytes, spec.manifest.clone())
+            sandbox.load_hashed(&bytes, sha256, spec.manifest.clone())
         }
     }
     .map(Arc::new)

@@ -19,6 +19,19 @@ use std::sync::Arc;
 
 #[derive(Subcommand, Debug)]
 pub enum ComponentCommand {
+    /// Start a new command component: writes DIR/NAME/ with the code, the
+    /// manifest, a test and the vendored SDK + WIT; it builds anywhere.
+    New {
+        /// The component name (a-z, 0-9, '-'); its command type is the same
+        /// with '_' (video-stats handles video_stats).
+        name: String,
+        /// The folder to create NAME/ in (default: the current one).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// rust (cargo, wasm32-wasip2) or ts (TypeScript, npm, QuickJS).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::ops::new_component::Lang,
+    },
     /// Create a signing key pair: the secret key file (mode 0600, keep it off
     /// the boxes) and the public key to put in TRUSTED_COMPONENT_KEYS.
     Keygen {
@@ -77,7 +90,7 @@ impl Bundle {
     pub fn open(wasm_path: &Path) -> anyhow::Result<Self> {
         let wasm =
             std::fs::read(wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
-        let manifest_path = wasm_path.with_extension("toml");
+        let manifest_path = crate::sandbox::registry::manifest_for_wasm(wasm_path);
         let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
             format!(
                 "reading the manifest {} (it must sit beside the .wasm)",
@@ -134,6 +147,18 @@ pub fn site_keys(config: &SiteConfig) -> anyhow::Result<Vec<PublicKey>> {
 
 pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<ExitCode> {
     match command {
+        ComponentCommand::New { name, dir, lang } => {
+            let created = crate::ops::new_component::create(&name, &dir, lang)?;
+            println!(
+                "created {} ({} files). Next:",
+                created.dir.display(),
+                created.files.len()
+            );
+            for step in created.next_steps {
+                println!("  {step}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ComponentCommand::Keygen { out } => keygen(&out),
         ComponentCommand::Sign { wasm, key, url } => sign(&wasm, &key, url),
         ComponentCommand::Verify { wasm, keys } => {

@@ -7,6 +7,7 @@ pub mod command;
 pub mod component;
 pub mod diagnose;
 pub mod install_service;
+pub mod new_component;
 pub mod prompt;
 pub mod register;
 pub mod resync;

@@ -411,7 +411,7 @@ impl Manager {
             detail: e.message().to_owned(),
         })?;
         let wasm_file = incoming.join(&file_name);
-        let checked = self.check_component(sandbox, &wasm_file, &manifest);
+        let checked = self.check_component(sandbox, &policy, &wasm_file, &manifest);
         if let Err(e) = checked {
             let _ = std::fs::remove_file(&wasm_file);
             return Err(e);
@@ -458,11 +458,13 @@ impl Manager {
         }))
     }
 
-    /// The file is a component of our world that links against this agent;
-    /// loading it also leaves its precompiled artifact in the cache.
+    /// The file is a component of our world that links against this agent
+    /// and compiles within the site's memory budget; loading it also leaves
+    /// its precompiled artifact in the cache.
     fn check_component(
         &self,
         sandbox: &Sandbox,
+        policy: &Policy,
         wasm_file: &std::path::Path,
         manifest: &crate::sandbox::manifest::Manifest,
     ) -> Result<(), PushedError> {
@@ -486,6 +488,7 @@ impl Manager {
                 });
             }
         }
+        policy.check_compile_size(&name, bytes.len() as u64)?;
         match sandbox.load(&bytes, manifest.clone()) {
             Ok(_) => Ok(()),
             Err(SandboxError::InvalidComponent { detail, .. }) => {

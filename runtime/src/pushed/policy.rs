@@ -14,6 +14,8 @@
 //! [limits]
 //! max-memory-mib = 64
 //! max-timeout-secs = 300
+//! max-compile-mib = 256         # refuse components whose first compile
+//!                               # would need more memory than this
 //! [grants]                      # same syntax as a manifest's [grants]
 //! files = { videos = "ro" }
 //! system = true
@@ -28,6 +30,18 @@ use std::path::{Path, PathBuf};
 /// Default ceilings when the policy has no `[limits]`.
 const DEFAULT_MAX_MEMORY_MIB: u32 = 64;
 const DEFAULT_MAX_TIMEOUT_SECS: u32 = 300;
+/// What the first compile of a pushed component may cost by default: a
+/// 1 GB Pi also plays video. Fits Rust and QuickJS components (a 1.6 MB
+/// QuickJS one needs ~115 MB), refuses SpiderMonkey ones (13 MB, ~510 MB).
+const DEFAULT_MAX_COMPILE_MIB: u32 = 256;
+
+/// The compiler's peak memory for a component of `wasm_bytes`, estimated
+/// from measurements with this engine (cranelift, parallel compilation on
+/// 2 cores): ~40 MiB per MiB of WebAssembly above a fixed ~32 MiB (README
+/// § "Write a command in TypeScript"). Deliberately on the high side.
+pub fn estimated_compile_mib(wasm_bytes: u64) -> u64 {
+    32 + (wasm_bytes * 40).div_ceil(1 << 20)
+}
 
 /// The policy cannot be read, or a component goes beyond it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -67,6 +81,18 @@ pub enum PolicyError {
         installed: String,
         path: PathBuf,
     },
+    #[error(
+        "component '{name}' ({:.1} MB of WebAssembly) would need about {needed_mib} MiB of memory to compile, more than the {max_mib} MiB the site policy {} allows (max-compile-mib): build it with the QuickJS engine (the TypeScript SDK's default) or make it smaller, or raise max-compile-mib on a box with the memory to spare",
+        *.wasm_bytes as f64 / 1e6,
+        .path.display()
+    )]
+    CompileTooLarge {
+        name: String,
+        wasm_bytes: u64,
+        needed_mib: u64,
+        max_mib: u32,
+        path: PathBuf,
+    },
 }
 
 /// Upper bounds of a pushed component's limits.
@@ -75,6 +101,7 @@ pub enum PolicyError {
 pub struct LimitCeiling {
     pub max_memory_mib: u32,
     pub max_timeout_secs: u32,
+    pub max_compile_mib: u32,
 }
 
 impl Default for LimitCeiling {
@@ -82,6 +109,7 @@ impl Default for LimitCeiling {
         LimitCeiling {
             max_memory_mib: DEFAULT_MAX_MEMORY_MIB,
             max_timeout_secs: DEFAULT_MAX_TIMEOUT_SECS,
+            max_compile_mib: DEFAULT_MAX_COMPILE_MIB,
         }
     }
 }
@@ -131,6 +159,22 @@ impl Policy {
         })?;
         policy.path = path.to_owned();
         Ok(policy)
+    }
+
+    /// Refuses a component whose compile would not fit the memory budget,
+    /// before anything is compiled.
+    pub fn check_compile_size(&self, name: &str, wasm_bytes: u64) -> Result<(), PolicyError> {
+        let needed_mib = estimated_compile_mib(wasm_bytes);
+        if needed_mib <= u64::from(self.limits.max_compile_mib) {
+            return Ok(());
+        }
+        Err(PolicyError::CompileTooLarge {
+            name: name.to_owned(),
+            wasm_bytes,
+            needed_mib,
+            max_mib: self.limits.max_compile_mib,
+            path: self.path.clone(),
+        })
     }
 
     /// Refuses an unsigned component unless the policy allows it.
@@ -377,5 +421,19 @@ mod tests {
         assert!(matches!(missing, Err(PolicyError::Missing(_))));
         let typo = Policy::parse(Path::new("p.toml"), "allow-unsinged = true\n");
         assert!(matches!(typo, Err(PolicyError::Parse { .. })));
+    }
+
+    #[test]
+    fn a_component_too_big_to_compile_on_the_box_is_refused_before_compiling() {
+        let p = policy("");
+        // A QuickJS component (1.8 MB) fits the default budget...
+        assert_eq!(p.check_compile_size("ts", 1_800_000), Ok(()));
+        // ... a SpiderMonkey one (13.1 MB) does not.
+        assert_eq!(
+            p.check_compile_size("sm", 13_100_000).map_err(|e| e.to_string()),
+            Err("component 'sm' (13.1 MB of WebAssembly) would need about 532 MiB of memory to compile, more than the 256 MiB the site policy /etc/neopro/component-policy.toml allows (max-compile-mib): build it with the QuickJS engine (the TypeScript SDK's default) or make it smaller, or raise max-compile-mib on a box with the memory to spare".to_owned())
+        );
+        let generous = policy("[limits]\nmax-compile-mib = 600\n");
+        assert_eq!(generous.check_compile_size("sm", 13_100_000), Ok(()));
     }
 }

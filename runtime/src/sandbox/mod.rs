@@ -23,6 +23,7 @@ use crate::host::{
     WitError,
 };
 use crate::sandbox::manifest::Manifest;
+use crate::store::hash::sha256_hex;
 use cache::ArtifactCache;
 use std::path::Path;
 use std::sync::Arc;
@@ -151,7 +152,21 @@ impl Sandbox {
 
     /// Compiles (or loads from cache) and links a component.
     pub fn load(&self, wasm: &[u8], manifest: Manifest) -> Result<LoadedComponent, SandboxError> {
-        let (component, origin) = self.cache.load(&self.engine, &manifest.name, wasm)?;
+        self.load_hashed(wasm, &sha256_hex(wasm), manifest)
+    }
+
+    /// [`Sandbox::load`] for bytes whose sha256 the caller already computed
+    /// (a pushed component checked against its install record): hashed
+    /// once per load, not once per check.
+    pub fn load_hashed(
+        &self,
+        wasm: &[u8],
+        wasm_sha256: &str,
+        manifest: Manifest,
+    ) -> Result<LoadedComponent, SandboxError> {
+        let (component, origin) =
+            self.cache
+                .load(&self.engine, &manifest.name, wasm, wasm_sha256)?;
         let link_error = |e: wasmtime::Error| SandboxError::Link {
             name: manifest.name.clone(),
             detail: format!("{e:#}"),

@@ -75,7 +75,7 @@ pub fn components_dir(config: &SiteConfig) -> PathBuf {
 
 /// Reads the manifest that sits next to a `.wasm` file.
 pub fn spec_for_wasm(wasm: &Path) -> Result<ComponentSpec, RegistryError> {
-    let manifest_path = wasm.with_extension("toml");
+    let manifest_path = manifest_for_wasm(wasm);
     if !manifest_path.is_file() {
         return Err(RegistryError::MissingManifest {
             wasm: wasm.to_owned(),
@@ -89,6 +89,34 @@ pub fn spec_for_wasm(wasm: &Path) -> Result<ComponentSpec, RegistryError> {
         manifest_path,
         origin: Origin::BuiltIn,
     })
+}
+
+/// The manifest of a `.wasm` given by path: `<stem>.toml` beside it, else
+/// the same name with '-' for '_' (cargo names the library `video_stats`,
+/// the component is `video-stats`), else, for a wasm cargo just built
+/// (`<crate>/target/<triple>/<profile>/x.wasm`), the crate's own
+/// `<crate>/<name>.toml`, so the built file needs no renaming. When none
+/// exists, the first, for the error message.
+pub fn manifest_for_wasm(wasm: &Path) -> PathBuf {
+    let beside = wasm.with_extension("toml");
+    let Some(stem) = wasm.file_stem().and_then(|s| s.to_str()) else {
+        return beside;
+    };
+    let hyphenated = format!("{}.toml", stem.replace('_', "-"));
+    let mut candidates = vec![beside.clone(), wasm.with_file_name(&hyphenated)];
+    let cargo_crate = wasm
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .filter(|target| target.file_name().is_some_and(|n| n == "target"))
+        .and_then(Path::parent);
+    if let Some(krate) = cargo_crate.filter(|c| c.join("Cargo.toml").is_file()) {
+        candidates.push(krate.join(&hyphenated));
+    }
+    candidates
+        .into_iter()
+        .find(|c| c.is_file())
+        .unwrap_or(beside)
 }
 
 /// The components of one folder, by name and by command type.

@@ -190,7 +190,28 @@ fn guests(root: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
             std::fs::copy(&g.manifest, dir.join(format!("{}.toml", g.name)))?;
         }
     }
+    ts_guests(root, &target.join("components/ts"))?;
     Ok((builtin_dir, test_dir))
+}
+
+/// TypeScript test components (guest-sdk/template-ts): `npm ci` from the
+/// lockfile when node_modules is missing, then the SDK's build step (jco on
+/// QuickJS), laid out in `target/components/ts/` like the Rust ones.
+fn ts_guests(root: &Path, out: &Path) -> anyhow::Result<()> {
+    if out.exists() {
+        std::fs::remove_dir_all(out)?;
+    }
+    std::fs::create_dir_all(out)?;
+    let project = root.join("guest-sdk/template-ts");
+    if !project.join("node_modules/@neopro/guest-sdk").is_dir() {
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&project))?;
+    }
+    run(Command::new("npm")
+        .args(["run", "--silent", "build", "--", "--out"])
+        .arg(out)
+        .current_dir(&project))
 }
 
 fn build(root: &Path) -> anyhow::Result<()> {

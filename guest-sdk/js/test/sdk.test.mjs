@@ -1,0 +1,82 @@
+import { test } from "node:test";
+import { deepStrictEqual, strictEqual, throws } from "node:assert";
+import { CommandError, configStore, defineCommand, files, log, progress } from "../index.js";
+
+const host = globalThis.fakeHost;
+const command = (data) => ({ id: "c1", commandType: "t", data });
+
+test("defineCommand: data in, JSON out, {} for empty data", () => {
+  const handler = defineCommand((data, ctx) => ({ got: data, type: ctx.commandType }));
+  strictEqual(handler.execute(command('{"a":1}')), '{"got":{"a":1},"type":"t"}');
+  strictEqual(handler.execute(command("  ")), '{"got":{},"type":"t"}');
+});
+
+test("errors become the WIT variant with their kind", () => {
+  const thrown = (run, data = "{}") => {
+    try {
+      defineCommand(run).execute(command(data));
+    } catch (e) {
+      return e;
+    }
+    return null;
+  };
+  deepStrictEqual(thrown(() => { throw CommandError.tooLarge("big"); }), { tag: "too-large", val: "big" });
+  deepStrictEqual(thrown(() => { throw new TypeError("oops"); }), { tag: "failed", val: "oops" });
+  deepStrictEqual(thrown(() => files.list("videos", "missing")), { tag: "not-found", val: "no such folder" });
+  const bad = thrown(() => 1, "{nope");
+  strictEqual(bad.tag, "invalid-input");
+  strictEqual(bad.val.startsWith("invalid data for command 't': "), true);
+});
+
+test("every WIT error kind has a constructor", () => {
+  const kinds = ["invalidInput", "notPermitted", "notFound", "checksumMismatch", "tooLarge", "timeout", "io", "failed"]
+    .map((c) => CommandError[c]("m").toWit().tag);
+  deepStrictEqual(kinds, ["invalid-input", "not-permitted", "not-found", "checksum-mismatch", "too-large", "timeout", "io", "failed"]);
+});
+
+test("u64 values are Numbers; u64 arguments follow the engine", () => {
+  deepStrictEqual(files.list("videos", ""), [
+    { name: "a.mp4", kind: "file", size: 10 },
+    { name: "Sub", kind: "directory", size: 4096 },
+  ]);
+  host.files["videos/a.txt"] = "héllo";
+  strictEqual(files.readText("videos", "a.txt"), "héllo");
+});
+
+test("configStore.update retries a lost race and writes the change once", () => {
+  host.config = { json: '{"n":1}', version: "v1", writes: 0, racesLeft: 2 };
+  let calls = 0;
+  const written = configStore.update((c) => {
+    calls += 1;
+    return { n: c.n + 1 };
+  });
+  strictEqual(calls, 3);
+  strictEqual(host.config.writes, 1);
+  deepStrictEqual(written.config, { n: 2 });
+  strictEqual(host.config.json, '{"n":2}');
+});
+
+test("configStore.update gives up after 8 lost races", () => {
+  host.config = { json: "{}", version: "v1", writes: 0, racesLeft: 100 };
+  throws(() => configStore.update((c) => c), (e) => e instanceof CommandError && e.message.startsWith("configuration changed"));
+  strictEqual(host.config.writes, 0);
+});
+
+test("log and progress reach the host", () => {
+  log.info("a", { b: 1 });
+  progress.report(150, { step: "x" });
+  deepStrictEqual(host.logs.at(-1), ["info", 'a {"b":1}']);
+  deepStrictEqual(host.progress.at(-1), [100, '{"step":"x"}']);
+});
+
+test("UTF-8 without TextEncoder / TextDecoder, as in QuickJS", () => {
+  const saved = [globalThis.TextEncoder, globalThis.TextDecoder];
+  host.files["videos/u.txt"] = "Ça va ? 🎥";
+  try {
+    delete globalThis.TextEncoder;
+    delete globalThis.TextDecoder;
+    strictEqual(files.readText("videos", "u.txt"), "Ça va ? 🎥");
+  } finally {
+    [globalThis.TextEncoder, globalThis.TextDecoder] = saved;
+  }
+});

@@ -1,0 +1,30 @@
+/// <reference path="./neopro-agent-types.d.ts" />
+declare module 'neopro:agent/archive@0.1.0' {
+  /**
+   * Extracts a `.tar.gz` into a folder. Refuses absolute paths, `..`, links
+   * pointing outside the destination and device files; entries whose path
+   * starts with one of `skip` are left out. Needs read access to the
+   * source root and write access to the destination root.
+   * Checks a release against the box's trusted update keys
+   * (`UPDATE_TRUSTED_KEYS`): when keys are configured, `signature` (128
+   * hex digits, ed25519) must sign the text
+   * `neopro-update:<version>:<sha256 hex of the file>` with one of them;
+   * without keys it is not required. Returns the file's sha256. Needs
+   * read access to the root.
+   */
+  export function verifySignature(root: Root, path: string, version: string, signature: string | undefined): string;
+  export function extractTarGz(srcRoot: Root, srcPath: string, destRoot: Root, destPath: string, skip: Array<string>): Report;
+  export type Error = import('neopro:agent/types@0.1.0').Error;
+  export type Root = import('neopro:agent/types@0.1.0').Root;
+  /**
+   * What an extraction did.
+   */
+  export interface Report {
+    files: bigint,
+    bytes: bigint,
+    /**
+     * Entries skipped because they matched `skip`.
+     */
+    skipped: Array<string>,
+  }
+}

@@ -1,0 +1,12 @@
+/// <reference path="./neopro-agent-types.d.ts" />
+declare module 'neopro:agent/progress@0.1.0' {
+  /**
+   * Reports progress. `percent` is clamped to 0..=100 and never goes
+   * backwards; `detail` is a JSON object whose fields are merged into the
+   * event (e.g. `{"videoId": "…"}`), or an empty string. The host throttles
+   * reports, so calling it for every chunk is fine; a detail with an
+   * `error` field is always sent.
+   */
+  export function report(percent: number, detail: string): void;
+  export type Error = import('neopro:agent/types@0.1.0').Error;
+}
