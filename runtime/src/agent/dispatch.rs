@@ -221,27 +221,34 @@ impl Dispatcher {
         runnable
     }
 
-    /// Whether `command_type`'s manifest asks for the maintenance window
-    /// (`maintenance-window = true`: runs in AUTO_UPDATE_HOUR unless critical).
+    /// Whether `command_type`'s manifest lists it under `maintenance-window`
+    /// (runs in AUTO_UPDATE_HOUR unless critical).
     pub fn uses_maintenance_window(&self, command_type: &str) -> bool {
         self.table()
             .by_command
             .get(command_type)
-            .is_some_and(|spec| spec.manifest.maintenance_window)
+            .is_some_and(|spec| {
+                spec.manifest
+                    .maintenance_window
+                    .iter()
+                    .any(|c| c == command_type)
+            })
     }
 
     /// Components that declare `resume-at-start`: for each, the command type
-    /// to run and its marker file in the staging root.
+    /// to run (the first its manifest lists) and its marker file in the
+    /// staging root.
     pub fn resumable(&self) -> Vec<(String, String)> {
         let table = self.table();
         let mut seen = BTreeSet::new();
         table
             .by_command
-            .iter()
-            .filter_map(|(command, spec)| {
+            .values()
+            .filter_map(|spec| {
                 let marker = spec.manifest.resume_at_start.clone()?;
+                let command = spec.manifest.commands.first()?.clone();
                 seen.insert(spec.manifest.name.clone())
-                    .then(|| (command.clone(), marker))
+                    .then_some((command, marker))
             })
             .collect()
     }

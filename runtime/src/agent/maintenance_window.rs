@@ -159,10 +159,19 @@ pub fn scheduled_progress(update: &ScheduledUpdate) -> Option<Value> {
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledUpdate {
     pub id: String,
+    /// The command to run in the window (a component whose manifest says
+    /// `maintenance-window = true`).
+    #[serde(default = "update_software")]
+    pub command_type: String,
     pub data: Value,
     /// When the window was next due when it was scheduled (ISO, UTC).
     #[serde(default)]
     pub scheduled_for: Option<String>,
+}
+
+/// Entries written before the command type was recorded were all updates.
+fn update_software() -> String {
+    "update_software".to_owned()
 }
 
 /// Updates waiting for the window, one file each.
@@ -300,6 +309,7 @@ mod tests {
         assert!(scheduled.is_empty());
         let update = ScheduledUpdate {
             id: "u-1".into(),
+            command_type: "update_software".into(),
             data: json!({"version": "2.0.0", "deploymentId": "dep-1"}),
             scheduled_for: Some("2026-12-02T03:00:00.000Z".into()),
         };

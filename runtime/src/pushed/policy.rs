@@ -379,7 +379,7 @@ mod tests {
             )
         );
         let ok = manifest(
-            "resource = \"videos\"\nmaintenance-window = true\n[grants]\ndownload = { max-bytes = 10, hosts = [\"cdn.example\"] }\nconfig-store = \"ro\"\n",
+            "resource = \"videos\"\nmaintenance-window = [\"hello\"]\n[grants]\ndownload = { max-bytes = 10, hosts = [\"cdn.example\"] }\nconfig-store = \"ro\"\n",
         );
         assert_eq!(p.check_manifest(&ok), Ok(()));
     }

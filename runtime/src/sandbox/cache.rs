@@ -308,7 +308,10 @@ mod tests {
             .precompile_component(EMPTY_COMPONENT)
             .map_err(|e| format!("{e:#}"))?;
         let pulley = new_engine(CodeTarget::Pulley32)?;
-        let cache = ArtifactCache::new(Some(dir.path()), &pulley, "pulley32");
+        // Below the private temp folder: /tmp itself is writable by all,
+        // and a cache there is (rightly) never used.
+        let cache_dir = dir.path().join("cache");
+        let cache = ArtifactCache::new(Some(&cache_dir), &pulley, "pulley32");
         let path = cache
             .artifact_path(&sha256_hex(EMPTY_COMPONENT))
             .ok_or("no cache path")?;
@@ -337,8 +340,9 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| SandboxError::Engine(e.to_string()))?;
         let host = new_engine(CodeTarget::Host)?;
         let pulley = new_engine(CodeTarget::Pulley32)?;
-        let a = ArtifactCache::new(Some(dir.path()), &host, &CodeTarget::Host.label(&host));
-        let b = ArtifactCache::new(Some(dir.path()), &pulley, "pulley32");
+        let cache_dir = dir.path().join("cache");
+        let a = ArtifactCache::new(Some(&cache_dir), &host, &CodeTarget::Host.label(&host));
+        let b = ArtifactCache::new(Some(&cache_dir), &pulley, "pulley32");
         assert_ne!(a.artifact_path("00"), b.artifact_path("00"));
         Ok(())
     }

@@ -15,11 +15,12 @@
 //! resource = "videos"            # optional: commands naming the same resource
 //!                                # (videos, config, software, network) never run
 //!                                # at the same time
-//! maintenance-window = false     # true: runs in AUTO_UPDATE_HOUR unless the
-//!                                # command says isCritical
+//! maintenance-window = []        # its commands that run in AUTO_UPDATE_HOUR
+//!                                # unless the command says isCritical
 //! resume-at-start = "update/state.json"  # optional, built-ins only: when this
 //!                                # file exists in the staging root at start, the
-//!                                # component runs with {"resume": true} before
+//!                                # component's first command runs with
+//!                                # {"resume": true} before
 //!                                # the agent connects (finishes interrupted work)
 //!
 //! [limits]
@@ -270,7 +271,7 @@ pub struct Manifest {
     #[serde(default)]
     pub resource: Option<Resource>,
     #[serde(default)]
-    pub maintenance_window: bool,
+    pub maintenance_window: Vec<String>,
     #[serde(default)]
     pub resume_at_start: Option<String>,
     #[serde(default)]
@@ -379,6 +380,15 @@ impl Manifest {
         {
             return invalid(format!(
                 "grants.download.hosts: '{bad}' is not a host name, \"*\" or \"*.domain\""
+            ));
+        }
+        if let Some(bad) = self
+            .maintenance_window
+            .iter()
+            .find(|c| !self.commands.contains(c))
+        {
+            return invalid(format!(
+                "maintenance-window names '{bad}', which is not one of its commands"
             ));
         }
         if let Some(marker) = &self.resume_at_start {

@@ -565,7 +565,7 @@ impl Session {
             .unwrap_or("undefined")
             .to_owned();
         tracing::info!("command {id}: {command_type}");
-        if command_type == "update_software" && self.scheduled.contains(&id) {
+        if self.dispatcher.uses_maintenance_window(&command_type) && self.scheduled.contains(&id) {
             tracing::info!("update {id} is already scheduled for the maintenance window");
             if !self.scheduled_running.contains(&id)
                 && let Some(update) = self.scheduled.list().into_iter().find(|u| u.id == id)
@@ -577,11 +577,11 @@ impl Session {
         match self.journal.admit(&id, &command_type) {
             Ok(Admission::Run) => {
                 let data = command.get("data").cloned().unwrap_or(Value::Null);
-                // A failed canary's rollback_update runs at once: the
-                // window is for installing releases.
-                if command_type != "rollback_update"
-                    && self.dispatcher.uses_maintenance_window(&command_type)
-                    && !self.update_may_run_now(&id, &data)
+                // Only the commands a manifest lists under
+                // maintenance-window wait for it (update_software does, a
+                // failed canary's rollback_update runs at once).
+                if self.dispatcher.uses_maintenance_window(&command_type)
+                    && !self.update_may_run_now(&id, &command_type, &data)
                 {
                     return;
                 }
@@ -629,7 +629,7 @@ impl Session {
     /// error is recorded and sent here) or scheduled (no result yet: the
     /// final one comes when it has run; meanwhile an `update_progress`
     /// "scheduled").
-    fn update_may_run_now(&mut self, id: &str, data: &Value) -> bool {
+    fn update_may_run_now(&mut self, id: &str, command_type: &str, data: &Value) -> bool {
         use crate::agent::maintenance_window::{Decision, ScheduledUpdate, decide, local_hour};
         // What can be checked now is checked now, for an update run at once
         // and one scheduled alike: same refusal, at once.
@@ -646,6 +646,7 @@ impl Session {
             Decision::Schedule => {
                 let update = ScheduledUpdate {
                     id: id.to_owned(),
+                    command_type: command_type.to_owned(),
                     data: data.clone(),
                     scheduled_for: crate::agent::maintenance_window::next_window_iso(
                         self.config.update_window,
@@ -726,7 +727,7 @@ impl Session {
                 continue;
             }
             tracing::info!("maintenance window: running scheduled update {}", update.id);
-            self.spawn_command(update.id, "update_software".to_owned(), update.data);
+            self.spawn_command(update.id, update.command_type, update.data);
         }
     }
 

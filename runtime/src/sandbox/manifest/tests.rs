@@ -104,17 +104,17 @@ fn unit_names_are_checked_character_by_character() {
 fn scheduling_properties_are_declared() -> Result<(), ManifestError> {
     let m = Manifest::parse(
         "t.toml",
-        "name = \"u\"\nversion = \"1\"\ncommands = [\"u\"]\nresource = \"software\"\nmaintenance-window = true\nresume-at-start = \"update/state.json\"\n",
+        "name = \"u\"\nversion = \"1\"\ncommands = [\"u\"]\nresource = \"software\"\nmaintenance-window = [\"u\"]\nresume-at-start = \"update/state.json\"\n",
     )?;
     assert_eq!(m.resource, Some(Resource::Software));
-    assert!(m.maintenance_window);
+    assert_eq!(m.maintenance_window, vec!["u"]);
     assert_eq!(m.resume_at_start.as_deref(), Some("update/state.json"));
     let plain = Manifest::parse(
         "t.toml",
         "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\n",
     )?;
     assert_eq!(plain.resource, None);
-    assert!(!plain.maintenance_window);
+    assert!(plain.maintenance_window.is_empty());
     assert_eq!(plain.resume_at_start, None);
     Ok(())
 }
@@ -126,6 +126,12 @@ fn bad_scheduling_properties_are_refused_by_name() {
             "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nresume-at-start = \"../etc/passwd\"\n"
         ),
         "manifest t.toml: resume-at-start '../etc/passwd' must be a relative path inside the staging root"
+    );
+    assert_eq!(
+        error_of(
+            "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nmaintenance-window = [\"y\"]\n"
+        ),
+        "manifest t.toml: maintenance-window names 'y', which is not one of its commands"
     );
     assert!(
         error_of("name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nresource = \"disk\"\n")
