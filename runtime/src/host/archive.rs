@@ -3,7 +3,7 @@
 //! broken archive leaves no folder behind.
 
 use super::bindings::neopro::agent::archive::{Host, Report};
-use super::roots::{io_error, relative_file};
+use super::roots::{io_error, open_regular, relative_file};
 use super::{HostState, WitError, WitRoot};
 use crate::archive::{ArchiveError, Limits};
 use crate::manifest::{Access, RootName};
@@ -23,6 +23,7 @@ impl From<ArchiveError> for WitError {
             | ArchiveError::TooManyEntries { .. }
             | ArchiveError::DiskFull { .. } => WitError::TooLarge(e.to_string()),
             ArchiveError::Write { .. } => WitError::Io(e.to_string()),
+            ArchiveError::PastDeadline => WitError::Timeout(e.to_string()),
         }
     }
 }
@@ -71,10 +72,7 @@ impl Host for HostState {
         self.call.require_root(dest_root, Access::ReadWrite)?;
         let roots = &self.call.services.roots;
         let src_dir = roots.open(src_root, false)?;
-        let src_rel = relative_file(&src_path)?;
-        let file = src_dir
-            .open(&src_rel)
-            .map_err(|e| io_error(src_root, &src_path, &e))?;
+        let file = open_regular(&src_dir, src_root, &src_path)?;
         let dest_dir = roots.open(dest_root, true)?;
         let dest_rel = relative_file(&dest_path)?;
         if dest_dir.symlink_metadata(&dest_rel).is_ok() {
@@ -90,6 +88,7 @@ impl Host for HostState {
             .map_err(|e| io_error(dest_root, &dest_path, &e))?;
         let limits = Limits {
             max_bytes: self.call.services.max_download_size.saturating_mul(4),
+            deadline: Some(self.call.deadline),
             ..Limits::default()
         };
         let reader = std::io::BufReader::with_capacity(256 << 10, file.into_std());

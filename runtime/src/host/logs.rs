@@ -2,7 +2,7 @@
 //! (never a shell), and tails of log files.
 
 use super::bindings::neopro::agent::logs::Host;
-use super::roots::{io_error, relative_file};
+use super::roots::{io_error, open_regular};
 use super::{HostState, WitError, WitRoot};
 use crate::manifest::{Access, RootName, is_valid_unit_name};
 use std::io::{Read, Seek, SeekFrom};
@@ -43,13 +43,15 @@ pub fn last_lines(text: &str, lines: u32) -> String {
     out
 }
 
-/// Tail of a file opened by the caller, reading at most its last 4 MiB.
-fn tail_reader(mut file: impl Read + Seek, lines: u32) -> std::io::Result<String> {
+/// Tail of a file opened by the caller, reading at most its last 4 MiB
+/// (less when the guest has less memory left to take the reply).
+fn tail_reader(mut file: impl Read + Seek, lines: u32, budget: u64) -> std::io::Result<String> {
+    let max = MAX_TAIL_BYTES.min(budget);
     let len = file.seek(SeekFrom::End(0))?;
-    let start = len.saturating_sub(MAX_TAIL_BYTES);
+    let start = len.saturating_sub(max);
     file.seek(SeekFrom::Start(start))?;
     let mut bytes = Vec::new();
-    file.take(MAX_TAIL_BYTES).read_to_end(&mut bytes)?;
+    file.take(max).read_to_end(&mut bytes)?;
     let text = String::from_utf8_lossy(&bytes);
     // A cut at `start` may split the first line: drop that partial line.
     let text = if start > 0 {
@@ -60,8 +62,14 @@ fn tail_reader(mut file: impl Read + Seek, lines: u32) -> std::io::Result<String
     Ok(last_lines(text, lines))
 }
 
-/// Runs `journalctl -u <unit> -n <lines> --no-pager` and returns its output.
-pub fn journal_tail(journalctl: &Path, unit: &str, lines: u32) -> Result<String, WitError> {
+/// Runs `journalctl -u <unit> -n <lines> --no-pager` and returns its output,
+/// at most `budget` bytes of it (and never more than 4 MiB).
+pub fn journal_tail(
+    journalctl: &Path,
+    unit: &str,
+    lines: u32,
+    budget: u64,
+) -> Result<String, WitError> {
     if !is_valid_unit_name(unit) {
         return Err(WitError::InvalidInput(format!(
             "'{unit}' is not a valid service name (letters, digits and :-_.@ only)"
@@ -85,10 +93,11 @@ pub fn journal_tail(journalctl: &Path, unit: &str, lines: u32) -> Result<String,
         return Err(WitError::Failed("journalctl output unavailable".to_owned()));
     };
     let (tx, rx) = mpsc::channel();
+    let max = MAX_TAIL_BYTES.min(budget);
     std::thread::spawn(move || {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let read_out = stdout.take(MAX_TAIL_BYTES).read_to_end(&mut out);
+        let read_out = stdout.take(max).read_to_end(&mut out);
         let _ = stderr.take(64 << 10).read_to_end(&mut err);
         let _ = tx.send((read_out.map(|_| out), err));
     });
@@ -125,7 +134,12 @@ impl Host for HostState {
             self.call.manifest.grants.may_read_journal(&unit),
             &format!("logs.units containing \"{unit}\""),
         )?;
-        journal_tail(&self.call.services.journalctl, &unit, lines)
+        journal_tail(
+            &self.call.services.journalctl,
+            &unit,
+            lines,
+            self.memory.remaining(),
+        )
     }
 
     fn agent_log_tail(&mut self, lines: u32) -> Result<String, WitError> {
@@ -145,7 +159,8 @@ impl Host for HostState {
                 WitError::Io(format!("{}: {e}", path.display()))
             }
         })?;
-        tail_reader(file, lines).map_err(|e| WitError::Io(format!("{}: {e}", path.display())))
+        tail_reader(file, lines, self.memory.remaining())
+            .map_err(|e| WitError::Io(format!("{}: {e}", path.display())))
     }
 
     fn file_tail(&mut self, root: WitRoot, path: String, lines: u32) -> Result<String, WitError> {
@@ -153,9 +168,9 @@ impl Host for HostState {
         self.call.require_root(root, Access::ReadOnly)?;
         check_lines(lines)?;
         let dir = self.call.services.roots.open(root, false)?;
-        let rel = relative_file(&path)?;
-        let file = dir.open(&rel).map_err(|e| io_error(root, &path, &e))?;
-        tail_reader(file.into_std(), lines).map_err(|e| io_error(root, &path, &e))
+        let file = open_regular(&dir, root, &path)?;
+        tail_reader(file.into_std(), lines, self.memory.remaining())
+            .map_err(|e| io_error(root, &path, &e))
     }
 }
 
@@ -176,7 +191,7 @@ mod tests {
         for i in 0..400_000 {
             text.push_str(&format!("line {i}\n"));
         }
-        let out = tail_reader(std::io::Cursor::new(text.into_bytes()), 3)?;
+        let out = tail_reader(std::io::Cursor::new(text.into_bytes()), 3, u64::MAX)?;
         assert_eq!(out, "line 399997\nline 399998\nline 399999\n");
         Ok(())
     }
@@ -184,7 +199,7 @@ mod tests {
     #[test]
     fn bad_unit_names_never_reach_the_program() {
         let marker = std::env::temp_dir().join("neopro-never-created");
-        let err = journal_tail(Path::new("/bin/sh"), "neopro-app; touch x", 10);
+        let err = journal_tail(Path::new("/bin/sh"), "neopro-app; touch x", 10, u64::MAX);
         assert!(matches!(err, Err(WitError::InvalidInput(_))));
         assert!(!marker.exists());
     }

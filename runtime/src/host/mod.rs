@@ -6,11 +6,13 @@
 
 pub mod archive;
 pub mod config_store;
+pub mod deadline;
 pub mod download;
 pub mod files;
 pub mod local_app;
 pub mod log;
 pub mod logs;
+pub mod memory_cap;
 pub mod progress;
 pub mod roots;
 pub mod services;
@@ -18,6 +20,7 @@ pub mod system;
 
 use crate::manifest::{Access, Manifest, RootName};
 use crate::metrics::SystemProbe;
+pub use memory_cap::MemoryCap;
 use roots::Roots;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,7 +109,8 @@ pub struct CallContext {
     pub manifest: Arc<Manifest>,
     pub command_id: String,
     /// When the command's time limit runs out. The epoch deadline only
-    /// interrupts guest code; long host calls (downloads) check this.
+    /// interrupts guest code; long host calls (downloads, hashing, tree
+    /// copies, extraction: see [`deadline`]) check this.
     pub deadline: std::time::Instant,
     pub services: Arc<HostServices>,
     pub progress: progress::ProgressState,
@@ -135,6 +139,15 @@ impl CallContext {
         }
     }
 
+    /// The `timeout` error of a host call stopped by the command's deadline.
+    pub(crate) fn timed_out(&self, doing: &str) -> WitError {
+        WitError::Timeout(format!(
+            "component '{}' did not finish within its time limit of {} s ({doing} was stopped)",
+            self.component(),
+            self.manifest.limits.timeout_secs
+        ))
+    }
+
     pub(crate) fn require(&self, granted: bool, grant: &str) -> Result<(), WitError> {
         if granted {
             Ok(())
@@ -144,50 +157,6 @@ impl CallContext {
                 self.component()
             )))
         }
-    }
-}
-
-/// Caps a component's linear memory and remembers that it hit the cap, so
-/// the resulting trap can be reported as "memory limit" rather than as an
-/// opaque `unreachable`.
-pub struct MemoryCap {
-    pub limit: usize,
-    pub exceeded: bool,
-}
-
-impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-
-    fn instances(&self) -> usize {
-        32
-    }
-
-    fn tables(&self) -> usize {
-        32
-    }
-
-    fn memories(&self) -> usize {
-        8
     }
 }
 

@@ -481,7 +481,7 @@ async fn authenticate(b: &mut Builder, url: &str, site_id: &str, key: &str, time
                         _ => {}
                     }
                 }
-                Some(LinkEvent::ServerPing) => {}
+                Some(LinkEvent::ServerPing | LinkEvent::Oversized { .. }) => {}
             }
         }
     })
