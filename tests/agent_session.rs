@@ -84,10 +84,10 @@ async fn authenticates_heartbeats_syncs_and_answers_commands() {
         json!({"categories": [{"name": "Match", "videos": []}], "version": 2.0})
     );
     // JSON.stringify prints 2.0 as 2: the hash must be computed on that.
-    let expected = neopro_runtime::session::local_state::config_hash(&sync["config"]);
+    let expected = neopro_runtime::agent::session::local_state::config_hash(&sync["config"]);
     assert_eq!(sync["configHash"], json!(expected));
     assert_eq!(
-        neopro_runtime::session::local_state::js_stringify(&sync["config"]),
+        neopro_runtime::agent::session::local_state::js_stringify(&sync["config"]),
         "{\"categories\":[{\"name\":\"Match\",\"videos\":[]}],\"version\":2}"
     );
     assert!(

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use neopro_runtime::analytics::{ForwardError, Forwarder, Kind, Settings};
+use neopro_runtime::jobs::analytics::{ForwardError, Forwarder, Kind, Settings};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -318,5 +318,5 @@ async fn a_batch_refused_pass_after_pass_is_moved_aside_so_newer_events_flow() {
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().contains(".refused-"))
         .count();
-    assert_eq!(refused, neopro_runtime::analytics::KEEP_REFUSED);
+    assert_eq!(refused, neopro_runtime::jobs::analytics::KEEP_REFUSED);
 }

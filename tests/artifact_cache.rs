@@ -3,7 +3,8 @@
 #![allow(clippy::expect_used)]
 
 use neopro_e2e::{Site, component};
-use neopro_runtime::sandbox::{CacheStats, LoadOrigin, sha256_hex};
+use neopro_runtime::sandbox::{CacheStats, LoadOrigin};
+use neopro_runtime::store::hash::sha256_hex;
 
 fn cached_artifacts(site: &Site) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(site.config.cache_dir())

@@ -4,8 +4,8 @@
 #![allow(clippy::expect_used)]
 
 use neopro_e2e::{Site, error_of, run_loaded};
-use neopro_runtime::config_json::config_hash;
 use neopro_runtime::sandbox::CommandRequest;
+use neopro_runtime::store::webapp_config::config_hash;
 use serde_json::{Value, json};
 
 const CONFIG: &str = "neopro/webapp/configuration.json";

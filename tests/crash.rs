@@ -8,7 +8,7 @@ use neopro_e2e::Site;
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::process::{AgentProcess, agent_binary, wait_for};
-use neopro_runtime::sandbox::sha256_hex;
+use neopro_runtime::store::hash::sha256_hex;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ async fn sigkill_mid_deploy_leaves_no_partial_file_and_the_next_deploy_resumes()
     assert_eq!(interrupted["status"], json!("error"));
     assert_eq!(
         interrupted["error"],
-        json!(neopro_runtime::journal::INTERRUPTED)
+        json!(neopro_runtime::agent::journal::INTERRUPTED)
     );
     // The server sends the deployment again (new id): it resumes.
     send(deploy("c-2"));

@@ -7,7 +7,7 @@
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::process::AgentProcess;
-use neopro_runtime::pushed::signing::SecretKey;
+use neopro_runtime::signing::components::SecretKey;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -111,7 +111,7 @@ async fn main() {
     let template_wasm = std::fs::read(template).expect("template component");
     let template_manifest =
         std::fs::read_to_string(Path::new(template).with_extension("toml")).expect("manifest");
-    let template_sha = neopro_runtime::sandbox::sha256_hex(&template_wasm);
+    let template_sha = neopro_runtime::store::hash::sha256_hex(&template_wasm);
     let component = FileServer::start(template_wasm, Fault::None);
 
     let commands = [
@@ -140,7 +140,7 @@ async fn main() {
                 "deploymentId": "dep-1", "videoId": "vid-1", "videoUrl": video.url("abc.mp4"),
                 "filename": "abc.mp4", "originalName": "Entrée des joueurs.mp4",
                 "category": "Match", "subcategory": null,
-                "checksum": neopro_runtime::sandbox::sha256_hex(&video_bytes),
+                "checksum": neopro_runtime::store::hash::sha256_hex(&video_bytes),
             }),
         ),
         (

@@ -6,7 +6,8 @@
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::{Site, error_of};
 use neopro_runtime::host::{ProgressSink, WitError};
-use neopro_runtime::sandbox::{CommandRequest, sha256_hex};
+use neopro_runtime::sandbox::CommandRequest;
+use neopro_runtime::store::hash::sha256_hex;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 

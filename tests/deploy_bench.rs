@@ -8,7 +8,7 @@
 use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::process::{AgentProcess, status_kib};
-use neopro_runtime::sandbox::sha256_hex;
+use neopro_runtime::store::hash::sha256_hex;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;

@@ -233,13 +233,13 @@ async fn fsyncs_per_command(central: &Central, components: &Path) {
         central.result_of(&id, WAIT).await;
     }
     for command in ["get_config", "restart_service"] {
-        let before = neopro_runtime::atomic::fsync_count();
+        let before = neopro_runtime::store::atomic::fsync_count();
         for i in 0..20 {
             let id = format!("fs-{command}-{i}");
             central.send_command(&id, command, json!({"service": "neopro-app"}));
             central.result_of(&id, WAIT).await;
         }
-        let used = neopro_runtime::atomic::fsync_count() - before;
+        let used = neopro_runtime::store::atomic::fsync_count() - before;
         println!(
             "journal fsyncs: {command}: {used} for 20 commands = {:.2} per command",
             used as f64 / 20.0

@@ -304,7 +304,7 @@ fn network_diagnostics_answers_in_time_with_the_upstream_shape() {
     let central_url = central.url("").trim_end_matches('/').to_owned();
     let mut services = HostServices::from_config(&site.config);
     // Only 127.0.0.1 in tests.
-    services.diagnostics = neopro_runtime::diagnostics::Targets {
+    services.diagnostics = neopro_runtime::platform::network_probes::Targets {
         internet: "127.0.0.1".into(),
         dns_name: "localhost".into(),
         central_url: central_url.clone(),

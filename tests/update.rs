@@ -9,7 +9,7 @@ use neopro_e2e::fake_systemctl::FakeSystemctl;
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::release::{Item, snapshot, tar_gz};
 use neopro_e2e::{Site, error_of};
-use neopro_runtime::sandbox::sha256_hex;
+use neopro_runtime::store::hash::sha256_hex;
 use serde_json::{Value, json};
 
 /// A box running release 1.0.0.
@@ -387,7 +387,7 @@ fn with_trusted_keys_only_signed_releases_are_installed() {
     let server = FileServer::start(archive.clone(), Fault::None);
     let before = installed(&site);
     let sign = |version: &str| {
-        let text = neopro_runtime::release_signature::signed_text(version, &sha256_hex(&archive));
+        let text = neopro_runtime::signing::releases::signed_text(version, &sha256_hex(&archive));
         hex_of(pair.sign(text.as_bytes()).as_ref())
     };
 

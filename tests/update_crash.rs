@@ -10,7 +10,7 @@ use neopro_e2e::fake_systemctl::FakeSystemctl;
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::process::{AgentProcess, agent_binary, wait_for};
 use neopro_e2e::release::{Item, snapshot, tar_gz};
-use neopro_runtime::sandbox::sha256_hex;
+use neopro_runtime::store::hash::sha256_hex;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -347,7 +347,7 @@ fn append_conf(rig: &Rig, line: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_outside_the_window_is_scheduled_then_installed_in_it() {
-    use neopro_runtime::maintenance::local_hour;
+    use neopro_runtime::agent::maintenance_window::local_hour;
     let rig = rig().await;
     let archive = release();
     let server = FileServer::start(archive.clone(), Fault::None);
@@ -409,7 +409,7 @@ async fn disabled_updates_are_refused_even_critical_ones() {
     let result = rig.central.result_of("u-1", WAIT).await;
     assert_eq!(
         result,
-        json!({"commandId": "u-1", "status": "error", "error": neopro_runtime::maintenance::DISABLED})
+        json!({"commandId": "u-1", "status": "error", "error": neopro_runtime::agent::maintenance_window::DISABLED})
     );
     assert!(server.ranges().is_empty());
     agent.stop().await;

@@ -7,7 +7,7 @@
 
 use neopro_runtime::config::SiteConfig;
 use neopro_runtime::host::HostServices;
-use neopro_runtime::registry::spec_for_wasm;
+use neopro_runtime::sandbox::registry::spec_for_wasm;
 use neopro_runtime::sandbox::{CommandRequest, LoadOrigin, Sandbox};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

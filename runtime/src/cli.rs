@@ -2,7 +2,7 @@
 
 use crate::config::SiteConfig;
 use crate::host::{HostServices, ProgressSink};
-use crate::registry::{self, ComponentSpec, Registry};
+use crate::sandbox::registry::{self, ComponentSpec, Registry};
 use crate::sandbox::{CommandRequest, Sandbox};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -45,7 +45,7 @@ enum Command {
     Components,
     /// Operator tools for pushed components: keygen, sign, verify, inspect.
     #[command(subcommand)]
-    Component(crate::component_cli::ComponentCommand),
+    Component(crate::ops::component::ComponentCommand),
     #[command(flatten)]
     Ops(crate::ops::command::OpsCommand),
     /// Internal: compile the component on stdin into this artifact (the
@@ -89,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command_type,
         } => run_component(&config, &component, data, data_file, command_type),
         Command::Components => list_components(&config),
-        Command::Component(command) => crate::component_cli::run(&config, command),
+        Command::Component(command) => crate::ops::component::run(&config, command),
         Command::Run => run_agent(config, cli.config),
         Command::Ops(_) => Ok(ExitCode::SUCCESS),
         Command::PrecompileComponent { .. } => Ok(ExitCode::SUCCESS),
@@ -120,9 +120,9 @@ fn find_component(config: &SiteConfig, which: &str) -> anyhow::Result<ComponentS
     if which.ends_with(".wasm") || which.contains('/') {
         let path = Path::new(which);
         let spec = registry::spec_for_wasm(path)?;
-        let bundle = crate::component_cli::Bundle::open(path)?;
+        let bundle = crate::ops::component::Bundle::open(path)?;
         if bundle.signature.is_some() {
-            let keys = crate::component_cli::site_keys(config)?;
+            let keys = crate::ops::component::site_keys(config)?;
             let signer = bundle
                 .verify(&keys)
                 .with_context(|| format!("refusing to run {which}"))?;
@@ -226,8 +226,10 @@ fn list_components(config: &SiteConfig) -> anyhow::Result<ExitCode> {
         count += 1;
         let m = &spec.manifest;
         match &spec.origin {
-            crate::registry::Origin::BuiltIn => println!("{} {}", m.name, m.version),
-            crate::registry::Origin::Pushed { .. } => println!("{} {} (pushed)", m.name, m.version),
+            crate::sandbox::registry::Origin::BuiltIn => println!("{} {}", m.name, m.version),
+            crate::sandbox::registry::Origin::Pushed { .. } => {
+                println!("{} {} (pushed)", m.name, m.version)
+            }
         }
         println!("  commands: {}", m.commands.join(", "));
         println!(

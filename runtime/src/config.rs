@@ -95,7 +95,7 @@ pub struct SiteConfig {
     /// Service control and updates (issue #5).
     pub services: ServiceSettings,
     /// `AUTO_UPDATE_ENABLED` / `AUTO_UPDATE_HOUR`.
-    pub update_window: crate::maintenance::UpdateWindow,
+    pub update_window: crate::agent::maintenance_window::UpdateWindow,
     /// `UPDATE_TRUSTED_KEYS`: ed25519 public keys (hex); when set, every
     /// software update must carry a signature by one of them.
     pub update_keys: Vec<[u8; 32]>,
@@ -374,7 +374,7 @@ impl SiteConfig {
                 None => None,
             },
             hostapd_conf: path("HOSTAPD_CONF", PathBuf::from("/etc/hostapd/hostapd.conf"))?,
-            update_window: crate::maintenance::UpdateWindow {
+            update_window: crate::agent::maintenance_window::UpdateWindow {
                 enabled: match get("AUTO_UPDATE_ENABLED") {
                     None => true,
                     Some((v, _))

@@ -289,7 +289,7 @@ fn sign_release_makes_what_a_box_with_update_trusted_keys_accepts() {
     )
     .expect("site.conf with the key");
     // ... and the signature verifies for that version only.
-    use neopro_runtime::release_signature::check;
+    use neopro_runtime::signing::releases::check;
     assert_eq!(
         check(&config.update_keys, "2.2.0", checksum, Some(signature)),
         Ok(())

@@ -14,7 +14,7 @@ pub mod release;
 
 use neopro_runtime::config::SiteConfig;
 use neopro_runtime::host::{HostServices, WitError};
-use neopro_runtime::registry::{ComponentSpec, spec_for_wasm};
+use neopro_runtime::sandbox::registry::{ComponentSpec, spec_for_wasm};
 use neopro_runtime::sandbox::{CommandRequest, LoadedComponent, Sandbox};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -138,7 +138,7 @@ impl RunningAgent {
 pub fn fast_options() -> neopro_runtime::agent::AgentOptions {
     use std::time::Duration;
     neopro_runtime::agent::AgentOptions {
-        session: neopro_runtime::session::SessionSettings {
+        session: neopro_runtime::agent::session::SessionSettings {
             auth_retry: Duration::from_millis(400),
             watch_interval: Duration::from_millis(100),
             shutdown_grace: Duration::from_secs(5),

@@ -1,12 +1,12 @@
 //! `archive`: extraction of update archives into a fresh folder of a
-//! granted root, through the checks of [`crate::archive`]. A refused or
+//! granted root, through the checks of [`crate::store::extract`]. A refused or
 //! broken archive leaves no folder behind.
 
 use super::bindings::neopro::agent::archive::{Host, Report};
 use super::roots::{io_error, open_regular, relative_file};
 use super::{HostState, WitError, WitRoot};
-use crate::archive::{ArchiveError, Limits};
-use crate::manifest::{Access, RootName};
+use crate::sandbox::manifest::{Access, RootName};
+use crate::store::extract::{ArchiveError, Limits};
 
 impl From<ArchiveError> for WitError {
     fn from(e: ArchiveError) -> Self {
@@ -28,9 +28,9 @@ impl From<ArchiveError> for WitError {
     }
 }
 
-impl From<crate::release_signature::SignatureError> for WitError {
-    fn from(e: crate::release_signature::SignatureError) -> Self {
-        use crate::release_signature::SignatureError;
+impl From<crate::signing::releases::SignatureError> for WitError {
+    fn from(e: crate::signing::releases::SignatureError) -> Self {
+        use crate::signing::releases::SignatureError;
         match e {
             SignatureError::Malformed => WitError::InvalidInput(e.to_string()),
             SignatureError::Missing | SignatureError::Mismatch => {
@@ -49,7 +49,7 @@ impl Host for HostState {
         signature: Option<String>,
     ) -> Result<String, WitError> {
         let sha = super::bindings::neopro::agent::files::Host::sha256(self, root, path)?;
-        crate::release_signature::check(
+        crate::signing::releases::check(
             &self.call.services.update_keys,
             &version,
             &sha,
@@ -92,7 +92,7 @@ impl Host for HostState {
             ..Limits::default()
         };
         let reader = std::io::BufReader::with_capacity(256 << 10, file.into_std());
-        match crate::archive::extract_tar_gz(reader, &target, &skip, limits) {
+        match crate::store::extract::extract_tar_gz(reader, &target, &skip, limits) {
             Ok(report) => Ok(Report {
                 files: report.files,
                 bytes: report.bytes,

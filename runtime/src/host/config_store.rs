@@ -5,9 +5,9 @@
 
 use super::bindings::neopro::agent::config_store::{Host, Snapshot};
 use super::{HostState, WitError};
-use crate::config_json::config_hash;
-use crate::manifest::{Access, RootName};
-use crate::sandbox::sha256_hex;
+use crate::sandbox::manifest::{Access, RootName};
+use crate::store::hash::sha256_hex;
+use crate::store::webapp_config::config_hash;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -129,7 +129,7 @@ impl ConfigStore {
             )));
         }
         let parent = self.path.parent().unwrap_or(Path::new("/"));
-        let dir = crate::atomic::open_state_dir(parent)
+        let dir = crate::store::atomic::open_state_dir(parent)
             .map_err(|e| WitError::Io(format!("cannot open {}: {e}", parent.display())))?;
         let name = name_of(&self.path);
         if let Some(previous) = &current {
@@ -138,13 +138,13 @@ impl ConfigStore {
                 Some(stem) => format!("{stem}.backup.json"),
                 None => format!("{name}.backup"),
             };
-            crate::atomic::write(&dir, Path::new(&backup), previous)
+            crate::store::atomic::write(&dir, Path::new(&backup), previous)
                 .map_err(|e| WitError::Io(format!("cannot write the backup {backup}: {e}")))?;
         }
         // 2-space indentation, like the web app writes it.
         let text = serde_json::to_string_pretty(&value)
             .map_err(|e| WitError::Failed(format!("cannot encode the configuration: {e}")))?;
-        crate::atomic::write(&dir, Path::new(&name), text.as_bytes())
+        crate::store::atomic::write(&dir, Path::new(&name), text.as_bytes())
             .map_err(|e| WitError::Io(format!("cannot write {}: {e}", self.path.display())))?;
         Ok(Snapshot {
             version: sha256_hex(text.as_bytes()),

@@ -11,7 +11,7 @@ use super::bindings::neopro::agent::download::{Host, Outcome, Request};
 use super::progress::parse_detail;
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError};
-use crate::manifest::{Access, RootName};
+use crate::sandbox::manifest::{Access, RootName};
 use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -4,7 +4,7 @@
 use super::bindings::neopro::agent::files::{DirEntry, EntryKind, Host, Metadata};
 use super::roots::{io_error, open_regular, relative, relative_file};
 use super::{HostState, WitError, WitRoot};
-use crate::manifest::{Access, RootName};
+use crate::sandbox::manifest::{Access, RootName};
 use cap_std::fs::Dir;
 use std::io::Read;
 use std::time::UNIX_EPOCH;
@@ -81,7 +81,7 @@ impl Host for HostState {
                 "{root}/{path} is a directory, not a file"
             )));
         }
-        crate::atomic::write(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
+        crate::store::atomic::write(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
     }
 
     fn remove_file(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {
@@ -227,7 +227,7 @@ impl Host for HostState {
         }
         let deadline = Some(self.call.deadline);
         let doing = format!("copying {from_root}/{from} to {to_root}/{to}");
-        let size = crate::tree::tree_size(&src, &from_rel, deadline).map_err(|e| {
+        let size = crate::store::tree::tree_size(&src, &from_rel, deadline).map_err(|e| {
             if super::deadline::is_past_deadline(&e) {
                 self.call.timed_out(&doing)
             } else {
@@ -243,14 +243,14 @@ impl Host for HostState {
                 )));
             }
         }
-        match crate::tree::copy_tree(&src, &from_rel, &dst, &to_rel, deadline) {
+        match crate::store::tree::copy_tree(&src, &from_rel, &dst, &to_rel, deadline) {
             Ok(bytes) => {
                 let _ = rustix::fs::syncfs(&dst);
                 Ok(bytes)
             }
             Err(e) => {
                 // Never leave half a copy behind.
-                let _ = crate::tree::remove_tree(&dst, &to_rel);
+                let _ = crate::store::tree::remove_tree(&dst, &to_rel);
                 if super::deadline::is_past_deadline(&e) {
                     return Err(self.call.timed_out(&doing));
                 }
@@ -263,7 +263,7 @@ impl Host for HostState {
         let root = RootName::from(root);
         let dir = self.open_root(root, Access::ReadWrite)?;
         let rel = relative_file(&path)?;
-        crate::tree::remove_tree(&dir, &rel).map_err(|e| io_error(root, &path, &e))
+        crate::store::tree::remove_tree(&dir, &rel).map_err(|e| io_error(root, &path, &e))
     }
 
     fn free_bytes(&mut self, root: WitRoot) -> Result<u64, WitError> {

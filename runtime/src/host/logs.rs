@@ -4,7 +4,7 @@
 use super::bindings::neopro::agent::logs::Host;
 use super::roots::{io_error, open_regular};
 use super::{HostState, WitError, WitRoot};
-use crate::manifest::{Access, RootName, is_valid_unit_name};
+use crate::sandbox::manifest::{Access, RootName, is_valid_unit_name};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::{Command, Stdio};

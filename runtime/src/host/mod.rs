@@ -18,8 +18,8 @@ pub mod roots;
 pub mod services;
 pub mod system;
 
-use crate::manifest::{Access, Manifest, RootName};
-use crate::metrics::SystemProbe;
+use crate::sandbox::manifest::{Access, Manifest, RootName};
+use crate::platform::metrics::SystemProbe;
 pub use memory_cap::MemoryCap;
 use roots::Roots;
 use std::path::PathBuf;
@@ -58,19 +58,19 @@ pub struct HostServices {
     /// LOCAL_APP_URL.
     pub local_app_url: String,
     /// systemctl (a test double in tests).
-    pub service_manager: crate::service_manager::ServiceManager,
+    pub service_manager: crate::platform::systemctl::ServiceManager,
     /// MANAGED_SERVICES: the only units any component may touch.
     pub managed_services: Vec<String>,
     /// AGENT_SERVICE: the agent's own unit.
     pub agent_unit: String,
     /// Reboots and self-restarts waiting for their result's delivery.
-    pub follow_ups: Arc<crate::follow_up::FollowUps>,
+    pub follow_ups: Arc<crate::agent::follow_up::FollowUps>,
     /// UPDATE_HEALTH_URL.
     pub health_url: Option<String>,
     /// UPDATE_TRUSTED_KEYS.
     pub update_keys: Vec<[u8; 32]>,
     /// Where network_diagnostics probes.
-    pub diagnostics: crate::diagnostics::Targets,
+    pub diagnostics: crate::platform::network_probes::Targets,
 }
 
 impl HostServices {
@@ -85,13 +85,15 @@ impl HostServices {
             config_store: config_store::ConfigStore::new(config.config_path.clone()),
             max_download_size: config.max_download_size,
             local_app_url: config.local_app_url.clone(),
-            service_manager: crate::service_manager::ServiceManager::new(
+            service_manager: crate::platform::systemctl::ServiceManager::new(
                 config.services.systemctl.clone(),
             ),
             managed_services: config.services.managed.clone(),
             agent_unit: config.services.agent_unit.clone(),
-            follow_ups: Arc::new(crate::follow_up::FollowUps::new(config.state_path.clone())),
-            diagnostics: crate::diagnostics::Targets::new(&config.central_server_url),
+            follow_ups: Arc::new(crate::agent::follow_up::FollowUps::new(
+                config.state_path.clone(),
+            )),
+            diagnostics: crate::platform::network_probes::Targets::new(&config.central_server_url),
             update_keys: config.update_keys.clone(),
             health_url: config.update_health_url.clone(),
         }

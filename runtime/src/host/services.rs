@@ -7,8 +7,8 @@
 
 use super::bindings::neopro::agent::{power, services};
 use super::{HostState, WitError};
-use crate::follow_up::Action;
-use crate::service_manager::ServiceError;
+use crate::agent::follow_up::Action;
+use crate::platform::systemctl::ServiceError;
 use std::time::Duration;
 
 /// Longest a follow-up waits for its result to be confirmed delivered.
@@ -36,7 +36,7 @@ impl HostState {
     /// Checks `name` may be touched and returns the unit it means. The
     /// agent's names are interchangeable in grants and MANAGED_SERVICES.
     fn require_service(&self, name: &str) -> Result<String, WitError> {
-        if !crate::manifest::is_valid_unit_name(name) {
+        if !crate::sandbox::manifest::is_valid_unit_name(name) {
             return Err(ServiceError::InvalidName(name.to_owned()).into());
         }
         let agent = self.is_agent_unit(name);

@@ -2,7 +2,7 @@
 
 use super::bindings::neopro::agent::system::{Host, Info, InterfaceInfo, Metrics, VersionInfo};
 use super::{HostState, WitError};
-use crate::metrics;
+use crate::platform::metrics;
 
 impl HostState {
     fn require_system(&self) -> Result<(), WitError> {
@@ -57,7 +57,7 @@ impl Host for HostState {
 
     fn network_diagnostics(&mut self) -> Result<String, WitError> {
         self.require_system()?;
-        Ok(crate::diagnostics::run(&self.call.services.diagnostics).to_string())
+        Ok(crate::platform::network_probes::run(&self.call.services.diagnostics).to_string())
     }
 
     fn get_version(&mut self) -> Result<VersionInfo, WitError> {

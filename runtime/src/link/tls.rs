@@ -42,7 +42,7 @@ pub fn clock_hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
                 "the central server's TLS certificate {what} according to this box's clock ({}); \
                  the clock is probably wrong (a Raspberry Pi has no battery-backed clock): \
                  check time synchronisation with `timedatectl`",
-                crate::clock::iso8601(SystemTime::now())
+                crate::platform::clock::iso8601(SystemTime::now())
             ));
         }
         current = e.source();

@@ -490,7 +490,7 @@ async fn authenticate(b: &mut Builder, url: &str, site_id: &str, key: &str, time
     match outcome {
         Ok(Ok(Ok(message))) => b.ok("authentication", message),
         Ok(Ok(Err(message))) => {
-            let fix = crate::session::auth::hint(&message);
+            let fix = crate::agent::session::auth::hint(&message);
             b.fail("authentication", message, fix);
         }
         Ok(Err(reason)) => b.fail(

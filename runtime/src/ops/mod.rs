@@ -4,6 +4,7 @@
 
 pub mod central_api;
 pub mod command;
+pub mod component;
 pub mod diagnose;
 pub mod install_service;
 pub mod prompt;

@@ -241,7 +241,7 @@ pub async fn register(
             "# NEOPRO site configuration, written by `neopro-runtime register` on {}.\n\
              # Holds this site's API key: keep it mode 0600. Every key is explained in\n\
              # site.conf.example; unset folders default to /home/pi/neopro/...\n",
-            crate::clock::iso8601(std::time::SystemTime::now())
+            crate::platform::clock::iso8601(std::time::SystemTime::now())
         )
     });
     let text = site_file::set_keys(&base, &updates);

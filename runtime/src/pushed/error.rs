@@ -2,8 +2,8 @@
 //! fix; nothing is installed or changed when one is returned.
 
 use super::policy::PolicyError;
-use super::signing::SigningError;
 use super::store::StoreError;
+use crate::signing::components::SigningError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushedError {

@@ -20,14 +20,14 @@
 
 mod error;
 pub mod policy;
-pub mod signing;
 pub mod store;
 
 pub use error::PushedError;
 
 use crate::config::SiteConfig;
-use crate::registry::{self, ComponentSpec, Origin, Registry};
+use crate::sandbox::registry::{self, ComponentSpec, Origin, Registry};
 use crate::sandbox::{Sandbox, SandboxError};
+use crate::signing::components as signing;
 use policy::Policy;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -283,7 +283,7 @@ impl Manager {
     fn check_commands(
         &self,
         policy: &Policy,
-        manifest: &crate::manifest::Manifest,
+        manifest: &crate::sandbox::manifest::Manifest,
     ) -> Result<(), PushedError> {
         check_not_management(&manifest.name, &manifest.commands)?;
         let builtins = self.builtins();
@@ -328,12 +328,10 @@ impl Manager {
 
     fn install(&self, sandbox: &Sandbox, p: InstallParams) -> Result<Value, PushedError> {
         // 1. The manifest is the one the parameters describe.
-        let manifest =
-            crate::manifest::Manifest::parse("the manifest", &p.manifest).map_err(|e| {
-                PushedError::InvalidInput {
-                    command: "install_component",
-                    detail: e.to_string(),
-                }
+        let manifest = crate::sandbox::manifest::Manifest::parse("the manifest", &p.manifest)
+            .map_err(|e| PushedError::InvalidInput {
+                command: "install_component",
+                detail: e.to_string(),
             })?;
         for (field, in_manifest, in_params) in [
             ("name", &manifest.name, &p.name),
@@ -445,7 +443,7 @@ impl Manager {
         &self,
         sandbox: &Sandbox,
         wasm_file: &std::path::Path,
-        manifest: &crate::manifest::Manifest,
+        manifest: &crate::sandbox::manifest::Manifest,
     ) -> Result<(), PushedError> {
         let name = manifest.name.clone();
         let bytes = std::fs::read(wasm_file).map_err(|e| PushedError::Download {

@@ -19,7 +19,7 @@
 //!
 //! No policy file means pushed components are disabled on the box.
 
-use crate::manifest::{Access, Grants, Manifest, RootName};
+use crate::sandbox::manifest::{Access, Grants, Manifest, RootName};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

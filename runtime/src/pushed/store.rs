@@ -14,8 +14,8 @@
 //! version are kept; the previous one is what `rollback_component` returns
 //! to.
 
-use crate::atomic;
-use crate::manifest::Manifest;
+use crate::sandbox::manifest::Manifest;
+use crate::store::atomic;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -419,7 +419,7 @@ mod tests {
             manifest_text: &text,
             wasm_file: &incoming,
             record: InstallRecord {
-                sha256: crate::sandbox::sha256_hex(wasm),
+                sha256: crate::store::hash::sha256_hex(wasm),
                 signature: None,
                 signer: None,
                 url: None,

@@ -8,6 +8,7 @@
 //! write) is discarded and rebuilt from the wasm instead of being run.
 
 use super::SandboxError;
+use crate::store::hash::sha256_hex;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -55,11 +56,6 @@ pub struct ArtifactCache {
     engine_hash: String,
     hits: AtomicU64,
     compiled: AtomicU64,
-}
-
-/// sha256 of bytes, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl ArtifactCache {
@@ -215,10 +211,10 @@ pub(super) fn store_bytes(bytes: &[u8], path: &Path) -> Result<(), String> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err("bad cache path".to_owned());
     };
-    let dir = crate::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
-    crate::atomic::write(&dir, Path::new(name), bytes).map_err(|e| e.to_string())?;
+    let dir = crate::store::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
+    crate::store::atomic::write(&dir, Path::new(name), bytes).map_err(|e| e.to_string())?;
     let mut sum_name = name.to_owned();
     sum_name.push(".sha256");
-    crate::atomic::write(&dir, Path::new(&sum_name), sha256_hex(bytes).as_bytes())
+    crate::store::atomic::write(&dir, Path::new(&sum_name), sha256_hex(bytes).as_bytes())
         .map_err(|e| e.to_string())
 }

@@ -8,9 +8,11 @@ mod cache;
 pub mod compile_child;
 mod engine;
 mod error;
+pub mod manifest;
 mod output;
+pub mod registry;
 
-pub use cache::{CacheStats, LoadOrigin, sha256_hex};
+pub use cache::{CacheStats, LoadOrigin};
 pub use engine::{MEMORY_GUARD, MEMORY_RESERVATION, TICK};
 pub use error::SandboxError;
 
@@ -19,7 +21,7 @@ use crate::host::{
     CallContext, CommandPre, HostServices, HostState, MemoryCap, ProgressSink, WireCommand,
     WitError,
 };
-use crate::manifest::Manifest;
+use crate::sandbox::manifest::Manifest;
 use cache::ArtifactCache;
 use output::CapturedOutput;
 use std::path::{Path, PathBuf};

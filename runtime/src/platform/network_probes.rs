@@ -265,7 +265,7 @@ fn probe_central(url: &str) -> Value {
 }
 
 fn probe_interfaces() -> Value {
-    let list: Vec<Value> = crate::metrics::interfaces()
+    let list: Vec<Value> = crate::platform::metrics::interfaces()
         .into_iter()
         .filter(|i| !i.name.starts_with("lo"))
         .map(|i| {
@@ -349,7 +349,7 @@ pub fn run(targets: &Targets) -> Value {
     drop(tx);
     let interfaces = probe_interfaces();
     let mut out = json!({
-        "timestamp": crate::clock::iso8601(std::time::SystemTime::now()),
+        "timestamp": crate::platform::clock::iso8601(std::time::SystemTime::now()),
         "internet": {"reachable": false, "latency_ms": null, "packet_loss_percent": null,
                      "packets_sent": 5, "packets_received": 0},
         "central_server": {"reachable": false, "latency_ms": null, "http_latency_ms": null,

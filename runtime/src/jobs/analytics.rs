@@ -305,7 +305,7 @@ impl Forwarder {
             .ok()
             .and_then(|t| t.elapsed().ok());
         if idle.is_some_and(|idle| idle >= self.settings.quarantine_after) {
-            let stamp = crate::clock::unix_millis(std::time::SystemTime::now());
+            let stamp = crate::platform::clock::unix_millis(std::time::SystemTime::now());
             let mut name = sending.as_os_str().to_owned();
             name.push(format!(".bad-{stamp}"));
             let moved_to = PathBuf::from(name);
@@ -396,7 +396,7 @@ fn is_final_refusal(status: u16) -> bool {
 /// moved is never deleted, whatever the clock says.
 fn set_aside(sending: &Path, prefix: &str) -> std::io::Result<PathBuf> {
     let dir = sending.parent().unwrap_or(Path::new("."));
-    let mut stamp = crate::clock::unix_millis(std::time::SystemTime::now());
+    let mut stamp = crate::platform::clock::unix_millis(std::time::SystemTime::now());
     let mut moved_to = dir.join(format!("{prefix}{stamp}"));
     while moved_to.exists() {
         stamp = stamp.saturating_add(1);

@@ -9,12 +9,12 @@ mod blocking;
 pub mod heartbeat;
 pub mod local_state;
 
+use crate::agent::dispatch::Dispatcher;
+use crate::agent::journal::{Admission, Journal, Outcome};
 use crate::config::SiteConfig;
-use crate::dispatch::Dispatcher;
 use crate::host::ProgressSink;
-use crate::journal::{Admission, Journal, Outcome};
 use crate::link::{LinkEvent, LinkHandle};
-use crate::metrics::SystemProbe;
+use crate::platform::metrics::SystemProbe;
 use blocking::off_worker;
 use local_state::ConfigWatcher;
 use serde_json::{Value, json};
@@ -100,7 +100,7 @@ pub struct Session {
     in_flight: Vec<(String, u64)>,
     watcher: ConfigWatcher,
     /// Updates waiting for the maintenance window.
-    scheduled: crate::maintenance::Scheduled,
+    scheduled: crate::agent::maintenance_window::Scheduled,
     running: usize,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
@@ -122,7 +122,7 @@ impl Session {
         };
         Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
-            scheduled: crate::maintenance::Scheduled::new(&config.state_path),
+            scheduled: crate::agent::maintenance_window::Scheduled::new(&config.state_path),
             config,
             config_file,
             settings,
@@ -156,14 +156,14 @@ impl Session {
         watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut expiry = tokio::time::interval(self.settings.expiry_interval);
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let watchdog_every = crate::systemd::watchdog_interval();
+        let watchdog_every = crate::platform::sd_notify::watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         let mut follow_up_check = tokio::time::interval(Duration::from_millis(500));
         follow_up_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut window_check = tokio::time::interval(Duration::from_secs(60));
         window_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        crate::systemd::notify("READY=1");
+        crate::platform::sd_notify::notify("READY=1");
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -182,7 +182,7 @@ impl Session {
                         self.sync_local_state();
                     }
                 }
-                _ = watchdog.tick(), if watchdog_every.is_some() => crate::systemd::notify("WATCHDOG=1"),
+                _ = watchdog.tick(), if watchdog_every.is_some() => crate::platform::sd_notify::notify("WATCHDOG=1"),
                 // Polled only while a reboot or restart waits for its result
                 // to be delivered: an idle agent must not wake twice a second.
                 _ = follow_up_check.tick(),
@@ -194,7 +194,7 @@ impl Session {
                 _ = expiry.tick() => {
                     if let Some((rss, anon)) = std::fs::read_to_string("/proc/self/status")
                         .ok()
-                        .and_then(|s| crate::metrics::own_memory_kib(&s))
+                        .and_then(|s| crate::platform::metrics::own_memory_kib(&s))
                     {
                         tracing::info!("agent memory: {rss} KiB resident, {anon} KiB anonymous");
                     }
@@ -224,7 +224,7 @@ impl Session {
     }
 
     async fn stop(mut self) {
-        crate::systemd::notify("STOPPING=1");
+        crate::platform::sd_notify::notify("STOPPING=1");
         tracing::info!("stopping: no new commands; {} still running", self.running);
         let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
         while self.running > 0 {
@@ -312,7 +312,7 @@ impl Session {
         self.send_heartbeat();
         heartbeat.reset();
         self.sync_local_state();
-        off_worker(|| self.journal.prune(crate::journal::RETENTION));
+        off_worker(|| self.journal.prune(crate::agent::journal::RETENTION));
         // One stored outcome in memory at a time.
         for id in self.journal.undelivered_ids() {
             if self.in_flight.iter().any(|(f, _)| *f == id) {
@@ -379,10 +379,10 @@ impl Session {
         }
     }
 
-    fn run_follow_up(&self, id: String, action: crate::follow_up::Action) {
+    fn run_follow_up(&self, id: String, action: crate::agent::follow_up::Action) {
         let services = self.dispatcher.host_services().clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::follow_up::run(&services.service_manager, &id, &action) {
+            if let Err(e) = crate::agent::follow_up::run(&services.service_manager, &id, &action) {
                 tracing::error!("{e}");
             }
         });
@@ -524,7 +524,7 @@ impl Session {
     /// The maintenance window: `false` when the update was refused or
     /// scheduled (its result is recorded and sent here).
     fn update_may_run_now(&mut self, id: &str, data: &Value) -> bool {
-        use crate::maintenance::{Decision, decide, local_hour};
+        use crate::agent::maintenance_window::{Decision, decide, local_hour};
         let outcome = match decide(self.config.update_window, data, local_hour()) {
             Decision::Run => return true,
             Decision::Refuse(error) => Outcome::Error { error },
@@ -549,9 +549,9 @@ impl Session {
     /// result replaces the "scheduled" one.
     fn run_scheduled_updates(&mut self) {
         if self.scheduled.is_empty()
-            || !crate::maintenance::window_open(
+            || !crate::agent::maintenance_window::window_open(
                 self.config.update_window,
-                crate::maintenance::local_hour(),
+                crate::agent::maintenance_window::local_hour(),
             )
         {
             return;

@@ -6,12 +6,13 @@
 //! component. A command takes the table's entry when it starts and keeps it:
 //! commands in flight finish on the version they started with.
 
+use crate::agent::journal::Outcome;
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
-use crate::journal::Outcome;
 use crate::pushed;
-use crate::registry::{self, ComponentSpec, Origin, Registry};
-use crate::sandbox::{CommandRequest, LoadedComponent, Sandbox, sha256_hex};
+use crate::sandbox::registry::{self, ComponentSpec, Origin, Registry};
+use crate::sandbox::{CommandRequest, LoadedComponent, Sandbox};
+use crate::store::hash::sha256_hex;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

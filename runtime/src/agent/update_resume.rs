@@ -3,9 +3,9 @@
 //! update_software component, and its final result replaces the generic
 //! "interrupted" one in the journal, so the server learns how it ended.
 
+use crate::agent::dispatch::Dispatcher;
+use crate::agent::journal::{Journal, Outcome};
 use crate::config::SiteConfig;
-use crate::dispatch::Dispatcher;
-use crate::journal::{Journal, Outcome};
 use serde_json::{Value, json};
 
 /// The update journal the component keeps in the `staging` root.
@@ -20,15 +20,15 @@ pub async fn resume(config: &SiteConfig, dispatcher: &Dispatcher, journal: &Jour
     // Finishing or rolling back can take minutes (services must come up):
     // tell systemd the agent is up, so its start timeout does not kill the
     // rollback half-way and start it again in a loop.
-    crate::systemd::notify("READY=1");
+    crate::platform::sd_notify::notify("READY=1");
     // READY also starts systemd's watchdog: keep feeding it while the
     // rollback runs, before the session loop takes over.
-    let pinger = crate::systemd::watchdog_interval().map(|every| {
+    let pinger = crate::platform::sd_notify::watchdog_interval().map(|every| {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                crate::systemd::notify("WATCHDOG=1");
+                crate::platform::sd_notify::notify("WATCHDOG=1");
             }
         })
     });

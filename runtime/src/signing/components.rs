@@ -117,9 +117,9 @@ impl SecretKey {
     }
 
     /// Signs a software release for `update_software`: 128 hex digits over
-    /// [`crate::release_signature::signed_text`].
+    /// [`crate::signing::releases::signed_text`].
     pub fn sign_release(&self, version: &str, archive_sha256: &str) -> String {
-        let text = crate::release_signature::signed_text(version, archive_sha256);
+        let text = crate::signing::releases::signed_text(version, archive_sha256);
         hex::encode(self.pair.sign(text.as_bytes()).as_ref())
     }
 

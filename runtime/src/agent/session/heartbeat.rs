@@ -1,7 +1,7 @@
 //! The `heartbeat` payload (protocol notes §1.6).
 
-use crate::clock;
-use crate::metrics::{SystemProbe, version_info};
+use crate::platform::clock;
+use crate::platform::metrics::{SystemProbe, version_info};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::SystemTime;

@@ -21,7 +21,7 @@
 //! when they must be sent again. The folder is bounded by [`MAX_ENTRIES`]
 //! and [`MAX_BYTES`]: the oldest delivered entries go first.
 
-use crate::atomic;
+use crate::store::atomic;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -204,12 +204,12 @@ fn file_name(id: &str) -> String {
     if plain {
         format!("{id}.json")
     } else {
-        format!("h-{}.json", crate::sandbox::sha256_hex(id.as_bytes()))
+        format!("h-{}.json", crate::store::hash::sha256_hex(id.as_bytes()))
     }
 }
 
 fn now_ms() -> u64 {
-    crate::clock::unix_millis(SystemTime::now())
+    crate::platform::clock::unix_millis(SystemTime::now())
 }
 
 impl Journal {

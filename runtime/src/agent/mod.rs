@@ -1,15 +1,30 @@
 //! `neopro-runtime run`: wires the journal, the components, the link and
 //! the session together, and runs them until asked to stop.
+//!
+//! - [`session`] — authentication, heartbeat, commands, results;
+//! - [`dispatch`] — allowlist, component lookup, per-resource locks;
+//! - [`journal`] — the persistent command journal and result outbox;
+//! - [`follow_up`] — reboot / self-restart once the result is delivered;
+//! - [`update_resume`] — finishes or rolls back an update a crash interrupted;
+//! - [`maintenance_window`] — AUTO_UPDATE_ENABLED / AUTO_UPDATE_HOUR and the
+//!   updates kept for the window.
 
+pub mod dispatch;
+pub mod follow_up;
+pub mod journal;
+pub mod maintenance_window;
+pub mod session;
+pub mod update_resume;
+
+use crate::agent::dispatch::Dispatcher;
+use crate::agent::journal::{Journal, JournalError};
+use crate::agent::session::{Session, SessionSettings};
 use crate::config::SiteConfig;
-use crate::dispatch::Dispatcher;
 use crate::host::HostServices;
-use crate::journal::{Journal, JournalError};
 use crate::link::backoff::BackoffPolicy;
 use crate::link::{self, LinkConfig};
-use crate::registry::{self, RegistryError};
+use crate::sandbox::registry::{self, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
-use crate::session::{Session, SessionSettings};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +83,10 @@ pub async fn run(
         ));
     }
     let journal = Arc::new(Journal::open(&config.state_path.join("journal"))?);
-    crate::follow_up::log_reboot_outcome(&config.state_path, crate::follow_up::boot_time_ms());
+    crate::agent::follow_up::log_reboot_outcome(
+        &config.state_path,
+        crate::agent::follow_up::boot_time_ms(),
+    );
     let components_dir = registry::components_dir(&config);
     let services = Arc::new(HostServices::from_config(&config));
     let mut sandbox = Sandbox::new(services, Some(&config.cache_dir()))?;
@@ -77,7 +95,7 @@ pub async fn run(
     }
     let sandbox = Arc::new(sandbox);
     let dispatcher = Arc::new(Dispatcher::new(&config, sandbox));
-    crate::update_resume::resume(&config, &dispatcher, &journal).await;
+    crate::agent::update_resume::resume(&config, &dispatcher, &journal).await;
     tracing::info!(
         "neopro-runtime {} for site {} ({}), components from {}: {}",
         env!("CARGO_PKG_VERSION"),
@@ -95,12 +113,12 @@ pub async fn run(
     // then every 5 min), the daily configuration.json backup, and the daily
     // sweep of downloads nobody resumed for a week.
     let side_jobs = [
-        tokio::spawn(crate::analytics::run(config.clone())),
-        tokio::spawn(crate::config_backup::run(
+        tokio::spawn(crate::jobs::analytics::run(config.clone())),
+        tokio::spawn(crate::jobs::config_backup::run(
             config.config_path.clone(),
             config.neopro_root.join("data/backups"),
         )),
-        tokio::spawn(crate::sweep::run(vec![
+        tokio::spawn(crate::jobs::sweep::run(vec![
             config.videos_path.clone(),
             config.pushed_components_dir().join(".incoming"),
         ])),

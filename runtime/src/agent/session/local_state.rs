@@ -1,9 +1,9 @@
 //! `sync_local_state`: the box's configuration.json mirrored to the server,
 //! on authentication and whenever the file's content changes.
 
-use crate::clock;
-use crate::config_json::short_sha256;
-pub use crate::config_json::{config_hash, js_stringify};
+use crate::platform::clock;
+use crate::store::webapp_config::short_sha256;
+pub use crate::store::webapp_config::{config_hash, js_stringify};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::SystemTime;

@@ -3,7 +3,7 @@
 //! argument vector, never a shell string, and every call is bounded in time
 //! so a hung systemd cannot hang a command.
 
-use crate::manifest::is_valid_unit_name;
+use crate::sandbox::manifest::is_valid_unit_name;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -127,7 +127,7 @@ impl Scheduled {
     fn file(&self, id: &str) -> PathBuf {
         self.dir.join(format!(
             "{}.json",
-            crate::sandbox::sha256_hex(id.as_bytes())
+            crate::store::hash::sha256_hex(id.as_bytes())
         ))
     }
 
@@ -137,7 +137,7 @@ impl Scheduled {
             path: self.dir.clone(),
             source,
         };
-        let dir = crate::atomic::open_state_dir(&self.dir).map_err(store)?;
+        let dir = crate::store::atomic::open_state_dir(&self.dir).map_err(store)?;
         let entry = ScheduledUpdate {
             id: id.to_owned(),
             data: data.clone(),
@@ -145,7 +145,7 @@ impl Scheduled {
         let bytes = serde_json::to_vec(&entry).map_err(|e| store(std::io::Error::other(e)))?;
         let name = self.file(id);
         let name = name.file_name().map(PathBuf::from).unwrap_or_default();
-        crate::atomic::write(&dir, &name, &bytes).map_err(store)
+        crate::store::atomic::write(&dir, &name, &bytes).map_err(store)
     }
 
     /// Removes and returns every waiting update, oldest file first.

@@ -70,10 +70,10 @@ pub fn backup_once(
     }
     let name = format!(
         "config-{}.json",
-        crate::clock::iso8601(now).replace([':', '.'], "-")
+        crate::platform::clock::iso8601(now).replace([':', '.'], "-")
     );
-    let folder = crate::atomic::open_state_dir(dir).map_err(write_err)?;
-    crate::atomic::write(&folder, Path::new(&name), &contents).map_err(write_err)?;
+    let folder = crate::store::atomic::open_state_dir(dir).map_err(write_err)?;
+    crate::store::atomic::write(&folder, Path::new(&name), &contents).map_err(write_err)?;
     let written = dir.join(name);
     // Names sort by time only while the clock is right: a Pi that booted
     // in the past names its copy before the others, so the one just made

@@ -6,9 +6,10 @@
 
 use crate::config::SiteConfig;
 use crate::host::HostServices;
-use crate::manifest::Manifest;
-use crate::pushed::signing::{self, PublicKey, SecretKey};
-use crate::sandbox::{Sandbox, sha256_hex};
+use crate::sandbox::Sandbox;
+use crate::sandbox::manifest::Manifest;
+use crate::signing::components::{self as signing, PublicKey, SecretKey};
+use crate::store::hash::sha256_hex;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use std::io::Write;

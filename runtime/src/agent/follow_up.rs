@@ -11,7 +11,7 @@
 //! goes out after the restart). A pending reboot is also written to `STATE_PATH` so the next
 //! start can log whether it happened.
 
-use crate::service_manager::{ServiceError, ServiceManager};
+use crate::platform::systemctl::{ServiceError, ServiceManager};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -97,12 +97,12 @@ impl FollowUps {
         if action == Action::Reboot {
             let record = PendingReboot {
                 command_id: command_id.to_owned(),
-                requested_at_ms: crate::clock::unix_millis(SystemTime::now()),
+                requested_at_ms: crate::platform::clock::unix_millis(SystemTime::now()),
             };
-            let dir = crate::atomic::open_state_dir(&self.state_path);
+            let dir = crate::store::atomic::open_state_dir(&self.state_path);
             let written = dir.and_then(|dir| {
                 let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-                crate::atomic::write(&dir, Path::new(REBOOT_FILE), &bytes)
+                crate::store::atomic::write(&dir, Path::new(REBOOT_FILE), &bytes)
             });
             written.map_err(|source| FollowUpError::Persist {
                 path: self.state_path.join(REBOOT_FILE),

@@ -1,0 +1,9 @@
+//! Bytes on disk: atomic writes, hashing, folder trees, the safe tar.gz
+//! extractor and the web app's configuration.json. Low level on purpose:
+//! nothing here depends on the sandbox, the link or the site configuration.
+
+pub mod atomic;
+pub mod extract;
+pub mod hash;
+pub mod tree;
+pub mod webapp_config;
