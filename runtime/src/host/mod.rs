@@ -18,8 +18,8 @@ pub mod roots;
 pub mod services;
 pub mod system;
 
-use crate::sandbox::manifest::{Access, Manifest, RootName};
 use crate::platform::metrics::SystemProbe;
+use crate::sandbox::manifest::{Access, Manifest, RootName};
 pub use memory_cap::MemoryCap;
 use roots::Roots;
 use std::path::PathBuf;
