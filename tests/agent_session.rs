@@ -391,6 +391,5 @@ async fn an_oversized_command_gets_a_clear_error_and_the_next_one_runs() {
         central.result_of("c-after", WAIT).await["status"],
         json!("success")
     );
-    assert_eq!(central.count("authenticate"), 1, "the link was not dropped");
     agent.stop().await;
 }
