@@ -30,9 +30,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// Both tests read process-wide counters: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_thousand_large_results_cost_the_journal_little_memory()
 -> Result<(), Box<dyn std::error::Error>> {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir()?;
     let journal = Journal::open(dir.path())?;
     let before = LIVE.load(Ordering::SeqCst);
@@ -66,5 +70,39 @@ fn a_thousand_large_results_cost_the_journal_little_memory()
     let (entries, bytes) = journal.usage();
     assert_eq!(entries, 1000);
     assert!(bytes > 64_000_000 && bytes <= neopro_runtime::agent::journal::MAX_BYTES);
+    Ok(())
+}
+
+#[test]
+fn a_state_changing_command_costs_one_fsync_and_a_read_only_one_none()
+-> Result<(), Box<dyn std::error::Error>> {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir()?;
+    let journal = Journal::open(dir.path())?;
+    let fsyncs = neopro_runtime::store::atomic::fsync_count;
+    let outcome = || Outcome::Success {
+        result: json!({"success": true}),
+    };
+    // State-changing: admitted (fsynced) before it runs, then completed and
+    // marked delivered, unsynced.
+    let before = fsyncs();
+    let ids: Vec<String> = (0..20).map(|i| format!("w-{i}")).collect();
+    for id in &ids {
+        assert_eq!(journal.admit(id, "update_config")?, Admission::Run);
+        journal.complete(id, outcome())?;
+    }
+    journal.mark_all_delivered(&ids)?;
+    let state_changing = fsyncs() - before;
+    // Read-only: never admitted; its result is kept for re-sending.
+    let before = fsyncs();
+    for i in 0..20 {
+        journal.complete(&format!("r-{i}"), outcome())?;
+    }
+    let read_only = fsyncs() - before;
+    assert_eq!(
+        (state_changing, read_only),
+        (20, 0),
+        "fsyncs for 20 state-changing and 20 read-only commands"
+    );
     Ok(())
 }
