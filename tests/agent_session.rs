@@ -284,8 +284,9 @@ async fn a_long_outage_keeps_connect_attempts_within_the_backoff_bound() {
     let before = proxy.accepted();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let attempts = proxy.accepted() - before;
-    // Delays ≥ half of 50, 100, 200, 400, 400… ms: at most ~17 in 3 s.
-    assert!((4..=20).contains(&attempts), "{attempts} attempts in 3 s");
+    // Full jitter over windows of 50, 100, 200, 400, 400… ms: ~17 in 3 s
+    // on average; a spinning retry would make thousands.
+    assert!((4..=40).contains(&attempts), "{attempts} attempts in 3 s");
 
     let central = Central::start_on(port, &[("site-1", "key-1")]).await;
     central.next("heartbeat", WAIT).await;

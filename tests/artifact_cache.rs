@@ -114,3 +114,47 @@ fn a_flipped_bit_inside_an_artifact_is_caught_by_its_checksum() {
         LoadOrigin::Cache
     );
 }
+
+/// The web app's user (the unit's group, `UMask=0002`) must not be able to
+/// plant native code: a cache folder others can write is not used at all,
+/// and the folder the agent creates is its own.
+#[test]
+fn a_cache_folder_others_can_write_is_never_loaded_from() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    let _ = site.load(&site.sandbox(), "get-config");
+    let cache = site.config.cache_dir();
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .expect("mode")
+    };
+    assert_eq!(mode(&cache), 0o700, "the cache is the agent's alone");
+    let artifact = cache.join(&cached_artifacts(&site)[0]);
+    assert_eq!(mode(&artifact), 0o600);
+
+    // An older agent (or an operator) left it group-writable: whatever is in
+    // it may have been planted, checksum sidecar included.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o770)).expect("chmod");
+    let sandbox = site.sandbox();
+    assert_eq!(
+        site.load(&sandbox, "get-config").origin(),
+        LoadOrigin::Compiled
+    );
+    assert_eq!(
+        sandbox.cache_stats(),
+        CacheStats {
+            hits: 0,
+            compiled: 1
+        }
+    );
+
+    // A private folder holding a group-writable artifact: not mapped either.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(0o664)).expect("chmod");
+    assert_eq!(
+        site.load(&site.sandbox(), "get-config").origin(),
+        LoadOrigin::Compiled
+    );
+    assert_eq!(mode(&artifact), 0o600, "rebuilt by the agent, for itself");
+}

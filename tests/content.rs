@@ -126,7 +126,7 @@ fn bad_update_config_requests_change_nothing() {
         ),
         (
             json!({"mode": "update_agent", "agentFiles": {"../../etc/cron.d/x": "boom"}}),
-            "update_config mode 'update_agent' is refused: it wrote arbitrary files on the box. Push a signed component instead",
+            "update_config mode 'update_agent' is refused: it wrote arbitrary files on the box (JavaScript for the old Node.js agent). Update the agent with a signed agent release sent as update_software from the Updates page; new commands are pushed as signed components (install_component)",
         ),
         (
             json!({"configuration": [1, 2], "mode": "replace"}),

@@ -95,7 +95,15 @@ fn a_video_is_downloaded_verified_and_recorded() {
     assert_eq!(last.0, "deploy_progress");
     assert_eq!(
         last.1,
-        json!({"deploymentId": "dep-1", "videoId": "vid-1", "completed": true, "progress": 100})
+        json!({"deploymentId": "dep-1", "videoId": "vid-1", "completed": true, "progress": 100,
+               "status": "completed"})
+    );
+    // Issue 18.5: the dashboard reads `status` from every event.
+    assert!(
+        events[..events.len() - 1]
+            .iter()
+            .all(|(_, p)| p["status"] == json!("in_progress")),
+        "{events:?}"
     );
     let percents: Vec<u64> = events
         .iter()

@@ -461,6 +461,7 @@ mod diagnose {
         DiagnoseArgs {
             json: false,
             timeout: 5,
+            auth: false,
         }
     }
 

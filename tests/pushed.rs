@@ -581,3 +581,75 @@ fn withdrawn_trust_unloads_installed_components_and_blocks_rollback_to_them() {
         "Command type 'video_inventory' is not allowed"
     );
 }
+
+#[test]
+fn an_older_version_is_refused_unless_the_policy_allows_downgrades() {
+    let key = SecretKey::generate().expect("key");
+    let site = site(POLICY);
+    let d = dispatcher(&site, &key, "");
+    let v1 = wasm_of("video-inventory");
+    let server = FileServer::start(v1.clone(), Fault::None);
+    for version in ["1.0.0", "1.2.0"] {
+        success(run(
+            &d,
+            "install_component",
+            install_params(&server, &v1, &manifest(version, ""), Some(&key)),
+        ));
+    }
+    // A signed but older version pushed over 1.2.0.
+    let policy = site.path("component-policy.toml").display().to_string();
+    assert_eq!(
+        error(run(
+            &d,
+            "install_component",
+            install_params(&server, &v1, &manifest("1.1.0", ""), Some(&key)),
+        )),
+        format!(
+            "component 'video-inventory' 1.1.0 is older than the installed 1.2.0: the site policy {policy} refuses downgrades (set allow-downgrade = true to allow them; rollback_component returns to the previous version)"
+        )
+    );
+    let listed = success(run(&d, "list_components", json!({})));
+    assert_eq!(listed["components"][0]["version"], json!("1.2.0"));
+    assert_eq!(listed["components"][0]["previousVersion"], json!("1.0.0"));
+    // The explicit rollback stays allowed.
+    assert_eq!(
+        success(run(
+            &d,
+            "rollback_component",
+            json!({"name": "video-inventory"})
+        ))["version"],
+        json!("1.0.0")
+    );
+    // A site that allows it.
+    site.write(
+        "component-policy.toml",
+        &format!("allow-downgrade = true\n{POLICY}"),
+    );
+    let d = dispatcher(&site, &key, "");
+    success(run(
+        &d,
+        "rollback_component",
+        json!({"name": "video-inventory"}),
+    ));
+    assert_eq!(
+        success(run(
+            &d,
+            "install_component",
+            install_params(&server, &v1, &manifest("1.1.0", ""), Some(&key)),
+        ))["version"],
+        json!("1.1.0")
+    );
+}
+
+#[test]
+fn remove_and_rollback_check_names_as_install_does() {
+    let key = SecretKey::generate().expect("key");
+    let site = site(POLICY);
+    let d = dispatcher(&site, &key, "");
+    for command in ["remove_component", "rollback_component"] {
+        assert_eq!(
+            error(run(&d, command, json!({"name": "../journal"}))),
+            "'../journal' is not a component name: use 1-64 characters of a-z, 0-9 and '-'"
+        );
+    }
+}

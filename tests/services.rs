@@ -189,6 +189,16 @@ fn update_hotspot_changes_the_first_lines_and_restarts_hostapd() {
     let (site, fake) = hotspot_site(Some(HOSTAPD));
     let conf = site.path("hostapd/hostapd.conf");
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // A backup an older agent left world-readable.
+    site.write(
+        "hostapd/hostapd.conf.backup",
+        "wpa_passphrase=older secret\n",
+    );
+    std::fs::set_permissions(
+        site.path("hostapd/hostapd.conf.backup"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
     let result = site.run(
         "hotspot",
         json!({"ssid": "Club $& Wi-Fi", "password": "new secret 1"}),
@@ -216,6 +226,13 @@ fn update_hotspot_changes_the_first_lines_and_restarts_hostapd() {
             .ok()
             .as_deref(),
         Some(HOSTAPD)
+    );
+    assert_eq!(
+        std::fs::metadata(site.path("hostapd/hostapd.conf.backup"))
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok(),
+        Some(0o600),
+        "the backup holds the old passphrase: as private as the original"
     );
     assert_eq!(fake.calls(), vec!["restart hostapd", "is-active hostapd"]);
 }
@@ -304,7 +321,7 @@ fn network_diagnostics_answers_in_time_with_the_upstream_shape() {
     let central_url = central.url("").trim_end_matches('/').to_owned();
     let mut services = HostServices::from_config(&site.config);
     // Only 127.0.0.1 in tests.
-    services.diagnostics = neopro_runtime::platform::network_probes::Targets {
+    services.system.diagnostics = neopro_runtime::platform::network_probes::Targets {
         internet: "127.0.0.1".into(),
         dns_name: "localhost".into(),
         central_url: central_url.clone(),

@@ -486,3 +486,77 @@ fn the_health_url_gates_the_update() {
         .expect("healthy update");
     assert_eq!(result["version"], json!("2.0.0"));
 }
+
+/// Runs `rollback_update` (the update-software component's second command).
+fn rollback_update(site: &Site, data: Value) -> Result<Value, neopro_runtime::host::WitError> {
+    let sandbox = site.sandbox();
+    let loaded = site.load(&sandbox, "update-software");
+    let request = neopro_runtime::sandbox::CommandRequest {
+        id: "rb-1".to_owned(),
+        command_type: "rollback_update".to_owned(),
+        data: data.to_string(),
+    };
+    sandbox
+        .execute(&loaded, &request, None)
+        .map(|j| serde_json::from_str(&j).expect("JSON"))
+}
+
+/// Issue 18.7: a failed canary rollout sends `rollback_update`; the last
+/// update is rolled back from its own backup, the club's configuration as it
+/// is now is kept, and a second one changes nothing.
+#[test]
+fn rollback_update_puts_back_the_release_the_last_update_replaced() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let data = json!({"canaryDeploymentId": "canary-1", "updateId": "upd-1"});
+    assert_eq!(
+        error_of(rollback_update(&site, data.clone())),
+        (
+            "not-found".to_owned(),
+            "nothing to roll back: no software update installed by this agent is on record"
+                .to_owned()
+        )
+    );
+    let before = installed(&site);
+    let archive = release_2();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    site.run("update-software", update_data(&server, &archive, "2.0.0"))
+        .expect("update succeeds");
+    assert_eq!(read(&site, "neopro/VERSION"), "2.0.0\n");
+    // Content deployed after the update stays.
+    site.write(
+        "neopro/webapp/configuration.json",
+        r#"{"categories":["club","new"]}"#,
+    );
+
+    let wrong = json!({"canaryDeploymentId": "canary-1", "updateId": "upd-other"});
+    assert_eq!(
+        error_of(rollback_update(&site, wrong)),
+        (
+            "invalid-input".to_owned(),
+            "nothing rolled back: the last update installed here is 2.0.0 (update upd-1), not update upd-other".to_owned()
+        )
+    );
+
+    let result = rollback_update(&site, data.clone()).expect("rolled back");
+    assert_eq!(result["success"], json!(true));
+    assert_eq!(result["version"], json!("1.0.0"));
+    assert_eq!(result["rolledBackVersion"], json!("2.0.0"));
+    let mut expected = before.clone();
+    expected.insert(
+        "webapp/configuration.json".to_owned(),
+        br#"{"categories":["club","new"]}"#.to_vec(),
+    );
+    let after = installed(&site);
+    assert_eq!(after, expected);
+    let starts = fake
+        .calls()
+        .iter()
+        .filter(|c| c.contains("start neopro-app"))
+        .count();
+    assert!(starts >= 2, "services started again: {:?}", fake.calls());
+
+    let again = rollback_update(&site, data).expect("idempotent");
+    assert_eq!(again["alreadyRolledBack"], json!(true));
+    assert_eq!(installed(&site), after);
+}

@@ -110,12 +110,43 @@ async fn progress_is_whole_monotonic_and_ends_at_100() {
     send_update(&rig, &server, &archive, "u-1");
     let result = rig.central.result_of("u-1", WAIT).await;
     assert_eq!(result["status"], json!("success"), "{result}");
-    let events = rig.central.all("update_progress");
+    let mut events = rig.central.all("update_progress");
+    // socketioxide runs each event's handler in its own task, so milestones
+    // sent milliseconds apart may be recorded out of order (the real Node
+    // server handles them in order): order them by percentage.
+    events.sort_by_key(|e| e["progress"].as_u64());
     let values: Vec<u64> = events
         .iter()
         .map(|e| e["progress"].as_u64().expect("whole number"))
         .collect();
-    assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+    // A milestone may repeat the last percentage, never go back.
+    assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+    // Issue 18.5: every stage's milestone despite the 4/s rate limit, and
+    // `status` on every event.
+    let stages: Vec<&str> = events.iter().filter_map(|e| e["stage"].as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "downloaded",
+            "backed_up",
+            "stopped",
+            "installed",
+            "started",
+            "healthy"
+        ],
+        "{events:?}"
+    );
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|e| e["status"].as_str().expect("status on every event"))
+        .collect();
+    assert_eq!(statuses.last(), Some(&"completed"));
+    assert!(
+        statuses[..statuses.len() - 1]
+            .iter()
+            .all(|s| *s == "in_progress"),
+        "{statuses:?}"
+    );
     assert_eq!(values.first(), Some(&2));
     assert_eq!(values.last(), Some(&100));
     assert!(
@@ -345,52 +376,218 @@ fn append_conf(rig: &Rig, line: &str) {
     std::fs::write(&rig.conf, text).expect("conf");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_outside_the_window_is_scheduled_then_installed_in_it() {
+/// The hour of AUTO_UPDATE_HOUR: the window closed now, or open now.
+fn set_window(rig: &Rig, open: bool) {
     use neopro_runtime::agent::maintenance_window::local_hour;
+    let hour = local_hour().expect("local hour");
+    append_conf(
+        rig,
+        &format!(
+            "AUTO_UPDATE_HOUR={}",
+            if open { hour } else { (hour + 12) % 24 }
+        ),
+    );
+}
+
+/// No `command_result` for `id` so far: a later command's result (here
+/// the refusal of a command this box does not allow) comes back first.
+async fn no_result_yet(rig: &Rig, id: &str, probe: &str) {
+    rig.central.send_command(probe, "get_config", json!({}));
+    rig.central.result_of(probe, WAIT).await;
+    assert!(
+        !rig.central
+            .all("command_result")
+            .iter()
+            .any(|r| r["commandId"] == json!(id)),
+        "no result for {id} before it has run: {:?}",
+        rig.central.all("command_result")
+    );
+}
+
+fn scheduled_files(rig: &Rig) -> usize {
+    std::fs::read_dir(rig.site.path("state/scheduled")).map_or(0, Iterator::count)
+}
+
+/// The scheduled answer the server would have taken as "installed".
+async fn schedule_update(rig: &Rig, server: &FileServer, archive: &[u8]) -> Value {
+    send_update_critical(rig, server, archive, "u-1", false);
+    let progress = rig.central.next("update_progress", WAIT).await;
+    assert_eq!(progress["deploymentId"], json!("dep-1"), "{progress}");
+    assert_eq!(progress["version"], json!("2.0.0"));
+    assert_eq!(progress["progress"], json!(0));
+    assert_eq!(progress["status"], json!("scheduled"));
+    let when = progress["scheduledFor"].as_str().unwrap_or_default();
+    assert!(
+        when.len() == 24 && when.ends_with(".000Z"),
+        "an ISO time: {progress}"
+    );
+    progress
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_update_is_never_shown_installed_before_it_ran() {
     let rig = rig().await;
     let archive = release();
     let server = FileServer::start(archive.clone(), Fault::None);
-    let hour = local_hour().expect("local hour");
-    append_conf(&rig, &format!("AUTO_UPDATE_HOUR={}", (hour + 12) % 24));
-    let agent = rig.site.start_agent();
+    set_window(&rig, false);
+    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
     rig.central.nth("heartbeat", 1, WAIT).await;
+    schedule_update(&rig, &server, &archive).await;
+    no_result_yet(&rig, "u-1", "probe-1").await;
+    assert_eq!(
+        rig.central.update_deployment("dep-1").map(|d| d.status),
+        Some("in_progress".to_owned()),
+        "the dashboard shows the update in progress, not installed"
+    );
+    assert_eq!(read_version(&rig), "1.0.0\n");
+    assert!(server.ranges().is_empty(), "nothing downloaded yet");
+
+    // Killed while it waits: the restart keeps it, reports nothing for it
+    // (no "interrupted"), and tells the dashboard again that it waits.
+    agent.kill_hard();
+    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    let again = rig.central.nth("update_progress", 2, WAIT).await;
+    assert_eq!(again["status"], json!("scheduled"));
+    no_result_yet(&rig, "u-1", "probe-2").await;
+    // The server re-sends the command: still one scheduled update.
     send_update_critical(&rig, &server, &archive, "u-1", false);
+    rig.central.nth("update_progress", 3, WAIT).await;
+    assert_eq!(scheduled_files(&rig), 1);
+    agent.kill_hard();
+
+    // The window opens: installed, and the original id gets the one result.
+    set_window(&rig, true);
+    let _agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
     let result = rig.central.result_of("u-1", WAIT).await;
     assert_eq!(result["status"], json!("success"), "{result}");
-    assert_eq!(result["result"]["scheduled"], json!(true));
-    assert_eq!(result["result"]["version"], json!("2.0.0"));
+    assert!(result["result"]["report"].is_object(), "{result}");
+    assert_eq!(read_version(&rig), "2.0.0\n");
     assert_eq!(
-        std::fs::read_to_string(rig.site.path("neopro/VERSION"))
-            .ok()
-            .as_deref(),
-        Some("1.0.0\n"),
-        "not installed yet"
+        rig.central.update_deployment("dep-1"),
+        Some(neopro_e2e::central::UpdateDeployment {
+            status: "completed".to_owned(),
+            progress: 100
+        })
     );
-    assert!(server.ranges().is_empty(), "nothing downloaded yet");
-    agent.stop().await;
-
-    // The window opens (the box restarted meanwhile): installed, and the
-    // same command id gets its final result.
-    append_conf(
-        &rig,
-        &format!("AUTO_UPDATE_HOUR={}", local_hour().expect("hour")),
-    );
-    let agent = rig.site.start_agent();
-    wait_for("the final result", WAIT, || {
-        rig.central
-            .all("command_result")
-            .iter()
-            .any(|r| r["commandId"] == json!("u-1") && r["result"]["report"].is_object())
+    wait_for("the schedule forgotten", WAIT, || {
+        scheduled_files(&rig) == 0
     })
     .await;
-    assert_eq!(
-        std::fs::read_to_string(rig.site.path("neopro/VERSION"))
-            .ok()
-            .as_deref(),
-        Some("2.0.0\n")
+    let results: Vec<Value> = rig
+        .central
+        .all("command_result")
+        .into_iter()
+        .filter(|r| r["commandId"] == json!("u-1"))
+        .collect();
+    assert!(
+        results.iter().all(|r| r["status"] == json!("success")),
+        "one outcome for one id: {results:?}"
     );
-    agent.stop().await;
+}
+
+fn read_version(rig: &Rig) -> String {
+    std::fs::read_to_string(rig.site.path("neopro/VERSION")).unwrap_or_default()
+}
+
+/// Schedules u-1, then opens the window with `systemctl <action> <unit>`
+/// hanging, kills the agent there and restarts it: the original command's
+/// final result.
+async fn kill_scheduled_run_during(rig: &Rig, archive: Vec<u8>, action: &str, unit: &str) -> Value {
+    let server = FileServer::start(archive.clone(), Fault::None);
+    set_window(rig, false);
+    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    rig.central.nth("heartbeat", 1, WAIT).await;
+    schedule_update(rig, &server, &archive).await;
+    agent.kill_hard();
+    set_window(rig, true);
+    rig.fake.hang_once(action, unit);
+    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    wait_for("the hanging systemctl call", WAIT, || rig.fake.hanging()).await;
+    assert_eq!(scheduled_files(rig), 1, "kept while it runs");
+    agent.kill_hard();
+    let _agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    let result = rig.central.result_of("u-1", WAIT).await;
+    wait_for("the schedule forgotten", WAIT, || scheduled_files(rig) == 0).await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_update_killed_after_its_swap_completes_under_its_id() {
+    let rig = rig().await;
+    let result = kill_scheduled_run_during(&rig, release(), "start", "neopro-app").await;
+    assert_eq!(result["status"], json!("success"), "{result}");
+    assert_eq!(result["result"]["version"], json!("2.0.0"));
+    assert_eq!(read_version(&rig), "2.0.0\n");
+    assert_eq!(
+        rig.central.update_deployment("dep-1").map(|d| d.status),
+        Some("completed".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_update_killed_before_its_swap_rolls_back_under_its_id() {
+    let rig = rig().await;
+    let before = installed(&rig.site);
+    let result = kill_scheduled_run_during(&rig, release(), "stop", "neopro-app").await;
+    assert_eq!(result["status"], json!("error"), "{result}");
+    let error = result["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with("the update to 2.0.0 was interrupted (the agent stopped) and was not completed. Rollback: restored backup backup-"),
+        "{error}"
+    );
+    assert_eq!(installed(&rig.site), before, "byte-identical");
+    assert_eq!(
+        rig.central.update_deployment("dep-1").map(|d| d.status),
+        Some("failed".to_owned())
+    );
+}
+
+/// Issue 18.12: what can be checked is checked before scheduling, with the
+/// message the update would get if it ran at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_update_is_refused_at_once_with_the_immediate_message() {
+    let rig = rig().await;
+    set_window(&rig, false);
+    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    rig.central.nth("heartbeat", 1, WAIT).await;
+    let bad = [
+        (
+            json!({"version": "../../x", "updateUrl": "https://example.org/u.tar.gz", "checksum": "zz"}),
+            "version '../../x' must be 1-64 letters, digits, '.', '_', '+' or '-'",
+        ),
+        (
+            json!({"version": "2.0.0", "updateUrl": "https://example.org/u.tar.gz", "checksum": "zz"}),
+            "'zz' is not a sha256 checksum (64 hex digits)",
+        ),
+        (
+            json!({"version": "2.0.0", "updateUrl": "ftp://example.org/u.tar.gz"}),
+            "only http:// and https:// downloads are allowed, not 'ftp://example.org/u.tar.gz'",
+        ),
+        (
+            json!({"version": "2.0.0", "updateUrl": "https://example.org/u.tar.gz", "packageSize": "900000000000000000"}),
+            "Espace disque insuffisant: ",
+        ),
+        (
+            json!({"version": "0.9.0", "updateUrl": "https://example.org/u.tar.gz"}),
+            "refusing to install 0.9.0: it is older than the installed 1.0.0. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf",
+        ),
+    ];
+    for (n, (data, message)) in bad.iter().enumerate() {
+        for critical in [false, true] {
+            let id = format!("bad-{n}-{critical}");
+            let mut data = data.clone();
+            data["isCritical"] = json!(critical);
+            data["deploymentId"] = json!("dep-bad");
+            rig.central.send_command(&id, "update_software", data);
+            let result = rig.central.result_of(&id, WAIT).await;
+            assert_eq!(result["status"], json!("error"), "{result}");
+            let error = result["error"].as_str().unwrap_or_default();
+            assert!(error.starts_with(message), "{id}: {error}");
+        }
+    }
+    assert_eq!(scheduled_files(&rig), 0, "nothing scheduled");
+    assert_eq!(rig.central.count("update_progress"), 0);
+    agent.kill_hard();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

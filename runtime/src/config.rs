@@ -68,6 +68,10 @@ pub struct SiteConfig {
     pub log_path: PathBuf,
     pub log_level: String,
     pub heartbeat_interval: Duration,
+    /// `PING_CHECK_TIMEOUT` (ms, default 75000, 0 = off): no `ping_check`
+    /// from the server for this long while the link is up means the server
+    /// forgot this box's session; the agent reconnects and re-authenticates.
+    pub ping_check_timeout: Duration,
     pub max_download_size: u64,
     /// MAX_CONCURRENT_COMMANDS: commands running at once (each holds a
     /// thread and a wasm Store); the rest wait in arrival order.
@@ -101,6 +105,10 @@ pub struct SiteConfig {
     pub update_keys: Vec<[u8; 32]>,
     /// `UPDATE_HEALTH_URL`: after an update, this must answer 2xx too.
     pub update_health_url: Option<String>,
+    /// `UPDATE_ALLOW_DOWNGRADE`: whether `update_software` may install a
+    /// release older than the installed one (default false; rolling back
+    /// stays possible).
+    pub update_allow_downgrade: bool,
     /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
     /// `hostapd` root.
     pub hostapd_conf: PathBuf,
@@ -314,6 +322,7 @@ impl SiteConfig {
             log_path: path("LOG_PATH", neopro_root.join("logs/sync-agent.log"))?,
             log_level: text("LOG_LEVEL").unwrap_or_else(|| "info".to_owned()),
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            ping_check_timeout: Duration::from_millis(number("PING_CHECK_TIMEOUT", 75_000)?),
             max_download_size: number("MAX_DOWNLOAD_SIZE", 1_073_741_824)?,
             max_concurrent_commands: max_concurrent as usize,
             allowed_commands,
@@ -372,6 +381,21 @@ impl SiteConfig {
                     });
                 }
                 None => None,
+            },
+            update_allow_downgrade: match get("UPDATE_ALLOW_DOWNGRADE") {
+                None => false,
+                Some((v, _)) if v.trim().is_empty() || v.trim().eq_ignore_ascii_case("false") => {
+                    false
+                }
+                Some((v, _)) if v.trim().eq_ignore_ascii_case("true") => true,
+                Some((v, source_name)) => {
+                    return Err(ConfigError::Invalid {
+                        key: "UPDATE_ALLOW_DOWNGRADE",
+                        expected: "true or false",
+                        value: v,
+                        source_name,
+                    });
+                }
             },
             hostapd_conf: path("HOSTAPD_CONF", PathBuf::from("/etc/hostapd/hostapd.conf"))?,
             update_window: crate::agent::maintenance_window::UpdateWindow {

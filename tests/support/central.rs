@@ -1,12 +1,18 @@
 //! A test central server: socketioxide with the NEOPRO authentication rules
 //! (protocol notes §1.4), recording every event agents send.
+//!
+//! It keeps the real server's books (issue 18): one entry per site id, set
+//! on `authenticate` and deleted when *any* socket that authenticated as
+//! that site closes, without checking which one. Commands and `ping_check`
+//! go only to the sockets in the books, so an agent that does not notice it
+//! was forgotten stops hearing from the server, as on the real one.
 #![allow(clippy::expect_used)]
 
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{Data, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,7 +46,17 @@ struct Shared {
     /// `authenticate` events to leave unanswered (a server not ready yet).
     ignore_auth: std::sync::atomic::AtomicUsize,
     sites: Arc<Mutex<HashMap<String, String>>>,
-    authenticated: Mutex<HashSet<String>>,
+    /// The server's `connectedSites`: site id -> the socket id last
+    /// authenticated as it.
+    books: Mutex<HashMap<String, String>>,
+    /// Socket id -> the site it authenticated as (the real `socket.siteId`).
+    socket_sites: Mutex<HashMap<String, String>>,
+    /// `deploy_progress` applied as the real server does (see [`Deployment`]).
+    deployments: Mutex<HashMap<String, Deployment>>,
+    /// Commands sent, by id: (type, data), to apply results as the server.
+    sent: Mutex<HashMap<String, (String, Value)>>,
+    /// Update deployments as the real server's books show them.
+    update_deployments: Mutex<HashMap<String, UpdateDeployment>>,
     received: Mutex<Vec<Received>>,
     cursors: Mutex<HashMap<String, usize>>,
     arrived: Notify,
@@ -48,12 +64,104 @@ struct Shared {
 
 impl Shared {
     fn record(&self, event: &str, data: Value, socket: String) {
+        self.apply_to_update_deployments(event, &data);
         self.received.lock().expect("lock").push(Received {
             event: event.to_owned(),
             data,
             socket,
         });
         self.arrived.notify_waiters();
+    }
+}
+
+/// An update deployment as the real server records it (what its dashboard
+/// shows): `update_progress` moves it to in progress; *any* success of an
+/// `update_software` carrying its `deploymentId` completes it at 100 %, and
+/// it is never sent again (a `{scheduled: true}` answer included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateDeployment {
+    pub status: String,
+    pub progress: u64,
+}
+
+impl Shared {
+    fn apply_to_update_deployments(&self, event: &str, data: &Value) {
+        let mut books = self.update_deployments.lock().expect("lock");
+        match event {
+            "update_progress" => {
+                if let Some(id) = data["deploymentId"].as_str() {
+                    let entry = books.entry(id.to_owned()).or_insert(UpdateDeployment {
+                        status: "pending".to_owned(),
+                        progress: 0,
+                    });
+                    if entry.status != "completed" && entry.status != "failed" {
+                        entry.status = "in_progress".to_owned();
+                        entry.progress = data["progress"].as_u64().unwrap_or(0);
+                    }
+                }
+            }
+            "command_result" => {
+                let command = data["commandId"].as_str().unwrap_or_default();
+                let sent = self.sent.lock().expect("lock").get(command).cloned();
+                if let Some((kind, sent_data)) = sent
+                    && kind == "update_software"
+                    && let Some(id) = sent_data["deploymentId"].as_str()
+                {
+                    let status = if data["status"] == json!("success") {
+                        "completed"
+                    } else {
+                        "failed"
+                    };
+                    books.insert(
+                        id.to_owned(),
+                        UpdateDeployment {
+                            status: status.to_owned(),
+                            progress: if status == "completed" { 100 } else { 0 },
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A content deployment as the server's table holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub video_id: String,
+    /// pending, in_progress, completed, failed
+    pub status: String,
+    pub progress: u64,
+}
+
+impl Shared {
+    /// The real `handleDeployProgress`: with a `deploymentId`, `error` fails
+    /// it, `completed` completes it, anything else sets in_progress; without
+    /// one but with a `videoId`, *every* deployment of that video goes back
+    /// to in_progress (completed and error are ignored).
+    fn apply_deploy_progress(&self, data: &Value) {
+        let mut deployments = self.deployments.lock().expect("lock");
+        let progress = data.get("progress").and_then(Value::as_u64).unwrap_or(0);
+        if let Some(id) = data.get("deploymentId").and_then(Value::as_str) {
+            let Some(d) = deployments.get_mut(id) else {
+                return;
+            };
+            if data.get("error").is_some_and(|e| !e.is_null()) {
+                d.status = "failed".to_owned();
+            } else if data.get("completed").and_then(Value::as_bool) == Some(true) {
+                d.status = "completed".to_owned();
+                d.progress = 100;
+            } else {
+                d.status = "in_progress".to_owned();
+                d.progress = progress;
+            }
+        } else if let Some(video) = data.get("videoId").and_then(Value::as_str) {
+            for d in deployments.values_mut().filter(|d| d.video_id == video) {
+                d.status = "in_progress".to_owned();
+                d.progress = progress;
+            }
+        }
     }
 }
 
@@ -65,12 +173,16 @@ pub struct Central {
     io: SocketIo,
     shared: Arc<Shared>,
     server: JoinHandle<()>,
+    ticker: JoinHandle<()>,
 }
 
 /// Engine.IO timings of the test server: short, so dead links and result
 /// delivery (two pings) are observed quickly.
 pub const PING_INTERVAL: Duration = Duration::from_millis(300);
 pub const PING_TIMEOUT: Duration = Duration::from_millis(300);
+/// How often the test central sends `ping_check` to the sites in its books
+/// (the real server: every 30 s).
+pub const PING_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 impl Central {
     /// Starts on a free port with the given (site id, api key) pairs.
@@ -124,9 +236,17 @@ impl Central {
                     let shared = shared.clone();
                     // `pong_check` carries no payload at all.
                     socket.on(*event, async move |s: SocketRef, TryData::<Value>(data)| {
-                        shared.record(event, data.unwrap_or(Value::Null), s.id.to_string());
+                        let data = data.unwrap_or(Value::Null);
+                        if *event == "deploy_progress" {
+                            shared.apply_deploy_progress(&data);
+                        }
+                        shared.record(event, data, s.id.to_string());
                     });
                 }
+                socket.on_disconnect({
+                    let shared = shared.clone();
+                    async move |s: SocketRef| forget(&shared, &s.id.to_string())
+                });
                 Ok::<(), std::convert::Infallible>(())
             }
         };
@@ -140,12 +260,28 @@ impl Central {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        // The real checkConnectionHealth: `ping_check` to every site in the
+        // books (its zombie disconnect after 90 s without pong is not needed
+        // here).
+        let ticker = {
+            let (io, shared) = (io.clone(), shared.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(PING_CHECK_EVERY);
+                loop {
+                    every.tick().await;
+                    for socket in booked(&io, &shared) {
+                        let _ = socket.emit("ping_check", &json!({"timestamp": 1}));
+                    }
+                }
+            })
+        };
         Central {
             addr,
             api,
             io,
             shared,
             server,
+            ticker,
         }
     }
 
@@ -156,6 +292,7 @@ impl Central {
 
     /// Stops the server and closes every connection (a server restart or crash).
     pub async fn stop(self) -> u16 {
+        self.ticker.abort();
         self.io.close().await;
         self.server.abort();
         let _ = self.server.await;
@@ -245,19 +382,70 @@ impl Central {
         }
     }
 
-    /// Sends `command {id, type, data}` to every authenticated agent.
+    /// Sends `command {id, type, data}` to every site in the books (the
+    /// real `sendCommand`); returns how many sockets it went to.
     pub fn send_command(&self, id: &str, command_type: &str, data: Value) -> usize {
-        let authed = self.shared.authenticated.lock().expect("lock").clone();
-        let mut sent = 0;
-        for socket in self.io.sockets() {
-            if authed.contains(&socket.id.to_string()) {
-                let payload = json!({"id": id, "type": command_type, "data": data});
-                if socket.emit("command", &payload).is_ok() {
-                    sent += 1;
-                }
+        self.shared
+            .sent
+            .lock()
+            .expect("lock")
+            .insert(id.to_owned(), (command_type.to_owned(), data.clone()));
+        let payload = json!({"id": id, "type": command_type, "data": data});
+        booked(&self.io, &self.shared)
+            .into_iter()
+            .filter(|socket| socket.emit("command", &payload).is_ok())
+            .count()
+    }
+
+    /// An update deployment as the server's books (its dashboard) show it.
+    pub fn update_deployment(&self, id: &str) -> Option<UpdateDeployment> {
+        self.shared
+            .update_deployments
+            .lock()
+            .expect("lock")
+            .get(id)
+            .cloned()
+    }
+
+    /// Whether `site` is in the server's books (the real `isConnected`).
+    pub fn is_booked(&self, site: &str) -> bool {
+        self.shared.books.lock().expect("lock").contains_key(site)
+    }
+
+    /// Waits until `site` is in the books; panics after `timeout`.
+    pub async fn wait_booked(&self, site: &str, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.arrived.notified();
+            if self.is_booked(site) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("site {site} not back in the central's books within {timeout:?}");
             }
         }
-        sent
+    }
+
+    /// Adds a content deployment (as the deployment service creates one).
+    pub fn add_deployment(&self, id: &str, video_id: &str) {
+        self.shared.deployments.lock().expect("lock").insert(
+            id.to_owned(),
+            Deployment {
+                video_id: video_id.to_owned(),
+                status: "pending".to_owned(),
+                progress: 0,
+            },
+        );
+    }
+
+    /// A deployment's current row.
+    pub fn deployment(&self, id: &str) -> Option<Deployment> {
+        self.shared
+            .deployments
+            .lock()
+            .expect("lock")
+            .get(id)
+            .cloned()
     }
 
     /// Emits an arbitrary event to every connected socket.
@@ -319,15 +507,45 @@ fn authenticate(shared: &Shared, socket: SocketRef, data: &Value) {
             let _ = socket.disconnect();
         }
         None => {
+            let socket_id = socket.id.to_string();
             shared
-                .authenticated
+                .books
                 .lock()
                 .expect("lock")
-                .insert(socket.id.to_string());
+                .insert(site_id.to_owned(), socket_id.clone());
+            shared
+                .socket_sites
+                .lock()
+                .expect("lock")
+                .insert(socket_id, site_id.to_owned());
             let _ = socket.emit(
                 "authenticated",
                 &json!({"message": "Authentification réussie", "siteId": site_id}),
             );
         }
     }
+}
+
+/// The real `handleDisconnection`: the site's entry goes, whichever of its
+/// sockets closed.
+fn forget(shared: &Shared, socket_id: &str) {
+    let site = shared.socket_sites.lock().expect("lock").remove(socket_id);
+    if let Some(site) = site {
+        shared.books.lock().expect("lock").remove(&site);
+    }
+}
+
+/// The sockets the books point at.
+fn booked(io: &SocketIo, shared: &Shared) -> Vec<SocketRef> {
+    let ids: Vec<String> = shared
+        .books
+        .lock()
+        .expect("lock")
+        .values()
+        .cloned()
+        .collect();
+    io.sockets()
+        .into_iter()
+        .filter(|s| ids.contains(&s.id.to_string()))
+        .collect()
 }

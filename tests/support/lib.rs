@@ -8,6 +8,7 @@ pub mod central;
 pub mod central_api;
 pub mod fake_systemctl;
 pub mod http;
+pub mod local_app;
 pub mod process;
 pub mod proxy;
 pub mod release;
@@ -162,6 +163,7 @@ impl Site {
         let text = format!(
             "CENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID={site_id}\nSITE_API_KEY={api_key}\n\
              NEOPRO_ROOT={}\nSTATE_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\n\
+             PING_CHECK_TIMEOUT=3000\n\
              ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,unhandled_command\n",
             self.path("neopro").display(),
             self.path("state").display(),

@@ -110,6 +110,11 @@ fn update(data: &Data) -> Result<Value, Error> {
             "hostapd.conf not found - hotspot not configured on this device",
         ));
     };
+    // A new backup is 0600 like hostapd.conf (the old passphrase is in it);
+    // one left 0644 by an older agent is not replaced in place but renewed.
+    if files::exists(Root::Hostapd, BACKUP)? {
+        files::remove_file(Root::Hostapd, BACKUP)?;
+    }
     files::write_atomic(Root::Hostapd, BACKUP, original.as_bytes())?;
     let mut text = original.clone();
     if let Some(s) = &ssid {

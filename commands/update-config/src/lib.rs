@@ -33,8 +33,10 @@ fn update_config(data: &Value) -> Result<Value, Error> {
     let mode = data.get("mode").and_then(Value::as_str);
     if mode == Some("update_agent") {
         return Err(Error::invalid_input(
-            "update_config mode 'update_agent' is refused: it wrote arbitrary files on the box. \
-             Push a signed component instead",
+            "update_config mode 'update_agent' is refused: it wrote arbitrary files on the box \
+             (JavaScript for the old Node.js agent). Update the agent with a signed agent release \
+             sent as update_software from the Updates page; new commands are pushed as signed \
+             components (install_component)",
         ));
     }
     let configuration = data.get("configuration").filter(|v| !v.is_null());

@@ -19,6 +19,7 @@
 //! `{resumedCommandId, status, result | error}` for the agent to report.
 
 mod backups;
+mod installed;
 mod journal;
 
 use journal::{State, Step};
@@ -62,6 +63,9 @@ struct Data {
     signature: Option<String>,
     package_size: Option<Value>,
     deployment_id: Option<String>,
+    /// The server's software_updates id (canary rollouts); kept with the
+    /// installed record so that `rollback_update` can check it.
+    update_id: Option<String>,
     #[serde(default)]
     resume: bool,
 }
@@ -126,6 +130,20 @@ impl Progress {
     fn at(&self, percent: u8) {
         let _ = progress::report(percent, &self.detail);
     }
+
+    /// A milestone: always reaches the server despite the rate limit.
+    fn stage(&self, percent: u8, stage: &str) {
+        let mut detail = self.detail.clone();
+        detail["stage"] = json!(stage);
+        let _ = progress::report(percent, &detail);
+    }
+
+    /// The closing event of a failed update.
+    fn failed(&self, error: &Error) {
+        let mut detail = self.detail.clone();
+        detail["error"] = json!(error.message());
+        let _ = progress::report(0, &detail);
+    }
 }
 
 fn mb(bytes: u64) -> u64 {
@@ -138,6 +156,9 @@ impl Command for UpdateSoftware {
     type Data = Data;
 
     fn run(ctx: &Context, data: Data) -> Result<Value, Error> {
+        if ctx.command_type == "rollback_update" {
+            return installed::rollback_update(data.update_id.as_deref());
+        }
         if data.resume {
             return resume();
         }
@@ -210,12 +231,14 @@ impl Command for UpdateSoftware {
             Ok(()) => {}
             Err(e) => {
                 cleanup();
+                progress.failed(&e);
                 return Err(e);
             }
         }
         match install(&mut state, &progress) {
             Ok(report) => {
                 cleanup();
+                remember_installed(&state, data.update_id.as_deref());
                 progress.at(100);
                 Ok(json!({
                     "success": true,
@@ -226,7 +249,9 @@ impl Command for UpdateSoftware {
             }
             Err(e) => {
                 let outcome = rollback(&state);
-                Err(with_rollback(e, &outcome.summary))
+                let error = with_rollback(e, &outcome.summary);
+                progress.failed(&error);
+                Err(error)
             }
         }
     }
@@ -267,7 +292,7 @@ fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<()
         &state.version,
         source.signature,
     )?;
-    progress.at(35);
+    progress.stage(35, "downloaded");
     files::remove_tree_if_exists(Root::NeoproRoot, WORK)?;
     files::mkdir(Root::NeoproRoot, WORK)?;
     archive::extract_tar_gz(
@@ -320,6 +345,7 @@ fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<()
     state.step = Step::BackedUp;
     state.save()?;
     backups::prune(&backup);
+    progress.stage(42, "backed_up");
     Ok(())
 }
 
@@ -344,7 +370,7 @@ fn install(state: &mut State, progress: &Progress) -> Result<Value, Error> {
             neopro_guest_sdk::warn!("{}", e.message());
         }
     }
-    progress.at(60);
+    progress.stage(60, "stopped");
     files::mkdir(Root::NeoproRoot, OLD)?;
     // The version files are rewritten in place at the end.
     for name in VERSION_FILES {
@@ -365,13 +391,13 @@ fn install(state: &mut State, progress: &Progress) -> Result<Value, Error> {
     }
     state.step = Step::Swapped;
     state.save()?;
-    progress.at(80);
-    finish(state)
+    progress.stage(80, "installed");
+    finish(state, Some(progress))
 }
 
 /// Start the services, health gate, version files, report.
-fn finish(state: &State) -> Result<Value, Error> {
-    start_and_check()?;
+fn finish(state: &State, progress: Option<&Progress>) -> Result<Value, Error> {
+    start_and_check(progress)?;
     write_version_files(&state.version)?;
     let mut statuses = serde_json::Map::new();
     for service in SERVICES {
@@ -393,9 +419,12 @@ fn finish(state: &State) -> Result<Value, Error> {
     }))
 }
 
-fn start_and_check() -> Result<(), Error> {
+fn start_and_check(progress: Option<&Progress>) -> Result<(), Error> {
     for service in SERVICES {
         services::start(service)?;
+    }
+    if let Some(p) = progress {
+        p.stage(85, "started");
     }
     for service in SERVICES {
         let state = services::wait_active(service, HEALTH_TIMEOUT)?;
@@ -405,7 +434,11 @@ fn start_and_check() -> Result<(), Error> {
             )));
         }
     }
-    health_url_answers()
+    health_url_answers()?;
+    if let Some(p) = progress {
+        p.stage(95, "healthy");
+    }
+    Ok(())
 }
 
 /// The box's health URL, when configured, must answer 2xx within
@@ -452,6 +485,27 @@ fn write_version_files(version: &str) -> Result<(), Error> {
         )?;
     }
     Ok(())
+}
+
+/// Records what the update just installed, for `rollback_update`.
+fn remember_installed(state: &State, update_id: Option<&str>) {
+    let record = installed::Installed {
+        command_id: state.command_id.clone(),
+        update_id: update_id.map(str::to_owned),
+        version: state.version.clone(),
+        previous_version: state.previous_version.clone(),
+        backup: state.backup.clone().unwrap_or_default(),
+        saved: state.saved.clone(),
+        replaced: state.replaced.clone(),
+        rolled_back: false,
+    };
+    if let Err(e) = record.save() {
+        neopro_guest_sdk::warn!(
+            "rollback_update will not be possible for {}: {}",
+            state.version,
+            e.message()
+        );
+    }
 }
 
 /// Removes the work folder and the journal.
@@ -502,7 +556,7 @@ fn rollback(state: &State) -> Rollback {
             }
         }
     }
-    let services = match start_and_check() {
+    let services = match start_and_check(None) {
         Ok(()) => "services active".to_owned(),
         Err(e) => {
             problems.push(e.message().to_owned());
@@ -591,7 +645,7 @@ fn resume() -> Result<Value, Error> {
         state.step
     );
     let outcome = match state.step {
-        Step::Swapped => match finish(&state) {
+        Step::Swapped => match finish(&state, None) {
             Ok(report) => {
                 cleanup();
                 json!({"status": "success", "result": {

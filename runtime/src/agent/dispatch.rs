@@ -10,6 +10,7 @@ use crate::agent::journal::Outcome;
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
 use crate::pushed;
+use crate::sandbox::manifest::Resource;
 use crate::sandbox::registry::{self, ComponentSpec, Origin, Registry};
 use crate::sandbox::{CommandRequest, LoadedComponent, Sandbox};
 use crate::store::hash::sha256_hex;
@@ -18,19 +19,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::Mutex;
-
-/// Commands that touch the same thing never run at the same time; everything
-/// else runs concurrently.
-pub fn resource_of(command_type: &str) -> Option<&'static str> {
-    match command_type {
-        "deploy_video" | "delete_video" | "expire_videos" => Some("videos"),
-        "update_config" | "update_settings" => Some("config"),
-        "update_software" | "reboot" | "restart_service" | "install_component"
-        | "remove_component" | "rollback_component" => Some("software"),
-        "update_hotspot" => Some("network"),
-        _ => None,
-    }
-}
 
 /// Components loaded so far, by wasm file (each pushed version has its own).
 type Loaded = Arc<std::sync::Mutex<BTreeMap<PathBuf, Arc<LoadedComponent>>>>;
@@ -95,7 +83,9 @@ pub struct Dispatcher {
     config: SiteConfig,
     table: std::sync::RwLock<Arc<Table>>,
     loaded: Loaded,
-    locks: BTreeMap<&'static str, Arc<Mutex<()>>>,
+    /// Commands whose manifests name the same [`Resource`] never run at the
+    /// same time; everything else runs concurrently.
+    locks: BTreeMap<Resource, Arc<Mutex<()>>>,
     slots: Slots,
 }
 
@@ -202,7 +192,7 @@ impl Dispatcher {
     }
 
     fn with_table(config: &SiteConfig, table: Table, sandbox: Arc<Sandbox>) -> Self {
-        let locks = ["videos", "config", "software", "network"]
+        let locks = Resource::ALL
             .into_iter()
             .map(|r| (r, Arc::new(Mutex::new(()))))
             .collect();
@@ -308,6 +298,35 @@ impl Dispatcher {
         runnable
     }
 
+    /// Whether `command_type`'s manifest asks for the maintenance window
+    /// (`maintenance-window = true`: runs in AUTO_UPDATE_HOUR unless critical).
+    pub fn uses_maintenance_window(&self, command_type: &str) -> bool {
+        self.table()
+            .by_command
+            .get(command_type)
+            .is_some_and(|spec| spec.manifest.maintenance_window)
+    }
+
+    /// Components that declare `resume-at-start`: for each, the command type
+    /// to run and its marker file in the staging root.
+    pub fn resumable(&self) -> Vec<(String, String)> {
+        let table = self.table();
+        let mut seen = BTreeSet::new();
+        table
+            .by_command
+            .iter()
+            .filter_map(|(command, spec)| {
+                let marker = spec.manifest.resume_at_start.clone()?;
+                // The component resumes as its first declared command (the
+                // map's order would pick `rollback_update` for the
+                // update-software component, which refuses to resume).
+                let first = spec.manifest.commands.first().unwrap_or(command);
+                seen.insert(spec.manifest.name.clone())
+                    .then(|| (first.clone(), marker))
+            })
+            .collect()
+    }
+
     /// Runs one of the agent's own jobs (e.g. `expire_videos`): no allowlist,
     /// nothing if no component handles it.
     pub async fn run_internal(&self, command_type: &str) -> Option<Outcome> {
@@ -352,10 +371,11 @@ impl Dispatcher {
     /// install/remove/list/rollback_component, natively, then the table
     /// is rebuilt so the next command sees the change.
     async fn manage(&self, command_type: &str, data: &Value) -> Outcome {
-        let _guard = match resource_of(command_type).and_then(|r| self.locks.get(r)) {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
+        let _guard =
+            match pushed::management_resource(command_type).and_then(|r| self.locks.get(&r)) {
+                Some(lock) => Some(lock.clone().lock_owned().await),
+                None => None,
+            };
         let Some(_slot) = self.slots.take().await else {
             return Outcome::Error {
                 error: "the agent is stopping; the command did not run".to_owned(),
@@ -393,7 +413,7 @@ impl Dispatcher {
         data: &Value,
         progress: Option<Arc<dyn ProgressSink>>,
     ) -> Outcome {
-        let _guard = match resource_of(command_type).and_then(|r| self.locks.get(r)) {
+        let _guard = match spec.manifest.resource.and_then(|r| self.locks.get(&r)) {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };

@@ -20,6 +20,55 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// File under `STATE_PATH` naming the reboot in progress.
 pub const REBOOT_FILE: &str = "reboot-pending.json";
+/// A reboot or self-restart that failed after its result was sent: the
+/// server heard "success", so the next heartbeats tell it otherwise
+/// (`versionInfo.followUpFailure`) for a day (issue 18.8).
+pub const FAILURE_FILE: &str = "follow-up-failure.json";
+/// How long a failure is reported.
+const FAILURE_REPORTED_FOR_MS: u64 = 24 * 3600 * 1000;
+
+/// What the heartbeat reports about a failed follow-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowUpFailure {
+    pub command_id: String,
+    /// `reboot` or `restart <unit>`.
+    pub action: String,
+    pub error: String,
+    pub at_ms: u64,
+}
+
+/// Records a failed follow-up for the next heartbeats.
+pub fn record_failure(state_path: &Path, command_id: &str, action: &str, error: &str) {
+    let failure = FollowUpFailure {
+        command_id: command_id.to_owned(),
+        action: action.to_owned(),
+        error: error.to_owned(),
+        at_ms: crate::platform::clock::unix_millis(SystemTime::now()),
+    };
+    let written = crate::store::atomic::open_state_dir(state_path).and_then(|dir| {
+        let bytes = serde_json::to_vec(&failure).map_err(std::io::Error::other)?;
+        crate::store::atomic::write(&dir, Path::new(FAILURE_FILE), &bytes)
+    });
+    if let Err(e) = written {
+        tracing::warn!("cannot record the failed {action} for the server: {e}");
+    }
+}
+
+/// The failure to report, if one is recent; an old one is forgotten.
+pub fn recent_failure(state_path: &Path) -> Option<FollowUpFailure> {
+    let path = state_path.join(FAILURE_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    let failure = serde_json::from_slice::<FollowUpFailure>(&bytes).ok();
+    let now = crate::platform::clock::unix_millis(SystemTime::now());
+    match failure {
+        Some(f) if now.saturating_sub(f.at_ms) < FAILURE_REPORTED_FOR_MS => Some(f),
+        _ => {
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    }
+}
 
 /// Why a follow-up could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +118,7 @@ pub struct PendingReboot {
 pub struct FollowUps {
     state_path: PathBuf,
     pending: Mutex<BTreeMap<String, Pending>>,
+    delivery_wait: Mutex<Duration>,
 }
 
 impl FollowUps {
@@ -76,6 +126,7 @@ impl FollowUps {
         FollowUps {
             state_path,
             pending: Mutex::new(BTreeMap::new()),
+            delivery_wait: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -83,6 +134,23 @@ impl FollowUps {
         match self.pending.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// At least this long is waited for delivery: two server pings prove
+    /// it, so the session sets it from the handshake's `pingInterval`
+    /// (25 s on the real server: up to 50 s, more than a fixed 30 s).
+    pub fn set_delivery_wait(&self, wait: Duration) {
+        match self.delivery_wait.lock() {
+            Ok(mut w) => *w = wait,
+            Err(poisoned) => *poisoned.into_inner() = wait,
+        }
+    }
+
+    fn delivery_wait(&self) -> Duration {
+        match self.delivery_wait.lock() {
+            Ok(w) => *w,
+            Err(poisoned) => *poisoned.into_inner(),
         }
     }
 
@@ -102,7 +170,7 @@ impl FollowUps {
             let dir = crate::store::atomic::open_state_dir(&self.state_path);
             let written = dir.and_then(|dir| {
                 let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-                crate::store::atomic::write(&dir, Path::new(REBOOT_FILE), &bytes)
+                crate::store::atomic::write_private(&dir, Path::new(REBOOT_FILE), &bytes)
             });
             written.map_err(|source| FollowUpError::Persist {
                 path: self.state_path.join(REBOOT_FILE),
@@ -125,10 +193,11 @@ impl FollowUps {
     /// failed must not reboot the box); after a success it starts waiting
     /// for delivery.
     pub fn settle(&self, command_id: &str, succeeded: bool) -> Option<Action> {
+        let floor = self.delivery_wait();
         let mut pending = self.lock();
         if succeeded {
             if let Some(p) = pending.get_mut(command_id) {
-                p.deadline = Some(Instant::now() + p.wait);
+                p.deadline = Some(Instant::now() + p.wait.max(floor));
             }
             return None;
         }
@@ -211,10 +280,18 @@ pub fn log_reboot_outcome(state_path: &Path, boot_ms: Option<u64>) -> Option<Pen
             "reboot asked by command {} completed: the box is up again",
             record.command_id
         ),
-        Some(_) => tracing::warn!(
-            "reboot asked by command {} did not happen (the box was not restarted since)",
-            record.command_id
-        ),
+        Some(_) => {
+            tracing::warn!(
+                "reboot asked by command {} did not happen (the box was not restarted since)",
+                record.command_id
+            );
+            record_failure(
+                state_path,
+                &record.command_id,
+                "reboot",
+                "the box was not restarted: the agent started again without a reboot",
+            );
+        }
         None => tracing::info!(
             "reboot asked by command {}: agent started again",
             record.command_id
@@ -238,6 +315,26 @@ pub fn boot_time_ms() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delivery_wait_from_the_ping_interval_outlasts_a_shorter_fallback()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let follow_ups = FollowUps::new(dir.path().to_owned());
+        // The real server: pingInterval 25 s, so delivery takes up to 50 s.
+        follow_ups.set_delivery_wait(Duration::from_secs(55));
+        follow_ups.add(
+            "c1",
+            Action::Restart("neopro-runtime".into()),
+            Duration::ZERO,
+        )?;
+        let before = Instant::now();
+        assert_eq!(follow_ups.settle("c1", true), None);
+        let deadline = follow_ups.lock().get("c1").and_then(|p| p.deadline);
+        assert!(deadline.is_some_and(|d| d >= before + Duration::from_secs(55)));
+        assert_eq!(follow_ups.take_overdue(), vec![]);
+        Ok(())
+    }
 
     #[test]
     fn a_reboot_is_journaled_and_its_outcome_logged_once() -> Result<(), Box<dyn std::error::Error>>
@@ -268,6 +365,27 @@ mod tests {
         assert_eq!(record.map(|r| r.command_id), Some("c1".to_owned()));
         assert!(!dir.path().join(REBOOT_FILE).exists());
         assert_eq!(log_reboot_outcome(dir.path(), Some(u64::MAX)), None);
+        assert_eq!(recent_failure(dir.path()), None, "that reboot happened");
+        Ok(())
+    }
+
+    #[test]
+    fn a_reboot_that_did_not_happen_is_kept_for_the_heartbeat()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let follow_ups = FollowUps::new(dir.path().to_owned());
+        follow_ups.add("c9", Action::Reboot, Duration::ZERO)?;
+        // This boot is older than the request: no reboot happened.
+        log_reboot_outcome(dir.path(), Some(0));
+        let failure = recent_failure(dir.path()).ok_or("failure recorded")?;
+        assert_eq!(
+            (failure.command_id.as_str(), failure.action.as_str()),
+            ("c9", "reboot")
+        );
+        assert_eq!(
+            failure.error,
+            "the box was not restarted: the agent started again without a reboot"
+        );
         Ok(())
     }
 

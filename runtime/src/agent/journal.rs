@@ -77,6 +77,23 @@ pub struct Entry {
     pub outcome: Option<Outcome>,
     #[serde(default)]
     pub delivered: bool,
+    /// The last progress event of a server deployment (`deploy_progress` /
+    /// `update_progress` with a `deploymentId`, completed or failed). Only
+    /// that event completes a deployment on the server, so it is re-sent
+    /// before the result until the result is delivered (issue 18.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_progress: Option<FinalProgress>,
+}
+
+/// A deployment's closing progress event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalProgress {
+    pub event: String,
+    pub payload: Value,
+    /// The authenticated session it was emitted on (not persisted: after a
+    /// restart it always goes again).
+    #[serde(skip)]
+    pub sent_in: Option<u64>,
 }
 
 /// What to do with an incoming command id.
@@ -112,6 +129,9 @@ struct Meta {
     delivered: bool,
     /// Size of its file.
     bytes: u64,
+    /// The session its closing progress event (kept in the file) went out
+    /// on: not persisted, so after a restart it always goes again.
+    final_sent_in: Option<u64>,
 }
 
 impl Meta {
@@ -123,6 +143,7 @@ impl Meta {
             done: entry.outcome.is_some(),
             delivered: entry.delivered,
             bytes,
+            final_sent_in: entry.final_progress.as_ref().and_then(|f| f.sent_in),
         }
     }
 }
@@ -304,15 +325,21 @@ impl Journal {
             state.next_seq += 1;
             seq
         };
+        // Keep what a previous run stored (a closing progress event).
+        let prior = self.load(id);
         let entry = Entry {
             id: id.to_owned(),
-            command_type: String::new(),
-            accepted_at_ms: now_ms(),
+            command_type: prior
+                .as_ref()
+                .map(|e| e.command_type.clone())
+                .unwrap_or_default(),
+            accepted_at_ms: prior.as_ref().map_or_else(now_ms, |e| e.accepted_at_ms),
             completed_seq: Some(seq),
             outcome: Some(Outcome::Error {
                 error: INTERRUPTED.to_owned(),
             }),
             delivered: false,
+            final_progress: prior.and_then(|e| e.final_progress),
         };
         self.persist_with(&entry, true)
     }
@@ -346,7 +373,9 @@ impl Journal {
         };
         let mut logs = self.logs();
         for (name, lines) in [(ADMITTED_LOG, &running), (DELIVERED_LOG, &delivered)] {
-            if let Err(e) = atomic::write(&self.dir, Path::new(name), lines.concat().as_bytes()) {
+            if let Err(e) =
+                atomic::write_private(&self.dir, Path::new(name), lines.concat().as_bytes())
+            {
                 tracing::warn!("cannot compact the journal's {name}: {e}");
                 continue;
             }
@@ -392,7 +421,7 @@ impl Journal {
         })?;
         let name = file_name(&entry.id);
         let written = if durable {
-            atomic::write(&self.dir, Path::new(&name), &bytes)
+            atomic::write_private(&self.dir, Path::new(&name), &bytes)
         } else {
             atomic::write_unsynced(&self.dir, &name, &bytes)
         };
@@ -465,6 +494,7 @@ impl Journal {
                 done: false,
                 delivered: false,
                 bytes: 0,
+                final_sent_in: None,
             },
         );
         self.compact_if_long();
@@ -490,32 +520,38 @@ impl Journal {
         ))
     }
 
-    /// Records a command's outcome (undelivered).
+    /// Records a command's outcome (undelivered). The file is written
+    /// before memory changes: when the write fails (disk full) nothing
+    /// changes, so the caller can keep the outcome and retry, and the
+    /// journal never holds in memory a result that a restart would
+    /// contradict with "interrupted".
     pub fn complete(&self, id: &str, outcome: Outcome) -> Result<(), JournalError> {
-        let seq = {
-            let mut state = self.lock();
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            seq
+        let (seq, meta) = {
+            let state = self.lock();
+            (state.next_seq, state.entries.get(id).cloned())
         };
-        let known_type = self
-            .lock()
-            .entries
-            .get(id)
-            .map(|m| m.command_type.clone())
-            .unwrap_or_default();
-        let mut entry = self.load(id).unwrap_or_else(|| Entry {
+        // A running command has a file only once it recorded a closing
+        // progress event; keep that event with the outcome.
+        let mut entry = self.load_full(id).unwrap_or_else(|| Entry {
             id: id.to_owned(),
-            command_type: known_type,
-            accepted_at_ms: now_ms(),
+            command_type: meta
+                .as_ref()
+                .map(|m| m.command_type.clone())
+                .unwrap_or_default(),
+            accepted_at_ms: meta.as_ref().map_or_else(now_ms, |m| m.accepted_at_ms),
             completed_seq: None,
             outcome: None,
             delivered: false,
+            final_progress: None,
         });
         entry.outcome = Some(outcome);
         entry.completed_seq = Some(seq);
         entry.delivered = false;
         self.persist_with(&entry, false)?;
+        {
+            let mut state = self.lock();
+            state.next_seq = state.next_seq.max(seq + 1);
+        }
         self.enforce_bounds();
         Ok(())
     }
@@ -586,11 +622,62 @@ impl Journal {
         Ok(())
     }
 
+    /// Records a deployment's closing progress event for command `id`, in
+    /// the entry's file (unsynced, like outcomes: a command whose file is
+    /// lost is reported interrupted); memory keeps only the session it went
+    /// out on.
+    pub fn set_final_progress(
+        &self,
+        id: &str,
+        progress: FinalProgress,
+    ) -> Result<(), JournalError> {
+        let Some(meta) = self.lock().entries.get(id).cloned() else {
+            return Ok(());
+        };
+        let mut entry = match self.load_full(id) {
+            Some(entry) => entry,
+            // A done entry whose file cannot be read: nothing to add to.
+            None if meta.done => return Ok(()),
+            None => Entry {
+                id: id.to_owned(),
+                command_type: meta.command_type,
+                accepted_at_ms: meta.accepted_at_ms,
+                completed_seq: None,
+                outcome: None,
+                delivered: false,
+                final_progress: None,
+            },
+        };
+        entry.final_progress = Some(progress);
+        self.persist_with(&entry, false)
+    }
+
+    /// How many results wait for delivery.
+    pub fn undelivered_count(&self) -> usize {
+        self.lock()
+            .entries
+            .values()
+            .filter(|e| e.done && !e.delivered)
+            .count()
+    }
+
+    /// An entry as stored, with what only memory knows (delivery, the
+    /// session its closing progress event went out on).
+    fn load_full(&self, id: &str) -> Option<Entry> {
+        let meta = self.lock().entries.get(id)?.clone();
+        let mut entry = self.load(id)?;
+        entry.delivered = meta.delivered;
+        if let Some(progress) = entry.final_progress.as_mut() {
+            progress.sent_in = meta.final_sent_in;
+        }
+        Some(entry)
+    }
+
     /// A journaled entry, if any (read from disk; a running command has
-    /// no file yet).
+    /// no file until it records a closing progress event).
     pub fn get(&self, id: &str) -> Option<Entry> {
         let meta = self.lock().entries.get(id)?.clone();
-        if !meta.done {
+        if !meta.done && self.load(id).is_none() {
             return Some(Entry {
                 id: id.to_owned(),
                 command_type: meta.command_type,
@@ -598,11 +685,10 @@ impl Journal {
                 completed_seq: None,
                 outcome: None,
                 delivered: false,
+                final_progress: None,
             });
         }
-        let mut entry = self.load(id)?;
-        entry.delivered = meta.delivered;
-        Some(entry)
+        self.load_full(id)
     }
 
     /// Entries and bytes on disk.
@@ -759,6 +845,31 @@ mod tests {
     }
 
     #[test]
+    fn a_result_that_cannot_be_written_is_not_taken_as_recorded() -> Result<(), JournalError> {
+        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let path = dir.path().join("journal");
+        let journal = Journal::open(&path)?;
+        journal.admit("c1", "get_config")?;
+        // The folder goes away under the open journal: every write fails,
+        // as on a full disk (root ignores permissions, so no chmod here).
+        std::fs::remove_dir_all(&path).map_err(|source| JournalError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        assert!(journal.complete("c1", ok(json!(1))).is_err());
+        assert_eq!(
+            journal.admit("c1", "get_config")?,
+            Admission::Running,
+            "still running: no result to re-send that a restart would contradict"
+        );
+        assert!(journal.undelivered().is_empty());
+        Ok(())
+    }
+
+    #[test]
     fn odd_ids_cannot_name_paths() -> Result<(), JournalError> {
         let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
             path: PathBuf::new(),
@@ -778,6 +889,49 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 1);
         assert!(names[0].starts_with("h-"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_closing_progress_event_is_kept_on_disk_with_its_entry() -> Result<(), JournalError> {
+        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let progress = FinalProgress {
+            event: "deploy_progress".to_owned(),
+            payload: json!({"deploymentId": "d-1", "status": "completed"}),
+            sent_in: Some(3),
+        };
+        {
+            let journal = Journal::open(dir.path())?;
+            journal.admit("d1", "deploy_video")?;
+            // Recorded while the command runs, kept when it completes.
+            journal.set_final_progress("d1", progress.clone())?;
+            assert_eq!(
+                journal.get("d1").and_then(|e| e.final_progress),
+                Some(progress.clone())
+            );
+            journal.complete("d1", ok(json!(1)))?;
+            let entry = journal.get("d1");
+            assert_eq!(
+                entry.as_ref().and_then(|e| e.final_progress.clone()),
+                Some(progress.clone())
+            );
+            assert_eq!(entry.and_then(|e| e.outcome), Some(ok(json!(1))));
+            assert_eq!(journal.undelivered_count(), 1);
+        }
+        let text = std::fs::read_to_string(dir.path().join(file_name("d1"))).unwrap_or_default();
+        assert!(text.contains("\"deploymentId\":\"d-1\""), "{text}");
+        // After a restart the session it went out on is unknown: it goes again.
+        let journal = Journal::open(dir.path())?;
+        assert_eq!(
+            journal.get("d1").and_then(|e| e.final_progress),
+            Some(FinalProgress {
+                sent_in: None,
+                ..progress
+            })
+        );
         Ok(())
     }
 

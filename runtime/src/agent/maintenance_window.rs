@@ -1,8 +1,12 @@
 //! The maintenance window for software updates (`AUTO_UPDATE_ENABLED`,
 //! `AUTO_UPDATE_HOUR`, both unused upstream): a non-critical update that
-//! arrives outside the window is accepted, answered as scheduled, kept under
-//! `STATE_PATH/scheduled/` (it survives restarts) and run when the window
-//! opens; `isCritical` runs at once; disabled updates are refused.
+//! arrives outside the window is kept under `STATE_PATH/scheduled/` until
+//! its final result is journaled (it survives restarts, including one in
+//! the middle of its run) and run when the window opens. It gets no
+//! `command_result` before it has run: the real server takes any success of
+//! an update carrying a `deploymentId` as installed. Meanwhile an
+//! `update_progress` "scheduled" keeps its deployment in progress.
+//! `isCritical` runs at once; disabled updates are refused.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -40,8 +44,8 @@ impl Default for UpdateWindow {
 pub enum Decision {
     Run,
     Refuse(String),
-    /// Answer this result now, run the update in the window.
-    Schedule(Value),
+    /// Keep it and run it in the window; no result until it has run.
+    Schedule,
 }
 
 /// Message of a refused update when updates are disabled.
@@ -68,17 +72,7 @@ pub fn decide(window: UpdateWindow, data: &Value, hour_now: Option<u8>) -> Decis
     if truthy(data.get("isCritical")) || hour_now.is_none_or(|h| h == window.hour) {
         return Decision::Run;
     }
-    let version = data.get("version").cloned().unwrap_or(Value::Null);
-    Decision::Schedule(json!({
-        "success": true,
-        "scheduled": true,
-        "version": version,
-        "maintenanceHour": window.hour,
-        "message": format!(
-            "Update scheduled: it will be installed in the maintenance window ({:02}:00-{:02}:59, box time); the final result follows then",
-            window.hour, window.hour
-        ),
-    }))
+    Decision::Schedule
 }
 
 /// Whether the window is open at `hour_now`.
@@ -89,26 +83,86 @@ pub fn window_open(window: UpdateWindow, hour_now: Option<u8>) -> bool {
 /// The box's local hour, from `date +%H` (an argument vector): it follows
 /// the system time zone, which the agent has no library to read.
 pub fn local_hour() -> Option<u8> {
+    local_clock().map(|c| c.hour)
+}
+
+/// The box's local time of day, read in one `date` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalClock {
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+}
+
+fn local_clock() -> Option<LocalClock> {
     let out = std::process::Command::new("date")
-        .arg("+%H")
+        .arg("+%H %M %S")
         .stdin(std::process::Stdio::null())
         .output()
         .ok()?;
     if !out.status.success() {
         return None;
     }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .ok()
-        .filter(|h| *h < 24)
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u8>().ok());
+    let clock = LocalClock {
+        hour: parts.next()??,
+        minute: parts.next()??,
+        second: parts.next()??,
+    };
+    (clock.hour < 24 && clock.minute < 60 && clock.second < 61).then_some(clock)
 }
 
-/// One update waiting for the window.
+/// How long from `now` (local) until the window's hour next begins; at
+/// most a day (a time-zone change meanwhile is not foreseen).
+pub fn until_window(window: UpdateWindow, now: LocalClock) -> std::time::Duration {
+    let into_day = |h: u8, m: u8, s: u8| u64::from(h) * 3600 + u64::from(m) * 60 + u64::from(s);
+    let now = into_day(now.hour, now.minute, now.second.min(59));
+    let start = into_day(window.hour, 0, 0);
+    std::time::Duration::from_secs((start + 86_400 - now) % 86_400)
+}
+
+/// When the window next opens, as an ISO time (UTC, like the server's
+/// dates); `None` when the box's time is unknown.
+pub fn next_window_iso(window: UpdateWindow) -> Option<String> {
+    let clock = local_clock()?;
+    // Whole seconds, like the local clock just read: the hour, not a
+    // millisecond past it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.as_secs()))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    Some(crate::platform::clock::iso8601(
+        now + until_window(window, clock),
+    ))
+}
+
+/// The `update_progress` that tells the dashboard an update is scheduled
+/// (its deployment then reads as in progress, not installed): sent when the
+/// update is scheduled and after each re-authentication until it runs.
+/// `None` without a `deploymentId` (the server has no deployment to show).
+pub fn scheduled_progress(update: &ScheduledUpdate) -> Option<Value> {
+    let deployment = update.data.get("deploymentId").filter(|d| !d.is_null())?;
+    Some(json!({
+        "deploymentId": deployment,
+        "version": update.data.get("version").cloned().unwrap_or(Value::Null),
+        "progress": 0,
+        "status": "scheduled",
+        "scheduledFor": update.scheduled_for,
+    }))
+}
+
+/// One update waiting for the window, or running in it: the entry stays
+/// until the update's final result is in the journal, so a restart at any
+/// point finds it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ScheduledUpdate {
     pub id: String,
     pub data: Value,
+    /// When the window was next due when it was scheduled (ISO, UTC).
+    #[serde(default)]
+    pub scheduled_for: Option<String>,
 }
 
 /// Updates waiting for the window, one file each.
@@ -131,31 +185,53 @@ impl Scheduled {
         ))
     }
 
-    /// Keeps an update for later.
-    pub fn add(&self, id: &str, data: &Value) -> Result<(), MaintenanceError> {
+    /// Keeps an update for later (persisted before it is answered).
+    pub fn add(&self, update: &ScheduledUpdate) -> Result<(), MaintenanceError> {
         let store = |source| MaintenanceError::Store {
             path: self.dir.clone(),
             source,
         };
         let dir = crate::store::atomic::open_state_dir(&self.dir).map_err(store)?;
-        let entry = ScheduledUpdate {
-            id: id.to_owned(),
-            data: data.clone(),
-        };
-        let bytes = serde_json::to_vec(&entry).map_err(|e| store(std::io::Error::other(e)))?;
-        let name = self.file(id);
+        let bytes = serde_json::to_vec(update).map_err(|e| store(std::io::Error::other(e)))?;
+        let name = self.file(&update.id);
         let name = name.file_name().map(PathBuf::from).unwrap_or_default();
-        crate::store::atomic::write(&dir, &name, &bytes).map_err(store)
+        crate::store::atomic::write_private(&dir, &name, &bytes).map_err(store)
     }
 
-    /// Removes and returns every waiting update, oldest file first.
-    pub fn take_all(&self) -> Vec<ScheduledUpdate> {
+    /// Whether `id` is waiting or running as a scheduled update.
+    pub fn contains(&self, id: &str) -> bool {
+        self.file(id).is_file()
+    }
+
+    /// Forgets an update once its final result is journaled.
+    pub fn remove(&self, id: &str) -> Result<(), MaintenanceError> {
+        match std::fs::remove_file(self.file(id)) {
+            Ok(()) => {
+                if let Ok(d) = std::fs::File::open(&self.dir) {
+                    let _ = d.sync_all();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(MaintenanceError::Store {
+                path: self.file(id),
+                source,
+            }),
+        }
+    }
+
+    /// Every kept update, oldest first; nothing is removed.
+    pub fn list(&self) -> Vec<ScheduledUpdate> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".json") && !name.starts_with('.')
+            })
             .map(|e| {
                 let at = e
                     .metadata()
@@ -165,25 +241,23 @@ impl Scheduled {
             })
             .collect();
         files.sort();
-        let mut out = Vec::new();
-        for (_, path) in files {
-            let parsed = std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<ScheduledUpdate>(&b).ok());
-            let _ = std::fs::remove_file(&path);
-            match parsed {
-                Some(update) => out.push(update),
-                None => {
-                    tracing::warn!("dropping an unreadable scheduled update {}", path.display())
+        files
+            .into_iter()
+            .filter_map(|(_, path)| {
+                let parsed = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<ScheduledUpdate>(&b).ok());
+                if parsed.is_none() {
+                    tracing::warn!("ignoring an unreadable scheduled update {}", path.display());
                 }
-            }
-        }
-        out
+                parsed
+            })
+            .collect()
     }
 
     /// Whether anything waits.
     pub fn is_empty(&self) -> bool {
-        std::fs::read_dir(&self.dir).map_or(true, |mut d| d.next().is_none())
+        self.list().is_empty()
     }
 }
 
@@ -201,16 +275,7 @@ mod tests {
         let data = json!({"version": "2.0.0", "isCritical": false});
         assert_eq!(decide(WINDOW, &data, Some(3)), Decision::Run);
         assert_eq!(decide(WINDOW, &data, None), Decision::Run);
-        let Decision::Schedule(result) = decide(WINDOW, &data, Some(14)) else {
-            panic!("scheduled expected");
-        };
-        assert_eq!(result["scheduled"], json!(true));
-        assert_eq!(
-            result["message"],
-            json!(
-                "Update scheduled: it will be installed in the maintenance window (03:00-03:59, box time); the final result follows then"
-            )
-        );
+        assert_eq!(decide(WINDOW, &data, Some(14)), Decision::Schedule);
         let critical = json!({"version": "2.0.0", "isCritical": true});
         assert_eq!(decide(WINDOW, &critical, Some(14)), Decision::Run);
         let off = UpdateWindow {
@@ -229,23 +294,45 @@ mod tests {
     }
 
     #[test]
-    fn scheduled_updates_survive_a_restart_and_run_once() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn a_scheduled_update_stays_until_it_is_removed() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let scheduled = Scheduled::new(dir.path());
         assert!(scheduled.is_empty());
-        scheduled.add("u-1", &json!({"version": "2.0.0"}))?;
+        let update = ScheduledUpdate {
+            id: "u-1".into(),
+            data: json!({"version": "2.0.0", "deploymentId": "dep-1"}),
+            scheduled_for: Some("2026-12-02T03:00:00.000Z".into()),
+        };
+        scheduled.add(&update)?;
+        // A restart (new store over the same folder), listed twice: still there.
         let again = Scheduled::new(dir.path());
-        assert!(!again.is_empty());
+        assert_eq!(again.list(), vec![update.clone()]);
+        assert_eq!(again.list(), vec![update.clone()]);
+        assert!(again.contains("u-1") && !again.contains("u-2"));
+        again.remove("u-1")?;
+        assert!(again.is_empty() && !again.contains("u-1"));
+        again.remove("u-1")?;
         assert_eq!(
-            again.take_all(),
-            vec![ScheduledUpdate {
-                id: "u-1".into(),
-                data: json!({"version": "2.0.0"})
-            }]
+            scheduled_progress(&update),
+            Some(
+                json!({"deploymentId": "dep-1", "version": "2.0.0", "progress": 0,
+                "status": "scheduled", "scheduledFor": "2026-12-02T03:00:00.000Z"})
+            )
         );
-        assert!(again.take_all().is_empty());
         Ok(())
+    }
+
+    #[test]
+    fn the_window_is_due_at_its_next_hour() {
+        let at = |hour, minute, second| LocalClock {
+            hour,
+            minute,
+            second,
+        };
+        let secs = |c| until_window(WINDOW, c).as_secs();
+        assert_eq!(secs(at(2, 59, 0)), 60);
+        assert_eq!(secs(at(14, 0, 0)), 13 * 3600);
+        assert_eq!(secs(at(4, 30, 0)), 22 * 3600 + 30 * 60);
     }
 
     #[test]

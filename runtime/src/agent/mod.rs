@@ -14,7 +14,9 @@ pub mod follow_up;
 pub mod journal;
 pub mod maintenance_window;
 pub mod session;
+pub mod update_check;
 pub mod update_resume;
+pub mod version_order;
 
 use crate::agent::dispatch::Dispatcher;
 use crate::agent::journal::{Journal, JournalError};

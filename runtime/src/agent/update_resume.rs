@@ -8,15 +8,20 @@ use crate::agent::journal::{Journal, Outcome};
 use crate::config::SiteConfig;
 use serde_json::{Value, json};
 
-/// The update journal the component keeps in the `staging` root.
-pub const UPDATE_JOURNAL: &str = "update/state.json";
-
-/// Resumes an interrupted update, if any. Never fails: problems are logged.
+/// Resumes the interrupted work of every component that declares
+/// `resume-at-start` and whose marker file is in the staging root (today the
+/// update_software component's `update/state.json`). Never fails: problems
+/// are logged.
 pub async fn resume(config: &SiteConfig, dispatcher: &Dispatcher, journal: &Journal) {
-    if !config.staging_dir().join(UPDATE_JOURNAL).is_file() {
-        return;
+    for (command_type, marker) in dispatcher.resumable() {
+        if config.staging_dir().join(&marker).is_file() {
+            resume_one(dispatcher, journal, &command_type).await;
+        }
     }
-    tracing::warn!("an update was interrupted; finishing it or rolling it back");
+}
+
+async fn resume_one(dispatcher: &Dispatcher, journal: &Journal, command_type: &str) {
+    tracing::warn!("{command_type} was interrupted; finishing it or rolling it back");
     // Finishing or rolling back can take minutes (services must come up):
     // tell systemd the agent is up, so its start timeout does not kill the
     // rollback half-way and start it again in a loop.
@@ -33,7 +38,7 @@ pub async fn resume(config: &SiteConfig, dispatcher: &Dispatcher, journal: &Jour
         })
     });
     let outcome = dispatcher
-        .run_internal_with("update_software", &json!({"resume": true}))
+        .run_internal_with(command_type, &json!({"resume": true}))
         .await;
     if let Some(pinger) = pinger {
         pinger.abort();
@@ -41,11 +46,11 @@ pub async fn resume(config: &SiteConfig, dispatcher: &Dispatcher, journal: &Jour
     let result = match outcome {
         Some(Outcome::Success { result }) => result,
         Some(Outcome::Error { error }) => {
-            tracing::error!("resuming the interrupted update failed: {error}");
+            tracing::error!("resuming the interrupted {command_type} failed: {error}");
             return;
         }
         None => {
-            tracing::error!("an update was interrupted but no component handles update_software");
+            tracing::error!("{command_type} was interrupted but no component handles it any more");
             return;
         }
     };

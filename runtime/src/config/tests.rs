@@ -125,6 +125,7 @@ fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigErro
         "HOSTAPD_CONF",
         "UPDATE_TRUSTED_KEYS",
         "UPDATE_HEALTH_URL",
+        "UPDATE_ALLOW_DOWNGRADE",
     ] {
         assert!(text.contains(&format!("{key}=")), "{key} undocumented");
     }

@@ -3,10 +3,30 @@
 //! broken archive leaves no folder behind.
 
 use super::bindings::neopro::agent::archive::{Host, Report};
-use super::roots::{io_error, open_regular, relative_file};
+use super::roots::{io_error, relative_file};
 use super::{HostState, WitError, WitRoot};
+use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName};
 use crate::store::extract::{ArchiveError, Limits};
+
+/// The `archive` capability's state.
+#[derive(Debug)]
+pub struct ArchiveHost {
+    /// UPDATE_TRUSTED_KEYS.
+    pub update_keys: Vec<[u8; 32]>,
+    /// Most bytes one extraction may write: a release unpacks to at most
+    /// four times the largest download allowed (MAX_DOWNLOAD_SIZE).
+    pub max_extract_bytes: u64,
+}
+
+impl ArchiveHost {
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        ArchiveHost {
+            update_keys: config.update_keys.clone(),
+            max_extract_bytes: config.max_download_size.saturating_mul(4),
+        }
+    }
+}
 
 impl From<ArchiveError> for WitError {
     fn from(e: ArchiveError) -> Self {
@@ -40,6 +60,54 @@ impl From<crate::signing::releases::SignatureError> for WitError {
     }
 }
 
+impl HostState {
+    /// Opens an archive only the agent can write: its root folder (and the
+    /// folder above) writable by nobody else, the file itself the agent's
+    /// and not group- or world-writable. Otherwise the web app's user could
+    /// swap the archive between its signature check and its extraction.
+    fn open_agent_only(&self, root: RootName, path: &str) -> Result<std::fs::File, WitError> {
+        let roots = &self.call.services.roots;
+        let refuse = |detail: String| {
+            WitError::NotPermitted(format!(
+                "{root}/{path}: an archive is only verified and extracted from a file only the agent can write; {detail}"
+            ))
+        };
+        crate::store::private_dir::check_private(roots.path(root))
+            .map_err(|e| refuse(e.to_string()))?;
+        let dir = roots.open(root, false)?;
+        let rel = relative_file(path)?;
+        let file = dir
+            .open(&rel)
+            .map_err(|e| io_error(root, path, &e))?
+            .into_std();
+        let meta = file.metadata().map_err(|e| io_error(root, path, &e))?;
+        if !crate::store::private_dir::file_is_private(&meta) {
+            use std::os::unix::fs::MetadataExt;
+            return Err(refuse(format!(
+                "this one has mode {:04o} and owner uid {}",
+                meta.mode() & 0o7777,
+                meta.uid()
+            )));
+        }
+        Ok(file)
+    }
+}
+
+/// sha256 of an open file, streamed.
+fn sha256_of(mut file: std::fs::File, root: RootName, path: &str) -> Result<String, WitError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| io_error(root, path, &e))?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
 impl Host for HostState {
     fn verify_signature(
         &mut self,
@@ -48,9 +116,12 @@ impl Host for HostState {
         version: String,
         signature: Option<String>,
     ) -> Result<String, WitError> {
-        let sha = super::bindings::neopro::agent::files::Host::sha256(self, root, path)?;
+        let root = RootName::from(root);
+        self.call.check(Grant::Root(root, Access::ReadOnly))?;
+        let file = self.open_agent_only(root, &path)?;
+        let sha = sha256_of(file, root, &path)?;
         crate::signing::releases::check(
-            &self.call.services.update_keys,
+            &self.call.services.archive.update_keys,
             &version,
             &sha,
             signature.as_deref(),
@@ -68,11 +139,10 @@ impl Host for HostState {
     ) -> Result<Report, WitError> {
         let src_root = RootName::from(src_root);
         let dest_root = RootName::from(dest_root);
-        self.call.require_root(src_root, Access::ReadOnly)?;
-        self.call.require_root(dest_root, Access::ReadWrite)?;
+        self.call.check(Grant::Root(src_root, Access::ReadOnly))?;
+        self.call.check(Grant::Root(dest_root, Access::ReadWrite))?;
+        let file = self.open_agent_only(src_root, &src_path)?;
         let roots = &self.call.services.roots;
-        let src_dir = roots.open(src_root, false)?;
-        let file = open_regular(&src_dir, src_root, &src_path)?;
         let dest_dir = roots.open(dest_root, true)?;
         let dest_rel = relative_file(&dest_path)?;
         if dest_dir.symlink_metadata(&dest_rel).is_ok() {
@@ -87,11 +157,11 @@ impl Host for HostState {
             .open_dir(&dest_rel)
             .map_err(|e| io_error(dest_root, &dest_path, &e))?;
         let limits = Limits {
-            max_bytes: self.call.services.max_download_size.saturating_mul(4),
+            max_bytes: self.call.services.archive.max_extract_bytes,
             deadline: Some(self.call.deadline),
             ..Limits::default()
         };
-        let reader = std::io::BufReader::with_capacity(256 << 10, file.into_std());
+        let reader = std::io::BufReader::with_capacity(256 << 10, file);
         match crate::store::extract::extract_tar_gz(reader, &target, &skip, limits) {
             Ok(report) => Ok(Report {
                 files: report.files,

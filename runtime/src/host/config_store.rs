@@ -5,7 +5,8 @@
 
 use super::bindings::neopro::agent::config_store::{Host, Snapshot};
 use super::{HostState, WitError};
-use crate::sandbox::manifest::{Access, RootName};
+use crate::host::grants::Grant;
+use crate::sandbox::manifest::Access;
 use crate::store::hash::sha256_hex;
 use crate::store::webapp_config::config_hash;
 use serde_json::Value;
@@ -156,7 +157,7 @@ impl ConfigStore {
 
 impl Host for HostState {
     fn read(&mut self) -> Result<Snapshot, WitError> {
-        self.call.require_root(RootName::Config, Access::ReadOnly)?;
+        self.call.check(Grant::ConfigStore(Access::ReadOnly))?;
         // The snapshot carries the text twice at most (it and the guest's copy).
         self.call
             .services
@@ -165,8 +166,7 @@ impl Host for HostState {
     }
 
     fn write(&mut self, json: String, expected_version: String) -> Result<Snapshot, WitError> {
-        self.call
-            .require_root(RootName::Config, Access::ReadWrite)?;
+        self.call.check(Grant::ConfigStore(Access::ReadWrite))?;
         self.call
             .services
             .config_store

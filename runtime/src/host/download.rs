@@ -11,12 +11,28 @@ use super::bindings::neopro::agent::download::{Host, Outcome, Request};
 use super::progress::parse_detail;
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError};
+use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName};
 use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// The `download` capability's state.
+#[derive(Debug)]
+pub struct DownloadHost {
+    /// MAX_DOWNLOAD_SIZE: no download may be larger, whatever the grant.
+    pub max_bytes: u64,
+}
+
+impl DownloadHost {
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        DownloadHost {
+            max_bytes: config.max_download_size,
+        }
+    }
+}
 
 /// Attempts per download (network errors and 5xx answers are retried).
 const ATTEMPTS: u32 = 4;
@@ -38,13 +54,13 @@ enum AttemptError {
 
 impl HostState {
     fn download_limit(&self, asked: Option<u64>) -> Result<u64, WitError> {
-        let grant = self.call.manifest.grants.download.ok_or_else(|| {
+        let grant = self.call.manifest.grants.download.as_ref().ok_or_else(|| {
             WitError::NotPermitted(format!(
                 "component '{}' lacks the grant download",
                 self.call.manifest.name
             ))
         })?;
-        let mut limit = grant.max_bytes.min(self.call.services.max_download_size);
+        let mut limit = grant.max_bytes.min(self.call.services.download.max_bytes);
         if let Some(asked) = asked {
             limit = limit.min(asked);
         }
@@ -101,6 +117,31 @@ fn progress_range(detail: &serde_json::Map<String, serde_json::Value>) -> (u8, u
     }
 }
 
+/// The disk-full message, before and while writing.
+fn disk_full(still: u64, reserve: u64, avail: u64) -> WitError {
+    WitError::TooLarge(format!(
+        "not enough disk space: the download needs {} plus a reserve of {} (5 % of the disk), only {} free",
+        mib(still),
+        mib(reserve),
+        mib(avail)
+    ))
+}
+
+/// How often the free space is checked while a download is written (a
+/// server that announces no length, or lies, must not fill the disk).
+const SPACE_CHECK_EVERY: u64 = 1 << 20;
+
+/// `bytes */<total>` of a 416 answer.
+fn unsatisfied_range_total(header: Option<&reqwest::header::HeaderValue>) -> Option<u64> {
+    header?
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes */")?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -112,10 +153,19 @@ fn content_range_start(header: Option<&reqwest::header::HeaderValue>) -> Option<
     range.split('-').next()?.trim().parse().ok()
 }
 
+/// Free bytes and filesystem size where a download is written; a test
+/// swaps in a disk that fills up.
+type SpaceProbe = fn(&Path) -> Option<(u64, u64)>;
+
 struct Target<'a> {
     dir: &'a Dir,
     host_dir: &'a Path,
     partial: &'a str,
+    /// The agent's own folder (staging, its component downloads): the
+    /// partial file is 0600 from its creation, and one it did not make
+    /// alone is not resumed.
+    private: bool,
+    space: SpaceProbe,
 }
 
 impl Target<'_> {
@@ -141,7 +191,11 @@ impl Target<'_> {
     /// record) is discarded instead of having this file's tail glued on.
     fn claim(&self, url: &str, expected: Option<&str>) -> Result<(), WitError> {
         let source = format!("{url}\n{}\n", expected.unwrap_or("-"));
-        let recorded = self.dir.read_to_string(self.source_file()).ok();
+        let mut recorded = self.dir.read_to_string(self.source_file()).ok();
+        if self.private && !self.partial_is_private() {
+            // Someone else could have written into it: start over.
+            recorded = None;
+        }
         if self.partial_len() > 0 && recorded.as_deref() != Some(source.as_str()) {
             tracing::info!("discarding a partial download left by another transfer of {url}");
             self.discard();
@@ -152,6 +206,36 @@ impl Target<'_> {
                 .map_err(|e| WitError::Io(format!("cannot start the download: {e}")))?;
         }
         Ok(())
+    }
+
+    fn partial_is_private(&self) -> bool {
+        match self.dir.symlink_metadata(self.partial) {
+            Ok(meta) => {
+                use cap_std::fs::{MetadataExt, PermissionsExt};
+                meta.is_file()
+                    && meta.permissions().mode() & 0o022 == 0
+                    && (meta.uid() == rustix::process::geteuid().as_raw() || meta.uid() == 0)
+            }
+            Err(_) => true,
+        }
+    }
+
+    fn open_partial(&self) -> std::io::Result<cap_std::fs::File> {
+        use cap_std::fs::OpenOptionsExt;
+        let mut options = OpenOptions::new();
+        options.create(true).append(true).read(true);
+        if self.private {
+            options.mode(crate::store::private_dir::FILE_MODE);
+        }
+        self.dir.open_with(self.partial, &options)
+    }
+
+    /// The disk rule while writing: with `still` bytes to come (0 when the
+    /// server did not say), is the reserve still free?
+    fn space_error(&self, still: u64) -> Option<WitError> {
+        let (avail, size) = (self.space)(self.host_dir)?;
+        let reserve = size / 100 * RESERVE_PERCENT;
+        (still.saturating_add(reserve) > avail).then(|| disk_full(still, reserve, avail))
     }
 
     /// The partial became the final file: its record goes.
@@ -168,6 +252,7 @@ async fn attempt(
     url: &str,
     target: &Target<'_>,
     limit: u64,
+    expected: Option<&str>,
     report: Report<'_>,
 ) -> Result<(u64, String), AttemptError> {
     let fatal = |e: WitError| AttemptError::Fatal(e);
@@ -201,6 +286,22 @@ async fn attempt(
             "the server answered HTTP {status}"
         )));
     } else {
+        if status.as_u16() == 416 && have > 0 {
+            // The partial is already whole (a cut after the last byte, or a
+            // restart before the rename): the server has nothing more to send.
+            // That is a finished download when its size is the file's and
+            // its sha256 the expected one.
+            let total =
+                unsatisfied_range_total(response.headers().get(reqwest::header::CONTENT_RANGE));
+            if total.is_none_or(|t| t == have) {
+                let sha = hash_partial(target).map_err(fatal)?;
+                if expected.is_some_and(|e| e == sha) || (expected.is_none() && total == Some(have))
+                {
+                    tracing::info!("{url}: the partial download was already complete");
+                    return Ok((have, sha));
+                }
+            }
+        }
         if status.as_u16() == 416 {
             target.discard();
         }
@@ -217,47 +318,19 @@ async fn attempt(
             "the file is {total} bytes, more than the {limit} bytes allowed"
         ))));
     }
-    if let Some((avail, size)) = disk_space(target.host_dir) {
-        let still = announced.map(|t| t.saturating_sub(have)).unwrap_or(0);
-        let reserve = size / 100 * RESERVE_PERCENT;
-        if still.saturating_add(reserve) > avail {
-            return Err(fatal(WitError::TooLarge(format!(
-                "not enough disk space: the download needs {} plus a reserve of {} (5 % of the disk), only {} free",
-                mib(still),
-                mib(reserve),
-                mib(avail)
-            ))));
-        }
+    if let Some(error) = target.space_error(announced.map_or(0, |t| t.saturating_sub(have))) {
+        return Err(fatal(error));
     }
-    let mut hasher = Sha256::new();
     let mut file = target
-        .dir
-        .open_with(
-            target.partial,
-            OpenOptions::new().create(true).append(true).read(true),
-        )
+        .open_partial()
         .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
+    let mut hasher = Sha256::new();
     if have > 0 {
         // Hash what is already there, then continue the same hash.
-        let mut existing = target
-            .dir
-            .open(target.partial)
-            .map_err(|e| fatal(WitError::Io(e.to_string())))?;
-        existing
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| fatal(WitError::Io(e.to_string())))?;
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            let n = existing
-                .read(&mut buf)
-                .map_err(|e| fatal(WitError::Io(e.to_string())))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
+        hash_into(target, &mut hasher).map_err(fatal)?;
     }
     let mut received = have;
+    let mut next_space_check = have.saturating_add(SPACE_CHECK_EVERY);
     loop {
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
@@ -277,9 +350,34 @@ async fn attempt(
                 "the server sent more than the {limit} bytes allowed"
             ))));
         }
-        file.write_all(&chunk)
-            .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
+        if let Err(e) = file.write_all(&chunk) {
+            drop(file);
+            if e.kind() == std::io::ErrorKind::StorageFull {
+                target.discard();
+                let avail = (target.space)(target.host_dir).map_or(0, |(a, _)| a);
+                return Err(fatal(disk_full(
+                    announced.map_or(0, |t| t.saturating_sub(received)),
+                    0,
+                    avail,
+                )));
+            }
+            return Err(fatal(WitError::Io(format!(
+                "cannot write the download: {e}"
+            ))));
+        }
         hasher.update(&chunk);
+        if received >= next_space_check {
+            next_space_check = received.saturating_add(SPACE_CHECK_EVERY);
+            // The announced length was checked up front; what is checked
+            // here is that the reserve is still free while bytes arrive (a
+            // chunked answer announces nothing; other writers share the disk).
+            let still = announced.map_or(0, |t| t.saturating_sub(received));
+            if let Some(error) = target.space_error(still) {
+                drop(file);
+                target.discard();
+                return Err(fatal(error));
+            }
+        }
         if let Some(total) = announced {
             report(received, total);
         }
@@ -295,6 +393,32 @@ async fn attempt(
     file.sync_all()
         .map_err(|e| fatal(WitError::Io(format!("cannot flush the download: {e}"))))?;
     Ok((received, hex::encode(hasher.finalize())))
+}
+
+fn hash_into(target: &Target<'_>, hasher: &mut Sha256) -> Result<(), WitError> {
+    let mut existing = target
+        .dir
+        .open(target.partial)
+        .map_err(|e| WitError::Io(e.to_string()))?;
+    existing
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| WitError::Io(e.to_string()))?;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = existing
+            .read(&mut buf)
+            .map_err(|e| WitError::Io(e.to_string()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+fn hash_partial(target: &Target<'_>) -> Result<String, WitError> {
+    let mut hasher = Sha256::new();
+    hash_into(target, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 pub(crate) fn normalise_sha256(text: &str) -> Result<String, WitError> {
@@ -316,7 +440,7 @@ impl Host for HostState {
     fn fetch(&mut self, request: Request) -> Result<Outcome, WitError> {
         let limit = self.download_limit(request.max_bytes)?;
         let root = RootName::from(request.root);
-        self.call.require_root(root, Access::ReadWrite)?;
+        self.call.check(Grant::Root(root, Access::ReadWrite))?;
         let scheme_ok = request.url.starts_with("http://") || request.url.starts_with("https://");
         if !scheme_ok {
             return Err(WitError::InvalidInput(format!(
@@ -324,6 +448,13 @@ impl Host for HostState {
                 request.url
             )));
         }
+        let host = reqwest::Url::parse(&request.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .ok_or_else(|| {
+                WitError::InvalidInput(format!("'{}' is not a URL with a host name", request.url))
+            })?;
+        self.call.check(Grant::Download { host: &host })?;
         let expected = request
             .sha256
             .as_deref()
@@ -363,6 +494,8 @@ impl Host for HostState {
             dir: &dir,
             host_dir: &host_dir,
             partial: &partial,
+            private: root.is_private(),
+            space: disk_space,
         };
         let deadline = self.call.deadline;
         let mut report = |received: u64, total: u64| {
@@ -412,7 +545,7 @@ fn fetch_into(
             if attempt_no > 0 {
                 tokio::time::sleep(RETRY_BASE * (1 << (attempt_no - 1))).await;
             }
-            match attempt(&client, url, target, limit, &mut *report).await {
+            match attempt(&client, url, target, limit, expected, &mut *report).await {
                 Ok(done) => return Ok(done),
                 Err(AttemptError::Fatal(e)) => return Err(e),
                 Err(AttemptError::Retry(why)) => {
@@ -475,6 +608,8 @@ pub fn download_file(
         dir: &handle,
         host_dir: dir,
         partial: &partial,
+        private: true,
+        space: disk_space,
     };
     let (bytes, sha256) = fetch_into(
         url,
@@ -491,4 +626,186 @@ pub fn download_file(
         ))
     })?;
     Ok(Outcome { bytes, sha256 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    /// Serves every request with `answer(range header)` (head, body).
+    fn serve(answer: fn(Option<&str>) -> (String, Vec<u8>)) -> String {
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
+            return String::new();
+        };
+        let url = listener
+            .local_addr()
+            .map(|a| format!("http://{a}/file"))
+            .unwrap_or_default();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Ok(clone) = stream.try_clone() else {
+                    continue;
+                };
+                let mut reader = BufReader::new(clone);
+                let mut range = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line
+                        .strip_prefix("range: ")
+                        .or(line.strip_prefix("Range: "))
+                    {
+                        range = Some(v.trim().to_owned());
+                    }
+                }
+                let (head, body) = answer(range.as_deref());
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        url
+    }
+
+    fn body() -> Vec<u8> {
+        (0..3u32 << 20).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// A 2.5 MiB disk of 20 MiB (reserve 1 MiB) holding only this folder.
+    fn small_disk(dir: &Path) -> Option<(u64, u64)> {
+        let used: u64 = std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        Some((((5u64 << 20) / 2).saturating_sub(used), 20 << 20))
+    }
+
+    fn target<'a>(dir: &'a Dir, host: &'a Path, space: SpaceProbe) -> Target<'a> {
+        Target {
+            dir,
+            host_dir: host,
+            partial: ".file.partial",
+            private: false,
+            space,
+        }
+    }
+
+    #[test]
+    fn a_chunked_download_stops_at_the_reserve_and_leaves_no_partial()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // No Content-Length: nothing to check up front.
+        let url = serve(|_| {
+            (
+                "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_owned(),
+                body(),
+            )
+        });
+        let tmp = tempfile::tempdir()?;
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        let target = target(&dir, tmp.path(), small_disk);
+        let result = fetch_into(
+            &url,
+            &target,
+            u64::MAX,
+            None,
+            Instant::now() + Duration::from_secs(30),
+            &mut |_, _| {},
+        );
+        let Err(WitError::TooLarge(message)) = result else {
+            panic!("disk full expected, got {result:?}");
+        };
+        assert!(
+            message.starts_with("not enough disk space: the download needs 0.0 MiB plus a reserve of 1.0 MiB (5 % of the disk), only "),
+            "{message}"
+        );
+        assert_eq!(
+            std::fs::read_dir(tmp.path())?.count(),
+            0,
+            "the partial and its record are removed"
+        );
+        Ok(())
+    }
+
+    fn complete_partial(dir: &Dir, url: &str, bytes: &[u8]) -> std::io::Result<String> {
+        let sha = hex::encode(Sha256::digest(bytes));
+        dir.write(".file.partial", bytes)?;
+        dir.write(".file.partial.source", format!("{url}\n{sha}\n"))?;
+        Ok(sha)
+    }
+
+    fn whole_range(range: Option<&str>) -> (String, Vec<u8>) {
+        match range {
+            Some(_) => (
+                format!(
+                    "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    3u32 << 20
+                ),
+                Vec::new(),
+            ),
+            None => (
+                "HTTP/1.1 500 Unexpected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned(),
+                Vec::new(),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_416_for_a_complete_matching_partial_is_a_finished_download()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let url = serve(whole_range);
+        let tmp = tempfile::tempdir()?;
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        let sha = complete_partial(&dir, &url, &body())?;
+        let target = target(&dir, tmp.path(), disk_space);
+        let (bytes, got) = fetch_into(
+            &url,
+            &target,
+            u64::MAX,
+            Some(&sha),
+            Instant::now() + Duration::from_secs(30),
+            &mut |_, _| {},
+        )?;
+        assert_eq!((bytes, got), (3 << 20, sha));
+        assert_eq!(std::fs::read(tmp.path().join(".file.partial"))?, body());
+        Ok(())
+    }
+
+    #[test]
+    fn a_416_for_a_partial_of_other_bytes_fails_and_removes_it()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let url = serve(whole_range);
+        let tmp = tempfile::tempdir()?;
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        let mut other = body();
+        other[10] ^= 1;
+        let _ = complete_partial(&dir, &url, &other)?;
+        let expected = hex::encode(Sha256::digest(body()));
+        dir.write(".file.partial.source", format!("{url}\n{expected}\n"))?;
+        let target = target(&dir, tmp.path(), disk_space);
+        let result = fetch_into(
+            &url,
+            &target,
+            u64::MAX,
+            Some(&expected),
+            Instant::now() + Duration::from_secs(30),
+            &mut |_, _| {},
+        );
+        let Err(WitError::Failed(message)) = result else {
+            panic!("failure expected, got {result:?}");
+        };
+        assert!(
+            message.ends_with("the server answered HTTP 416 Range Not Satisfiable"),
+            "{message}"
+        );
+        assert!(!tmp.path().join(".file.partial").exists());
+        Ok(())
+    }
 }

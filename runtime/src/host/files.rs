@@ -4,6 +4,7 @@
 use super::bindings::neopro::agent::files::{DirEntry, EntryKind, Host, Metadata};
 use super::roots::{io_error, open_regular, relative, relative_file};
 use super::{HostState, WitError, WitRoot};
+use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName};
 use cap_std::fs::Dir;
 use std::io::Read;
@@ -27,7 +28,7 @@ fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {
 
 impl HostState {
     fn open_root(&self, root: RootName, access: Access) -> Result<Dir, WitError> {
-        self.call.require_root(root, access)?;
+        self.call.check(Grant::Root(root, access))?;
         Ok(self
             .call
             .services
@@ -81,7 +82,14 @@ impl Host for HostState {
                 "{root}/{path} is a directory, not a file"
             )));
         }
-        crate::store::atomic::write(&dir, &rel, &contents).map_err(|e| io_error(root, &path, &e))
+        let written = match root {
+            _ if root.is_private() => crate::store::atomic::write_private(&dir, &rel, &contents),
+            // hostapd.conf holds the Wi-Fi passphrase: a new file there (its
+            // backup) is 0600 like it.
+            RootName::Hostapd => crate::store::atomic::write_secret(&dir, &rel, &contents),
+            _ => crate::store::atomic::write(&dir, &rel, &contents),
+        };
+        written.map_err(|e| io_error(root, &path, &e))
     }
 
     fn remove_file(&mut self, root: WitRoot, path: String) -> Result<(), WitError> {

@@ -2,7 +2,23 @@
 
 use super::bindings::neopro::agent::local_app::Host;
 use super::{HostState, WitError};
+use crate::host::grants::Grant;
 use std::time::Duration;
+
+/// The `local-app` capability's state.
+#[derive(Debug)]
+pub struct LocalAppHost {
+    /// LOCAL_APP_URL.
+    pub url: String,
+}
+
+impl LocalAppHost {
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        LocalAppHost {
+            url: config.local_app_url.clone(),
+        }
+    }
+}
 
 /// How long a notification may take; the app being down must not slow a
 /// deployment down.
@@ -18,8 +34,7 @@ fn valid_event(name: &str) -> bool {
 
 impl Host for HostState {
     fn notify(&mut self, event: String, payload: Option<String>) -> Result<(), WitError> {
-        self.call
-            .require(self.call.manifest.grants.local_app, "local-app = true")?;
+        self.call.check(Grant::LocalApp)?;
         if !valid_event(&event) {
             return Err(WitError::InvalidInput(format!(
                 "'{event}' is not a valid event name (a-z, 0-9 and '_')"
@@ -31,7 +46,7 @@ impl Host for HostState {
                 WitError::InvalidInput(format!("the payload is not valid JSON: {e}"))
             })?],
         };
-        let url = self.call.services.local_app_url.clone();
+        let url = self.call.services.local_app.url.clone();
         let sent = super::download::block_on(crate::link::notify_once(
             &url,
             &event,

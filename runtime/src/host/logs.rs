@@ -4,12 +4,31 @@
 use super::bindings::neopro::agent::logs::Host;
 use super::roots::{io_error, open_regular};
 use super::{HostState, WitError, WitRoot};
+use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName, is_valid_unit_name};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// The `logs` capability's state.
+#[derive(Debug)]
+pub struct LogsHost {
+    /// The journalctl program; a test double in tests.
+    pub journalctl: std::path::PathBuf,
+    /// The agent's own log file (LOG_PATH), for `agent-log-tail`.
+    pub agent_log: std::path::PathBuf,
+}
+
+impl LogsHost {
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        LogsHost {
+            journalctl: config.journalctl.clone(),
+            agent_log: config.log_path.clone(),
+        }
+    }
+}
 
 /// Most lines one call may ask for.
 pub const MAX_LINES: u32 = 10_000;
@@ -92,14 +111,22 @@ pub fn journal_tail(
         let _ = child.kill();
         return Err(WitError::Failed("journalctl output unavailable".to_owned()));
     };
+    // Both pipes are read to their end, concurrently: a reader that stopped
+    // at 4 MiB would leave journalctl blocked on a full pipe until the
+    // timeout. Only the last 4 MiB of stdout are kept (bounded memory).
     let (tx, rx) = mpsc::channel();
     let max = MAX_TAIL_BYTES.min(budget);
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
+    let err_reader = std::thread::spawn(move || {
         let mut err = Vec::new();
-        let read_out = stdout.take(max).read_to_end(&mut out);
-        let _ = stderr.take(64 << 10).read_to_end(&mut err);
-        let _ = tx.send((read_out.map(|_| out), err));
+        let mut stderr = stderr;
+        let _ = (&mut stderr).take(64 << 10).read_to_end(&mut err);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        err
+    });
+    std::thread::spawn(move || {
+        let out = read_tail(stdout, usize::try_from(max).unwrap_or(usize::MAX));
+        let err = err_reader.join().unwrap_or_default();
+        let _ = tx.send((out, err));
     });
     let received = rx.recv_timeout(JOURNAL_TIMEOUT);
     let Ok((out, err)) = received else {
@@ -120,7 +147,38 @@ pub fn journal_tail(
             String::from_utf8_lossy(&err).trim()
         )));
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    let (bytes, cut) = out;
+    let text = String::from_utf8_lossy(&bytes);
+    // A cut may split the first kept line: drop that partial line.
+    let text = if cut {
+        text.split_once('\n').map(|(_, rest)| rest).unwrap_or("")
+    } else {
+        &text
+    };
+    Ok(last_lines(text, lines))
+}
+
+/// Reads `input` to its end, keeping only its last `keep` bytes; tells
+/// whether anything was dropped from the front.
+fn read_tail(mut input: impl Read, keep: usize) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut tail = std::collections::VecDeque::with_capacity(keep.min(1 << 20));
+    let mut cut = false;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        tail.extend(&buf[..n]);
+        if tail.len() > keep {
+            let excess = tail.len() - keep;
+            tail.drain(..excess);
+            cut = true;
+        }
+    }
+    Ok((tail.into_iter().collect(), cut))
 }
 
 impl Host for HostState {
@@ -130,12 +188,9 @@ impl Host for HostState {
                 "'{unit}' is not a valid service name (letters, digits and :-_.@ only)"
             )));
         }
-        self.call.require(
-            self.call.manifest.grants.may_read_journal(&unit),
-            &format!("logs.units containing \"{unit}\""),
-        )?;
+        self.call.check(Grant::JournalUnit(&unit))?;
         journal_tail(
-            &self.call.services.journalctl,
+            &self.call.services.logs.journalctl,
             &unit,
             lines,
             self.memory.remaining(),
@@ -143,12 +198,9 @@ impl Host for HostState {
     }
 
     fn agent_log_tail(&mut self, lines: u32) -> Result<String, WitError> {
-        self.call.require(
-            self.call.manifest.grants.logs.agent_log,
-            "logs.agent-log = true",
-        )?;
+        self.call.check(Grant::AgentLog)?;
         check_lines(lines)?;
-        let path = &self.call.services.agent_log;
+        let path = &self.call.services.logs.agent_log;
         let file = std::fs::File::open(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 WitError::NotFound(format!(
@@ -165,7 +217,7 @@ impl Host for HostState {
 
     fn file_tail(&mut self, root: WitRoot, path: String, lines: u32) -> Result<String, WitError> {
         let root = RootName::from(root);
-        self.call.require_root(root, Access::ReadOnly)?;
+        self.call.check(Grant::Root(root, Access::ReadOnly))?;
         check_lines(lines)?;
         let dir = self.call.services.roots.open(root, false)?;
         let file = open_regular(&dir, root, &path)?;
@@ -193,6 +245,31 @@ mod tests {
         }
         let out = tail_reader(std::io::Cursor::new(text.into_bytes()), 3, u64::MAX)?;
         assert_eq!(out, "line 399997\nline 399998\nline 399999\n");
+        Ok(())
+    }
+
+    #[test]
+    fn a_journal_output_beyond_4_mib_returns_its_last_lines()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        // ~10.9 MB of output, like a chatty unit's journal.
+        let fake = dir.path().join("journalctl");
+        std::fs::write(&fake, "#!/bin/sh\nseq 1 1500000\n")?;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
+        let out = journal_tail(&fake, "neopro-app", 3, u64::MAX)?;
+        assert_eq!(out, "1499998\n1499999\n1500000\n");
+        Ok(())
+    }
+
+    #[test]
+    fn the_kept_tail_is_bounded_and_marked_cut() -> std::io::Result<()> {
+        let input: Vec<u8> = (0..100_000u32).map(|i| (i % 256) as u8).collect();
+        let (tail, cut) = read_tail(std::io::Cursor::new(&input), 1000)?;
+        assert!(cut);
+        assert_eq!(tail, input[input.len() - 1000..]);
+        let (all, cut) = read_tail(std::io::Cursor::new(&input[..10]), 1000)?;
+        assert_eq!((all.as_slice(), cut), (&input[..10], false));
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod config_store;
 pub mod deadline;
 pub mod download;
 pub mod files;
+pub mod grants;
 pub mod local_app;
 pub mod log;
 pub mod logs;
@@ -18,11 +19,9 @@ pub mod roots;
 pub mod services;
 pub mod system;
 
-use crate::platform::metrics::SystemProbe;
-use crate::sandbox::manifest::{Access, Manifest, RootName};
+use crate::sandbox::manifest::{Manifest, RootName};
 pub use memory_cap::MemoryCap;
 use roots::Roots;
-use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -40,37 +39,24 @@ pub use bindings::neopro::agent::types::{
 };
 pub use bindings::{Command as CommandWorld, CommandPre};
 
-/// Shared by every command: where the roots are, how to read the box.
+/// The host state of every capability, one field each, each built from
+/// site.conf by its own module: a capability's settings live next to its
+/// host functions (README § Adding a capability). Shared by every command.
 #[derive(Debug)]
 pub struct HostServices {
+    /// The sandboxed path resolver, shared by every capability that touches
+    /// files (files, download, logs, archive).
     pub roots: Roots,
-    pub probe: SystemProbe,
-    /// The agent's own log file (LOG_PATH), for `logs.agent-log-tail`.
-    pub agent_log: PathBuf,
-    /// NEOPRO_ROOT, for the version files.
-    pub neopro_root: PathBuf,
-    /// The journalctl program; a test double in tests.
-    pub journalctl: PathBuf,
-    /// configuration.json (CONFIG_PATH) and its writer lock.
-    pub config_store: config_store::ConfigStore,
-    /// MAX_DOWNLOAD_SIZE: no download may be larger, whatever the grant.
-    pub max_download_size: u64,
-    /// LOCAL_APP_URL.
-    pub local_app_url: String,
-    /// systemctl (a test double in tests).
-    pub service_manager: crate::platform::systemctl::ServiceManager,
-    /// MANAGED_SERVICES: the only units any component may touch.
-    pub managed_services: Vec<String>,
-    /// AGENT_SERVICE: the agent's own unit.
-    pub agent_unit: String,
-    /// Reboots and self-restarts waiting for their result's delivery.
+    /// Reboots and self-restarts waiting for their result's delivery (the
+    /// agent runs them; `services` and `power` add to them).
     pub follow_ups: Arc<crate::agent::follow_up::FollowUps>,
-    /// UPDATE_HEALTH_URL.
-    pub health_url: Option<String>,
-    /// UPDATE_TRUSTED_KEYS.
-    pub update_keys: Vec<[u8; 32]>,
-    /// Where network_diagnostics probes.
-    pub diagnostics: crate::platform::network_probes::Targets,
+    pub system: system::SystemHost,
+    pub logs: logs::LogsHost,
+    pub config_store: config_store::ConfigStore,
+    pub download: download::DownloadHost,
+    pub local_app: local_app::LocalAppHost,
+    pub services: services::ServicesHost,
+    pub archive: archive::ArchiveHost,
 }
 
 impl HostServices {
@@ -78,24 +64,16 @@ impl HostServices {
     pub fn from_config(config: &crate::config::SiteConfig) -> Self {
         HostServices {
             roots: Roots::from_config(config),
-            probe: SystemProbe::default(),
-            agent_log: config.log_path.clone(),
-            neopro_root: config.neopro_root.clone(),
-            journalctl: config.journalctl.clone(),
-            config_store: config_store::ConfigStore::new(config.config_path.clone()),
-            max_download_size: config.max_download_size,
-            local_app_url: config.local_app_url.clone(),
-            service_manager: crate::platform::systemctl::ServiceManager::new(
-                config.services.systemctl.clone(),
-            ),
-            managed_services: config.services.managed.clone(),
-            agent_unit: config.services.agent_unit.clone(),
             follow_ups: Arc::new(crate::agent::follow_up::FollowUps::new(
                 config.state_path.clone(),
             )),
-            diagnostics: crate::platform::network_probes::Targets::new(&config.central_server_url),
-            update_keys: config.update_keys.clone(),
-            health_url: config.update_health_url.clone(),
+            system: system::SystemHost::from_config(config),
+            logs: logs::LogsHost::from_config(config),
+            config_store: config_store::ConfigStore::new(config.config_path.clone()),
+            download: download::DownloadHost::from_config(config),
+            local_app: local_app::LocalAppHost::from_config(config),
+            services: services::ServicesHost::from_config(config),
+            archive: archive::ArchiveHost::from_config(config),
         }
     }
 }
@@ -119,46 +97,21 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    fn component(&self) -> &str {
-        &self.manifest.name
-    }
-
-    /// `Ok` when the manifest grants at least `needed` on `root`, else the
-    /// `not-permitted` error naming the missing grant.
-    pub(crate) fn require_root(&self, root: RootName, needed: Access) -> Result<(), WitError> {
-        match self.manifest.grants.access(root) {
-            Some(Access::ReadWrite) => Ok(()),
-            Some(Access::ReadOnly) if needed == Access::ReadOnly => Ok(()),
-            Some(Access::ReadOnly) => Err(WitError::NotPermitted(format!(
-                "component '{}' has read-only access to '{root}' (grant files.{root} = \"rw\" to write)",
-                self.component()
-            ))),
-            None => Err(WitError::NotPermitted(format!(
-                "component '{}' has no access to '{root}' (missing grant files.{root} = \"{}\")",
-                self.component(),
-                needed.as_str()
-            ))),
-        }
+    /// Asks the granter ([`grants`]) whether the manifest allows `grant`.
+    pub(crate) fn check(&self, grant: grants::Grant<'_>) -> Result<(), WitError> {
+        grants::Granter::new(&self.manifest).check(grant)
     }
 
     /// The `timeout` error of a host call stopped by the command's deadline.
     pub(crate) fn timed_out(&self, doing: &str) -> WitError {
         WitError::Timeout(format!(
             "component '{}' did not finish within its time limit of {} s ({doing} was stopped)",
-            self.component(),
-            self.manifest.limits.timeout_secs
+            self.manifest.name, self.manifest.limits.timeout_secs
         ))
     }
 
-    pub(crate) fn require(&self, granted: bool, grant: &str) -> Result<(), WitError> {
-        if granted {
-            Ok(())
-        } else {
-            Err(WitError::NotPermitted(format!(
-                "component '{}' lacks the grant {grant}",
-                self.component()
-            )))
-        }
+    pub(crate) fn granter(&self) -> grants::Granter<'_> {
+        grants::Granter::new(&self.manifest)
     }
 }
 

@@ -1,5 +1,11 @@
 //! `progress`: monotonic, throttled progress reports, emitted as the event
 //! the component's manifest names.
+//!
+//! Every event carries `status` (the dashboard reads it: in_progress,
+//! completed, failed) unless the component set one. A report whose detail
+//! names a new `stage` (downloaded, backed_up, stopped, installed, started,
+//! healthy …) is a milestone: it is never dropped by the rate limit, so a
+//! fast update does not read `2 → 100` on the dashboard (issue 18.5).
 
 use super::bindings::neopro::agent::progress::Host;
 use super::{HostState, ProgressSink, WitError};
@@ -14,6 +20,7 @@ pub struct ProgressState {
     sink: Option<Arc<dyn ProgressSink>>,
     last_percent: Option<u8>,
     last_sent: Option<Instant>,
+    last_stage: Option<String>,
 }
 
 impl ProgressState {
@@ -22,6 +29,7 @@ impl ProgressState {
             sink,
             last_percent: None,
             last_sent: None,
+            last_stage: None,
         }
     }
 }
@@ -41,16 +49,43 @@ impl HostState {
         // A report carrying an error always goes out: the server marks the
         // deployment failed with it.
         let is_error = payload.contains_key("error");
-        if !is_error && state.last_percent.is_some_and(|last| percent <= last) {
+        let stage = payload
+            .get("stage")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        let milestone = stage.is_some() && stage != state.last_stage;
+        // A milestone may repeat the last percentage, never go below it.
+        let percent = match state.last_percent {
+            Some(last) if milestone => percent.max(last),
+            _ => percent,
+        };
+        if !is_error && !milestone && state.last_percent.is_some_and(|last| percent <= last) {
             return;
         }
         let too_soon = state.last_sent.is_some_and(|t| t.elapsed() < MIN_INTERVAL);
-        if !is_error && too_soon && percent < 100 {
+        if !is_error && !milestone && too_soon && percent < 100 {
             return;
         }
         state.last_percent = Some(percent);
         state.last_sent = Some(Instant::now());
+        if milestone {
+            state.last_stage = stage;
+        }
         if let Some(sink) = &state.sink {
+            if !payload.contains_key("status") {
+                let completed = payload
+                    .get("completed")
+                    .and_then(serde_json::Value::as_bool)
+                    == Some(true);
+                let status = if is_error {
+                    "failed"
+                } else if completed || percent == 100 {
+                    "completed"
+                } else {
+                    "in_progress"
+                };
+                payload.insert("status".to_owned(), status.into());
+            }
             payload.insert("progress".to_owned(), percent.into());
             sink.emit(event, serde_json::Value::Object(payload));
         }

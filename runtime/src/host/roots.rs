@@ -104,7 +104,14 @@ impl Roots {
     pub fn open(&self, root: RootName, create: bool) -> Result<Dir, RootError> {
         let path = self.path(root);
         if create {
-            std::fs::create_dir_all(path).map_err(|e| RootError::Open {
+            // The staging root holds what the agent trusts at restart (the
+            // update journal, the package it verified): its own, 0700.
+            let made = if root.is_private() {
+                crate::store::private_dir::create(path)
+            } else {
+                std::fs::create_dir_all(path)
+            };
+            made.map_err(|e| RootError::Open {
                 root,
                 path: path.display().to_string(),
                 detail: e.to_string(),

@@ -8,8 +8,35 @@
 use super::bindings::neopro::agent::{power, services};
 use super::{HostState, WitError};
 use crate::agent::follow_up::Action;
+use crate::host::grants::Grant;
 use crate::platform::systemctl::ServiceError;
 use std::time::Duration;
+
+/// The `services` capability's state.
+#[derive(Debug)]
+pub struct ServicesHost {
+    /// systemctl (a test double in tests).
+    pub manager: crate::platform::systemctl::ServiceManager,
+    /// MANAGED_SERVICES: the only units any component may touch.
+    pub managed: Vec<String>,
+    /// AGENT_SERVICE: the agent's own unit.
+    pub agent_unit: String,
+    /// UPDATE_HEALTH_URL.
+    pub health_url: Option<String>,
+}
+
+impl ServicesHost {
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        ServicesHost {
+            manager: crate::platform::systemctl::ServiceManager::new(
+                config.services.systemctl.clone(),
+            ),
+            managed: config.services.managed.clone(),
+            agent_unit: config.services.agent_unit.clone(),
+            health_url: config.update_health_url.clone(),
+        }
+    }
+}
 
 /// Longest a follow-up waits for its result to be confirmed delivered.
 const MAX_FOLLOW_UP_WAIT: Duration = Duration::from_secs(600);
@@ -41,14 +68,13 @@ impl HostState {
         }
         let agent = self.is_agent_unit(name);
         let covers = |s: &String| s == name || (agent && self.is_agent_unit(s));
-        self.call.require(
-            self.call.manifest.grants.services.iter().any(covers),
-            &format!("services containing \"{name}\""),
-        )?;
-        let managed = &self.call.services.managed_services;
+        self.call
+            .granter()
+            .check_service(name, |unit| self.is_agent_unit(unit))?;
+        let managed = &self.call.services.services.managed;
         if managed.iter().any(covers) {
             Ok(if agent {
-                self.call.services.agent_unit.clone()
+                self.call.services.services.agent_unit.clone()
             } else {
                 name.to_owned()
             })
@@ -61,14 +87,14 @@ impl HostState {
     }
 
     fn is_agent_unit(&self, name: &str) -> bool {
-        name == self.call.services.agent_unit || name == UPSTREAM_AGENT_UNIT
+        name == self.call.services.services.agent_unit || name == UPSTREAM_AGENT_UNIT
     }
 }
 
 impl services::Host for HostState {
     fn start(&mut self, name: String) -> Result<(), WitError> {
         let unit = self.require_service(&name)?;
-        Ok(self.call.services.service_manager.start(&unit)?)
+        Ok(self.call.services.services.manager.start(&unit)?)
     }
 
     fn stop(&mut self, name: String) -> Result<(), WitError> {
@@ -78,7 +104,7 @@ impl services::Host for HostState {
                 "the agent does not stop its own unit {name} (it could not be started again remotely); restart it instead"
             )));
         }
-        Ok(self.call.services.service_manager.stop(&unit)?)
+        Ok(self.call.services.services.manager.stop(&unit)?)
     }
 
     fn restart(&mut self, name: String) -> Result<(), WitError> {
@@ -91,7 +117,7 @@ impl services::Host for HostState {
                 .add(&self.call.command_id, Action::Restart(unit), RESTART_WAIT)
                 .map_err(|e| WitError::Io(e.to_string()));
         }
-        Ok(self.call.services.service_manager.restart(&unit)?)
+        Ok(self.call.services.services.manager.restart(&unit)?)
     }
 
     fn is_agent(&mut self, name: String) -> bool {
@@ -99,11 +125,8 @@ impl services::Host for HostState {
     }
 
     fn health_check(&mut self) -> Result<Option<u16>, WitError> {
-        self.call.require(
-            !self.call.manifest.grants.services.is_empty(),
-            "services (at least one unit)",
-        )?;
-        let Some(url) = self.call.services.health_url.clone() else {
+        self.call.check(Grant::AnyService)?;
+        let Some(url) = self.call.services.services.health_url.clone() else {
             return Ok(None);
         };
         let get = async {
@@ -126,14 +149,13 @@ impl services::Host for HostState {
 
     fn status(&mut self, name: String) -> Result<String, WitError> {
         let unit = self.require_service(&name)?;
-        Ok(self.call.services.service_manager.is_active(&unit)?)
+        Ok(self.call.services.services.manager.is_active(&unit)?)
     }
 }
 
 impl power::Host for HostState {
     fn schedule_reboot(&mut self, delay_secs: u32) -> Result<(), WitError> {
-        self.call
-            .require(self.call.manifest.grants.may_reboot, "may-reboot = true")?;
+        self.call.check(Grant::Reboot)?;
         let wait = Duration::from_secs(u64::from(delay_secs))
             .clamp(Duration::from_secs(1), MAX_FOLLOW_UP_WAIT);
         self.call

@@ -2,19 +2,39 @@
 
 use super::bindings::neopro::agent::system::{Host, Info, InterfaceInfo, Metrics, VersionInfo};
 use super::{HostState, WitError};
+use crate::host::grants::Grant;
 use crate::platform::metrics;
+
+/// The `system` capability's state.
+#[derive(Debug)]
+pub struct SystemHost {
+    pub probe: crate::platform::metrics::SystemProbe,
+    /// NEOPRO_ROOT, for the version files.
+    pub neopro_root: std::path::PathBuf,
+    /// Where network_diagnostics probes.
+    pub diagnostics: crate::platform::network_probes::Targets,
+}
+
+impl SystemHost {
+    pub fn from_config(config: &crate::config::SiteConfig) -> Self {
+        SystemHost {
+            probe: crate::platform::metrics::SystemProbe::default(),
+            neopro_root: config.neopro_root.clone(),
+            diagnostics: crate::platform::network_probes::Targets::new(&config.central_server_url),
+        }
+    }
+}
 
 impl HostState {
     fn require_system(&self) -> Result<(), WitError> {
-        self.call
-            .require(self.call.manifest.grants.system, "system = true")
+        self.call.check(Grant::System)
     }
 }
 
 impl Host for HostState {
     fn get_metrics(&mut self) -> Result<Metrics, WitError> {
         self.require_system()?;
-        let m = self.call.services.probe.metrics();
+        let m = self.call.services.system.probe.metrics();
         Ok(Metrics {
             cpu: m.cpu,
             memory: m.memory,
@@ -27,7 +47,7 @@ impl Host for HostState {
 
     fn get_info(&mut self) -> Result<Info, WitError> {
         self.require_system()?;
-        let i = self.call.services.probe.info();
+        let i = self.call.services.system.probe.info();
         Ok(Info {
             hostname: i.hostname,
             os: i.os,
@@ -57,12 +77,15 @@ impl Host for HostState {
 
     fn network_diagnostics(&mut self) -> Result<String, WitError> {
         self.require_system()?;
-        Ok(crate::platform::network_probes::run(&self.call.services.diagnostics).to_string())
+        Ok(
+            crate::platform::network_probes::run(&self.call.services.system.diagnostics)
+                .to_string(),
+        )
     }
 
     fn get_version(&mut self) -> Result<VersionInfo, WitError> {
         self.require_system()?;
-        let v = metrics::version_info(&self.call.services.neopro_root);
+        let v = metrics::version_info(&self.call.services.system.neopro_root);
         Ok(VersionInfo {
             version: v.version,
             commit: v.commit,

@@ -17,6 +17,10 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// How long a one-shot notification reads what the server sends before
+/// closing (the upstream client keeps its socket open 1 s).
+const LINGER: Duration = Duration::from_secs(1);
+
 /// A write that takes longer than this means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -55,6 +59,8 @@ fn describe(e: &tokio_tungstenite::tungstenite::Error) -> String {
 /// An open connection, namespace joined.
 pub(crate) struct Connection {
     ws: Ws,
+    /// The handshake's `pingInterval`.
+    pub(crate) ping_interval_ms: u64,
     dead_after: Duration,
     /// Largest message decoded (`maxPayload` plus a margin).
     max_message: usize,
@@ -142,6 +148,7 @@ pub(crate) async fn open(
         }
         Ok(Connection {
             ws,
+            ping_interval_ms: open.ping_interval,
             dead_after: Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout)),
             max_message: oversized::message_limit(open.max_payload),
             pending_acks: HashMap::new(),
@@ -253,6 +260,19 @@ impl Connection {
     ) -> Option<Ended> {
         let (namespace, packet) = match packet::decode_socket(text) {
             Ok(decoded) => decoded,
+            // An event we cannot decode must not vanish: the session logs
+            // it and answers a command whose id is readable.
+            Err(e @ packet::PacketError::Json(_)) if text.starts_with('2') => {
+                let start = text.find('[').unwrap_or(text.len());
+                let salvaged = super::salvage::salvage(&text[start..]);
+                let _ = events.send(LinkEvent::Undecodable {
+                    name: salvaged.name,
+                    id: salvaged.id,
+                    preview: salvaged.preview,
+                    error: e.to_string(),
+                });
+                return None;
+            }
             Err(e) => {
                 tracing::debug!("ignoring a malformed packet: {e}");
                 return None;
@@ -283,14 +303,38 @@ impl Connection {
         None
     }
 
-    /// Sends one event, then leaves (a one-shot notification).
+    /// Sends one event, then leaves gracefully (a one-shot notification).
+    ///
+    /// The box's web app emits `score-update` and `phase-change` to every
+    /// socket the moment it connects. Closing with those frames unread makes
+    /// the kernel reset the connection, and the app then drops our event as
+    /// a transport error (issue 18.11). So: namespace disconnect, read what
+    /// the server sends until it closes or [`LINGER`] passes, then the
+    /// websocket close handshake, reading until the server's close.
     pub(crate) async fn emit_and_leave(mut self, name: &str, args: &[Value]) -> Result<(), String> {
         write(
             &mut self.ws,
             format!("4{}", packet::encode_event(name, args, None)),
         )
         .await?;
-        self.leave().await;
+        let _ = write(&mut self.ws, format!("4{}", packet::encode_disconnect())).await;
+        let linger = Instant::now() + LINGER;
+        loop {
+            match tokio::time::timeout_at(linger, self.ws.next()).await {
+                Err(_) => break,
+                // The server closed: our frames were read before.
+                Ok(None | Some(Err(_))) => return Ok(()),
+                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "2" => {
+                    let _ = write(&mut self.ws, "3".to_owned()).await;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+        let closing = async {
+            let _ = self.ws.close(None).await;
+            while let Some(Ok(_)) = self.ws.next().await {}
+        };
+        let _ = tokio::time::timeout(LINGER, closing).await;
         Ok(())
     }
 

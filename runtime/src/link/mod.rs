@@ -18,6 +18,7 @@ pub mod backoff;
 mod connection;
 pub mod oversized;
 pub mod packet;
+pub mod salvage;
 pub mod tls;
 
 use backoff::{Backoff, BackoffPolicy};
@@ -78,6 +79,15 @@ pub enum LinkEvent {
     /// has received that emit (it pings again only after getting our pong,
     /// and TCP keeps order).
     ServerPing,
+    /// An event whose JSON could not be decoded (e.g. a lone UTF-16
+    /// surrogate); what could still be read of it.
+    Undecodable {
+        name: Option<String>,
+        /// The first argument's `id` (a command's), when readable.
+        id: Option<String>,
+        preview: String,
+        error: String,
+    },
 }
 
 /// Why an emit was not sent.
@@ -111,9 +121,23 @@ enum Command {
 pub struct LinkHandle {
     commands: mpsc::UnboundedSender<Command>,
     state: watch::Receiver<LinkState>,
+    /// The last handshake's `pingInterval` in ms (0 before any).
+    ping_interval_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LinkHandle {
+    /// The server's `pingInterval` from the last handshake: delivery of an
+    /// emit is proven after two pings, so waits for delivery derive from it.
+    pub fn ping_interval(&self) -> Option<Duration> {
+        match self
+            .ping_interval_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
     /// Current state.
     pub fn state(&self) -> LinkState {
         self.state.borrow().clone()
@@ -192,11 +216,19 @@ pub fn spawn(config: LinkConfig) -> (LinkHandle, mpsc::UnboundedReceiver<LinkEve
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
-    tokio::spawn(supervise(config, command_rx, event_tx, state_tx));
+    let ping_interval_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    tokio::spawn(supervise(
+        config,
+        command_rx,
+        event_tx,
+        state_tx,
+        ping_interval_ms.clone(),
+    ));
     (
         LinkHandle {
             commands: command_tx,
             state: state_rx,
+            ping_interval_ms,
         },
         event_rx,
     )
@@ -236,6 +268,7 @@ async fn supervise(
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<LinkEvent>,
     state: watch::Sender<LinkState>,
+    ping_interval_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut backoff = Backoff::new(config.backoff);
     let tls = match tls::client_config() {
@@ -250,6 +283,7 @@ async fn supervise(
         let started = Instant::now();
         let ended = match connection::open(&config, tls.clone()).await {
             Ok(conn) => {
+                ping_interval_ms.store(conn.ping_interval_ms, std::sync::atomic::Ordering::Relaxed);
                 let _ = state.send(LinkState::Connected);
                 let _ = events.send(LinkEvent::Connected);
                 tracing::info!("connected to {}", config.server_url);

@@ -20,6 +20,12 @@ pub struct DiagnoseArgs {
     /// Seconds allowed for each network step.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub timeout: u64,
+    /// Also authenticate as the site with a second connection when the agent
+    /// is running. The central server then forgets the agent's own session
+    /// until the agent notices (no ping_check for PING_CHECK_TIMEOUT) and
+    /// authenticates again.
+    #[arg(long)]
+    pub auth: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -289,14 +295,81 @@ pub async fn diagnose_with(
         Err(e) => b.fail("health", e.to_string(), "report this bug"),
     }
 
-    // Socket.IO authentication
+    // The running agent's session, from the status it keeps: a second
+    // session as the site makes the real server forget the agent's own.
+    let agent = running_agent(&mut b, &config);
     match (&config.site_id, &config.site_api_key) {
+        _ if agent && !args.auth => b.skip(
+            "authentication",
+            "not checked: the running agent's session is reported above; \
+             `neopro-runtime diagnose --auth` checks the key with a second session",
+        ),
         (Some(id), Some(key)) => {
+            if agent {
+                b.warn(
+                    "agent session",
+                    "--auth: authenticating as this site while its agent runs makes the central \
+                     server forget the agent's session",
+                    format!(
+                        "nothing to do: the agent notices within PING_CHECK_TIMEOUT ({} s) and \
+                         authenticates again; commands sent meanwhile wait or are refused",
+                        config.ping_check_timeout.as_secs()
+                    ),
+                );
+            }
             authenticate(&mut b, &config.central_server_url, id, key, timeout).await
         }
         _ => b.skip("authentication", "SITE_ID or SITE_API_KEY is empty"),
     }
     report(b)
+}
+
+/// Reports the running agent's link state; `true` when an agent is running.
+fn running_agent(b: &mut Builder, config: &SiteConfig) -> bool {
+    use crate::agent::session::link_status;
+    let status = match link_status::read(&config.state_path) {
+        Ok(Some(status)) if link_status::writer_alive(&status) => status,
+        // No agent running: nothing to add, the authentication check runs.
+        Ok(_) => return false,
+        Err(e) => {
+            b.warn(
+                "agent",
+                e.to_string(),
+                "run diagnose with sudo, or restart the agent",
+            );
+            return false;
+        }
+    };
+    let since = |label: &str, at: &Option<String>| {
+        at.as_ref()
+            .map(|t| format!(", {label} {t}"))
+            .unwrap_or_default()
+    };
+    let detail = format!(
+        "running (pid {}): {}{}{}{}{}, {} result(s) waiting for delivery",
+        status.pid,
+        status.state,
+        status
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
+        since("connected since", &status.connected_since),
+        since("last authenticated", &status.last_authenticated),
+        since("last ping_check", &status.last_ping_check),
+        status.results_waiting,
+    );
+    if status.state == "authenticated" {
+        b.ok("agent", detail);
+    } else {
+        b.warn(
+            "agent",
+            detail,
+            "the agent keeps reconnecting on its own; its log says why \
+             (`journalctl -u neopro-runtime`); `diagnose --auth` checks the key",
+        );
+    }
+    true
 }
 
 fn skip_rest(mut b: Builder, why: &str, report: impl Fn(Builder) -> Report) -> Report {
@@ -481,7 +554,11 @@ async fn authenticate(b: &mut Builder, url: &str, site_id: &str, key: &str, time
                         _ => {}
                     }
                 }
-                Some(LinkEvent::ServerPing | LinkEvent::Oversized { .. }) => {}
+                Some(
+                    LinkEvent::ServerPing
+                    | LinkEvent::Oversized { .. }
+                    | LinkEvent::Undecodable { .. },
+                ) => {}
             }
         }
     })
@@ -571,6 +648,7 @@ mod tests {
         let args = DiagnoseArgs {
             json: false,
             timeout: 5,
+            auth: false,
         };
         let report = diagnose_with(&conf, &args, test_server::roots()?, Some(then)).await;
         let clock = report.check("clock").ok_or("clock check")?;

@@ -48,6 +48,13 @@ const MAX_COMPONENT_BYTES: u64 = 32 << 20;
 /// Longest an install may spend downloading (it holds the software lock).
 const DOWNLOAD_BUDGET: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// The resource a management command is serialised on: install, remove and
+/// rollback change what runs on the box, so they wait for (and hold up)
+/// software updates, reboots and restarts; listing touches nothing.
+pub fn management_resource(command_type: &str) -> Option<crate::sandbox::manifest::Resource> {
+    (command_type != "list_components").then_some(crate::sandbox::manifest::Resource::Software)
+}
+
 pub fn is_management(command_type: &str) -> bool {
     MANAGEMENT_COMMANDS.contains(&command_type)
 }
@@ -351,9 +358,23 @@ impl Manager {
                 detail: e.message().to_owned(),
             }
         })?;
-        // 2. The site allows what it asks for.
+        // 2. The site allows what it asks for, and no silent downgrade.
         let policy = self.policy()?;
         policy.check_manifest(&manifest)?;
+        if let Ok(installed) = self.store.get(&manifest.name) {
+            let current = &installed.active.manifest.version;
+            if crate::agent::version_order::is_older(&manifest.version, current)
+                && !policy.allow_downgrade
+            {
+                return Err(policy::PolicyError::Downgrade {
+                    name: manifest.name.clone(),
+                    version: manifest.version.clone(),
+                    installed: current.clone(),
+                    path: policy.path.clone(),
+                }
+                .into());
+            }
+        }
         // 3. Signed by a trusted key (checked against the announced hash
         //    before downloading anything; the download must then match it).
         let signer = match p.signature.as_deref().filter(|s| !s.trim().is_empty()) {

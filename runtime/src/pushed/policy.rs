@@ -9,6 +9,8 @@
 //!                               # being listed in ALLOWED_COMMANDS?
 //! replace-builtin = []          # built-in command types a pushed
 //!                               # component may take over
+//! allow-downgrade = false       # may install_component put an older
+//!                               # version over the installed one?
 //! [limits]
 //! max-memory-mib = 64
 //! max-timeout-secs = 300
@@ -19,7 +21,7 @@
 //!
 //! No policy file means pushed components are disabled on the box.
 
-use crate::sandbox::manifest::{Access, Grants, Manifest, RootName};
+use crate::sandbox::manifest::{Access, Grants, Manifest, RootName, host_matches};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +58,15 @@ pub enum PolicyError {
         "component '{name}' is not signed and the site policy {path} requires signatures (allow-unsigned = false)"
     )]
     Unsigned { name: String, path: PathBuf },
+    #[error(
+        "component '{name}' {version} is older than the installed {installed}: the site policy {path} refuses downgrades (set allow-downgrade = true to allow them; rollback_component returns to the previous version)"
+    )]
+    Downgrade {
+        name: String,
+        version: String,
+        installed: String,
+        path: PathBuf,
+    },
 }
 
 /// Upper bounds of a pushed component's limits.
@@ -82,6 +93,11 @@ pub struct Policy {
     pub allow_unsigned: bool,
     pub extend_allowlist: bool,
     pub replace_builtin: Vec<String>,
+    /// `install_component` of a version older than the installed one is
+    /// refused unless this is true (a server could otherwise push back an
+    /// old signed version with a known flaw); `rollback_component` stays
+    /// allowed.
+    pub allow_downgrade: bool,
     pub limits: LimitCeiling,
     pub grants: Grants,
     /// Where it was read from, for messages.
@@ -181,17 +197,48 @@ impl Policy {
         if m.may_reboot && !p.may_reboot {
             items.push("may-reboot".to_owned());
         }
-        match (m.download, p.download) {
+        match (&m.download, &p.download) {
             (Some(asked), None) => {
                 items.push(format!("download (max-bytes = {})", asked.max_bytes))
             }
-            (Some(asked), Some(allowed)) if asked.max_bytes > allowed.max_bytes => {
-                items.push(format!(
-                    "download.max-bytes = {} (the policy allows {})",
-                    asked.max_bytes, allowed.max_bytes
-                ))
+            (Some(asked), Some(allowed)) => {
+                if asked.max_bytes > allowed.max_bytes {
+                    items.push(format!(
+                        "download.max-bytes = {} (the policy allows {})",
+                        asked.max_bytes, allowed.max_bytes
+                    ))
+                }
+                // A pushed component names its hosts, each covered by the
+                // policy's (a "*" asked for needs a "*" allowed).
+                if asked.hosts.is_empty() {
+                    items.push(
+                        "download.hosts (a pushed component must name the hosts it downloads from)"
+                            .to_owned(),
+                    );
+                }
+                for host in &asked.hosts {
+                    let covered = allowed
+                        .hosts
+                        .iter()
+                        .any(|a| a == "*" || host_matches(a, &host.to_ascii_lowercase()));
+                    if !covered {
+                        items.push(format!("download.hosts \"{host}\""));
+                    }
+                }
             }
             _ => {}
+        }
+        match (m.config_store, p.config_store) {
+            (Some(asked), None) => items.push(format!("config-store = {}", asked.as_str())),
+            (Some(Access::ReadWrite), Some(Access::ReadOnly)) => {
+                items.push("config-store = rw (the policy allows ro)".to_owned())
+            }
+            _ => {}
+        }
+        // Work resumed at start runs before the agent connects, from the
+        // staging root reserved for the built-ins.
+        if manifest.resume_at_start.is_some() {
+            items.push("resume-at-start (reserved for built-in components)".to_owned());
         }
         if m.local_app && !p.local_app {
             items.push("local-app".to_owned());
@@ -244,10 +291,10 @@ mod tests {
     #[test]
     fn a_component_within_the_policy_passes() {
         let p = policy(
-            "[grants]\nfiles = { videos = \"rw\", config = \"ro\" }\nsystem = true\nservices = [\"nginx\"]\nlogs = { units = [\"*\"] }\ndownload = { max-bytes = 1000 }\n",
+            "[grants]\nfiles = { videos = \"rw\", config = \"ro\" }\nsystem = true\nservices = [\"nginx\"]\nlogs = { units = [\"*\"] }\ndownload = { max-bytes = 1000, hosts = [\"*.neopro.fr\"] }\n",
         );
         let m = manifest(
-            "[grants]\nfiles = { videos = \"ro\" }\nsystem = true\nservices = [\"nginx\"]\nlogs = { units = [\"nginx\"] }\ndownload = { max-bytes = 1000 }\n",
+            "[grants]\nfiles = { videos = \"ro\" }\nsystem = true\nservices = [\"nginx\"]\nlogs = { units = [\"nginx\"] }\ndownload = { max-bytes = 1000, hosts = [\"cdn.neopro.fr\"] }\n",
         );
         assert_eq!(p.check_manifest(&m), Ok(()));
     }
@@ -256,7 +303,7 @@ mod tests {
     fn every_excess_is_listed() {
         let p = policy("[grants]\nfiles = { videos = \"ro\" }\ndownload = { max-bytes = 10 }\n");
         let m = manifest(
-            "[limits]\nmemory-mib = 128\n[grants]\nfiles = { videos = \"rw\", config = \"ro\" }\nsystem = true\nservices = [\"nginx\"]\nmay-reboot = true\ndownload = { max-bytes = 11 }\nlocal-app = true\nlogs = { units = [\"ssh\"], agent-log = true }\n",
+            "[limits]\nmemory-mib = 128\n[grants]\nfiles = { videos = \"rw\", config = \"ro\" }\nsystem = true\nservices = [\"nginx\"]\nmay-reboot = true\ndownload = { max-bytes = 11, hosts = [\"x.org\"] }\nlocal-app = true\nlogs = { units = [\"ssh\"], agent-log = true }\n",
         );
         let err = p.check_manifest(&m).err().map(|e| e.to_string());
         assert_eq!(
@@ -264,10 +311,33 @@ mod tests {
             Some(
                 "component 'hello' asks for more than the site policy /etc/neopro/component-policy.toml allows: \
                  files.videos = rw (the policy allows ro); files.config = ro; system; logs.units \"ssh\"; \
-                 logs.agent-log; services \"nginx\"; may-reboot; download.max-bytes = 11 (the policy allows 10); \
+                 logs.agent-log; services \"nginx\"; may-reboot; download.max-bytes = 11 (the policy allows 10); download.hosts \"x.org\"; \
                  local-app; limits.memory-mib = 128 (the policy allows 64)"
             )
         );
+    }
+
+    #[test]
+    fn hosts_config_store_and_resume_are_bounded() {
+        let p = policy(
+            "[grants]\ndownload = { max-bytes = 10, hosts = [\"*\"] }\nconfig-store = \"ro\"\n",
+        );
+        let m = manifest(
+            "resume-at-start = \"x.json\"\n[grants]\ndownload = { max-bytes = 10 }\nconfig-store = \"rw\"\n",
+        );
+        let err = p.check_manifest(&m).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "component 'hello' asks for more than the site policy /etc/neopro/component-policy.toml allows: \
+                 download.hosts (a pushed component must name the hosts it downloads from); \
+                 config-store = rw (the policy allows ro); resume-at-start (reserved for built-in components)"
+            )
+        );
+        let ok = manifest(
+            "resource = \"videos\"\nmaintenance-window = true\n[grants]\ndownload = { max-bytes = 10, hosts = [\"cdn.example\"] }\nconfig-store = \"ro\"\n",
+        );
+        assert_eq!(p.check_manifest(&ok), Ok(()));
     }
 
     #[test]

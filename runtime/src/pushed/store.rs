@@ -39,6 +39,8 @@ pub enum StoreError {
         "'{0}' cannot be used as a version: use 1-64 characters of 0-9, a-z, A-Z, '.', '+', '-'"
     )]
     BadVersion(String),
+    #[error("'{0}' is not a component name: use 1-64 characters of a-z, 0-9 and '-'")]
+    BadName(String),
     #[error("installed component '{name}' is unusable: {detail}")]
     Damaged { name: String, detail: String },
     #[error("component store {path}: {source}")]
@@ -141,7 +143,7 @@ impl ComponentStore {
     /// Where downloads wait to be verified.
     pub fn incoming_dir(&self) -> Result<PathBuf, StoreError> {
         let dir = self.dir.join(".incoming");
-        std::fs::create_dir_all(&dir).map_err(|source| self.io(&dir, source))?;
+        crate::store::private_dir::create(&dir).map_err(|source| self.io(&dir, source))?;
         Ok(dir)
     }
 
@@ -152,7 +154,18 @@ impl ComponentStore {
         }
     }
 
+    /// Names go into paths: every operation checks them as install does
+    /// (`remove_component {"name": ".."}` must not reach the folder above).
+    fn check_name(name: &str) -> Result<(), StoreError> {
+        if crate::sandbox::manifest::is_component_name(name) {
+            Ok(())
+        } else {
+            Err(StoreError::BadName(name.to_owned()))
+        }
+    }
+
     fn state(&self, name: &str) -> Result<Option<VersionState>, StoreError> {
+        Self::check_name(name)?;
         let path = self.dir.join(name).join(STATE_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -169,18 +182,20 @@ impl ComponentStore {
     }
 
     fn write_state(&self, name: &str, state: &VersionState) -> Result<(), StoreError> {
+        Self::check_name(name)?;
         let dir_path = self.dir.join(name);
         let dir = atomic::open_state_dir(&dir_path).map_err(|source| self.io(&dir_path, source))?;
         let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Damaged {
             name: name.to_owned(),
             detail: e.to_string(),
         })?;
-        atomic::write(&dir, Path::new(STATE_FILE), &bytes)
+        atomic::write_private(&dir, Path::new(STATE_FILE), &bytes)
             .map_err(|source| self.io(&dir_path.join(STATE_FILE), source))
     }
 
     /// Reads one version folder back.
     pub fn read_version(&self, name: &str, version: &str) -> Result<InstalledVersion, StoreError> {
+        Self::check_name(name)?;
         check_version(version)?;
         let dir = self.dir.join(name).join(version);
         let damaged = |detail: String| StoreError::Damaged {
@@ -257,9 +272,10 @@ impl ComponentStore {
     pub fn install(&self, new: NewVersion<'_>) -> Result<Activation, StoreError> {
         let name = &new.manifest.name;
         let version = &new.manifest.version;
+        Self::check_name(name)?;
         check_version(version)?;
         let component_dir = self.dir.join(name);
-        std::fs::create_dir_all(&component_dir)
+        crate::store::private_dir::create(&component_dir)
             .map_err(|source| self.io(&component_dir, source))?;
         let state = self.state(name)?;
         let final_dir = component_dir.join(version);
@@ -280,7 +296,8 @@ impl ComponentStore {
             if staging.exists() {
                 std::fs::remove_dir_all(&staging).map_err(|source| self.io(&staging, source))?;
             }
-            std::fs::create_dir_all(&staging).map_err(|source| self.io(&staging, source))?;
+            crate::store::private_dir::create(&staging)
+                .map_err(|source| self.io(&staging, source))?;
             let dir =
                 atomic::open_state_dir(&staging).map_err(|source| self.io(&staging, source))?;
             let record =
@@ -288,8 +305,8 @@ impl ComponentStore {
                     name: name.clone(),
                     detail: e.to_string(),
                 })?;
-            atomic::write(&dir, Path::new(MANIFEST_FILE), new.manifest_text.as_bytes())
-                .and_then(|()| atomic::write(&dir, Path::new(INSTALL_FILE), &record))
+            atomic::write_private(&dir, Path::new(MANIFEST_FILE), new.manifest_text.as_bytes())
+                .and_then(|()| atomic::write_private(&dir, Path::new(INSTALL_FILE), &record))
                 .map_err(|source| self.io(&staging, source))?;
             std::fs::rename(new.wasm_file, staging.join(WASM_FILE))
                 .map_err(|source| self.io(new.wasm_file, source))?;
@@ -491,6 +508,37 @@ mod tests {
             Err(StoreError::NotInstalled(_))
         ));
         assert!(store.list().0.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn names_cannot_climb_out_of_the_store() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let store = ComponentStore::new(tmp.path().join("components"));
+        std::fs::create_dir_all(tmp.path().join("components"))?;
+        // What `remove_component {"name": ".."}` would have renamed away:
+        // the whole state folder's neighbour, here a decoy with a state file.
+        std::fs::create_dir_all(tmp.path().join("journal"))?;
+        std::fs::write(
+            tmp.path().join("journal/state.json"),
+            r#"{"active":"1.0.0"}"#,
+        )?;
+        for bad in ["..", "../journal", "", ".", "a/b", "-x", "Hello"] {
+            assert!(
+                matches!(store.remove(bad), Err(StoreError::BadName(_))),
+                "remove {bad:?}"
+            );
+            assert!(
+                matches!(store.rollback(bad), Err(StoreError::BadName(_))),
+                "rollback {bad:?}"
+            );
+            assert!(matches!(store.get(bad), Err(StoreError::BadName(_))));
+        }
+        assert!(tmp.path().join("journal/state.json").is_file());
+        assert_eq!(
+            StoreError::BadName("../journal".into()).to_string(),
+            "'../journal' is not a component name: use 1-64 characters of a-z, 0-9 and '-'"
+        );
         Ok(())
     }
 

@@ -65,8 +65,17 @@ impl ArtifactCache {
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = hex::encode(&hasher.0.finalize()[..8]);
-        let dir = dir.and_then(|d| match std::fs::create_dir_all(d) {
+        // Artifacts are native code: a folder anyone but the agent can
+        // write is not used at all (the components are then compiled at each
+        // start, slower but safe), and the operator is told how to fix it.
+        let dir = dir.and_then(|d| match crate::store::private_dir::ensure_private(d) {
             Ok(()) => Some(d.to_owned()),
+            Err(e @ crate::store::private_dir::PrivateDirError::Writable { .. }) => {
+                tracing::error!(
+                    "not loading precompiled components from the component cache: {e}"
+                );
+                None
+            }
             Err(e) => {
                 tracing::warn!(
                     "component cache {} unavailable ({e}); components will be compiled at each start",
@@ -112,7 +121,10 @@ impl ArtifactCache {
     ) -> Result<(Component, LoadOrigin), SandboxError> {
         let path = self.artifact_path(&sha256_hex(wasm));
         if let Some(path) = path.as_deref().filter(|p| p.is_file()) {
-            match verify_artifact(path).and_then(|()| deserialize(engine, path)) {
+            match only_agent_wrote(path)
+                .and_then(|()| verify_artifact(path))
+                .and_then(|()| deserialize(engine, path))
+            {
                 Ok(component) => {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok((component, LoadOrigin::Cache));
@@ -178,6 +190,21 @@ fn file_sha256(path: &Path) -> std::io::Result<String> {
     }
 }
 
+/// An artifact (or its checksum) another user could have written is never
+/// mapped: whoever writes both could make the agent run their code.
+fn only_agent_wrote(path: &Path) -> wasmtime::Result<()> {
+    for file in [path.to_owned(), sidecar(path)] {
+        let meta = std::fs::symlink_metadata(&file)?;
+        if !crate::store::private_dir::file_is_private(&meta) {
+            return Err(wasmtime::format_err!(
+                "{} can be written by other users than the agent",
+                file.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn verify_artifact(path: &Path) -> wasmtime::Result<()> {
     let expected = std::fs::read_to_string(sidecar(path))
         .map_err(|e| wasmtime::format_err!("its checksum file is unreadable ({e})"))?;
@@ -212,9 +239,9 @@ pub(super) fn store_bytes(bytes: &[u8], path: &Path) -> Result<(), String> {
         return Err("bad cache path".to_owned());
     };
     let dir = crate::store::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
-    crate::store::atomic::write(&dir, Path::new(name), bytes).map_err(|e| e.to_string())?;
+    crate::store::atomic::write_private(&dir, Path::new(name), bytes).map_err(|e| e.to_string())?;
     let mut sum_name = name.to_owned();
     sum_name.push(".sha256");
-    crate::store::atomic::write(&dir, Path::new(&sum_name), sha256_hex(bytes).as_bytes())
+    crate::store::atomic::write_private(&dir, Path::new(&sum_name), sha256_hex(bytes).as_bytes())
         .map_err(|e| e.to_string())
 }

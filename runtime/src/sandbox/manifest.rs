@@ -9,7 +9,18 @@
 //! version = "0.1.0"
 //! description = "…"              # optional
 //! commands = ["get_logs"]        # command types it handles
+//! api-version = "0.1"            # optional: the neopro:agent WIT version it was
+//!                                # built against (default 0.1, see wit/README.md)
 //! progress-event = "deploy_progress"   # optional: event its progress reports become
+//! resource = "videos"            # optional: commands naming the same resource
+//!                                # (videos, config, software, network) never run
+//!                                # at the same time
+//! maintenance-window = false     # true: runs in AUTO_UPDATE_HOUR unless the
+//!                                # command says isCritical
+//! resume-at-start = "update/state.json"  # optional, built-ins only: when this
+//!                                # file exists in the staging root at start, the
+//!                                # component runs with {"resume": true} before
+//!                                # the agent connects (finishes interrupted work)
 //!
 //! [limits]
 //! memory-mib = 64                # linear memory cap (default 64, max 1024)
@@ -22,7 +33,9 @@
 //! files = { videos = "rw", neopro-root = "ro" }   # roots: videos, config,
 //!                                                 # backups, neopro-root, staging, logs
 //! logs = { units = ["*"], agent-log = true }      # journal units ("*" = any), LOG_PATH
-//! download = { max-bytes = 1073741824 }           # absent = no downloads
+//! download = { max-bytes = 1073741824, hosts = ["*"] }  # absent = no downloads;
+//!                                # hosts: "*", "cdn.example" or "*.example"
+//! config-store = "rw"            # configuration.json via the config-store interface
 //! local-app = true               # may notify the web app (config_updated, ...)
 //! ```
 //!
@@ -33,6 +46,10 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+
+/// The `neopro:agent` WIT versions this host links, newest last. A manifest
+/// naming another one is refused by name (wit/README.md: versioning policy).
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1"];
 
 /// Default linear-memory cap of a component.
 pub const DEFAULT_MEMORY_MIB: u32 = 64;
@@ -79,6 +96,12 @@ impl RootName {
         RootName::Hostapd,
     ];
 
+    /// Roots that are the agent's own state (created 0700, files 0600):
+    /// `staging` holds what the agent trusts at restart.
+    pub fn is_private(self) -> bool {
+        self == RootName::Staging
+    }
+
     /// The name used in manifests and messages.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -97,6 +120,27 @@ impl fmt::Display for RootName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What a command touches that another command must not touch at the same
+/// time. Declared in the manifest, so a pushed component that writes videos
+/// waits for a running `deploy_video` exactly like a built-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resource {
+    Videos,
+    Config,
+    Software,
+    Network,
+}
+
+impl Resource {
+    pub const ALL: [Resource; 4] = [
+        Resource::Videos,
+        Resource::Config,
+        Resource::Software,
+        Resource::Network,
+    ];
 }
 
 /// Read-only or read-write access to a root.
@@ -145,11 +189,41 @@ pub struct LogGrants {
 }
 
 /// Download permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DownloadGrant {
     /// Largest single download, further bounded by MAX_DOWNLOAD_SIZE.
     pub max_bytes: u64,
+    /// Hosts it may download from: `"*"` (any; the built-ins, which follow
+    /// the server's URLs), `"cdn.example"`, or `"*.example"` (its
+    /// subdomains). None declared means none allowed.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+impl DownloadGrant {
+    /// Whether `host` (as in the URL, any case) is covered by `hosts`.
+    pub fn allows_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.hosts
+            .iter()
+            .any(|pattern| host_matches(pattern, &host))
+    }
+}
+
+/// `pattern` covers `host` (both lower case): `"*"`, exact, or `"*.suffix"`
+/// for strict subdomains.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    if pattern == "*" || pattern == host {
+        return true;
+    }
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+        None => false,
+    }
 }
 
 /// Everything a component may do beyond pure computation.
@@ -164,6 +238,8 @@ pub struct Grants {
     pub download: Option<DownloadGrant>,
     /// May notify the local web app (`local-app.notify`).
     pub local_app: bool,
+    /// The web app's configuration.json through the config-store interface.
+    pub config_store: Option<Access>,
 }
 
 impl Grants {
@@ -205,7 +281,15 @@ pub struct Manifest {
     pub description: Option<String>,
     pub commands: Vec<String>,
     #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
     pub progress_event: Option<String>,
+    #[serde(default)]
+    pub resource: Option<Resource>,
+    #[serde(default)]
+    pub maintenance_window: bool,
+    #[serde(default)]
+    pub resume_at_start: Option<String>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -228,13 +312,24 @@ pub fn is_valid_unit_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b":-_.@\\".contains(&b))
 }
 
-fn is_component_name(name: &str) -> bool {
+/// A component name: it becomes a folder name under `STATE_PATH`.
+pub fn is_component_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('-')
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_host_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    pattern == "*"
+        || (!name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
 }
 
 fn is_command_type(name: &str) -> bool {
@@ -292,6 +387,32 @@ impl Manifest {
             return invalid(format!(
                 "progress-event '{event}' must be 1-64 characters of a-z, 0-9 and '_'"
             ));
+        }
+        if let Some(api) = &self.api_version
+            && !SUPPORTED_API_VERSIONS.contains(&api.as_str())
+        {
+            return invalid(format!(
+                "api-version '{api}' is not supported by this agent (it links neopro:agent {}); rebuild the component against a supported version or update the agent",
+                SUPPORTED_API_VERSIONS.join(", ")
+            ));
+        }
+        if let Some(d) = &self.grants.download
+            && let Some(bad) = d.hosts.iter().find(|h| !is_host_pattern(h))
+        {
+            return invalid(format!(
+                "grants.download.hosts: '{bad}' is not a host name, \"*\" or \"*.domain\""
+            ));
+        }
+        if let Some(marker) = &self.resume_at_start {
+            let path = Path::new(marker);
+            let plain = path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if marker.is_empty() || !plain {
+                return invalid(format!(
+                    "resume-at-start '{marker}' must be a relative path inside the staging root"
+                ));
+            }
         }
         if !(1..=MAX_MEMORY_MIB).contains(&self.limits.memory_mib) {
             return invalid(format!(
@@ -356,11 +477,15 @@ impl Manifest {
         if g.may_reboot {
             lines.push("may-reboot".to_owned());
         }
-        if let Some(d) = g.download {
+        if let Some(d) = &g.download {
             lines.push(format!("download.max-bytes = {}", d.max_bytes));
+            lines.push(format!("download.hosts = [{}]", d.hosts.join(", ")));
         }
         if g.local_app {
             lines.push("local-app".to_owned());
+        }
+        if let Some(access) = g.config_store {
+            lines.push(format!("config-store = {}", access.as_str()));
         }
         lines
     }

@@ -1,7 +1,7 @@
 //! Crash-safe file replacement, shared by everything that persists state:
 //! component writes, the command journal, the artifact cache.
 
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt, PermissionsExt};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,11 +21,59 @@ pub fn count_fsync() {
     FSYNCS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Mode of a new shared file (videos, configuration.json: the web app's
+/// group reads and writes them), before the umask.
+const SHARED_FILE_MODE: u32 = 0o666;
+
 /// Writes `contents` to `dir/name` so that a crash leaves either the old or
 /// the new file: unique temp name, fsync, rename over, fsync the directory.
 /// A failed write removes its temp file and leaves the old file untouched;
-/// a replaced file keeps its permissions.
+/// a replaced file keeps its permissions, a new one gets the shared mode
+/// (0666 less the umask). For the web app's files; the agent's own state
+/// goes through [`write_private`].
 pub fn write(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_with_mode(dir, name, contents, None)
+}
+
+/// [`write`] for the agent's own state: the file is 0600 from its first
+/// byte, whatever the umask and whatever mode a file it replaces had.
+pub fn write_private(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_with_mode(
+        dir,
+        name,
+        contents,
+        Some(crate::store::private_dir::FILE_MODE),
+    )
+}
+
+/// [`write`] in a folder holding secrets (hostapd's): a replaced file keeps
+/// its mode, a new one (a backup of the passphrase file) is 0600.
+pub fn write_secret(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_inner(
+        dir,
+        name,
+        contents,
+        None,
+        crate::store::private_dir::FILE_MODE,
+    )
+}
+
+fn write_with_mode(
+    dir: &Dir,
+    name: &Path,
+    contents: &[u8],
+    forced: Option<u32>,
+) -> std::io::Result<()> {
+    write_inner(dir, name, contents, forced, SHARED_FILE_MODE)
+}
+
+fn write_inner(
+    dir: &Dir,
+    name: &Path,
+    contents: &[u8],
+    forced: Option<u32>,
+    new_mode: u32,
+) -> std::io::Result<()> {
     let file_name = name
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -40,17 +88,14 @@ pub fn write(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
+    let kept = parent_dir
+        .symlink_metadata(&file_name)
+        .ok()
+        .filter(cap_std::fs::Metadata::is_file)
+        .map(|m| m.permissions().mode() & 0o7777);
     let result = (|| {
-        let mut file =
-            parent_dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
+        let mut file = create_temp(&parent_dir, &temp, forced.or(kept), new_mode)?;
         file.write_all(contents)?;
-        // A replaced file keeps its mode (e.g. a hostapd.conf holding the
-        // Wi-Fi passphrase stays 0600).
-        if let Ok(meta) = parent_dir.symlink_metadata(&file_name)
-            && meta.is_file()
-        {
-            file.set_permissions(meta.permissions())?;
-        }
         count_fsync();
         file.sync_all()?;
         drop(file);
@@ -65,18 +110,19 @@ pub fn write(dir: &Dir, name: &Path, contents: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Like [`write`] (a reader sees the old or the new file, never half) but
-/// not flushed: after a power cut the file may be missing or empty. For
-/// records whose loss is harmless and detected (a journal outcome whose
-/// command is then reported interrupted).
+/// Like [`write_private`] (a reader sees the old or the new file, never
+/// half; 0600) but not flushed: after a power cut the file may be missing or
+/// empty. For records whose loss is harmless and detected (a journal outcome
+/// whose command is then reported interrupted).
 pub fn write_unsynced(dir: &Dir, name: &str, contents: &[u8]) -> std::io::Result<()> {
     let temp = format!(
         ".{name}.tmp-{}-{}",
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
+    let mode = crate::store::private_dir::FILE_MODE;
     let result = (|| {
-        let mut file = dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
+        let mut file = create_temp(dir, &temp, Some(mode), mode)?;
         file.write_all(contents)?;
         drop(file);
         dir.rename(&temp, dir, name)
@@ -87,8 +133,97 @@ pub fn write_unsynced(dir: &Dir, name: &str, contents: &[u8]) -> std::io::Result
     result
 }
 
-/// Opens (creating it if needed) a folder the agent owns, as a capability.
+/// Creates the temp file of a write *with* its final mode (`None`: a new
+/// file, `new_mode` less the umask). A replaced file keeps its mode (a
+/// hostapd.conf holding the Wi-Fi passphrase stays 0600); a chmod after the
+/// write would leave the secret readable in between.
+fn create_temp(
+    dir: &Dir,
+    temp: &str,
+    mode: Option<u32>,
+    new_mode: u32,
+) -> std::io::Result<cap_std::fs::File> {
+    let file = dir.open_with(
+        temp,
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode.unwrap_or(new_mode)),
+    )?;
+    // The umask can only have removed bits: give back the ones the old file
+    // had (a group-writable configuration.json stays so).
+    if let Some(mode) = mode
+        && file.metadata()?.permissions().mode() & 0o7777 != mode
+    {
+        file.set_permissions(cap_std::fs::Permissions::from_std(
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
+        ))?;
+    }
+    Ok(file)
+}
+
+/// Opens (creating it if needed) a folder the agent owns, as a capability:
+/// created 0700 whatever the umask (see [`crate::private_dir`]).
 pub fn open_state_dir(path: &Path) -> std::io::Result<Dir> {
-    std::fs::create_dir_all(path)?;
+    crate::store::private_dir::create(path)?;
     Dir::open_ambient_dir(path, cap_std::ambient_authority())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o7777)
+    }
+
+    #[test]
+    fn the_temp_file_is_born_with_the_mode_of_the_file_it_replaces()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let conf = tmp.path().join("hostapd.conf");
+        std::fs::write(&conf, "wpa_passphrase=old secret\n")?;
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))?;
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        // Before a single byte is written, the temp file is already 0600.
+        let file = create_temp(
+            &dir,
+            ".hostapd.conf.tmp-test",
+            Some(0o600),
+            SHARED_FILE_MODE,
+        )?;
+        assert_eq!(mode(&tmp.path().join(".hostapd.conf.tmp-test")), 0o600);
+        drop(file);
+        dir.remove_file(".hostapd.conf.tmp-test")?;
+        write(
+            &dir,
+            Path::new("hostapd.conf"),
+            b"wpa_passphrase=new secret\n",
+        )?;
+        assert_eq!(mode(&conf), 0o600);
+        assert_eq!(
+            std::fs::read_dir(tmp.path())?.count(),
+            1,
+            "no temp file left"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_new_temp_file_never_has_more_than_its_final_mode() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let tmp = tempfile::tempdir()?;
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        std::fs::write(tmp.path().join("state.json"), "{}")?;
+        std::fs::set_permissions(
+            tmp.path().join("state.json"),
+            std::fs::Permissions::from_mode(0o664),
+        )?;
+        write_private(&dir, Path::new("state.json"), b"{\"a\":1}")?;
+        assert_eq!(mode(&tmp.path().join("state.json")), 0o600);
+        write_private(&dir, Path::new("new.json"), b"{}")?;
+        assert_eq!(mode(&tmp.path().join("new.json")), 0o600);
+        Ok(())
+    }
 }

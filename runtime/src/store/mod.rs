@@ -5,5 +5,6 @@
 pub mod atomic;
 pub mod extract;
 pub mod hash;
+pub mod private_dir;
 pub mod tree;
 pub mod webapp_config;

@@ -13,6 +13,8 @@
 //!   (RSS in each state, fsyncs per command; a soak when given minutes)
 //! - `package [--target <triple>]`: guests + release host →
 //!   `dist/neopro-runtime_<version>_<arch>.deb`, checked, smoke-tested
+//! - `fuzz [seconds] [seed-hex]`: each fuzz target of
+//!   `runtime/tests/fuzz.rs` for that long (default 60), seeded
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -33,7 +35,8 @@ fn main() -> anyhow::Result<()> {
         "bench" => bench(&root),
         "bench-memory" => bench_memory(&root),
         "package" => package(&root),
-        _ => bail!("usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package>"),
+        "fuzz" => fuzz(&root),
+        _ => bail!("usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package|fuzz>"),
     }
 }
 
@@ -232,6 +235,28 @@ fn test(root: &Path) -> anyhow::Result<()> {
         unit.args(["-p", &g.package]);
     }
     run(&mut unit)
+}
+
+/// The stable-toolchain fuzz targets (proptest-driven, seeded, time
+/// bounded): `cargo xtask fuzz [seconds per target] [seed hex]`. The targets
+/// run one after the other so each gets the machine for its whole budget.
+fn fuzz(root: &Path) -> anyhow::Result<()> {
+    let secs = std::env::args().nth(2).unwrap_or_else(|| "60".to_owned());
+    let mut cmd = cargo();
+    cmd.current_dir(root).env("NEOPRO_FUZZ_SECS", &secs).args([
+        "test",
+        "-p",
+        "neopro-runtime",
+        "--test",
+        "fuzz",
+        "--",
+        "--test-threads=1",
+        "--nocapture",
+    ]);
+    if let Some(seed) = std::env::args().nth(3) {
+        cmd.env("NEOPRO_FUZZ_SEED", seed);
+    }
+    run(&mut cmd)
 }
 
 /// The sandbox benchmark, then the agent benchmark (release binary, loopback).

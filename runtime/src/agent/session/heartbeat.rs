@@ -7,12 +7,20 @@ use std::path::Path;
 use std::time::SystemTime;
 
 /// Builds one heartbeat: metrics sampled now, the installed version.
-pub fn payload(site_id: &str, probe: &SystemProbe, neopro_root: &Path) -> Value {
+/// `follow_up_failure`: a reboot or self-restart that failed after its
+/// success was sent (`versionInfo.followUpFailure`, passed through by the
+/// server), so the dashboard learns the box did not reboot.
+pub fn payload(
+    site_id: &str,
+    probe: &SystemProbe,
+    neopro_root: &Path,
+    follow_up_failure: Option<Value>,
+) -> Value {
     let now = clock::unix_millis(SystemTime::now());
     let m = probe.metrics();
     let v = version_info(neopro_root);
     let software_version = (v.version != "unknown").then(|| v.version.clone());
-    json!({
+    let mut payload = json!({
         "siteId": site_id,
         "timestamp": now,
         "metrics": {
@@ -31,5 +39,9 @@ pub fn payload(site_id: &str, probe: &SystemProbe, neopro_root: &Path) -> Value 
             "buildDate": v.build_date,
             "source": v.source,
         },
-    })
+    });
+    if let Some(failure) = follow_up_failure {
+        payload["versionInfo"]["followUpFailure"] = failure;
+    }
+    payload
 }

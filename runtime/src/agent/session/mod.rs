@@ -7,7 +7,9 @@
 pub mod auth;
 mod blocking;
 pub mod heartbeat;
+pub mod link_status;
 pub mod local_state;
+mod progress;
 
 use crate::agent::dispatch::Dispatcher;
 use crate::agent::journal::{Admission, Journal, Outcome};
@@ -16,10 +18,13 @@ use crate::host::ProgressSink;
 use crate::link::{LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
 use blocking::off_worker;
+use link_status::StatusWriter;
 use local_state::ConfigWatcher;
+use progress::LinkProgress;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -64,14 +69,8 @@ impl Default for SessionSettings {
     }
 }
 
-/// Progress reports go to the server as events; best effort.
-struct LinkProgress(LinkHandle);
-
-impl ProgressSink for LinkProgress {
-    fn emit(&self, event: &str, payload: Value) {
-        let _ = self.0.emit(event, &[payload]);
-    }
-}
+/// How often an outcome the journal could not record is written again.
+const RECORD_RETRY: Duration = Duration::from_secs(5);
 
 /// Site identity, re-read from site.conf before every authentication so a
 /// fixed file is picked up without a restart.
@@ -91,6 +90,14 @@ pub struct Session {
     probe: Arc<SystemProbe>,
     credentials: Credentials,
     authenticated: bool,
+    /// The authenticated session number (0 while not authenticated), shared
+    /// with the progress sinks of running commands.
+    session_no: Arc<AtomicU64>,
+    sessions: u64,
+    /// When the server last showed it counts us as connected (`ping_check`,
+    /// or the authentication itself); `None` while not authenticated.
+    last_ping_check: Option<tokio::time::Instant>,
+    status: StatusWriter,
     /// When `authenticate` went out without an answer yet.
     awaiting_auth_since: Option<tokio::time::Instant>,
     auth_failures: u32,
@@ -99,8 +106,15 @@ pub struct Session {
     /// Results emitted and not yet proven received: (command id, pings then).
     in_flight: Vec<(String, u64)>,
     watcher: ConfigWatcher,
-    /// Updates waiting for the maintenance window.
+    /// Updates waiting for the maintenance window (or running in it): kept
+    /// until their final result is journaled.
     scheduled: crate::agent::maintenance_window::Scheduled,
+    /// Scheduled updates started by this process.
+    scheduled_running: std::collections::HashSet<String>,
+    /// Outcomes the journal could not record yet (disk full): kept, retried,
+    /// and sent only once recorded, so a restart can never report a second,
+    /// different outcome ("interrupted") for a result the server has.
+    unrecorded: Vec<(String, Outcome)>,
     running: usize,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
@@ -122,7 +136,10 @@ impl Session {
         };
         Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
+            status: StatusWriter::new(&config.state_path),
             scheduled: crate::agent::maintenance_window::Scheduled::new(&config.state_path),
+            scheduled_running: std::collections::HashSet::new(),
+            unrecorded: Vec::new(),
             config,
             config_file,
             settings,
@@ -132,6 +149,9 @@ impl Session {
             probe: Arc::new(SystemProbe::default()),
             credentials,
             authenticated: false,
+            session_no: Arc::new(AtomicU64::new(0)),
+            sessions: 0,
+            last_ping_check: None,
             awaiting_auth_since: None,
             auth_failures: 0,
             pings: 0,
@@ -161,9 +181,12 @@ impl Session {
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         let mut follow_up_check = tokio::time::interval(Duration::from_millis(500));
         follow_up_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut record_retry = tokio::time::interval(RECORD_RETRY);
+        record_retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut window_check = tokio::time::interval(Duration::from_secs(60));
         window_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         crate::platform::sd_notify::notify("READY=1");
+        self.settle_scheduled();
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -191,6 +214,11 @@ impl Session {
                     self.run_overdue_follow_ups()
                 }
                 _ = window_check.tick() => self.run_scheduled_updates(),
+                _ = record_retry.tick(), if !self.unrecorded.is_empty() => {
+                    for (id, outcome) in std::mem::take(&mut self.unrecorded) {
+                        self.record_and_send(id, outcome);
+                    }
+                }
                 _ = expiry.tick() => {
                     if let Some((rss, anon)) = std::fs::read_to_string("/proc/self/status")
                         .ok()
@@ -218,6 +246,12 @@ impl Session {
                     );
                     let _ = self.link.reconnect_after(Duration::ZERO, "no answer to authenticate");
                 }
+                () = tokio::time::sleep_until(
+                    self.last_ping_check.unwrap_or_else(tokio::time::Instant::now)
+                        + self.config.ping_check_timeout
+                ), if self.last_ping_check.is_some() && !self.config.ping_check_timeout.is_zero() => {
+                    self.on_ping_check_silence();
+                }
             }
         }
         self.stop().await;
@@ -240,12 +274,40 @@ impl Session {
             }
         }
         self.link.close().await;
+        self.status.stopped();
+    }
+
+    /// The server sends `ping_check` every 30 s to each site it counts as
+    /// connected; none for this long on an authenticated link means it
+    /// dropped us from its books (it does when another connection of this
+    /// site closes) and will neither ping nor send us commands again.
+    fn on_ping_check_silence(&mut self) {
+        let silent = self.config.ping_check_timeout.as_secs_f64();
+        self.last_ping_check = None;
+        tracing::warn!(
+            "no ping_check from the central server for {silent} s although the link is up: \
+             it no longer counts this box as connected (e.g. another connection of this site \
+             closed, such as `neopro-runtime diagnose --auth`); reconnecting to authenticate again"
+        );
+        let _ = self.link.reconnect_after(
+            Duration::ZERO,
+            &format!("no ping_check for {silent} s: the server forgot this session"),
+        );
     }
 
     fn on_link_event(&mut self, event: LinkEvent, heartbeat: &mut tokio::time::Interval) {
         match event {
             LinkEvent::Connected => {
                 self.pings = 0;
+                self.status.connected();
+                // Two server pings prove delivery: a reboot or self-restart
+                // waits that long (plus a margin) before going ahead anyway.
+                if let Some(ping) = self.link.ping_interval() {
+                    self.dispatcher
+                        .host_services()
+                        .follow_ups
+                        .set_delivery_wait(ping.saturating_mul(2) + Duration::from_secs(5));
+                }
                 self.reload_credentials();
                 if self
                     .link
@@ -263,6 +325,9 @@ impl Session {
                     tracing::warn!("disconnected from the central server: {reason}");
                 }
                 self.authenticated = false;
+                self.session_no.store(0, Ordering::SeqCst);
+                self.last_ping_check = None;
+                self.status.disconnected(&reason);
                 self.awaiting_auth_since = None;
                 // Unconfirmed results stay in the outbox and go again after
                 // the next authentication.
@@ -274,11 +339,21 @@ impl Session {
                 limit,
                 skimmed,
             } => self.on_oversized(bytes, limit, skimmed),
+            LinkEvent::Undecodable {
+                name,
+                id,
+                preview,
+                error,
+            } => self.on_undecodable(name, id, &preview, &error),
             LinkEvent::Event { name, args, .. } => match name.as_str() {
                 "authenticated" => self.on_authenticated(heartbeat),
                 "auth_error" => self.on_auth_error(&args),
                 "ping_check" => {
                     let _ = self.link.emit("pong_check", &[]);
+                    if self.authenticated {
+                        self.last_ping_check = Some(tokio::time::Instant::now());
+                        self.status.ping_check();
+                    }
                 }
                 "command" => self.on_command(args.into_iter().next().unwrap_or(Value::Null)),
                 other if IGNORED_BROADCASTS.contains(&other) => {}
@@ -307,6 +382,10 @@ impl Session {
     fn on_authenticated(&mut self, heartbeat: &mut tokio::time::Interval) {
         tracing::info!("authenticated as site {}", self.credentials.site_id);
         self.authenticated = true;
+        self.sessions += 1;
+        self.session_no.store(self.sessions, Ordering::SeqCst);
+        self.last_ping_check = Some(tokio::time::Instant::now());
+        self.status.authenticated();
         self.awaiting_auth_since = None;
         self.auth_failures = 0;
         self.send_heartbeat();
@@ -319,8 +398,77 @@ impl Session {
                 continue;
             }
             if let Some(outcome) = off_worker(|| self.journal.outcome(&id)) {
+                self.send_final_progress(&id);
                 self.send_result(&id, &outcome);
             }
+        }
+        // The dashboard shows a scheduled update as in progress until its
+        // final result comes.
+        for update in self.scheduled.list() {
+            if !self.scheduled_running.contains(&update.id) {
+                self.send_scheduled_progress(&update);
+            }
+        }
+        self.status
+            .results_waiting(self.journal.undelivered_count());
+    }
+
+    /// Re-sends a deployment's closing progress event unless it already
+    /// went out on this session: the server completes a deployment only from
+    /// it, never from the command result.
+    fn send_final_progress(&self, id: &str) {
+        let Some(final_progress) = self.journal.get(id).and_then(|e| e.final_progress) else {
+            return;
+        };
+        let session = self.session_no.load(Ordering::SeqCst);
+        if session == 0 || final_progress.sent_in == Some(session) {
+            return;
+        }
+        let _ = self
+            .link
+            .emit(&final_progress.event, &[final_progress.payload]);
+    }
+
+    /// An event we could not decode is logged; a command whose id could be
+    /// read gets an error result (through the journal, like any other).
+    fn on_undecodable(
+        &mut self,
+        name: Option<String>,
+        id: Option<String>,
+        preview: &str,
+        error: &str,
+    ) {
+        let name = name.unwrap_or_else(|| "<unreadable>".to_owned());
+        tracing::warn!(
+            "could not decode the event '{name}' from the central server ({error}): {preview}"
+        );
+        let (Some(id), "command") = (id, name.as_str()) else {
+            return;
+        };
+        match self.journal.admit(&id, "undecodable") {
+            Ok(Admission::Run) => {
+                let outcome = Outcome::Error {
+                    error: format!(
+                        "the agent could not decode this command, so it did not run it: {error} \
+                         (a lone UTF-16 surrogate such as \\ud800 in a string is a usual cause)"
+                    ),
+                };
+                if let Err(e) = self.journal.complete(&id, outcome.clone()) {
+                    tracing::error!("{e}");
+                }
+                self.send_result(&id, &outcome);
+            }
+            Ok(Admission::Running) => {}
+            Ok(Admission::Done(outcome)) => self.send_result(&id, &outcome),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    fn send_scheduled_progress(&self, update: &crate::agent::maintenance_window::ScheduledUpdate) {
+        if self.authenticated
+            && let Some(payload) = crate::agent::maintenance_window::scheduled_progress(update)
+        {
+            let _ = self.link.emit("update_progress", &[payload]);
         }
     }
 
@@ -357,10 +505,12 @@ impl Session {
                 true
             }
         });
-        if !delivered.is_empty()
-            && let Err(e) = off_worker(|| self.journal.mark_all_delivered(&delivered))
-        {
-            tracing::warn!("{e}");
+        if !delivered.is_empty() {
+            if let Err(e) = off_worker(|| self.journal.mark_all_delivered(&delivered)) {
+                tracing::warn!("{e}");
+            }
+            self.status
+                .results_waiting(self.journal.undelivered_count());
         }
         let follow_ups = &self.dispatcher.host_services().follow_ups;
         for id in delivered {
@@ -381,9 +531,18 @@ impl Session {
 
     fn run_follow_up(&self, id: String, action: crate::agent::follow_up::Action) {
         let services = self.dispatcher.host_services().clone();
+        let state_path = self.config.state_path.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::agent::follow_up::run(&services.service_manager, &id, &action) {
+            if let Err(e) = crate::agent::follow_up::run(&services.services.manager, &id, &action) {
                 tracing::error!("{e}");
+                // Its success was already sent: tell the server with the
+                // next heartbeats.
+                crate::agent::follow_up::record_failure(
+                    &state_path,
+                    &id,
+                    &action.to_string(),
+                    &e.to_string(),
+                );
             }
         });
     }
@@ -393,6 +552,8 @@ impl Session {
             &self.credentials.site_id,
             &self.probe,
             &self.config.neopro_root,
+            crate::agent::follow_up::recent_failure(&self.config.state_path)
+                .and_then(|f| serde_json::to_value(f).ok()),
         );
         let _ = self.link.emit("heartbeat", &[payload]);
     }
@@ -414,6 +575,15 @@ impl Session {
             .unwrap_or("undefined")
             .to_owned();
         tracing::info!("command {id}: {command_type}");
+        if command_type == "update_software" && self.scheduled.contains(&id) {
+            tracing::info!("update {id} is already scheduled for the maintenance window");
+            if !self.scheduled_running.contains(&id)
+                && let Some(update) = self.scheduled.list().into_iter().find(|u| u.id == id)
+            {
+                self.send_scheduled_progress(&update);
+            }
+            return;
+        }
         if self.dispatcher.is_read_only(&command_type) {
             // Changes nothing: no journal entry (no fsync) before it runs; a
             // re-delivered one may simply run again. Its result is kept
@@ -439,7 +609,12 @@ impl Session {
                     .as_object_mut()
                     .and_then(|c| c.remove("data"))
                     .unwrap_or(Value::Null);
-                if command_type == "update_software" && !self.update_may_run_now(&id, &data) {
+                // A failed canary's rollback_update runs at once: the
+                // window is for installing releases.
+                if command_type != "rollback_update"
+                    && self.dispatcher.uses_maintenance_window(&command_type)
+                    && !self.update_may_run_now(&id, &data)
+                {
                     return;
                 }
                 self.spawn_command(id, command_type, data);
@@ -447,6 +622,7 @@ impl Session {
             Ok(Admission::Running) => tracing::info!("command {id} is already running"),
             Ok(Admission::Done(outcome)) => {
                 tracing::info!("command {id} already done: sending its result again");
+                self.send_final_progress(&id);
                 self.send_result(&id, &outcome);
             }
             Err(e) => {
@@ -511,7 +687,12 @@ impl Session {
     fn spawn_command(&mut self, id: String, command_type: String, data: Value) {
         let dispatcher = self.dispatcher.clone();
         let done = self.done_tx.clone();
-        let progress: Arc<dyn ProgressSink> = Arc::new(LinkProgress(self.link.clone()));
+        let progress: Arc<dyn ProgressSink> = Arc::new(LinkProgress::new(
+            self.link.clone(),
+            self.journal.clone(),
+            id.clone(),
+            self.session_no.clone(),
+        ));
         self.running += 1;
         tokio::spawn(async move {
             let outcome = dispatcher
@@ -521,33 +702,94 @@ impl Session {
         });
     }
 
-    /// The maintenance window: `false` when the update was refused or
-    /// scheduled (its result is recorded and sent here).
+    /// The maintenance window: `false` when the update was refused (its
+    /// error is recorded and sent here) or scheduled (no result yet: the
+    /// final one comes when it has run; meanwhile an `update_progress`
+    /// "scheduled").
     fn update_may_run_now(&mut self, id: &str, data: &Value) -> bool {
-        use crate::agent::maintenance_window::{Decision, decide, local_hour};
-        let outcome = match decide(self.config.update_window, data, local_hour()) {
-            Decision::Run => return true,
-            Decision::Refuse(error) => Outcome::Error { error },
-            Decision::Schedule(result) => match self.scheduled.add(id, data) {
-                Ok(()) => {
-                    tracing::info!("update {id} scheduled for the maintenance window");
-                    Outcome::Success { result }
-                }
-                Err(e) => Outcome::Error {
-                    error: e.to_string(),
-                },
+        use crate::agent::maintenance_window::{Decision, ScheduledUpdate, decide, local_hour};
+        // What can be checked now is checked now, for an update run at once
+        // and one scheduled alike: same refusal, at once.
+        let decision = match decide(self.config.update_window, data, local_hour()) {
+            Decision::Refuse(error) => Decision::Refuse(error),
+            decision => match crate::agent::update_check::precheck(&self.config, data) {
+                Ok(()) => decision,
+                Err(error) => Decision::Refuse(error),
             },
         };
-        if let Err(e) = off_worker(|| self.journal.complete(id, outcome.clone())) {
-            tracing::error!("{e}");
-        }
-        self.send_result(id, &outcome);
+        let outcome = match decision {
+            Decision::Run => return true,
+            Decision::Refuse(error) => Outcome::Error { error },
+            Decision::Schedule => {
+                let update = ScheduledUpdate {
+                    id: id.to_owned(),
+                    data: data.clone(),
+                    scheduled_for: crate::agent::maintenance_window::next_window_iso(
+                        self.config.update_window,
+                    ),
+                };
+                match self.scheduled.add(&update) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "update {id} scheduled for the maintenance window ({})",
+                            update.scheduled_for.as_deref().unwrap_or("time unknown")
+                        );
+                        self.send_scheduled_progress(&update);
+                        return false;
+                    }
+                    Err(e) => Outcome::Error {
+                        error: e.to_string(),
+                    },
+                }
+            }
+        };
+        self.record_and_send(id.to_owned(), outcome);
         false
     }
 
-    /// Runs the scheduled updates once the window is open; their final
-    /// result replaces the "scheduled" one.
+    /// The scheduled updates whose final result is already journaled (a
+    /// restart after the update finished, or after the resume at start
+    /// completed or rolled it back) are forgotten: that result goes out
+    /// through the outbox like any other.
+    fn settle_scheduled(&mut self) {
+        for update in self.scheduled.list() {
+            if self.scheduled_running.contains(&update.id) {
+                continue;
+            }
+            if let Some(outcome) = self.final_outcome_of(&update.id) {
+                tracing::info!("scheduled update {} has its final result", update.id);
+                if let Err(e) = self.scheduled.remove(&update.id) {
+                    tracing::error!("{e}");
+                    continue;
+                }
+                self.send_result(&update.id, &outcome);
+            }
+        }
+    }
+
+    /// The journaled outcome of a scheduled update when it is final: not
+    /// the "interrupted" a restart records for an update that was waiting
+    /// (or had not really started), which must run instead, nor the
+    /// `{scheduled: true}` answer older agents journaled.
+    fn final_outcome_of(&self, id: &str) -> Option<Outcome> {
+        match self.journal.get(id).and_then(|e| e.outcome) {
+            Some(outcome) => {
+                let waiting = match &outcome {
+                    Outcome::Error { error } => error == crate::agent::journal::INTERRUPTED,
+                    Outcome::Success { result } => {
+                        result.get("scheduled") == Some(&Value::Bool(true))
+                    }
+                };
+                (!waiting).then_some(outcome)
+            }
+            None => None,
+        }
+    }
+
+    /// Runs the scheduled updates once the window is open. Each stays kept
+    /// until its final result is journaled (see [`Session::on_done`]).
     fn run_scheduled_updates(&mut self) {
+        self.settle_scheduled();
         if self.scheduled.is_empty()
             || !crate::agent::maintenance_window::window_open(
                 self.config.update_window,
@@ -556,7 +798,10 @@ impl Session {
         {
             return;
         }
-        for update in self.scheduled.take_all() {
+        for update in self.scheduled.list() {
+            if !self.scheduled_running.insert(update.id.clone()) {
+                continue;
+            }
             tracing::info!("maintenance window: running scheduled update {}", update.id);
             self.spawn_command(update.id, "update_software".to_owned(), update.data);
         }
@@ -577,15 +822,42 @@ impl Session {
         {
             tracing::warn!("command {id} failed: {action} it asked for is cancelled");
         }
+        self.record_and_send(id, outcome);
+    }
+
+    /// Journals an outcome, then sends it. A failed write keeps the outcome
+    /// for a retry instead of sending it: were it sent, a restart before the
+    /// write succeeds would report the command "interrupted" after the
+    /// server had its real result.
+    fn record_and_send(&mut self, id: String, outcome: Outcome) {
         if let Err(e) = off_worker(|| self.journal.complete(&id, outcome.clone())) {
+            tracing::error!(
+                "{e}; the result of command {id} is kept and sent once it is recorded (retried every {} s)",
+                RECORD_RETRY.as_secs()
+            );
+            self.unrecorded.push((id, outcome));
+            return;
+        }
+        // Journaled: a scheduled update can be forgotten now, not before (a
+        // restart in between finds it and its result).
+        if self.scheduled_running.remove(&id)
+            && let Err(e) = self.scheduled.remove(&id)
+        {
             tracing::error!("{e}");
         }
+        // Its closing progress event went out while the link was down, or
+        // on a session that ended since.
+        self.send_final_progress(&id);
         self.send_result(&id, &outcome);
+        self.status
+            .results_waiting(self.journal.undelivered_count());
     }
 
     /// Emits a result if we can; otherwise it waits in the outbox.
     fn send_result(&mut self, id: &str, outcome: &Outcome) {
-        if !self.authenticated {
+        // A scheduled update has no result until it has run ("interrupted"
+        // after a restart while it waited is not one).
+        if !self.authenticated || self.scheduled.contains(id) {
             return;
         }
         if self

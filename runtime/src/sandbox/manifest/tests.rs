@@ -26,7 +26,13 @@ download = { max-bytes = 1000 }
     assert_eq!(m.grants.access(RootName::Backups), None);
     assert!(m.grants.may_read_journal("anything"));
     assert_eq!(m.memory_bytes(), 128 << 20);
-    assert_eq!(m.grants.download, Some(DownloadGrant { max_bytes: 1000 }));
+    assert_eq!(
+        m.grants.download,
+        Some(DownloadGrant {
+            max_bytes: 1000,
+            hosts: Vec::new()
+        })
+    );
     Ok(())
 }
 
@@ -115,4 +121,63 @@ fn read_only_is_checked_against_the_grants() -> Result<(), ManifestError> {
     );
     assert!(Manifest::parse("t.toml", &format!("{base}[grants]\nmay-reboot = true\n")).is_err());
     Ok(())
+}
+
+#[test]
+fn scheduling_properties_are_declared() -> Result<(), ManifestError> {
+    let m = Manifest::parse(
+        "t.toml",
+        "name = \"u\"\nversion = \"1\"\ncommands = [\"u\"]\nresource = \"software\"\nmaintenance-window = true\nresume-at-start = \"update/state.json\"\n",
+    )?;
+    assert_eq!(m.resource, Some(Resource::Software));
+    assert!(m.maintenance_window);
+    assert_eq!(m.resume_at_start.as_deref(), Some("update/state.json"));
+    let plain = Manifest::parse(
+        "t.toml",
+        "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\n",
+    )?;
+    assert_eq!(plain.resource, None);
+    assert!(!plain.maintenance_window);
+    assert_eq!(plain.resume_at_start, None);
+    Ok(())
+}
+
+#[test]
+fn bad_scheduling_properties_are_refused_by_name() {
+    assert_eq!(
+        error_of(
+            "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nresume-at-start = \"../etc/passwd\"\n"
+        ),
+        "manifest t.toml: resume-at-start '../etc/passwd' must be a relative path inside the staging root"
+    );
+    assert!(
+        error_of("name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nresource = \"disk\"\n")
+            .starts_with("manifest t.toml is not valid: unknown variant `disk`"),
+    );
+}
+
+#[test]
+fn api_version_must_be_one_the_host_links() {
+    assert_eq!(
+        error_of("name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\napi-version = \"0.1\"\n"),
+        "accepted"
+    );
+    assert_eq!(
+        error_of("name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\napi-version = \"0.3\"\n"),
+        "manifest t.toml: api-version '0.3' is not supported by this agent (it links neopro:agent 0.1); rebuild the component against a supported version or update the agent"
+    );
+}
+
+#[test]
+fn download_hosts_are_patterns() {
+    assert_eq!(
+        error_of(
+            "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\n[grants]\ndownload = { max-bytes = 1, hosts = [\"a b\"] }\n"
+        ),
+        "manifest t.toml: grants.download.hosts: 'a b' is not a host name, \"*\" or \"*.domain\""
+    );
+    assert!(host_matches("*.neopro.fr", "cdn.neopro.fr"));
+    assert!(!host_matches("*.neopro.fr", "neopro.fr"));
+    assert!(!host_matches("*.neopro.fr", "evilneopro.fr"));
+    assert!(host_matches("CDN.example", "cdn.example"));
 }

@@ -1,0 +1,227 @@
+//! `STATE_PATH/link-status.json`: the running agent's view of its session,
+//! kept up to date so that `neopro-runtime diagnose` can report it without
+//! opening a second session as the site (which makes the real server forget
+//! the agent's own: issue 18.1).
+//!
+//! Written atomically on every change of state (connect, disconnect,
+//! authentication, `ping_check`, results sent or delivered); a few hundred
+//! bytes, at most a write per `ping_check` (30 s) when idle.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// File name under STATE_PATH.
+pub const FILE: &str = "link-status.json";
+
+/// Why the status file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a status the agent wrote: {reason}")]
+    Parse { path: PathBuf, reason: String },
+}
+
+/// What the agent knows about its link. Times are ISO 8601 (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkStatus {
+    /// The agent process writing this file.
+    pub pid: u32,
+    /// connecting, connected, authenticated, disconnected, stopped.
+    pub state: String,
+    /// Why the link is down, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_authenticated: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ping_check: Option<String>,
+    /// Results in the outbox not yet proven received by the server.
+    pub results_waiting: usize,
+    pub updated_at: String,
+}
+
+/// Keeps the file in step with the session; write failures are logged once.
+#[derive(Debug)]
+pub struct StatusWriter {
+    dir: Option<cap_std::fs::Dir>,
+    status: LinkStatus,
+    warned: bool,
+}
+
+fn now() -> String {
+    crate::platform::clock::iso8601(SystemTime::now())
+}
+
+impl StatusWriter {
+    pub fn new(state_path: &Path) -> Self {
+        let dir = match crate::store::atomic::open_state_dir(state_path) {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot keep {}/{FILE} (diagnose will not see the link state): {e}",
+                    state_path.display()
+                );
+                None
+            }
+        };
+        StatusWriter {
+            dir,
+            status: LinkStatus {
+                pid: std::process::id(),
+                state: "connecting".to_owned(),
+                ..LinkStatus::default()
+            },
+            warned: false,
+        }
+    }
+
+    /// Applies `change` and writes the file.
+    pub fn update(&mut self, change: impl FnOnce(&mut LinkStatus)) {
+        change(&mut self.status);
+        self.status.updated_at = now();
+        let Some(dir) = &self.dir else { return };
+        let text = match serde_json::to_vec_pretty(&self.status) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        if let Err(e) = crate::store::atomic::write(dir, Path::new(FILE), &text)
+            && !self.warned
+        {
+            self.warned = true;
+            tracing::warn!("cannot write {FILE} (diagnose will not see the link state): {e}");
+        }
+    }
+
+    pub fn connected(&mut self) {
+        self.update(|s| {
+            s.state = "connected".to_owned();
+            s.reason = None;
+            s.connected_since = Some(now());
+        });
+    }
+
+    pub fn disconnected(&mut self, reason: &str) {
+        self.update(|s| {
+            s.state = "disconnected".to_owned();
+            s.reason = Some(reason.to_owned());
+            s.connected_since = None;
+        });
+    }
+
+    pub fn authenticated(&mut self) {
+        self.update(|s| {
+            s.state = "authenticated".to_owned();
+            s.last_authenticated = Some(now());
+        });
+    }
+
+    pub fn ping_check(&mut self) {
+        self.update(|s| s.last_ping_check = Some(now()));
+    }
+
+    /// Written only when the count changed.
+    pub fn results_waiting(&mut self, waiting: usize) {
+        if self.status.results_waiting != waiting {
+            self.update(|s| s.results_waiting = waiting);
+        }
+    }
+
+    pub fn stopped(&mut self) {
+        self.update(|s| {
+            s.state = "stopped".to_owned();
+            s.connected_since = None;
+        });
+    }
+}
+
+/// Reads the status the agent keeps under `state_path`; `None` when there is
+/// none.
+pub fn read(state_path: &Path) -> Result<Option<LinkStatus>, StatusError> {
+    let path = state_path.join(FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StatusError::Read { path, source }),
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| StatusError::Parse {
+            path,
+            reason: e.to_string(),
+        })
+}
+
+/// Whether the process that wrote `status` is still a running agent: its
+/// pid exists and is not a zombie, and names this program.
+pub fn writer_alive(status: &LinkStatus) -> bool {
+    if status.state == "stopped" || status.pid == 0 {
+        return false;
+    }
+    let proc = PathBuf::from(format!("/proc/{}", status.pid));
+    let Ok(stat) = std::fs::read_to_string(proc.join("stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the state letter follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, Some('Z' | 'X')) {
+        return false;
+    }
+    // The same program as ours (a recycled pid is something else).
+    match (
+        std::fs::read_link(proc.join("exe")),
+        std::env::current_exe(),
+    ) {
+        (Ok(theirs), Ok(ours)) => {
+            theirs == ours
+                || theirs.file_name() == ours.file_name()
+                || status.pid == std::process::id()
+        }
+        // Another user's process: /proc/<pid>/exe is not readable; trust
+        // the pid.
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_follows_the_session_and_reads_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(read(dir.path()).expect("read"), None);
+        let mut writer = StatusWriter::new(dir.path());
+        writer.connected();
+        writer.authenticated();
+        writer.ping_check();
+        writer.results_waiting(2);
+        let status = read(dir.path()).expect("read").expect("written");
+        assert_eq!(status.state, "authenticated");
+        assert_eq!(status.results_waiting, 2);
+        assert!(status.connected_since.is_some() && status.last_ping_check.is_some());
+        assert!(writer_alive(&status), "this test process wrote it");
+        writer.stopped();
+        let status = read(dir.path()).expect("read").expect("written");
+        assert!(!writer_alive(&status));
+    }
+
+    #[test]
+    fn a_dead_writer_is_not_reported_as_running() {
+        let status = LinkStatus {
+            pid: u32::MAX - 1,
+            state: "authenticated".to_owned(),
+            ..LinkStatus::default()
+        };
+        assert!(!writer_alive(&status));
+    }
+}

@@ -1,0 +1,214 @@
+//! Everything about an `update_software` command that can be checked before
+//! it runs — the version as a plain name, the URL's scheme, the checksum's
+//! syntax, a signature when the box requires one, the announced size
+//! against the free disk, no silent downgrade — checked by the agent before
+//! it decides to run or to schedule, so that an update scheduled for the
+//! maintenance window is refused at once, with the very message an update
+//! run at once would get, instead of being answered "scheduled" and failing
+//! hours later.
+//!
+//! The checks and their messages are the update-software component's and
+//! the host's (download, signature): `tests/update.rs` holds them equal.
+
+use crate::config::SiteConfig;
+use serde_json::Value;
+
+/// Used for the disk check when the server gives no size (the component's).
+const DEFAULT_PACKAGE_SIZE: u64 = 100 << 20;
+
+fn check_version(value: Option<&Value>) -> Result<String, String> {
+    let text = match value {
+        Some(Value::String(s)) => s.trim().to_owned(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err("version is required".to_owned()),
+    };
+    let plain = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+    if plain {
+        Ok(text)
+    } else {
+        Err(format!(
+            "version '{text}' must be 1-64 letters, digits, '.', '_', '+' or '-'"
+        ))
+    }
+}
+
+/// `packageSize` as the component reads it (a BIGINT sent as a string).
+fn package_size(value: Option<&Value>) -> u64 {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match value {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            s.parse().ok().or_else(|| digits(s).then_some(u64::MAX))
+        }
+        _ => None,
+    }
+    .filter(|n| *n > 0)
+    .unwrap_or(DEFAULT_PACKAGE_SIZE)
+}
+
+fn mb(bytes: u64) -> u64 {
+    bytes.saturating_add(1 << 19) >> 20
+}
+
+/// Free bytes where the package would be downloaded (the staging folder,
+/// or the nearest folder above it that exists on a fresh box).
+fn free_bytes(config: &SiteConfig) -> Option<u64> {
+    let staging = config.staging_dir();
+    let existing = staging.ancestors().find(|p| p.is_dir())?;
+    let s = rustix::fs::statvfs(existing).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// The installed release, as the component reads it.
+fn installed_version(config: &SiteConfig) -> String {
+    crate::platform::metrics::version_info(&config.neopro_root).version
+}
+
+/// `Err(message)` when the update cannot succeed whenever it runs.
+pub fn precheck(config: &SiteConfig, data: &Value) -> Result<(), String> {
+    let version = check_version(data.get("version"))?;
+    let url = data
+        .get("updateUrl")
+        .and_then(Value::as_str)
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| "updateUrl is required".to_owned())?;
+    let installed = installed_version(config);
+    if installed == version {
+        // "already installed" (or a repair): the component decides.
+        return Ok(());
+    }
+    if crate::agent::version_order::is_older(&version, &installed) && !config.update_allow_downgrade
+    {
+        return Err(downgrade_refused(&version, &installed));
+    }
+    if let Some(free) = free_bytes(config) {
+        let needed = package_size(data.get("packageSize")).saturating_mul(3);
+        if free < needed {
+            return Err(format!(
+                "Espace disque insuffisant: {}MB disponibles, {}MB requis",
+                mb(free),
+                mb(needed)
+            ));
+        }
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "only http:// and https:// downloads are allowed, not '{url}'"
+        ));
+    }
+    if let Some(checksum) = data.get("checksum").filter(|c| !c.is_null()) {
+        let text = match checksum {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        crate::host::download::normalise_sha256(&text).map_err(|e| e.message().to_owned())?;
+    }
+    if !config.update_keys.is_empty() {
+        let signature = data
+            .get("signature")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| crate::signing::releases::SignatureError::Missing.to_string())?;
+        if !(signature.len() == 128 && signature.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(crate::signing::releases::SignatureError::Malformed.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of an older release.
+pub fn downgrade_refused(version: &str, installed: &str) -> String {
+    format!(
+        "refusing to install {version}: it is older than the installed {installed}. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(
+        dir: &std::path::Path,
+        extra: &str,
+    ) -> Result<SiteConfig, Box<dyn std::error::Error>> {
+        let file = dir.join("site.conf");
+        std::fs::create_dir_all(dir.join("neopro"))?;
+        std::fs::write(dir.join("neopro/VERSION"), "2.0.0\n")?;
+        std::fs::write(
+            &file,
+            format!(
+                "NEOPRO_ROOT={0}/neopro\nSTATE_PATH={0}/state\n{extra}\n",
+                dir.display()
+            ),
+        )?;
+        Ok(SiteConfig::load(Some(&file))?)
+    }
+
+    #[test]
+    fn what_can_be_checked_before_running_is_checked() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let config = config(dir.path(), "")?;
+        let good = json!({"version": "2.1.0", "updateUrl": "https://x/u.tar.gz",
+            "checksum": "ab".repeat(32), "packageSize": "1000"});
+        assert_eq!(precheck(&config, &good), Ok(()));
+        let with = |key: &str, value: Value| {
+            let mut data = good.clone();
+            data[key] = value;
+            precheck(&config, &data)
+        };
+        assert_eq!(
+            with("version", json!("../../x")),
+            Err("version '../../x' must be 1-64 letters, digits, '.', '_', '+' or '-'".into())
+        );
+        assert_eq!(
+            with("checksum", json!("zz")),
+            Err("'zz' is not a sha256 checksum (64 hex digits)".into())
+        );
+        assert_eq!(
+            with("updateUrl", json!("file:///etc/passwd")),
+            Err("only http:// and https:// downloads are allowed, not 'file:///etc/passwd'".into())
+        );
+        let Err(disk) = with("packageSize", json!("900000000000000000")) else {
+            panic!("a package beyond any disk must be refused");
+        };
+        assert!(disk.starts_with("Espace disque insuffisant: "), "{disk}");
+        assert_eq!(
+            with("version", json!("1.9.0")),
+            Err(downgrade_refused("1.9.0", "2.0.0"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn signatures_are_required_when_keys_are_trusted_and_downgrades_when_allowed()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let key = "ab".repeat(32);
+        let config = config(
+            dir.path(),
+            &format!("UPDATE_TRUSTED_KEYS={key}\nUPDATE_ALLOW_DOWNGRADE=true"),
+        )?;
+        let data = json!({"version": "1.0.0", "updateUrl": "https://x/u.tar.gz"});
+        assert_eq!(
+            precheck(&config, &data),
+            Err("this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature".into())
+        );
+        let mut signed = data.clone();
+        signed["signature"] = json!("cd".repeat(64));
+        assert_eq!(precheck(&config, &signed), Ok(()), "downgrade allowed here");
+        Ok(())
+    }
+}
