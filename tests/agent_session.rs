@@ -23,11 +23,12 @@ fn site_with_config() -> Site {
 }
 
 /// Waits until the agent has accepted a command: accepted commands are
-/// journaled before they run.
+/// journaled (their id appended to `admitted.log`) before they run.
 async fn wait_accepted(site: &Site, id: &str) {
-    let journaled = site.path(&format!("state/journal/{id}.json"));
+    let log = site.path("state/journal/admitted.log");
+    let accepted = || std::fs::read_to_string(&log).is_ok_and(|text| text.lines().any(|l| l == id));
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !journaled.exists() {
+    while !accepted() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "command {id} never accepted"
@@ -362,5 +363,42 @@ async fn an_unanswered_authenticate_leads_to_a_new_connection() {
     // After the 2 s answer timeout: a new connection, a new authenticate.
     central.nth("authenticate", 2, WAIT).await;
     central.next("heartbeat", WAIT).await;
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_command_gets_a_clear_error_and_the_next_one_runs() {
+    // Production ping timings: moving 10 MiB on a loaded test machine must
+    // not look like a dead link.
+    let central = Central::start_with(
+        0,
+        &[("site-1", "key-1")],
+        Duration::from_secs(25),
+        Duration::from_secs(60),
+    )
+    .await;
+    let site = site_with_config();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.next("heartbeat", WAIT).await;
+    // 10 MiB: far over the test central's maxPayload (socketioxide: 100 kB).
+    let blob = "x".repeat(10 << 20);
+    central.send_command("c-huge", "update_config", json!({"blob": blob}));
+    let result = central.result_of("c-huge", WAIT).await;
+    assert_eq!(result["status"], json!("error"));
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("Command too large: its message is 104858")
+            && error.ends_with(
+                " bytes, more than the 165536 bytes this box accepts (the server's maxPayload plus a margin); it was not run"
+            ),
+        "{error}"
+    );
+    // The same link carries on.
+    central.send_command("c-after", "get_config", json!({}));
+    assert_eq!(
+        central.result_of("c-after", WAIT).await["status"],
+        json!("success")
+    );
     agent.stop().await;
 }

@@ -48,6 +48,10 @@ enum Command {
     Component(crate::ops::component::ComponentCommand),
     #[command(flatten)]
     Ops(crate::ops::command::OpsCommand),
+    /// Internal: compile the component on stdin into this artifact (the
+    /// agent runs it as a child so the compiler's memory leaves with it).
+    #[command(name = "precompile-component", hide = true)]
+    PrecompileComponent { artifact: PathBuf },
 }
 
 /// Entry point of the binary.
@@ -70,6 +74,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Ops(ops) = cli.command {
         return crate::ops::command::run(ops, cli.config.as_deref());
     }
+    // Needs no site.conf: it only compiles what it is given.
+    if let Command::PrecompileComponent { artifact } = &cli.command {
+        crate::sandbox::compile_child::run_child(artifact)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = SiteConfig::load(cli.config.as_deref()).context("invalid configuration")?;
     init_logging(&config, matches!(cli.command, Command::Run));
     match cli.command {
@@ -83,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Component(command) => crate::ops::component::run(&config, command),
         Command::Run => run_agent(config, cli.config),
         Command::Ops(_) => Ok(ExitCode::SUCCESS),
+        Command::PrecompileComponent { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -97,7 +107,10 @@ fn run_agent(config: SiteConfig, config_file: Option<PathBuf>) -> anyhow::Result
     runtime.block_on(crate::agent::run(
         config,
         config_file,
-        crate::agent::AgentOptions::default(),
+        crate::agent::AgentOptions {
+            compiler: std::env::current_exe().ok(),
+            ..crate::agent::AgentOptions::default()
+        },
         crate::agent::stop_signal(),
     ))?;
     Ok(ExitCode::SUCCESS)

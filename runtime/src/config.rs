@@ -73,6 +73,9 @@ pub struct SiteConfig {
     /// forgot this box's session; the agent reconnects and re-authenticates.
     pub ping_check_timeout: Duration,
     pub max_download_size: u64,
+    /// MAX_CONCURRENT_COMMANDS: commands running at once (each holds a
+    /// thread and a wasm Store); the rest wait in arrival order.
+    pub max_concurrent_commands: usize,
     /// The command types the server may run here. Unlike upstream, a list
     /// in site.conf restricts (upstream silently re-adds its defaults).
     pub allowed_commands: Vec<String>,
@@ -304,6 +307,15 @@ impl SiteConfig {
                 source_name: file_name,
             });
         }
+        let max_concurrent = number("MAX_CONCURRENT_COMMANDS", 4)?;
+        if !(1..=64).contains(&max_concurrent) {
+            return Err(ConfigError::Invalid {
+                key: "MAX_CONCURRENT_COMMANDS",
+                expected: "a number of commands from 1 to 64",
+                value: max_concurrent.to_string(),
+                source_name: file_name,
+            });
+        }
         let allowed_commands_set = text("ALLOWED_COMMANDS").is_some();
         let allowed_commands = list_or(text("ALLOWED_COMMANDS"), DEFAULT_ALLOWED_COMMANDS);
 
@@ -324,6 +336,7 @@ impl SiteConfig {
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             ping_check_timeout: Duration::from_millis(number("PING_CHECK_TIMEOUT", 75_000)?),
             max_download_size: number("MAX_DOWNLOAD_SIZE", 1_073_741_824)?,
+            max_concurrent_commands: max_concurrent as usize,
             allowed_commands,
             allowed_commands_set,
             component_policy_path: path(

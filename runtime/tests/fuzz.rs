@@ -449,6 +449,7 @@ fn fuzz_tar_gz_extractor() {
         let limits = Limits {
             max_bytes: 1 << 20,
             max_entries: 64,
+            deadline: None,
         };
         let result = extract_tar_gz(gz.as_slice(), &dir, &skip, limits);
         if listing(&outside) != before {

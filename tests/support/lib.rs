@@ -153,6 +153,7 @@ pub fn fast_options() -> neopro_runtime::agent::AgentOptions {
             max: Duration::from_millis(400),
             stable_after: Duration::from_secs(60),
         },
+        compiler: None,
     }
 }
 

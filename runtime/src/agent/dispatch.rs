@@ -86,6 +86,61 @@ pub struct Dispatcher {
     /// Commands whose manifests name the same [`Resource`] never run at the
     /// same time; everything else runs concurrently.
     locks: BTreeMap<Resource, Arc<Mutex<()>>>,
+    slots: Slots,
+}
+
+/// How many commands may run at once (MAX_CONCURRENT_COMMANDS): a backlog the
+/// server re-sends must not get a thread and a wasm Store per command. The
+/// semaphore is fair, so waiting commands start in arrival order; none is
+/// dropped.
+struct Slots {
+    permits: Arc<tokio::sync::Semaphore>,
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// A running command's slot; frees it when dropped.
+struct Slot<'a> {
+    slots: &'a Slots,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.slots
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Slots {
+    fn new(max: usize) -> Self {
+        Slots {
+            permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            running: Default::default(),
+            peak: Default::default(),
+        }
+    }
+
+    /// Waits for a free slot, in arrival order. `None` only if the
+    /// semaphore were closed, which it never is.
+    async fn take(&self) -> Option<Slot<'_>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        Some(Slot {
+            slots: self,
+            _permit: permit,
+        })
+    }
+}
+
+/// Commands running now and the most that ever ran at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    pub running: usize,
+    pub peak: usize,
 }
 
 /// The loaded component for `spec`, loading it on first use. Blocking.
@@ -147,6 +202,16 @@ impl Dispatcher {
             table: std::sync::RwLock::new(Arc::new(table)),
             loaded: Arc::default(),
             locks,
+            slots: Slots::new(config.max_concurrent_commands),
+        }
+    }
+
+    /// How many commands run now, and the most that ran at once.
+    pub fn concurrency(&self) -> Concurrency {
+        use std::sync::atomic::Ordering::SeqCst;
+        Concurrency {
+            running: self.slots.running.load(SeqCst),
+            peak: self.slots.peak.load(SeqCst),
         }
     }
 
@@ -201,6 +266,18 @@ impl Dispatcher {
     /// What the components' host calls share (service manager, follow-ups).
     pub fn host_services(&self) -> &Arc<crate::host::HostServices> {
         self.sandbox.services()
+    }
+
+    /// Whether `command_type` is handled by a component declared
+    /// `read-only` (it changes nothing, so it needs no journal entry before
+    /// it runs).
+    pub fn is_read_only(&self, command_type: &str) -> bool {
+        let table = self.table();
+        table.allowed.contains(command_type)
+            && table
+                .by_command
+                .get(command_type)
+                .is_some_and(|spec| spec.manifest.read_only)
     }
 
     /// Command types that can run here (allowed and with a component).
@@ -302,6 +379,11 @@ impl Dispatcher {
                 Some(lock) => Some(lock.clone().lock_owned().await),
                 None => None,
             };
+        let Some(_slot) = self.slots.take().await else {
+            return Outcome::Error {
+                error: "the agent is stopping; the command did not run".to_owned(),
+            };
+        };
         let manager = pushed::Manager::new(&self.config);
         let sandbox = self.sandbox.clone();
         let (command, data) = (command_type.to_owned(), data.clone());
@@ -337,6 +419,13 @@ impl Dispatcher {
         let _guard = match spec.manifest.resource.and_then(|r| self.locks.get(&r)) {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
+        };
+        // After the resource lock: a command waiting for its resource does
+        // not hold a slot that an independent command could use.
+        let Some(_slot) = self.slots.take().await else {
+            return Outcome::Error {
+                error: "the agent is stopping; the command did not run".to_owned(),
+            };
         };
         let data = if data.is_null() {
             "{}".to_owned()

@@ -7,6 +7,19 @@
 //! every re-authentication (the server's result write is idempotent).
 //! A command found accepted-but-unfinished at start-up (the agent died while
 //! running it) is closed with an error result rather than run again.
+//!
+//! SD card: a state-changing command costs one fsync, the append of its id
+//! to `admitted.log` before it runs. Its outcome file is written without
+//! one (a power cut may lose it: the command is then reported interrupted,
+//! never run twice) and delivery marks are appended to `delivered.log`
+//! without one, one write per batch (a lost mark means a result sent
+//! again, which the server's idempotent write absorbs). Read-only commands
+//! (manifest `read-only = true`) are not admitted at all: no fsync.
+//!
+//! Memory: only ids and delivery state are kept in RAM; outcomes (a
+//! `get_logs` result can be 4 MiB) live in their files and are read back
+//! when they must be sent again. The folder is bounded by [`MAX_ENTRIES`]
+//! and [`MAX_BYTES`]: the oldest delivered entries go first.
 
 use crate::store::atomic;
 use cap_std::fs::Dir;
@@ -101,12 +114,52 @@ pub const INTERRUPTED: &str =
 
 /// Delivered entries older than this are forgotten.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Most entries kept on disk.
+pub const MAX_ENTRIES: usize = 2_000;
+/// Most bytes of entries kept on disk.
+pub const MAX_BYTES: u64 = 64 << 20;
+
+/// What stays in memory of an entry: no outcome.
+#[derive(Debug, Clone, PartialEq)]
+struct Meta {
+    command_type: String,
+    accepted_at_ms: u64,
+    completed_seq: Option<u64>,
+    done: bool,
+    delivered: bool,
+    /// Size of its file.
+    bytes: u64,
+    /// The session its closing progress event (kept in the file) went out
+    /// on: not persisted, so after a restart it always goes again.
+    final_sent_in: Option<u64>,
+}
+
+impl Meta {
+    fn of(entry: &Entry, bytes: u64) -> Self {
+        Meta {
+            command_type: entry.command_type.clone(),
+            accepted_at_ms: entry.accepted_at_ms,
+            completed_seq: entry.completed_seq,
+            done: entry.outcome.is_some(),
+            delivered: entry.delivered,
+            bytes,
+            final_sent_in: entry.final_progress.as_ref().and_then(|f| f.sent_in),
+        }
+    }
+}
 
 #[derive(Debug)]
 struct State {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<String, Meta>,
     next_seq: u64,
+    bytes: u64,
 }
+
+/// Ids of admitted commands, one per line, appended and fsynced before each
+/// runs.
+const ADMITTED_LOG: &str = "admitted.log";
+/// Ids whose result the server has, one per line, appended unsynced.
+const DELIVERED_LOG: &str = "delivered.log";
 
 /// The journal; shared between the session and running commands.
 #[derive(Debug)]
@@ -114,6 +167,51 @@ pub struct Journal {
     dir: Dir,
     path: PathBuf,
     state: Mutex<State>,
+    logs: Mutex<Logs>,
+}
+
+/// The two append-only logs, open for appending.
+#[derive(Debug)]
+struct Logs {
+    admitted: cap_std::fs::File,
+    admitted_lines: usize,
+    /// Ids appended to `admitted.log` since it was last rewritten: forgetting
+    /// one of them means rewriting the log, or the next start would think
+    /// it was interrupted.
+    admitted_since: std::collections::HashSet<String>,
+    delivered: cap_std::fs::File,
+    delivered_lines: usize,
+}
+
+fn append_options() -> cap_std::fs::OpenOptions {
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    options
+}
+
+/// The ids listed in a log (missing file: none). A torn last line is dropped.
+fn read_ids(dir: &Dir, name: &str) -> Vec<String> {
+    let Ok(text) = dir.read_to_string(name) else {
+        return Vec::new();
+    };
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An id as one log line (ids with line breaks are hashed like file names).
+fn log_line(id: &str) -> String {
+    if id.contains(['\n', '\r']) {
+        format!("{}\n", file_name(id))
+    } else {
+        format!("{id}\n")
+    }
 }
 
 /// File name for a command id: ids are UUIDs upstream; anything else is hashed
@@ -145,21 +243,42 @@ impl Journal {
         };
         let dir = atomic::open_state_dir(path).map_err(open_error)?;
         let mut entries = BTreeMap::new();
+        let mut bytes = 0u64;
         for item in dir.entries().map_err(open_error)? {
             let Ok(item) = item else { continue };
             let name = item.file_name().to_string_lossy().into_owned();
             if !name.ends_with(".json") || name.starts_with('.') {
                 continue;
             }
-            let parsed = dir
-                .read(&name)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Entry>(&bytes).ok());
+            let raw = dir.read(&name).ok();
+            let parsed = raw
+                .as_deref()
+                .and_then(|bytes| serde_json::from_slice::<Entry>(bytes).ok());
             match parsed {
-                Some(entry) => {
-                    entries.insert(entry.id.clone(), entry);
+                Some(entry) if file_name(&entry.id) == name => {
+                    let size = raw.map_or(0, |r| r.len() as u64);
+                    bytes += size;
+                    entries.insert(entry.id.clone(), Meta::of(&entry, size));
                 }
-                None => tracing::warn!("ignoring unreadable journal entry {name}"),
+                _ => tracing::warn!("ignoring unreadable journal entry {name}"),
+            }
+        }
+        // Flush the outcome files a previous run wrote unsynced before the
+        // logs that point at them are rewritten.
+        let _ = rustix::fs::syncfs(&dir);
+        atomic::count_fsync();
+        let delivered_ids = read_ids(&dir, DELIVERED_LOG);
+        for id in &delivered_ids {
+            if let Some(meta) = entries.get_mut(id) {
+                meta.delivered = true;
+            }
+        }
+        // Admitted without an outcome file: it was running when the agent
+        // stopped (or its outcome was lost in a power cut).
+        let mut unfinished = Vec::new();
+        for id in read_ids(&dir, ADMITTED_LOG) {
+            if !entries.contains_key(&id) && !unfinished.contains(&id) {
+                unfinished.push(id);
             }
         }
         let next_seq = entries
@@ -167,14 +286,123 @@ impl Journal {
             .filter_map(|e| e.completed_seq)
             .max()
             .map_or(0, |s| s + 1);
-        let journal = Journal {
-            dir,
-            path: path.to_owned(),
-            state: Mutex::new(State { entries, next_seq }),
+        let open_log = |name: &str| dir.open_with(name, &append_options()).map_err(open_error);
+        let logs = Logs {
+            admitted: open_log(ADMITTED_LOG)?,
+            admitted_lines: 0,
+            admitted_since: Default::default(),
+            delivered: open_log(DELIVERED_LOG)?,
+            delivered_lines: 0,
         };
+        let journal = Journal {
+            path: path.to_owned(),
+            state: Mutex::new(State {
+                entries,
+                next_seq,
+                bytes,
+            }),
+            logs: Mutex::new(logs),
+            dir,
+        };
+        for id in unfinished {
+            journal.interrupted(&id)?;
+        }
         journal.recover()?;
         journal.prune(RETENTION);
+        journal.compact_logs();
         Ok(journal)
+    }
+
+    /// Records the "interrupted" outcome of a command admitted by a previous
+    /// run, durably (it is rare, and must not be lost a second time).
+    fn interrupted(&self, id: &str) -> Result<(), JournalError> {
+        tracing::warn!(
+            "command {id} was running when the agent stopped; reporting it as interrupted"
+        );
+        let seq = {
+            let mut state = self.lock();
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            seq
+        };
+        // Keep what a previous run stored (a closing progress event).
+        let prior = self.load(id);
+        let entry = Entry {
+            id: id.to_owned(),
+            command_type: prior
+                .as_ref()
+                .map(|e| e.command_type.clone())
+                .unwrap_or_default(),
+            accepted_at_ms: prior.as_ref().map_or_else(now_ms, |e| e.accepted_at_ms),
+            completed_seq: Some(seq),
+            outcome: Some(Outcome::Error {
+                error: INTERRUPTED.to_owned(),
+            }),
+            delivered: false,
+            final_progress: prior.and_then(|e| e.final_progress),
+        };
+        self.persist_with(&entry, true)
+    }
+
+    fn logs(&self) -> std::sync::MutexGuard<'_, Logs> {
+        match self.logs.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Rewrites both logs with only what they still need to say: admitted
+    /// ids still running, delivered ids still journaled.
+    fn compact_logs(&self) {
+        let (running, delivered): (Vec<String>, Vec<String>) = {
+            let state = self.lock();
+            (
+                state
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| !e.done)
+                    .map(|(id, _)| log_line(id))
+                    .collect(),
+                state
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| e.delivered)
+                    .map(|(id, _)| log_line(id))
+                    .collect(),
+            )
+        };
+        let mut logs = self.logs();
+        for (name, lines) in [(ADMITTED_LOG, &running), (DELIVERED_LOG, &delivered)] {
+            if let Err(e) =
+                atomic::write_private(&self.dir, Path::new(name), lines.concat().as_bytes())
+            {
+                tracing::warn!("cannot compact the journal's {name}: {e}");
+                continue;
+            }
+            match self.dir.open_with(name, &append_options()) {
+                Ok(file) if name == ADMITTED_LOG => {
+                    logs.admitted = file;
+                    logs.admitted_lines = lines.len();
+                    logs.admitted_since.clear();
+                }
+                Ok(file) => {
+                    logs.delivered = file;
+                    logs.delivered_lines = lines.len();
+                }
+                Err(e) => tracing::warn!("cannot reopen the journal's {name}: {e}"),
+            }
+        }
+    }
+
+    /// Compacts the logs once they hold many more lines than entries.
+    fn compact_if_long(&self) {
+        let long = {
+            let logs = self.logs();
+            logs.admitted_lines > MAX_ENTRIES || logs.delivered_lines > 2 * MAX_ENTRIES
+        };
+        if long {
+            self.compact_logs();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -184,138 +412,244 @@ impl Journal {
         }
     }
 
-    fn persist(&self, entry: &Entry) -> Result<(), JournalError> {
+    /// Writes an entry's file (flushed to disk when `durable`) and its
+    /// memory record.
+    fn persist_with(&self, entry: &Entry, durable: bool) -> Result<(), JournalError> {
         let bytes = serde_json::to_vec(entry).map_err(|e| JournalError::Write {
             id: entry.id.clone(),
             source: std::io::Error::other(e),
         })?;
-        atomic::write_private(&self.dir, Path::new(&file_name(&entry.id)), &bytes).map_err(
-            |source| JournalError::Write {
-                id: entry.id.clone(),
-                source,
-            },
-        )
+        let name = file_name(&entry.id);
+        let written = if durable {
+            atomic::write_private(&self.dir, Path::new(&name), &bytes)
+        } else {
+            atomic::write_unsynced(&self.dir, &name, &bytes)
+        };
+        written.map_err(|source| JournalError::Write {
+            id: entry.id.clone(),
+            source,
+        })?;
+        let mut state = self.lock();
+        let size = bytes.len() as u64;
+        if let Some(old) = state
+            .entries
+            .insert(entry.id.clone(), Meta::of(entry, size))
+        {
+            state.bytes = state.bytes.saturating_sub(old.bytes);
+        }
+        state.bytes = state.bytes.saturating_add(size);
+        Ok(())
     }
 
+    /// An entry as stored, read back from its file.
+    fn load(&self, id: &str) -> Option<Entry> {
+        let bytes = self.dir.read(file_name(id)).ok()?;
+        serde_json::from_slice::<Entry>(&bytes)
+            .ok()
+            .filter(|e| e.id == id)
+    }
+
+    /// Entries of an older journal format written at admission (no
+    /// outcome yet): they too were running when the agent stopped.
     fn recover(&self) -> Result<(), JournalError> {
         let unfinished: Vec<String> = self
             .lock()
             .entries
-            .values()
-            .filter(|e| e.outcome.is_none())
-            .map(|e| e.id.clone())
+            .iter()
+            .filter(|(_, e)| !e.done)
+            .map(|(id, _)| id.clone())
             .collect();
         for id in unfinished {
-            tracing::warn!(
-                "command {id} was running when the agent stopped; reporting it as interrupted"
-            );
-            self.complete(
-                &id,
-                Outcome::Error {
-                    error: INTERRUPTED.to_owned(),
-                },
-            )?;
+            self.interrupted(&id)?;
         }
         Ok(())
     }
 
-    /// Records a command before it runs; tells whether to run it.
+    /// Records a command before it runs (one fsync); tells whether to run it.
     pub fn admit(&self, id: &str, command_type: &str) -> Result<Admission, JournalError> {
-        let entry = {
-            let state = self.lock();
-            if let Some(existing) = state.entries.get(id) {
-                return Ok(match &existing.outcome {
-                    Some(outcome) => Admission::Done(outcome.clone()),
-                    None => Admission::Running,
-                });
-            }
-            Entry {
-                id: id.to_owned(),
+        if let Some(known) = self.lookup(id) {
+            return Ok(known);
+        }
+        let write_error = |source| JournalError::Write {
+            id: id.to_owned(),
+            source,
+        };
+        {
+            let mut logs = self.logs();
+            use std::io::Write;
+            logs.admitted
+                .write_all(log_line(id).as_bytes())
+                .map_err(write_error)?;
+            atomic::count_fsync();
+            logs.admitted.sync_data().map_err(write_error)?;
+            logs.admitted_lines += 1;
+            logs.admitted_since.insert(id.to_owned());
+        }
+        self.lock().entries.insert(
+            id.to_owned(),
+            Meta {
                 command_type: command_type.to_owned(),
                 accepted_at_ms: now_ms(),
                 completed_seq: None,
-                outcome: None,
+                done: false,
                 delivered: false,
-                final_progress: None,
-            }
-        };
-        self.persist(&entry)?;
-        self.lock().entries.insert(id.to_owned(), entry);
+                bytes: 0,
+                final_sent_in: None,
+            },
+        );
+        self.compact_if_long();
         Ok(Admission::Run)
     }
 
-    /// Records a command's outcome (undelivered). Memory follows the disk:
-    /// when the write fails (disk full) nothing changes, so the caller can
-    /// keep the outcome and retry, and the journal never holds in memory a
-    /// result that a restart would contradict with "interrupted".
+    /// What is known of `id`: running, or done with this outcome.
+    fn lookup(&self, id: &str) -> Option<Admission> {
+        let done = self.lock().entries.get(id)?.done;
+        if !done {
+            return Some(Admission::Running);
+        }
+        Some(Admission::Done(
+            match self.load(id).and_then(|e| e.outcome) {
+                Some(outcome) => outcome,
+                None => Outcome::Error {
+                    error: format!(
+                        "this command already ran, but its stored result cannot be read from {}",
+                        self.path.join(file_name(id)).display()
+                    ),
+                },
+            },
+        ))
+    }
+
+    /// Records a command's outcome (undelivered). The file is written
+    /// before memory changes: when the write fails (disk full) nothing
+    /// changes, so the caller can keep the outcome and retry, and the
+    /// journal never holds in memory a result that a restart would
+    /// contradict with "interrupted".
     pub fn complete(&self, id: &str, outcome: Outcome) -> Result<(), JournalError> {
-        let entry = {
+        let (seq, meta) = {
             let state = self.lock();
-            let mut entry = state.entries.get(id).cloned().unwrap_or_else(|| Entry {
-                id: id.to_owned(),
-                command_type: String::new(),
-                accepted_at_ms: now_ms(),
-                completed_seq: None,
-                outcome: None,
-                delivered: false,
-                final_progress: None,
-            });
-            entry.outcome = Some(outcome);
-            entry.completed_seq = Some(state.next_seq);
-            entry.delivered = false;
-            entry
+            (state.next_seq, state.entries.get(id).cloned())
         };
-        self.persist(&entry)?;
-        let mut state = self.lock();
-        state.next_seq = state.next_seq.max(entry.completed_seq.unwrap_or(0) + 1);
-        state.entries.insert(id.to_owned(), entry);
+        // A running command has a file only once it recorded a closing
+        // progress event; keep that event with the outcome.
+        let mut entry = self.load_full(id).unwrap_or_else(|| Entry {
+            id: id.to_owned(),
+            command_type: meta
+                .as_ref()
+                .map(|m| m.command_type.clone())
+                .unwrap_or_default(),
+            accepted_at_ms: meta.as_ref().map_or_else(now_ms, |m| m.accepted_at_ms),
+            completed_seq: None,
+            outcome: None,
+            delivered: false,
+            final_progress: None,
+        });
+        entry.outcome = Some(outcome);
+        entry.completed_seq = Some(seq);
+        entry.delivered = false;
+        self.persist_with(&entry, false)?;
+        {
+            let mut state = self.lock();
+            state.next_seq = state.next_seq.max(seq + 1);
+        }
+        self.enforce_bounds();
         Ok(())
     }
 
-    /// Results not yet known to have reached the server, oldest first.
-    pub fn undelivered(&self) -> Vec<(String, Outcome)> {
+    /// Ids of the results not yet known to have reached the server, oldest
+    /// first. Their outcomes are read with [`Journal::outcome`], one at a time.
+    pub fn undelivered_ids(&self) -> Vec<String> {
         let state = self.lock();
-        let mut list: Vec<&Entry> = state
+        let mut list: Vec<(&String, &Meta)> = state
             .entries
-            .values()
-            .filter(|e| !e.delivered && e.outcome.is_some())
+            .iter()
+            .filter(|(_, e)| !e.delivered && e.done)
             .collect();
-        list.sort_by_key(|e| e.completed_seq);
-        list.into_iter()
-            .filter_map(|e| Some((e.id.clone(), e.outcome.clone()?)))
+        list.sort_by_key(|(_, e)| e.completed_seq);
+        list.into_iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Results not yet known to have reached the server, oldest first (all
+    /// read into memory: for tests and small journals).
+    pub fn undelivered(&self) -> Vec<(String, Outcome)> {
+        self.undelivered_ids()
+            .into_iter()
+            .filter_map(|id| Some((id.clone(), self.outcome(&id)?)))
             .collect()
+    }
+
+    /// A stored outcome, read from disk.
+    pub fn outcome(&self, id: &str) -> Option<Outcome> {
+        self.load(id)?.outcome
     }
 
     /// Marks a result as received by the server.
     pub fn mark_delivered(&self, id: &str) -> Result<(), JournalError> {
-        let entry = {
-            let mut state = self.lock();
-            match state.entries.get_mut(id) {
-                Some(e) if !e.delivered => {
-                    e.delivered = true;
-                    e.clone()
-                }
-                _ => return Ok(()),
-            }
-        };
-        self.persist(&entry)
+        self.mark_all_delivered(&[id.to_owned()])
     }
 
-    /// Records a deployment's closing progress event for command `id`.
+    /// Marks results as received by the server: one unsynced append for the
+    /// batch (a lost mark only means a result sent again).
+    pub fn mark_all_delivered(&self, ids: &[String]) -> Result<(), JournalError> {
+        let fresh: Vec<&String> = {
+            let mut state = self.lock();
+            ids.iter()
+                .filter(|id| match state.entries.get_mut(id.as_str()) {
+                    Some(e) if e.done && !e.delivered => {
+                        e.delivered = true;
+                        true
+                    }
+                    _ => false,
+                })
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let text: String = fresh.iter().map(|id| log_line(id)).collect();
+        {
+            use std::io::Write;
+            let mut logs = self.logs();
+            logs.delivered
+                .write_all(text.as_bytes())
+                .map_err(|source| JournalError::Write {
+                    id: fresh[0].clone(),
+                    source,
+                })?;
+            logs.delivered_lines += fresh.len();
+        }
+        self.compact_if_long();
+        Ok(())
+    }
+
+    /// Records a deployment's closing progress event for command `id`, in
+    /// the entry's file (unsynced, like outcomes: a command whose file is
+    /// lost is reported interrupted); memory keeps only the session it went
+    /// out on.
     pub fn set_final_progress(
         &self,
         id: &str,
         progress: FinalProgress,
     ) -> Result<(), JournalError> {
-        let entry = {
-            let mut state = self.lock();
-            let Some(entry) = state.entries.get_mut(id) else {
-                return Ok(());
-            };
-            entry.final_progress = Some(progress);
-            entry.clone()
+        let Some(meta) = self.lock().entries.get(id).cloned() else {
+            return Ok(());
         };
-        self.persist(&entry)
+        let mut entry = match self.load_full(id) {
+            Some(entry) => entry,
+            // A done entry whose file cannot be read: nothing to add to.
+            None if meta.done => return Ok(()),
+            None => Entry {
+                id: id.to_owned(),
+                command_type: meta.command_type,
+                accepted_at_ms: meta.accepted_at_ms,
+                completed_seq: None,
+                outcome: None,
+                delivered: false,
+                final_progress: None,
+            },
+        };
+        entry.final_progress = Some(progress);
+        self.persist_with(&entry, false)
     }
 
     /// How many results wait for delivery.
@@ -323,13 +657,44 @@ impl Journal {
         self.lock()
             .entries
             .values()
-            .filter(|e| !e.delivered && e.outcome.is_some())
+            .filter(|e| e.done && !e.delivered)
             .count()
     }
 
-    /// A journaled entry, if any.
+    /// An entry as stored, with what only memory knows (delivery, the
+    /// session its closing progress event went out on).
+    fn load_full(&self, id: &str) -> Option<Entry> {
+        let meta = self.lock().entries.get(id)?.clone();
+        let mut entry = self.load(id)?;
+        entry.delivered = meta.delivered;
+        if let Some(progress) = entry.final_progress.as_mut() {
+            progress.sent_in = meta.final_sent_in;
+        }
+        Some(entry)
+    }
+
+    /// A journaled entry, if any (read from disk; a running command has
+    /// no file until it records a closing progress event).
     pub fn get(&self, id: &str) -> Option<Entry> {
-        self.lock().entries.get(id).cloned()
+        let meta = self.lock().entries.get(id)?.clone();
+        if !meta.done && self.load(id).is_none() {
+            return Some(Entry {
+                id: id.to_owned(),
+                command_type: meta.command_type,
+                accepted_at_ms: meta.accepted_at_ms,
+                completed_seq: None,
+                outcome: None,
+                delivered: false,
+                final_progress: None,
+            });
+        }
+        self.load_full(id)
+    }
+
+    /// Entries and bytes on disk.
+    pub fn usage(&self) -> (usize, u64) {
+        let state = self.lock();
+        (state.entries.len(), state.bytes)
     }
 
     /// Forgets delivered entries older than `keep`.
@@ -338,14 +703,64 @@ impl Journal {
         let old: Vec<String> = self
             .lock()
             .entries
-            .values()
-            .filter(|e| e.delivered && e.accepted_at_ms < cutoff)
-            .map(|e| e.id.clone())
+            .iter()
+            .filter(|(_, e)| e.delivered && e.accepted_at_ms < cutoff)
+            .map(|(id, _)| id.clone())
             .collect();
         for id in old {
-            if self.dir.remove_file(file_name(&id)).is_ok() {
-                self.lock().entries.remove(&id);
+            self.forget(&id);
+        }
+    }
+
+    /// Keeps the folder within [`MAX_ENTRIES`] and [`MAX_BYTES`]: oldest
+    /// delivered entries first; undelivered ones only if they alone exceed
+    /// the bounds (oldest first, with a warning); running ones never.
+    fn enforce_bounds(&self) {
+        self.enforce(MAX_ENTRIES, MAX_BYTES);
+    }
+
+    fn enforce(&self, max_entries: usize, max_bytes: u64) {
+        let victims: Vec<(String, bool)> = {
+            let state = self.lock();
+            if state.entries.len() <= max_entries && state.bytes <= max_bytes {
+                return;
             }
+            let mut order: Vec<(&String, &Meta)> =
+                state.entries.iter().filter(|(_, e)| e.done).collect();
+            // Delivered before undelivered, then oldest first.
+            order.sort_by_key(|(_, e)| (!e.delivered, e.completed_seq, e.accepted_at_ms));
+            let (mut count, mut bytes) = (state.entries.len(), state.bytes);
+            let mut victims = Vec::new();
+            for (id, meta) in order {
+                if count <= max_entries && bytes <= max_bytes {
+                    break;
+                }
+                count -= 1;
+                bytes = bytes.saturating_sub(meta.bytes);
+                victims.push((id.clone(), meta.delivered));
+            }
+            victims
+        };
+        for (id, delivered) in victims {
+            if !delivered {
+                tracing::warn!(
+                    "command journal full: dropping the undelivered result of command {id}"
+                );
+            }
+            self.forget(&id);
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if self.dir.remove_file(file_name(id)).is_ok() {
+            let mut state = self.lock();
+            if let Some(meta) = state.entries.remove(id) {
+                state.bytes = state.bytes.saturating_sub(meta.bytes);
+            }
+        }
+        let listed = self.logs().admitted_since.contains(id);
+        if listed {
+            self.compact_logs();
         }
     }
 
@@ -372,8 +787,9 @@ mod tests {
         })?;
         let journal = Journal::open(dir.path())?;
         assert_eq!(journal.admit("c1", "get_config")?, Admission::Run);
-        assert!(
-            dir.path().join("c1.json").is_file(),
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("admitted.log")).ok(),
+            Some("c1\n".to_owned()),
             "persisted before running"
         );
         assert_eq!(journal.admit("c1", "get_config")?, Admission::Running);
@@ -461,6 +877,7 @@ mod tests {
         })?;
         let journal = Journal::open(&dir.path().join("journal"))?;
         assert_eq!(journal.admit("../../escape", "x")?, Admission::Run);
+        journal.complete("../../escape", ok(json!(1)))?;
         assert!(!dir.path().join("escape.json").exists());
         let names: Vec<String> = std::fs::read_dir(dir.path().join("journal"))
             .map_err(|source| JournalError::Open {
@@ -468,9 +885,84 @@ mod tests {
                 source,
             })?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".json"))
             .collect();
         assert_eq!(names.len(), 1);
         assert!(names[0].starts_with("h-"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_closing_progress_event_is_kept_on_disk_with_its_entry() -> Result<(), JournalError> {
+        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let progress = FinalProgress {
+            event: "deploy_progress".to_owned(),
+            payload: json!({"deploymentId": "d-1", "status": "completed"}),
+            sent_in: Some(3),
+        };
+        {
+            let journal = Journal::open(dir.path())?;
+            journal.admit("d1", "deploy_video")?;
+            // Recorded while the command runs, kept when it completes.
+            journal.set_final_progress("d1", progress.clone())?;
+            assert_eq!(
+                journal.get("d1").and_then(|e| e.final_progress),
+                Some(progress.clone())
+            );
+            journal.complete("d1", ok(json!(1)))?;
+            let entry = journal.get("d1");
+            assert_eq!(
+                entry.as_ref().and_then(|e| e.final_progress.clone()),
+                Some(progress.clone())
+            );
+            assert_eq!(entry.and_then(|e| e.outcome), Some(ok(json!(1))));
+            assert_eq!(journal.undelivered_count(), 1);
+        }
+        let text = std::fs::read_to_string(dir.path().join(file_name("d1"))).unwrap_or_default();
+        assert!(text.contains("\"deploymentId\":\"d-1\""), "{text}");
+        // After a restart the session it went out on is unknown: it goes again.
+        let journal = Journal::open(dir.path())?;
+        assert_eq!(
+            journal.get("d1").and_then(|e| e.final_progress),
+            Some(FinalProgress {
+                sent_in: None,
+                ..progress
+            })
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_folder_is_bounded_oldest_delivered_first() -> Result<(), JournalError> {
+        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let journal = Journal::open(dir.path())?;
+        for i in 0..6 {
+            let id = format!("c{i}");
+            journal.admit(&id, "get_config")?;
+            journal.complete(&id, ok(json!(i)))?;
+            if i < 3 {
+                journal.mark_delivered(&id)?;
+            }
+        }
+        journal.admit("running", "deploy_video")?;
+        journal.enforce(4, u64::MAX);
+        let left: Vec<String> = (0..6)
+            .map(|i| format!("c{i}"))
+            .filter(|id| journal.get(id).is_some())
+            .collect();
+        assert_eq!(left, ["c3", "c4", "c5"], "delivered ones went first");
+        assert!(journal.get("running").is_some(), "a running command stays");
+        assert_eq!(journal.usage().0, 4);
+        // Bytes too: only undelivered left, the oldest goes.
+        journal.enforce(usize::MAX, journal.usage().1 - 1);
+        assert!(journal.get("c3").is_none());
+        assert!(journal.get("c4").is_some());
         Ok(())
     }
 

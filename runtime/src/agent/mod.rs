@@ -52,6 +52,9 @@ pub struct AgentOptions {
     pub session: SessionSettings,
     pub connect_timeout: Duration,
     pub backoff: BackoffPolicy,
+    /// The agent binary, to compile components in a short-lived child
+    /// process (`None`: in this process, as tests do).
+    pub compiler: Option<PathBuf>,
 }
 
 impl Default for AgentOptions {
@@ -60,6 +63,7 @@ impl Default for AgentOptions {
             session: SessionSettings::default(),
             connect_timeout: Duration::from_secs(10),
             backoff: BackoffPolicy::default(),
+            compiler: None,
         }
     }
 }
@@ -87,7 +91,11 @@ pub async fn run(
     );
     let components_dir = registry::components_dir(&config);
     let services = Arc::new(HostServices::from_config(&config));
-    let sandbox = Arc::new(Sandbox::new(services, Some(&config.cache_dir()))?);
+    let mut sandbox = Sandbox::new(services, Some(&config.cache_dir()))?;
+    if let Some(program) = options.compiler.clone() {
+        sandbox.compile_in_child(program);
+    }
+    let sandbox = Arc::new(sandbox);
     let dispatcher = Arc::new(Dispatcher::new(&config, sandbox));
     crate::agent::update_resume::resume(&config, &dispatcher, &journal).await;
     tracing::info!(

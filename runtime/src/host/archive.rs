@@ -43,6 +43,7 @@ impl From<ArchiveError> for WitError {
             | ArchiveError::TooManyEntries { .. }
             | ArchiveError::DiskFull { .. } => WitError::TooLarge(e.to_string()),
             ArchiveError::Write { .. } => WitError::Io(e.to_string()),
+            ArchiveError::PastDeadline => WitError::Timeout(e.to_string()),
         }
     }
 }
@@ -157,6 +158,7 @@ impl Host for HostState {
             .map_err(|e| io_error(dest_root, &dest_path, &e))?;
         let limits = Limits {
             max_bytes: self.call.services.archive.max_extract_bytes,
+            deadline: Some(self.call.deadline),
             ..Limits::default()
         };
         let reader = std::io::BufReader::with_capacity(256 << 10, file);

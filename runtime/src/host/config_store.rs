@@ -16,6 +16,11 @@ use std::sync::Mutex;
 /// Prefix of the error a write gets when it lost a race; the SDK retries.
 pub const CHANGED: &str = "configuration changed since it was read";
 
+/// Largest configuration.json read or written (a real one is tens of KiB).
+/// Parsing costs the host ~40× the text in the worst case, so the bound is
+/// on the agent's memory, whatever the guest's own limit.
+pub const MAX_DOCUMENT_BYTES: u64 = 2 << 20;
+
 /// configuration.json and its writer lock.
 #[derive(Debug)]
 pub struct ConfigStore {
@@ -38,14 +43,31 @@ impl ConfigStore {
     }
 
     fn read_raw(&self) -> Result<Option<Vec<u8>>, WitError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(WitError::Io(format!(
-                "cannot read {}: {e}",
+        self.read_raw_within(MAX_DOCUMENT_BYTES)
+    }
+
+    /// The file's bytes, refused when over `max` (or [`MAX_DOCUMENT_BYTES`]).
+    fn read_raw_within(&self, max: u64) -> Result<Option<Vec<u8>>, WitError> {
+        use std::io::Read;
+        let io =
+            |e: std::io::Error| WitError::Io(format!("cannot read {}: {e}", self.path.display()));
+        let file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let max = max.min(MAX_DOCUMENT_BYTES);
+        let mut bytes = Vec::new();
+        file.take(max.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > max {
+            return Err(WitError::TooLarge(format!(
+                "{} is larger than the {max} bytes this command can read",
                 self.path.display()
-            ))),
+            )));
         }
+        Ok(Some(bytes))
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<Value, WitError> {
@@ -59,7 +81,13 @@ impl ConfigStore {
 
     /// The current version.
     pub fn read(&self) -> Result<Snapshot, WitError> {
-        let Some(bytes) = self.read_raw()? else {
+        self.read_within(MAX_DOCUMENT_BYTES)
+    }
+
+    /// The current version, if its text is at most `max` bytes (what the
+    /// calling guest has left to take it).
+    pub fn read_within(&self, max: u64) -> Result<Snapshot, WitError> {
+        let Some(bytes) = self.read_raw_within(max)? else {
             return Ok(Snapshot {
                 json: None,
                 version: String::new(),
@@ -76,6 +104,12 @@ impl ConfigStore {
 
     /// Replaces the document if it is still at `expected_version`.
     pub fn write(&self, json: &str, expected_version: &str) -> Result<Snapshot, WitError> {
+        if json.len() as u64 > MAX_DOCUMENT_BYTES {
+            return Err(WitError::TooLarge(format!(
+                "the new configuration is {} bytes, more than the {MAX_DOCUMENT_BYTES} allowed",
+                json.len()
+            )));
+        }
         let value: Value = serde_json::from_str(json).map_err(|e| {
             WitError::InvalidInput(format!("the new configuration is not valid JSON: {e}"))
         })?;
@@ -124,7 +158,11 @@ impl ConfigStore {
 impl Host for HostState {
     fn read(&mut self) -> Result<Snapshot, WitError> {
         self.call.check(Grant::ConfigStore(Access::ReadOnly))?;
-        self.call.services.config_store.read()
+        // The snapshot carries the text twice at most (it and the guest's copy).
+        self.call
+            .services
+            .config_store
+            .read_within(self.memory.remaining())
     }
 
     fn write(&mut self, json: String, expected_version: String) -> Result<Snapshot, WitError> {

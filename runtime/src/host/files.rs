@@ -2,13 +2,17 @@
 //! (temp file + fsync + rename + directory fsync).
 
 use super::bindings::neopro::agent::files::{DirEntry, EntryKind, Host, Metadata};
-use super::roots::{io_error, relative, relative_file};
+use super::roots::{io_error, open_regular, relative, relative_file};
 use super::{HostState, WitError, WitRoot};
 use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName};
 use cap_std::fs::Dir;
 use std::io::Read;
 use std::time::UNIX_EPOCH;
+
+/// What one directory entry costs in the guest's memory besides its name
+/// (string pointer and length, kind, size).
+const DIR_ENTRY_BYTES: u64 = 24;
 
 fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {
     if ft.is_symlink() {
@@ -37,35 +41,35 @@ impl Host for HostState {
     fn read(&mut self, root: WitRoot, path: String, max_bytes: u64) -> Result<Vec<u8>, WitError> {
         let root = RootName::from(root);
         let dir = self.open_root(root, Access::ReadOnly)?;
-        let rel = relative_file(&path)?;
-        let file = dir.open(&rel).map_err(|e| io_error(root, &path, &e))?;
+        let file = open_regular(&dir, root, &path)?;
         let meta = file.metadata().map_err(|e| io_error(root, &path, &e))?;
-        if meta.is_dir() {
-            return Err(WitError::InvalidInput(format!(
-                "{root}/{path} is a directory, not a file"
-            )));
-        }
         if meta.len() > max_bytes {
             return Err(WitError::TooLarge(format!(
                 "{root}/{path} is {} bytes, more than the {max_bytes} allowed",
                 meta.len()
             )));
         }
+        // The reply is copied into the guest's memory: never allocate more
+        // than it could take, whatever `max-bytes` it asked for.
+        let what = format!("{root}/{path}");
+        self.memory.check_reply(&what, meta.len())?;
+        let cap = max_bytes.min(self.memory.remaining());
         // A 32-bit box cannot hold more than its address space; refuse
         // instead of letting `as usize` wrap the length.
-        let capacity = crate::platform::byte_len::in_memory(meta.len()).ok_or_else(|| {
-            WitError::TooLarge(format!(
-                "{root}/{path} is {} bytes, more than this machine can hold in memory",
-                meta.len()
-            ))
-        })?;
+        let capacity =
+            crate::platform::byte_len::in_memory(meta.len().min(cap)).ok_or_else(|| {
+                WitError::TooLarge(format!(
+                    "{root}/{path} is {} bytes, more than this machine can hold in memory",
+                    meta.len()
+                ))
+            })?;
         let mut bytes = Vec::with_capacity(capacity);
-        file.take(max_bytes.saturating_add(1))
+        file.take(cap.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|e| io_error(root, &path, &e))?;
-        if bytes.len() as u64 > max_bytes {
+        if bytes.len() as u64 > cap {
             return Err(WitError::TooLarge(format!(
-                "{root}/{path} grew past the {max_bytes} bytes allowed while being read"
+                "{root}/{path} grew past the {cap} bytes allowed while being read"
             )));
         }
         Ok(bytes)
@@ -127,8 +131,19 @@ impl Host for HostState {
         let rel = relative(&path)?;
         let entries = dir.read_dir(&rel).map_err(|e| io_error(root, &path, &e))?;
         let mut list = Vec::new();
+        // What the listing costs the guest: names plus a record each.
+        let mut reply_bytes: u64 = 0;
+        let budget = self.memory.remaining();
         for entry in entries {
             let entry = entry.map_err(|e| io_error(root, &path, &e))?;
+            reply_bytes = reply_bytes
+                .saturating_add(entry.file_name().len() as u64)
+                .saturating_add(DIR_ENTRY_BYTES);
+            if reply_bytes > budget {
+                return Err(self
+                    .memory
+                    .too_large(&format!("the listing of {root}/{path}"), reply_bytes));
+            }
             let meta = entry.metadata().map_err(|e| io_error(root, &path, &e))?;
             let kind = kind_of(meta.file_type());
             list.push(DirEntry {
@@ -174,11 +189,13 @@ impl Host for HostState {
         use sha2::{Digest, Sha256};
         let root = RootName::from(root);
         let dir = self.open_root(root, Access::ReadOnly)?;
-        let rel = relative_file(&path)?;
-        let mut file = dir.open(&rel).map_err(|e| io_error(root, &path, &e))?;
+        let mut file = open_regular(&dir, root, &path)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 << 10];
+        let deadline = Some(self.call.deadline);
         loop {
+            super::deadline::check(deadline)
+                .map_err(|_| self.call.timed_out(&format!("hashing {root}/{path}")))?;
             let n = file.read(&mut buf).map_err(|e| io_error(root, &path, &e))?;
             if n == 0 {
                 break;
@@ -225,8 +242,15 @@ impl Host for HostState {
                 "{to_root}/{to} already exists; copy-tree needs a new name"
             )));
         }
-        let size = crate::store::tree::tree_size(&src, &from_rel)
-            .map_err(|e| io_error(from_root, &from, &e))?;
+        let deadline = Some(self.call.deadline);
+        let doing = format!("copying {from_root}/{from} to {to_root}/{to}");
+        let size = crate::store::tree::tree_size(&src, &from_rel, deadline).map_err(|e| {
+            if super::deadline::is_past_deadline(&e) {
+                self.call.timed_out(&doing)
+            } else {
+                io_error(from_root, &from, &e)
+            }
+        })?;
         if let Ok(s) = rustix::fs::fstatvfs(&dst) {
             let free = s.f_bavail.saturating_mul(s.f_frsize);
             let reserve = s.f_blocks.saturating_mul(s.f_frsize) / 20;
@@ -236,7 +260,7 @@ impl Host for HostState {
                 )));
             }
         }
-        match crate::store::tree::copy_tree(&src, &from_rel, &dst, &to_rel) {
+        match crate::store::tree::copy_tree(&src, &from_rel, &dst, &to_rel, deadline) {
             Ok(bytes) => {
                 let _ = rustix::fs::syncfs(&dst);
                 Ok(bytes)
@@ -244,6 +268,9 @@ impl Host for HostState {
             Err(e) => {
                 // Never leave half a copy behind.
                 let _ = crate::store::tree::remove_tree(&dst, &to_rel);
+                if super::deadline::is_past_deadline(&e) {
+                    return Err(self.call.timed_out(&doing));
+                }
                 Err(io_error(to_root, &format!("{from} -> {to}"), &e))
             }
         }

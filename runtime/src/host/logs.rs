@@ -2,7 +2,7 @@
 //! (never a shell), and tails of log files.
 
 use super::bindings::neopro::agent::logs::Host;
-use super::roots::{io_error, relative_file};
+use super::roots::{io_error, open_regular};
 use super::{HostState, WitError, WitRoot};
 use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName, is_valid_unit_name};
@@ -62,13 +62,15 @@ pub fn last_lines(text: &str, lines: u32) -> String {
     out
 }
 
-/// Tail of a file opened by the caller, reading at most its last 4 MiB.
-fn tail_reader(mut file: impl Read + Seek, lines: u32) -> std::io::Result<String> {
+/// Tail of a file opened by the caller, reading at most its last 4 MiB
+/// (less when the guest has less memory left to take the reply).
+fn tail_reader(mut file: impl Read + Seek, lines: u32, budget: u64) -> std::io::Result<String> {
+    let max = MAX_TAIL_BYTES.min(budget);
     let len = file.seek(SeekFrom::End(0))?;
-    let start = len.saturating_sub(MAX_TAIL_BYTES);
+    let start = len.saturating_sub(max);
     file.seek(SeekFrom::Start(start))?;
     let mut bytes = Vec::new();
-    file.take(MAX_TAIL_BYTES).read_to_end(&mut bytes)?;
+    file.take(max).read_to_end(&mut bytes)?;
     let text = String::from_utf8_lossy(&bytes);
     // A cut at `start` may split the first line: drop that partial line.
     let text = if start > 0 {
@@ -79,8 +81,14 @@ fn tail_reader(mut file: impl Read + Seek, lines: u32) -> std::io::Result<String
     Ok(last_lines(text, lines))
 }
 
-/// Runs `journalctl -u <unit> -n <lines> --no-pager` and returns its output.
-pub fn journal_tail(journalctl: &Path, unit: &str, lines: u32) -> Result<String, WitError> {
+/// Runs `journalctl -u <unit> -n <lines> --no-pager` and returns its output,
+/// at most `budget` bytes of it (and never more than 4 MiB).
+pub fn journal_tail(
+    journalctl: &Path,
+    unit: &str,
+    lines: u32,
+    budget: u64,
+) -> Result<String, WitError> {
     if !is_valid_unit_name(unit) {
         return Err(WitError::InvalidInput(format!(
             "'{unit}' is not a valid service name (letters, digits and :-_.@ only)"
@@ -107,6 +115,7 @@ pub fn journal_tail(journalctl: &Path, unit: &str, lines: u32) -> Result<String,
     // at 4 MiB would leave journalctl blocked on a full pipe until the
     // timeout. Only the last 4 MiB of stdout are kept (bounded memory).
     let (tx, rx) = mpsc::channel();
+    let max = MAX_TAIL_BYTES.min(budget);
     let err_reader = std::thread::spawn(move || {
         let mut err = Vec::new();
         let mut stderr = stderr;
@@ -115,7 +124,7 @@ pub fn journal_tail(journalctl: &Path, unit: &str, lines: u32) -> Result<String,
         err
     });
     std::thread::spawn(move || {
-        let out = read_tail(stdout, MAX_TAIL_BYTES as usize);
+        let out = read_tail(stdout, usize::try_from(max).unwrap_or(usize::MAX));
         let err = err_reader.join().unwrap_or_default();
         let _ = tx.send((out, err));
     });
@@ -188,7 +197,12 @@ impl Host for HostState {
         } else {
             unit
         };
-        journal_tail(&self.call.services.logs.journalctl, &unit, lines)
+        journal_tail(
+            &self.call.services.logs.journalctl,
+            &unit,
+            lines,
+            self.memory.remaining(),
+        )
     }
 
     fn agent_log_tail(&mut self, lines: u32) -> Result<String, WitError> {
@@ -205,7 +219,8 @@ impl Host for HostState {
                 WitError::Io(format!("{}: {e}", path.display()))
             }
         })?;
-        tail_reader(file, lines).map_err(|e| WitError::Io(format!("{}: {e}", path.display())))
+        tail_reader(file, lines, self.memory.remaining())
+            .map_err(|e| WitError::Io(format!("{}: {e}", path.display())))
     }
 
     fn file_tail(&mut self, root: WitRoot, path: String, lines: u32) -> Result<String, WitError> {
@@ -213,9 +228,9 @@ impl Host for HostState {
         self.call.check(Grant::Root(root, Access::ReadOnly))?;
         check_lines(lines)?;
         let dir = self.call.services.roots.open(root, false)?;
-        let rel = relative_file(&path)?;
-        let file = dir.open(&rel).map_err(|e| io_error(root, &path, &e))?;
-        tail_reader(file.into_std(), lines).map_err(|e| io_error(root, &path, &e))
+        let file = open_regular(&dir, root, &path)?;
+        tail_reader(file.into_std(), lines, self.memory.remaining())
+            .map_err(|e| io_error(root, &path, &e))
     }
 }
 
@@ -236,7 +251,7 @@ mod tests {
         for i in 0..400_000 {
             text.push_str(&format!("line {i}\n"));
         }
-        let out = tail_reader(std::io::Cursor::new(text.into_bytes()), 3)?;
+        let out = tail_reader(std::io::Cursor::new(text.into_bytes()), 3, u64::MAX)?;
         assert_eq!(out, "line 399997\nline 399998\nline 399999\n");
         Ok(())
     }
@@ -250,7 +265,7 @@ mod tests {
         let fake = dir.path().join("journalctl");
         std::fs::write(&fake, "#!/bin/sh\nseq 1 1500000\n")?;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
-        let out = journal_tail(&fake, "neopro-app", 3)?;
+        let out = journal_tail(&fake, "neopro-app", 3, u64::MAX)?;
         assert_eq!(out, "1499998\n1499999\n1500000\n");
         Ok(())
     }
@@ -269,7 +284,7 @@ mod tests {
     #[test]
     fn bad_unit_names_never_reach_the_program() {
         let marker = std::env::temp_dir().join("neopro-never-created");
-        let err = journal_tail(Path::new("/bin/sh"), "neopro-app; touch x", 10);
+        let err = journal_tail(Path::new("/bin/sh"), "neopro-app; touch x", 10, u64::MAX);
         assert!(matches!(err, Err(WitError::InvalidInput(_))));
         assert!(!marker.exists());
     }

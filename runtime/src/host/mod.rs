@@ -6,18 +6,21 @@
 
 pub mod archive;
 pub mod config_store;
+pub mod deadline;
 pub mod download;
 pub mod files;
 pub mod grants;
 pub mod local_app;
 pub mod log;
 pub mod logs;
+pub mod memory_cap;
 pub mod progress;
 pub mod roots;
 pub mod services;
 pub mod system;
 
 use crate::sandbox::manifest::{Manifest, RootName};
+pub use memory_cap::MemoryCap;
 use roots::Roots;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -86,7 +89,8 @@ pub struct CallContext {
     pub manifest: Arc<Manifest>,
     pub command_id: String,
     /// When the command's time limit runs out. The epoch deadline only
-    /// interrupts guest code; long host calls (downloads) check this.
+    /// interrupts guest code; long host calls (downloads, hashing, tree
+    /// copies, extraction: see [`deadline`]) check this.
     pub deadline: std::time::Instant,
     pub services: Arc<HostServices>,
     pub progress: progress::ProgressState,
@@ -98,52 +102,16 @@ impl CallContext {
         grants::Granter::new(&self.manifest).check(grant)
     }
 
+    /// The `timeout` error of a host call stopped by the command's deadline.
+    pub(crate) fn timed_out(&self, doing: &str) -> WitError {
+        WitError::Timeout(format!(
+            "component '{}' did not finish within its time limit of {} s ({doing} was stopped)",
+            self.manifest.name, self.manifest.limits.timeout_secs
+        ))
+    }
+
     pub(crate) fn granter(&self) -> grants::Granter<'_> {
         grants::Granter::new(&self.manifest)
-    }
-}
-
-/// Caps a component's linear memory and remembers that it hit the cap, so
-/// the resulting trap can be reported as "memory limit" rather than as an
-/// opaque `unreachable`.
-pub struct MemoryCap {
-    pub limit: usize,
-    pub exceeded: bool,
-}
-
-impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-
-    fn instances(&self) -> usize {
-        32
-    }
-
-    fn tables(&self) -> usize {
-        32
-    }
-
-    fn memories(&self) -> usize {
-        8
     }
 }
 

@@ -160,6 +160,39 @@ pub fn io_error(root: RootName, path: &str, e: &io::Error) -> super::WitError {
     }
 }
 
+/// Opens a file to read it, refusing anything but a regular file. Opened
+/// with `O_NONBLOCK`, so a FIFO planted in a root cannot hold the calling
+/// command (and the lock it may hold) until a writer shows up; the type is
+/// then checked on the open file, so nothing can swap it in between.
+pub fn open_regular(
+    dir: &Dir,
+    root: RootName,
+    path: &str,
+) -> Result<cap_std::fs::File, super::WitError> {
+    use cap_std::fs::OpenOptionsExt;
+    let rel = relative_file(path)?;
+    let file = dir
+        .open_with(
+            &rel,
+            cap_std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32),
+        )
+        .map_err(|e| io_error(root, path, &e))?;
+    let meta = file.metadata().map_err(|e| io_error(root, path, &e))?;
+    if meta.is_dir() {
+        return Err(super::WitError::InvalidInput(format!(
+            "{root}/{path} is a directory, not a file"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(super::WitError::InvalidInput(format!(
+            "{root}/{path} is not a regular file (a device, FIFO or socket); only files can be read"
+        )));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! One websocket connection: the bounded opening handshake, then the loop
 //! that answers pings, forwards events and writes emits until it ends.
 
+use super::oversized;
 use super::packet::{self, EnginePacket, SocketPacket};
 use super::{Command, Ended, LinkConfig, LinkEvent};
 use futures_util::{SinkExt, StreamExt};
@@ -61,6 +62,8 @@ pub(crate) struct Connection {
     /// The handshake's `pingInterval`.
     pub(crate) ping_interval_ms: u64,
     dead_after: Duration,
+    /// Largest message decoded (`maxPayload` plus a margin).
+    max_message: usize,
     pending_acks: HashMap<u64, oneshot::Sender<Vec<Value>>>,
     next_ack: u64,
 }
@@ -106,9 +109,14 @@ pub(crate) async fn open(
         Connector::Plain
     };
     let attempt = async {
+        // The transport never buffers more than this for one message; the
+        // handshake's maxPayload is checked on top (see `oversized`).
+        let transport = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(oversized::TRANSPORT_LIMIT))
+            .max_frame_size(Some(oversized::TRANSPORT_LIMIT));
         let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
             url.as_str(),
-            None,
+            Some(transport),
             false,
             Some(connector),
         )
@@ -142,6 +150,7 @@ pub(crate) async fn open(
             ws,
             ping_interval_ms: open.ping_interval,
             dead_after: Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout)),
+            max_message: oversized::message_limit(open.max_payload),
             pending_acks: HashMap::new(),
             next_ack: 0,
         })
@@ -185,11 +194,20 @@ impl Connection {
                         Ok(Some(Ok(message))) => message,
                     };
                     let text = match message {
-                        Message::Text(t) => t.as_str().to_owned(),
+                        Message::Text(t) => t,
                         Message::Close(_) => return dropped("the server closed the websocket"),
                         _ => continue,
                     };
-                    match packet::decode_engine(&text) {
+                    if text.len() > self.max_message {
+                        // Read only its name and command id; never decode it.
+                        let _ = events.send(LinkEvent::Oversized {
+                            bytes: text.len(),
+                            limit: self.max_message,
+                            skimmed: oversized::skim(text.as_str()),
+                        });
+                        continue;
+                    }
+                    match packet::decode_engine(text.as_str()) {
                         Ok(EnginePacket::Ping) => {
                             deadline = Instant::now() + self.dead_after;
                             if let Err(e) = write(&mut self.ws, "3".to_owned()).await {

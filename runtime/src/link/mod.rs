@@ -16,6 +16,7 @@
 
 pub mod backoff;
 mod connection;
+pub mod oversized;
 pub mod packet;
 pub mod salvage;
 pub mod tls;
@@ -66,6 +67,13 @@ pub enum LinkEvent {
         name: String,
         args: Vec<Value>,
         ack: Option<u64>,
+    },
+    /// A message over the handshake's `maxPayload` (plus a margin) was
+    /// dropped unread; what could be skimmed of it, to answer a command.
+    Oversized {
+        bytes: usize,
+        limit: usize,
+        skimmed: Option<oversized::Skimmed>,
     },
     /// The server pinged us. Once two pings arrived after an emit, the server
     /// has received that emit (it pings again only after getting our pong,

@@ -554,7 +554,11 @@ async fn authenticate(b: &mut Builder, url: &str, site_id: &str, key: &str, time
                         _ => {}
                     }
                 }
-                Some(LinkEvent::ServerPing | LinkEvent::Undecodable { .. }) => {}
+                Some(
+                    LinkEvent::ServerPing
+                    | LinkEvent::Oversized { .. }
+                    | LinkEvent::Undecodable { .. },
+                ) => {}
             }
         }
     })

@@ -64,6 +64,9 @@ pub struct ArtifactCache {
     /// folder copied from another box) is never even opened on armv7, nor
     /// the reverse; wasmtime's header check is the second line.
     key: String,
+    /// The agent binary, to compile in a child process (see
+    /// `compile_child`); `None` compiles in this process.
+    compiler: Option<PathBuf>,
     hits: AtomicU64,
     compiled: AtomicU64,
 }
@@ -97,9 +100,15 @@ impl ArtifactCache {
         ArtifactCache {
             dir,
             key: format!("{target}-{engine_hash}"),
+            compiler: None,
             hits: AtomicU64::new(0),
             compiled: AtomicU64::new(0),
         }
+    }
+
+    /// Compile cache misses by running `program precompile-component`.
+    pub fn set_compiler(&mut self, program: PathBuf) {
+        self.compiler = Some(program);
     }
 
     /// Artifact path for a wasm hash.
@@ -144,6 +153,20 @@ impl ArtifactCache {
                     let _ = std::fs::remove_file(sidecar(path));
                     let _ = std::fs::remove_file(stamp(path));
                 }
+            }
+        }
+        if let (Some(program), Some(path)) = (&self.compiler, path.as_deref()) {
+            match super::compile_child::compile_in_child(program, wasm, path)
+                .and_then(|()| verify_artifact(path).map_err(|e| e.to_string()))
+                .and_then(|()| deserialize(engine, path).map_err(|e| e.to_string()))
+            {
+                Ok(component) => {
+                    self.compiled.fetch_add(1, Ordering::Relaxed);
+                    return Ok((component, LoadOrigin::Compiled));
+                }
+                Err(e) => tracing::warn!(
+                    "compiling {name} in a child process failed ({e}); compiling it in the agent"
+                ),
             }
         }
         let component =
@@ -277,16 +300,20 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 
 fn store(component: &Component, path: &Path) -> Result<(), String> {
     let bytes = component.serialize().map_err(|e| e.to_string())?;
+    store_bytes(&bytes, path)
+}
+
+/// Writes an artifact and then its checksum file.
+pub(super) fn store_bytes(bytes: &[u8], path: &Path) -> Result<(), String> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err("bad cache path".to_owned());
     };
     let dir = crate::store::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
-    crate::store::atomic::write_private(&dir, Path::new(name), &bytes)
-        .map_err(|e| e.to_string())?;
+    crate::store::atomic::write_private(&dir, Path::new(name), bytes).map_err(|e| e.to_string())?;
     let mut sum_name = name.to_owned();
     sum_name.push(".sha256");
     // No stamp yet: the file is too fresh to be vouched for by its time.
-    crate::store::atomic::write_private(&dir, Path::new(&sum_name), sha256_hex(&bytes).as_bytes())
+    crate::store::atomic::write_private(&dir, Path::new(&sum_name), sha256_hex(bytes).as_bytes())
         .map_err(|e| e.to_string())
 }
 

@@ -5,9 +5,11 @@
 //! keeps running.
 
 mod cache;
+pub mod compile_child;
 mod engine;
 mod error;
 pub mod manifest;
+mod output;
 pub mod registry;
 
 pub use cache::{CacheStats, LoadOrigin};
@@ -25,18 +27,22 @@ use crate::host::{
 use crate::sandbox::manifest::Manifest;
 use crate::store::hash::sha256_hex;
 use cache::ArtifactCache;
-use std::path::Path;
+use output::CapturedOutput;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+/// Largest component accepted on the compiler child's stdin.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 
 /// A command's failure, as sent to the server: the WIT error variant.
 pub type CommandError = WitError;
 
-/// How much of a guest's stderr / stdout is kept per command.
+/// How much of a guest's stderr / stdout is kept per command (the start;
+/// the rest is dropped, never refused).
 const STDERR_CAPACITY: usize = 64 << 10;
 const STDOUT_CAPACITY: usize = 16 << 10;
 
@@ -127,6 +133,13 @@ impl Sandbox {
     /// bytecode on an armhf box.
     pub fn code_target(&self) -> String {
         CodeTarget::Host.label(&self.engine)
+    }
+
+    /// Compiles components in a child process running `program` (the agent
+    /// binary), so the agent never holds the compiler's memory; see
+    /// [`compile_child`].
+    pub fn compile_in_child(&mut self, program: PathBuf) {
+        self.cache.set_compiler(program);
     }
 
     pub fn cache_stats(&self) -> CacheStats {
@@ -227,8 +240,8 @@ impl Sandbox {
         progress: Option<Arc<dyn ProgressSink>>,
     ) -> Result<String, CommandError> {
         let manifest = &component.manifest;
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let stdout = MemoryOutputPipe::new(STDOUT_CAPACITY);
+        let stderr = CapturedOutput::new(STDERR_CAPACITY);
+        let stdout = CapturedOutput::new(STDOUT_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -239,10 +252,7 @@ impl Sandbox {
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap {
-                limit: manifest.memory_bytes(),
-                exceeded: false,
-            },
+            memory: MemoryCap::new(manifest.memory_bytes()),
             call: CallContext {
                 manifest: manifest.clone(),
                 command_id: request.id.clone(),
@@ -269,9 +279,17 @@ impl Sandbox {
             .instantiate(&mut store)
             .and_then(|world| world.neopro_agent_handler().call_execute(&mut store, &wire));
 
-        let guest_stdout = String::from_utf8_lossy(&stdout.contents()).into_owned();
+        let guest_stdout = stdout.text();
         if !guest_stdout.trim().is_empty() {
-            tracing::debug!(component = %manifest.name, "guest stdout: {}", guest_stdout.trim());
+            tracing::debug!(
+                component = %manifest.name,
+                "guest stdout: {}{}",
+                guest_stdout.trim(),
+                match stdout.dropped() {
+                    0 => String::new(),
+                    n => format!(" ({n} more bytes dropped)"),
+                }
+            );
         }
         match outcome {
             Ok(Ok(json)) => match serde_json::from_str::<serde_json::Value>(&json) {
@@ -283,11 +301,11 @@ impl Sandbox {
             },
             Ok(Err(error)) => Err(error),
             Err(trap) => {
-                let stderr = String::from_utf8_lossy(&stderr.contents()).into_owned();
+                let stderr = stderr.text();
                 Err(classify_trap(
                     manifest,
                     &trap,
-                    store.data().memory.exceeded,
+                    store.data().memory.exceeded(),
                     &stderr,
                 ))
             }
@@ -367,6 +385,33 @@ mod tests {
             Some("the video index is corrupt (at tests/guests/panic/src/lib.rs:12:9)")
         );
         assert_eq!(panic_message("nothing to see"), None);
+    }
+
+    /// A core module defining two memories of 10 MiB each (160 pages),
+    /// hand-encoded: magic, version, memory section.
+    const TWO_MEMORIES: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x05, 0x07, 0x02, // memory section: 7 bytes, 2 memories
+        0x00, 0xa0, 0x01, // min 160 pages, no max
+        0x00, 0xa0, 0x01,
+    ];
+
+    #[test]
+    fn two_memories_share_one_cap() -> Result<(), wasmtime::Error> {
+        let engine = engine::new_engine(engine::CodeTarget::Host)
+            .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+        let module = wasmtime::Module::new(&engine, TWO_MEMORIES)?;
+        // 24 MiB: both fit.
+        let mut store = Store::new(&engine, MemoryCap::new(24 << 20));
+        store.limiter(|cap| cap);
+        assert!(wasmtime::Instance::new(&mut store, &module, &[]).is_ok());
+        assert_eq!(store.data().used(), 20 << 20);
+        // 16 MiB: each would fit alone, together they do not.
+        let mut store = Store::new(&engine, MemoryCap::new(16 << 20));
+        store.limiter(|cap| cap);
+        assert!(wasmtime::Instance::new(&mut store, &module, &[]).is_err());
+        assert!(store.data().exceeded());
+        Ok(())
     }
 
     #[test]

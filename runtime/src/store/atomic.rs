@@ -7,6 +7,19 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+static FSYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// fsyncs (file or folder) the agent's own persistence issued since start:
+/// on an SD card each costs milliseconds and wear, so the benchmark prints
+/// them per command.
+pub fn fsync_count() -> u64 {
+    FSYNCS.load(Ordering::Relaxed)
+}
+
+/// Counts one fsync issued elsewhere (e.g. the journal's log).
+pub fn count_fsync() {
+    FSYNCS.fetch_add(1, Ordering::Relaxed);
+}
 
 /// Mode of a new shared file (videos, configuration.json: the web app's
 /// group reads and writes them), before the umask.
@@ -83,14 +96,39 @@ fn write_inner(
     let result = (|| {
         let mut file = create_temp(&parent_dir, &temp, forced.or(kept), new_mode)?;
         file.write_all(contents)?;
+        count_fsync();
         file.sync_all()?;
         drop(file);
         parent_dir.rename(&temp, &parent_dir, &file_name)?;
         // Make the rename itself durable.
+        count_fsync();
         parent_dir.open(".")?.sync_all()
     })();
     if result.is_err() {
         let _ = parent_dir.remove_file(&temp);
+    }
+    result
+}
+
+/// Like [`write_private`] (a reader sees the old or the new file, never
+/// half; 0600) but not flushed: after a power cut the file may be missing or
+/// empty. For records whose loss is harmless and detected (a journal outcome
+/// whose command is then reported interrupted).
+pub fn write_unsynced(dir: &Dir, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    let temp = format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let mode = crate::store::private_dir::FILE_MODE;
+    let result = (|| {
+        let mut file = create_temp(dir, &temp, Some(mode), mode)?;
+        file.write_all(contents)?;
+        drop(file);
+        dir.rename(&temp, dir, name)
+    })();
+    if result.is_err() {
+        let _ = dir.remove_file(&temp);
     }
     result
 }

@@ -53,6 +53,8 @@ pub enum ArchiveError {
     DiskFull { needed: u64, free: u64 },
     #[error("cannot write '{entry}': {detail}")]
     Write { entry: String, detail: String },
+    #[error("the extraction was stopped: {}", crate::host::deadline::PAST_DEADLINE)]
+    PastDeadline,
 }
 
 /// Bounds for one extraction.
@@ -60,6 +62,8 @@ pub enum ArchiveError {
 pub struct Limits {
     pub max_bytes: u64,
     pub max_entries: u64,
+    /// The command's deadline: reading the archive stops there.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Default for Limits {
@@ -67,6 +71,7 @@ impl Default for Limits {
         Limits {
             max_bytes: 4 << 30,
             max_entries: 200_000,
+            deadline: None,
         }
     }
 }
@@ -252,6 +257,18 @@ fn create_parent(dest: &Dir, path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// A read of the archive failed: the deadline, or a damaged archive.
+fn read_error(entry: Option<&str>, e: &std::io::Error) -> ArchiveError {
+    if crate::host::deadline::is_past_deadline(e) {
+        ArchiveError::PastDeadline
+    } else {
+        match entry {
+            Some(name) => ArchiveError::Corrupt(format!("{name}: {e}")),
+            None => ArchiveError::Corrupt(e.to_string()),
+        }
+    }
+}
+
 /// Extracts the gzip-compressed tar stream `src` into `dest`, leaving out
 /// entries under `skip`. Stops at the first refused entry.
 pub fn extract_tar_gz(
@@ -264,13 +281,14 @@ pub fn extract_tar_gz(
         .iter()
         .filter_map(|s| clean_path(s).ok().flatten())
         .collect();
+    let src = crate::host::deadline::DeadlineReader::new(src, limits.deadline);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(src));
     let mut report = Report::default();
     let mut entries_seen: u64 = 0;
     let mut free = usable_space(dest);
     let mut real_dirs = HashSet::new();
     let mut links: Vec<(PathBuf, String)> = Vec::new();
-    let corrupt = |e: std::io::Error| ArchiveError::Corrupt(e.to_string());
+    let corrupt = |e: std::io::Error| read_error(None, &e);
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         entries_seen += 1;
@@ -332,7 +350,7 @@ pub fn extract_tar_gz(
                 clear_spot(dest, &path).map_err(write_error(&name))?;
                 let mut file = dest.create(&path).map_err(write_error(&name))?;
                 let copied = std::io::copy(&mut (&mut entry).take(size), &mut file)
-                    .map_err(|e| ArchiveError::Corrupt(format!("{name}: {e}")))?;
+                    .map_err(|e| read_error(Some(&name), &e))?;
                 if copied != size {
                     return Err(ArchiveError::Corrupt(format!("{name} is truncated")));
                 }

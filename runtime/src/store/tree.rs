@@ -3,13 +3,23 @@
 //! backup is an exact image of what it saved and a link cannot make the copy
 //! read or write outside its roots; devices and FIFOs are refused.
 
+use crate::host::deadline::{self, DeadlineReader};
 use cap_std::fs::Dir;
 use std::io;
 use std::path::Path;
+use std::time::Instant;
 
 /// Copies `from` (a file, link or folder) under `src` to `to` under `dst`,
-/// which must not exist. Returns the bytes of file content copied.
-pub fn copy_tree(src: &Dir, from: &Path, dst: &Dir, to: &Path) -> io::Result<u64> {
+/// which must not exist. Returns the bytes of file content copied. Stops
+/// with a `TimedOut` error once `deadline` has passed.
+pub fn copy_tree(
+    src: &Dir,
+    from: &Path,
+    dst: &Dir,
+    to: &Path,
+    deadline: Option<Instant>,
+) -> io::Result<u64> {
+    deadline::check(deadline)?;
     let meta = src.symlink_metadata(from)?;
     let kind = meta.file_type();
     if kind.is_symlink() {
@@ -23,7 +33,7 @@ pub fn copy_tree(src: &Dir, from: &Path, dst: &Dir, to: &Path) -> io::Result<u64
                 format!("{} already exists", to.display()),
             ));
         }
-        src.copy(from, dst, to)
+        copy_file(src, from, dst, to, &meta, deadline)
     } else if kind.is_dir() {
         dst.create_dir(to)?;
         let mut bytes = 0u64;
@@ -33,7 +43,13 @@ pub fn copy_tree(src: &Dir, from: &Path, dst: &Dir, to: &Path) -> io::Result<u64
             .collect();
         names.sort();
         for name in names {
-            bytes = bytes.saturating_add(copy_tree(src, &from.join(&name), dst, &to.join(&name))?);
+            bytes = bytes.saturating_add(copy_tree(
+                src,
+                &from.join(&name),
+                dst,
+                &to.join(&name),
+                deadline,
+            )?);
         }
         dst.set_permissions(to, meta.permissions())?;
         Ok(bytes)
@@ -43,6 +59,24 @@ pub fn copy_tree(src: &Dir, from: &Path, dst: &Dir, to: &Path) -> io::Result<u64
             format!("{} is neither a file, a folder nor a link", from.display()),
         ))
     }
+}
+
+/// One file's content and permissions, read through the deadline (a single
+/// video can take minutes on an SD card).
+fn copy_file(
+    src: &Dir,
+    from: &Path,
+    dst: &Dir,
+    to: &Path,
+    meta: &cap_std::fs::Metadata,
+    deadline: Option<Instant>,
+) -> io::Result<u64> {
+    let input = src.open(from)?;
+    let mut output = dst.create(to)?;
+    let mut reader = DeadlineReader::new(io::BufReader::with_capacity(256 << 10, input), deadline);
+    let bytes = io::copy(&mut reader, &mut output)?;
+    output.set_permissions(meta.permissions())?;
+    Ok(bytes)
 }
 
 /// Removes a file, link or folder tree at `path`, never following links.
@@ -56,13 +90,14 @@ pub fn remove_tree(dir: &Dir, path: &Path) -> io::Result<()> {
 }
 
 /// Bytes of file content under `path` (links not followed).
-pub fn tree_size(dir: &Dir, path: &Path) -> io::Result<u64> {
+pub fn tree_size(dir: &Dir, path: &Path, deadline: Option<Instant>) -> io::Result<u64> {
+    deadline::check(deadline)?;
     let meta = dir.symlink_metadata(path)?;
     if meta.is_dir() {
         let mut total = 0u64;
         for entry in dir.read_dir(path)? {
             let entry = entry?;
-            total = total.saturating_add(tree_size(dir, &path.join(entry.file_name()))?);
+            total = total.saturating_add(tree_size(dir, &path.join(entry.file_name()), deadline)?);
         }
         Ok(total)
     } else if meta.is_file() {
@@ -99,7 +134,7 @@ mod tests {
         let dst = Dir::open_ambient_dir(&b, cap_std::ambient_authority())?;
 
         assert_eq!(
-            copy_tree(&src, Path::new("webapp"), &dst, Path::new("copy"))?,
+            copy_tree(&src, Path::new("webapp"), &dst, Path::new("copy"), None)?,
             8
         );
         assert_eq!(std::fs::read(b.join("copy/index.html"))?, b"<html>");
@@ -112,7 +147,7 @@ mod tests {
         );
         assert_eq!(std::fs::read_link(b.join("copy/out"))?, outside);
         assert_eq!(std::fs::read_link(b.join("copy/in"))?, Path::new("sub/run"));
-        assert!(copy_tree(&src, Path::new("webapp"), &dst, Path::new("copy")).is_err());
+        assert!(copy_tree(&src, Path::new("webapp"), &dst, Path::new("copy"), None).is_err());
 
         remove_tree(&dst, Path::new("copy"))?;
         assert!(!b.join("copy").exists());
@@ -121,7 +156,23 @@ mod tests {
             b"keep",
             "link not followed"
         );
-        assert_eq!(tree_size(&src, Path::new("webapp"))?, 8);
+        assert_eq!(tree_size(&src, Path::new("webapp"), None)?, 8);
+        Ok(())
+    }
+
+    #[test]
+    fn a_copy_stops_at_the_deadline() -> io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        std::fs::create_dir(tmp.path().join("a"))?;
+        std::fs::write(tmp.path().join("a/f"), b"data")?;
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        let past = Some(Instant::now());
+        let err = copy_tree(&dir, Path::new("a"), &dir, Path::new("b"), past).err();
+        assert!(
+            err.as_ref().is_some_and(deadline::is_past_deadline),
+            "{err:?}"
+        );
+        assert!(tree_size(&dir, Path::new("a"), past).is_err());
         Ok(())
     }
 }

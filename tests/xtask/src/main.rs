@@ -9,6 +9,8 @@
 //! - `demo`: `build`, then the agent against a bundled local central server
 //! - `bench [idle-secs] [deploy-MiB]`: `build`, then the sandbox, agent and
 //!   deploy benchmarks (release)
+//! - `bench-memory [soak-minutes]`: `build`, then the memory benchmark
+//!   (RSS in each state, fsyncs per command; a soak when given minutes)
 //! - `package [--target <triple>]`: guests + release host →
 //!   `dist/neopro-runtime_<version>_<arch>.deb`, checked, smoke-tested
 //! - `fuzz [seconds] [seed-hex]`: each fuzz target of
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         "test" => test(&root),
         "demo" => demo(&root),
         "bench" => bench(&root),
+        "bench-memory" => bench_memory(&root),
         "package" => package(&root),
         "fuzz" => fuzz(&root),
         "system-test" => {
@@ -44,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         }
         "bench-cross" => bench_cross(&root),
         _ => bail!(
-            "usage: cargo xtask <build|guests|test|demo|bench|package|fuzz|system-test|bench-cross>"
+            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package|fuzz|system-test|bench-cross>"
         ),
     }
 }
@@ -323,6 +326,28 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         .args(["-p", "neopro-e2e", "--bin", "deploy-bench", "--"])
         .arg(root.join("dist/neopro-runtime"))
         .arg(mib))
+}
+
+/// `cargo xtask bench-memory [soak-minutes]`: RSS and peak of the release
+/// agent in each state, the journal's fsyncs per command, and (with a
+/// duration, 30 minutes or more; not run in CI) a soak.
+fn bench_memory(root: &Path) -> anyhow::Result<()> {
+    build(root)?;
+    let soak = std::env::args().nth(2).unwrap_or_else(|| "0".to_owned());
+    run(cargo()
+        .current_dir(root)
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "neopro-e2e",
+            "--bin",
+            "memory-bench",
+            "--",
+        ])
+        .arg(root.join("dist/neopro-runtime"))
+        .arg(soak))
 }
 
 /// `cargo xtask package [--target <triple>]`: see `package.rs`.

@@ -5,6 +5,7 @@
 //! command runs in its own task and reports back through a channel.
 
 pub mod auth;
+mod blocking;
 pub mod heartbeat;
 pub mod link_status;
 pub mod local_state;
@@ -16,6 +17,7 @@ use crate::config::SiteConfig;
 use crate::host::ProgressSink;
 use crate::link::{LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
+use blocking::off_worker;
 use link_status::StatusWriter;
 use local_state::ConfigWatcher;
 use progress::LinkProgress;
@@ -332,6 +334,11 @@ impl Session {
                 self.in_flight.clear();
             }
             LinkEvent::ServerPing => self.on_server_ping(),
+            LinkEvent::Oversized {
+                bytes,
+                limit,
+                skimmed,
+            } => self.on_oversized(bytes, limit, skimmed),
             LinkEvent::Undecodable {
                 name,
                 id,
@@ -384,9 +391,13 @@ impl Session {
         self.send_heartbeat();
         heartbeat.reset();
         self.sync_local_state();
-        self.journal.prune(crate::agent::journal::RETENTION);
-        for (id, outcome) in self.journal.undelivered() {
-            if !self.in_flight.iter().any(|(f, _)| *f == id) {
+        off_worker(|| self.journal.prune(crate::agent::journal::RETENTION));
+        // One stored outcome in memory at a time.
+        for id in self.journal.undelivered_ids() {
+            if self.in_flight.iter().any(|(f, _)| *f == id) {
+                continue;
+            }
+            if let Some(outcome) = off_worker(|| self.journal.outcome(&id)) {
                 self.send_final_progress(&id);
                 self.send_result(&id, &outcome);
             }
@@ -485,13 +496,9 @@ impl Session {
     fn on_server_ping(&mut self) {
         self.pings += 1;
         let pings = self.pings;
-        let journal = &self.journal;
         let mut delivered = Vec::new();
         self.in_flight.retain(|(id, at)| {
             if pings >= at + 2 {
-                if let Err(e) = journal.mark_delivered(id) {
-                    tracing::warn!("{e}");
-                }
                 delivered.push(id.clone());
                 false
             } else {
@@ -499,6 +506,9 @@ impl Session {
             }
         });
         if !delivered.is_empty() {
+            if let Err(e) = off_worker(|| self.journal.mark_all_delivered(&delivered)) {
+                tracing::warn!("{e}");
+            }
             self.status
                 .results_waiting(self.journal.undelivered_count());
         }
@@ -574,9 +584,31 @@ impl Session {
             }
             return;
         }
-        match self.journal.admit(&id, &command_type) {
+        if self.dispatcher.is_read_only(&command_type) {
+            // Changes nothing: no journal entry (no fsync) before it runs; a
+            // re-delivered one may simply run again. Its result is kept
+            // like any other until delivered.
+            let known = off_worker(|| self.journal.get(&id)).and_then(|e| e.outcome);
+            match known {
+                Some(outcome) => self.send_result(&id, &outcome),
+                None => {
+                    let mut command = command;
+                    let data = command
+                        .as_object_mut()
+                        .and_then(|c| c.remove("data"))
+                        .unwrap_or(Value::Null);
+                    self.spawn_command(id, command_type, data);
+                }
+            }
+            return;
+        }
+        match off_worker(|| self.journal.admit(&id, &command_type)) {
             Ok(Admission::Run) => {
-                let data = command.get("data").cloned().unwrap_or(Value::Null);
+                let mut command = command;
+                let data = command
+                    .as_object_mut()
+                    .and_then(|c| c.remove("data"))
+                    .unwrap_or(Value::Null);
                 // Only the commands a manifest lists under
                 // maintenance-window wait for it (update_software does, a
                 // failed canary's rollback_update runs at once).
@@ -603,6 +635,51 @@ impl Session {
                         ),
                     },
                 );
+            }
+        }
+    }
+
+    /// A message too large to decode: a command gets an error result under
+    /// its id (recorded, so a re-sent copy gets the same answer); anything
+    /// else is logged and dropped.
+    fn on_oversized(
+        &mut self,
+        bytes: usize,
+        limit: usize,
+        skimmed: Option<crate::link::oversized::Skimmed>,
+    ) {
+        let Some(skimmed) = skimmed else {
+            tracing::warn!("dropped a {bytes}-byte message from the server (limit {limit} bytes)");
+            return;
+        };
+        let (Some(id), "command") = (skimmed.id, skimmed.event.as_str()) else {
+            tracing::warn!(
+                "dropped a {bytes}-byte '{}' event from the server (limit {limit} bytes)",
+                skimmed.event
+            );
+            return;
+        };
+        let command_type = skimmed
+            .command_type
+            .unwrap_or_else(|| "undefined".to_owned());
+        tracing::warn!("command {id} ({command_type}) refused: {bytes} bytes, limit {limit}");
+        let outcome = Outcome::Error {
+            error: format!(
+                "Command too large: its message is {bytes} bytes, more than the {limit} bytes this box accepts (the server's maxPayload plus a margin); it was not run"
+            ),
+        };
+        match off_worker(|| self.journal.admit(&id, &command_type)) {
+            Ok(Admission::Run) => {
+                if let Err(e) = off_worker(|| self.journal.complete(&id, outcome.clone())) {
+                    tracing::error!("{e}");
+                }
+                self.send_result(&id, &outcome);
+            }
+            Ok(Admission::Done(done)) => self.send_result(&id, &done),
+            Ok(Admission::Running) => {}
+            Err(e) => {
+                tracing::error!("{e}");
+                self.send_result(&id, &outcome);
             }
         }
     }
@@ -754,7 +831,7 @@ impl Session {
     /// write succeeds would report the command "interrupted" after the
     /// server had its real result.
     fn record_and_send(&mut self, id: String, outcome: Outcome) {
-        if let Err(e) = self.journal.complete(&id, outcome.clone()) {
+        if let Err(e) = off_worker(|| self.journal.complete(&id, outcome.clone())) {
             tracing::error!(
                 "{e}; the result of command {id} is kept and sent once it is recorded (retried every {} s)",
                 RECORD_RETRY.as_secs()

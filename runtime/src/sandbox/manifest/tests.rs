@@ -101,6 +101,29 @@ fn unit_names_are_checked_character_by_character() {
 }
 
 #[test]
+fn read_only_is_checked_against_the_grants() -> Result<(), ManifestError> {
+    let base = "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nread-only = true\n";
+    let m = Manifest::parse(
+        "t.toml",
+        &format!("{base}[grants]\nsystem = true\nfiles = {{ config = \"ro\" }}\n"),
+    )?;
+    assert!(m.read_only);
+    let refused = Manifest::parse(
+        "t.toml",
+        &format!("{base}[grants]\nfiles = {{ videos = \"rw\" }}\n"),
+    );
+    assert_eq!(
+        refused.err().map(|e| e.to_string()),
+        Some(
+            "manifest t.toml: read-only = true, but the grant files.videos = \"rw\" lets it change the box"
+                .to_owned()
+        )
+    );
+    assert!(Manifest::parse("t.toml", &format!("{base}[grants]\nmay-reboot = true\n")).is_err());
+    Ok(())
+}
+
+#[test]
 fn scheduling_properties_are_declared() -> Result<(), ManifestError> {
     let m = Manifest::parse(
         "t.toml",

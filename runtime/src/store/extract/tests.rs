@@ -335,7 +335,8 @@ fn corrupt_and_oversized_archives_are_refused() -> Result<(), Box<dyn std::error
             &[],
             Limits {
                 max_bytes: 100,
-                max_entries: 10
+                max_entries: 10,
+                deadline: None,
             }
         ),
         Err(ArchiveError::TooLarge { limit: 100 })
@@ -343,6 +344,25 @@ fn corrupt_and_oversized_archives_are_refused() -> Result<(), Box<dyn std::error
     // Truncated stream.
     gz.truncate(gz.len() / 2);
     assert!(extract_tar_gz(gz.as_slice(), &f.dir, &[], Limits::default()).is_err());
+    Ok(())
+}
+
+#[test]
+fn an_extraction_past_the_deadline_stops() -> std::io::Result<()> {
+    let f = fixture()?;
+    let gz = tar_gz(&[raw(tar::EntryType::Regular, "a", "", &[7u8; 4096])])?;
+    assert_eq!(
+        extract_tar_gz(
+            gz.as_slice(),
+            &f.dir,
+            &[],
+            Limits {
+                deadline: Some(std::time::Instant::now()),
+                ..Limits::default()
+            }
+        ),
+        Err(ArchiveError::PastDeadline)
+    );
     Ok(())
 }
 

@@ -18,6 +18,9 @@ struct Data {
     to: String,
     #[serde(default)]
     contents: String,
+    /// Bytes to print for `print`.
+    #[serde(default)]
+    bytes: usize,
 }
 
 fn root(name: Option<&str>) -> Result<Root, Error> {
@@ -82,6 +85,22 @@ impl Command for Escape {
                 json!({ "bytes": outcome.bytes, "sha256": outcome.sha256 })
             }
             "journal" => json!({ "logs": logs::journal_tail(&d.path, 10)? }),
+            // Asks the host for as much as it will give: the host, not the
+            // guest, must bound the buffer.
+            "read-max" => {
+                let bytes =
+                    neopro_guest_sdk::bindings::neopro::agent::files::read(r, &d.path, u64::MAX)?;
+                json!({ "bytes": bytes.len() })
+            }
+            "sha256" => json!({ "sha256": files::sha256(r, &d.path)? }),
+            "print" => {
+                let line = "x".repeat(1023);
+                for _ in 0..d.bytes / 1024 {
+                    println!("{line}");
+                    eprintln!("{line}");
+                }
+                json!({ "printed": d.bytes })
+            }
             other => return Err(Error::invalid_input(format!("unknown op {other}"))),
         })
     }

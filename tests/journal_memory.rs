@@ -1,0 +1,108 @@
+//! The command journal keeps ids and delivery state in memory, never the
+//! outcomes: measured with a counting allocator (this test binary only).
+// A global allocator is unsafe by definition; this one only counts.
+#![allow(unsafe_code)]
+
+use neopro_runtime::agent::journal::{Admission, Journal, Outcome};
+use serde_json::json;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::SeqCst);
+        // SAFETY: same layout, same contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::SeqCst);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Both tests read process-wide counters: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn a_thousand_large_results_cost_the_journal_little_memory()
+-> Result<(), Box<dyn std::error::Error>> {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir()?;
+    let journal = Journal::open(dir.path())?;
+    let before = LIVE.load(Ordering::SeqCst);
+    // 1,000 results of 64 KiB (a get_logs answer can be 4 MiB): 64 MiB if
+    // they stayed in memory.
+    let log = "l".repeat(64 << 10);
+    for i in 0..1000 {
+        let id = format!("c-{i}");
+        assert_eq!(journal.admit(&id, "get_logs")?, Admission::Run);
+        journal.complete(
+            &id,
+            Outcome::Success {
+                result: json!({"success": true, "logs": log}),
+            },
+        )?;
+        if i % 2 == 0 {
+            journal.mark_delivered(&id)?;
+        }
+    }
+    let grown = LIVE.load(Ordering::SeqCst) - before;
+    assert!(
+        grown < 1 << 20,
+        "the journal holds {grown} bytes for 1,000 results"
+    );
+    // The outcomes are still there, read from disk when needed.
+    assert_eq!(journal.undelivered_ids().len(), 500);
+    assert!(matches!(
+        journal.admit("c-999", "get_logs")?,
+        Admission::Done(Outcome::Success { .. })
+    ));
+    let (entries, bytes) = journal.usage();
+    assert_eq!(entries, 1000);
+    assert!(bytes > 64_000_000 && bytes <= neopro_runtime::agent::journal::MAX_BYTES);
+    Ok(())
+}
+
+#[test]
+fn a_state_changing_command_costs_one_fsync_and_a_read_only_one_none()
+-> Result<(), Box<dyn std::error::Error>> {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir()?;
+    let journal = Journal::open(dir.path())?;
+    let fsyncs = neopro_runtime::store::atomic::fsync_count;
+    let outcome = || Outcome::Success {
+        result: json!({"success": true}),
+    };
+    // State-changing: admitted (fsynced) before it runs, then completed and
+    // marked delivered, unsynced.
+    let before = fsyncs();
+    let ids: Vec<String> = (0..20).map(|i| format!("w-{i}")).collect();
+    for id in &ids {
+        assert_eq!(journal.admit(id, "update_config")?, Admission::Run);
+        journal.complete(id, outcome())?;
+    }
+    journal.mark_all_delivered(&ids)?;
+    let state_changing = fsyncs() - before;
+    // Read-only: never admitted; its result is kept for re-sending.
+    let before = fsyncs();
+    for i in 0..20 {
+        journal.complete(&format!("r-{i}"), outcome())?;
+    }
+    let read_only = fsyncs() - before;
+    assert_eq!(
+        (state_changing, read_only),
+        (20, 0),
+        "fsyncs for 20 state-changing and 20 read-only commands"
+    );
+    Ok(())
+}
