@@ -19,6 +19,11 @@ declare module 'neopro:agent/services@0.1.0' {
    */
   export function healthCheck(): number | undefined;
   /**
+   * How long, in seconds, the NEOPRO units must stay active after an
+   * update before it counts as healthy (`UPDATE_SETTLE_SECS`, default 10).
+   */
+  export function settleSecs(): number;
+  /**
    * The unit's active state as systemd names it (`active`, `inactive`, `failed`, ...).
    */
   export function status(name: string): string;
