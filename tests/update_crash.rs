@@ -110,6 +110,13 @@ async fn progress_is_whole_monotonic_and_ends_at_100() {
     send_update(&rig, &server, &archive, "u-1");
     let result = rig.central.result_of("u-1", WAIT).await;
     assert_eq!(result["status"], json!("success"), "{result}");
+    // The last milestone is sent before the result but may be recorded
+    // after it (see below): wait for it rather than read too early.
+    let healthy = rig
+        .central
+        .find("update_progress", |e| e["stage"] == json!("healthy"), WAIT)
+        .await;
+    assert!(healthy.is_some(), "no 'healthy' milestone");
     let mut events = rig.central.all("update_progress");
     // socketioxide runs each event's handler in its own task, so milestones
     // sent milliseconds apart may be recorded out of order (the real Node

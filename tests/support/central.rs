@@ -322,52 +322,61 @@ impl Central {
             .collect()
     }
 
-    /// Waits until `event` arrived at least `n` times; returns the n-th.
-    pub async fn nth(&self, event: &str, n: usize, timeout: Duration) -> Value {
+    /// Re-runs `check` each time an event arrives until it gives a value;
+    /// `None` once `timeout` has passed. The one wait loop of the central.
+    async fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.arrived.notified();
-            if let Some(r) = self
-                .shared
-                .received
-                .lock()
-                .expect("lock")
-                .iter()
-                .filter(|r| r.event == event)
-                .nth(n.saturating_sub(1))
-            {
-                return r.data.clone();
+            if let Some(value) = check() {
+                return Some(value);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("fewer than {n} '{event}' from the agent within {timeout:?}");
+                return None;
             }
         }
+    }
+
+    /// Waits until `event` arrived at least `n` times; returns the n-th.
+    pub async fn nth(&self, event: &str, n: usize, timeout: Duration) -> Value {
+        let found = self
+            .wait_until(timeout, || {
+                self.shared
+                    .received
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|r| r.event == event)
+                    .nth(n.saturating_sub(1))
+                    .map(|r| r.data.clone())
+            })
+            .await;
+        found
+            .unwrap_or_else(|| panic!("fewer than {n} '{event}' from the agent within {timeout:?}"))
     }
 
     /// The next `event` not yet returned by `next` (in arrival order);
     /// panics after `timeout`.
     pub async fn next(&self, event: &str, timeout: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.arrived.notified();
-            {
+        let found = self
+            .wait_until(timeout, || {
                 let received = self.shared.received.lock().expect("lock");
                 let mut cursors = self.shared.cursors.lock().expect("lock");
                 let cursor = cursors.entry(event.to_owned()).or_insert(0);
-                if let Some((i, r)) = received
+                let (i, r) = received
                     .iter()
                     .enumerate()
                     .skip(*cursor)
-                    .find(|(_, r)| r.event == event)
-                {
-                    *cursor = i + 1;
-                    return r.data.clone();
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("no '{event}' from the agent within {timeout:?}");
-            }
-        }
+                    .find(|(_, r)| r.event == event)?;
+                *cursor = i + 1;
+                Some(r.data.clone())
+            })
+            .await;
+        found.unwrap_or_else(|| panic!("no '{event}' from the agent within {timeout:?}"))
     }
 
     /// The first `event` (in arrival order, from the start) for which
@@ -379,37 +388,23 @@ impl Central {
         matches: impl Fn(&Value) -> bool,
         timeout: Duration,
     ) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.arrived.notified();
-            if let Some(r) = self
-                .shared
+        self.wait_until(timeout, || {
+            self.shared
                 .received
                 .lock()
                 .expect("lock")
                 .iter()
                 .find(|r| r.event == event && matches(&r.data))
-            {
-                return Some(r.data.clone());
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return None;
-            }
-        }
+                .map(|r| r.data.clone())
+        })
+        .await
     }
 
     /// Waits until `event` arrived more than `n` times; false after `timeout`.
     pub async fn wait_more_than(&self, event: &str, n: usize, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.arrived.notified();
-            if self.count(event) > n {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return false;
-            }
-        }
+        self.wait_until(timeout, || (self.count(event) > n).then_some(()))
+            .await
+            .is_some()
     }
 
     /// How many agents are authenticated and connected now.
@@ -473,15 +468,11 @@ impl Central {
 
     /// Waits until `site` is in the books; panics after `timeout`.
     pub async fn wait_booked(&self, site: &str, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.arrived.notified();
-            if self.is_booked(site) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("site {site} not back in the central's books within {timeout:?}");
-            }
+        let booked = self
+            .wait_until(timeout, || self.is_booked(site).then_some(()))
+            .await;
+        if booked.is_none() {
+            panic!("site {site} not back in the central's books within {timeout:?}");
         }
     }
 

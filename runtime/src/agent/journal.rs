@@ -775,16 +775,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A private temporary folder, its error in the journal's terms.
+    fn temp_dir() -> Result<tempfile::TempDir, JournalError> {
+        tempfile::tempdir().map_err(|source| JournalError::Open {
+            path: PathBuf::new(),
+            source,
+        })
+    }
+
     fn ok(v: Value) -> Outcome {
         Outcome::Success { result: v }
     }
 
     #[test]
     fn a_command_is_admitted_once_and_its_result_is_kept() -> Result<(), JournalError> {
-        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
-            path: PathBuf::new(),
-            source,
-        })?;
+        let dir = temp_dir()?;
         let journal = Journal::open(dir.path())?;
         assert_eq!(journal.admit("c1", "get_config")?, Admission::Run);
         assert_eq!(
@@ -817,10 +822,7 @@ mod tests {
 
     #[test]
     fn unfinished_commands_are_reported_interrupted_after_a_restart() -> Result<(), JournalError> {
-        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
-            path: PathBuf::new(),
-            source,
-        })?;
+        let dir = temp_dir()?;
         {
             let journal = Journal::open(dir.path())?;
             journal.admit("c1", "get_logs")?;
@@ -846,10 +848,7 @@ mod tests {
 
     #[test]
     fn a_result_that_cannot_be_written_is_not_taken_as_recorded() -> Result<(), JournalError> {
-        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
-            path: PathBuf::new(),
-            source,
-        })?;
+        let dir = temp_dir()?;
         let path = dir.path().join("journal");
         let journal = Journal::open(&path)?;
         journal.admit("c1", "get_config")?;
@@ -871,10 +870,7 @@ mod tests {
 
     #[test]
     fn odd_ids_cannot_name_paths() -> Result<(), JournalError> {
-        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
-            path: PathBuf::new(),
-            source,
-        })?;
+        let dir = temp_dir()?;
         let journal = Journal::open(&dir.path().join("journal"))?;
         assert_eq!(journal.admit("../../escape", "x")?, Admission::Run);
         journal.complete("../../escape", ok(json!(1)))?;
@@ -894,10 +890,7 @@ mod tests {
 
     #[test]
     fn a_closing_progress_event_is_kept_on_disk_with_its_entry() -> Result<(), JournalError> {
-        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
-            path: PathBuf::new(),
-            source,
-        })?;
+        let dir = temp_dir()?;
         let progress = FinalProgress {
             event: "deploy_progress".to_owned(),
             payload: json!({"deploymentId": "d-1", "status": "completed"}),
@@ -937,10 +930,7 @@ mod tests {
 
     #[test]
     fn the_folder_is_bounded_oldest_delivered_first() -> Result<(), JournalError> {
-        let dir = tempfile::tempdir().map_err(|source| JournalError::Open {
-            path: PathBuf::new(),
-            source,
-        })?;
+        let dir = temp_dir()?;
         let journal = Journal::open(dir.path())?;
         for i in 0..6 {
             let id = format!("c{i}");
