@@ -302,18 +302,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         .env("NEOPRO_TEST_COMPONENTS", &test_dir)
         .args(["bench", "-p", "neopro-runtime", "--bench", "sandbox"]))?;
     let idle = std::env::args().nth(2).unwrap_or_else(|| "60".to_owned());
-    run(cargo()
-        .current_dir(root)
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "neopro-e2e",
-            "--bin",
-            "agent-bench",
-            "--",
-        ])
+    run(e2e_release_bin(root, "agent-bench")
         .arg(root.join("dist/neopro-runtime"))
         .arg(idle))?;
     // The deploy benchmark writes its temporary files under target/ (a real
@@ -328,24 +317,30 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         .arg(mib))
 }
 
+/// `cargo run --release` of one of the e2e crate's benchmark binaries, its
+/// arguments to follow.
+fn e2e_release_bin(root: &Path, bin: &str) -> Command {
+    let mut command = cargo();
+    command.current_dir(root).args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "neopro-e2e",
+        "--bin",
+        bin,
+        "--",
+    ]);
+    command
+}
+
 /// `cargo xtask bench-memory [soak-minutes]`: RSS and peak of the release
 /// agent in each state, the journal's fsyncs per command, and (with a
 /// duration, 30 minutes or more; not run in CI) a soak.
 fn bench_memory(root: &Path) -> anyhow::Result<()> {
     build(root)?;
     let soak = std::env::args().nth(2).unwrap_or_else(|| "0".to_owned());
-    run(cargo()
-        .current_dir(root)
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "neopro-e2e",
-            "--bin",
-            "memory-bench",
-            "--",
-        ])
+    run(e2e_release_bin(root, "memory-bench")
         .arg(root.join("dist/neopro-runtime"))
         .arg(soak))
 }
@@ -558,18 +553,7 @@ fn rustup_has_target(triple: &str) -> bool {
 /// server that sends a few commands and prints the results.
 fn demo(root: &Path) -> anyhow::Result<()> {
     build(root)?;
-    run(cargo()
-        .current_dir(root)
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "neopro-e2e",
-            "--bin",
-            "demo-central",
-            "--",
-        ])
+    run(e2e_release_bin(root, "demo-central")
         .arg(root.join("dist/neopro-runtime"))
         .arg(target_dir(root).join("demo"))
         .arg(target_dir(root).join("components/test/video-inventory.wasm")))
