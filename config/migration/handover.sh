@@ -26,7 +26,6 @@ SYNC=$(dirname "$HERE")
 OLD=neopro-sync-agent
 NEW=neopro-runtime
 SITE_CONF=${NEOPRO_SITE_CONF:-/etc/neopro/site.conf}
-STATE=/var/lib/neopro-runtime
 SHIM="$SYNC/src/commands.js"
 DONE="$HERE/handover-done"
 
@@ -35,6 +34,8 @@ conf() {
     | tail -n 1 | sed 's/^"\(.*\)"$/\1/; s/^'"'"'\(.*\)'"'"'$/\1/'
 }
 
+STATE=$(conf STATE_PATH)
+[ -n "$STATE" ] || STATE=/var/lib/neopro-runtime
 LOGFILE=$(conf LOG_PATH)
 [ -n "$LOGFILE" ] || LOGFILE="$(dirname "$SYNC")/logs/sync-agent.log"
 
@@ -76,8 +77,8 @@ done
 WANT=$(dpkg-deb -f "$DEB" Architecture 2>/dev/null) || give_back "$DEB is not a readable package"
 HAVE=$(dpkg --print-architecture)
 [ "$WANT" = "$HAVE" ] || give_back "the bundle is for $WANT, this box is $HAVE"
-[ -n "$(conf SITE_ID)" ] && [ -n "$(conf API_KEY)" ] \
-  || give_back "$SITE_CONF has no SITE_ID or API_KEY (the box is not registered)"
+[ -n "$(conf SITE_ID)" ] && [ -n "$(conf SITE_API_KEY)" ] \
+  || give_back "$SITE_CONF has no SITE_ID or SITE_API_KEY (the box is not registered)"
 
 DEADLINE=$(conf MIGRATION_DEADLINE_SECS)
 case "$DEADLINE" in

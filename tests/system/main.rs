@@ -26,12 +26,17 @@ struct Args {
     rootfs: PathBuf,
     work: PathBuf,
     scenarios: Vec<String>,
+    /// The migration bundle (host architecture only) and the Node.js agent
+    /// stand-in it moves the box from.
+    bundle: Option<PathBuf>,
+    old_agent: Option<PathBuf>,
 }
 
 fn parse() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
     let (mut arch, mut deb, mut next, mut rootfs, mut work) = (None, None, None, None, None);
     let mut scenarios = Vec::new();
+    let (mut bundle, mut old_agent) = (None, None);
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -43,6 +48,8 @@ fn parse() -> anyhow::Result<Args> {
             "--rootfs" => rootfs = Some(PathBuf::from(value)),
             "--work" => work = Some(PathBuf::from(value)),
             "--scenario" => scenarios.push(value),
+            "--bundle" => bundle = Some(PathBuf::from(value)),
+            "--old-agent" => old_agent = Some(PathBuf::from(value)),
             other => bail!("unknown option {other}"),
         }
     }
@@ -61,6 +68,8 @@ fn parse() -> anyhow::Result<Args> {
         rootfs: rootfs.context("--rootfs")?,
         work: work.context("--work")?,
         scenarios,
+        bundle,
+        old_agent,
     })
 }
 
@@ -194,6 +203,14 @@ async fn run() -> anyhow::Result<bool> {
                 "seccomp" => scenarios::seccomp::run(&ctx, &report, args.arch == host_arch).await,
                 "reboot" => scenarios::reboot::run(&ctx, &report).await,
                 "package" => scenarios::package::run(&ctx, &report).await,
+                "migration" => {
+                    let old_agent = args
+                        .old_agent
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("tests/system/old-agent"));
+                    scenarios::migration::run(&ctx, &report, args.bundle.as_deref(), &old_agent)
+                        .await
+                }
                 _ => {}
             }
         }
