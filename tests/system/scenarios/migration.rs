@@ -202,6 +202,7 @@ async fn take_over(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
     if took_over["agent"] != json!("neopro-sync-agent") {
         bail!("tookOverFrom: {took_over}");
     }
+    handover_done(ctx, "took over").await?;
     ctx.wait_active(AGENT, ctx.t(30)).await?;
     let user = ctx.prop(AGENT, "User").await?;
     let old_enabled = ctx.exec(&["systemctl", "is-enabled", OLD]).await?.stdout;
@@ -246,17 +247,7 @@ async fn give_back(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
     success(&result).context("the Node agent's update_software")?;
     // The handover waits 20 s for an authentication that cannot come.
     let started = std::time::Instant::now();
-    let deadline = tokio::time::Instant::now() + ctx.t(120);
-    loop {
-        let done = std::fs::read_to_string(root.join(SYNC).join("neopro-runtime/handover-done"));
-        if done.is_ok_and(|d| d.starts_with("rolled back")) {
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("the handover did not give the box back");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    handover_done(ctx, "rolled back").await?;
     old_agent_heartbeat(ctx, beats).await?;
     let ours = ctx.is_active(AGENT).await?;
     let ours_enabled = ctx.exec(&["systemctl", "is-enabled", AGENT]).await?.stdout;
@@ -289,6 +280,41 @@ async fn give_back(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
         started.elapsed().as_secs_f64(),
         line.trim()
     ))
+}
+
+/// Waits until the handover has written its outcome, starting with `want`.
+/// The handover is a shell script with no event to await: its file is
+/// polled, 2 min at most.
+async fn handover_done(ctx: &Ctx, want: &str) -> anyhow::Result<()> {
+    let path = ctx
+        .container
+        .root()
+        .join(SYNC)
+        .join("neopro-runtime/handover-done");
+    let deadline = tokio::time::Instant::now() + ctx.t(120);
+    loop {
+        match std::fs::read_to_string(&path) {
+            Ok(done) if done.starts_with(want) => return Ok(()),
+            Ok(done) => bail!("the handover ended otherwise: {}", done.trim()),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(_) => {
+                let journal = ctx
+                    .ok(&[
+                        "journalctl",
+                        "-u",
+                        "neopro-handover",
+                        "--no-pager",
+                        "-o",
+                        "cat",
+                    ])
+                    .await
+                    .unwrap_or_default();
+                bail!("the handover did not finish; its journal:\n{journal}")
+            }
+        }
+    }
 }
 
 /// Copies a file or a tree (no links followed out: the stand-in's
