@@ -73,6 +73,21 @@ fn parse() -> anyhow::Result<Args> {
     })
 }
 
+/// What qemu-user cannot do for the agent's unit, reset by a drop-in in
+/// the fresh copy (a Pi runs the unit as shipped): it cannot make an IPC
+/// namespace (`PrivateIPC=`: 226/NAMESPACE, EIO), and seccomp would filter
+/// qemu's own host system calls, not the guest's (`SystemCallFilter=` is
+/// checked on amd64: the seccomp group).
+fn qemu_user_dropin(rootfs: &std::path::Path) -> anyhow::Result<()> {
+    let dir = rootfs.join("etc/systemd/system/neopro-runtime.service.d");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("qemu-user.conf"),
+        "# system test under qemu-user only\n[Service]\nPrivateIPC=no\nSystemCallFilter=\n",
+    )?;
+    Ok(())
+}
+
 fn run_host(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd
         .status()
@@ -165,6 +180,9 @@ async fn run() -> anyhow::Result<bool> {
     if !copied {
         return Ok(report.finish());
     }
+    if args.arch != host_arch {
+        qemu_user_dropin(&rootfs)?;
+    }
     let central = Arc::new(Central::start(&[]).await);
     central.api.add_account(
         scenarios::ADMIN_EMAIL,
@@ -174,7 +192,9 @@ async fn run() -> anyhow::Result<bool> {
     );
     let container = container::Container::new(
         &rootfs,
-        &format!("neopro-systest-{}", args.arch),
+        // One name (and cgroup) per run: two runs at once must not share
+        // or remove each other's cgroups.
+        &format!("neopro-systest-{}-{}", args.arch, std::process::id()),
         &packages,
         &logs.join("nspawn.log"),
         slow,
