@@ -245,3 +245,52 @@ fn a_verified_artifact_is_not_hashed_again_until_it_changes() {
         LoadOrigin::Compiled
     );
 }
+
+/// Issue 16: a box upgraded from an agent that named artifacts
+/// `<wasm sha256>-<engine hash>.cwasm` (before the target key), or from an
+/// older engine of this machine, has artifacts nothing loads any more; they
+/// are deleted when the cache opens, and the current one is kept and used.
+#[test]
+fn artifacts_of_earlier_agents_are_swept_at_start_and_current_ones_kept() {
+    let site = Site::new();
+    let sandbox = site.sandbox();
+    let _ = site.load(&sandbox, "get-config");
+    drop(sandbox);
+    let current = cached_artifacts(&site)[0].clone();
+    let dir = site.config.cache_dir();
+    let wasm = std::fs::read(component("get-config").wasm_path).expect("wasm");
+    let sha = sha256_hex(&wasm);
+    let target = current
+        .strip_prefix(&format!("{sha}-"))
+        .and_then(|k| k.strip_suffix(".cwasm"))
+        .and_then(|k| k.rsplit_once('-'))
+        .map(|(label, _)| label.to_owned())
+        .expect("current name is <sha>-<target>-<hash>.cwasm");
+    let old_name = format!("{sha}-0011223344556677.cwasm");
+    let older_engine = format!("{sha}-{target}-8899aabbccddeeff.cwasm");
+    let other_machine = format!("{sha}-someothercpu-8899aabbccddeeff.cwasm");
+    let mut planted = Vec::new();
+    for name in [&old_name, &older_engine, &other_machine] {
+        for suffix in ["", ".sha256", ".verified"] {
+            let path = dir.join(format!("{name}{suffix}"));
+            std::fs::write(&path, b"old artifact").expect("plant");
+            planted.push(path);
+        }
+    }
+    let unrelated = dir.join("notes.txt");
+    std::fs::write(&unrelated, "kept").expect("plant");
+
+    let fresh = site.sandbox();
+    for suffix in ["", ".sha256", ".verified"] {
+        for name in [&old_name, &older_engine] {
+            let path = dir.join(format!("{name}{suffix}"));
+            assert!(!path.exists(), "{} was not swept", path.display());
+        }
+        let path = dir.join(format!("{other_machine}{suffix}"));
+        assert!(path.exists(), "{} is another machine's", path.display());
+    }
+    assert!(unrelated.exists());
+    assert!(dir.join(&current).exists() && dir.join(format!("{current}.sha256")).exists());
+    let loaded = site.load(&fresh, "get-config");
+    assert_eq!(loaded.origin(), LoadOrigin::Cache);
+}

@@ -97,6 +97,9 @@ impl ArtifactCache {
                 None
             }
         });
+        if let Some(dir) = &dir {
+            super::cache_sweep::sweep(dir, target, &engine_hash);
+        }
         ArtifactCache {
             dir,
             key: format!("{target}-{engine_hash}"),

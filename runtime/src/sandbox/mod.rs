@@ -5,6 +5,7 @@
 //! keeps running.
 
 mod cache;
+mod cache_sweep;
 pub mod compile_child;
 mod engine;
 mod error;
