@@ -294,3 +294,72 @@ fn artifacts_of_earlier_agents_are_swept_at_start_and_current_ones_kept() {
     let loaded = site.load(&fresh, "get-config");
     assert_eq!(loaded.origin(), LoadOrigin::Cache);
 }
+
+/// Writes what `cargo xtask package` ships for `name` (made for this
+/// machine here; an armhf package's are Pulley bytecode) into `dir`.
+fn ship(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let wasm = std::fs::read(component(name).wasm_path).expect("wasm");
+    let (file, bytes, sha256) =
+        neopro_runtime::sandbox::packaged_artifact(CodeTarget::Host, &wasm).expect("precompile");
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(dir.join(&file), bytes).expect("artifact");
+    std::fs::write(dir.join(format!("{file}.sha256")), sha256).expect("checksum");
+    dir.join(file)
+}
+
+/// Issue 16: the artifacts a package ships are loaded as they are — no
+/// compile, nothing written to the agent's cache on the first start; one
+/// that does not match its checksum is left alone and the component
+/// compiled instead.
+#[test]
+fn packaged_artifacts_load_without_compiling_and_a_damaged_one_is_compiled() {
+    let site = Site::new();
+    let packaged = site.path("components/precompiled");
+    let artifact = ship(&packaged, "get-config");
+    let mut sandbox = site.sandbox();
+    sandbox.use_packaged_artifacts_for(&packaged, CodeTarget::Host);
+    let loaded = site.load(&sandbox, "get-config");
+    assert_eq!(loaded.origin(), LoadOrigin::Packaged);
+    assert_eq!(
+        sandbox.cache_stats(),
+        CacheStats {
+            hits: 1,
+            compiled: 0
+        }
+    );
+    assert!(cached_artifacts(&site).is_empty(), "nothing compiled");
+    let result = neopro_e2e::run_loaded(&sandbox, &loaded, serde_json::json!({}));
+    assert!(result.is_ok(), "{result:?}");
+
+    // A damaged shipped artifact: compiled into the agent's cache, the
+    // package's file left as it is (dpkg owns it).
+    let mut bytes = std::fs::read(&artifact).expect("artifact");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&artifact, &bytes).expect("damage");
+    let mut fresh = site.sandbox();
+    fresh.use_packaged_artifacts_for(&packaged, CodeTarget::Host);
+    assert_eq!(
+        site.load(&fresh, "get-config").origin(),
+        LoadOrigin::Compiled
+    );
+    assert_eq!(std::fs::read(&artifact).expect("still there"), bytes);
+    assert_eq!(cached_artifacts(&site).len(), 1);
+}
+
+/// Shipped artifacts are native code: a folder others can write is never
+/// loaded from.
+#[test]
+fn packaged_artifacts_in_a_folder_others_can_write_are_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    let packaged = site.path("components/precompiled");
+    ship(&packaged, "get-config");
+    std::fs::set_permissions(&packaged, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mut sandbox = site.sandbox();
+    sandbox.use_packaged_artifacts_for(&packaged, CodeTarget::Host);
+    assert_eq!(
+        site.load(&sandbox, "get-config").origin(),
+        LoadOrigin::Compiled
+    );
+}

@@ -33,6 +33,9 @@ pub enum LoadOrigin {
     Compiled,
     /// Loaded from a precompiled artifact.
     Cache,
+    /// Loaded from an artifact the package shipped (nothing compiled, nothing
+    /// written).
+    Packaged,
 }
 
 /// Counters, for tests and `components`.
@@ -67,6 +70,10 @@ pub struct ArtifactCache {
     /// The agent binary, to compile in a child process (see
     /// `compile_child`); `None` compiles in this process.
     compiler: Option<PathBuf>,
+    /// Artifacts the package shipped (read-only, owned by root) and their
+    /// `<target>-<engine hash>` key; looked at after this cache, before
+    /// compiling.
+    packaged: Option<(PathBuf, String)>,
     hits: AtomicU64,
     compiled: AtomicU64,
 }
@@ -75,9 +82,7 @@ impl ArtifactCache {
     /// A cache in `dir`; with `None`, or if the folder cannot be created, every
     /// load compiles (the agent still works, only slower).
     pub fn new(dir: Option<&Path>, engine: &Engine, target: &str) -> Self {
-        let mut hasher = Sha256Hasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_hash = hex::encode(&hasher.0.finalize()[..8]);
+        let engine_hash = engine_hash(engine);
         // Artifacts are native code: a folder anyone but the agent can
         // write is not used at all (the components are then compiled at each
         // start, slower but safe), and the operator is told how to fix it.
@@ -104,6 +109,7 @@ impl ArtifactCache {
             dir,
             key: format!("{target}-{engine_hash}"),
             compiler: None,
+            packaged: None,
             hits: AtomicU64::new(0),
             compiled: AtomicU64::new(0),
         }
@@ -114,11 +120,55 @@ impl ArtifactCache {
         self.compiler = Some(program);
     }
 
+    /// Also load the artifacts a package shipped in `dir`, made for
+    /// `target` ([`packaged_artifact`]). A folder others than root or the
+    /// agent can write is not used: its files are native code.
+    pub fn use_packaged(&mut self, dir: &Path, target: super::CodeTarget) {
+        if !dir.is_dir() {
+            return;
+        }
+        if let Err(e) = crate::store::private_dir::check_private(dir) {
+            tracing::error!("not loading the packaged precompiled components: {e}");
+            return;
+        }
+        match super::engine::new_engine(target) {
+            Ok(engine) => {
+                let key = format!("{}-{}", target.label(&engine), engine_hash(&engine));
+                self.packaged = Some((dir.to_owned(), key));
+            }
+            Err(e) => tracing::warn!("packaged precompiled components not used: {e}"),
+        }
+    }
+
     /// Artifact path for a wasm hash.
     pub fn artifact_path(&self, wasm_sha256: &str) -> Option<PathBuf> {
         self.dir
             .as_ref()
-            .map(|d| d.join(format!("{wasm_sha256}-{}.cwasm", self.key)))
+            .map(|d| d.join(artifact_name(wasm_sha256, &self.key)))
+    }
+
+    /// The packaged artifact for a wasm hash, if the package shipped one.
+    fn load_packaged(&self, engine: &Engine, wasm_sha256: &str) -> Option<Component> {
+        let (dir, key) = self.packaged.as_ref()?;
+        let path = dir.join(artifact_name(wasm_sha256, key));
+        if !path.is_file() {
+            return None;
+        }
+        match only_agent_wrote(&path)
+            .and_then(|()| verify_artifact(&path))
+            .and_then(|()| deserialize(engine, &path))
+        {
+            Ok(component) => Some(component),
+            Err(e) => {
+                // Read-only: left in place, the component is compiled into
+                // the agent's own cache instead.
+                tracing::warn!(
+                    "not using the packaged artifact {} ({e}); compiling the component",
+                    path.display()
+                );
+                None
+            }
+        }
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -158,6 +208,10 @@ impl ArtifactCache {
                 }
             }
         }
+        if let Some(component) = self.load_packaged(engine, wasm_sha256) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((component, LoadOrigin::Packaged));
+        }
         if let (Some(program), Some(path)) = (&self.compiler, path.as_deref()) {
             match super::compile_child::compile_in_child(program, wasm, path)
                 .and_then(|()| verify_artifact(path).map_err(|e| e.to_string()))
@@ -185,6 +239,37 @@ impl ArtifactCache {
         }
         Ok((component, LoadOrigin::Compiled))
     }
+}
+
+/// The first 8 bytes of the engine's compatibility hash, in hex: artifacts
+/// load only into an engine with the same one.
+fn engine_hash(engine: &Engine) -> String {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex::encode(&hasher.0.finalize()[..8])
+}
+
+fn artifact_name(wasm_sha256: &str, key: &str) -> String {
+    format!("{wasm_sha256}-{key}.cwasm")
+}
+
+/// Compiles `wasm` for `target` the way a package ships it: the file name
+/// the agent of that target looks for, the artifact, and its checksum (the
+/// `<name>.sha256` beside it).
+pub fn packaged_artifact(
+    target: super::CodeTarget,
+    wasm: &[u8],
+) -> Result<(String, Vec<u8>, String), SandboxError> {
+    let engine = super::engine::new_engine(target)?;
+    let bytes = engine
+        .precompile_component(wasm)
+        .map_err(|e| SandboxError::InvalidComponent {
+            name: "the file".to_owned(),
+            detail: format!("{e:#}"),
+        })?;
+    let key = format!("{}-{}", target.label(&engine), engine_hash(&engine));
+    let sha256 = sha256_hex(&bytes);
+    Ok((artifact_name(&sha256_hex(wasm), &key), bytes, sha256))
 }
 
 /// The checksum file of an artifact.
