@@ -46,7 +46,12 @@ pub struct CacheStats {
 }
 
 /// Feeds `Hash` output into sha256, giving a hash stable across runs (unlike
-/// `DefaultHasher`, whose algorithm is not guaranteed).
+/// `DefaultHasher`, whose algorithm is not guaranteed) and across machines:
+/// `usize` values (every length prefix of a string or list) are fed as 8
+/// bytes, so a 64-bit build machine names a Pulley artifact exactly as the
+/// 32-bit box that loads it (with native widths the armhf agent computed
+/// `f0c48ed870c8efc8` where x86_64 computed `e5112579a8713065` for the same
+/// engine configuration, and never found the packaged artifacts).
 struct Sha256Hasher(Sha256);
 
 impl Hasher for Sha256Hasher {
@@ -56,6 +61,14 @@ impl Hasher for Sha256Hasher {
 
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_isize(&mut self, i: isize) {
+        self.write_i64(i as i64);
     }
 }
 
@@ -448,6 +461,26 @@ mod tests {
         assert!(!path.exists(), "the native artifact was removed");
         assert!(!sidecar(&path).exists());
         Ok(())
+    }
+
+    /// What a 32-bit host feeds for a length is what a 64-bit one feeds.
+    #[test]
+    fn the_engine_hash_does_not_depend_on_the_hosts_pointer_width() {
+        let digest = |feed: &dyn Fn(&mut Sha256Hasher)| {
+            let mut h = Sha256Hasher(Sha256::new());
+            feed(&mut h);
+            hex::encode(h.0.finalize())
+        };
+        assert_eq!(digest(&|h| h.write_usize(42)), digest(&|h| h.write_u64(42)));
+        // A list's length prefix, as in the engine's flags and tunables.
+        assert_eq!(
+            digest(&|h| [1u8, 2].as_slice().hash(h)),
+            digest(&|h| {
+                h.write_u64(2);
+                h.write(&[1, 2]);
+            })
+        );
+        assert_eq!(digest(&|h| h.write_isize(-1)), digest(&|h| h.write_i64(-1)));
     }
 
     #[test]
