@@ -316,6 +316,12 @@ fn packaged_artifacts_load_without_compiling_and_a_damaged_one_is_compiled() {
     let site = Site::new();
     let packaged = site.path("components/precompiled");
     let artifact = ship(&packaged, "get-config");
+    // As installed by dpkg: old enough that the agent's own cache would
+    // stamp it as verified.
+    set_mtime(
+        &artifact,
+        std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+    );
     let mut sandbox = site.sandbox();
     sandbox.use_packaged_artifacts_for(&packaged, CodeTarget::Host);
     let loaded = site.load(&sandbox, "get-config");
@@ -328,6 +334,17 @@ fn packaged_artifacts_load_without_compiling_and_a_damaged_one_is_compiled() {
         }
     );
     assert!(cached_artifacts(&site).is_empty(), "nothing compiled");
+    let mut shipped: Vec<String> = std::fs::read_dir(&packaged)
+        .expect("list")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    shipped.sort();
+    let name = artifact.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    assert_eq!(
+        shipped,
+        [name.to_owned(), format!("{name}.sha256")],
+        "nothing written beside the package's files"
+    );
     let result = neopro_e2e::run_loaded(&sandbox, &loaded, serde_json::json!({}));
     assert!(result.is_ok(), "{result:?}");
 

@@ -168,7 +168,7 @@ impl ArtifactCache {
             return None;
         }
         match only_agent_wrote(&path)
-            .and_then(|()| verify_artifact(&path))
+            .and_then(|()| verify_against_checksum(&path, false))
             .and_then(|()| deserialize(engine, &path))
         {
             Ok(component) => Some(component),
@@ -371,16 +371,25 @@ fn only_agent_wrote(path: &Path) -> wasmtime::Result<()> {
 }
 
 fn verify_artifact(path: &Path) -> wasmtime::Result<()> {
+    verify_against_checksum(path, true)
+}
+
+/// Checks `path` against its `.sha256`; `stamp` remembers a full check in
+/// `<artifact>.verified` (not beside a package's files: dpkg owns that
+/// folder, and a stamp left there would outlive the package).
+fn verify_against_checksum(path: &Path, stamp_it: bool) -> wasmtime::Result<()> {
     let expected = std::fs::read_to_string(sidecar(path))
         .map_err(|e| wasmtime::format_err!("its checksum file is unreadable ({e})"))?;
     let expected = expected.trim();
     let stamped = std::fs::read_to_string(stamp(path)).unwrap_or_default();
-    if stamp_text(path, expected).is_ok_and(|now| now == stamped.trim()) {
+    if stamp_it && stamp_text(path, expected).is_ok_and(|now| now == stamped.trim()) {
         return Ok(());
     }
     let actual = file_sha256(path)?;
     if expected == actual {
-        write_stamp(path, &actual);
+        if stamp_it {
+            write_stamp(path, &actual);
+        }
         Ok(())
     } else {
         Err(wasmtime::format_err!(
