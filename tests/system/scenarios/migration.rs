@@ -131,23 +131,46 @@ async fn old_box(ctx: &Ctx, old_agent: &Path, deadline: Option<u32>) -> anyhow::
 
 /// Waits for a heartbeat of the Node agent after the `after`-th one.
 async fn old_agent_heartbeat(ctx: &Ctx, after: usize) -> anyhow::Result<Value> {
-    let deadline = tokio::time::Instant::now() + ctx.t(60);
+    heartbeat_after(ctx, after, |h| {
+        h["versionInfo"]["agent"] == json!("node-sync-agent")
+    })
+    .await
+    .context("no heartbeat from the Node.js agent")
+}
+
+/// The first heartbeat after the `after`-th one that `wanted` accepts.
+async fn heartbeat_after(
+    ctx: &Ctx,
+    after: usize,
+    wanted: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + ctx.t(120);
     loop {
         let beats = ctx.central.all("heartbeat");
-        if let Some(hb) = beats
-            .iter()
-            .skip(after)
-            .find(|h| h["versionInfo"]["agent"] == json!("node-sync-agent"))
-        {
+        if let Some(hb) = beats.iter().skip(after).find(|h| wanted(h)) {
             return Ok(hb.clone());
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("no heartbeat from the Node.js agent");
+            bail!("none within {:?}", ctx.t(120));
         }
         ctx.central
             .wait_more_than("heartbeat", beats.len(), ctx.t(5))
             .await;
     }
+}
+
+/// The handover's journal, for a failure's message.
+async fn handover_journal(ctx: &Ctx) -> String {
+    ctx.ok(&[
+        "journalctl",
+        "-u",
+        "neopro-handover",
+        "--no-pager",
+        "-o",
+        "cat",
+    ])
+    .await
+    .unwrap_or_default()
 }
 
 fn update(server: &FileServer, archive: &[u8]) -> Value {
@@ -171,33 +194,16 @@ async fn take_over(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
         .await?;
     success(&result).context("the Node agent's update_software")?;
     // The handover's first heartbeat of neopro-runtime says where it came from.
-    let deadline = tokio::time::Instant::now() + ctx.t(120);
-    let took_over = loop {
-        let all = ctx.central.all("heartbeat");
-        if let Some(hb) = all
-            .iter()
-            .skip(beats)
-            .find(|h| h["versionInfo"].get("tookOverFrom").is_some())
-        {
-            break hb["versionInfo"]["tookOverFrom"].clone();
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let journal = ctx
-                .ok(&[
-                    "journalctl",
-                    "-u",
-                    "neopro-handover",
-                    "--no-pager",
-                    "-o",
-                    "cat",
-                ])
-                .await
-                .unwrap_or_default();
-            bail!("no heartbeat with versionInfo.tookOverFrom; handover:\n{journal}");
-        }
-        ctx.central
-            .wait_more_than("heartbeat", all.len(), ctx.t(5))
-            .await;
+    let took_over = match heartbeat_after(ctx, beats, |h| {
+        h["versionInfo"].get("tookOverFrom").is_some()
+    })
+    .await
+    {
+        Ok(hb) => hb["versionInfo"]["tookOverFrom"].clone(),
+        Err(_) => bail!(
+            "no heartbeat with versionInfo.tookOverFrom; handover:\n{}",
+            handover_journal(ctx).await
+        ),
     };
     if took_over["agent"] != json!("neopro-sync-agent") {
         bail!("tookOverFrom: {took_over}");
@@ -300,17 +306,7 @@ async fn handover_done(ctx: &Ctx, want: &str) -> anyhow::Result<()> {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             }
             Err(_) => {
-                let journal = ctx
-                    .ok(&[
-                        "journalctl",
-                        "-u",
-                        "neopro-handover",
-                        "--no-pager",
-                        "-o",
-                        "cat",
-                    ])
-                    .await
-                    .unwrap_or_default();
+                let journal = handover_journal(ctx).await;
                 bail!("the handover did not finish; its journal:\n{journal}")
             }
         }
