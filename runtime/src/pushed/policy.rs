@@ -212,6 +212,10 @@ impl Policy {
         if m.access(RootName::Staging).is_some() {
             items.push("files.staging (reserved for the built-in updater)".to_owned());
         }
+        // Replacing the agent's own binary: never a pushed component.
+        if m.agent_update {
+            items.push("agent-update (reserved for the built-in updater)".to_owned());
+        }
         for (root, access) in m.files.iter().filter(|(r, _)| **r != RootName::Staging) {
             match p.access(*root) {
                 None => items.push(format!("files.{root} = {}", access.as_str())),
