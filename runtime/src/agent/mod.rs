@@ -112,7 +112,7 @@ pub async fn run(
     crate::agent::update_resume::resume(&config, &dispatcher, &journal).await;
     tracing::info!(
         "neopro-runtime {} for site {} ({}), components from {}: {}",
-        env!("CARGO_PKG_VERSION"),
+        crate::selfupdate::own_version(),
         config.site_id.as_deref().unwrap_or("<unregistered>"),
         config.site_name.as_deref().unwrap_or("unnamed"),
         components_dir.display(),
