@@ -295,3 +295,57 @@ async fn a_new_agent_that_crashes_at_start_is_dropped_after_two_attempts_and_the
         "the slot is removed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_agent_that_cannot_authenticate_gives_up_at_its_deadline_and_the_previous_one_reports()
+ {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "AGENT_UPDATE_DEADLINE_SECS=4");
+    let binary = format!(
+        "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={NEW} exec '{}' \"$@\"\n",
+        agent_binary().display()
+    );
+    let archive = agent_release(NEW, own_arch(), &binary);
+    stage(&central, &fake, &site, &conf, &archive).await;
+
+    // The new agent gets no answer to `authenticate`.
+    central.ignore_next_authenticates(1000);
+    let trial_conf = conf.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(agent_binary())
+            .arg("--config")
+            .arg(&trial_conf)
+            .arg("run")
+            .env("LOG_LEVEL", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    })
+    .await
+    .expect("join")
+    .expect("run");
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "the trial exits non-zero at its deadline"
+    );
+    let trial = agent_state(&site).and_then(|s| s.trial).expect("trial");
+    assert_eq!(
+        trial.last_error.as_deref(),
+        Some("the new agent 9.9.9 did not authenticate with the central server within 4 s")
+    );
+
+    central.ignore_next_authenticates(0);
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    let result = central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("error"), "{result}");
+    assert_eq!(
+        result["error"],
+        json!(format!(
+            "agent update to 9.9.9 failed and agent {} is back: the new agent 9.9.9 did not authenticate within 4 s (last error: the new agent 9.9.9 did not authenticate with the central server within 4 s)",
+            env!("CARGO_PKG_VERSION")
+        ))
+    );
+    assert_eq!(agent_state(&site), Some(AgentState::default()));
+}
