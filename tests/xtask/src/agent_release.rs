@@ -1,0 +1,165 @@
+//! The agent release `cargo xtask package` writes next to the `.deb`:
+//! `dist/neopro-runtime-<version>-<arch>.tar.gz`, an ordinary NEOPRO release
+//! for the server's Updates page that the agent recognises and installs as
+//! itself (runtime `selfupdate`). Layout, first entry first:
+//!
+//! - `agent-release.json` `{"kind": "agent-release", "arch", "version"}`;
+//! - `bin/neopro-runtime` (the packaged binary, 0755);
+//! - `bin/components/` the built-in components and manifests (found next to
+//!   the binary when it runs from its slot);
+//! - `neopro-runtime.service`, the unit it was built with (documentation:
+//!   the agent never rewrites its own unit).
+//!
+//! Boxes install an agent release only when it is signed by a key of their
+//! UPDATE_TRUSTED_KEYS: with `NEOPRO_RELEASE_KEY=<secret key file>` the
+//! archive is signed (`neopro-runtime component sign-release`) and the
+//! parameters for the server are written to `<archive>.json`.
+
+use crate::package::Inputs;
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const MANIFEST: &str = "agent-release.json";
+
+/// Lays out the release under `stage` (emptied first) from the packaged
+/// `binary` and `inputs`, then writes `out` with GNU tar, the manifest
+/// first (the agent only looks at the first entry).
+pub fn build(inputs: &Inputs, binary: &Path, stage: &Path, out: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if stage.exists() {
+        std::fs::remove_dir_all(stage)?;
+    }
+    let components = stage.join("bin/components");
+    std::fs::create_dir_all(&components)?;
+    let manifest = serde_json::json!({
+        "kind": "agent-release",
+        "arch": inputs.arch,
+        "version": inputs.version,
+    });
+    std::fs::write(
+        stage.join(MANIFEST),
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
+    let bin = stage.join("bin/neopro-runtime");
+    std::fs::copy(binary, &bin).with_context(|| format!("copying {}", binary.display()))?;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+    let mut n = 0;
+    for entry in std::fs::read_dir(&inputs.components)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "wasm" || x == "toml")
+            && let Some(name) = path.file_name()
+        {
+            std::fs::copy(&path, components.join(name))?;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        bail!("no component in {}", inputs.components.display());
+    }
+    std::fs::copy(&inputs.unit, stage.join("neopro-runtime.service"))?;
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(out)
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(stage)
+        .args([MANIFEST, "bin", "neopro-runtime.service"])
+        .status()
+        .context("running tar")?;
+    if !status.success() {
+        bail!("tar failed ({status}) writing {}", out.display());
+    }
+    Ok(())
+}
+
+/// The names in `archive`, in order.
+pub fn list(archive: &Path) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("tar")
+        .arg("-tzf")
+        .arg(archive)
+        .output()
+        .context("running tar")?;
+    if !out.status.success() {
+        bail!("tar -t failed on {}", archive.display());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_owned())
+        .collect())
+}
+
+/// Signs `archive` with the key file named by NEOPRO_RELEASE_KEY, if set:
+/// writes `<archive>.json` (version, checksum, signature) and returns it.
+pub fn sign(agent: &Path, archive: &Path, version: &str) -> anyhow::Result<Option<PathBuf>> {
+    let Some(key) = std::env::var_os("NEOPRO_RELEASE_KEY") else {
+        return Ok(None);
+    };
+    let out = Command::new(agent)
+        .args(["component", "sign-release"])
+        .arg(archive)
+        .args(["--version", version, "--key"])
+        .arg(&key)
+        .output()
+        .context("running neopro-runtime component sign-release")?;
+    if !out.status.success() {
+        bail!(
+            "signing {} failed: {}",
+            archive.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let params = PathBuf::from(format!("{}.json", archive.display()));
+    std::fs::write(&params, &out.stdout)?;
+    Ok(Some(params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_comes_first_and_the_binary_is_executable() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let components = dir.path().join("components");
+        std::fs::create_dir_all(&components)?;
+        std::fs::write(components.join("reboot.wasm"), b"\0asm")?;
+        std::fs::write(components.join("reboot.toml"), "name = \"reboot\"\n")?;
+        let binary = dir.path().join("agent");
+        std::fs::write(&binary, b"\x7fELF")?;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        let inputs = Inputs {
+            version: "1.2.3".into(),
+            arch: "arm64".into(),
+            binary: binary.clone(),
+            components,
+            unit: root.join("config/neopro-runtime.service"),
+            site_conf_example: root.join("config/site.conf.example"),
+        };
+        let out = dir.path().join("out/neopro-runtime-1.2.3-arm64.tar.gz");
+        build(&inputs, &binary, &dir.path().join("stage"), &out)?;
+        let names = list(&out)?;
+        assert_eq!(names.first().map(String::as_str), Some(MANIFEST));
+        for name in [
+            "bin/neopro-runtime",
+            "bin/components/reboot.wasm",
+            "bin/components/reboot.toml",
+            "neopro-runtime.service",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("stage").join(MANIFEST))?)?;
+        assert_eq!(
+            manifest,
+            serde_json::json!({"kind": "agent-release", "arch": "arm64", "version": "1.2.3"})
+        );
+        Ok(())
+    }
+}
