@@ -72,6 +72,16 @@ pub fn build(inputs: &Inputs, binary: &Path, stage: &Path, out: &Path) -> anyhow
     if !status.success() {
         bail!("tar failed ({status}) writing {}", out.display());
     }
+    // Checked like the .deb: the agent only recognises the manifest first.
+    let names = list(out)?;
+    if names.first().map(String::as_str) != Some(MANIFEST)
+        || !names.iter().any(|n| n == "bin/neopro-runtime")
+    {
+        bail!(
+            "{} is not laid out as an agent release: {names:?}",
+            out.display()
+        );
+    }
     Ok(())
 }
 
