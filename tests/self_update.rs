@@ -170,7 +170,7 @@ async fn stage(
     archive: &[u8],
 ) {
     let server = FileServer::start(archive.to_vec(), Fault::None);
-    let agent = AgentProcess::start(&agent_binary(), conf, None);
+    let agent = AgentProcess::start(&agent_binary(), conf, Some("error"));
     central.nth("heartbeat", 1, WAIT).await;
     central.send_command(
         "u-1",
@@ -226,6 +226,16 @@ async fn a_staged_agent_runs_on_trial_commits_once_authenticated_and_reports_und
         json!(env!("CARGO_PKG_VERSION"))
     );
     assert_eq!(result["result"]["agentUpdate"], json!(true));
+    let closing = central
+        .find(
+            "update_progress",
+            |p| p["deploymentId"] == json!("dep-9") && p["progress"] == json!(100),
+            WAIT,
+        )
+        .await
+        .expect("the deployment's closing progress event");
+    assert_eq!(closing["status"], json!("completed"));
+    assert_eq!(closing["version"], json!(NEW));
     let heartbeat = central
         .find(
             "heartbeat",
@@ -284,6 +294,15 @@ async fn a_new_agent_that_crashes_at_start_is_dropped_after_two_attempts_and_the
             env!("CARGO_PKG_VERSION")
         ))
     );
+    let closing = central
+        .find(
+            "update_progress",
+            |p| p["deploymentId"] == json!("dep-9") && p["status"] == json!("failed"),
+            WAIT,
+        )
+        .await
+        .expect("the deployment's closing progress event");
+    assert_eq!(closing["error"], result["error"]);
     let state = agent_state(&site).expect("state");
     assert_eq!(
         state,

@@ -132,6 +132,7 @@ pub fn decide(
                 state.failed = Some(Failed {
                     version: trial.version,
                     command_id: trial.command_id,
+                    deployment_id: trial.deployment_id,
                     error,
                 });
             }
@@ -305,6 +306,7 @@ mod tests {
         let failed = state.failed.unwrap_or_else(|| Failed {
             version: String::new(),
             command_id: String::new(),
+            deployment_id: None,
             error: String::new(),
         });
         assert_eq!(failed.command_id, "cmd-7");

@@ -59,6 +59,8 @@ pub struct Trial {
 pub struct Failed {
     pub version: String,
     pub command_id: String,
+    #[serde(default)]
+    pub deployment_id: Option<String>,
     pub error: String,
 }
 

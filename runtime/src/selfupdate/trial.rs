@@ -12,7 +12,7 @@
 
 use super::state::{AgentState, MAX_ATTEMPTS, Trial};
 use super::{LAUNCHED_ENV, agent_dir, slot};
-use crate::agent::journal::{Journal, Outcome};
+use crate::agent::journal::{FinalProgress, Journal, Outcome};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +47,13 @@ pub fn report_failure(state_path: &Path, journal: &Journal) {
             failed.error
         );
         tracing::error!("{error}");
+        close_deployment(
+            journal,
+            &failed.command_id,
+            failed.deployment_id.as_deref(),
+            &failed.version,
+            Some(&error),
+        );
         if let Err(e) = journal.complete(&failed.command_id, Outcome::Error { error }) {
             tracing::error!("{e}");
             return;
@@ -213,11 +220,51 @@ impl Gate {
         if let Some(id) = &self.trial.deployment_id {
             result["deploymentId"] = json!(id);
         }
+        close_deployment(
+            journal,
+            &self.trial.command_id,
+            self.trial.deployment_id.as_deref(),
+            &self.trial.version,
+            None,
+        );
         if let Err(e) = journal.complete(&self.trial.command_id, Outcome::Success { result }) {
             tracing::error!("{e}");
         }
         slot::prune(&dir, &[self.trial.version.as_str()]);
         true
+    }
+}
+
+/// Journals the deployment's closing `update_progress` (the server closes a
+/// deployment from it, not from the result); the session sends it with the
+/// result after authentication.
+fn close_deployment(
+    journal: &Journal,
+    command_id: &str,
+    deployment_id: Option<&str>,
+    version: &str,
+    error: Option<&str>,
+) {
+    let Some(deployment_id) = deployment_id else {
+        return;
+    };
+    let payload = match error {
+        None => json!({
+            "version": version, "deploymentId": deployment_id,
+            "progress": 100, "status": "completed", "stage": "agent_committed",
+        }),
+        Some(error) => json!({
+            "version": version, "deploymentId": deployment_id,
+            "progress": 0, "status": "failed", "error": error,
+        }),
+    };
+    let closing = FinalProgress {
+        event: "update_progress".to_owned(),
+        payload,
+        sent_in: None,
+    };
+    if let Err(e) = journal.set_final_progress(command_id, closing) {
+        tracing::warn!("{e}");
     }
 }
 
