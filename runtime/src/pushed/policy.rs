@@ -403,6 +403,21 @@ mod tests {
     }
 
     #[test]
+    fn agent_update_is_never_granted_to_a_pushed_component() {
+        // Even a policy that names it cannot hand the agent's binary out.
+        let p = policy("[grants]\nagent-update = true\n");
+        let m = manifest("[grants]\nagent-update = true\n");
+        let err = p.check_manifest(&m).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "component 'hello' asks for more than the site policy /etc/neopro/component-policy.toml allows: \
+                 agent-update (reserved for the built-in updater)"
+            )
+        );
+    }
+
+    #[test]
     fn unsigned_and_replacement_need_explicit_permission() {
         let strict = policy("");
         assert!(matches!(
