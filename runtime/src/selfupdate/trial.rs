@@ -76,11 +76,12 @@ pub fn this_trial(state_path: &Path) -> Option<Trial> {
     if std::env::var(LAUNCHED_ENV).ok().as_deref() != Some("trial") {
         return None;
     }
-    let own = super::own_version();
+    // Whatever version it reports: a binary that is not the release it
+    // claims to be fails its self-check instead of running uncommitted.
     match AgentState::load(&agent_dir(state_path)) {
         Ok(Some(AgentState {
             trial: Some(trial), ..
-        })) if trial.version == own => Some(trial),
+        })) => Some(trial),
         Ok(_) => None,
         Err(e) => {
             tracing::error!("{e}");
@@ -119,7 +120,13 @@ impl Gate {
     /// holds the update's command. A failure is recorded (the launcher
     /// then falls back at once) and returned.
     pub fn self_check(&self, runnable: &[String], journal: &Journal) -> Result<(), TrialError> {
-        let problem = if !runnable.iter().any(|c| c == "update_software") {
+        let own = super::own_version();
+        let problem = if own != self.trial.version {
+            Some(format!(
+                "the binary of release {} reports version {own}",
+                self.trial.version
+            ))
+        } else if !runnable.iter().any(|c| c == "update_software") {
             Some(format!(
                 "the update_software component did not load (loaded: {})",
                 if runnable.is_empty() {

@@ -14,6 +14,7 @@ pub mod install;
 pub mod package;
 pub mod reboot;
 pub mod seccomp;
+pub mod selfupdate;
 pub mod services;
 pub mod update;
 pub mod watchdog;
@@ -21,7 +22,14 @@ pub mod watchdog;
 /// Scenario groups after `install` (always run first: the others need an
 /// installed, registered agent). `package` removes the agent: last.
 pub const GROUPS: &[&str] = &[
-    "files", "services", "update", "watchdog", "seccomp", "reboot", "package",
+    "files",
+    "services",
+    "update",
+    "selfupdate",
+    "watchdog",
+    "seccomp",
+    "reboot",
+    "package",
 ];
 
 /// The NEOPRO root of the box (Raspberry Pi OS layout).
