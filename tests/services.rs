@@ -160,7 +160,7 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
         (result_seen.saturating_sub(reboot_at)) / 1_000_000
     );
     assert!(pending.is_file(), "pending reboot journaled");
-    assert_eq!(fake.calls(), vec!["reboot"]);
+    assert_eq!(fake.calls(), vec!["reboot --no-block"]);
 
     // The agent's own unit: answer first, restart after delivery.
     central.send_command(
@@ -171,7 +171,11 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
     let result = central.result_of("s-1", WAIT).await;
     let result_seen = now_ns();
     assert_eq!(result["result"]["status"], json!("restarting"), "{result}");
-    assert_eq!(fake.calls(), vec!["reboot"], "nothing before delivery");
+    assert_eq!(
+        fake.calls(),
+        vec!["reboot --no-block"],
+        "nothing before delivery"
+    );
     wait_for("the agent restart", WAIT, || {
         fake.calls()
             .iter()
@@ -183,7 +187,7 @@ async fn the_reboot_result_arrives_before_the_reboot_and_the_reboot_is_journaled
     // before a blocking restart returns (it then logged a false error).
     assert_eq!(
         fake.calls(),
-        vec!["reboot", "restart --no-block neopro-runtime"]
+        vec!["reboot --no-block", "restart --no-block neopro-runtime"]
     );
     agent.stop().await;
 

@@ -26,12 +26,17 @@ struct Args {
     rootfs: PathBuf,
     work: PathBuf,
     scenarios: Vec<String>,
+    /// The migration bundle (host architecture only) and the Node.js agent
+    /// stand-in it moves the box from.
+    bundle: Option<PathBuf>,
+    old_agent: Option<PathBuf>,
 }
 
 fn parse() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
     let (mut arch, mut deb, mut next, mut rootfs, mut work) = (None, None, None, None, None);
     let mut scenarios = Vec::new();
+    let (mut bundle, mut old_agent) = (None, None);
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -43,6 +48,8 @@ fn parse() -> anyhow::Result<Args> {
             "--rootfs" => rootfs = Some(PathBuf::from(value)),
             "--work" => work = Some(PathBuf::from(value)),
             "--scenario" => scenarios.push(value),
+            "--bundle" => bundle = Some(PathBuf::from(value)),
+            "--old-agent" => old_agent = Some(PathBuf::from(value)),
             other => bail!("unknown option {other}"),
         }
     }
@@ -61,7 +68,24 @@ fn parse() -> anyhow::Result<Args> {
         rootfs: rootfs.context("--rootfs")?,
         work: work.context("--work")?,
         scenarios,
+        bundle,
+        old_agent,
     })
+}
+
+/// What qemu-user cannot do for the agent's unit, reset by a drop-in in
+/// the fresh copy (a Pi runs the unit as shipped): it cannot make an IPC
+/// namespace (`PrivateIPC=`: 226/NAMESPACE, EIO), and seccomp would filter
+/// qemu's own host system calls, not the guest's (`SystemCallFilter=` is
+/// checked on amd64: the seccomp group).
+fn qemu_user_dropin(rootfs: &std::path::Path) -> anyhow::Result<()> {
+    let dir = rootfs.join("etc/systemd/system/neopro-runtime.service.d");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("qemu-user.conf"),
+        "# system test under qemu-user only\n[Service]\nPrivateIPC=no\nSystemCallFilter=\n",
+    )?;
+    Ok(())
 }
 
 fn run_host(cmd: &mut Command) -> anyhow::Result<()> {
@@ -156,6 +180,9 @@ async fn run() -> anyhow::Result<bool> {
     if !copied {
         return Ok(report.finish());
     }
+    if args.arch != host_arch {
+        qemu_user_dropin(&rootfs)?;
+    }
     let central = Arc::new(Central::start(&[]).await);
     central.api.add_account(
         scenarios::ADMIN_EMAIL,
@@ -165,7 +192,9 @@ async fn run() -> anyhow::Result<bool> {
     );
     let container = container::Container::new(
         &rootfs,
-        &format!("neopro-systest-{}", args.arch),
+        // One name (and cgroup) per run: two runs at once must not share
+        // or remove each other's cgroups.
+        &format!("neopro-systest-{}-{}", args.arch, std::process::id()),
         &packages,
         &logs.join("nspawn.log"),
         slow,
@@ -195,6 +224,14 @@ async fn run() -> anyhow::Result<bool> {
                 "seccomp" => scenarios::seccomp::run(&ctx, &report, args.arch == host_arch).await,
                 "reboot" => scenarios::reboot::run(&ctx, &report).await,
                 "package" => scenarios::package::run(&ctx, &report).await,
+                "migration" => {
+                    let old_agent = args
+                        .old_agent
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("tests/system/old-agent"));
+                    scenarios::migration::run(&ctx, &report, args.bundle.as_deref(), &old_agent)
+                        .await
+                }
                 _ => {}
             }
         }

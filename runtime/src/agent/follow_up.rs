@@ -20,6 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// File under `STATE_PATH` naming the reboot in progress.
 pub const REBOOT_FILE: &str = "reboot-pending.json";
+
+/// The marker's name in the unit's runtime folder (see [`PendingReboot`]).
+const REBOOT_MARKER: &str = "reboot-pending";
 /// A reboot or self-restart that failed after its result was sent: the
 /// server heard "success", so the next heartbeats tell it otherwise
 /// (`versionInfo.followUpFailure`) for a day (issue 18.8).
@@ -116,6 +119,12 @@ pub struct PendingReboot {
     /// the host's inside a container). Absent in records of older agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
+    /// A file written under the unit's `RuntimeDirectory` (a tmpfs that
+    /// outlives the agent's restarts, not a reboot) when the reboot was
+    /// asked: gone at the next start proves the reboot where the boot id
+    /// cannot (a container's reboot keeps the kernel, and its boot id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_marker: Option<PathBuf>,
 }
 
 /// Follow-ups waiting for their command's result to be delivered.
@@ -172,6 +181,7 @@ impl FollowUps {
                 command_id: command_id.to_owned(),
                 requested_at_ms: crate::platform::clock::unix_millis(SystemTime::now()),
                 boot_id: boot_id(),
+                run_marker: write_run_marker(command_id),
             };
             let dir = crate::store::atomic::open_state_dir(&self.state_path);
             let written = dir.and_then(|dir| {
@@ -285,7 +295,14 @@ pub fn log_reboot_outcome(state_path: &Path, now: &ThisBoot) -> Option<PendingRe
         tracing::warn!("ignoring an unreadable {}", path.display());
         return None;
     };
-    match reboot_happened(&record, now) {
+    let marker_left = record.run_marker.as_deref().map(|marker| {
+        let left = marker.exists();
+        if left {
+            let _ = std::fs::remove_file(marker);
+        }
+        left
+    });
+    match reboot_happened(&record, now, marker_left) {
         Some(true) => tracing::info!(
             "reboot asked by command {} completed: the box is up again",
             record.command_id
@@ -311,10 +328,46 @@ pub fn log_reboot_outcome(state_path: &Path, now: &ThisBoot) -> Option<PendingRe
 }
 
 /// Whether the box rebooted since `record` was written (`None`: unknown).
-pub fn reboot_happened(record: &PendingReboot, now: &ThisBoot) -> Option<bool> {
-    match (&record.boot_id, &now.id) {
-        (Some(then), Some(id)) => Some(then != id),
-        _ => now.time_ms.map(|boot| boot >= record.requested_at_ms),
+/// `marker_left`: whether the record's run marker is still there. A new
+/// boot id proves a reboot; else the marker decides (a container's reboot
+/// keeps the boot id, never its /run); else the same boot id disproves it;
+/// records without either fall back to the boot time.
+pub fn reboot_happened(
+    record: &PendingReboot,
+    now: &ThisBoot,
+    marker_left: Option<bool>,
+) -> Option<bool> {
+    let same_boot_id = match (&record.boot_id, &now.id) {
+        (Some(then), Some(id)) => Some(then == id),
+        _ => None,
+    };
+    match (same_boot_id, marker_left) {
+        (Some(false), _) => Some(true),
+        (_, Some(left)) => Some(!left),
+        (Some(true), None) => Some(false),
+        (None, None) => now.time_ms.map(|boot| boot >= record.requested_at_ms),
+    }
+}
+
+/// The unit's runtime folder, from systemd (`RUNTIME_DIRECTORY`, the first
+/// of a colon-separated list); none when the agent runs outside the unit.
+fn runtime_directory() -> Option<PathBuf> {
+    let dirs = std::env::var_os("RUNTIME_DIRECTORY")?;
+    let first = dirs.to_str()?.split(':').next()?.to_owned();
+    let dir = PathBuf::from(first);
+    dir.is_absolute().then_some(dir)
+}
+
+/// Writes the reboot marker for `command_id` under the runtime folder;
+/// `None` (and the boot id alone decides) when there is none or it fails.
+fn write_run_marker(command_id: &str) -> Option<PathBuf> {
+    let marker = runtime_directory()?.join(REBOOT_MARKER);
+    match std::fs::write(&marker, command_id) {
+        Ok(()) => Some(marker),
+        Err(e) => {
+            tracing::warn!("cannot write the reboot marker {}: {e}", marker.display());
+            None
+        }
     }
 }
 
@@ -445,56 +498,93 @@ mod tests {
     #[test]
     fn the_boot_id_decides_whether_the_reboot_happened() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let write = |boot_id: Option<&str>| {
-            let record = PendingReboot {
-                command_id: "c1".into(),
-                requested_at_ms: 1_000,
-                boot_id: boot_id.map(str::to_owned),
-            };
-            std::fs::write(
-                dir.path().join(REBOOT_FILE),
-                serde_json::to_vec(&record).unwrap_or_default(),
-            )
+        let record = |boot_id: Option<&str>| PendingReboot {
+            command_id: "c1".into(),
+            requested_at_ms: 1_000,
+            boot_id: boot_id.map(str::to_owned),
+            run_marker: None,
         };
+        std::fs::write(
+            dir.path().join(REBOOT_FILE),
+            serde_json::to_vec(&record(Some("boot-a")))?,
+        )?;
         // In a container the boot time is the host's, long before the
         // request: the new boot id still says the reboot happened.
-        write(Some("boot-a"))?;
         let rebooted = ThisBoot {
             id: Some("boot-b".into()),
             time_ms: Some(0),
         };
         assert!(log_reboot_outcome(dir.path(), &rebooted).is_some());
-        assert_eq!(
-            reboot_happened(
-                &PendingReboot {
-                    command_id: "c".into(),
-                    requested_at_ms: 1_000,
-                    boot_id: Some("boot-a".into()),
-                },
-                &rebooted
-            ),
-            Some(true)
+        assert!(
+            !dir.path().join(REBOOT_FILE).exists(),
+            "forgotten once read"
         );
+        let old = record(Some("boot-a"));
+        assert_eq!(reboot_happened(&old, &rebooted, None), Some(true));
         let same = ThisBoot {
             id: Some("boot-a".into()),
             time_ms: Some(u64::MAX),
         };
-        let old = PendingReboot {
-            command_id: "c".into(),
-            requested_at_ms: 1_000,
-            boot_id: Some("boot-a".into()),
-        };
-        assert_eq!(reboot_happened(&old, &same), Some(false));
+        assert_eq!(reboot_happened(&old, &same, None), Some(false));
         // A record of an older agent (no boot id): the boot time decides.
-        let legacy = PendingReboot {
-            boot_id: None,
-            ..old
-        };
-        assert_eq!(reboot_happened(&legacy, &same), Some(true));
-        assert_eq!(reboot_happened(&legacy, &ThisBoot::default()), None);
+        let legacy = record(None);
+        assert_eq!(reboot_happened(&legacy, &same, None), Some(true));
+        assert_eq!(reboot_happened(&legacy, &ThisBoot::default(), None), None);
         // Records written by older agents still parse.
         let parsed: PendingReboot = serde_json::from_str(r#"{"commandId":"c","requestedAtMs":5}"#)?;
         assert_eq!(parsed.boot_id, None);
+        assert_eq!(parsed.run_marker, None);
+        Ok(())
+    }
+
+    #[test]
+    fn the_run_marker_decides_when_the_boot_id_stays() -> Result<(), Box<dyn std::error::Error>> {
+        let same = ThisBoot {
+            id: Some("boot-a".into()),
+            time_ms: Some(0),
+        };
+        let with_marker = |marker: PathBuf| PendingReboot {
+            command_id: "c2".into(),
+            requested_at_ms: 1_000,
+            boot_id: Some("boot-a".into()),
+            run_marker: Some(marker),
+        };
+        // A container's reboot: same boot id, /run emptied.
+        assert_eq!(
+            reboot_happened(&with_marker("/x".into()), &same, Some(false)),
+            Some(true)
+        );
+        // The agent restarted without a reboot: the marker is still there.
+        assert_eq!(
+            reboot_happened(&with_marker("/x".into()), &same, Some(true)),
+            Some(false)
+        );
+        // A new boot id proves the reboot whatever the marker says.
+        let other = ThisBoot {
+            id: Some("boot-b".into()),
+            time_ms: Some(0),
+        };
+        assert_eq!(
+            reboot_happened(&with_marker("/x".into()), &other, Some(true)),
+            Some(true)
+        );
+
+        // End to end through the files: the marker left means no reboot,
+        // and both the record and the marker are gone afterwards.
+        let state = tempfile::tempdir()?;
+        let run = tempfile::tempdir()?;
+        let marker = run.path().join(REBOOT_MARKER);
+        std::fs::write(&marker, "c2")?;
+        std::fs::write(
+            state.path().join(REBOOT_FILE),
+            serde_json::to_vec(&with_marker(marker.clone()))?,
+        )?;
+        assert!(log_reboot_outcome(state.path(), &same).is_some());
+        assert!(!marker.exists(), "the marker is removed once read");
+        assert!(
+            std::fs::read_to_string(state.path().join(FAILURE_FILE))?.contains("c2"),
+            "a reboot that did not happen is reported as failed"
+        );
         Ok(())
     }
 

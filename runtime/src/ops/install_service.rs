@@ -222,7 +222,13 @@ TimeoutStartSec=35min\n\
 NoNewPrivileges=yes\n\
 ProtectSystem=strict\n\
 ProtectHome=read-only\n\
-{rw}{state}PrivateTmp=yes\n\
+{rw}{state}# A marker in /run outlives the agent's restarts but not a reboot: how the\n\
+# agent tells at its next start whether a reboot it asked for happened (a\n\
+# container keeps the kernel's boot id across its reboots).\n\
+RuntimeDirectory=neopro-runtime\n\
+RuntimeDirectoryMode=0700\n\
+RuntimeDirectoryPreserve=yes\n\
+PrivateTmp=yes\n\
 PrivateDevices=yes\n\
 ProtectKernelTunables=yes\n\
 ProtectKernelModules=yes\n\

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod files;
 pub mod install;
+pub mod migration;
 pub mod package;
 pub mod reboot;
 pub mod seccomp;
@@ -20,7 +21,8 @@ pub mod update;
 pub mod watchdog;
 
 /// Scenario groups after `install` (always run first: the others need an
-/// installed, registered agent). `package` removes the agent: last.
+/// installed, registered agent). `package` and `migration` remove and
+/// reinstall the agent: last.
 pub const GROUPS: &[&str] = &[
     "files",
     "services",
@@ -30,6 +32,7 @@ pub const GROUPS: &[&str] = &[
     "seccomp",
     "reboot",
     "package",
+    "migration",
 ];
 
 /// The NEOPRO root of the box (Raspberry Pi OS layout).

@@ -19,12 +19,15 @@
 //!   Debian under systemd-nspawn (see `system_test/`)
 //! - `bench-cross <triple> [deploy-MiB]`: the sandbox, agent and deploy
 //!   benchmarks for another architecture, run under qemu-user
+//! - `migration-bundle [--target <triple>]`: the package, inside the NEOPRO
+//!   release the Node.js agent installs to hand its box over
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod agent_release;
+mod migration_bundle;
 mod package;
 mod system_test;
 
@@ -47,8 +50,9 @@ fn main() -> anyhow::Result<()> {
             system_test::run(&root, &args)
         }
         "bench-cross" => bench_cross(&root),
+        "migration-bundle" => migration_bundle(&root),
         _ => bail!(
-            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package|fuzz|system-test|bench-cross>"
+            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package|fuzz|system-test|bench-cross|migration-bundle>"
         ),
     }
 }
@@ -360,6 +364,28 @@ fn package(root: &Path) -> anyhow::Result<()> {
 /// Whether `triple` is this machine's (its binary runs here).
 fn triple_is_host(triple: &str) -> bool {
     triple.split('-').next() == Some(std::env::consts::ARCH)
+}
+
+/// `cargo xtask migration-bundle [--target <triple>]`: the release package,
+/// then the bundle the Node.js agent installs (see `migration_bundle.rs`).
+fn migration_bundle(root: &Path) -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let triple = migration_bundle::parse(&args)?;
+    let arch_of = triple
+        .clone()
+        .unwrap_or_else(|| format!("{}-unknown-linux-gnu", std::env::consts::ARCH));
+    let deb = build_package(root, triple, Profile::Release)?;
+    let version = package::workspace_version(root)?;
+    let bundle = migration_bundle::write(root, &deb, &version, package::deb_arch(&arch_of)?)?;
+    let size = std::fs::metadata(&bundle)?.len();
+    println!(
+        "{}: {:.1} MB, sha256 {}
+         Upload it as a NEOPRO release (version, this sha256) and deploy it to the boxes          that run the Node.js agent: README \"Moving boxes from the Node.js agent\".",
+        bundle.display(),
+        size as f64 / 1e6,
+        migration_bundle::sha256(&bundle)?
+    );
+    Ok(())
 }
 
 /// Which build of the agent goes into the package.

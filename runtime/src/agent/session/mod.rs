@@ -580,6 +580,7 @@ impl Session {
             &self.config.neopro_root,
             crate::agent::follow_up::recent_failure(&self.config.state_path)
                 .and_then(|f| serde_json::to_value(f).ok()),
+            heartbeat::took_over_from(&self.config.state_path),
         );
         let _ = self.link.emit("heartbeat", &[payload]);
     }

@@ -94,6 +94,9 @@ fn the_unit_is_hardened_and_names_the_neopro_folders() {
         "StateDirectory=neopro-runtime",
         // The journal, outbox and components are the agent's alone.
         "StateDirectoryMode=0700",
+        // The reboot marker: kept across restarts, gone after a reboot.
+        "RuntimeDirectory=neopro-runtime",
+        "RuntimeDirectoryPreserve=yes",
         "SystemCallFilter=@system-service",
         "TimeoutAbortSec=10",
         "PrivateIPC=yes",

@@ -156,6 +156,22 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .arg(&cached)
         .arg("--work")
         .arg(&work);
+    if args.arch == host {
+        // The migration group: the bundle the Node.js agent installs, and
+        // the stand-in of that agent with its socket.io client.
+        let version = super::package::workspace_version(root)?;
+        let bundle = super::migration_bundle::write(root, &deb, &version, &args.arch)?;
+        let old_agent = root.join("tests/system/old-agent");
+        super::run(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&old_agent),
+        )?;
+        cmd.arg("--bundle")
+            .arg(&bundle)
+            .arg("--old-agent")
+            .arg(&old_agent);
+    }
     for s in &args.scenarios {
         cmd.arg("--scenario").arg(s);
     }

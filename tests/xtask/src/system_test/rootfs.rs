@@ -23,6 +23,19 @@ const PACKAGES: &[&str] = &[
     "acl",
 ];
 
+/// On the host's architecture only (the migration scenario runs there; Node
+/// under qemu-user would only be slow): Node.js from Debian, as the boxes
+/// that run the upstream Node.js agent have it, and sudo.
+const NATIVE_PACKAGES: &[&str] = &["nodejs", "sudo"];
+
+/// Raspberry Pi OS lets `pi` use sudo without a password
+/// (`/etc/sudoers.d/010_pi-nopasswd`): the upstream agent relies on it.
+const NATIVE_SHAPE: &str = r#"set -eu
+R="$1"
+printf 'pi ALL=(ALL) NOPASSWD: ALL\n' > "$R/etc/sudoers.d/010_pi-nopasswd"
+chmod 0440 "$R/etc/sudoers.d/010_pi-nopasswd"
+"#;
+
 /// Shapes the bare system like a Pi box. Run by mmdebstrap on the host with
 /// the root filesystem as `$1`; `chroot` runs foreign binaries through
 /// binfmt_misc (qemu-user-static, F flag).
@@ -159,12 +172,18 @@ pub fn cache_root() -> PathBuf {
 
 /// `rootfs-<arch>-<hash of the recipe>`.
 pub fn cache_dir(arch: &str, host_arch: &str) -> PathBuf {
-    let fixup = if arch == host_arch {
-        ""
+    let (fixup, native) = if arch == host_arch {
+        ("", NATIVE_PACKAGES.join(",") + NATIVE_SHAPE)
     } else {
-        QEMU_USER_FIXUP
+        (QEMU_USER_FIXUP, String::new())
     };
-    let hash = fnv1a(&[SUITE, &PACKAGES.join(","), SHAPE, fixup]);
+    let packages = PACKAGES.join(",");
+    let mut recipe = vec![SUITE, &packages, SHAPE, fixup];
+    // Only when present: a foreign architecture's cache keeps its name.
+    if !native.is_empty() {
+        recipe.push(&native);
+    }
+    let hash = fnv1a(&recipe);
     cache_root().join(format!("rootfs-{arch}-{hash:016x}"))
 }
 
@@ -200,10 +219,16 @@ pub fn ensure(arch: &str, host_arch: &str) -> anyhow::Result<PathBuf> {
     );
     let started = std::time::Instant::now();
     let mut cmd = Command::new("mmdebstrap");
+    let mut packages = PACKAGES.to_vec();
+    if arch == host_arch {
+        packages.extend_from_slice(NATIVE_PACKAGES);
+    }
     cmd.args(["--variant=minbase", &format!("--architectures={arch}")])
-        .arg(format!("--include={}", PACKAGES.join(",")))
+        .arg(format!("--include={}", packages.join(",")))
         .arg(format!("--customize-hook={SHAPE}"));
-    if arch != host_arch {
+    if arch == host_arch {
+        cmd.arg(format!("--customize-hook={NATIVE_SHAPE}"));
+    } else {
         cmd.arg(format!("--customize-hook={QEMU_USER_FIXUP}"));
     }
     cmd.arg(SUITE).arg(&dir).arg(mirror());
