@@ -6,7 +6,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use neopro_runtime::jobs::analytics::{ForwardError, Forwarder, Kind, Settings};
+use neopro_e2e::central::Central;
+use neopro_runtime::jobs::analytics::{
+    Delivered, ForwardError, Forwarder, Kind, Settings, forward_and_log,
+};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,8 @@ struct Received {
     bodies: Mutex<Vec<Value>>,
     /// Answer 500 to this many requests first.
     fail_first: Mutex<usize>,
+    /// Then answer 200 with a captive portal's page to this many.
+    portal_first: Mutex<usize>,
 }
 
 async fn plays(State(r): State<Arc<Received>>, body: Bytes) -> (StatusCode, String) {
@@ -28,6 +33,16 @@ async fn plays(State(r): State<Arc<Received>>, body: Bytes) -> (StatusCode, Stri
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"error": "Erreur lors de l'enregistrement des lectures"}).to_string(),
+            );
+        }
+    }
+    {
+        let mut portal = r.portal_first.lock().expect("lock");
+        if *portal > 0 {
+            *portal -= 1;
+            return (
+                StatusCode::OK,
+                "<html><body>Connectez-vous au Wi-Fi du club</body></html>".to_owned(),
             );
         }
     }
@@ -93,6 +108,15 @@ fn play(i: usize) -> Value {
            "duration_played": 10, "video_duration": 10, "completed": true, "trigger_type": "auto"})
 }
 
+/// What a pass of `n` events returns when the server recorded them all.
+fn all_recorded(n: usize) -> Result<Delivered, ForwardError> {
+    Ok(Delivered {
+        sent: n,
+        recorded: n,
+        uncounted: 0,
+    })
+}
+
 fn sent_filenames(r: &Received) -> Vec<String> {
     r.bodies
         .lock()
@@ -123,7 +147,7 @@ async fn no_play_is_lost_while_the_app_appends() {
     while !writer.is_finished() {
         // A batch caught mid-write is kept and retried, never dropped.
         match forwarder.forward(Kind::VideoPlays).await {
-            Ok(n) => forwarded += n,
+            Ok(d) => forwarded += d.sent,
             Err(ForwardError::Unreadable { .. }) => {}
             Err(e) => panic!("{e}"),
         }
@@ -134,7 +158,8 @@ async fn no_play_is_lost_while_the_app_appends() {
         forwarded += forwarder
             .forward(Kind::VideoPlays)
             .await
-            .expect("final pass");
+            .expect("final pass")
+            .sent;
     }
     let names: HashSet<String> = sent_filenames(&received).into_iter().collect();
     let missing: Vec<usize> = (0..N)
@@ -162,7 +187,7 @@ async fn server_errors_are_retried_then_the_batch_is_kept() {
 
     app_append(&buffer, play(1));
     *received.fail_first.lock().expect("lock") = 2;
-    assert_eq!(forwarder.forward(Kind::VideoPlays).await, Ok(1));
+    assert_eq!(forwarder.forward(Kind::VideoPlays).await, all_recorded(1));
     assert_eq!(sent_filenames(&received), ["v1.mp4"]);
 
     // Three 500s: the pass gives up and keeps the batch.
@@ -182,9 +207,39 @@ async fn server_errors_are_retried_then_the_batch_is_kept() {
     assert!(sending.exists());
     // Newer plays wait behind it; the next pass sends both, oldest first.
     app_append(&buffer, play(3));
-    assert_eq!(forwarder.forward(Kind::VideoPlays).await, Ok(2));
+    assert_eq!(forwarder.forward(Kind::VideoPlays).await, all_recorded(2));
     assert_eq!(sent_filenames(&received), ["v1.mp4", "v2.mp4", "v3.mp4"]);
     assert!(!sending.exists() && !buffer.exists());
+}
+
+/// A 200 that is not the server's answer (a captive portal, a proxy) is
+/// not a delivery: the batch is kept.
+#[tokio::test]
+async fn a_200_that_is_not_the_servers_answer_keeps_the_batch() {
+    let (url, received) = server().await;
+    let dir = tempfile::tempdir().expect("temp");
+    let buffer = dir.path().join("analytics_buffer.json");
+    let forwarder = Forwarder::new(settings(&url, dir.path())).expect("forwarder");
+    app_append(&buffer, play(1));
+    *received.portal_first.lock().expect("lock") = 3;
+    let sending = dir.path().join("analytics_buffer.json.sending");
+    let err = forwarder
+        .forward(Kind::VideoPlays)
+        .await
+        .expect_err("unconfirmed");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the central server answered HTTP 200 to 1 video plays without confirming them \
+             (\"<html><body>Connectez-vous au Wi-Fi du club</body></html>\": not its JSON \
+             answer, perhaps a proxy or captive portal); kept in {}",
+            sending.display()
+        )
+    );
+    assert!(sending.exists());
+    assert_eq!(forwarder.forward(Kind::VideoPlays).await, all_recorded(1));
+    assert_eq!(sent_filenames(&received), ["v1.mp4"]);
+    assert!(!sending.exists());
 }
 
 #[tokio::test]
@@ -246,12 +301,15 @@ async fn a_half_written_buffer_is_kept_not_dropped() {
     };
     assert!(moved_to.exists() && !dir.path().join("analytics_buffer.json.sending").exists());
     app_append(&dir.path().join("analytics_buffer.json"), play(7));
-    assert_eq!(forwarder.forward(Kind::VideoPlays).await, Ok(1));
+    assert_eq!(forwarder.forward(Kind::VideoPlays).await, all_recorded(1));
     assert_eq!(sent_filenames(&received), ["v7.mp4"]);
     // Nothing buffered at all: nothing sent, no error.
     let empty = tempfile::tempdir().expect("temp");
     let idle = Forwarder::new(settings(&url, empty.path())).expect("forwarder");
-    assert_eq!(idle.forward(Kind::VideoPlays).await, Ok(0));
+    assert_eq!(
+        idle.forward(Kind::VideoPlays).await,
+        Ok(Delivered::default())
+    );
 }
 
 #[tokio::test]
@@ -319,4 +377,172 @@ async fn a_batch_refused_pass_after_pass_is_moved_aside_so_newer_events_flow() {
         .filter(|e| e.file_name().to_string_lossy().contains(".refused-"))
         .count();
     assert_eq!(refused, neopro_runtime::jobs::analytics::KEEP_REFUSED);
+}
+
+/// The agent's log lines while `f` runs on this thread (a current-thread
+/// runtime keeps every task of the pass here).
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn logged_pass(forwarder: &Forwarder, kind: Kind) -> Vec<String> {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || Capture(writer.clone()))
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_env_filter("neopro_runtime=info")
+        .finish();
+    {
+        let _guard = subscriber.set_default();
+        forward_and_log(forwarder, kind).await;
+    }
+    let text = String::from_utf8(buffer.lock().expect("lock").clone()).expect("utf-8 log");
+    text.lines().map(|l| l.trim().to_owned()).collect()
+}
+
+const KNOWN_VIDEO: &str = "0d1e2f3a-0000-4000-8000-000000000001";
+const UNKNOWN_VIDEO: &str = "0d1e2f3a-0000-4000-8000-0000000000ff";
+
+fn plays_of_videos() -> Vec<Value> {
+    let mut plays: Vec<Value> = (1..=3).map(play).collect();
+    plays[0]["video_id"] = json!(KNOWN_VIDEO);
+    // A video deleted on the server since it was deployed: the foreign key
+    // refuses the row.
+    plays[1]["video_id"] = json!(UNKNOWN_VIDEO);
+    plays
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// 18.6: the real server answers `{success: true, recorded: 2}` to 3 plays
+/// when it does not know one play's video. The log says so, and the batch
+/// is done: the skipped play is not sent again.
+#[tokio::test(flavor = "current_thread")]
+async fn plays_the_server_skipped_are_logged_and_not_sent_again() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    central.api.add_video(KNOWN_VIDEO);
+    let dir = tempfile::tempdir().expect("temp");
+    let buffer = dir.path().join("analytics_buffer.json");
+    std::fs::write(&buffer, json!(plays_of_videos()).to_string()).expect("buffer");
+    let forwarder = Forwarder::new(settings(&central.url(), dir.path())).expect("forwarder");
+
+    let lines = logged_pass(&forwarder, Kind::VideoPlays).await;
+    assert_eq!(
+        lines,
+        [
+            "WARN 3 video plays sent to the central server: 2 recorded, 1 skipped by the server \
+          (its database refused them: a video or sponsor it does not know, or a missing file \
+          name or date; it does not say which), not sent again"
+        ]
+    );
+    let recorded: Vec<Value> = central.api.recorded_plays();
+    let names: Vec<&str> = recorded
+        .iter()
+        .map(|p| p["video_filename"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["v1.mp4", "v3.mp4"]);
+    // Nothing is kept for a resend: no buffer, no .sending, nothing aside.
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+
+    // The next pass has nothing to send, and says nothing.
+    app_append(&buffer, play(4));
+    let lines = logged_pass(&forwarder, Kind::VideoPlays).await;
+    assert_eq!(
+        lines,
+        ["INFO 1 video plays sent to the central server, all recorded"]
+    );
+    let bodies = central.api.bodies("/api/analytics/video-plays");
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[1]["plays"].as_array().map(Vec::len), Some(1));
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    assert!(logged_pass(&forwarder, Kind::VideoPlays).await.is_empty());
+    assert_eq!(central.api.bodies("/api/analytics/video-plays").len(), 2);
+    central.stop().await;
+}
+
+/// 18.6: a real failure (the server's 500 on every attempt) keeps the
+/// plays on disk as they were, and the next pass sends them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_send_keeps_the_plays_for_the_next_pass() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    central.api.add_video(KNOWN_VIDEO);
+    let dir = tempfile::tempdir().expect("temp");
+    let buffer = dir.path().join("analytics_buffer.json");
+    let written = json!(plays_of_videos());
+    std::fs::write(&buffer, written.to_string()).expect("buffer");
+    let forwarder = Forwarder::new(settings(&central.url(), dir.path())).expect("forwarder");
+
+    // One attempt and two retries, all refused with upstream's 500.
+    central.api.fail_video_plays(3);
+    let lines = logged_pass(&forwarder, Kind::VideoPlays).await;
+    let sending = dir.path().join("analytics_buffer.json.sending");
+    assert_eq!(
+        lines,
+        [format!(
+            "WARN the central server refused 3 video plays (HTTP 500: Erreur lors de \
+             l'enregistrement des lectures); kept in {}",
+            sending.display()
+        )]
+    );
+    assert_eq!(central.api.bodies("/api/analytics/video-plays").len(), 3);
+    assert!(central.api.recorded_plays().is_empty());
+    assert_eq!(files_in(dir.path()), ["analytics_buffer.json.sending"]);
+    let kept: Value =
+        serde_json::from_str(&std::fs::read_to_string(&sending).expect("kept")).expect("json");
+    assert_eq!(kept, written);
+
+    // A site the server does not know is a refusal too: still kept.
+    let mut stranger = settings(&central.url(), dir.path());
+    stranger.site_id = "site-unknown".to_owned();
+    let err = Forwarder::new(stranger)
+        .expect("forwarder")
+        .forward(Kind::VideoPlays)
+        .await
+        .expect_err("404");
+    assert!(
+        matches!(&err, ForwardError::Refused { status: 404, message, .. } if message == "Site non trouvé"),
+        "{err}"
+    );
+    assert_eq!(files_in(dir.path()), ["analytics_buffer.json.sending"]);
+
+    // The server is back: the kept batch goes first, then the newer play.
+    app_append(&buffer, play(9));
+    let lines = logged_pass(&forwarder, Kind::VideoPlays).await;
+    assert_eq!(
+        lines,
+        [
+            "WARN 4 video plays sent to the central server: 3 recorded, 1 skipped by the server \
+          (its database refused them: a video or sponsor it does not know, or a missing file \
+          name or date; it does not say which), not sent again"
+        ]
+    );
+    let names: Vec<String> = central
+        .api
+        .recorded_plays()
+        .iter()
+        .map(|p| p["video_filename"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(names, ["v1.mp4", "v3.mp4", "v9.mp4"]);
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    central.stop().await;
 }

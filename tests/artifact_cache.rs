@@ -245,3 +245,138 @@ fn a_verified_artifact_is_not_hashed_again_until_it_changes() {
         LoadOrigin::Compiled
     );
 }
+
+/// Issue 16: a box upgraded from an agent that named artifacts
+/// `<wasm sha256>-<engine hash>.cwasm` (before the target key), or from an
+/// older engine of this machine, has artifacts nothing loads any more; they
+/// are deleted when the cache opens, and the current one is kept and used.
+#[test]
+fn artifacts_of_earlier_agents_are_swept_at_start_and_current_ones_kept() {
+    let site = Site::new();
+    let sandbox = site.sandbox();
+    let _ = site.load(&sandbox, "get-config");
+    drop(sandbox);
+    let current = cached_artifacts(&site)[0].clone();
+    let dir = site.config.cache_dir();
+    let wasm = std::fs::read(component("get-config").wasm_path).expect("wasm");
+    let sha = sha256_hex(&wasm);
+    let target = current
+        .strip_prefix(&format!("{sha}-"))
+        .and_then(|k| k.strip_suffix(".cwasm"))
+        .and_then(|k| k.rsplit_once('-'))
+        .map(|(label, _)| label.to_owned())
+        .expect("current name is <sha>-<target>-<hash>.cwasm");
+    let old_name = format!("{sha}-0011223344556677.cwasm");
+    let older_engine = format!("{sha}-{target}-8899aabbccddeeff.cwasm");
+    let other_machine = format!("{sha}-someothercpu-8899aabbccddeeff.cwasm");
+    let mut planted = Vec::new();
+    for name in [&old_name, &older_engine, &other_machine] {
+        for suffix in ["", ".sha256", ".verified"] {
+            let path = dir.join(format!("{name}{suffix}"));
+            std::fs::write(&path, b"old artifact").expect("plant");
+            planted.push(path);
+        }
+    }
+    let unrelated = dir.join("notes.txt");
+    std::fs::write(&unrelated, "kept").expect("plant");
+
+    let fresh = site.sandbox();
+    for suffix in ["", ".sha256", ".verified"] {
+        for name in [&old_name, &older_engine] {
+            let path = dir.join(format!("{name}{suffix}"));
+            assert!(!path.exists(), "{} was not swept", path.display());
+        }
+        let path = dir.join(format!("{other_machine}{suffix}"));
+        assert!(path.exists(), "{} is another machine's", path.display());
+    }
+    assert!(unrelated.exists());
+    assert!(dir.join(&current).exists() && dir.join(format!("{current}.sha256")).exists());
+    let loaded = site.load(&fresh, "get-config");
+    assert_eq!(loaded.origin(), LoadOrigin::Cache);
+}
+
+/// Writes what `cargo xtask package` ships for `name` (made for this
+/// machine here; an armhf package's are Pulley bytecode) into `dir`.
+fn ship(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let wasm = std::fs::read(component(name).wasm_path).expect("wasm");
+    let (file, bytes, sha256) =
+        neopro_runtime::sandbox::packaged_artifact(CodeTarget::Host, &wasm).expect("precompile");
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(dir.join(&file), bytes).expect("artifact");
+    std::fs::write(dir.join(format!("{file}.sha256")), sha256).expect("checksum");
+    dir.join(file)
+}
+
+/// Issue 16: the artifacts a package ships are loaded as they are — no
+/// compile, nothing written to the agent's cache on the first start; one
+/// that does not match its checksum is left alone and the component
+/// compiled instead.
+#[test]
+fn packaged_artifacts_load_without_compiling_and_a_damaged_one_is_compiled() {
+    let site = Site::new();
+    let packaged = site.path("components/precompiled");
+    let artifact = ship(&packaged, "get-config");
+    // As installed by dpkg: old enough that the agent's own cache would
+    // stamp it as verified.
+    set_mtime(
+        &artifact,
+        std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+    );
+    let mut sandbox = site.sandbox();
+    sandbox.use_packaged_artifacts_for(&packaged, CodeTarget::Host);
+    let loaded = site.load(&sandbox, "get-config");
+    assert_eq!(loaded.origin(), LoadOrigin::Packaged);
+    assert_eq!(
+        sandbox.cache_stats(),
+        CacheStats {
+            hits: 1,
+            compiled: 0
+        }
+    );
+    assert!(cached_artifacts(&site).is_empty(), "nothing compiled");
+    let mut shipped: Vec<String> = std::fs::read_dir(&packaged)
+        .expect("list")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    shipped.sort();
+    let name = artifact.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    assert_eq!(
+        shipped,
+        [name.to_owned(), format!("{name}.sha256")],
+        "nothing written beside the package's files"
+    );
+    let result = neopro_e2e::run_loaded(&sandbox, &loaded, serde_json::json!({}));
+    assert!(result.is_ok(), "{result:?}");
+
+    // A damaged shipped artifact: compiled into the agent's cache, the
+    // package's file left as it is (dpkg owns it).
+    let mut bytes = std::fs::read(&artifact).expect("artifact");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&artifact, &bytes).expect("damage");
+    let mut fresh = site.sandbox();
+    fresh.use_packaged_artifacts_for(&packaged, CodeTarget::Host);
+    assert_eq!(
+        site.load(&fresh, "get-config").origin(),
+        LoadOrigin::Compiled
+    );
+    assert_eq!(std::fs::read(&artifact).expect("still there"), bytes);
+    assert_eq!(cached_artifacts(&site).len(), 1);
+}
+
+/// Shipped artifacts are native code: a folder others can write is never
+/// loaded from.
+#[test]
+fn packaged_artifacts_in_a_folder_others_can_write_are_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    let packaged = site.path("components/precompiled");
+    ship(&packaged, "get-config");
+    std::fs::set_permissions(&packaged, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mut sandbox = site.sandbox();
+    sandbox.use_packaged_artifacts_for(&packaged, CodeTarget::Host);
+    assert_eq!(
+        site.load(&sandbox, "get-config").origin(),
+        LoadOrigin::Compiled
+    );
+}

@@ -2,8 +2,10 @@
 //! `video_inventory` built from Rust (guest-sdk/template) and from
 //! TypeScript on QuickJS (guest-sdk/template-ts), on the same files.
 //!
-//! `cargo run --release -p neopro-e2e --bin component-bench -- <components/test> <components/ts>`
-//! (after `cargo xtask guests`; README § "Write a command in TypeScript").
+//! `cargo run --release -p neopro-e2e --bin component-bench -- <components/test> <components/ts> [<sm>]`
+//! (after `cargo xtask guests`; `<sm>`: the same template built with
+//! `neopro-component build --engine spidermonkey --out <sm>`; README § "Write
+//! a command in TypeScript").
 //!
 //! Per component: wasm size; first load (JIT compile) time and the peak RSS
 //! of a process doing only that; the artifact's size; a one-shot warm run
@@ -166,18 +168,27 @@ fn main() {
     match args.as_slice() {
         [mode, wasm, dir] if mode.as_os_str() == "--load" => child(wasm, dir, false),
         [mode, wasm, dir] if mode.as_os_str() == "--run" => child(wasm, dir, true),
-        [rust_dir, ts_dir] => {
+        [rust_dir, ts_dirs @ ..] if (1..=2).contains(&ts_dirs.len()) => {
             bench(
                 "Rust video-inventory",
                 &rust_dir.join("video-inventory.wasm"),
             );
             bench(
                 "TypeScript (QuickJS) video-inventory",
-                &ts_dir.join("video-inventory.wasm"),
+                &ts_dirs[0].join("video-inventory.wasm"),
             );
+            if let Some(sm_dir) = ts_dirs.get(1) {
+                bench(
+                    "TypeScript (SpiderMonkey) video-inventory",
+                    &sm_dir.join("video-inventory.wasm"),
+                );
+            }
         }
         _ => {
-            eprintln!("usage: component-bench <target/components/test> <target/components/ts>");
+            eprintln!(
+                "usage: component-bench <target/components/test> <target/components/ts> \
+                 [<SpiderMonkey build of guest-sdk/template-ts>]"
+            );
             std::process::exit(2);
         }
     }

@@ -52,6 +52,16 @@ enum Command {
     /// agent runs it as a child so the compiler's memory leaves with it).
     #[command(name = "precompile-component", hide = true)]
     PrecompileComponent { artifact: PathBuf },
+    /// Internal (package build): precompile every `<name>.wasm` of
+    /// `components` for the package of Rust target `target` into `out`,
+    /// named as that package's agent looks for them.
+    #[command(name = "precompile-package", hide = true)]
+    PrecompilePackage {
+        #[arg(long)]
+        target: String,
+        components: PathBuf,
+        out: PathBuf,
+    },
 }
 
 /// Entry point of the binary.
@@ -75,6 +85,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return crate::ops::command::run(ops, cli.config.as_deref());
     }
     // Needs no site.conf: it only compiles what it is given.
+    if let Command::PrecompilePackage {
+        target,
+        components,
+        out,
+    } = &cli.command
+    {
+        crate::ops::precompile::run(target, components, out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::PrecompileComponent { artifact } = &cli.command {
         crate::sandbox::compile_child::run_child(artifact)?;
         return Ok(ExitCode::SUCCESS);
@@ -96,7 +115,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_agent(config, cli.config)
         }
         Command::Ops(_) => Ok(ExitCode::SUCCESS),
-        Command::PrecompileComponent { .. } => Ok(ExitCode::SUCCESS),
+        Command::PrecompileComponent { .. } | Command::PrecompilePackage { .. } => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -192,8 +213,13 @@ fn run_component(
         None => spec.manifest.commands.first().cloned().unwrap_or_default(),
     };
     let services = Arc::new(HostServices::from_config(config));
-    let sandbox = Sandbox::new(services, Some(&config.cache_dir()))?;
+    let mut sandbox = Sandbox::new(services, Some(&config.cache_dir()))?;
+    sandbox.use_packaged_artifacts(
+        &crate::sandbox::registry::components_dir(config)
+            .join(crate::sandbox::registry::PACKAGED_ARTIFACTS),
+    );
     let component = sandbox.load_file(&spec.wasm_path, spec.manifest.clone())?;
+    tracing::debug!("{} loaded: {:?}", spec.manifest.name, component.origin());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

@@ -1,5 +1,6 @@
 //! The central server's REST routes used by `register`, `resync` and
-//! `diagnose` (protocol notes §8.1), with the upstream answers and
+//! `diagnose` (protocol notes §8.1), and the analytics route the agent's
+//! forwarder posts video plays to, with the upstream answers and
 //! messages. Sites created here can authenticate on the test central's
 //! Socket.IO side (they share the site table).
 #![allow(clippy::expect_used)]
@@ -30,6 +31,12 @@ struct ApiState {
     names: Mutex<HashMap<String, (String, String)>>,
     requests: Mutex<Vec<(String, Value)>>,
     counter: std::sync::atomic::AtomicU64,
+    /// The `videos` table: ids a play's `video_id` may reference.
+    videos: Mutex<std::collections::HashSet<String>>,
+    /// The `video_plays` table: rows inserted.
+    plays: Mutex<Vec<Value>>,
+    /// Answer 500 to this many video-plays requests first.
+    fail_plays: Mutex<usize>,
 }
 
 /// Handle on the REST side of a test central.
@@ -83,10 +90,30 @@ impl Api {
             .collect()
     }
 
+    /// Adds a video the `video_plays.video_id` foreign key accepts.
+    pub fn add_video(&self, id: &str) {
+        self.state
+            .videos
+            .lock()
+            .expect("lock")
+            .insert(id.to_owned());
+    }
+
+    /// The plays recorded (rows of `video_plays`), in arrival order.
+    pub fn recorded_plays(&self) -> Vec<Value> {
+        self.state.plays.lock().expect("lock").clone()
+    }
+
+    /// Makes the next `n` video-plays requests fail with upstream's 500.
+    pub fn fail_video_plays(&self, n: usize) {
+        *self.state.fail_plays.lock().expect("lock") = n;
+    }
+
     /// The routes, to serve next to the Socket.IO layer.
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
             .route("/health", get(health))
+            .route("/api/analytics/video-plays", post(video_plays))
             .route("/api/auth/login", post(login))
             .route("/api/sites", post(create_site).get(list_sites))
             .route("/api/sites/{id}/regenerate-key", post(regenerate))
@@ -143,6 +170,70 @@ async fn health() -> Response {
     reply(
         StatusCode::OK,
         json!({"status": "healthy", "timestamp": "2026-01-01T00:00:00Z"}),
+    )
+}
+
+/// A UUID as upstream's `validateUuid` checks it (8-4-4-4-12 hex digits).
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Upstream's `recordVideoPlays` (no authentication): 400 without
+/// `site_id` or plays, 404 for an unknown site, then one INSERT per play; a
+/// play the database refuses (its `video_id` or `sponsor_id` references no
+/// row, `video_filename` missing, a `trigger_type` other than auto/manual)
+/// is skipped and only logged server-side. The answer counts the rows
+/// inserted and does not say which plays were skipped.
+async fn video_plays(State(api): State<Api>, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    api.record("/api/analytics/video-plays", &body);
+    {
+        let mut fail = api.state.fail_plays.lock().expect("lock");
+        if *fail > 0 {
+            *fail -= 1;
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "Erreur lors de l'enregistrement des lectures"}),
+            );
+        }
+    }
+    let site_id = body["site_id"].as_str().unwrap_or("");
+    let plays = body["plays"].as_array().cloned().unwrap_or_default();
+    if site_id.is_empty() || plays.is_empty() {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "site_id et plays[] requis"}),
+        );
+    }
+    if !api.sites.lock().expect("lock").contains_key(site_id) {
+        return reply(StatusCode::NOT_FOUND, json!({"error": "Site non trouvé"}));
+    }
+    let videos = api.state.videos.lock().expect("lock").clone();
+    let mut recorded = 0;
+    for play in plays {
+        // A non-UUID id is stored as NULL; a UUID must reference a row
+        // (no sponsors exist in this table set).
+        let video_ok = play["video_id"]
+            .as_str()
+            .is_none_or(|id| !is_uuid(id) || videos.contains(id));
+        let sponsor_ok = play["sponsor_id"].as_str().is_none_or(|id| !is_uuid(id));
+        let filename_ok = play["video_filename"].as_str().is_some();
+        let trigger_ok = play["trigger_type"]
+            .as_str()
+            .is_none_or(|t| t.is_empty() || t == "auto" || t == "manual");
+        if video_ok && sponsor_ok && filename_ok && trigger_ok {
+            api.state.plays.lock().expect("lock").push(play);
+            recorded += 1;
+        }
+    }
+    reply(
+        StatusCode::OK,
+        json!({"success": true, "recorded": recorded}),
     )
 }
 

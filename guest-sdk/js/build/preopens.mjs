@@ -5,6 +5,7 @@
 // one preopen makes `jco guest-types` and `jco componentize` read files
 // again. Remove once jco ships a shim that preopens the working folder.
 import { existsSync } from "node:fs";
+import { register } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -22,3 +23,6 @@ for (const copy of copies) {
   const shim = await import(pathToFileURL(file).href);
   if (typeof shim._setPreopens === "function") shim._setPreopens({ "/": "/" });
 }
+
+// The SpiderMonkey build's missing dependency: see shim-resolve.mjs.
+register("./shim-resolve.mjs", import.meta.url);

@@ -95,6 +95,7 @@ pub async fn run(
     let components_dir = registry::components_dir(&config);
     let services = Arc::new(HostServices::from_config(&config));
     let mut sandbox = Sandbox::new(services, Some(&config.cache_dir()))?;
+    sandbox.use_packaged_artifacts(&components_dir.join(registry::PACKAGED_ARTIFACTS));
     if let Some(program) = options.compiler.clone() {
         sandbox.compile_in_child(program);
     }

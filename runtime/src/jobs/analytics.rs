@@ -13,6 +13,15 @@
 //! refusing (4xx) would block every newer event while the app's buffer grows
 //! without limit, so after a few refused passes it is moved aside
 //! (`<name>.refused-<time>`, the newest few kept for inspection).
+//!
+//! "Accepted" is not "recorded": the real server answers a batch of plays
+//! with `{success: true, recorded: N}` and silently skips every play its
+//! database refuses (a video or sponsor it does not know, a missing file
+//! name), without saying which. Such a batch is done — sending it again
+//! would only duplicate the plays it did record — so it is deleted, and the
+//! log says how many were recorded and how many skipped. Only a real failure
+//! (no answer, an error status, a 2xx that is not the server's JSON, such as
+//! a captive portal's page) keeps the batch for the next pass.
 
 use crate::config::SiteConfig;
 use serde_json::{Value, json};
@@ -24,6 +33,37 @@ pub const INTERVAL: Duration = Duration::from_secs(300);
 
 /// Refused batches moved aside that are kept per buffer (older ones deleted).
 pub const KEEP_REFUSED: usize = 3;
+
+/// The most of a server answer that is read (its JSON is a few dozen bytes).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// What one pass delivered: events the server accepted (their batches are
+/// deleted) and what it said it did with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivered {
+    /// Events in the batches the server accepted.
+    pub sent: usize,
+    /// Of those, the ones the server said it recorded.
+    pub recorded: usize,
+    /// Of those, the ones in batches whose answer carried no count.
+    pub uncounted: usize,
+}
+
+impl Delivered {
+    /// Accepted but not recorded: the server skipped them, and they are not
+    /// sent again.
+    pub fn skipped(&self) -> usize {
+        self.sent
+            .saturating_sub(self.recorded)
+            .saturating_sub(self.uncounted)
+    }
+
+    fn add(&mut self, other: Delivered) {
+        self.sent = self.sent.saturating_add(other.sent);
+        self.recorded = self.recorded.saturating_add(other.recorded);
+        self.uncounted = self.uncounted.saturating_add(other.uncounted);
+    }
+}
 
 /// Why one batch was not delivered (it is kept for the next pass).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -58,6 +98,17 @@ pub enum ForwardError {
         status: u16,
         message: String,
         moved_to: PathBuf,
+    },
+    #[error(
+        "the central server answered HTTP {status} to {count} {what} without confirming them \
+         (\"{preview}\": not its JSON answer, perhaps a proxy or captive portal); kept in {path}"
+    )]
+    Unconfirmed {
+        what: &'static str,
+        count: usize,
+        status: u16,
+        preview: String,
+        path: PathBuf,
     },
     #[error("cannot send {count} {what} ({reason}); kept in {path} for the next pass")]
     Unreachable {
@@ -94,6 +145,19 @@ impl Kind {
         match self {
             Kind::VideoPlays => "video plays",
             Kind::SponsorImpressions => "sponsor impressions",
+        }
+    }
+    /// Why the real server skips an event it accepted (it never says which).
+    fn skip_reason(self) -> &'static str {
+        match self {
+            Kind::VideoPlays => {
+                "its database refused them: a video or sponsor it does not know, or a missing \
+                 file name or date; it does not say which"
+            }
+            Kind::SponsorImpressions => {
+                "not valid for it: a site or video id that is not a UUID, or a missing date or \
+                 duration; it does not say which"
+            }
         }
     }
     /// The request body upstream sends.
@@ -190,11 +254,11 @@ impl Forwarder {
     }
 
     /// One pass over `kind`: an older kept batch first, then what the app
-    /// buffered since. Returns how many events the server accepted.
-    pub async fn forward(&self, kind: Kind) -> Result<usize, ForwardError> {
+    /// buffered since. Returns what the server accepted and recorded.
+    pub async fn forward(&self, kind: Kind) -> Result<Delivered, ForwardError> {
         let path = self.settings.data_dir.join(kind.file_name());
         let sending = sending_path(&path);
-        let mut sent = 0;
+        let mut sent = Delivered::default();
         for _ in 0..2 {
             let had_old_batch = sending.exists();
             if !had_old_batch {
@@ -209,7 +273,7 @@ impl Forwarder {
                     }
                 }
             }
-            sent += self.send_counting_refusals(kind, &sending).await?;
+            sent.add(self.send_counting_refusals(kind, &sending).await?);
             if !had_old_batch {
                 return Ok(sent);
             }
@@ -223,7 +287,7 @@ impl Forwarder {
         &self,
         kind: Kind,
         sending: &Path,
-    ) -> Result<usize, ForwardError> {
+    ) -> Result<Delivered, ForwardError> {
         use std::sync::atomic::Ordering;
         let refusals = &self.refusals[kind as usize];
         let err = match self.send_file(kind, sending).await {
@@ -276,7 +340,7 @@ impl Forwarder {
         }
     }
 
-    async fn send_file(&self, kind: Kind, sending: &Path) -> Result<usize, ForwardError> {
+    async fn send_file(&self, kind: Kind, sending: &Path) -> Result<Delivered, ForwardError> {
         let text = std::fs::read_to_string(sending).map_err(|e| ForwardError::File {
             path: sending.to_owned(),
             reason: e.to_string(),
@@ -287,14 +351,24 @@ impl Forwarder {
             Err(e) => return Err(self.unreadable(sending, e.to_string())),
         };
         let count = events.len();
-        if count > 0 {
-            self.post(kind, events, sending).await?;
-        }
+        let delivered = if count > 0 {
+            let recorded = self.post(kind, events, sending).await?;
+            Delivered {
+                sent: count,
+                recorded: recorded.map_or(0, |n| n.min(count)),
+                uncounted: if recorded.is_some() { 0 } else { count },
+            }
+        } else {
+            Delivered::default()
+        };
+        // Accepted, whatever it recorded: the skipped events are not sent
+        // again (the server would skip them again, and it does not say
+        // which they were).
         std::fs::remove_file(sending).map_err(|e| ForwardError::File {
             path: sending.to_owned(),
             reason: e.to_string(),
         })?;
-        Ok(count)
+        Ok(delivered)
     }
 
     /// Keeps a batch that may still be being written; moves aside one that
@@ -323,12 +397,14 @@ impl Forwarder {
         }
     }
 
+    /// Sends one batch; on acceptance, how many events the server said it
+    /// recorded (`None` when its answer carries no count).
     async fn post(
         &self,
         kind: Kind,
         events: Vec<Value>,
         kept_in: &Path,
-    ) -> Result<(), ForwardError> {
+    ) -> Result<Option<usize>, ForwardError> {
         let count = events.len();
         let url = format!("{}{}", self.settings.server_url, kind.endpoint());
         let body = kind.body(&self.settings.site_id, events).to_string();
@@ -342,10 +418,37 @@ impl Forwarder {
                 .send()
                 .await;
             let retryable = match result {
-                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) if response.status().is_success() => {
+                    let status = response.status().as_u16();
+                    match read_answer(response).await.map(|b| acceptance(&b)) {
+                        Ok(Acceptance::Recorded(n)) => return Ok(n),
+                        Ok(Acceptance::Refused(message)) => {
+                            return Err(ForwardError::Refused {
+                                what: kind.what(),
+                                count,
+                                status,
+                                message,
+                                path: kept_in.to_owned(),
+                            });
+                        }
+                        Ok(Acceptance::NotJson(preview)) => ForwardError::Unconfirmed {
+                            what: kind.what(),
+                            count,
+                            status,
+                            preview,
+                            path: kept_in.to_owned(),
+                        },
+                        Err(e) => ForwardError::Unreachable {
+                            what: kind.what(),
+                            count,
+                            reason: e.to_string(),
+                            path: kept_in.to_owned(),
+                        },
+                    }
+                }
                 Ok(response) => {
                     let status = response.status();
-                    let bytes = response.bytes().await.unwrap_or_default();
+                    let bytes = read_answer(response).await.unwrap_or_default();
                     let message = serde_json::from_slice::<Value>(&bytes)
                         .ok()
                         .and_then(|v| {
@@ -383,6 +486,116 @@ impl Forwarder {
                 None => return Err(retryable),
             }
         }
+    }
+}
+
+/// Reads at most [`MAX_ANSWER`] bytes of an answer (the rest is ignored).
+async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_ANSWER.saturating_sub(body.len());
+        body.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+        if body.len() >= MAX_ANSWER {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// What a 2xx answer says about a batch.
+#[derive(Debug, PartialEq)]
+enum Acceptance {
+    /// Accepted; the count of events recorded when the answer gives one.
+    Recorded(Option<usize>),
+    /// `{success: false, error}` under a 2xx status.
+    Refused(String),
+    /// Not the server's JSON (a preview of what came instead).
+    NotJson(String),
+}
+
+/// Reads the server's answer: `{success: true, recorded: N}` for plays,
+/// `{success: true, message: "N impression(s) recorded"}` for impressions;
+/// an empty body counts as accepted without a count.
+fn acceptance(body: &[u8]) -> Acceptance {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Acceptance::Recorded(None);
+    }
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
+        let text = String::from_utf8_lossy(body);
+        let preview: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        return Acceptance::NotJson(preview.chars().take(80).collect());
+    };
+    if answer.get("success") == Some(&Value::Bool(false)) {
+        let message = ["error", "message"]
+            .iter()
+            .find_map(|k| answer.get(*k).and_then(Value::as_str))
+            .unwrap_or("success: false");
+        return Acceptance::Refused(message.to_owned());
+    }
+    let counted = answer
+        .get("recorded")
+        .and_then(Value::as_u64)
+        .or_else(|| {
+            let message = answer.get("message")?.as_str()?;
+            let (n, rest) = message.split_once(' ')?;
+            rest.contains("recorded")
+                .then(|| n.parse::<u64>().ok())
+                .flatten()
+        })
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    Acceptance::Recorded(counted)
+}
+
+/// The log line of a pass that delivered something.
+pub fn summary(kind: Kind, delivered: &Delivered) -> String {
+    let Delivered {
+        sent,
+        recorded,
+        uncounted,
+    } = *delivered;
+    let what = kind.what();
+    let skipped = delivered.skipped();
+    let mut line = format!("{sent} {what} sent to the central server");
+    if skipped == 0 && uncounted == 0 {
+        line.push_str(", all recorded");
+        return line;
+    }
+    let mut parts = Vec::new();
+    if recorded > 0 || skipped > 0 {
+        parts.push(format!("{recorded} recorded"));
+    }
+    if skipped > 0 {
+        parts.push(format!(
+            "{skipped} skipped by the server ({}), not sent again",
+            kind.skip_reason()
+        ));
+    }
+    if uncounted > 0 {
+        parts.push(format!(
+            "{uncounted} accepted without a count of what it recorded"
+        ));
+    }
+    line.push_str(": ");
+    line.push_str(&parts.join(", "));
+    line
+}
+
+/// One pass over `kind`, logged: what was recorded and skipped, or why
+/// the batch is kept.
+pub async fn forward_and_log(forwarder: &Forwarder, kind: Kind) {
+    match forwarder.forward(kind).await {
+        Ok(delivered) if delivered.sent == 0 => {}
+        Ok(delivered) if delivered.skipped() > 0 => {
+            tracing::warn!("{}", summary(kind, &delivered));
+        }
+        Ok(delivered) => tracing::info!("{}", summary(kind, &delivered)),
+        Err(e @ ForwardError::Refused { status: 401, .. }) if kind == Kind::SponsorImpressions => {
+            // Upstream's server wants a user token on this route, which a
+            // box does not have: the batch is kept (then moved aside, the
+            // newest few kept) for when it accepts site keys.
+            tracing::warn!("{e}; the server requires a user token for impressions");
+        }
+        Err(e) => tracing::warn!("{e}"),
     }
 }
 
@@ -442,20 +655,63 @@ pub async fn run(config: SiteConfig) {
     loop {
         tick.tick().await;
         for kind in [Kind::VideoPlays, Kind::SponsorImpressions] {
-            match forwarder.forward(kind).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("{n} {} sent to the central server", kind.what()),
-                Err(e @ ForwardError::Refused { status: 401, .. })
-                    if kind == Kind::SponsorImpressions =>
-                {
-                    // Upstream's server wants a user token on this route,
-                    // which a box does not have: the batch is kept (then
-                    // moved aside, the newest few kept) for when it accepts
-                    // site keys.
-                    tracing::warn!("{e}; the server requires a user token for impressions");
-                }
-                Err(e) => tracing::warn!("{e}"),
-            }
+            forward_and_log(&forwarder, kind).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_as_upstream_sends_them() {
+        assert_eq!(
+            acceptance(br#"{"success":true,"recorded":2}"#),
+            Acceptance::Recorded(Some(2))
+        );
+        assert_eq!(
+            acceptance(br#"{"success":true,"message":"5 impression(s) recorded"}"#),
+            Acceptance::Recorded(Some(5))
+        );
+        assert_eq!(
+            acceptance(br#"{"success":true}"#),
+            Acceptance::Recorded(None)
+        );
+        assert_eq!(acceptance(b"  \n"), Acceptance::Recorded(None));
+        assert_eq!(
+            acceptance(br#"{"success":false,"error":"No valid impressions to insert"}"#),
+            Acceptance::Refused("No valid impressions to insert".to_owned())
+        );
+        assert_eq!(
+            acceptance(b"<html>\n  <body>Wi-Fi login</body></html>"),
+            Acceptance::NotJson("<html> <body>Wi-Fi login</body></html>".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_summary_says_what_was_recorded_and_skipped() {
+        let d = |sent, recorded, uncounted| Delivered {
+            sent,
+            recorded,
+            uncounted,
+        };
+        assert_eq!(
+            summary(Kind::VideoPlays, &d(3, 3, 0)),
+            "3 video plays sent to the central server, all recorded"
+        );
+        assert_eq!(
+            summary(Kind::VideoPlays, &d(2, 0, 2)),
+            "2 video plays sent to the central server: 2 accepted without a count of what it \
+             recorded"
+        );
+        assert_eq!(
+            summary(Kind::SponsorImpressions, &d(4, 1, 2)),
+            "4 sponsor impressions sent to the central server: 1 recorded, 1 skipped by the \
+             server (not valid for it: a site or video id that is not a UUID, or a missing date \
+             or duration; it does not say which), not sent again, 2 accepted without a count of \
+             what it recorded"
+        );
+        assert_eq!(d(3, 5, 0).skipped(), 0);
     }
 }

@@ -8,6 +8,7 @@ pub mod component;
 pub mod diagnose;
 pub mod install_service;
 pub mod new_component;
+pub mod precompile;
 pub mod prompt;
 pub mod register;
 pub mod resync;

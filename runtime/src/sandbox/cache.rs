@@ -33,6 +33,9 @@ pub enum LoadOrigin {
     Compiled,
     /// Loaded from a precompiled artifact.
     Cache,
+    /// Loaded from an artifact the package shipped (nothing compiled, nothing
+    /// written).
+    Packaged,
 }
 
 /// Counters, for tests and `components`.
@@ -43,7 +46,12 @@ pub struct CacheStats {
 }
 
 /// Feeds `Hash` output into sha256, giving a hash stable across runs (unlike
-/// `DefaultHasher`, whose algorithm is not guaranteed).
+/// `DefaultHasher`, whose algorithm is not guaranteed) and across machines:
+/// `usize` values (every length prefix of a string or list) are fed as 8
+/// bytes, so a 64-bit build machine names a Pulley artifact exactly as the
+/// 32-bit box that loads it (with native widths the armhf agent computed
+/// `f0c48ed870c8efc8` where x86_64 computed `e5112579a8713065` for the same
+/// engine configuration, and never found the packaged artifacts).
 struct Sha256Hasher(Sha256);
 
 impl Hasher for Sha256Hasher {
@@ -53,6 +61,14 @@ impl Hasher for Sha256Hasher {
 
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_isize(&mut self, i: isize) {
+        self.write_i64(i as i64);
     }
 }
 
@@ -67,6 +83,10 @@ pub struct ArtifactCache {
     /// The agent binary, to compile in a child process (see
     /// `compile_child`); `None` compiles in this process.
     compiler: Option<PathBuf>,
+    /// Artifacts the package shipped (read-only, owned by root) and their
+    /// `<target>-<engine hash>` key; looked at after this cache, before
+    /// compiling.
+    packaged: Option<(PathBuf, String)>,
     hits: AtomicU64,
     compiled: AtomicU64,
 }
@@ -75,9 +95,7 @@ impl ArtifactCache {
     /// A cache in `dir`; with `None`, or if the folder cannot be created, every
     /// load compiles (the agent still works, only slower).
     pub fn new(dir: Option<&Path>, engine: &Engine, target: &str) -> Self {
-        let mut hasher = Sha256Hasher(Sha256::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_hash = hex::encode(&hasher.0.finalize()[..8]);
+        let engine_hash = engine_hash(engine);
         // Artifacts are native code: a folder anyone but the agent can
         // write is not used at all (the components are then compiled at each
         // start, slower but safe), and the operator is told how to fix it.
@@ -97,10 +115,14 @@ impl ArtifactCache {
                 None
             }
         });
+        if let Some(dir) = &dir {
+            super::cache_sweep::sweep(dir, target, &engine_hash);
+        }
         ArtifactCache {
             dir,
             key: format!("{target}-{engine_hash}"),
             compiler: None,
+            packaged: None,
             hits: AtomicU64::new(0),
             compiled: AtomicU64::new(0),
         }
@@ -111,11 +133,55 @@ impl ArtifactCache {
         self.compiler = Some(program);
     }
 
+    /// Also load the artifacts a package shipped in `dir`, made for
+    /// `target` ([`packaged_artifact`]). A folder others than root or the
+    /// agent can write is not used: its files are native code.
+    pub fn use_packaged(&mut self, dir: &Path, target: super::CodeTarget) {
+        if !dir.is_dir() {
+            return;
+        }
+        if let Err(e) = crate::store::private_dir::check_private(dir) {
+            tracing::error!("not loading the packaged precompiled components: {e}");
+            return;
+        }
+        match super::engine::new_engine(target) {
+            Ok(engine) => {
+                let key = format!("{}-{}", target.label(&engine), engine_hash(&engine));
+                self.packaged = Some((dir.to_owned(), key));
+            }
+            Err(e) => tracing::warn!("packaged precompiled components not used: {e}"),
+        }
+    }
+
     /// Artifact path for a wasm hash.
     pub fn artifact_path(&self, wasm_sha256: &str) -> Option<PathBuf> {
         self.dir
             .as_ref()
-            .map(|d| d.join(format!("{wasm_sha256}-{}.cwasm", self.key)))
+            .map(|d| d.join(artifact_name(wasm_sha256, &self.key)))
+    }
+
+    /// The packaged artifact for a wasm hash, if the package shipped one.
+    fn load_packaged(&self, engine: &Engine, wasm_sha256: &str) -> Option<Component> {
+        let (dir, key) = self.packaged.as_ref()?;
+        let path = dir.join(artifact_name(wasm_sha256, key));
+        if !path.is_file() {
+            return None;
+        }
+        match only_agent_wrote(&path)
+            .and_then(|()| verify_against_checksum(&path, false))
+            .and_then(|()| deserialize(engine, &path))
+        {
+            Ok(component) => Some(component),
+            Err(e) => {
+                // Read-only: left in place, the component is compiled into
+                // the agent's own cache instead.
+                tracing::warn!(
+                    "not using the packaged artifact {} ({e}); compiling the component",
+                    path.display()
+                );
+                None
+            }
+        }
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -155,6 +221,10 @@ impl ArtifactCache {
                 }
             }
         }
+        if let Some(component) = self.load_packaged(engine, wasm_sha256) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((component, LoadOrigin::Packaged));
+        }
         if let (Some(program), Some(path)) = (&self.compiler, path.as_deref()) {
             match super::compile_child::compile_in_child(program, wasm, path)
                 .and_then(|()| verify_artifact(path).map_err(|e| e.to_string()))
@@ -182,6 +252,37 @@ impl ArtifactCache {
         }
         Ok((component, LoadOrigin::Compiled))
     }
+}
+
+/// The first 8 bytes of the engine's compatibility hash, in hex: artifacts
+/// load only into an engine with the same one.
+fn engine_hash(engine: &Engine) -> String {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex::encode(&hasher.0.finalize()[..8])
+}
+
+fn artifact_name(wasm_sha256: &str, key: &str) -> String {
+    format!("{wasm_sha256}-{key}.cwasm")
+}
+
+/// Compiles `wasm` for `target` the way a package ships it: the file name
+/// the agent of that target looks for, the artifact, and its checksum (the
+/// `<name>.sha256` beside it).
+pub fn packaged_artifact(
+    target: super::CodeTarget,
+    wasm: &[u8],
+) -> Result<(String, Vec<u8>, String), SandboxError> {
+    let engine = super::engine::new_engine(target)?;
+    let bytes = engine
+        .precompile_component(wasm)
+        .map_err(|e| SandboxError::InvalidComponent {
+            name: "the file".to_owned(),
+            detail: format!("{e:#}"),
+        })?;
+    let key = format!("{}-{}", target.label(&engine), engine_hash(&engine));
+    let sha256 = sha256_hex(&bytes);
+    Ok((artifact_name(&sha256_hex(wasm), &key), bytes, sha256))
 }
 
 /// The checksum file of an artifact.
@@ -270,16 +371,25 @@ fn only_agent_wrote(path: &Path) -> wasmtime::Result<()> {
 }
 
 fn verify_artifact(path: &Path) -> wasmtime::Result<()> {
+    verify_against_checksum(path, true)
+}
+
+/// Checks `path` against its `.sha256`; `stamp` remembers a full check in
+/// `<artifact>.verified` (not beside a package's files: dpkg owns that
+/// folder, and a stamp left there would outlive the package).
+fn verify_against_checksum(path: &Path, stamp_it: bool) -> wasmtime::Result<()> {
     let expected = std::fs::read_to_string(sidecar(path))
         .map_err(|e| wasmtime::format_err!("its checksum file is unreadable ({e})"))?;
     let expected = expected.trim();
     let stamped = std::fs::read_to_string(stamp(path)).unwrap_or_default();
-    if stamp_text(path, expected).is_ok_and(|now| now == stamped.trim()) {
+    if stamp_it && stamp_text(path, expected).is_ok_and(|now| now == stamped.trim()) {
         return Ok(());
     }
     let actual = file_sha256(path)?;
     if expected == actual {
-        write_stamp(path, &actual);
+        if stamp_it {
+            write_stamp(path, &actual);
+        }
         Ok(())
     } else {
         Err(wasmtime::format_err!(
@@ -360,6 +470,26 @@ mod tests {
         assert!(!path.exists(), "the native artifact was removed");
         assert!(!sidecar(&path).exists());
         Ok(())
+    }
+
+    /// What a 32-bit host feeds for a length is what a 64-bit one feeds.
+    #[test]
+    fn the_engine_hash_does_not_depend_on_the_hosts_pointer_width() {
+        let digest = |feed: &dyn Fn(&mut Sha256Hasher)| {
+            let mut h = Sha256Hasher(Sha256::new());
+            feed(&mut h);
+            hex::encode(h.0.finalize())
+        };
+        assert_eq!(digest(&|h| h.write_usize(42)), digest(&|h| h.write_u64(42)));
+        // A list's length prefix, as in the engine's flags and tunables.
+        assert_eq!(
+            digest(&|h| [1u8, 2].as_slice().hash(h)),
+            digest(&|h| {
+                h.write_u64(2);
+                h.write(&[1, 2]);
+            })
+        );
+        assert_eq!(digest(&|h| h.write_isize(-1)), digest(&|h| h.write_i64(-1)));
     }
 
     #[test]

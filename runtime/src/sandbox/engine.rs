@@ -32,6 +32,21 @@ impl CodeTarget {
         }
     }
 
+    /// What a package for the Rust target `triple` ships precompiled, if
+    /// anything. armhf only: Pulley bytecode is the same on every machine,
+    /// and compiling it on a Pi 3 at the first start is the slowest case.
+    /// An arm64 package would need native aarch64 code, which this build's
+    /// Cranelift cannot make on another CPU (wasmtime's `all-arch` feature).
+    pub fn for_package(triple: &str) -> Option<CodeTarget> {
+        triple.starts_with("armv7").then_some(CodeTarget::Pulley32)
+    }
+
+    /// What the package of this machine shipped, if anything (the reverse of
+    /// [`CodeTarget::for_package`]).
+    pub fn packaged_for_this_machine() -> Option<CodeTarget> {
+        (std::env::consts::ARCH == "arm").then_some(CodeTarget::Pulley32)
+    }
+
     /// Name in artifact file names, so one cache folder never mixes code
     /// for different machines even before wasmtime's own header check.
     pub fn label(self, engine: &Engine) -> String {
@@ -202,6 +217,21 @@ pub fn deadline_ticks(limit: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_armhf_package_ships_precompiled_components() {
+        assert_eq!(
+            CodeTarget::for_package("armv7-unknown-linux-gnueabihf"),
+            Some(CodeTarget::Pulley32)
+        );
+        assert_eq!(CodeTarget::for_package("aarch64-unknown-linux-gnu"), None);
+        assert_eq!(CodeTarget::for_package("x86_64-unknown-linux-gnu"), None);
+        // This test host is 64-bit: its package ships none.
+        assert_eq!(
+            CodeTarget::packaged_for_this_machine(),
+            cfg!(target_arch = "arm").then_some(CodeTarget::Pulley32)
+        );
+    }
 
     #[test]
     fn this_host_compiles_natively_and_pulley32_is_the_interpreter() -> Result<(), SandboxError> {

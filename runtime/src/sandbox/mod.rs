@@ -5,6 +5,7 @@
 //! keeps running.
 
 mod cache;
+mod cache_sweep;
 pub mod compile_child;
 mod engine;
 mod error;
@@ -12,7 +13,7 @@ pub mod manifest;
 mod output;
 pub mod registry;
 
-pub use cache::{CacheStats, LoadOrigin};
+pub use cache::{CacheStats, LoadOrigin, packaged_artifact};
 pub use engine::{
     CodeTarget, MEMORY_32, MEMORY_64, MemorySettings, TICK, engine_config, memory_settings,
     precompile_component,
@@ -140,6 +141,21 @@ impl Sandbox {
     /// [`compile_child`].
     pub fn compile_in_child(&mut self, program: PathBuf) {
         self.cache.set_compiler(program);
+    }
+
+    /// Loads the built-in components' artifacts a package shipped in
+    /// `dir` (the components folder's `precompiled/`), on the machines whose
+    /// package ships them ([`CodeTarget::packaged_for_this_machine`]).
+    pub fn use_packaged_artifacts(&mut self, dir: &Path) {
+        if let Some(target) = CodeTarget::packaged_for_this_machine() {
+            self.cache.use_packaged(dir, target);
+        }
+    }
+
+    /// [`Sandbox::use_packaged_artifacts`] for artifacts made for `target`
+    /// (tests: this machine's own code standing in for a package's).
+    pub fn use_packaged_artifacts_for(&mut self, dir: &Path, target: CodeTarget) {
+        self.cache.use_packaged(dir, target);
     }
 
     pub fn cache_stats(&self) -> CacheStats {

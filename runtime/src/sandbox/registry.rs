@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 /// Where built-in components are installed by the package.
 pub const SYSTEM_COMPONENTS_DIR: &str = "/usr/lib/neopro-runtime/components";
 
+/// Folder of the components folder holding the artifacts the package
+/// precompiled for its target (`<wasm sha256>-<target>-<engine hash>.cwasm`
+/// and its `.sha256`; see `sandbox::packaged_artifact`).
+pub const PACKAGED_ARTIFACTS: &str = "precompiled";
+
 /// A component found on disk.
 #[derive(Debug, Clone)]
 pub struct ComponentSpec {

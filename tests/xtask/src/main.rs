@@ -428,6 +428,7 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
         started.elapsed().as_secs_f64()
     );
     let triple = triple.unwrap_or_else(|| format!("{}-unknown-linux-gnu", std::env::consts::ARCH));
+    let precompiled = precompile_for_package(root, &triple, &builtin)?;
     let inputs = package::Inputs {
         version: package::workspace_version(root)?,
         arch: package::deb_arch(&triple)?.to_owned(),
@@ -436,6 +437,7 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
             Profile::Dev => "debug/neopro-runtime",
         }),
         components: builtin,
+        precompiled: precompiled.clone(),
         unit: root.join("config/neopro-runtime.service"),
         site_conf_example: root.join("config/site.conf.example"),
     };
@@ -471,9 +473,10 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
     );
     package::smoke_test(
         &inputs.binary,
-        &inputs.components,
+        &stage.join(package::COMPONENTS_DIR),
         &triple,
         &target_dir(root).join(format!("deb/smoke-{}", inputs.arch)),
+        precompiled.is_some(),
     )?;
     // The same binary (stripped as packaged) as an agent release for the
     // server's Updates page.
@@ -508,6 +511,35 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
         ),
     }
     Ok(deb)
+}
+
+/// The built-in components precompiled for `triple`'s boxes, by the host's
+/// agent (dev build, the one the tests use: the artifact depends on the
+/// engine configuration, not on how the agent binary was optimised), or
+/// `None` for targets whose packages compile on the box (all but armhf;
+/// see `neopro-runtime precompile-package`).
+fn precompile_for_package(
+    root: &Path,
+    triple: &str,
+    builtin: &Path,
+) -> anyhow::Result<Option<PathBuf>> {
+    if !triple.starts_with("armv7") {
+        return Ok(None);
+    }
+    run(cargo()
+        .current_dir(root)
+        .args(["build", "-p", "neopro-runtime"]))?;
+    let out = target_dir(root).join(format!("deb/precompiled-{}", package::deb_arch(triple)?));
+    let started = std::time::Instant::now();
+    run(Command::new(target_dir(root).join("debug/neopro-runtime"))
+        .args(["precompile-package", "--target", triple])
+        .arg(builtin)
+        .arg(&out))?;
+    eprintln!(
+        "built-in components precompiled for {triple} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Some(out))
 }
 
 /// `cargo xtask bench-cross <triple> [deploy-MiB]` (default 100): the

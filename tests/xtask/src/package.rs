@@ -13,6 +13,10 @@ pub const PACKAGE: &str = "neopro-runtime";
 /// (`registry::SYSTEM_COMPONENTS_DIR`).
 pub const COMPONENTS_DIR: &str = "usr/lib/neopro-runtime/components";
 pub const BINARY: &str = "usr/bin/neopro-runtime";
+/// The built-in components precompiled for the package's boxes, where the
+/// agent looks for them (`registry::PACKAGED_ARTIFACTS` in the components
+/// folder).
+pub const PRECOMPILED_DIR: &str = "usr/lib/neopro-runtime/components/precompiled";
 pub const UNIT: &str = "usr/lib/systemd/system/neopro-runtime.service";
 pub const SITE_CONF_EXAMPLE: &str = "etc/neopro/site.conf.example";
 
@@ -54,6 +58,10 @@ pub struct Inputs {
     pub binary: PathBuf,
     /// Folder of `<name>.wasm` + `<name>.toml`.
     pub components: PathBuf,
+    /// Folder of the components precompiled for the package's target
+    /// (`<sha256>-<target>-<engine hash>.cwasm` + `.sha256`), if it ships
+    /// them (armhf).
+    pub precompiled: Option<PathBuf>,
     pub unit: PathBuf,
     pub site_conf_example: PathBuf,
 }
@@ -136,6 +144,40 @@ fn component_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The precompiled artifacts and their checksums, sorted; one artifact per
+/// component, each with its `.sha256`, or an error naming what is missing.
+fn precompiled_files(dir: &Path, components: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let artifacts: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    let wasms = component_files(components)?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .count();
+    if artifacts.len() != wasms {
+        bail!(
+            "{} holds {} precompiled artifacts for {wasms} components",
+            dir.display(),
+            artifacts.len()
+        );
+    }
+    for artifact in artifacts {
+        let mut sum = artifact.as_os_str().to_owned();
+        sum.push(".sha256");
+        if !Path::new(&sum).is_file() {
+            bail!("{} has no .sha256 beside it", artifact.display());
+        }
+    }
+    Ok(files)
+}
+
 /// The files the package of `inputs` must hold (directories aside).
 pub fn expected_files(inputs: &Inputs) -> anyhow::Result<Vec<Expected>> {
     let mut files = vec![
@@ -162,6 +204,16 @@ pub fn expected_files(inputs: &Inputs) -> anyhow::Result<Vec<Expected>> {
                 path: format!("{COMPONENTS_DIR}/{name}"),
                 mode: "-rw-r--r--",
             });
+        }
+    }
+    if let Some(dir) = &inputs.precompiled {
+        for file in precompiled_files(dir, &inputs.components)? {
+            if let Some(name) = file.file_name().and_then(|n| n.to_str()) {
+                files.push(Expected {
+                    path: format!("{PRECOMPILED_DIR}/{name}"),
+                    mode: "-rw-r--r--",
+                });
+            }
         }
     }
     Ok(files)
@@ -203,6 +255,13 @@ pub fn stage(inputs: &Inputs, readme: &Path, stage: &Path) -> anyhow::Result<()>
     for file in component_files(&inputs.components)? {
         if let Some(name) = file.file_name() {
             bytes += copy_with_mode(&file, &stage.join(COMPONENTS_DIR).join(name), 0o644)?;
+        }
+    }
+    if let Some(dir) = &inputs.precompiled {
+        for file in precompiled_files(dir, &inputs.components)? {
+            if let Some(name) = file.file_name() {
+                bytes += copy_with_mode(&file, &stage.join(PRECOMPILED_DIR).join(name), 0o644)?;
+            }
         }
     }
     bytes += copy_with_mode(&inputs.unit, &stage.join(UNIT), 0o644)?;
@@ -384,11 +443,15 @@ pub fn workspace_version(root: &Path) -> anyhow::Result<String> {
 
 /// Runs `run-component get-system-info` with the packaged binary, under
 /// qemu-user for a foreign architecture, and checks it reports `arch`.
+/// `components` is the staged package's folder: with `precompiled`, the
+/// run must load the shipped artifact and compile nothing (the agent's
+/// cache stays empty).
 pub fn smoke_test(
     binary: &Path,
     components: &Path,
     triple: &str,
     scratch: &Path,
+    precompiled: bool,
 ) -> anyhow::Result<()> {
     let cpu = rust_arch(triple);
     let mut cmd = if cpu == std::env::consts::ARCH {
@@ -430,9 +493,28 @@ pub fn smoke_test(
     if arch != cpu {
         bail!("smoke test: get-system-info reports architecture '{arch}', expected '{cpu}'");
     }
+    let compiled: Vec<String> = std::fs::read_dir(scratch.join("state/cache"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".cwasm"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if precompiled && !compiled.is_empty() {
+        bail!(
+            "smoke test: the packaged precompiled get-system-info was not used, the run compiled \
+             {compiled:?} (stderr: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     eprintln!(
-        "smoke test passed: get-system-info on {arch} in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "smoke test passed: get-system-info on {arch} in {:.1} s ({})",
+        started.elapsed().as_secs_f64(),
+        if precompiled {
+            "the packaged artifact loaded, nothing compiled"
+        } else {
+            "compiled on first use"
+        }
     );
     Ok(())
 }
@@ -489,6 +571,7 @@ mod tests {
             arch: deb_arch(&format!("{}-unknown-linux-gnu", std::env::consts::ARCH))?.to_owned(),
             binary,
             components,
+            precompiled: None,
             unit: root.join("config/neopro-runtime.service"),
             site_conf_example: root.join("config/site.conf.example"),
         })
@@ -689,6 +772,68 @@ mod tests {
         };
         assert!(
             error.contains("control field Architecture is 'armhf', expected 'arm64'"),
+            "{error}"
+        );
+        Ok(())
+    }
+
+    /// The armhf package ships one precompiled artifact per component, each
+    /// with its checksum, in the folder the agent looks in; a missing
+    /// checksum or artifact stops the build.
+    #[test]
+    fn the_armhf_package_ships_its_precompiled_components() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut inputs = inputs(dir.path())?;
+        inputs.arch = deb_arch(ARMHF)?.to_owned();
+        std::fs::write(&inputs.binary, elf_header(1, 0x28))?;
+        let precompiled = dir.path().join("precompiled");
+        std::fs::create_dir_all(&precompiled)?;
+        let mut names = Vec::new();
+        for (i, wasm) in component_files(&inputs.components)?
+            .iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .enumerate()
+        {
+            let name = format!("{i:064x}-pulley32-0011223344556677.cwasm");
+            std::fs::write(precompiled.join(&name), b"artifact")?;
+            std::fs::write(precompiled.join(format!("{name}.sha256")), b"sum")?;
+            names.push((wasm.clone(), name));
+        }
+        inputs.precompiled = Some(precompiled.clone());
+        let staged = dir.path().join("stage");
+        stage(&inputs, &root().join("README.md"), &staged)?;
+        let deb = dir.path().join("neopro-runtime_armhf.deb");
+        build_deb(&staged, &deb)?;
+        let entries = verify_deb(&deb, &inputs)?;
+        for (_, name) in &names {
+            let path = format!("{PRECOMPILED_DIR}/{name}");
+            let entry = entries.iter().find(|e| e.path == path);
+            assert_eq!(
+                entry.map(|e| (e.mode.as_str(), e.owner.as_str())),
+                Some(("-rw-r--r--", "root/root")),
+                "{path}"
+            );
+        }
+        assert!(PRECOMPILED_DIR.starts_with(COMPONENTS_DIR));
+
+        let (_, first) = &names[0];
+        std::fs::remove_file(precompiled.join(format!("{first}.sha256")))?;
+        let error = match stage(&inputs, &root().join("README.md"), &staged) {
+            Ok(()) => anyhow::bail!("an artifact without its checksum was packaged"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.ends_with("has no .sha256 beside it"), "{error}");
+        std::fs::remove_file(precompiled.join(first))?;
+        let error = match expected_files(&inputs) {
+            Ok(_) => anyhow::bail!("a missing artifact passed"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains(&format!(
+                "holds {} precompiled artifacts for {} components",
+                names.len() - 1,
+                names.len()
+            )),
             "{error}"
         );
         Ok(())

@@ -101,6 +101,10 @@ pub const JS_SDK: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/js/build/preopens.mjs"),
     ),
     (
+        "build/shim-resolve.mjs",
+        include_str!("../../../../guest-sdk/js/build/shim-resolve.mjs"),
+    ),
+    (
         "types/command.d.ts",
         include_str!("../../../../guest-sdk/js/types/command.d.ts"),
     ),
