@@ -5,8 +5,9 @@
 //!
 //! - `agent-release.json` `{"kind": "agent-release", "arch", "version"}`;
 //! - `bin/neopro-runtime` (the packaged binary, 0755);
-//! - `bin/components/` the built-in components and manifests (found next to
-//!   the binary when it runs from its slot);
+//! - `bin/components/` the built-in components, manifests and precompiled
+//!   artifacts, as in the `.deb` (found next to the binary when it runs
+//!   from its slot);
 //! - `neopro-runtime.service`, the unit it was built with (documentation:
 //!   the agent never rewrites its own unit).
 //!
@@ -15,49 +16,69 @@
 //! archive is signed (`neopro-runtime component sign-release`) and the
 //! parameters for the server are written to `<archive>.json`.
 
-use crate::package::Inputs;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const MANIFEST: &str = "agent-release.json";
 
+/// What goes into an agent release: the packaged files.
+pub struct Packaged<'a> {
+    pub version: &'a str,
+    /// Debian architecture.
+    pub arch: &'a str,
+    pub binary: &'a Path,
+    /// The package's components folder (precompiled artifacts included).
+    pub components: &'a Path,
+    pub unit: &'a Path,
+}
+
+/// Copies the files of `from` into `to`, one folder level deep (the
+/// components and their `precompiled/` folder); returns how many.
+fn copy_components(from: &Path, to: &Path) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(to)?;
+    let mut n = 0;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let path = entry?.path();
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        if path.is_dir() {
+            n += copy_components(&path, &to.join(name))?;
+        } else if path.is_file() {
+            std::fs::copy(&path, to.join(name))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Lays out the release under `stage` (emptied first) from the packaged
-/// `binary` and `inputs`, then writes `out` with GNU tar, the manifest
-/// first (the agent only looks at the first entry).
-pub fn build(inputs: &Inputs, binary: &Path, stage: &Path, out: &Path) -> anyhow::Result<()> {
+/// files, then writes `out` with GNU tar, the manifest first (the agent
+/// only looks at the first entry).
+pub fn build(packaged: &Packaged, stage: &Path, out: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if stage.exists() {
         std::fs::remove_dir_all(stage)?;
     }
-    let components = stage.join("bin/components");
-    std::fs::create_dir_all(&components)?;
+    std::fs::create_dir_all(stage.join("bin"))?;
     let manifest = serde_json::json!({
         "kind": "agent-release",
-        "arch": inputs.arch,
-        "version": inputs.version,
+        "arch": packaged.arch,
+        "version": packaged.version,
     });
     std::fs::write(
         stage.join(MANIFEST),
         serde_json::to_string_pretty(&manifest)?,
     )?;
     let bin = stage.join("bin/neopro-runtime");
-    std::fs::copy(binary, &bin).with_context(|| format!("copying {}", binary.display()))?;
+    std::fs::copy(packaged.binary, &bin)
+        .with_context(|| format!("copying {}", packaged.binary.display()))?;
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
-    let mut n = 0;
-    for entry in std::fs::read_dir(&inputs.components)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|x| x == "wasm" || x == "toml")
-            && let Some(name) = path.file_name()
-        {
-            std::fs::copy(&path, components.join(name))?;
-            n += 1;
-        }
+    if copy_components(packaged.components, &stage.join("bin/components"))? == 0 {
+        bail!("no component in {}", packaged.components.display());
     }
-    if n == 0 {
-        bail!("no component in {}", inputs.components.display());
-    }
-    std::fs::copy(&inputs.unit, stage.join("neopro-runtime.service"))?;
+    std::fs::copy(packaged.unit, stage.join("neopro-runtime.service"))?;
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -134,7 +155,8 @@ mod tests {
     fn the_manifest_comes_first_and_the_binary_is_executable() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let components = dir.path().join("components");
-        std::fs::create_dir_all(&components)?;
+        std::fs::create_dir_all(components.join("precompiled"))?;
+        std::fs::write(components.join("precompiled/reboot.cwasm"), b"art")?;
         std::fs::write(components.join("reboot.wasm"), b"\0asm")?;
         std::fs::write(components.join("reboot.toml"), "name = \"reboot\"\n")?;
         let binary = dir.path().join("agent");
@@ -144,22 +166,23 @@ mod tests {
             .nth(2)
             .map(Path::to_owned)
             .unwrap_or_default();
-        let inputs = Inputs {
-            version: "1.2.3".into(),
-            arch: "arm64".into(),
-            binary: binary.clone(),
-            components,
-            unit: root.join("config/neopro-runtime.service"),
-            site_conf_example: root.join("config/site.conf.example"),
+        let unit = root.join("config/neopro-runtime.service");
+        let packaged = Packaged {
+            version: "1.2.3",
+            arch: "arm64",
+            binary: &binary,
+            components: &components,
+            unit: &unit,
         };
         let out = dir.path().join("out/neopro-runtime-1.2.3-arm64.tar.gz");
-        build(&inputs, &binary, &dir.path().join("stage"), &out)?;
+        build(&packaged, &dir.path().join("stage"), &out)?;
         let names = list(&out)?;
         assert_eq!(names.first().map(String::as_str), Some(MANIFEST));
         for name in [
             "bin/neopro-runtime",
             "bin/components/reboot.wasm",
             "bin/components/reboot.toml",
+            "bin/components/precompiled/reboot.cwasm",
             "neopro-runtime.service",
         ] {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");

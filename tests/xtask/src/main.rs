@@ -487,8 +487,13 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
         inputs.arch
     ));
     agent_release::build(
-        &inputs,
-        &stage.join(package::BINARY),
+        &agent_release::Packaged {
+            version: &inputs.version,
+            arch: &inputs.arch,
+            binary: &stage.join(package::BINARY),
+            components: &stage.join(package::COMPONENTS_DIR),
+            unit: &inputs.unit,
+        },
         &target_dir(root).join(format!("deb/agent-release-{}", inputs.arch)),
         &release,
     )?;
