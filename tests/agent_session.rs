@@ -71,7 +71,8 @@ async fn authenticates_heartbeats_syncs_and_answers_commands() {
     assert_eq!(hb["softwareVersion"], json!("2.1.3"));
     assert_eq!(
         hb["versionInfo"],
-        json!({"version": "2.1.3", "commit": null, "buildDate": null, "source": "VERSION"})
+        json!({"version": "2.1.3", "commit": null, "buildDate": null, "source": "VERSION",
+               "agentVersion": env!("CARGO_PKG_VERSION")})
     );
     // The next one comes HEARTBEAT_INTERVAL (1 s) later.
     let second = central.next("heartbeat", WAIT).await;

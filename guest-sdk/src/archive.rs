@@ -30,3 +30,17 @@ pub fn verify_signature(
 ) -> Result<String, Error> {
     host::verify_signature(root, path, version, signature)
 }
+
+/// When `root/path` is an agent release (its first entry is
+/// `agent-release.json`), checks and stages it for the agent to switch to
+/// once this command ends; the new agent then sends this command's result.
+/// Returns the staged version, or `None` for any other archive.
+pub fn stage_agent_release(
+    root: Root,
+    path: &str,
+    version: &str,
+    signature: Option<&str>,
+    deployment_id: Option<&str>,
+) -> Result<Option<String>, Error> {
+    host::stage_agent_release(root, path, version, signature, deployment_id)
+}

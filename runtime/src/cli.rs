@@ -109,7 +109,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => run_component(&config, &component, data, data_file, command_type),
         Command::Components => list_components(&config),
         Command::Component(command) => crate::ops::component::run(&config, command),
-        Command::Run => run_agent(config, cli.config),
+        Command::Run => {
+            // May exec a newer agent from its slot (same PID), or return.
+            crate::selfupdate::launcher::launch(&config.state_path);
+            run_agent(config, cli.config)
+        }
         Command::Ops(_) => Ok(ExitCode::SUCCESS),
         Command::PrecompileComponent { .. } | Command::PrecompilePackage { .. } => {
             Ok(ExitCode::SUCCESS)

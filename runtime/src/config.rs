@@ -112,6 +112,10 @@ pub struct SiteConfig {
     /// `UPDATE_SETTLE_SECS`: how long neopro-app and neopro-admin must stay
     /// active (no restart) after an update before it counts as healthy.
     pub update_settle: Duration,
+    /// `AGENT_UPDATE_DEADLINE_SECS` (default 600): how long a new agent
+    /// version on trial has to authenticate before the previous one comes
+    /// back.
+    pub agent_update_deadline: Duration,
     /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
     /// `hostapd` root.
     pub hostapd_conf: PathBuf,
@@ -307,6 +311,15 @@ impl SiteConfig {
                 source_name: file_name,
             });
         }
+        let agent_deadline_secs = number("AGENT_UPDATE_DEADLINE_SECS", 600)?;
+        if !(1..=86_400).contains(&agent_deadline_secs) {
+            return Err(ConfigError::Invalid {
+                key: "AGENT_UPDATE_DEADLINE_SECS",
+                expected: "from 1 to 86400 (seconds)",
+                value: agent_deadline_secs.to_string(),
+                source_name: file_name,
+            });
+        }
         let max_concurrent = number("MAX_CONCURRENT_COMMANDS", 4)?;
         if !(1..=64).contains(&max_concurrent) {
             return Err(ConfigError::Invalid {
@@ -380,6 +393,7 @@ impl SiteConfig {
                 }
             },
             update_settle: Duration::from_secs(settle_secs),
+            agent_update_deadline: Duration::from_secs(agent_deadline_secs),
             update_health_url: match get("UPDATE_HEALTH_URL") {
                 Some((v, _)) if v.trim().is_empty() => None,
                 Some((v, _)) if v.starts_with("http://") || v.starts_with("https://") => {

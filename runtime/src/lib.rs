@@ -16,6 +16,7 @@
 //!   written);
 //! - [`pushed`] — components the server installs: store, site policy, the
 //!   install/remove/list/rollback commands;
+//! - [`selfupdate`] — agent releases, slots, the launcher, the trial;
 //! - [`signing`] — component and release signatures;
 //! - [`platform`] — metrics, systemctl, sd_notify, network probes, clock;
 //! - [`jobs`] — analytics, configuration backups, sweeps;
@@ -38,5 +39,6 @@ pub mod ops;
 pub mod platform;
 pub mod pushed;
 pub mod sandbox;
+pub mod selfupdate;
 pub mod signing;
 pub mod store;

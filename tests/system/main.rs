@@ -219,6 +219,7 @@ async fn run() -> anyhow::Result<bool> {
                 "files" => scenarios::files::run(&ctx, &report).await,
                 "services" => scenarios::services::run(&ctx, &report).await,
                 "update" => scenarios::update::run(&ctx, &report).await,
+                "selfupdate" => scenarios::selfupdate::run(&ctx, &report).await,
                 "watchdog" => scenarios::watchdog::run(&ctx, &report).await,
                 "seccomp" => scenarios::seccomp::run(&ctx, &report, args.arch == host_arch).await,
                 "reboot" => scenarios::reboot::run(&ctx, &report).await,

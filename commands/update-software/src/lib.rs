@@ -232,7 +232,18 @@ impl Command for UpdateSoftware {
             signature: data.signature.as_deref(),
         };
         match prepare(&mut state, &source, &progress) {
-            Ok(()) => {}
+            Ok(Prepared::App) => {}
+            Ok(Prepared::Agent(staged)) => {
+                // Nothing of the app changed; the new agent sends the
+                // command's result once it is up and authenticated.
+                cleanup();
+                progress.stage(90, "agent_staged");
+                return Ok(json!({
+                    "success": true,
+                    "agentUpdate": "staged",
+                    "version": staged,
+                }));
+            }
             Err(e) => {
                 cleanup();
                 progress.failed(&e);
@@ -268,8 +279,16 @@ struct Source<'a> {
     signature: Option<&'a str>,
 }
 
+/// What the downloaded archive turned out to be.
+enum Prepared {
+    /// A NEOPRO app release, extracted and backed up, ready to swap.
+    App,
+    /// An agent release, staged by the host for the agent to switch to.
+    Agent(String),
+}
+
 /// Download, verify, extract, back up. Changes nothing installed.
-fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<(), Error> {
+fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<Prepared, Error> {
     let (url, checksum) = (source.url, source.checksum);
     progress.at(5);
     files::mkdir(Root::Staging, journal::DIR)?;
@@ -289,6 +308,17 @@ fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<()
             )));
         }
         Err(e) => return Err(e),
+    }
+    // An agent release is checked (signature always required), staged and
+    // switched to by the host: none of the app steps apply.
+    if let Some(staged) = archive::stage_agent_release(
+        Root::Staging,
+        journal::PACKAGE,
+        &state.version,
+        source.signature,
+        state.deployment_id.as_deref(),
+    )? {
+        return Ok(Prepared::Agent(staged));
     }
     archive::verify_signature(
         Root::Staging,
@@ -350,7 +380,7 @@ fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<()
     state.save()?;
     backups::prune(&backup);
     progress.stage(42, "backed_up");
-    Ok(())
+    Ok(Prepared::App)
 }
 
 /// Stop, swap, start, health gate, version files. Returns the report.

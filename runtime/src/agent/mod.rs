@@ -44,6 +44,8 @@ pub enum AgentError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Trial(#[from] crate::selfupdate::trial::TrialError),
 }
 
 /// Timings; the defaults are the production ones, tests shorten them.
@@ -85,6 +87,7 @@ pub async fn run(
         ));
     }
     let journal = Arc::new(Journal::open(&config.state_path.join("journal"))?);
+    crate::selfupdate::trial::report_failure(&config.state_path, &journal);
     crate::agent::follow_up::log_reboot_outcome(
         &config.state_path,
         &crate::agent::follow_up::ThisBoot::current(),
@@ -98,10 +101,19 @@ pub async fn run(
     }
     let sandbox = Arc::new(sandbox);
     let dispatcher = Arc::new(Dispatcher::new(&config, sandbox));
+    let gate = crate::selfupdate::trial::this_trial(&config.state_path).map(|trial| {
+        Arc::new(crate::selfupdate::trial::Gate::new(
+            &config.state_path,
+            trial,
+        ))
+    });
+    if let Some(gate) = &gate {
+        gate.self_check(&dispatcher.runnable(), &journal)?;
+    }
     crate::agent::update_resume::resume(&config, &dispatcher, &journal).await;
     tracing::info!(
         "neopro-runtime {} for site {} ({}), components from {}: {}",
-        env!("CARGO_PKG_VERSION"),
+        crate::selfupdate::own_version(),
         config.site_id.as_deref().unwrap_or("<unregistered>"),
         config.site_name.as_deref().unwrap_or("unnamed"),
         components_dir.display(),
@@ -126,7 +138,9 @@ pub async fn run(
             config.pushed_components_dir().join(".incoming"),
         ])),
     ];
-    let session = Session::new(
+    let (committed_tx, committed_rx) = tokio::sync::oneshot::channel();
+    let deadline = gate.as_ref().map(|g| g.remaining());
+    let mut session = Session::new(
         config,
         config_file,
         options.session,
@@ -134,9 +148,45 @@ pub async fn run(
         journal,
         dispatcher,
     );
+    if let Some(gate) = &gate {
+        session = session.with_trial(gate.clone(), committed_tx);
+    }
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = expired.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = trial_deadline(deadline, committed_rx) => {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    };
     session.run(events, shutdown).await;
     side_jobs.iter().for_each(tokio::task::JoinHandle::abort);
-    Ok(())
+    match gate {
+        Some(gate) if expired.load(std::sync::atomic::Ordering::SeqCst) => {
+            Err(gate.expired().into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Resolves when a trial agent's deadline passes before it committed;
+/// never for an agent that is not on trial, or once committed.
+async fn trial_deadline(deadline: Option<Duration>, committed: tokio::sync::oneshot::Receiver<()>) {
+    let Some(deadline) = deadline else {
+        return std::future::pending().await;
+    };
+    let sleep = tokio::time::sleep(deadline);
+    tokio::pin!(sleep);
+    tokio::select! {
+        () = &mut sleep => return,
+        sent = committed => if sent.is_ok() {
+            return std::future::pending().await;
+        },
+    }
+    // The session dropped its end without committing: the deadline holds.
+    sleep.await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

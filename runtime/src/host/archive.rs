@@ -65,7 +65,11 @@ impl HostState {
     /// folder above) writable by nobody else, the file itself the agent's
     /// and not group- or world-writable. Otherwise the web app's user could
     /// swap the archive between its signature check and its extraction.
-    fn open_agent_only(&self, root: RootName, path: &str) -> Result<std::fs::File, WitError> {
+    pub(super) fn open_agent_only(
+        &self,
+        root: RootName,
+        path: &str,
+    ) -> Result<std::fs::File, WitError> {
         let roots = &self.call.services.roots;
         let refuse = |detail: String| {
             WitError::NotPermitted(format!(
@@ -94,7 +98,11 @@ impl HostState {
 }
 
 /// sha256 of an open file, streamed.
-fn sha256_of(mut file: std::fs::File, root: RootName, path: &str) -> Result<String, WitError> {
+pub(super) fn sha256_of(
+    mut file: std::fs::File,
+    root: RootName,
+    path: &str,
+) -> Result<String, WitError> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let mut hasher = Sha256::new();
@@ -127,6 +135,17 @@ impl Host for HostState {
             signature.as_deref(),
         )?;
         Ok(sha)
+    }
+
+    fn stage_agent_release(
+        &mut self,
+        root: WitRoot,
+        path: String,
+        version: String,
+        signature: Option<String>,
+        deployment_id: Option<String>,
+    ) -> Result<Option<String>, WitError> {
+        HostState::stage_agent_release(self, root, path, version, signature, deployment_id)
     }
 
     fn extract_tar_gz(

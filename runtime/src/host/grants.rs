@@ -37,6 +37,8 @@ pub enum Grant<'a> {
     /// `config-store = "ro" | "rw"`: the web app's configuration.json through
     /// the config-store interface (optimistic versioned writes).
     ConfigStore(Access),
+    /// `agent-update = true`: stage a new agent version.
+    AgentUpdate,
 }
 
 /// Checks grants against one component's manifest.
@@ -91,6 +93,7 @@ impl<'m> Granter<'m> {
             Grant::JournalUnit(unit) => allow(g.may_read_journal(unit), || {
                 self.lacks(&format!("logs.units containing \"{unit}\""))
             }),
+            Grant::AgentUpdate => allow(g.agent_update, || self.lacks("agent-update = true")),
             Grant::AgentLog => allow(g.logs.agent_log, || self.lacks("logs.agent-log = true")),
             Grant::Download { host } => {
                 let Some(download) = &g.download else {

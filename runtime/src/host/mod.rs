@@ -4,6 +4,7 @@
 //! Host functions never trap: a refused or failed call returns a WIT `error`
 //! to the guest, which decides what to do with it.
 
+pub mod agent_update;
 pub mod archive;
 pub mod config_store;
 pub mod deadline;
@@ -57,6 +58,7 @@ pub struct HostServices {
     pub local_app: local_app::LocalAppHost,
     pub services: services::ServicesHost,
     pub archive: archive::ArchiveHost,
+    pub agent_update: agent_update::AgentUpdateHost,
 }
 
 impl HostServices {
@@ -74,6 +76,7 @@ impl HostServices {
             local_app: local_app::LocalAppHost::from_config(config),
             services: services::ServicesHost::from_config(config),
             archive: archive::ArchiveHost::from_config(config),
+            agent_update: agent_update::AgentUpdateHost::from_config(config),
         }
     }
 }

@@ -212,6 +212,10 @@ impl Policy {
         if m.access(RootName::Staging).is_some() {
             items.push("files.staging (reserved for the built-in updater)".to_owned());
         }
+        // Replacing the agent's own binary: never a pushed component.
+        if m.agent_update {
+            items.push("agent-update (reserved for the built-in updater)".to_owned());
+        }
         for (root, access) in m.files.iter().filter(|(r, _)| **r != RootName::Staging) {
             match p.access(*root) {
                 None => items.push(format!("files.{root} = {}", access.as_str())),
@@ -394,6 +398,21 @@ mod tests {
             Some(
                 "component 'hello' asks for more than the site policy /etc/neopro/component-policy.toml allows: \
                  files.staging (reserved for the built-in updater)"
+            )
+        );
+    }
+
+    #[test]
+    fn agent_update_is_never_granted_to_a_pushed_component() {
+        // Even a policy that names it cannot hand the agent's binary out.
+        let p = policy("[grants]\nagent-update = true\n");
+        let m = manifest("[grants]\nagent-update = true\n");
+        let err = p.check_manifest(&m).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "component 'hello' asks for more than the site policy /etc/neopro/component-policy.toml allows: \
+                 agent-update (reserved for the built-in updater)"
             )
         );
     }

@@ -241,6 +241,9 @@ pub struct Grants {
     pub local_app: bool,
     /// The web app's configuration.json through the config-store interface.
     pub config_store: Option<Access>,
+    /// May stage an agent release (`archive.stage-agent-release`): the
+    /// built-in updater only, never a pushed component.
+    pub agent_update: bool,
 }
 
 impl Grants {
@@ -262,6 +265,9 @@ impl Grants {
         }
         if self.download.is_some() {
             return Some("download".to_owned());
+        }
+        if self.agent_update {
+            return Some("agent-update".to_owned());
         }
         None
     }
@@ -499,6 +505,9 @@ impl Manifest {
         }
         if let Some(access) = g.config_store {
             lines.push(format!("config-store = {}", access.as_str()));
+        }
+        if g.agent_update {
+            lines.push("agent-update".to_owned());
         }
         lines
     }

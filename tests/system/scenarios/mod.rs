@@ -15,6 +15,7 @@ pub mod migration;
 pub mod package;
 pub mod reboot;
 pub mod seccomp;
+pub mod selfupdate;
 pub mod services;
 pub mod update;
 pub mod watchdog;
@@ -26,6 +27,7 @@ pub const GROUPS: &[&str] = &[
     "files",
     "services",
     "update",
+    "selfupdate",
     "watchdog",
     "seccomp",
     "reboot",

@@ -26,6 +26,7 @@ use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod agent_release;
 mod migration_bundle;
 mod package;
 mod system_test;
@@ -360,6 +361,11 @@ fn package(root: &Path) -> anyhow::Result<()> {
     build_package(root, triple, Profile::Release).map(|_| ())
 }
 
+/// Whether `triple` is this machine's (its binary runs here).
+fn triple_is_host(triple: &str) -> bool {
+    triple.split('-').next() == Some(std::env::consts::ARCH)
+}
+
 /// `cargo xtask migration-bundle [--target <triple>]`: the release package,
 /// then the bundle the Node.js agent installs (see `migration_bundle.rs`).
 fn migration_bundle(root: &Path) -> anyhow::Result<()> {
@@ -472,6 +478,43 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
         &target_dir(root).join(format!("deb/smoke-{}", inputs.arch)),
         precompiled.is_some(),
     )?;
+    // The same binary (stripped as packaged) as an agent release for the
+    // server's Updates page.
+    let release = root.join(format!(
+        "dist/{}-{}-{}.tar.gz",
+        package::PACKAGE,
+        inputs.version,
+        inputs.arch
+    ));
+    agent_release::build(
+        &agent_release::Packaged {
+            version: &inputs.version,
+            arch: &inputs.arch,
+            binary: &stage.join(package::BINARY),
+            components: &stage.join(package::COMPONENTS_DIR),
+            unit: &inputs.unit,
+        },
+        &target_dir(root).join(format!("deb/agent-release-{}", inputs.arch)),
+        &release,
+    )?;
+    // Signed with the host's own build (it runs here, whatever the target).
+    let signer = target_dir(root).join(match profile {
+        Profile::Release if triple_is_host(&triple) => "release/neopro-runtime",
+        _ => "debug/neopro-runtime",
+    });
+    match agent_release::sign(&signer, &release, &inputs.version)? {
+        Some(params) => println!(
+            "{}: signed, parameters in {}",
+            release.display(),
+            params.display()
+        ),
+        None => println!(
+            "{}: unsigned (boxes refuse unsigned agent releases): set NEOPRO_RELEASE_KEY=<key file>, or run `neopro-runtime component sign-release {} --version {} --key <key file>`",
+            release.display(),
+            release.display(),
+            inputs.version
+        ),
+    }
     Ok(deb)
 }
 

@@ -13,6 +13,19 @@ declare module 'neopro:agent/archive@0.1.0' {
    * read access to the root.
    */
   export function verifySignature(root: Root, path: string, version: string, signature: string | undefined): string;
+  /**
+   * An agent release is an archive whose first entry is
+   * `agent-release.json`. When `path` is one, checks it — a signature by
+   * `UPDATE_TRUSTED_KEYS` is always required, its architecture must be
+   * the box's, its version newer (older only with UPDATE_ALLOW_DOWNGRADE)
+   * — puts it in a slot of the agent's state folder and schedules the
+   * switch: the agent restarts into it once this command ends, and the
+   * new agent sends this command's result. Returns the staged version,
+   * or none when `path` is not an agent release (nothing done). A refused
+   * release changes nothing. Needs `agent-update = true` and read access
+   * to the root.
+   */
+  export function stageAgentRelease(root: Root, path: string, version: string, signature: string | undefined, deploymentId: string | undefined): string | undefined;
   export function extractTarGz(srcRoot: Root, srcPath: string, destRoot: Root, destPath: string, skip: Array<string>): Report;
   export type Error = import('neopro:agent/types@0.1.0').Error;
   export type Root = import('neopro:agent/types@0.1.0').Root;

@@ -40,6 +40,8 @@ pub fn payload(
             "commit": v.commit,
             "buildDate": v.build_date,
             "source": v.source,
+            // The agent itself (a self-update shows here).
+            "agentVersion": crate::selfupdate::own_version(),
         },
     });
     if let Some(failure) = follow_up_failure {

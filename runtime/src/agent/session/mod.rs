@@ -118,6 +118,12 @@ pub struct Session {
     running: usize,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
+    /// This agent is a new version on trial: it commits once authenticated
+    /// and says so on the channel (which stops its deadline).
+    trial: Option<(
+        Arc<crate::selfupdate::trial::Gate>,
+        tokio::sync::oneshot::Sender<()>,
+    )>,
 }
 
 impl Session {
@@ -159,7 +165,18 @@ impl Session {
             running: 0,
             done_tx,
             done_rx,
+            trial: None,
         }
+    }
+
+    /// Makes this session the trial of a new agent version.
+    pub fn with_trial(
+        mut self,
+        gate: Arc<crate::selfupdate::trial::Gate>,
+        committed: tokio::sync::oneshot::Sender<()>,
+    ) -> Self {
+        self.trial = Some((gate, committed));
+        self
     }
 
     /// Runs until `shutdown` resolves, then lets running commands finish
@@ -392,6 +409,15 @@ impl Session {
         heartbeat.reset();
         self.sync_local_state();
         off_worker(|| self.journal.prune(crate::agent::journal::RETENTION));
+        // A new agent on trial is healthy now: commit it, and journal the
+        // update's success for the loop below to send.
+        if let Some((gate, committed)) = self.trial.take() {
+            if off_worker(|| gate.commit(&self.journal)) {
+                let _ = committed.send(());
+            } else {
+                self.trial = Some((gate, committed));
+            }
+        }
         // One stored outcome in memory at a time.
         for id in self.journal.undelivered_ids() {
             if self.in_flight.iter().any(|(f, _)| *f == id) {
@@ -823,6 +849,23 @@ impl Session {
             .settle(&id, succeeded)
         {
             tracing::warn!("command {id} failed: {action} it asked for is cancelled");
+        }
+        // An agent release was staged: the new agent sends this result.
+        if self
+            .dispatcher
+            .host_services()
+            .agent_update
+            .take_staged(&id)
+        {
+            if succeeded {
+                tracing::warn!(
+                    "command {id} staged a new agent; restarting into it (it reports the result)"
+                );
+                let unit = self.config.services.agent_unit.clone();
+                self.run_follow_up(id, crate::agent::follow_up::Action::Restart(unit));
+                return;
+            }
+            crate::selfupdate::trial::cancel(&self.config.state_path, &id);
         }
         self.record_and_send(id, outcome);
     }

@@ -1,0 +1,370 @@
+//! The agent updates itself (issue #15 part A): an agent release goes
+//! through `update_software` like any release, is refused by name when it
+//! is unsigned, for another architecture or older; a good one is staged,
+//! the real binary's launcher runs it on trial, and the new agent sends the
+//! update's result under the original command id once authenticated. A
+//! new agent that crashes at start is dropped after two attempts and the
+//! previous agent reports the failure.
+// A broken fixture should stop the test loudly.
+#![allow(clippy::expect_used)]
+
+use neopro_e2e::Site;
+use neopro_e2e::central::Central;
+use neopro_e2e::fake_systemctl::FakeSystemctl;
+use neopro_e2e::http::{Fault, FileServer};
+use neopro_e2e::process::{AgentProcess, agent_binary, wait_for};
+use neopro_e2e::release::{Item, snapshot, tar_gz};
+use neopro_runtime::selfupdate::{own_arch, state::AgentState};
+use neopro_runtime::store::hash::sha256_hex;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+const NEW: &str = "9.9.9";
+
+fn key() -> Ed25519KeyPair {
+    Ed25519KeyPair::from_seed_unchecked(&[21u8; 32]).expect("key")
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn key_line() -> String {
+    format!(
+        "UPDATE_TRUSTED_KEYS={}",
+        hex_of(key().public_key().as_ref())
+    )
+}
+
+fn agent_release(version: &str, arch: &str, binary: &str) -> Vec<u8> {
+    let manifest = json!({"kind": "agent-release", "arch": arch, "version": version}).to_string();
+    tar_gz(&[
+        Item::File("agent-release.json", manifest.as_bytes()),
+        Item::Dir("bin"),
+        Item::File("bin/neopro-runtime", binary.as_bytes()),
+    ])
+}
+
+fn sign(version: &str, archive: &[u8]) -> String {
+    let text = neopro_runtime::signing::releases::signed_text(version, &sha256_hex(archive));
+    hex_of(key().sign(text.as_bytes()).as_ref())
+}
+
+fn update_data(server: &FileServer, archive: &[u8], version: &str, signed: bool) -> Value {
+    let mut data = json!({
+        "deploymentId": "dep-9", "version": version,
+        "updateUrl": server.url("agent.tar.gz"),
+        "packageSize": archive.len().to_string(),
+        "checksum": format!("sha256:{}", sha256_hex(archive)),
+        // Critical: at once, not in the maintenance window.
+        "isCritical": true,
+    });
+    if signed {
+        data["signature"] = json!(sign(version, archive));
+    }
+    data
+}
+
+fn agent_state(site: &Site) -> Option<AgentState> {
+    AgentState::load(&site.path("state/agent")).expect("readable agent state")
+}
+
+fn refusal(site: &Site, data: Value) -> String {
+    let (kind, message) = neopro_e2e::error_of(site.run("update-software", data));
+    format!("{kind}: {message}")
+}
+
+#[test]
+fn unsigned_foreign_or_older_agent_releases_are_refused_by_name_and_change_nothing() {
+    let fake = FakeSystemctl::temp();
+    let site = Site::with_extra(&fake.conf_line());
+    site.write("neopro/webapp/index.html", "v1 index");
+    let good = agent_release(NEW, own_arch(), "#!/bin/sh\n");
+    let server = FileServer::start(good.clone(), Fault::None);
+    // No keys on the box: an agent release is never installed unsigned.
+    assert_eq!(
+        refusal(&site, update_data(&server, &good, NEW, true)),
+        "not-permitted: agent release 9.9.9 refused: this box installs an agent release only when it is signed, and no UPDATE_TRUSTED_KEYS are set in site.conf"
+    );
+
+    assert_eq!(agent_state(&site), None, "no trial written");
+    let site = Site::with_extra(&format!("{}\n{}", fake.conf_line(), key_line()));
+    site.write("neopro/webapp/index.html", "v1 index");
+    let before = snapshot(&site.path("neopro"), &[]);
+    let mut forged = update_data(&server, &good, NEW, true);
+    forged["signature"] = json!(sign("9.9.8", &good));
+    assert_eq!(
+        refusal(&site, forged),
+        "not-permitted: agent release 9.9.9 refused: the update signature does not match any key of UPDATE_TRUSTED_KEYS"
+    );
+    assert_eq!(
+        refusal(&site, update_data(&server, &good, NEW, false)),
+        "not-permitted: agent release 9.9.9 refused: this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature"
+    );
+    let foreign_arch = if own_arch() == "armhf" {
+        "arm64"
+    } else {
+        "armhf"
+    };
+    let foreign = agent_release(NEW, foreign_arch, "#!/bin/sh\n");
+    let server_foreign = FileServer::start(foreign.clone(), Fault::None);
+    assert_eq!(
+        refusal(&site, update_data(&server_foreign, &foreign, NEW, true)),
+        format!(
+            "not-permitted: agent release 9.9.9 refused: it is built for {foreign_arch}, this box is {}",
+            own_arch()
+        )
+    );
+    let old = agent_release("0.0.1", own_arch(), "#!/bin/sh\n");
+    let server_old = FileServer::start(old.clone(), Fault::None);
+    assert_eq!(
+        refusal(&site, update_data(&server_old, &old, "0.0.1", true)),
+        format!(
+            "not-permitted: agent release 0.0.1 refused: it is not newer than the packaged agent {v} (/usr/bin/neopro-runtime), which always wins; install an older .deb instead",
+            v = env!("CARGO_PKG_VERSION")
+        )
+    );
+    assert_eq!(snapshot(&site.path("neopro"), &[]), before, "app untouched");
+    assert_eq!(agent_state(&site), None, "no trial written");
+    let slots: Vec<String> = std::fs::read_dir(site.path("state/agent"))
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(slots.is_empty(), "no slot left: {slots:?}");
+    assert!(
+        !site.path("state/staging/update").exists(),
+        "no update journal left"
+    );
+}
+
+/// A site for the real binary: the test central, the fake systemctl, the
+/// trusted key, update_software allowed.
+fn process_site(
+    central: &Central,
+    fake: &FakeSystemctl,
+    extra: &str,
+) -> (Site, std::path::PathBuf) {
+    let site = Site::new();
+    site.write("neopro/webapp/index.html", "v1 index");
+    let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf(&format!(
+        "{}\n{}\nALLOWED_COMMANDS=update_software,get_system_info\nLOG_LEVEL=info\n{extra}\n",
+        fake.conf_line(),
+        key_line()
+    ));
+    (site, conf)
+}
+
+/// Stages `archive` through the running floor agent: the restart of the
+/// agent's unit is asked, no result is sent, the trial is on disk.
+async fn stage(
+    central: &Central,
+    fake: &FakeSystemctl,
+    site: &Site,
+    conf: &std::path::Path,
+    archive: &[u8],
+) {
+    let server = FileServer::start(archive.to_vec(), Fault::None);
+    let agent = AgentProcess::start(&agent_binary(), conf, Some("error"));
+    central.nth("heartbeat", 1, WAIT).await;
+    central.send_command(
+        "u-1",
+        "update_software",
+        update_data(&server, archive, NEW, true),
+    );
+    wait_for("the agent's own restart", WAIT, || {
+        fake.calls()
+            .iter()
+            .any(|c| c.contains("restart") && c.contains("neopro-runtime"))
+    })
+    .await;
+    let trial = agent_state(site)
+        .and_then(|s| s.trial)
+        .expect("trial written");
+    assert_eq!(
+        (trial.version.as_str(), trial.command_id.as_str()),
+        (NEW, "u-1")
+    );
+    assert_eq!(trial.attempts, 0);
+    assert!(
+        !central
+            .all("command_result")
+            .iter()
+            .any(|r| r["commandId"] == json!("u-1")),
+        "the old agent does not send the result"
+    );
+    // systemd stops the old agent (its restart).
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_agent_runs_on_trial_commits_once_authenticated_and_reports_under_the_original_id()
+{
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "");
+    // The new release's binary: this same test binary reporting 9.9.9.
+    let binary = format!(
+        "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={NEW} exec '{}' \"$@\"\n",
+        agent_binary().display()
+    );
+    let archive = agent_release(NEW, own_arch(), &binary);
+    stage(&central, &fake, &site, &conf, &archive).await;
+
+    // systemd starts the packaged binary again: the launcher execs the trial.
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    let result = central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("success"), "{result}");
+    assert_eq!(result["result"]["version"], json!(NEW));
+    assert_eq!(
+        result["result"]["previousVersion"],
+        json!(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(result["result"]["agentUpdate"], json!(true));
+    let closing = central
+        .find(
+            "update_progress",
+            |p| p["deploymentId"] == json!("dep-9") && p["progress"] == json!(100),
+            WAIT,
+        )
+        .await
+        .expect("the deployment's closing progress event");
+    assert_eq!(closing["status"], json!("completed"));
+    assert_eq!(closing["version"], json!(NEW));
+    let heartbeat = central
+        .find(
+            "heartbeat",
+            |h| h["versionInfo"]["agentVersion"] == json!(NEW),
+            WAIT,
+        )
+        .await;
+    assert!(heartbeat.is_some(), "the new version in the heartbeat");
+    let state = agent_state(&site).expect("state");
+    assert_eq!(state.committed.as_deref(), Some(NEW));
+    assert_eq!((state.trial, state.failed), (None, None));
+    assert!(site.path("state/agent/9.9.9/bin/neopro-runtime").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_agent_that_crashes_at_start_is_dropped_after_two_attempts_and_the_failure_reported()
+{
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "");
+    let archive = agent_release(NEW, own_arch(), "#!/bin/sh\necho boom >&2\nexit 1\n");
+    stage(&central, &fake, &site, &conf, &archive).await;
+
+    // systemd restarts the unit after each crash (Restart=always).
+    for attempt in 1..=2 {
+        let conf = conf.clone();
+        let status = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(agent_binary())
+                .arg("--config")
+                .arg(&conf)
+                .arg("run")
+                .env("LOG_LEVEL", "error")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+        })
+        .await
+        .expect("join")
+        .expect("run");
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "attempt {attempt} ran the crashing release"
+        );
+        let trial = agent_state(&site).and_then(|s| s.trial).expect("trial");
+        assert_eq!(trial.attempts, attempt);
+    }
+    // The third start: the launcher gives up; the packaged agent reports.
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    let result = central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("error"), "{result}");
+    assert_eq!(
+        result["error"],
+        json!(format!(
+            "agent update to 9.9.9 failed and agent {} is back: the new agent 9.9.9 did not come up: started 2 times without authenticating (it crashed or hung before reporting an error)",
+            env!("CARGO_PKG_VERSION")
+        ))
+    );
+    let closing = central
+        .find(
+            "update_progress",
+            |p| p["deploymentId"] == json!("dep-9") && p["status"] == json!("failed"),
+            WAIT,
+        )
+        .await
+        .expect("the deployment's closing progress event");
+    assert_eq!(closing["error"], result["error"]);
+    let state = agent_state(&site).expect("state");
+    assert_eq!(
+        state,
+        AgentState::default(),
+        "nothing on trial, nothing committed"
+    );
+    assert!(
+        !site.path("state/agent/9.9.9").exists(),
+        "the slot is removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_agent_that_cannot_authenticate_gives_up_at_its_deadline_and_the_previous_one_reports()
+ {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "AGENT_UPDATE_DEADLINE_SECS=4");
+    let binary = format!(
+        "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={NEW} exec '{}' \"$@\"\n",
+        agent_binary().display()
+    );
+    let archive = agent_release(NEW, own_arch(), &binary);
+    stage(&central, &fake, &site, &conf, &archive).await;
+
+    // The new agent gets no answer to `authenticate`.
+    central.ignore_next_authenticates(1000);
+    let trial_conf = conf.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(agent_binary())
+            .arg("--config")
+            .arg(&trial_conf)
+            .arg("run")
+            .env("LOG_LEVEL", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    })
+    .await
+    .expect("join")
+    .expect("run");
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "the trial exits non-zero at its deadline"
+    );
+    let trial = agent_state(&site).and_then(|s| s.trial).expect("trial");
+    assert_eq!(
+        trial.last_error.as_deref(),
+        Some("the new agent 9.9.9 did not authenticate with the central server within 4 s")
+    );
+
+    central.ignore_next_authenticates(0);
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    let result = central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("error"), "{result}");
+    assert_eq!(
+        result["error"],
+        json!(format!(
+            "agent update to 9.9.9 failed and agent {} is back: the new agent 9.9.9 did not authenticate within 4 s (last error: the new agent 9.9.9 did not authenticate with the central server within 4 s)",
+            env!("CARGO_PKG_VERSION")
+        ))
+    );
+    assert_eq!(agent_state(&site), Some(AgentState::default()));
+}

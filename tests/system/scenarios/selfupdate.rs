@@ -1,0 +1,250 @@
+//! The agent updates itself under the real, hardened unit (issue #15 part
+//! A): a signed agent release sent through `update_software` is staged in
+//! `/var/lib/neopro-runtime/agent/`, systemd restarts the unit, the launcher
+//! execs the new binary (same PID) and the new agent reports success under
+//! the original id; a release whose binary crashes at start is dropped after
+//! two starts (Restart=always) and the previous agent reports the failure.
+//! The test adds UPDATE_TRUSTED_KEYS to site.conf and removes it, and the
+//! slots, afterwards.
+//!
+//! The new release's binary is a wrapper around the packaged one that
+//! reports another version (`NEOPRO_RUNTIME_TEST_VERSION`, honoured by dev
+//! builds only): run with `--dev`.
+
+use super::{AGENT, Ctx, failure, success};
+use crate::report::Report;
+use anyhow::{Context, bail};
+use neopro_e2e::http::{Fault, FileServer};
+use neopro_e2e::release::{Item, tar_gz};
+use neopro_runtime::store::hash::sha256_hex;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{Value, json};
+
+const STATE: &str = "/var/lib/neopro-runtime/agent/state.json";
+const GOOD: &str = "9.9.9";
+const CRASHING: &str = "9.9.10";
+
+pub async fn run(ctx: &Ctx, report: &Report) {
+    report.section("selfupdate: the agent updates itself under systemd");
+    let original = match std::fs::read_to_string(site_conf(ctx)) {
+        Ok(text) => text,
+        Err(e) => {
+            let _ = report
+                .check("site.conf readable", async { Err(anyhow::Error::from(e)) })
+                .await;
+            return;
+        }
+    };
+    if !report
+        .check(
+            "UPDATE_TRUSTED_KEYS added to site.conf",
+            trust_key(ctx, &original),
+        )
+        .await
+    {
+        let _ = report
+            .check("site.conf restored", restore(ctx, &original))
+            .await;
+        return;
+    }
+    report
+        .check(
+            "a signed agent release: restarted into it, success under the original id",
+            good(ctx),
+        )
+        .await;
+    report
+        .check(
+            "a release that crashes at start: dropped after 2 starts, failure reported",
+            crashing(ctx),
+        )
+        .await;
+    report
+        .check(
+            "keys and slots removed: the packaged agent runs again",
+            restore(ctx, &original),
+        )
+        .await;
+}
+
+fn key() -> anyhow::Result<Ed25519KeyPair> {
+    Ed25519KeyPair::from_seed_unchecked(&[33u8; 32]).map_err(|e| anyhow::anyhow!("key: {e}"))
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn site_conf(ctx: &Ctx) -> std::path::PathBuf {
+    ctx.container.root().join("etc/neopro/site.conf")
+}
+
+async fn restart_and_wait(ctx: &Ctx) -> anyhow::Result<()> {
+    let auths = ctx.central.count("authenticate");
+    ctx.ok(&["systemctl", "restart", AGENT]).await?;
+    if !ctx
+        .central
+        .wait_more_than("authenticate", auths, ctx.t(60))
+        .await
+    {
+        bail!("the restarted agent did not authenticate");
+    }
+    ctx.wait_connected(ctx.t(30)).await
+}
+
+async fn trust_key(ctx: &Ctx, original: &str) -> anyhow::Result<String> {
+    let path = site_conf(ctx);
+    let public = hex_of(key()?.public_key().as_ref());
+    std::fs::write(
+        &path,
+        format!("{original}\nUPDATE_TRUSTED_KEYS={public}\nAGENT_UPDATE_DEADLINE_SECS=120\n"),
+    )?;
+    restart_and_wait(ctx).await?;
+    Ok(format!("UPDATE_TRUSTED_KEYS={public}"))
+}
+
+fn agent_release(arch: &str, version: &str, binary: &str) -> Vec<u8> {
+    let manifest = json!({"kind": "agent-release", "arch": arch, "version": version}).to_string();
+    tar_gz(&[
+        Item::File("agent-release.json", manifest.as_bytes()),
+        Item::Dir("bin/"),
+        Item::File("bin/neopro-runtime", binary.as_bytes()),
+    ])
+}
+
+fn signed_update(server: &FileServer, archive: &[u8], version: &str) -> anyhow::Result<Value> {
+    let sha = sha256_hex(archive);
+    let text = neopro_runtime::signing::releases::signed_text(version, &sha);
+    Ok(json!({
+        "deploymentId": format!("dep-agent-{version}"), "version": version,
+        "updateUrl": server.url("agent.tar.gz"),
+        "packageSize": archive.len().to_string(),
+        "checksum": sha,
+        "signature": hex_of(key()?.sign(text.as_bytes()).as_ref()),
+        "isCritical": true,
+    }))
+}
+
+async fn agent_state(ctx: &Ctx) -> anyhow::Result<Value> {
+    let text = ctx.ok(&["cat", STATE]).await?;
+    serde_json::from_str(&text).with_context(|| format!("{STATE}: {text}"))
+}
+
+async fn good(ctx: &Ctx) -> anyhow::Result<String> {
+    let wrapper = format!(
+        "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={GOOD} exec /usr/bin/neopro-runtime \"$@\"\n"
+    );
+    let archive = agent_release(&ctx.arch, GOOD, &wrapper);
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let pid = super::install::main_pid(ctx).await?;
+    let id = ctx.id("agent-update");
+    ctx.send(
+        &id,
+        "update_software",
+        signed_update(&server, &archive, GOOD)?,
+    )
+    .await?;
+    let result = ctx.result(&id, ctx.t(180)).await?;
+    let result = match success(&result) {
+        Ok(r) => r.clone(),
+        Err(e) if e.to_string().contains("reports version") => {
+            bail!("{e} (the release binary must be a dev build: run with --dev)")
+        }
+        Err(e) => return Err(e),
+    };
+    if result["version"] != json!(GOOD) || result["agentUpdate"] != json!(true) {
+        bail!("unexpected result {result}");
+    }
+    let new_pid = super::install::main_pid(ctx).await?;
+    if new_pid == pid {
+        bail!("the unit was not restarted (MainPID {pid})");
+    }
+    let state = agent_state(ctx).await?;
+    if state["committed"] != json!(GOOD) || !state["trial"].is_null() {
+        bail!("{STATE} after the commit: {state}");
+    }
+    let heartbeat = ctx
+        .central
+        .find(
+            "heartbeat",
+            |h| h["versionInfo"]["agentVersion"] == json!(GOOD),
+            ctx.t(30),
+        )
+        .await;
+    if heartbeat.is_none() {
+        bail!("no heartbeat with agentVersion {GOOD}");
+    }
+    let exe = ctx
+        .ok(&["readlink", &format!("/proc/{new_pid}/exe")])
+        .await
+        .unwrap_or_default();
+    Ok(format!(
+        "pid {pid} → {new_pid} ({}), committed {GOOD}, heartbeat agentVersion {GOOD}",
+        exe.trim()
+    ))
+}
+
+async fn crashing(ctx: &Ctx) -> anyhow::Result<String> {
+    let archive = agent_release(&ctx.arch, CRASHING, "#!/bin/sh\necho boom >&2\nexit 1\n");
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let id = ctx.id("agent-update");
+    let started = std::time::Instant::now();
+    ctx.send(
+        &id,
+        "update_software",
+        signed_update(&server, &archive, CRASHING)?,
+    )
+    .await?;
+    // Two starts 5 s apart (RestartSec), then the previous agent.
+    let result = ctx.result(&id, ctx.t(180)).await?;
+    let error = failure(&result)?;
+    let expected = format!(
+        "agent update to {CRASHING} failed and agent {GOOD} is back: the new agent {CRASHING} did not come up: started 2 times without authenticating"
+    );
+    if !error.starts_with(&expected) {
+        bail!("error: {error}\nexpected it to start with: {expected}");
+    }
+    let state = agent_state(ctx).await?;
+    if state["committed"] != json!(GOOD) || !state["trial"].is_null() || !state["failed"].is_null()
+    {
+        bail!("{STATE} after the failure: {state}");
+    }
+    let slot = ctx
+        .exec(&[
+            "test",
+            "-e",
+            &format!("/var/lib/neopro-runtime/agent/{CRASHING}"),
+        ])
+        .await?;
+    if slot.code == 0 {
+        bail!("the slot of {CRASHING} is still there");
+    }
+    Ok(format!(
+        "reported after {:.0} s: {error}",
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+async fn restore(ctx: &Ctx, original: &str) -> anyhow::Result<String> {
+    std::fs::write(site_conf(ctx), original)?;
+    ctx.ok(&["rm", "-rf", "/var/lib/neopro-runtime/agent"])
+        .await?;
+    restart_and_wait(ctx).await?;
+    let packaged = ctx.ok(&["/usr/bin/neopro-runtime", "--version"]).await?;
+    let version = packaged.split_whitespace().last().unwrap_or("").to_owned();
+    let heartbeats = ctx.central.count("heartbeat");
+    let back = ctx
+        .central
+        .wait_more_than("heartbeat", heartbeats, ctx.t(30))
+        .await;
+    let last = ctx
+        .central
+        .all("heartbeat")
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    if !back || last["versionInfo"]["agentVersion"] != json!(version) {
+        bail!("the packaged agent {version} is not the one running: {last}");
+    }
+    Ok(format!("agentVersion {version}"))
+}
