@@ -30,6 +30,8 @@ struct Args {
     /// stand-in it moves the box from.
     bundle: Option<PathBuf>,
     old_agent: Option<PathBuf>,
+    /// The package holds the dev build (`system-test --dev`).
+    dev_build: bool,
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -37,7 +39,12 @@ fn parse() -> anyhow::Result<Args> {
     let (mut arch, mut deb, mut next, mut rootfs, mut work) = (None, None, None, None, None);
     let mut scenarios = Vec::new();
     let (mut bundle, mut old_agent) = (None, None);
+    let mut dev_build = false;
     while let Some(flag) = args.next() {
+        if flag == "--dev-build" {
+            dev_build = true;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
@@ -70,6 +77,7 @@ fn parse() -> anyhow::Result<Args> {
         scenarios,
         bundle,
         old_agent,
+        dev_build,
     })
 }
 
@@ -219,7 +227,7 @@ async fn run() -> anyhow::Result<bool> {
                 "files" => scenarios::files::run(&ctx, &report).await,
                 "services" => scenarios::services::run(&ctx, &report).await,
                 "update" => scenarios::update::run(&ctx, &report).await,
-                "selfupdate" => scenarios::selfupdate::run(&ctx, &report).await,
+                "selfupdate" => scenarios::selfupdate::run(&ctx, &report, args.dev_build).await,
                 "watchdog" => scenarios::watchdog::run(&ctx, &report).await,
                 "seccomp" => scenarios::seccomp::run(&ctx, &report, args.arch == host_arch).await,
                 "reboot" => scenarios::reboot::run(&ctx, &report).await,

@@ -24,7 +24,11 @@ const STATE: &str = "/var/lib/neopro-runtime/agent/state.json";
 const GOOD: &str = "9.9.9";
 const CRASHING: &str = "9.9.10";
 
-pub async fn run(ctx: &Ctx, report: &Report) {
+/// `dev_build`: the packaged agent is a dev build, which honours
+/// `NEOPRO_RUNTIME_TEST_VERSION`; a release build never reports a version
+/// other than its own, so there the good-release check cannot run (CI runs
+/// this group once more with `--dev`).
+pub async fn run(ctx: &Ctx, report: &Report, dev_build: bool) {
     report.section("selfupdate: the agent updates itself under systemd");
     let original = match std::fs::read_to_string(site_conf(ctx)) {
         Ok(text) => text,
@@ -47,12 +51,18 @@ pub async fn run(ctx: &Ctx, report: &Report) {
             .await;
         return;
     }
-    report
-        .check(
-            "a signed agent release: restarted into it, success under the original id",
-            good(ctx),
-        )
-        .await;
+    if dev_build {
+        report
+            .check(
+                "a signed agent release: restarted into it, success under the original id",
+                good(ctx),
+            )
+            .await;
+    } else {
+        println!(
+            "     (the good-release check needs a dev build: `cargo xtask system-test --dev --scenario selfupdate`)"
+        );
+    }
     report
         .check(
             "a release that crashes at start: dropped after 2 starts, failure reported",

@@ -172,6 +172,9 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
             .arg("--old-agent")
             .arg(&old_agent);
     }
+    if args.dev {
+        cmd.arg("--dev-build");
+    }
     for s in &args.scenarios {
         cmd.arg("--scenario").arg(s);
     }
