@@ -265,8 +265,9 @@ impl Journal {
         }
         // Flush the outcome files a previous run wrote unsynced before the
         // logs that point at them are rewritten.
-        let _ = rustix::fs::syncfs(&dir);
-        atomic::count_fsync();
+        if let Err(e) = atomic::sync_filesystem(&dir) {
+            tracing::warn!("cannot flush the journal's folder to disk: {e}");
+        }
         let delivered_ids = read_ids(&dir, DELIVERED_LOG);
         for id in &delivered_ids {
             if let Some(meta) = entries.get_mut(id) {

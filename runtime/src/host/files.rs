@@ -262,7 +262,9 @@ impl Host for HostState {
         }
         match crate::store::tree::copy_tree(&src, &from_rel, &dst, &to_rel, deadline) {
             Ok(bytes) => {
-                let _ = rustix::fs::syncfs(&dst);
+                if let Err(e) = crate::store::atomic::sync_filesystem(&dst) {
+                    tracing::warn!("cannot flush the copy of {from_root}/{from} to disk: {e}");
+                }
                 Ok(bytes)
             }
             Err(e) => {

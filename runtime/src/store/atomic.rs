@@ -164,6 +164,16 @@ fn create_temp(
 
 /// Opens (creating it if needed) a folder the agent owns, as a capability:
 /// created 0700 whatever the umask (see [`crate::private_dir`]).
+/// Flushes the whole filesystem holding `dir` (`syncfs`): one flush for
+/// many files written unsynced. Through a descriptor opened for reading:
+/// cap-std opens folders `O_PATH`, on which `syncfs` fails with EBADF (it
+/// silently did, where the error was ignored).
+pub fn sync_filesystem(dir: &Dir) -> std::io::Result<()> {
+    count_fsync();
+    let readable = dir.open(".")?;
+    rustix::fs::syncfs(&readable).map_err(std::io::Error::from)
+}
+
 pub fn open_state_dir(path: &Path) -> std::io::Result<Dir> {
     crate::store::private_dir::create(path)?;
     Dir::open_ambient_dir(path, cap_std::ambient_authority())
@@ -224,6 +234,17 @@ mod tests {
         assert_eq!(mode(&tmp.path().join("state.json")), 0o600);
         write_private(&dir, Path::new("new.json"), b"{}")?;
         assert_eq!(mode(&tmp.path().join("new.json")), 0o600);
+        Ok(())
+    }
+
+    #[test]
+    fn the_filesystem_of_a_cap_std_folder_can_be_flushed() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let t = tempfile::tempdir()?;
+        let dir = Dir::open_ambient_dir(t.path(), cap_std::ambient_authority())?;
+        // The O_PATH descriptor itself cannot be flushed: the reason for the helper.
+        assert!(rustix::fs::syncfs(&dir).is_err());
+        sync_filesystem(&dir)?;
         Ok(())
     }
 }

@@ -428,7 +428,10 @@ pub fn extract_tar_gz(
     }
     // One flush for the whole tree: the caller swaps it into place next, and
     // a power cut must not find half-written files there.
-    let _ = rustix::fs::syncfs(dest);
+    crate::store::atomic::sync_filesystem(dest).map_err(|e| ArchiveError::Write {
+        entry: ".".to_owned(),
+        detail: format!("cannot flush the extracted files to disk: {e}"),
+    })?;
     Ok(report)
 }
 
