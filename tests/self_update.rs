@@ -261,25 +261,8 @@ async fn a_new_agent_that_crashes_at_start_is_dropped_after_two_attempts_and_the
 
     // systemd restarts the unit after each crash (Restart=always).
     for attempt in 1..=2 {
-        let conf = conf.clone();
-        let status = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(agent_binary())
-                .arg("--config")
-                .arg(&conf)
-                .arg("run")
-                .env("LOG_LEVEL", "error")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-        })
-        .await
-        .expect("join")
-        .expect("run");
-        assert_eq!(
-            status.code(),
-            Some(1),
-            "attempt {attempt} ran the crashing release"
-        );
+        let code = run_to_exit(&conf).await;
+        assert_eq!(code, Some(1), "attempt {attempt} ran the crashing release");
         let trial = agent_state(&site).and_then(|s| s.trial).expect("trial");
         assert_eq!(trial.attempts, attempt);
     }
@@ -330,25 +313,8 @@ async fn a_new_agent_that_cannot_authenticate_gives_up_at_its_deadline_and_the_p
 
     // The new agent gets no answer to `authenticate`.
     central.ignore_next_authenticates(1000);
-    let trial_conf = conf.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(agent_binary())
-            .arg("--config")
-            .arg(&trial_conf)
-            .arg("run")
-            .env("LOG_LEVEL", "error")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-    })
-    .await
-    .expect("join")
-    .expect("run");
-    assert_eq!(
-        status.code(),
-        Some(2),
-        "the trial exits non-zero at its deadline"
-    );
+    let code = run_to_exit(&conf).await;
+    assert_eq!(code, Some(2), "the trial exits non-zero at its deadline");
     let trial = agent_state(&site).and_then(|s| s.trial).expect("trial");
     assert_eq!(
         trial.last_error.as_deref(),
@@ -367,4 +333,24 @@ async fn a_new_agent_that_cannot_authenticate_gives_up_at_its_deadline_and_the_p
         ))
     );
     assert_eq!(agent_state(&site), Some(AgentState::default()));
+}
+
+/// Runs `neopro-runtime --config CONF run` as systemd would start the unit,
+/// to its exit; its exit code.
+async fn run_to_exit(conf: &std::path::Path) -> Option<i32> {
+    let conf = conf.to_owned();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(agent_binary())
+            .arg("--config")
+            .arg(&conf)
+            .arg("run")
+            .env("LOG_LEVEL", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+    })
+    .await
+    .expect("join")
+    .expect("run");
+    status.code()
 }
