@@ -41,6 +41,9 @@ pub struct Received {
     pub socket: String,
 }
 
+/// `ping_check` send times and `pong_check` arrival times of one socket.
+type PingChecks = (Vec<std::time::Instant>, Vec<std::time::Instant>);
+
 #[derive(Default)]
 struct Shared {
     /// `authenticate` events to leave unanswered (a server not ready yet).
@@ -58,12 +61,23 @@ struct Shared {
     /// Update deployments as the real server's books show them.
     update_deployments: Mutex<HashMap<String, UpdateDeployment>>,
     received: Mutex<Vec<Received>>,
+    /// When each `ping_check` went out and each `pong_check` came back, by
+    /// socket id: the n-th pong answers the n-th ping (events keep order).
+    ping_checks: Mutex<HashMap<String, PingChecks>>,
     cursors: Mutex<HashMap<String, usize>>,
     arrived: Notify,
 }
 
 impl Shared {
     fn record(&self, event: &str, data: Value, socket: String) {
+        if event == "pong_check" {
+            let mut checks = self.ping_checks.lock().expect("lock");
+            checks
+                .entry(socket.clone())
+                .or_default()
+                .1
+                .push(std::time::Instant::now());
+        }
         self.apply_to_update_deployments(event, &data);
         self.received.lock().expect("lock").push(Received {
             event: event.to_owned(),
@@ -210,9 +224,12 @@ impl Central {
                 map.insert((*id).to_owned(), (*key).to_owned());
             }
         }
+        // socketioxide refuses emits past 128 packets waiting per socket
+        // (the real server does not): room for a 300-command backlog.
         let (layer, io) = SocketIo::builder()
             .ping_interval(ping_interval)
             .ping_timeout(ping_timeout)
+            .max_buffer_size(4096)
             .build_layer();
         let ns_shared = shared.clone();
         // Event handlers are registered in a connect *middleware*: it runs
@@ -270,7 +287,15 @@ impl Central {
                 loop {
                     every.tick().await;
                     for socket in booked(&io, &shared) {
-                        let _ = socket.emit("ping_check", &json!({"timestamp": 1}));
+                        let sent_at = std::time::Instant::now();
+                        if socket.emit("ping_check", &json!({"timestamp": 1})).is_ok() {
+                            let mut checks = shared.ping_checks.lock().expect("lock");
+                            checks
+                                .entry(socket.id.to_string())
+                                .or_default()
+                                .0
+                                .push(sent_at);
+                        }
                     }
                 }
             })
@@ -297,6 +322,26 @@ impl Central {
         self.server.abort();
         let _ = self.server.await;
         self.addr.port()
+    }
+
+    /// Every `ping_check` sent so far: when, and how long the agent took to
+    /// answer it with `pong_check` (`None`: not answered yet); the pong
+    /// latency the real server's health check sees.
+    pub fn pong_delays(&self) -> Vec<(std::time::Instant, Option<Duration>)> {
+        let checks = self.shared.ping_checks.lock().expect("lock");
+        let mut delays: Vec<_> = checks
+            .values()
+            .flat_map(|(pings, pongs)| {
+                pings.iter().enumerate().map(|(n, ping)| {
+                    let answered = pongs
+                        .get(n)
+                        .map(|pong| pong.saturating_duration_since(*ping));
+                    (*ping, answered)
+                })
+            })
+            .collect();
+        delays.sort_by_key(|(sent, _)| *sent);
+        delays
     }
 
     /// How many times `event` arrived so far.

@@ -13,9 +13,10 @@ use super::roots::{io_error, relative_file};
 use super::{HostState, WitError};
 use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName};
+use crate::store::chunk_writer::{ChunkWriteError, ChunkWriter};
 use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -231,9 +232,11 @@ impl Target<'_> {
     }
 
     /// The disk rule while writing: with `still` bytes to come (0 when the
-    /// server did not say), is the reserve still free?
-    fn space_error(&self, still: u64) -> Option<WitError> {
+    /// server did not say) and `queued` received but not written yet, is
+    /// the reserve still free?
+    fn space_error(&self, still: u64, queued: u64) -> Option<WitError> {
         let (avail, size) = (self.space)(self.host_dir)?;
+        let avail = avail.saturating_sub(queued);
         let reserve = size / 100 * RESERVE_PERCENT;
         (still.saturating_add(reserve) > avail).then(|| disk_full(still, reserve, avail))
     }
@@ -318,10 +321,10 @@ async fn attempt(
             "the file is {total} bytes, more than the {limit} bytes allowed"
         ))));
     }
-    if let Some(error) = target.space_error(announced.map_or(0, |t| t.saturating_sub(have))) {
+    if let Some(error) = target.space_error(announced.map_or(0, |t| t.saturating_sub(have)), 0) {
         return Err(fatal(error));
     }
-    let mut file = target
+    let file = target
         .open_partial()
         .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
     let mut hasher = Sha256::new();
@@ -329,6 +332,24 @@ async fn attempt(
         // Hash what is already there, then continue the same hash.
         hash_into(target, &mut hasher).map_err(fatal)?;
     }
+    // Network reads and hashing here, disk writes on the writer's thread.
+    let synced = file
+        .try_clone()
+        .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
+    let mut writer = ChunkWriter::start(file)
+        .map_err(|e| fatal(WitError::Io(format!("cannot write the download: {e}"))))?;
+    let write_failed = |error: ChunkWriteError, received: u64| {
+        if error.kind() == std::io::ErrorKind::StorageFull {
+            target.discard();
+            let avail = (target.space)(target.host_dir).map_or(0, |(a, _)| a);
+            return fatal(disk_full(
+                announced.map_or(0, |t| t.saturating_sub(received)),
+                0,
+                avail,
+            ));
+        }
+        fatal(WitError::Io(format!("cannot write the download: {error}")))
+    };
     let mut received = have;
     let mut next_space_check = have.saturating_add(SPACE_CHECK_EVERY);
     loop {
@@ -336,7 +357,11 @@ async fn attempt(
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(e) => {
-                let _ = file.sync_all();
+                // What arrived is kept for the next attempt to resume.
+                if let Err(error) = writer.finish() {
+                    return Err(write_failed(error, received));
+                }
+                let _ = synced.sync_all();
                 return Err(AttemptError::Retry(format!(
                     "the transfer broke after {received} bytes: {e}"
                 )));
@@ -344,36 +369,30 @@ async fn attempt(
         };
         received += chunk.len() as u64;
         if received > limit {
-            drop(file);
+            drop(writer);
             target.discard();
             return Err(fatal(WitError::TooLarge(format!(
                 "the server sent more than the {limit} bytes allowed"
             ))));
         }
-        if let Err(e) = file.write_all(&chunk) {
-            drop(file);
-            if e.kind() == std::io::ErrorKind::StorageFull {
-                target.discard();
-                let avail = (target.space)(target.host_dir).map_or(0, |(a, _)| a);
-                return Err(fatal(disk_full(
-                    announced.map_or(0, |t| t.saturating_sub(received)),
-                    0,
-                    avail,
-                )));
-            }
-            return Err(fatal(WitError::Io(format!(
-                "cannot write the download: {e}"
-            ))));
-        }
         hasher.update(&chunk);
+        if !writer.push(chunk) {
+            return Err(match writer.finish() {
+                Err(error) => write_failed(error, received),
+                Ok(()) => fatal(WitError::Io(
+                    "cannot write the download: the writer stopped".to_owned(),
+                )),
+            });
+        }
         if received >= next_space_check {
             next_space_check = received.saturating_add(SPACE_CHECK_EVERY);
             // The announced length was checked up front; what is checked
             // here is that the reserve is still free while bytes arrive (a
             // chunked answer announces nothing; other writers share the disk).
+            // Bytes still queued for the writer are not on the disk yet.
             let still = announced.map_or(0, |t| t.saturating_sub(received));
-            if let Some(error) = target.space_error(still) {
-                drop(file);
+            if let Some(error) = target.space_error(still, writer.queued()) {
+                drop(writer);
                 target.discard();
                 return Err(fatal(error));
             }
@@ -382,15 +401,20 @@ async fn attempt(
             report(received, total);
         }
     }
+    if let Err(error) = writer.finish() {
+        return Err(write_failed(error, received));
+    }
     if let Some(total) = announced
         && received < total
     {
-        let _ = file.sync_all();
+        let _ = synced.sync_all();
         return Err(AttemptError::Retry(format!(
             "the transfer ended after {received} of {total} bytes"
         )));
     }
-    file.sync_all()
+    crate::store::atomic::count_fsync();
+    synced
+        .sync_all()
         .map_err(|e| fatal(WitError::Io(format!("cannot flush the download: {e}"))))?;
     Ok((received, hex::encode(hasher.finalize())))
 }
@@ -631,7 +655,7 @@ pub fn download_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
 
     /// Serves every request with `answer(range header)` (head, body).

@@ -260,9 +260,13 @@ impl Forwarder {
         let sending = sending_path(&path);
         let mut sent = Delivered::default();
         for _ in 0..2 {
-            let had_old_batch = sending.exists();
+            let had_old_batch = {
+                let sending = sending.clone();
+                on_disk(move || Ok(sending.exists())).await.unwrap_or(false)
+            };
             if !had_old_batch {
-                match std::fs::rename(&path, &sending) {
+                let (from, to) = (path.clone(), sending.clone());
+                match on_disk(move || std::fs::rename(from, to)).await {
                     Ok(()) => tokio::time::sleep(self.settings.settle).await,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sent),
                     Err(e) => {
@@ -321,7 +325,8 @@ impl Forwarder {
         if passes < self.settings.set_aside_after_refusals {
             return Err(refused(path));
         }
-        match set_aside(sending, &format!("{}.refused-", kind.file_name())) {
+        let (batch, prefix) = (sending.to_owned(), format!("{}.refused-", kind.file_name()));
+        match on_disk(move || set_aside(&batch, &prefix)).await {
             Ok(moved_to) => {
                 refusals.store(0, Ordering::Relaxed);
                 Err(ForwardError::SetAside {
@@ -341,14 +346,17 @@ impl Forwarder {
     }
 
     async fn send_file(&self, kind: Kind, sending: &Path) -> Result<Delivered, ForwardError> {
-        let text = std::fs::read_to_string(sending).map_err(|e| ForwardError::File {
-            path: sending.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let batch = sending.to_owned();
+        let text = on_disk(move || std::fs::read_to_string(batch))
+            .await
+            .map_err(|e| ForwardError::File {
+                path: sending.to_owned(),
+                reason: e.to_string(),
+            })?;
         let events = match serde_json::from_str::<Value>(&text) {
             Ok(Value::Array(events)) => events,
-            Ok(_) => return Err(self.unreadable(sending, "not an array".to_owned())),
-            Err(e) => return Err(self.unreadable(sending, e.to_string())),
+            Ok(_) => return Err(self.unreadable(sending, "not an array".to_owned()).await),
+            Err(e) => return Err(self.unreadable(sending, e.to_string()).await),
         };
         let count = events.len();
         let delivered = if count > 0 {
@@ -364,37 +372,26 @@ impl Forwarder {
         // Accepted, whatever it recorded: the skipped events are not sent
         // again (the server would skip them again, and it does not say
         // which they were).
-        std::fs::remove_file(sending).map_err(|e| ForwardError::File {
-            path: sending.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let batch = sending.to_owned();
+        on_disk(move || std::fs::remove_file(batch))
+            .await
+            .map_err(|e| ForwardError::File {
+                path: sending.to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(delivered)
     }
 
     /// Keeps a batch that may still be being written; moves aside one that
     /// has not changed for [`Settings::quarantine_after`].
-    fn unreadable(&self, sending: &Path, reason: String) -> ForwardError {
-        let idle = std::fs::metadata(sending)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok());
-        if idle.is_some_and(|idle| idle >= self.settings.quarantine_after) {
-            let stamp = crate::platform::clock::unix_millis(std::time::SystemTime::now());
-            let mut name = sending.as_os_str().to_owned();
-            name.push(format!(".bad-{stamp}"));
-            let moved_to = PathBuf::from(name);
-            if std::fs::rename(sending, &moved_to).is_ok() {
-                return ForwardError::Quarantined {
-                    path: sending.to_owned(),
-                    reason,
-                    moved_to,
-                };
-            }
-        }
-        ForwardError::Unreadable {
-            path: sending.to_owned(),
-            reason,
-        }
+    async fn unreadable(&self, sending: &Path, reason: String) -> ForwardError {
+        let (batch, quarantine_after) = (sending.to_owned(), self.settings.quarantine_after);
+        on_disk(move || Ok(quarantine_if_idle(&batch, reason, quarantine_after)))
+            .await
+            .unwrap_or_else(|e| ForwardError::File {
+                path: sending.to_owned(),
+                reason: e.to_string(),
+            })
     }
 
     /// Sends one batch; on acceptance, how many events the server said it
@@ -636,6 +633,42 @@ fn set_aside(sending: &Path, prefix: &str) -> std::io::Result<PathBuf> {
         }
     }
     Ok(moved_to)
+}
+
+/// [`Forwarder::unreadable`]'s file work (blocking).
+fn quarantine_if_idle(sending: &Path, reason: String, quarantine_after: Duration) -> ForwardError {
+    let idle = std::fs::metadata(sending)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    if idle.is_some_and(|idle| idle >= quarantine_after) {
+        let stamp = crate::platform::clock::unix_millis(std::time::SystemTime::now());
+        let mut name = sending.as_os_str().to_owned();
+        name.push(format!(".bad-{stamp}"));
+        let moved_to = PathBuf::from(name);
+        if std::fs::rename(sending, &moved_to).is_ok() {
+            return ForwardError::Quarantined {
+                path: sending.to_owned(),
+                reason,
+                moved_to,
+            };
+        }
+    }
+    ForwardError::Unreadable {
+        path: sending.to_owned(),
+        reason,
+    }
+}
+
+/// Runs blocking file work (renames, reads, deletes of the app's buffers)
+/// on a blocking thread: on a slow SD card each can take long enough to
+/// delay the pongs and heartbeats the async worker also handles.
+async fn on_disk<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(format!("the file task failed: {e}"))))
 }
 
 /// The agent's loop: both buffers at start, then every [`INTERVAL`].

@@ -16,9 +16,25 @@ pub fn fsync_count() -> u64 {
     FSYNCS.load(Ordering::Relaxed)
 }
 
-/// Counts one fsync issued elsewhere (e.g. the journal's log).
+/// Counts one fsync issued elsewhere (e.g. the journal's log). Called
+/// right before the fsync, so it is also where a simulated slow disk waits.
 pub fn count_fsync() {
     FSYNCS.fetch_add(1, Ordering::Relaxed);
+    let extra = SLOW_FSYNC_MICROS.load(Ordering::Relaxed);
+    if extra > 0 {
+        std::thread::sleep(std::time::Duration::from_micros(extra));
+    }
+}
+
+static SLOW_FSYNC_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// A slow SD card stand-in for tests and benchmarks that run the agent in
+/// their own process: from now on each fsync of the agent's persistence
+/// (journal, atomic writes) takes `extra` longer, blocking its thread as a
+/// slow card does. The agent itself never calls it; zero turns it off.
+pub fn simulate_slow_fsync(extra: std::time::Duration) {
+    let micros = u64::try_from(extra.as_micros()).unwrap_or(u64::MAX);
+    SLOW_FSYNC_MICROS.store(micros, Ordering::Relaxed);
 }
 
 /// Mode of a new shared file (videos, configuration.json: the web app's

@@ -3,6 +3,7 @@
 //! nothing here depends on the sandbox, the link or the site configuration.
 
 pub mod atomic;
+pub mod chunk_writer;
 pub mod extract;
 pub mod hash;
 pub mod private_dir;

@@ -3,12 +3,13 @@
 //! opening a second session as the site (which makes the real server forget
 //! the agent's own: issue 18.1).
 //!
-//! Written atomically on every change of state (connect, disconnect,
+//! Written atomically (not fsynced) on every change of state (connect, disconnect,
 //! authentication, `ping_check`, results sent or delivered); a few hundred
 //! bytes, at most a write per `ping_check` (30 s) when idle.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 /// File name under STATE_PATH.
@@ -49,11 +50,70 @@ pub struct LinkStatus {
 }
 
 /// Keeps the file in step with the session; write failures are logged once.
+///
+/// The session only hands the latest status over: a thread of its own does
+/// the atomic write, so a slow SD card never holds up the async
+/// worker that answers the server's pings. Statuses handed over while one is
+/// being written replace each other: only the newest is written.
 #[derive(Debug)]
 pub struct StatusWriter {
-    dir: Option<cap_std::fs::Dir>,
     status: LinkStatus,
-    warned: bool,
+    sink: Option<Arc<Handoff>>,
+}
+
+/// The status waiting to be written, shared with the writer thread.
+#[derive(Debug, Default)]
+struct Handoff {
+    pending: Mutex<Pending>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    text: Option<Vec<u8>>,
+    writing: bool,
+    closed: bool,
+}
+
+impl Handoff {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writer thread: writes each handed-over text until closed.
+    fn write_loop(&self, dir: &cap_std::fs::Dir) {
+        let mut warned = false;
+        loop {
+            let text = {
+                let mut pending = self.pending();
+                loop {
+                    if let Some(text) = pending.text.take() {
+                        pending.writing = true;
+                        break text;
+                    }
+                    if pending.closed {
+                        return;
+                    }
+                    pending = self
+                        .changed
+                        .wait(pending)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            // Not fsynced: it is rewritten at every change of state (a
+            // `ping_check` every 30 s), and after a power cut the agent
+            // writes it again as soon as it starts; an fsync each time
+            // would cost SD card wear for nothing.
+            if let Err(e) = crate::store::atomic::write_unsynced(dir, FILE, &text)
+                && !warned
+            {
+                warned = true;
+                tracing::warn!("cannot write {FILE} (diagnose will not see the link state): {e}");
+            }
+            self.pending().writing = false;
+            self.changed.notify_all();
+        }
+    }
 }
 
 fn now() -> String {
@@ -62,8 +122,24 @@ fn now() -> String {
 
 impl StatusWriter {
     pub fn new(state_path: &Path) -> Self {
-        let dir = match crate::store::atomic::open_state_dir(state_path) {
-            Ok(dir) => Some(dir),
+        let sink = match crate::store::atomic::open_state_dir(state_path) {
+            Ok(dir) => {
+                let handoff = Arc::new(Handoff::default());
+                let writer = handoff.clone();
+                match std::thread::Builder::new()
+                    .name("link-status".to_owned())
+                    .spawn(move || writer.write_loop(&dir))
+                {
+                    Ok(_) => Some(handoff),
+                    Err(e) => {
+                        tracing::warn!(
+                            "cannot start the thread that keeps {}/{FILE} (diagnose will not see the link state): {e}",
+                            state_path.display()
+                        );
+                        None
+                    }
+                }
+            }
             Err(e) => {
                 tracing::warn!(
                     "cannot keep {}/{FILE} (diagnose will not see the link state): {e}",
@@ -73,30 +149,37 @@ impl StatusWriter {
             }
         };
         StatusWriter {
-            dir,
+            sink,
             status: LinkStatus {
                 pid: std::process::id(),
                 state: "connecting".to_owned(),
                 ..LinkStatus::default()
             },
-            warned: false,
         }
     }
 
-    /// Applies `change` and writes the file.
+    /// Applies `change` and hands the status to the writer thread.
     pub fn update(&mut self, change: impl FnOnce(&mut LinkStatus)) {
         change(&mut self.status);
         self.status.updated_at = now();
-        let Some(dir) = &self.dir else { return };
-        let text = match serde_json::to_vec_pretty(&self.status) {
-            Ok(t) => t,
-            Err(_) => return,
+        let Some(sink) = &self.sink else { return };
+        let Ok(text) = serde_json::to_vec_pretty(&self.status) else {
+            return;
         };
-        if let Err(e) = crate::store::atomic::write(dir, Path::new(FILE), &text)
-            && !self.warned
-        {
-            self.warned = true;
-            tracing::warn!("cannot write {FILE} (diagnose will not see the link state): {e}");
+        sink.pending().text = Some(text);
+        sink.changed.notify_all();
+    }
+
+    /// Waits until everything handed over is on disk (blocking: at
+    /// shutdown and in tests).
+    pub fn flush(&self) {
+        let Some(sink) = &self.sink else { return };
+        let mut pending = sink.pending();
+        while pending.text.is_some() || pending.writing {
+            pending = sink
+                .changed
+                .wait(pending)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
@@ -134,11 +217,22 @@ impl StatusWriter {
         }
     }
 
+    /// The last status: written before this returns.
     pub fn stopped(&mut self) {
         self.update(|s| {
             s.state = "stopped".to_owned();
             s.connected_since = None;
         });
+        self.flush();
+    }
+}
+
+impl Drop for StatusWriter {
+    fn drop(&mut self) {
+        if let Some(sink) = &self.sink {
+            sink.pending().closed = true;
+            sink.changed.notify_all();
+        }
     }
 }
 
@@ -205,6 +299,7 @@ mod tests {
         writer.authenticated();
         writer.ping_check();
         writer.results_waiting(2);
+        writer.flush();
         let status = read(dir.path()).expect("read").expect("written");
         assert_eq!(status.state, "authenticated");
         assert_eq!(status.results_waiting, 2);

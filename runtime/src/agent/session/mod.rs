@@ -7,17 +7,19 @@
 pub mod auth;
 mod blocking;
 pub mod heartbeat;
+mod journal_queue;
 pub mod link_status;
 pub mod local_state;
 mod progress;
 
 use crate::agent::dispatch::Dispatcher;
-use crate::agent::journal::{Admission, Journal, Outcome};
+use crate::agent::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
 use crate::link::{LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
 use blocking::off_worker;
+use journal_queue::JournalQueue;
 use link_status::StatusWriter;
 use local_state::ConfigWatcher;
 use progress::LinkProgress;
@@ -72,6 +74,44 @@ impl Default for SessionSettings {
 /// How often an outcome the journal could not record is written again.
 const RECORD_RETRY: Duration = Duration::from_secs(5);
 
+/// What a job on the journal queue found, handled back in the session loop.
+#[derive(Debug)]
+enum Step {
+    /// A read-only command looked up: the outcome it already has, if it ran.
+    Looked {
+        id: String,
+        command_type: String,
+        command: Value,
+        known: Option<Outcome>,
+        final_progress: Option<FinalProgress>,
+    },
+    /// A state-changing command recorded (or found already known).
+    Admitted {
+        id: String,
+        command_type: String,
+        command: Value,
+        admission: Result<Admission, JournalError>,
+        final_progress: Option<FinalProgress>,
+    },
+    /// An outcome written (or not: disk full) to the journal.
+    Recorded {
+        id: String,
+        outcome: Outcome,
+        written: Result<(), JournalError>,
+        final_progress: Option<FinalProgress>,
+    },
+    /// A result to send as it is (a refused command), if any.
+    Send {
+        id: String,
+        outcome: Option<Outcome>,
+    },
+}
+
+/// The closing progress event a result must be preceded by (read from disk).
+fn final_progress_of(journal: &Journal, id: &str) -> Option<FinalProgress> {
+    journal.get(id).and_then(|e| e.final_progress)
+}
+
 /// Site identity, re-read from site.conf before every authentication so a
 /// fixed file is picked up without a restart.
 #[derive(Debug, Clone, Default)]
@@ -116,6 +156,11 @@ pub struct Session {
     /// different outcome ("interrupted") for a result the server has.
     unrecorded: Vec<(String, Outcome)>,
     running: usize,
+    /// Journal work submitted and not yet answered by a [`Step`].
+    journal_pending: usize,
+    queue: JournalQueue,
+    steps_tx: mpsc::UnboundedSender<Step>,
+    steps_rx: mpsc::UnboundedReceiver<Step>,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
     /// This agent is a new version on trial: it commits once authenticated
@@ -136,6 +181,7 @@ impl Session {
         dispatcher: Arc<Dispatcher>,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (steps_tx, steps_rx) = mpsc::unbounded_channel();
         let credentials = Credentials {
             site_id: config.site_id.clone().unwrap_or_default(),
             api_key: config.site_api_key.clone().unwrap_or_default(),
@@ -163,6 +209,10 @@ impl Session {
             pings: 0,
             in_flight: Vec::new(),
             running: 0,
+            journal_pending: 0,
+            queue: JournalQueue::start(),
+            steps_tx,
+            steps_rx,
             done_tx,
             done_rx,
             trial: None,
@@ -212,6 +262,7 @@ impl Session {
                     None => break,
                 },
                 Some((id, outcome)) = self.done_rx.recv() => self.on_done(id, outcome),
+                Some(step) = self.steps_rx.recv() => self.on_step(step),
                 _ = heartbeat.tick() => {
                     if self.authenticated {
                         self.send_heartbeat();
@@ -278,9 +329,18 @@ impl Session {
         crate::platform::sd_notify::notify("STOPPING=1");
         tracing::info!("stopping: no new commands; {} still running", self.running);
         let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
-        while self.running > 0 {
-            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
-                Ok(Some((id, outcome))) => self.on_done(id, outcome),
+        while self.running > 0 || self.journal_pending > 0 {
+            let next = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    Some(done) = self.done_rx.recv() => Some(Ok(done)),
+                    Some(step) = self.steps_rx.recv() => Some(Err(step)),
+                    else => None,
+                }
+            })
+            .await;
+            match next {
+                Ok(Some(Ok((id, outcome)))) => self.on_done(id, outcome),
+                Ok(Some(Err(step))) => self.on_step(step),
                 _ => {
                     tracing::warn!(
                         "{} command(s) still running at shutdown; they will be reported as interrupted",
@@ -291,7 +351,7 @@ impl Session {
             }
         }
         self.link.close().await;
-        self.status.stopped();
+        off_worker(|| self.status.stopped());
     }
 
     /// The server sends `ping_check` every 30 s to each site it counts as
@@ -443,7 +503,13 @@ impl Session {
     /// went out on this session: the server completes a deployment only from
     /// it, never from the command result.
     fn send_final_progress(&self, id: &str) {
-        let Some(final_progress) = self.journal.get(id).and_then(|e| e.final_progress) else {
+        self.emit_final_progress(off_worker(|| final_progress_of(&self.journal, id)));
+    }
+
+    /// Emits a closing progress event read from the journal, unless it
+    /// already went out on this session.
+    fn emit_final_progress(&self, final_progress: Option<FinalProgress>) {
+        let Some(final_progress) = final_progress else {
             return;
         };
         let session = self.session_no.load(Ordering::SeqCst);
@@ -471,23 +537,16 @@ impl Session {
         let (Some(id), "command") = (id, name.as_str()) else {
             return;
         };
-        match self.journal.admit(&id, "undecodable") {
-            Ok(Admission::Run) => {
-                let outcome = Outcome::Error {
-                    error: format!(
-                        "the agent could not decode this command, so it did not run it: {error} \
-                         (a lone UTF-16 surrogate such as \\ud800 in a string is a usual cause)"
-                    ),
-                };
-                if let Err(e) = self.journal.complete(&id, outcome.clone()) {
-                    tracing::error!("{e}");
-                }
-                self.send_result(&id, &outcome);
-            }
-            Ok(Admission::Running) => {}
-            Ok(Admission::Done(outcome)) => self.send_result(&id, &outcome),
-            Err(e) => tracing::error!("{e}"),
-        }
+        let outcome = Outcome::Error {
+            error: format!(
+                "the agent could not decode this command, so it did not run it: {error} \
+                 (a lone UTF-16 surrogate such as \\ud800 in a string is a usual cause)"
+            ),
+        };
+        self.journal_job(move |journal| {
+            let outcome = refuse_once(journal, &id, "undecodable", outcome);
+            Step::Send { id, outcome }
+        });
     }
 
     fn send_scheduled_progress(&self, update: &crate::agent::maintenance_window::ScheduledUpdate) {
@@ -532,9 +591,12 @@ impl Session {
             }
         });
         if !delivered.is_empty() {
-            if let Err(e) = off_worker(|| self.journal.mark_all_delivered(&delivered)) {
-                tracing::warn!("{e}");
-            }
+            let (journal, marked) = (self.journal.clone(), delivered.clone());
+            self.queue.submit(move || {
+                if let Err(e) = journal.mark_all_delivered(&marked) {
+                    tracing::warn!("{e}");
+                }
+            });
             self.status
                 .results_waiting(self.journal.undelivered_count());
         }
@@ -615,27 +677,89 @@ impl Session {
             // Changes nothing: no journal entry (no fsync) before it runs; a
             // re-delivered one may simply run again. Its result is kept
             // like any other until delivered.
-            let known = off_worker(|| self.journal.get(&id)).and_then(|e| e.outcome);
-            match known {
-                Some(outcome) => self.send_result(&id, &outcome),
-                None => {
-                    let mut command = command;
-                    let data = command
-                        .as_object_mut()
-                        .and_then(|c| c.remove("data"))
-                        .unwrap_or(Value::Null);
-                    self.spawn_command(id, command_type, data);
-                }
-            }
+            self.journal_job(move |journal| Step::Looked {
+                known: journal.get(&id).and_then(|e| e.outcome),
+                final_progress: None,
+                id,
+                command_type,
+                command,
+            });
             return;
         }
-        match off_worker(|| self.journal.admit(&id, &command_type)) {
+        self.journal_job(move |journal| {
+            let admission = journal.admit(&id, &command_type);
+            let final_progress = match &admission {
+                Ok(Admission::Done(_)) => final_progress_of(journal, &id),
+                _ => None,
+            };
+            Step::Admitted {
+                id,
+                command_type,
+                command,
+                admission,
+                final_progress,
+            }
+        });
+    }
+
+    /// Queues journal work; its [`Step`] comes back through the loop.
+    fn journal_job(&mut self, job: impl FnOnce(&Journal) -> Step + Send + 'static) {
+        self.journal_pending += 1;
+        let journal = self.journal.clone();
+        let steps = self.steps_tx.clone();
+        self.queue.submit(move || {
+            let _ = steps.send(job(&journal));
+        });
+    }
+
+    fn on_step(&mut self, step: Step) {
+        self.journal_pending = self.journal_pending.saturating_sub(1);
+        match step {
+            Step::Looked {
+                id,
+                command_type,
+                command,
+                known,
+                final_progress,
+            } => match known {
+                Some(outcome) => {
+                    self.emit_final_progress(final_progress);
+                    self.send_result(&id, &outcome);
+                }
+                None => self.spawn_command(id, command_type, data_of(command)),
+            },
+            Step::Admitted {
+                id,
+                command_type,
+                command,
+                admission,
+                final_progress,
+            } => self.on_admitted(id, command_type, command, admission, final_progress),
+            Step::Recorded {
+                id,
+                outcome,
+                written,
+                final_progress,
+            } => self.on_recorded(id, outcome, written, final_progress),
+            Step::Send { id, outcome } => {
+                if let Some(outcome) = outcome {
+                    self.send_result(&id, &outcome);
+                }
+            }
+        }
+    }
+
+    fn on_admitted(
+        &mut self,
+        id: String,
+        command_type: String,
+        command: Value,
+        admission: Result<Admission, JournalError>,
+        final_progress: Option<FinalProgress>,
+    ) {
+        match admission {
             Ok(Admission::Run) => {
-                let mut command = command;
-                let data = command
-                    .as_object_mut()
-                    .and_then(|c| c.remove("data"))
-                    .unwrap_or(Value::Null);
+                let data = data_of(command);
                 // Only the commands a manifest lists under
                 // maintenance-window wait for it (update_software does, a
                 // failed canary's rollback_update runs at once).
@@ -649,7 +773,7 @@ impl Session {
             Ok(Admission::Running) => tracing::info!("command {id} is already running"),
             Ok(Admission::Done(outcome)) => {
                 tracing::info!("command {id} already done: sending its result again");
-                self.send_final_progress(&id);
+                self.emit_final_progress(final_progress);
                 self.send_result(&id, &outcome);
             }
             Err(e) => {
@@ -695,20 +819,10 @@ impl Session {
                 "Command too large: its message is {bytes} bytes, more than the {limit} bytes this box accepts (the server's maxPayload plus a margin); it was not run"
             ),
         };
-        match off_worker(|| self.journal.admit(&id, &command_type)) {
-            Ok(Admission::Run) => {
-                if let Err(e) = off_worker(|| self.journal.complete(&id, outcome.clone())) {
-                    tracing::error!("{e}");
-                }
-                self.send_result(&id, &outcome);
-            }
-            Ok(Admission::Done(done)) => self.send_result(&id, &done),
-            Ok(Admission::Running) => {}
-            Err(e) => {
-                tracing::error!("{e}");
-                self.send_result(&id, &outcome);
-            }
-        }
+        self.journal_job(move |journal| {
+            let outcome = refuse_once(journal, &id, &command_type, outcome);
+            Step::Send { id, outcome }
+        });
     }
 
     fn spawn_command(&mut self, id: String, command_type: String, data: Value) {
@@ -875,7 +989,29 @@ impl Session {
     /// write succeeds would report the command "interrupted" after the
     /// server had its real result.
     fn record_and_send(&mut self, id: String, outcome: Outcome) {
-        if let Err(e) = off_worker(|| self.journal.complete(&id, outcome.clone())) {
+        self.journal_job(move |journal| {
+            let written = journal.complete(&id, outcome.clone());
+            let final_progress = written
+                .is_ok()
+                .then(|| final_progress_of(journal, &id))
+                .flatten();
+            Step::Recorded {
+                id,
+                outcome,
+                written,
+                final_progress,
+            }
+        });
+    }
+
+    fn on_recorded(
+        &mut self,
+        id: String,
+        outcome: Outcome,
+        written: Result<(), JournalError>,
+        final_progress: Option<FinalProgress>,
+    ) {
+        if let Err(e) = written {
             tracing::error!(
                 "{e}; the result of command {id} is kept and sent once it is recorded (retried every {} s)",
                 RECORD_RETRY.as_secs()
@@ -892,7 +1028,7 @@ impl Session {
         }
         // Its closing progress event went out while the link was down, or
         // on a session that ended since.
-        self.send_final_progress(&id);
+        self.emit_final_progress(final_progress);
         self.send_result(&id, &outcome);
         self.status
             .results_waiting(self.journal.undelivered_count());
@@ -911,6 +1047,39 @@ impl Session {
             .is_ok()
         {
             self.in_flight.push((id.to_owned(), self.pings));
+        }
+    }
+}
+
+/// The command's `data` (null when absent), taken out of its message.
+fn data_of(mut command: Value) -> Value {
+    command
+        .as_object_mut()
+        .and_then(|c| c.remove("data"))
+        .unwrap_or(Value::Null)
+}
+
+/// Records a command refused before it ran with `refusal` as its outcome;
+/// the result to send: the refusal, the outcome a copy already has, or none
+/// while a copy runs.
+fn refuse_once(
+    journal: &Journal,
+    id: &str,
+    command_type: &str,
+    refusal: Outcome,
+) -> Option<Outcome> {
+    match journal.admit(id, command_type) {
+        Ok(Admission::Run) => {
+            if let Err(e) = journal.complete(id, refusal.clone()) {
+                tracing::error!("{e}");
+            }
+            Some(refusal)
+        }
+        Ok(Admission::Done(done)) => Some(done),
+        Ok(Admission::Running) => None,
+        Err(e) => {
+            tracing::error!("{e}");
+            Some(refusal)
         }
     }
 }
