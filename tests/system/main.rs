@@ -227,7 +227,13 @@ async fn run() -> anyhow::Result<bool> {
                 "files" => scenarios::files::run(&ctx, &report).await,
                 "services" => scenarios::services::run(&ctx, &report).await,
                 "update" => scenarios::update::run(&ctx, &report).await,
-                "selfupdate" => scenarios::selfupdate::run(&ctx, &report, args.dev_build).await,
+                "selfupdate" if args.arch == host_arch => {
+                    scenarios::selfupdate::run(&ctx, &report, args.dev_build).await
+                }
+                "selfupdate" => println!(
+                    "== selfupdate: skipped on {} (runs on the host's architecture)",
+                    args.arch
+                ),
                 "watchdog" => scenarios::watchdog::run(&ctx, &report).await,
                 "seccomp" => scenarios::seccomp::run(&ctx, &report, args.arch == host_arch).await,
                 "reboot" => scenarios::reboot::run(&ctx, &report).await,
