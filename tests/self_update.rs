@@ -208,12 +208,7 @@ async fn a_staged_agent_runs_on_trial_commits_once_authenticated_and_reports_und
     let central = Central::start(&[("site-1", "key-1")]).await;
     let fake = FakeSystemctl::temp();
     let (site, conf) = process_site(&central, &fake, "");
-    // The new release's binary: this same test binary reporting 9.9.9.
-    let binary = format!(
-        "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={NEW} exec '{}' \"$@\"\n",
-        agent_binary().display()
-    );
-    let archive = agent_release(NEW, own_arch(), &binary);
+    let archive = agent_release(NEW, own_arch(), &reporting_new());
     stage(&central, &fake, &site, &conf, &archive).await;
 
     // systemd starts the packaged binary again: the launcher execs the trial.
@@ -304,11 +299,7 @@ async fn a_new_agent_that_cannot_authenticate_gives_up_at_its_deadline_and_the_p
     let central = Central::start(&[("site-1", "key-1")]).await;
     let fake = FakeSystemctl::temp();
     let (site, conf) = process_site(&central, &fake, "AGENT_UPDATE_DEADLINE_SECS=4");
-    let binary = format!(
-        "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={NEW} exec '{}' \"$@\"\n",
-        agent_binary().display()
-    );
-    let archive = agent_release(NEW, own_arch(), &binary);
+    let archive = agent_release(NEW, own_arch(), &reporting_new());
     stage(&central, &fake, &site, &conf, &archive).await;
 
     // The new agent gets no answer to `authenticate`.
@@ -353,4 +344,12 @@ async fn run_to_exit(conf: &std::path::Path) -> Option<i32> {
     .expect("join")
     .expect("run");
     status.code()
+}
+
+/// The new release's binary: this same test binary reporting [`NEW`].
+fn reporting_new() -> String {
+    format!(
+        "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={NEW} exec '{}' \"$@\"\n",
+        agent_binary().display()
+    )
 }

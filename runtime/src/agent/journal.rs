@@ -135,6 +135,20 @@ struct Meta {
 }
 
 impl Meta {
+    /// The entry of a command still running, from memory alone (it has no
+    /// file yet, or only one for its closing progress event).
+    fn running_entry(self, id: &str) -> Entry {
+        Entry {
+            id: id.to_owned(),
+            command_type: self.command_type,
+            accepted_at_ms: self.accepted_at_ms,
+            completed_seq: None,
+            outcome: None,
+            delivered: false,
+            final_progress: None,
+        }
+    }
+
     fn of(entry: &Entry, bytes: u64) -> Self {
         Meta {
             command_type: entry.command_type.clone(),
@@ -639,15 +653,7 @@ impl Journal {
             Some(entry) => entry,
             // A done entry whose file cannot be read: nothing to add to.
             None if meta.done => return Ok(()),
-            None => Entry {
-                id: id.to_owned(),
-                command_type: meta.command_type,
-                accepted_at_ms: meta.accepted_at_ms,
-                completed_seq: None,
-                outcome: None,
-                delivered: false,
-                final_progress: None,
-            },
+            None => meta.running_entry(id),
         };
         entry.final_progress = Some(progress);
         self.persist_with(&entry, false)
@@ -679,15 +685,7 @@ impl Journal {
     pub fn get(&self, id: &str) -> Option<Entry> {
         let meta = self.lock().entries.get(id)?.clone();
         if !meta.done && self.load(id).is_none() {
-            return Some(Entry {
-                id: id.to_owned(),
-                command_type: meta.command_type,
-                accepted_at_ms: meta.accepted_at_ms,
-                completed_seq: None,
-                outcome: None,
-                delivered: false,
-                final_progress: None,
-            });
+            return Some(meta.running_entry(id));
         }
         self.load_full(id)
     }
