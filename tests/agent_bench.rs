@@ -70,14 +70,8 @@ async fn main() {
         .map(|d| d.join("components"))
         .expect("components dir");
     let dir = tempfile::tempdir().expect("temp dir");
-    // The production server's timings: pings every 25 s.
-    let central = Central::start_with(
-        0,
-        &[("bench", "key")],
-        Duration::from_secs(25),
-        Duration::from_secs(60),
-    )
-    .await;
+    // The production server's timings: pings every 25 s, ping_check every 30 s.
+    let central = Central::start_production(&[("bench", "key")]).await;
     let conf = write_conf(dir.path(), &central.url(), &components, 30_000);
 
     // Warm the artifact cache once, as on a box where get_config ran before

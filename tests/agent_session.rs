@@ -371,13 +371,7 @@ async fn an_unanswered_authenticate_leads_to_a_new_connection() {
 async fn an_oversized_command_gets_a_clear_error_and_the_next_one_runs() {
     // Production ping timings: moving 10 MiB on a loaded test machine must
     // not look like a dead link.
-    let central = Central::start_with(
-        0,
-        &[("site-1", "key-1")],
-        Duration::from_secs(25),
-        Duration::from_secs(60),
-    )
-    .await;
+    let central = Central::start_production(&[("site-1", "key-1")]).await;
     let site = site_with_config();
     site.write_agent_conf(&central.url(), "site-1", "key-1");
     let agent = site.start_agent();

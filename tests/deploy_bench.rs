@@ -61,13 +61,7 @@ async fn main() {
     let _ = std::fs::remove_file(&copy);
 
     // The agent: deploy_video through the whole stack.
-    let central = Central::start_with(
-        0,
-        &[("bench", "key")],
-        Duration::from_secs(25),
-        Duration::from_secs(60),
-    )
-    .await;
+    let central = Central::start_production(&[("bench", "key")]).await;
     let neopro = dir.path().join("neopro");
     std::fs::create_dir_all(neopro.join("webapp")).expect("webapp");
     let conf = dir.path().join("site.conf");

@@ -131,13 +131,7 @@ async fn main() {
         .parent()
         .map(|d| d.join("components"))
         .expect("components dir");
-    let central = Central::start_with(
-        0,
-        &[("bench", "key")],
-        Duration::from_secs(25),
-        Duration::from_secs(60),
-    )
-    .await;
+    let central = Central::start_production(&[("bench", "key")]).await;
 
     // First start: empty state folder, every component compiled.
     let dir = tempfile::tempdir().expect("temp dir");

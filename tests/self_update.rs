@@ -4,7 +4,10 @@
 //! the real binary's launcher runs it on trial, and the new agent sends the
 //! update's result under the original command id once authenticated. A
 //! new agent that crashes at start is dropped after two attempts and the
-//! previous agent reports the failure.
+//! previous agent reports the failure. SIGKILL at each step of the switch
+//! ends in a committed agent or the previous one, with the true result;
+//! a committed agent that crashes at every start gives way to the packaged
+//! one; `rollback_update` brings back the agent an update replaced.
 // A broken fixture should stop the test loudly.
 #![allow(clippy::expect_used)]
 
@@ -54,7 +57,7 @@ fn sign(version: &str, archive: &[u8]) -> String {
 
 fn update_data(server: &FileServer, archive: &[u8], version: &str, signed: bool) -> Value {
     let mut data = json!({
-        "deploymentId": "dep-9", "version": version,
+        "deploymentId": "dep-9", "updateId": "upd-9", "version": version,
         "updateUrl": server.url("agent.tar.gz"),
         "packageSize": archive.len().to_string(),
         "checksum": format!("sha256:{}", sha256_hex(archive)),
@@ -153,7 +156,7 @@ fn process_site(
     site.write("neopro/webapp/index.html", "v1 index");
     let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");
     site.append_conf(&format!(
-        "{}\n{}\nALLOWED_COMMANDS=update_software,get_system_info\nLOG_LEVEL=info\n{extra}\n",
+        "{}\n{}\nALLOWED_COMMANDS=update_software,rollback_update,get_system_info\nLOG_LEVEL=info\n{extra}\n",
         fake.conf_line(),
         key_line()
     ));
@@ -352,4 +355,240 @@ fn reporting_new() -> String {
         "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={NEW} exec '{}' \"$@\"\n",
         agent_binary().display()
     )
+}
+
+/// The heartbeat that reports `version` as the running agent.
+async fn heartbeat_of(central: &Central, version: &str) -> bool {
+    central
+        .find(
+            "heartbeat",
+            |h| h["versionInfo"]["agentVersion"] == json!(version),
+            WAIT,
+        )
+        .await
+        .is_some()
+}
+
+/// A committed slot of `version` whose binary is `script`, as an earlier
+/// agent update would have left it.
+fn committed_slot(site: &Site, version: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = site.path(&format!("state/agent/{version}/bin/neopro-runtime"));
+    std::fs::create_dir_all(bin.parent().expect("slot folder")).expect("slot");
+    std::fs::write(&bin, script).expect("slot binary");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    let state = AgentState {
+        committed: Some(version.to_owned()),
+        ..AgentState::default()
+    };
+    state.save(&site.path("state/agent")).expect("state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_the_agent_release_downloads_nothing_is_staged_and_the_update_reported() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "");
+    let archive = agent_release(NEW, own_arch(), &reporting_new());
+    let server = FileServer::start(
+        archive.clone(),
+        // A few hundred bytes: 32 at a time, for several seconds.
+        Fault::Slow {
+            chunk: 32,
+            pause_ms: 150,
+        },
+    );
+    let agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    central.nth("heartbeat", 1, WAIT).await;
+    central.send_command(
+        "u-1",
+        "update_software",
+        update_data(&server, &archive, NEW, true),
+    );
+    let partial = site.path("state/staging/update/.package.tar.gz.partial");
+    wait_for("a partial download", WAIT, || {
+        std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    agent.kill_hard();
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    let result = central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("error"), "{result}");
+    assert_eq!(
+        result["error"],
+        json!(format!(
+            "the update to {NEW} was interrupted (the agent stopped) and was not completed. Rollback: nothing had been changed"
+        ))
+    );
+    assert!(heartbeat_of(&central, env!("CARGO_PKG_VERSION")).await);
+    assert_eq!(agent_state(&site), None, "no trial was written");
+    assert!(!site.path(&format!("state/agent/{NEW}")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_staging_and_again_on_trial_the_new_agent_still_commits_under_the_original_id()
+{
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "");
+    let archive = agent_release(NEW, own_arch(), &reporting_new());
+    let server = FileServer::start(archive.clone(), Fault::None);
+    // Power lost while the old agent asks systemd for its own restart.
+    fake.hang_once("restart", "neopro-runtime");
+    let agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    central.nth("heartbeat", 1, WAIT).await;
+    central.send_command(
+        "u-1",
+        "update_software",
+        update_data(&server, &archive, NEW, true),
+    );
+    wait_for("the agent's own restart", WAIT, || fake.hanging()).await;
+    agent.kill_hard();
+    assert_eq!(
+        agent_state(&site).and_then(|s| s.trial).map(|t| t.attempts),
+        Some(0)
+    );
+
+    // The trial starts but the central does not answer: killed again.
+    central.ignore_next_authenticates(1000);
+    let trial = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    wait_for("the trial's attempt counted", WAIT, || {
+        agent_state(&site)
+            .and_then(|s| s.trial)
+            .is_some_and(|t| t.attempts == 1 && t.first_start.is_some())
+    })
+    .await;
+    central.nth("authenticate", 2, WAIT).await;
+    trial.kill_hard();
+
+    // The second attempt gets its answer: committed, reported once.
+    central.ignore_next_authenticates(0);
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    let result = central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("success"), "{result}");
+    assert_eq!(result["result"]["version"], json!(NEW));
+    assert!(heartbeat_of(&central, NEW).await);
+    let state = agent_state(&site).expect("state");
+    assert_eq!(state.committed.as_deref(), Some(NEW));
+    assert_eq!(
+        (state.trial, state.failed, state.succeeded),
+        (None, None, None)
+    );
+    let results = central
+        .all("command_result")
+        .into_iter()
+        .filter(|r| r["commandId"] == json!("u-1"))
+        .count();
+    assert_eq!(results, 1, "one result for the update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_agent_that_crashes_at_every_start_gives_way_to_the_packaged_one() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "");
+    committed_slot(&site, NEW, "#!/bin/sh\necho boom >&2\nexit 3\n");
+    for start in 1..=3 {
+        assert_eq!(run_to_exit(&conf).await, Some(3), "start {start}");
+        let state = agent_state(&site).expect("state");
+        assert_eq!(state.committed_starts, start, "counted before the exec");
+    }
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    assert!(heartbeat_of(&central, env!("CARGO_PKG_VERSION")).await);
+    let state = agent_state(&site).expect("state");
+    assert_eq!((state.committed, state.committed_starts), (None, 0));
+    wait_for("the dropped slot removed", WAIT, || {
+        !site.path(&format!("state/agent/{NEW}")).exists()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_agent_that_authenticates_is_healthy_again() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "");
+    committed_slot(&site, NEW, &reporting_new());
+    let mut state = agent_state(&site).expect("state");
+    state.committed_starts = 2;
+    state.save(&site.path("state/agent")).expect("state");
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    assert!(heartbeat_of(&central, NEW).await);
+    wait_for("the start count reset", WAIT, || {
+        agent_state(&site).is_some_and(|s| s.committed_starts == 0)
+    })
+    .await;
+    assert_eq!(
+        agent_state(&site).and_then(|s| s.committed).as_deref(),
+        Some(NEW)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_update_brings_back_the_agent_the_update_replaced() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "");
+    let archive = agent_release(NEW, own_arch(), &reporting_new());
+    stage(&central, &fake, &site, &conf, &archive).await;
+    let agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    let result = central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("success"), "{result}");
+    let restarts = || {
+        fake.calls()
+            .iter()
+            .filter(|c| c.contains("restart") && c.contains("neopro-runtime"))
+            .count()
+    };
+    assert_eq!(restarts(), 1);
+
+    // Another update's rollback is not this one's.
+    central.send_command(
+        "rb-0",
+        "rollback_update",
+        json!({"canaryDeploymentId": "dep-9", "updateId": "upd-other"}),
+    );
+    let refused = central.result_of("rb-0", WAIT).await;
+    assert_eq!(refused["status"], json!("error"), "{refused}");
+    assert_eq!(
+        agent_state(&site).and_then(|s| s.committed).as_deref(),
+        Some(NEW)
+    );
+
+    central.send_command(
+        "rb-1",
+        "rollback_update",
+        json!({"canaryDeploymentId": "dep-9", "updateId": "upd-9"}),
+    );
+    wait_for("the agent's restart into the previous one", WAIT, || {
+        restarts() == 2
+    })
+    .await;
+    drop(agent);
+    assert_eq!(agent_state(&site).and_then(|s| s.committed), None);
+
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    let result = central.result_of("rb-1", WAIT).await;
+    assert_eq!(result["status"], json!("success"), "{result}");
+    assert_eq!(
+        (
+            &result["result"]["version"],
+            &result["result"]["rolledBackVersion"]
+        ),
+        (&json!(env!("CARGO_PKG_VERSION")), &json!(NEW))
+    );
+    assert!(heartbeat_of(&central, env!("CARGO_PKG_VERSION")).await);
+    let state = agent_state(&site).expect("state");
+    assert_eq!(state, AgentState::default(), "nothing left to roll back");
+    assert!(!site.path(&format!("state/agent/{NEW}")).exists());
+
+    // Again: already done, nothing restarts.
+    central.send_command(
+        "rb-2",
+        "rollback_update",
+        json!({"canaryDeploymentId": "dep-9", "updateId": "upd-9"}),
+    );
+    let again = central.result_of("rb-2", WAIT).await;
+    assert_eq!(again["result"]["alreadyRolledBack"], json!(true), "{again}");
+    assert_eq!(restarts(), 2);
 }

@@ -44,3 +44,12 @@ pub fn stage_agent_release(
 ) -> Result<Option<String>, Error> {
     host::stage_agent_release(root, path, version, signature, deployment_id)
 }
+
+/// `rollback_update` of an agent update: when the running agent is
+/// `version`, schedules the switch back to the agent it replaced (the agent
+/// restarts into it once this command ends; that agent sends this command's
+/// result). Returns the version that comes back, or `None` when `version`
+/// is not the running agent (nothing to do).
+pub fn rollback_agent_release(version: &str) -> Result<Option<String>, Error> {
+    host::rollback_agent_release(version)
+}

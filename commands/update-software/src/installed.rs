@@ -11,7 +11,7 @@
 use super::journal::State;
 use super::{RESTORE, SERVICES, VERSION_FILES, WORK, start_and_check};
 use neopro_guest_sdk::serde_json::{Value, json};
-use neopro_guest_sdk::{Error, Root, files, services, system};
+use neopro_guest_sdk::{Error, Root, archive, files, services, system};
 use serde::{Deserialize, Serialize};
 
 /// Under the staging root, outside the update journal's folder.
@@ -34,6 +34,10 @@ pub struct Installed {
     pub replaced: Vec<String>,
     #[serde(default)]
     pub rolled_back: bool,
+    /// An agent release: rolled back by the host (the agent it replaced
+    /// comes back), not from a backup.
+    #[serde(default)]
+    pub agent: bool,
 }
 
 impl Installed {
@@ -68,6 +72,9 @@ pub fn rollback_update(update_id: Option<&str>) -> Result<Value, Error> {
             "nothing rolled back: the last update installed here is {} (update {ours}), not update {asked}",
             record.version
         )));
+    }
+    if record.agent {
+        return rollback_agent(&record);
     }
     if record.rolled_back {
         return Ok(json!({
@@ -135,6 +142,26 @@ pub fn rollback_update(update_id: Option<&str>) -> Result<Value, Error> {
                 .map(|e| format!("; {}", e.message()))
                 .unwrap_or_default()
         ))),
+    }
+}
+
+/// The last update was an agent release: the host switches back to the
+/// agent it replaced, and that agent sends this command's result once it
+/// is up. Already undone (the update failed, or this ran before): said so.
+fn rollback_agent(record: &Installed) -> Result<Value, Error> {
+    match archive::rollback_agent_release(&record.version)? {
+        Some(to) => Ok(json!({
+            "success": true,
+            "agentUpdate": true,
+            "version": to,
+            "rolledBackVersion": record.version,
+        })),
+        None => Ok(json!({
+            "success": true,
+            "agentUpdate": true,
+            "alreadyRolledBack": true,
+            "rolledBackVersion": record.version,
+        })),
     }
 }
 

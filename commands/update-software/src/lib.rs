@@ -237,6 +237,7 @@ impl Command for UpdateSoftware {
                 // Nothing of the app changed; the new agent sends the
                 // command's result once it is up and authenticated.
                 cleanup();
+                remember_agent(&state, &staged, data.update_id.as_deref());
                 progress.stage(90, "agent_staged");
                 return Ok(json!({
                     "success": true,
@@ -562,11 +563,34 @@ fn remember_installed(state: &State, update_id: Option<&str>) {
         saved: state.saved.clone(),
         replaced: state.replaced.clone(),
         rolled_back: false,
+        agent: false,
     };
     if let Err(e) = record.save() {
         neopro_guest_sdk::warn!(
             "rollback_update will not be possible for {}: {}",
             state.version,
+            e.message()
+        );
+    }
+}
+
+/// Records the agent release just staged, for `rollback_update` (which
+/// finds out from the host whether that agent is the one running).
+fn remember_agent(state: &State, version: &str, update_id: Option<&str>) {
+    let record = installed::Installed {
+        command_id: state.command_id.clone(),
+        update_id: update_id.map(str::to_owned),
+        version: version.to_owned(),
+        previous_version: state.previous_version.clone(),
+        backup: String::new(),
+        saved: Vec::new(),
+        replaced: Vec::new(),
+        rolled_back: false,
+        agent: true,
+    };
+    if let Err(e) = record.save() {
+        neopro_guest_sdk::warn!(
+            "rollback_update will not be possible for agent {version}: {}",
             e.message()
         );
     }

@@ -87,7 +87,7 @@ pub async fn run(
         ));
     }
     let journal = Arc::new(Journal::open(&config.state_path.join("journal"))?);
-    crate::selfupdate::trial::report_failure(&config.state_path, &journal);
+    crate::selfupdate::trial::report_outcomes(&config.state_path, &journal);
     crate::agent::follow_up::log_reboot_outcome(
         &config.state_path,
         &crate::agent::follow_up::ThisBoot::current(),
@@ -138,6 +138,10 @@ pub async fn run(
             config.pushed_components_dir().join(".incoming"),
         ])),
     ];
+    let (authenticated_tx, authenticated_rx) = tokio::sync::oneshot::channel();
+    if crate::selfupdate::trial::is_committed_slot() {
+        watch_committed_health(&config.state_path, authenticated_rx);
+    }
     let (committed_tx, committed_rx) = tokio::sync::oneshot::channel();
     let deadline = gate.as_ref().map(|g| g.remaining());
     let mut session = Session::new(
@@ -148,6 +152,7 @@ pub async fn run(
         journal,
         dispatcher,
     );
+    session = session.on_first_authentication(authenticated_tx);
     if let Some(gate) = &gate {
         session = session.with_trial(gate.clone(), committed_tx);
     }
@@ -169,6 +174,28 @@ pub async fn run(
         }
         _ => Ok(()),
     }
+}
+
+/// A committed slot is healthy once authenticated or up for
+/// [`STABLE_AFTER`](crate::selfupdate::state::STABLE_AFTER): the launcher's
+/// count of its starts is reset then.
+fn watch_committed_health(
+    state_path: &std::path::Path,
+    authenticated: tokio::sync::oneshot::Receiver<()>,
+) {
+    let state_path = state_path.to_owned();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(crate::selfupdate::state::STABLE_AFTER) => {}
+            sent = authenticated => if sent.is_err() {
+                return;
+            },
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::selfupdate::trial::mark_healthy(&state_path);
+        })
+        .await;
+    });
 }
 
 /// Resolves when a trial agent's deadline passes before it committed;

@@ -10,6 +10,7 @@ use super::{HostState, WitError, WitRoot};
 use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName};
 use crate::selfupdate::release::{self, Policy, ReleaseError};
+use crate::selfupdate::rollback::RollbackError;
 use crate::selfupdate::slot::{self, SlotError};
 use crate::selfupdate::state::{AgentState, Trial};
 use crate::signing::releases::SignatureError;
@@ -86,6 +87,24 @@ fn release_error(e: &ReleaseError, message: String) -> WitError {
 }
 
 impl HostState {
+    pub(super) fn rollback_agent_release(
+        &mut self,
+        version: String,
+    ) -> Result<Option<String>, WitError> {
+        self.call.check(Grant::AgentUpdate)?;
+        let host = &self.call.services.agent_update;
+        let to =
+            crate::selfupdate::rollback::schedule(&host.agent_dir, &self.call.command_id, &version)
+                .map_err(|e| match e {
+                    RollbackError::NoRecord { .. } => WitError::NotFound(e.to_string()),
+                    RollbackError::State(_) => WitError::Io(e.to_string()),
+                })?;
+        if to.is_some() {
+            host.remember(&self.call.command_id);
+        }
+        Ok(to)
+    }
+
     pub(super) fn stage_agent_release(
         &mut self,
         root: WitRoot,
@@ -152,6 +171,7 @@ impl HostState {
                 started_at_ms: crate::platform::clock::unix_millis(std::time::SystemTime::now()),
                 deadline_secs: host.deadline.as_secs(),
                 last_error: None,
+                first_start: None,
             }),
             failed: None,
             ..previous

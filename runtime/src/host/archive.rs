@@ -148,6 +148,10 @@ impl Host for HostState {
         HostState::stage_agent_release(self, root, path, version, signature, deployment_id)
     }
 
+    fn rollback_agent_release(&mut self, version: String) -> Result<Option<String>, WitError> {
+        HostState::rollback_agent_release(self, version)
+    }
+
     fn extract_tar_gz(
         &mut self,
         src_root: WitRoot,

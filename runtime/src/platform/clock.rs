@@ -10,6 +10,22 @@ pub fn unix_millis(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Time since this boot, in ms (`/proc/uptime`: the kernel's boot clock,
+/// which wall-clock jumps do not move); `None` where there is no `/proc`.
+pub fn uptime_ms() -> Option<u64> {
+    parse_uptime_ms(&std::fs::read_to_string("/proc/uptime").ok()?)
+}
+
+/// `"12345.67 4567.89\n"` → 12 345 670.
+fn parse_uptime_ms(text: &str) -> Option<u64> {
+    let first = text.split_whitespace().next()?;
+    let (secs, frac) = first.split_once('.').unwrap_or((first, "0"));
+    let secs: u64 = secs.parse().ok()?;
+    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(3).collect();
+    let millis: u64 = frac.parse().ok()?;
+    secs.checked_mul(1000)?.checked_add(millis)
+}
+
 /// `2025-12-27T18:24:14.123Z`, like JavaScript's `toISOString()`.
 pub fn iso8601(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
@@ -43,6 +59,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uptime_reads_the_kernels_format() {
+        assert_eq!(parse_uptime_ms("12345.67 4567.89\n"), Some(12_345_670));
+        assert_eq!(parse_uptime_ms("7 1"), Some(7_000));
+        assert_eq!(parse_uptime_ms(""), None);
+        assert_eq!(parse_uptime_ms("x.5 1"), None);
+        assert!(uptime_ms().is_some_and(|ms| ms > 0));
+    }
 
     #[test]
     fn formats_like_javascript() {

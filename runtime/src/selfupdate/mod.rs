@@ -14,10 +14,13 @@
 //!   (trial, committed slot, or itself) and execs it, same PID;
 //! - [`trial`] — inside the agent: the trial commits once authenticated and
 //!   reports success under the update's command id, or gives up at its
-//!   deadline; the agent that comes back reports the failure.
+//!   deadline; the agent that comes back reports the failure;
+//! - [`rollback`] — `rollback_update` of an agent update: back to the agent
+//!   the committed one replaced.
 
 pub mod launcher;
 pub mod release;
+pub mod rollback;
 pub mod slot;
 pub mod state;
 pub mod trial;

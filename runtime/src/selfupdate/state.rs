@@ -1,7 +1,8 @@
 //! `STATE_PATH/agent/state.json`: which slot is committed and which one is
 //! on trial. Written atomically (fsync'd) at every change; read as untrusted
 //! input: anything unexpected is an error the launcher answers with the
-//! packaged floor binary.
+//! packaged floor binary. Fields this version does not know are ignored, so
+//! an older packaged agent still reads what a newer trial wrote.
 
 use crate::store::atomic;
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,7 @@ pub enum StateError {
 /// A new agent version on trial: it must authenticate and pass its
 /// self-check before its deadline, within [`MAX_ATTEMPTS`] starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Trial {
     pub version: String,
     /// The version that staged it (reported as `previousVersion`).
@@ -45,17 +46,60 @@ pub struct Trial {
     /// Starts of the trial binary so far (the launcher counts them before
     /// the exec, so a crash still counts).
     pub attempts: u32,
+    /// Wall-clock time of the staging, for the operator; the deadline is
+    /// counted on the boot clock from `first_start`.
     pub started_at_ms: u64,
-    /// How long the trial may take to authenticate, from `started_at_ms`.
+    /// How long the trial may take to authenticate, from its first start.
     pub deadline_secs: u64,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The trial's first start in this boot (set by the launcher).
+    #[serde(default)]
+    pub first_start: Option<BootInstant>,
+}
+
+/// A moment on this boot's clock: the kernel's boot id and the time since
+/// boot (`/proc/uptime`). A Pi has no battery-backed clock: its wall clock
+/// starts at boot from the last saved time and jumps when NTP answers, so
+/// a deadline on it could end at once or never. Time since boot only moves
+/// forward, and only means something within one boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootInstant {
+    pub boot_id: String,
+    pub uptime_ms: u64,
+}
+
+impl BootInstant {
+    /// Now, or `None` where the kernel does not say (no `/proc`).
+    pub fn now() -> Option<BootInstant> {
+        Some(BootInstant {
+            boot_id: crate::agent::follow_up::boot_id()?,
+            uptime_ms: crate::platform::clock::uptime_ms()?,
+        })
+    }
+
+    /// Time from `self` to `now`; `None` when they are not of the same boot.
+    pub fn elapsed_ms(&self, now: &BootInstant) -> Option<u64> {
+        (self.boot_id == now.boot_id).then(|| now.uptime_ms.saturating_sub(self.uptime_ms))
+    }
+}
+
+/// Time the trial has used of its deadline, when it can be known: on the
+/// boot clock since its first start in this boot, or, only where no boot
+/// clock exists, on the wall clock since its staging.
+pub fn trial_elapsed_ms(trial: &Trial, now: Option<&BootInstant>, now_ms: u64) -> Option<u64> {
+    match (&trial.first_start, now) {
+        (Some(start), Some(now)) => start.elapsed_ms(now),
+        (None, None) => Some(now_ms.saturating_sub(trial.started_at_ms)),
+        _ => None,
+    }
 }
 
 /// A trial that failed, kept until the agent that came back has reported
 /// it under the update's command id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Failed {
     pub version: String,
     pub command_id: String,
@@ -64,9 +108,46 @@ pub struct Failed {
     pub error: String,
 }
 
+/// A trial that committed, kept until its success is in the journal (a
+/// crash between the two must not turn a good update into "interrupted").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Succeeded {
+    pub version: String,
+    pub previous_version: String,
+    pub command_id: String,
+    #[serde(default)]
+    pub deployment_id: Option<String>,
+}
+
+/// What the committed slot replaced: where `rollback_update` goes back to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replaced {
+    /// The committed version this record is about.
+    pub by: String,
+    /// The agent version that ran before it.
+    pub version: String,
+    /// Whether that version ran from a slot (kept until a later update) or
+    /// was the packaged agent.
+    pub from_slot: bool,
+}
+
+/// An agent rollback asked by `rollback_update`, reported by the agent
+/// that comes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBack {
+    pub command_id: String,
+    /// The version rolled back from.
+    pub from: String,
+    /// The version that must come back.
+    pub to: String,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct AgentState {
     /// The slot version that runs when no trial does (`None`: the packaged
     /// binary).
@@ -76,10 +157,31 @@ pub struct AgentState {
     pub trial: Option<Trial>,
     #[serde(default)]
     pub failed: Option<Failed>,
+    #[serde(default)]
+    pub succeeded: Option<Succeeded>,
+    /// Starts of the committed slot since it last proved healthy
+    /// (authenticated, or up for [`STABLE_AFTER`]); counted by the launcher
+    /// before the exec.
+    #[serde(default)]
+    pub committed_starts: u32,
+    #[serde(default)]
+    pub replaced: Option<Replaced>,
+    #[serde(default)]
+    pub rolled_back: Option<RolledBack>,
 }
 
 /// How many times a trial binary is started before the launcher gives up.
 pub const MAX_ATTEMPTS: u32 = 2;
+
+/// How many starts in a row the committed slot gets without proving
+/// healthy before the launcher runs the packaged agent instead: a slot
+/// that crashes at every start must not keep the box offline for ever
+/// (the unit restarts without limit).
+pub const MAX_COMMITTED_STARTS: u32 = 3;
+
+/// Up this long, a committed agent counts as healthy even offline (a
+/// crash loop dies well before; the watchdog kills a hung agent at 60 s).
+pub const STABLE_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A version as a slot folder name: plain characters only (the file is
 /// untrusted; a version must never walk out of the agent folder).
@@ -92,6 +194,22 @@ pub fn is_plain_version(v: &str) -> bool {
 }
 
 impl AgentState {
+    /// The slots this state still needs: the committed one, the trial, and
+    /// the one the committed slot replaced (where `rollback_update` goes).
+    pub fn slots_in_use(&self) -> Vec<&str> {
+        let replaced = self
+            .replaced
+            .as_ref()
+            .filter(|r| r.from_slot)
+            .map(|r| r.version.as_str());
+        self.committed
+            .iter()
+            .map(String::as_str)
+            .chain(self.trial.as_ref().map(|t| t.version.as_str()))
+            .chain(replaced)
+            .collect()
+    }
+
     /// Reads `agent_dir/state.json`; `Ok(None)` when there is none.
     pub fn load(agent_dir: &Path) -> Result<Option<AgentState>, StateError> {
         let path = agent_dir.join(FILE);
@@ -122,7 +240,10 @@ impl AgentState {
             .committed
             .iter()
             .chain(state.trial.as_ref().map(|t| &t.version))
-            .chain(state.failed.as_ref().map(|f| &f.version));
+            .chain(state.failed.as_ref().map(|f| &f.version))
+            .chain(state.succeeded.as_ref().map(|s| &s.version))
+            .chain(state.replaced.iter().flat_map(|r| [&r.by, &r.version]))
+            .chain(state.rolled_back.iter().flat_map(|r| [&r.from, &r.to]));
         for v in versions {
             if !is_plain_version(v) {
                 return Err(StateError::Invalid {
@@ -162,7 +283,33 @@ mod tests {
             started_at_ms: 1,
             deadline_secs: 600,
             last_error: None,
+            first_start: None,
         }
+    }
+
+    #[test]
+    fn the_trials_time_is_counted_on_the_boot_clock() {
+        let at = |boot: &str, uptime_ms| BootInstant {
+            boot_id: boot.into(),
+            uptime_ms,
+        };
+        let mut t = trial();
+        t.started_at_ms = 5_000_000;
+        t.first_start = Some(at("b1", 10_000));
+        // The wall clock jumping (NTP after a boot without RTC) changes nothing.
+        assert_eq!(
+            trial_elapsed_ms(&t, Some(&at("b1", 70_000)), 99_999_999_999),
+            Some(60_000)
+        );
+        assert_eq!(
+            trial_elapsed_ms(&t, Some(&at("b1", 70_000)), 0),
+            Some(60_000)
+        );
+        // Another boot: unknown (the launcher starts the count again).
+        assert_eq!(trial_elapsed_ms(&t, Some(&at("b2", 5)), 0), None);
+        // No boot clock anywhere: the wall clock is all there is.
+        t.first_start = None;
+        assert_eq!(trial_elapsed_ms(&t, None, 5_004_000), Some(4_000));
     }
 
     #[test]
@@ -173,7 +320,7 @@ mod tests {
         let state = AgentState {
             committed: Some("0.1.5".into()),
             trial: Some(trial()),
-            failed: None,
+            ..AgentState::default()
         };
         state.save(&dir)?;
         assert_eq!(AgentState::load(&dir)?, Some(state));
@@ -186,7 +333,7 @@ mod tests {
         for bad in [
             "{not json",
             r#"{"committed": "../../usr/bin"}"#,
-            r#"{"committed": "1.0", "extra": true}"#,
+            r#"{"replaced": {"by": "1.0", "version": "../x", "fromSlot": true}}"#,
         ] {
             std::fs::write(tmp.path().join(FILE), bad)?;
             let err = AgentState::load(tmp.path()).err().map(|e| e.to_string());
@@ -198,6 +345,13 @@ mod tests {
         }
         std::fs::write(tmp.path().join(FILE), vec![b' '; 70 << 10])?;
         assert!(AgentState::load(tmp.path()).is_err());
+        // A field from a newer agent is not a reason to distrust the file.
+        std::fs::write(
+            tmp.path().join(FILE),
+            r#"{"committed": "1.0", "fromTheFuture": true}"#,
+        )?;
+        let state = AgentState::load(tmp.path())?;
+        assert_eq!(state.and_then(|s| s.committed).as_deref(), Some("1.0"));
         Ok(())
     }
 }

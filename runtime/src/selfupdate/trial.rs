@@ -1,16 +1,20 @@
 //! Inside the agent: the end of an agent update.
 //!
-//! - The agent that comes back after a failed trial reports the failure
-//!   under the update's command id ([`report_failure`]).
+//! - At start, any agent reports what the state file still owes the
+//!   server ([`report_outcomes`]): a failed trial, a commit whose success
+//!   did not reach the journal, a rollback.
 //! - A binary started as the trial ([`LAUNCHED_ENV`]` = trial`) checks itself
 //!   at start (components load, journal readable); once authenticated it
 //!   commits (trial → committed, fsync'd) and journals the update's success,
 //!   which the session then sends ([`Gate::commit`]). Past its deadline it
 //!   records why and the agent exits non-zero, so the launcher falls back.
+//! - A committed slot proves healthy once authenticated or up for
+//!   [`STABLE_AFTER`](super::state::STABLE_AFTER) ([`mark_healthy`]), which
+//!   resets the launcher's count of its starts.
 //! - The agent that staged a release and then failed drops the trial
 //!   ([`cancel`]).
 
-use super::state::{AgentState, MAX_ATTEMPTS, Trial};
+use super::state::{AgentState, BootInstant, MAX_ATTEMPTS, Replaced, Succeeded, Trial};
 use super::{LAUNCHED_ENV, agent_dir, slot};
 use crate::agent::journal::{FinalProgress, Journal, Outcome};
 use serde_json::json;
@@ -26,10 +30,11 @@ pub enum TrialError {
     Deadline { version: String, secs: u64 },
 }
 
-/// At start, in any agent: a failed trial recorded by the launcher is
-/// reported under its command id (replacing "interrupted"), then forgotten;
-/// slots no state names are removed.
-pub fn report_failure(state_path: &Path, journal: &Journal) {
+/// At start, in any agent: what the state file says happened is reported
+/// under its command id (replacing "interrupted") — a trial that failed, a
+/// commit whose success did not reach the journal before a crash, a
+/// rollback — then forgotten; slots no state names are removed.
+pub fn report_outcomes(state_path: &Path, journal: &Journal) {
     let dir = agent_dir(state_path);
     let mut state = match AgentState::load(&dir) {
         Ok(Some(state)) => state,
@@ -39,6 +44,7 @@ pub fn report_failure(state_path: &Path, journal: &Journal) {
             return;
         }
     };
+    let before = state.clone();
     if let Some(failed) = state.failed.take() {
         let error = format!(
             "agent update to {} failed and agent {} is back: {}",
@@ -58,17 +64,98 @@ pub fn report_failure(state_path: &Path, journal: &Journal) {
             tracing::error!("{e}");
             return;
         }
-        if let Err(e) = state.save(&dir) {
+    }
+    if let Some(done) = state.succeeded.take()
+        && !journal_success(journal, &done)
+    {
+        return;
+    }
+    if let Some(rollback) = state.rolled_back.take() {
+        let own = super::own_version();
+        let outcome = if own == rollback.to {
+            tracing::warn!("agent rolled back from {} to {own}", rollback.from);
+            Outcome::Success {
+                result: json!({
+                    "success": true,
+                    "agentUpdate": true,
+                    "version": own,
+                    "rolledBackVersion": rollback.from,
+                }),
+            }
+        } else {
+            let error = format!(
+                "the agent rollback from {} to {} did not happen: agent {own} is running",
+                rollback.from, rollback.to
+            );
+            tracing::error!("{error}");
+            Outcome::Error { error }
+        };
+        if let Err(e) = journal.complete(&rollback.command_id, outcome) {
             tracing::error!("{e}");
+            return;
         }
     }
-    let keep: Vec<&str> = state
-        .committed
-        .iter()
-        .chain(state.trial.as_ref().map(|t| &t.version))
-        .map(String::as_str)
-        .collect();
-    slot::prune(&dir, &keep);
+    if state != before
+        && let Err(e) = state.save(&dir)
+    {
+        tracing::error!("{e}");
+    }
+    slot::prune(&dir, &state.slots_in_use());
+}
+
+/// Journals a committed update's success (with the deployment's closing
+/// event), unless the journal already holds it. False when it could not.
+fn journal_success(journal: &Journal, done: &Succeeded) -> bool {
+    if matches!(
+        journal.outcome(&done.command_id),
+        Some(Outcome::Success { .. })
+    ) {
+        return true;
+    }
+    let mut result = json!({
+        "success": true,
+        "agentUpdate": true,
+        "version": done.version,
+        "previousVersion": done.previous_version,
+    });
+    if let Some(id) = &done.deployment_id {
+        result["deploymentId"] = json!(id);
+    }
+    close_deployment(
+        journal,
+        &done.command_id,
+        done.deployment_id.as_deref(),
+        &done.version,
+        None,
+    );
+    match journal.complete(&done.command_id, Outcome::Success { result }) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("{e}");
+            false
+        }
+    }
+}
+
+/// A committed slot that authenticated or stayed up: the launcher's count
+/// of its unhealthy starts goes back to zero.
+pub fn mark_healthy(state_path: &Path) {
+    let dir = agent_dir(state_path);
+    match AgentState::load(&dir) {
+        Ok(Some(mut state)) if state.committed_starts > 0 => {
+            state.committed_starts = 0;
+            if let Err(e) = state.save(&dir) {
+                tracing::warn!("{e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("{e}"),
+    }
+}
+
+/// Whether this process is a committed slot the launcher started.
+pub fn is_committed_slot() -> bool {
+    std::env::var(LAUNCHED_ENV).ok().as_deref() == Some("committed")
 }
 
 /// The trial this process runs as, if it is one.
@@ -105,14 +192,19 @@ impl Gate {
         }
     }
 
-    /// How long from now the trial may take to authenticate.
+    /// How long from now the trial may take to authenticate (counted on
+    /// the boot clock from its first start; see [`BootInstant`]).
     pub fn remaining(&self) -> Duration {
-        let now = crate::platform::clock::unix_millis(std::time::SystemTime::now());
-        let end = self
-            .trial
-            .started_at_ms
-            .saturating_add(self.trial.deadline_secs.saturating_mul(1000));
-        Duration::from_millis(end.saturating_sub(now))
+        let now_ms = crate::platform::clock::unix_millis(std::time::SystemTime::now());
+        let elapsed =
+            super::state::trial_elapsed_ms(&self.trial, BootInstant::now().as_ref(), now_ms)
+                .unwrap_or(0);
+        Duration::from_millis(
+            self.trial
+                .deadline_secs
+                .saturating_mul(1000)
+                .saturating_sub(elapsed),
+        )
     }
 
     /// The self-check at start: the components loaded (the updater among
@@ -207,37 +299,42 @@ impl Gate {
                 return false;
             }
         };
-        state.committed = Some(self.trial.version.clone());
+        let version = self.trial.version.clone();
+        state.replaced = Some(Replaced {
+            by: version.clone(),
+            version: state
+                .committed
+                .clone()
+                .unwrap_or_else(|| self.trial.previous_version.clone()),
+            from_slot: state.committed.is_some(),
+        });
+        state.committed = Some(version.clone());
+        state.committed_starts = 0;
         state.trial = None;
+        let done = Succeeded {
+            version: version.clone(),
+            previous_version: self.trial.previous_version.clone(),
+            command_id: self.trial.command_id.clone(),
+            deployment_id: self.trial.deployment_id.clone(),
+        };
+        // Committed and owed the server in one write: a crash before the
+        // journal has it leaves the success for the next start to report.
+        state.succeeded = Some(done.clone());
         if let Err(e) = state.save(&dir) {
             tracing::error!("{e}; the new agent is not committed");
             return false;
         }
         tracing::info!(
-            "agent {} committed (was {})",
-            self.trial.version,
+            "agent {version} committed (was {})",
             self.trial.previous_version
         );
-        let mut result = json!({
-            "success": true,
-            "agentUpdate": true,
-            "version": self.trial.version,
-            "previousVersion": self.trial.previous_version,
-        });
-        if let Some(id) = &self.trial.deployment_id {
-            result["deploymentId"] = json!(id);
+        if journal_success(journal, &done) {
+            state.succeeded = None;
+            if let Err(e) = state.save(&dir) {
+                tracing::warn!("{e}");
+            }
         }
-        close_deployment(
-            journal,
-            &self.trial.command_id,
-            self.trial.deployment_id.as_deref(),
-            &self.trial.version,
-            None,
-        );
-        if let Err(e) = journal.complete(&self.trial.command_id, Outcome::Success { result }) {
-            tracing::error!("{e}");
-        }
-        slot::prune(&dir, &[self.trial.version.as_str()]);
+        slot::prune(&dir, &state.slots_in_use());
         true
     }
 }
@@ -292,7 +389,6 @@ pub fn cancel(state_path: &Path, command_id: &str) {
             tracing::error!("{e}");
             return;
         }
-        let keep: Vec<&str> = state.committed.iter().map(String::as_str).collect();
-        slot::prune(&dir, &keep);
+        slot::prune(&dir, &state.slots_in_use());
     }
 }

@@ -26,6 +26,17 @@ declare module 'neopro:agent/archive@0.1.0' {
    * to the root.
    */
   export function stageAgentRelease(root: Root, path: string, version: string, signature: string | undefined, deploymentId: string | undefined): string | undefined;
+  /**
+   * `rollback_update` of an agent update. When the running agent is
+   * `version`, committed by an agent update, schedules the switch back to
+   * the agent it replaced (that version's slot, or the packaged agent):
+   * the agent restarts into it once this command ends, and that agent
+   * sends this command's result. Returns the version that comes back, or
+   * none when `version` is not the running agent (its update failed and
+   * was undone already, or another update followed): nothing changes.
+   * Needs `agent-update = true`.
+   */
+  export function rollbackAgentRelease(version: string): string | undefined;
   export function extractTarGz(srcRoot: Root, srcPath: string, destRoot: Root, destPath: string, skip: Array<string>): Report;
   export type Error = import('neopro:agent/types@0.1.0').Error;
   export type Root = import('neopro:agent/types@0.1.0').Root;

@@ -169,6 +169,8 @@ pub struct Session {
         Arc<crate::selfupdate::trial::Gate>,
         tokio::sync::oneshot::Sender<()>,
     )>,
+    /// Told at the first authentication (a committed slot's health).
+    first_authentication: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Session {
@@ -216,7 +218,14 @@ impl Session {
             done_tx,
             done_rx,
             trial: None,
+            first_authentication: None,
         }
+    }
+
+    /// `tx` is told when the session first authenticates.
+    pub fn on_first_authentication(mut self, tx: tokio::sync::oneshot::Sender<()>) -> Self {
+        self.first_authentication = Some(tx);
+        self
     }
 
     /// Makes this session the trial of a new agent version.
@@ -469,6 +478,9 @@ impl Session {
         heartbeat.reset();
         self.sync_local_state();
         off_worker(|| self.journal.prune(crate::agent::journal::RETENTION));
+        if let Some(tx) = self.first_authentication.take() {
+            let _ = tx.send(());
+        }
         // A new agent on trial is healthy now: commit it, and journal the
         // update's success for the loop below to send.
         if let Some((gate, committed)) = self.trial.take() {
