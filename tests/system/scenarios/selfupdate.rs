@@ -3,9 +3,11 @@
 //! `/var/lib/neopro-runtime/agent/`, systemd restarts the unit, the launcher
 //! execs the new binary (same PID) and the new agent reports success under
 //! the original id; a release whose binary crashes at start is dropped after
-//! two starts (Restart=always) and the previous agent reports the failure.
-//! The test adds UPDATE_TRUSTED_KEYS to site.conf and removes it, and the
-//! slots, afterwards.
+//! two starts (Restart=always) and the previous agent reports the failure;
+//! `rollback_update` brings the packaged agent back through a restart; a
+//! committed slot that crashes at every start gives way to the packaged
+//! agent after 3 starts. The test adds UPDATE_TRUSTED_KEYS to site.conf and
+//! removes it, and the slots, afterwards.
 //!
 //! The new release's binary is a wrapper around the packaged one that
 //! reports another version (`NEOPRO_RUNTIME_TEST_VERSION`, honoured by dev
@@ -23,6 +25,7 @@ use serde_json::{Value, json};
 const STATE: &str = "/var/lib/neopro-runtime/agent/state.json";
 const GOOD: &str = "9.9.9";
 const CRASHING: &str = "9.9.10";
+const CRASH_LOOP: &str = "9.9.11";
 
 /// `dev_build`: the packaged agent is a dev build, which honours
 /// `NEOPRO_RUNTIME_TEST_VERSION`; a release build never reports a version
@@ -52,12 +55,20 @@ pub async fn run(ctx: &Ctx, report: &Report, dev_build: bool) {
         return;
     }
     if dev_build {
-        report
+        let committed = report
             .check(
                 "a signed agent release: restarted into it, success under the original id",
                 good(ctx),
             )
             .await;
+        if committed {
+            report
+                .check(
+                    "rollback_update: restarted into the packaged agent, which reports",
+                    rollback(ctx),
+                )
+                .await;
+        }
     } else {
         println!(
             "     (the good-release check needs a dev build: `cargo xtask system-test --dev --scenario selfupdate`)"
@@ -66,7 +77,13 @@ pub async fn run(ctx: &Ctx, report: &Report, dev_build: bool) {
     report
         .check(
             "a release that crashes at start: dropped after 2 starts, failure reported",
-            crashing(ctx, dev_build.then_some(GOOD)),
+            crashing(ctx),
+        )
+        .await;
+    report
+        .check(
+            "a committed slot that crashes at every start: the packaged agent after 3 starts",
+            crash_loop(ctx),
         )
         .await;
     report
@@ -127,6 +144,7 @@ fn signed_update(server: &FileServer, archive: &[u8], version: &str) -> anyhow::
     let text = neopro_runtime::signing::releases::signed_text(version, &sha);
     Ok(json!({
         "deploymentId": format!("dep-agent-{version}"), "version": version,
+        "updateId": format!("upd-agent-{version}"),
         "updateUrl": server.url("agent.tar.gz"),
         "packageSize": archive.len().to_string(),
         "checksum": sha,
@@ -194,12 +212,117 @@ async fn good(ctx: &Ctx) -> anyhow::Result<String> {
     ))
 }
 
-/// `committed`: the slot the good-release check committed (dev builds
-/// only); the agent that comes back is that one, or the packaged one.
-async fn crashing(ctx: &Ctx, committed: Option<&str>) -> anyhow::Result<String> {
+/// The packaged agent's version.
+async fn packaged_version(ctx: &Ctx) -> anyhow::Result<String> {
     let packaged = ctx.ok(&["/usr/bin/neopro-runtime", "--version"]).await?;
-    let packaged = packaged.split_whitespace().last().unwrap_or("").to_owned();
-    let back = committed.unwrap_or(&packaged);
+    Ok(packaged.split_whitespace().last().unwrap_or("").to_owned())
+}
+
+/// After [`good`]: `rollback_update` of that update.
+async fn rollback(ctx: &Ctx) -> anyhow::Result<String> {
+    let packaged = packaged_version(ctx).await?;
+    let pid = super::install::main_pid(ctx).await?;
+    let id = ctx.id("agent-rollback");
+    ctx.send(
+        &id,
+        "rollback_update",
+        json!({"canaryDeploymentId": format!("dep-agent-{GOOD}"), "updateId": format!("upd-agent-{GOOD}")}),
+    )
+    .await?;
+    let result = ctx.result(&id, ctx.t(120)).await?;
+    let result = success(&result)?.clone();
+    if result["version"] != json!(packaged) || result["rolledBackVersion"] != json!(GOOD) {
+        bail!("unexpected result {result}");
+    }
+    let new_pid = super::install::main_pid(ctx).await?;
+    if new_pid == pid {
+        bail!("the unit was not restarted (MainPID {pid})");
+    }
+    let state = agent_state(ctx).await?;
+    if !state["committed"].is_null() || !state["rolledBack"].is_null() {
+        bail!("{STATE} after the rollback: {state}");
+    }
+    let heartbeat = ctx
+        .central
+        .find(
+            "heartbeat",
+            |h| h["versionInfo"]["agentVersion"] == json!(packaged),
+            ctx.t(30),
+        )
+        .await;
+    if heartbeat.is_none() {
+        bail!("no heartbeat with agentVersion {packaged}");
+    }
+    Ok(format!("pid {pid} → {new_pid}, {GOOD} → {packaged}"))
+}
+
+/// A committed slot whose binary exits at once, as a bad release that
+/// passed its trial could become (its file damaged later, say).
+async fn crash_loop(ctx: &Ctx) -> anyhow::Result<String> {
+    let packaged = packaged_version(ctx).await?;
+    let slot = format!("/var/lib/neopro-runtime/agent/{CRASH_LOOP}/bin");
+    ctx.ok(&["mkdir", "-p", &slot]).await?;
+    std::fs::write(
+        ctx.container
+            .root()
+            .join(slot.trim_start_matches('/'))
+            .join("neopro-runtime"),
+        "#!/bin/sh\necho crash-loop >&2\nexit 1\n",
+    )?;
+    let state = ctx.container.root().join(STATE.trim_start_matches('/'));
+    std::fs::write(&state, json!({"committed": CRASH_LOOP}).to_string())?;
+    ctx.ok(&["chmod", "0755", &format!("{slot}/neopro-runtime")])
+        .await?;
+    ctx.ok(&["chown", "-R", "neopro:pi", "/var/lib/neopro-runtime/agent"])
+        .await?;
+    let started = std::time::Instant::now();
+    let auths = ctx.central.count("authenticate");
+    ctx.ok(&["systemctl", "restart", AGENT]).await?;
+    // Three starts 5 s apart (RestartSec), then the packaged agent.
+    if !ctx
+        .central
+        .wait_more_than("authenticate", auths, ctx.t(90))
+        .await
+    {
+        bail!("no agent authenticated after the crashing starts");
+    }
+    let heartbeat = ctx
+        .central
+        .find(
+            "heartbeat",
+            |h| h["versionInfo"]["agentVersion"] == json!(packaged),
+            ctx.t(30),
+        )
+        .await;
+    if heartbeat.is_none() {
+        bail!("no heartbeat with agentVersion {packaged}");
+    }
+    let state = agent_state(ctx).await?;
+    if !state["committed"].is_null() {
+        bail!("{STATE} after the crash loop: {state}");
+    }
+    let journal = ctx.journal(AGENT).await?;
+    let note = format!(
+        "the committed agent {CRASH_LOOP} started 3 times in a row without staying up or authenticating: it is dropped, running the packaged agent {packaged}"
+    );
+    if !journal.contains(&note) {
+        bail!("the journal does not say: {note}");
+    }
+    let crashes = journal.matches("crash-loop").count();
+    if crashes != 3 {
+        bail!("the crashing slot ran {crashes} times, not 3");
+    }
+    Ok(format!(
+        "packaged agent {packaged} back after {:.0} s",
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// The agent that comes back is the packaged one (any committed slot was
+/// rolled back before).
+async fn crashing(ctx: &Ctx) -> anyhow::Result<String> {
+    let packaged = packaged_version(ctx).await?;
+    let back = &packaged;
     let archive = agent_release(&ctx.arch, CRASHING, "#!/bin/sh\necho boom >&2\nexit 1\n");
     let server = FileServer::start(archive.clone(), Fault::None);
     let id = ctx.id("agent-update");
@@ -220,8 +343,7 @@ async fn crashing(ctx: &Ctx, committed: Option<&str>) -> anyhow::Result<String> 
         bail!("error: {error}\nexpected it to start with: {expected}");
     }
     let state = agent_state(ctx).await?;
-    let committed_now = state["committed"].as_str();
-    if committed_now != committed || !state["trial"].is_null() || !state["failed"].is_null() {
+    if !state["committed"].is_null() || !state["trial"].is_null() || !state["failed"].is_null() {
         bail!("{STATE} after the failure: {state}");
     }
     let slot = ctx
@@ -245,8 +367,7 @@ async fn restore(ctx: &Ctx, original: &str) -> anyhow::Result<String> {
     ctx.ok(&["rm", "-rf", "/var/lib/neopro-runtime/agent"])
         .await?;
     restart_and_wait(ctx).await?;
-    let packaged = ctx.ok(&["/usr/bin/neopro-runtime", "--version"]).await?;
-    let version = packaged.split_whitespace().last().unwrap_or("").to_owned();
+    let version = packaged_version(ctx).await?;
     let heartbeats = ctx.central.count("heartbeat");
     let back = ctx
         .central

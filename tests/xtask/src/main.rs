@@ -219,7 +219,53 @@ fn ts_guests(root: &Path, out: &Path) -> anyhow::Result<()> {
     run(Command::new("npm")
         .args(["run", "--silent", "build", "--", "--out"])
         .arg(out)
-        .current_dir(&project))
+        .current_dir(&project))?;
+    npm_cache_for_component_new(root)
+}
+
+/// `component new --lang ts` writes a project without a lockfile, and the
+/// test that builds one installs it `--offline`: npm then needs the package
+/// metadata of its whole tree in its cache, which `npm ci` (lockfile: the
+/// tarballs only) never fetches. Resolving the template's package.json once
+/// here (`--package-lock-only`: metadata, nothing installed) puts it there.
+fn npm_cache_for_component_new(root: &Path) -> anyhow::Result<()> {
+    let template = std::fs::read_to_string(
+        root.join("runtime/src/ops/new_component/templates/ts/package.json.tmpl"),
+    )?;
+    let manifest = template
+        .replace("{{component}}", "npm-cache-prime")
+        .replace("{{snake}}", "npm_cache_prime");
+    let dir = target_dir(root).join("npm-cache-prime");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("package.json"), manifest)?;
+    // The SDK as the project gets it: a copy without node_modules, whose
+    // dependencies npm resolves from the registry (a link to guest-sdk/js
+    // would be resolved from its installed node_modules instead).
+    copy_without_node_modules(&root.join("guest-sdk/js"), &dir.join("neopro-guest-sdk"))?;
+    run(Command::new("npm")
+        .args(["install", "--package-lock-only", "--no-audit", "--no-fund"])
+        .current_dir(&dir))
+}
+
+fn copy_without_node_modules(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == "node_modules" {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_without_node_modules(&entry.path(), &to.join(&name))?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
 }
 
 fn build(root: &Path) -> anyhow::Result<()> {
