@@ -26,7 +26,7 @@ struct Args {
     rootfs: PathBuf,
     work: PathBuf,
     scenarios: Vec<String>,
-    /// The migration bundle (host architecture only) and the Node.js agent
+    /// The migration bundle (for the box's architecture) and the Node.js agent
     /// stand-in it moves the box from.
     bundle: Option<PathBuf>,
     old_agent: Option<PathBuf>,

@@ -122,9 +122,13 @@ async fn restart_and_wait(ctx: &Ctx) -> anyhow::Result<()> {
 async fn trust_key(ctx: &Ctx, original: &str) -> anyhow::Result<String> {
     let path = site_conf(ctx);
     let public = hex_of(key()?.public_key().as_ref());
+    // rollback_update is not in the default list (upstream's): allowed here.
+    let allowed = neopro_runtime::config::DEFAULT_ALLOWED_COMMANDS.join(",");
     std::fs::write(
         &path,
-        format!("{original}\nUPDATE_TRUSTED_KEYS={public}\nAGENT_UPDATE_DEADLINE_SECS=120\n"),
+        format!(
+            "{original}\nUPDATE_TRUSTED_KEYS={public}\nAGENT_UPDATE_DEADLINE_SECS=120\nALLOWED_COMMANDS={allowed},rollback_update\n"
+        ),
     )?;
     restart_and_wait(ctx).await?;
     Ok(format!("UPDATE_TRUSTED_KEYS={public}"))
@@ -277,7 +281,8 @@ async fn crash_loop(ctx: &Ctx) -> anyhow::Result<String> {
         .await?;
     let started = std::time::Instant::now();
     let auths = ctx.central.count("authenticate");
-    ctx.ok(&["systemctl", "restart", AGENT]).await?;
+    // --no-block: the start job of a crashing binary fails, by design.
+    ctx.ok(&["systemctl", "restart", "--no-block", AGENT]).await?;
     // Three starts 5 s apart (RestartSec), then the packaged agent.
     if !ctx
         .central

@@ -156,7 +156,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .arg(&cached)
         .arg("--work")
         .arg(&work);
-    if args.arch == host {
+    {
         // The migration group: the bundle the Node.js agent installs, and
         // the stand-in of that agent with its socket.io client.
         let version = super::package::workspace_version(root)?;

@@ -23,14 +23,14 @@ const PACKAGES: &[&str] = &[
     "acl",
 ];
 
-/// On the host's architecture only (the migration scenario runs there; Node
-/// under qemu-user would only be slow): Node.js from Debian, as the boxes
-/// that run the upstream Node.js agent have it, and sudo.
-const NATIVE_PACKAGES: &[&str] = &["nodejs", "sudo"];
+/// For the migration scenario, on every architecture (32- and 64-bit boxes
+/// alike run the upstream Node.js agent): Node.js from Debian, as those
+/// boxes have it, and sudo.
+const MIGRATION_PACKAGES: &[&str] = &["nodejs", "sudo"];
 
 /// Raspberry Pi OS lets `pi` use sudo without a password
 /// (`/etc/sudoers.d/010_pi-nopasswd`): the upstream agent relies on it.
-const NATIVE_SHAPE: &str = r#"set -eu
+const MIGRATION_SHAPE: &str = r#"set -eu
 R="$1"
 printf 'pi ALL=(ALL) NOPASSWD: ALL\n' > "$R/etc/sudoers.d/010_pi-nopasswd"
 chmod 0440 "$R/etc/sudoers.d/010_pi-nopasswd"
@@ -172,18 +172,14 @@ pub fn cache_root() -> PathBuf {
 
 /// `rootfs-<arch>-<hash of the recipe>`.
 pub fn cache_dir(arch: &str, host_arch: &str) -> PathBuf {
-    let (fixup, native) = if arch == host_arch {
-        ("", NATIVE_PACKAGES.join(",") + NATIVE_SHAPE)
+    let fixup = if arch == host_arch {
+        ""
     } else {
-        (QEMU_USER_FIXUP, String::new())
+        QEMU_USER_FIXUP
     };
     let packages = PACKAGES.join(",");
-    let mut recipe = vec![SUITE, &packages, SHAPE, fixup];
-    // Only when present: a foreign architecture's cache keeps its name.
-    if !native.is_empty() {
-        recipe.push(&native);
-    }
-    let hash = fnv1a(&recipe);
+    let migration = MIGRATION_PACKAGES.join(",") + MIGRATION_SHAPE;
+    let hash = fnv1a(&[SUITE, &packages, SHAPE, fixup, &migration]);
     cache_root().join(format!("rootfs-{arch}-{hash:016x}"))
 }
 
@@ -220,15 +216,12 @@ pub fn ensure(arch: &str, host_arch: &str) -> anyhow::Result<PathBuf> {
     let started = std::time::Instant::now();
     let mut cmd = Command::new("mmdebstrap");
     let mut packages = PACKAGES.to_vec();
-    if arch == host_arch {
-        packages.extend_from_slice(NATIVE_PACKAGES);
-    }
+    packages.extend_from_slice(MIGRATION_PACKAGES);
     cmd.args(["--variant=minbase", &format!("--architectures={arch}")])
         .arg(format!("--include={}", packages.join(",")))
-        .arg(format!("--customize-hook={SHAPE}"));
-    if arch == host_arch {
-        cmd.arg(format!("--customize-hook={NATIVE_SHAPE}"));
-    } else {
+        .arg(format!("--customize-hook={SHAPE}"))
+        .arg(format!("--customize-hook={MIGRATION_SHAPE}"));
+    if arch != host_arch {
         cmd.arg(format!("--customize-hook={QEMU_USER_FIXUP}"));
     }
     cmd.arg(SUITE).arg(&dir).arg(mirror());
