@@ -198,6 +198,30 @@ pub const PING_TIMEOUT: Duration = Duration::from_millis(300);
 /// (the real server: every 30 s).
 pub const PING_CHECK_EVERY: Duration = Duration::from_millis(250);
 
+/// The server's clocks: Engine.IO pings (a link silent past interval +
+/// timeout is closed) and the `ping_check` round.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub ping_check_every: Duration,
+}
+
+impl Timings {
+    /// Short, so dead links and deliveries are seen quickly.
+    pub const TEST: Timings = Timings {
+        ping_interval: PING_INTERVAL,
+        ping_timeout: PING_TIMEOUT,
+        ping_check_every: PING_CHECK_EVERY,
+    };
+    /// The real server: pings every 25 s, 60 s timeout, `ping_check` every 30 s.
+    pub const PRODUCTION: Timings = Timings {
+        ping_interval: Duration::from_secs(25),
+        ping_timeout: Duration::from_secs(60),
+        ping_check_every: Duration::from_secs(30),
+    };
+}
+
 impl Central {
     /// Starts on a free port with the given (site id, api key) pairs.
     pub async fn start(sites: &[(&str, &str)]) -> Central {
@@ -206,30 +230,21 @@ impl Central {
 
     /// Starts on `port` (0 = any); used to restart on the same port.
     pub async fn start_on(port: u16, sites: &[(&str, &str)]) -> Central {
-        Self::start_with(port, sites, PING_INTERVAL, PING_TIMEOUT, PING_CHECK_EVERY).await
+        Self::start_timed(port, sites, Timings::TEST).await
     }
 
-    /// Starts with the real server's timings: Engine.IO pings every 25 s
-    /// (60 s timeout), `ping_check` every 30 s. For benchmarks, whose idle
-    /// CPU would otherwise measure the test rates.
+    /// Starts with the real server's timings ([`Timings::PRODUCTION`]). For
+    /// benchmarks, whose idle CPU would otherwise measure the test rates.
     pub async fn start_production(sites: &[(&str, &str)]) -> Central {
-        Self::start_with(
-            0,
-            sites,
-            Duration::from_secs(25),
-            Duration::from_secs(60),
-            Duration::from_secs(30),
-        )
-        .await
+        Self::start_timed(0, sites, Timings::PRODUCTION).await
     }
 
-    async fn start_with(
-        port: u16,
-        sites: &[(&str, &str)],
-        ping_interval: Duration,
-        ping_timeout: Duration,
-        ping_check_every: Duration,
-    ) -> Central {
+    pub async fn start_timed(port: u16, sites: &[(&str, &str)], timings: Timings) -> Central {
+        let Timings {
+            ping_interval,
+            ping_timeout,
+            ping_check_every,
+        } = timings;
         let shared = Arc::new(Shared::default());
         {
             let mut map = shared.sites.lock().expect("lock");

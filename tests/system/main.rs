@@ -191,7 +191,23 @@ async fn run() -> anyhow::Result<bool> {
     if args.arch != host_arch {
         qemu_user_dropin(&rootfs)?;
     }
-    let central = Arc::new(Central::start(&[]).await);
+    // Engine.IO pings with room: a box under qemu-user (and the Node agent
+    // of the migration above all, whose update blocks its event loop in
+    // child processes) can stall for a second, and the short test timings
+    // would close its link with a result in flight. The real server allows
+    // 25 s + 60 s.
+    let central = Arc::new(
+        Central::start_timed(
+            0,
+            &[],
+            neopro_e2e::central::Timings {
+                ping_interval: std::time::Duration::from_secs(2),
+                ping_timeout: std::time::Duration::from_secs(10),
+                ..neopro_e2e::central::Timings::TEST
+            },
+        )
+        .await,
+    );
     central.api.add_account(
         scenarios::ADMIN_EMAIL,
         scenarios::ADMIN_PASSWORD,

@@ -37,7 +37,8 @@ pub enum Grant<'a> {
     /// `config-store = "ro" | "rw"`: the web app's configuration.json through
     /// the config-store interface (optimistic versioned writes).
     ConfigStore(Access),
-    /// `agent-update = true`: stage a new agent version.
+    /// `agent-update = true`: stage a new agent version, or roll back to the
+    /// one the running agent replaced.
     AgentUpdate,
 }
 

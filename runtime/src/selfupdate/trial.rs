@@ -392,3 +392,78 @@ pub fn cancel(state_path: &Path, command_id: &str) {
         slot::prune(&dir, &state.slots_in_use());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::state::RolledBack;
+    use super::*;
+
+    fn setup(
+        state: &AgentState,
+    ) -> Result<(tempfile::TempDir, Journal), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        state.save(&agent_dir(tmp.path()))?;
+        let journal = Journal::open(&tmp.path().join("journal"))?;
+        Ok((tmp, journal))
+    }
+
+    #[test]
+    fn a_commit_whose_success_missed_the_journal_is_reported_at_the_next_start()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let state = AgentState {
+            committed: Some("9.9.9".into()),
+            succeeded: Some(Succeeded {
+                version: "9.9.9".into(),
+                previous_version: "1.0.0".into(),
+                command_id: "u-1".into(),
+                deployment_id: None,
+            }),
+            ..AgentState::default()
+        };
+        let (tmp, journal) = setup(&state)?;
+        journal.admit("u-1", "update_software")?;
+        // The crash left it running; the journal reopened calls it interrupted.
+        let journal = Journal::open(&tmp.path().join("journal"))?;
+        report_outcomes(tmp.path(), &journal);
+        let Some(Outcome::Success { result }) = journal.outcome("u-1") else {
+            return Err(format!("u-1: {:?}", journal.outcome("u-1")).into());
+        };
+        assert_eq!(result["version"], json!("9.9.9"));
+        assert_eq!(result["previousVersion"], json!("1.0.0"));
+        let after = AgentState::load(&agent_dir(tmp.path()))?.unwrap_or_default();
+        assert_eq!(
+            (after.committed.as_deref(), after.succeeded),
+            (Some("9.9.9"), None)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_rollback_that_did_not_bring_its_version_back_is_reported_as_failed()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let state = AgentState {
+            rolled_back: Some(RolledBack {
+                command_id: "rb-1".into(),
+                from: "9.9.9".into(),
+                to: "0.0.7".into(),
+            }),
+            ..AgentState::default()
+        };
+        let (tmp, journal) = setup(&state)?;
+        report_outcomes(tmp.path(), &journal);
+        let own = super::super::own_version();
+        assert_eq!(
+            journal.outcome("rb-1"),
+            Some(Outcome::Error {
+                error: format!(
+                    "the agent rollback from 9.9.9 to 0.0.7 did not happen: agent {own} is running"
+                )
+            })
+        );
+        assert_eq!(
+            AgentState::load(&agent_dir(tmp.path()))?,
+            Some(AgentState::default())
+        );
+        Ok(())
+    }
+}

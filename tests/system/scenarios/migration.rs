@@ -58,6 +58,17 @@ pub async fn run(ctx: &Ctx, report: &Report, bundle: Option<&Path>, old_agent: &
         return;
     }
     let ready = report
+        .check("again on the Node.js agent", old_box(ctx, old_agent, None))
+        .await;
+    if ready {
+        report
+            .check(
+                "power cut during the handover, then a boot: the Node agent hands over again, to the end",
+                power_cut(ctx, &server, &archive),
+            )
+            .await;
+    }
+    let ready = report
         .check(
             "again on the Node.js agent, neopro-runtime pointed at a dead central, deadline 20 s",
             old_box(ctx, old_agent, Some(20)),
@@ -241,6 +252,73 @@ async fn take_over(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
     Ok(format!(
         "neopro-runtime active as {user}; tookOverFrom {took_over}; {OLD} disabled, inactive; \
          site.conf, videos and configuration.json kept"
+    ))
+}
+
+/// A power cut in the middle of the handover (the script, dpkg and both
+/// agents killed at once), then the box boots: the Node agent, still
+/// enabled, starts the handover again, which finishes the move.
+async fn power_cut(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Result<String> {
+    let stamp = ctx
+        .container
+        .root()
+        .join(SYNC)
+        .join("neopro-runtime/handover-started");
+    let result = ctx
+        .command("update_software", update(server, archive), ctx.t(120))
+        .await?;
+    success(&result).context("the Node agent's update_software")?;
+    // The handover has no event to await: its stamp (written just before
+    // dpkg -i) is polled.
+    let deadline = tokio::time::Instant::now() + ctx.t(120);
+    while !stamp.exists() {
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the handover did not reach dpkg -i; its journal:\n{}",
+                handover_journal(ctx).await
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Everything at once, as a power cut: the handover (and the dpkg it
+    // runs), then whichever agent is loaded by now.
+    ctx.ok(&[
+        "systemctl",
+        "kill",
+        "--signal=KILL",
+        "neopro-handover.service",
+    ])
+    .await?;
+    for unit in [AGENT, OLD] {
+        let _ = ctx
+            .exec(&["systemctl", "kill", "--signal=KILL", unit])
+            .await;
+    }
+    ctx.ok(&["systemctl", "reboot", "--no-block"]).await?;
+    let code = ctx.container.wait_exit(ctx.t(120)).await?;
+    if code != 133 {
+        bail!("nspawn exited {code}, not 133 (reboot)");
+    }
+    let beats = ctx.central.count("heartbeat");
+    ctx.container.boot().await?;
+    handover_done(ctx, "took over").await?;
+    ctx.wait_active(AGENT, ctx.t(60)).await?;
+    heartbeat_after(ctx, beats, |h| {
+        h["versionInfo"].get("tookOverFrom").is_some()
+    })
+    .await
+    .context("no heartbeat of neopro-runtime after the boot")?;
+    let old_enabled = ctx.exec(&["systemctl", "is-enabled", OLD]).await?.stdout;
+    let old_active = ctx.is_active(OLD).await?;
+    if old_enabled.trim() != "disabled" || old_active != "inactive" {
+        bail!("{OLD}: {} / {old_active}", old_enabled.trim());
+    }
+    let runs = handover_journal(ctx)
+        .await
+        .matches("taking the box over from the Node.js agent")
+        .count();
+    Ok(format!(
+        "cut during dpkg -i; after the boot the handover ran again (handover starts logged: {runs}) and took over; {OLD} disabled"
     ))
 }
 

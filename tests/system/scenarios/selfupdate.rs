@@ -54,6 +54,12 @@ pub async fn run(ctx: &Ctx, report: &Report, dev_build: bool) {
             .await;
         return;
     }
+    report
+        .check(
+            "unsigned, wrongly signed, foreign and older agent releases: refused by name, nothing staged",
+            refusals(ctx),
+        )
+        .await;
     if dev_build {
         let committed = report
             .check(
@@ -216,6 +222,75 @@ async fn good(ctx: &Ctx) -> anyhow::Result<String> {
     ))
 }
 
+/// Four bad agent releases through the running agent: each refused with
+/// its reason, no restart, no slot, no state.
+async fn refusals(ctx: &Ctx) -> anyhow::Result<String> {
+    let pid = super::install::main_pid(ctx).await?;
+    let arch = ctx.arch.clone();
+    let foreign = if arch == "armhf" { "arm64" } else { "armhf" };
+    let packaged = packaged_version(ctx).await?;
+    let good = agent_release(&arch, GOOD, "#!/bin/sh\nexit 1\n");
+    let cases: Vec<(Vec<u8>, &str, Box<dyn Fn(&mut Value)>, String)> = vec![
+        (
+            good.clone(),
+            GOOD,
+            Box::new(|d: &mut Value| {
+                if let Some(map) = d.as_object_mut() {
+                    map.remove("signature");
+                }
+            }),
+            format!(
+                "agent release {GOOD} refused: this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature"
+            ),
+        ),
+        (
+            good,
+            GOOD,
+            Box::new(|d: &mut Value| d["signature"] = json!("ab".repeat(64))),
+            format!(
+                "agent release {GOOD} refused: the update signature does not match any key of UPDATE_TRUSTED_KEYS"
+            ),
+        ),
+        (
+            agent_release(foreign, GOOD, "#!/bin/sh\nexit 1\n"),
+            GOOD,
+            Box::new(|_: &mut Value| {}),
+            format!("agent release {GOOD} refused: it is built for {foreign}, this box is {arch}"),
+        ),
+        (
+            agent_release(&arch, "0.0.1", "#!/bin/sh\nexit 1\n"),
+            "0.0.1",
+            Box::new(|_: &mut Value| {}),
+            format!(
+                "agent release 0.0.1 refused: it is not newer than the packaged agent {packaged} (/usr/bin/neopro-runtime), which always wins; install an older .deb instead"
+            ),
+        ),
+    ];
+    for (archive, version, edit, expected) in cases {
+        let server = FileServer::start(archive.clone(), Fault::None);
+        let mut data = signed_update(&server, &archive, version)?;
+        edit(&mut data);
+        let id = ctx.id("agent-refused");
+        ctx.send(&id, "update_software", data).await?;
+        let error = failure(&ctx.result(&id, ctx.t(60)).await?)?;
+        if error != expected {
+            bail!("error: {error}\nexpected: {expected}");
+        }
+    }
+    if super::install::main_pid(ctx).await? != pid {
+        bail!("the agent restarted");
+    }
+    let listing = ctx
+        .exec(&["ls", "-A", "/var/lib/neopro-runtime/agent"])
+        .await?;
+    if !listing.stdout.trim().is_empty() {
+        bail!("the agent folder holds: {}", listing.stdout.trim());
+    }
+    Ok(format!(
+        "4 refusals by name, pid {pid} kept, nothing staged"
+    ))
+}
+
 /// The packaged agent's version.
 async fn packaged_version(ctx: &Ctx) -> anyhow::Result<String> {
     let packaged = ctx.ok(&["/usr/bin/neopro-runtime", "--version"]).await?;
@@ -282,7 +357,8 @@ async fn crash_loop(ctx: &Ctx) -> anyhow::Result<String> {
     let started = std::time::Instant::now();
     let auths = ctx.central.count("authenticate");
     // --no-block: the start job of a crashing binary fails, by design.
-    ctx.ok(&["systemctl", "restart", "--no-block", AGENT]).await?;
+    ctx.ok(&["systemctl", "restart", "--no-block", AGENT])
+        .await?;
     // Three starts 5 s apart (RestartSec), then the packaged agent.
     if !ctx
         .central

@@ -271,7 +271,56 @@ pub fn check_host(arch: &str, host_arch: &str) -> anyhow::Result<()> {
                 path.display()
             );
         }
+        with_credentials(&path, &text)?;
     }
+    Ok(())
+}
+
+/// The migration scenario's Node agent runs `sudo` (setuid root), which
+/// under qemu-user gets root only when the binfmt entry has the C flag
+/// (the kernel takes the credentials from the binary, not from qemu):
+/// Debian registers qemu-user-static without it. Re-registers the entry
+/// with it, same magic, mask and interpreter; this test machine then runs
+/// setuid foreign binaries as their owner, as a Pi would.
+fn with_credentials(path: &Path, text: &str) -> anyhow::Result<()> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+            .with_context(|| format!("{}: no '{key}' line", path.display()))
+    };
+    let flags = field("flags:")?;
+    if flags.contains('C') {
+        return Ok(());
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("binfmt entry name")?;
+    let escaped = |hex: &str| -> String {
+        hex.as_bytes()
+            .chunks(2)
+            .map(|pair| format!("\\x{}", String::from_utf8_lossy(pair)))
+            .collect()
+    };
+    let rule = |flags: &str| -> anyhow::Result<String> {
+        Ok(format!(
+            ":{name}:M:{}:{}:{}:{}:{flags}",
+            field("offset ")?,
+            escaped(field("magic ")?),
+            escaped(field("mask ")?),
+            field("interpreter ")?,
+        ))
+    };
+    let (with_c, before) = (rule(&format!("{flags}OC"))?, rule(flags)?);
+    let register = "/proc/sys/fs/binfmt_misc/register";
+    std::fs::write(path, "-1").with_context(|| format!("removing {}", path.display()))?;
+    if let Err(e) = std::fs::write(register, &with_c) {
+        // Put the entry back as it was rather than leave none.
+        let _ = std::fs::write(register, &before);
+        bail!("registering {with_c}: {e}");
+    }
+    eprintln!("binfmt: {name} registered again with the C flag (setuid binaries such as sudo)");
     Ok(())
 }
 
