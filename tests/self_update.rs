@@ -234,14 +234,10 @@ async fn a_staged_agent_runs_on_trial_commits_once_authenticated_and_reports_und
         .expect("the deployment's closing progress event");
     assert_eq!(closing["status"], json!("completed"));
     assert_eq!(closing["version"], json!(NEW));
-    let heartbeat = central
-        .find(
-            "heartbeat",
-            |h| h["versionInfo"]["agentVersion"] == json!(NEW),
-            WAIT,
-        )
-        .await;
-    assert!(heartbeat.is_some(), "the new version in the heartbeat");
+    assert!(
+        heartbeat_of(&central, NEW).await,
+        "the new version in the heartbeat"
+    );
     let state = agent_state(&site).expect("state");
     assert_eq!(state.committed.as_deref(), Some(NEW));
     assert_eq!((state.trial, state.failed), (None, None));

@@ -70,6 +70,18 @@ mod tests {
     use super::super::state::Replaced;
     use super::*;
 
+    /// The running agent committed, replacing 0.0.1 (from a slot).
+    fn replacing_a_slot(state_path: &Path) {
+        committed(
+            state_path,
+            Some(Replaced {
+                by: own_version(),
+                version: "0.0.1".into(),
+                from_slot: true,
+            }),
+        );
+    }
+
     fn committed(state_path: &Path, replaced: Option<Replaced>) {
         let state = AgentState {
             committed: Some(own_version()),
@@ -96,14 +108,7 @@ mod tests {
         std::fs::write(&old, "#!/bin/sh\n")?;
         std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755))?;
         let own = own_version();
-        committed(
-            tmp.path(),
-            Some(Replaced {
-                by: own.clone(),
-                version: "0.0.1".into(),
-                from_slot: true,
-            }),
-        );
+        replacing_a_slot(tmp.path());
         assert_eq!(
             schedule(&agent_dir(tmp.path()), "rb-1", &own)?,
             Some("0.0.1".into())
@@ -126,14 +131,7 @@ mod tests {
     fn without_its_slot_the_packaged_agent_comes_back() -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
         let own = own_version();
-        committed(
-            tmp.path(),
-            Some(Replaced {
-                by: own.clone(),
-                version: "0.0.1".into(),
-                from_slot: true,
-            }),
-        );
+        replacing_a_slot(tmp.path());
         assert_eq!(
             schedule(&agent_dir(tmp.path()), "rb-1", &own)?,
             Some(floor_version())

@@ -201,17 +201,7 @@ async fn good(ctx: &Ctx) -> anyhow::Result<String> {
     if state["committed"] != json!(GOOD) || !state["trial"].is_null() {
         bail!("{STATE} after the commit: {state}");
     }
-    let heartbeat = ctx
-        .central
-        .find(
-            "heartbeat",
-            |h| h["versionInfo"]["agentVersion"] == json!(GOOD),
-            ctx.t(30),
-        )
-        .await;
-    if heartbeat.is_none() {
-        bail!("no heartbeat with agentVersion {GOOD}");
-    }
+    heartbeat_reports(ctx, GOOD).await?;
     let exe = ctx
         .ok(&["readlink", &format!("/proc/{new_pid}/exe")])
         .await
@@ -286,6 +276,22 @@ async fn refusals(ctx: &Ctx) -> anyhow::Result<String> {
     ))
 }
 
+/// Waits for a heartbeat that reports `version` as the running agent.
+async fn heartbeat_reports(ctx: &Ctx, version: &str) -> anyhow::Result<()> {
+    let heartbeat = ctx
+        .central
+        .find(
+            "heartbeat",
+            |h| h["versionInfo"]["agentVersion"] == json!(version),
+            ctx.t(30),
+        )
+        .await;
+    if heartbeat.is_none() {
+        bail!("no heartbeat with agentVersion {version}");
+    }
+    Ok(())
+}
+
 /// The packaged agent's version.
 async fn packaged_version(ctx: &Ctx) -> anyhow::Result<String> {
     let packaged = ctx.ok(&["/usr/bin/neopro-runtime", "--version"]).await?;
@@ -316,17 +322,7 @@ async fn rollback(ctx: &Ctx) -> anyhow::Result<String> {
     if !state["committed"].is_null() || !state["rolledBack"].is_null() {
         bail!("{STATE} after the rollback: {state}");
     }
-    let heartbeat = ctx
-        .central
-        .find(
-            "heartbeat",
-            |h| h["versionInfo"]["agentVersion"] == json!(packaged),
-            ctx.t(30),
-        )
-        .await;
-    if heartbeat.is_none() {
-        bail!("no heartbeat with agentVersion {packaged}");
-    }
+    heartbeat_reports(ctx, &packaged).await?;
     Ok(format!("pid {pid} → {new_pid}, {GOOD} → {packaged}"))
 }
 
@@ -362,17 +358,7 @@ async fn crash_loop(ctx: &Ctx) -> anyhow::Result<String> {
     {
         bail!("no agent authenticated after the crashing starts");
     }
-    let heartbeat = ctx
-        .central
-        .find(
-            "heartbeat",
-            |h| h["versionInfo"]["agentVersion"] == json!(packaged),
-            ctx.t(30),
-        )
-        .await;
-    if heartbeat.is_none() {
-        bail!("no heartbeat with agentVersion {packaged}");
-    }
+    heartbeat_reports(ctx, &packaged).await?;
     let state = agent_state(ctx).await?;
     if !state["committed"].is_null() {
         bail!("{STATE} after the crash loop: {state}");
