@@ -165,6 +165,45 @@ fn the_same_version_again_is_success_without_reinstalling() {
     assert!(!fake.calls().iter().any(|c| c.starts_with("stop")));
 }
 
+/// The downgrade rule waits for the download: only then is the archive
+/// known to be an app release (an agent release has its own series).
+#[test]
+fn an_app_release_older_than_the_installed_one_is_refused_after_its_download() {
+    let fake = FakeSystemctl::temp();
+    let site = installed_site(&fake);
+    let before = installed(&site);
+    let archive = release_2();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    let (kind, message) =
+        error_of(site.run("update-software", update_data(&server, &archive, "0.9.0")));
+    assert_eq!(kind, "not-permitted", "{message}");
+    assert_eq!(
+        message,
+        "refusing to install 0.9.0: it is older than the installed 1.0.0. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf"
+    );
+    assert_eq!(server.ranges().len(), 1, "downloaded once");
+    assert_eq!(installed(&site), before, "nothing changed");
+    assert!(backups(&site).is_empty(), "no backup");
+    assert!(
+        !site.path("state/staging/update").exists(),
+        "no download left"
+    );
+    assert!(!fake.calls().iter().any(|c| c.starts_with("stop")));
+
+    // Allowed by the site: installed.
+    let fake = FakeSystemctl::temp();
+    let site = Site::with_extra(&format!(
+        "{}\nUPDATE_ALLOW_DOWNGRADE=true",
+        fake.conf_line()
+    ));
+    site.write("neopro/VERSION", "1.0.0\n");
+    let result = site
+        .run("update-software", update_data(&server, &archive, "0.9.0"))
+        .expect("a downgrade the site allows");
+    assert_eq!(result["version"], json!("0.9.0"));
+    assert_eq!(read(&site, "neopro/VERSION"), "0.9.0\n");
+}
+
 #[test]
 fn a_package_size_beyond_any_disk_is_refused_with_the_disk_message() {
     let fake = FakeSystemctl::temp();

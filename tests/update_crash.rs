@@ -575,8 +575,9 @@ async fn a_bad_update_is_refused_at_once_with_the_immediate_message() {
             "Espace disque insuffisant: ",
         ),
         (
-            json!({"version": "0.9.0", "updateUrl": "https://example.org/u.tar.gz"}),
-            "refusing to install 0.9.0: it is older than the installed 1.0.0. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf",
+            json!({"version": "0.0.9", "updateUrl": "https://example.org/u.tar.gz"}),
+            // ... and the running agent's own version (0.x).
+            "refusing to install 0.0.9: it is older than both the installed release 1.0.0 and the running agent 0.",
         ),
     ];
     for (n, (data, message)) in bad.iter().enumerate() {

@@ -45,6 +45,13 @@ pub fn stage_agent_release(
     host::stage_agent_release(root, path, version, signature, deployment_id)
 }
 
+/// The downgrade rule of an app release, once the download showed it is not
+/// an agent release: an error when `version` is older than the installed
+/// release, unless the box allows downgrades (UPDATE_ALLOW_DOWNGRADE).
+pub fn check_app_release(version: &str) -> Result<(), Error> {
+    host::check_app_release(version)
+}
+
 /// `rollback_update` of an agent update: when the running agent is
 /// `version`, schedules the switch back to the agent it replaced (the agent
 /// restarts into it once this command ends; that agent sends this command's

@@ -321,6 +321,7 @@ fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<Pr
     )? {
         return Ok(Prepared::Agent(staged));
     }
+    archive::check_app_release(&state.version)?;
     archive::verify_signature(
         Root::Staging,
         journal::PACKAGE,

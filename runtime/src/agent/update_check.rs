@@ -7,6 +7,13 @@
 //! run at once would get, instead of being answered "scheduled" and failing
 //! hours later.
 //!
+//! Whether a release is the app's or the agent's is known only once it is
+//! downloaded, and each kind has its own installed version (the app 2.x,
+//! the agent 0.x). So the pre-check refuses a downgrade only when the
+//! version is older than both, which either kind would be refused for; the
+//! rest is checked after the download, by `archive.check-app-release` for
+//! an app release and by the agent release's own checks for the agent.
+//!
 //! The checks and their messages are the update-software component's and
 //! the host's (download, signature): `tests/update.rs` holds them equal.
 
@@ -88,9 +95,12 @@ pub fn precheck(config: &SiteConfig, data: &Value) -> Result<(), String> {
         // "already installed" (or a repair): the component decides.
         return Ok(());
     }
-    if crate::agent::version_order::is_older(&version, &installed) && !config.update_allow_downgrade
+    let agent = crate::selfupdate::own_version();
+    if !config.update_allow_downgrade
+        && crate::agent::version_order::is_older(&version, &installed)
+        && crate::agent::version_order::is_older(&version, &agent)
     {
-        return Err(downgrade_refused(&version, &installed));
+        return Err(older_than_both(&version, &installed, &agent));
     }
     if let Some(free) = free_bytes(config) {
         let needed = package_size(data.get("packageSize")).saturating_mul(3);
@@ -128,7 +138,16 @@ pub fn precheck(config: &SiteConfig, data: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The refusal of an older release.
+/// The refusal, before the download, of a version older than both the
+/// installed app and the running agent.
+pub fn older_than_both(version: &str, app: &str, agent: &str) -> String {
+    format!(
+        "refusing to install {version}: it is older than both the installed release {app} and the running agent {agent}. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf"
+    )
+}
+
+/// The refusal of an app release older than the installed one (checked
+/// after the download, by `archive.check-app-release`).
 pub fn downgrade_refused(version: &str, installed: &str) -> String {
     format!(
         "refusing to install {version}: it is older than the installed {installed}. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf"
@@ -185,10 +204,32 @@ mod tests {
             panic!("a package beyond any disk must be refused");
         };
         assert!(disk.starts_with("Espace disque insuffisant: "), "{disk}");
+        let agent = crate::selfupdate::own_version();
         assert_eq!(
-            with("version", json!("1.9.0")),
-            Err(downgrade_refused("1.9.0", "2.0.0"))
+            with("version", json!("0.0.1")),
+            Err(older_than_both("0.0.1", "2.0.0", &agent))
         );
+        Ok(())
+    }
+
+    /// An agent release numbered below the app (agent 0.x, app 2.x) is not
+    /// refused before its download tells what it is.
+    #[test]
+    fn a_version_older_than_the_app_only_waits_for_the_download()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let config = config(dir.path(), "")?;
+        let agent = crate::selfupdate::own_version();
+        assert!(
+            crate::agent::version_order::is_older(&agent, "2.0.0"),
+            "{agent}"
+        );
+        let data = json!({"version": "99.0.0", "updateUrl": "https://x/u.tar.gz"});
+        assert_eq!(precheck(&config, &data), Ok(()));
+        // Newer than the agent, older than the app.
+        let between = format!("{agent}.1");
+        let data = json!({"version": between, "updateUrl": "https://x/u.tar.gz"});
+        assert_eq!(precheck(&config, &data), Ok(()));
         Ok(())
     }
 

@@ -17,6 +17,8 @@ pub struct ArchiveHost {
     /// Most bytes one extraction may write: a release unpacks to at most
     /// four times the largest download allowed (MAX_DOWNLOAD_SIZE).
     pub max_extract_bytes: u64,
+    /// UPDATE_ALLOW_DOWNGRADE.
+    pub allow_downgrade: bool,
 }
 
 impl ArchiveHost {
@@ -24,6 +26,7 @@ impl ArchiveHost {
         ArchiveHost {
             update_keys: config.update_keys.clone(),
             max_extract_bytes: config.max_download_size.saturating_mul(4),
+            allow_downgrade: config.update_allow_downgrade,
         }
     }
 }
@@ -146,6 +149,21 @@ impl Host for HostState {
         deployment_id: Option<String>,
     ) -> Result<Option<String>, WitError> {
         HostState::stage_agent_release(self, root, path, version, signature, deployment_id)
+    }
+
+    fn check_app_release(&mut self, version: String) -> Result<(), WitError> {
+        self.call
+            .check(Grant::Root(RootName::NeoproRoot, Access::ReadOnly))?;
+        let root = self.call.services.roots.path(RootName::NeoproRoot);
+        let installed = crate::platform::metrics::version_info(root).version;
+        if !self.call.services.archive.allow_downgrade
+            && crate::agent::version_order::is_older(&version, &installed)
+        {
+            return Err(WitError::NotPermitted(
+                crate::agent::update_check::downgrade_refused(&version, &installed),
+            ));
+        }
+        Ok(())
     }
 
     fn rollback_agent_release(&mut self, version: String) -> Result<Option<String>, WitError> {

@@ -23,9 +23,14 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
 
 const STATE: &str = "/var/lib/neopro-runtime/agent/state.json";
-const GOOD: &str = "9.9.9";
-const CRASHING: &str = "9.9.10";
-const CRASH_LOOP: &str = "9.9.11";
+// Below the box's app (1.0.0, then 2.0.0 after the update group), as agent
+// releases are in the fleet (agent 0.x, app 2.x): the pre-check must not
+// take them for app downgrades.
+const GOOD: &str = "0.9.9";
+const CRASHING: &str = "0.9.10";
+const CRASH_LOOP: &str = "0.9.11";
+/// Older than the packaged agent and the app alike.
+const OLDER: &str = "0.0.1";
 
 /// `dev_build`: the packaged agent is a dev build, which honours
 /// `NEOPRO_RUNTIME_TEST_VERSION`; a release build never reports a version
@@ -56,7 +61,7 @@ pub async fn run(ctx: &Ctx, report: &Report, dev_build: bool) {
     }
     report
         .check(
-            "unsigned, wrongly signed and foreign agent releases: refused by name, nothing staged",
+            "unsigned, wrongly signed, foreign and older agent releases: refused by name, nothing staged",
             refusals(ctx),
         )
         .await;
@@ -212,10 +217,8 @@ async fn good(ctx: &Ctx) -> anyhow::Result<String> {
     ))
 }
 
-/// Three bad agent releases through the running agent: each refused with
-/// its reason, no restart, no slot, no state. (An older agent release is
-/// refused by the agent's pre-check as an app downgrade here, the box's
-/// app being 1.0.0: see README "Upgrading a fleet", known limit.)
+/// Four bad agent releases through the running agent: each refused with
+/// its reason, no restart, no slot, no state.
 async fn refusals(ctx: &Ctx) -> anyhow::Result<String> {
     let pid = super::install::main_pid(ctx).await?;
     let arch = ctx.arch.clone();
@@ -228,6 +231,12 @@ async fn refusals(ctx: &Ctx) -> anyhow::Result<String> {
     };
     let forged: fn(&mut Value) = |d| d["signature"] = json!("ab".repeat(64));
     let as_signed: fn(&mut Value) = |_| {};
+    let packaged = packaged_version(ctx).await?;
+    let app = ctx
+        .ok(&["cat", &format!("{}/VERSION", super::NEOPRO)])
+        .await?
+        .trim()
+        .to_owned();
     let cases = [
         (
             good.clone(),
@@ -249,6 +258,16 @@ async fn refusals(ctx: &Ctx) -> anyhow::Result<String> {
             GOOD,
             as_signed,
             format!("agent release {GOOD} refused: it is built for {foreign}, this box is {arch}"),
+        ),
+        (
+            agent_release(&arch, OLDER, "#!/bin/sh\nexit 1\n"),
+            OLDER,
+            as_signed,
+            // Older than either kind of release installed: refused before
+            // the download.
+            format!(
+                "refusing to install {OLDER}: it is older than both the installed release {app} and the running agent {packaged}. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf"
+            ),
         ),
     ];
     for (archive, version, edit, expected) in cases {

@@ -27,6 +27,14 @@ declare module 'neopro:agent/archive@0.1.0' {
    */
   export function stageAgentRelease(root: Root, path: string, version: string, signature: string | undefined, deploymentId: string | undefined): string | undefined;
   /**
+   * The downgrade rule of an app release (one that is not an agent
+   * release), checked once the download tells which it is: refused
+   * (not-permitted) when `version` is older than the installed release
+   * (`NEOPRO_ROOT/VERSION`) unless UPDATE_ALLOW_DOWNGRADE=true in
+   * site.conf. Needs read access to `neopro-root`.
+   */
+  export function checkAppRelease(version: string): void;
+  /**
    * `rollback_update` of an agent update. When the running agent is
    * `version`, committed by an agent update, schedules the switch back to
    * the agent it replaced (that version's slot, or the packaged agent):
