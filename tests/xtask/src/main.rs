@@ -226,8 +226,10 @@ fn ts_guests(root: &Path, out: &Path) -> anyhow::Result<()> {
 /// `component new --lang ts` writes a project without a lockfile, and the
 /// test that builds one installs it `--offline`: npm then needs the package
 /// metadata of its whole tree in its cache, which `npm ci` (lockfile: the
-/// tarballs only) never fetches. Resolving the template's package.json once
-/// here (`--package-lock-only`: metadata, nothing installed) puts it there.
+/// tarballs only) never fetches, and the tarballs of whatever that fresh
+/// resolution picks that no lockfile pins (on a fresh machine, e.g.
+/// `string_decoder` 1.4.0). Installing the template's package.json once
+/// here (scripts off: only the cache is wanted) puts both there.
 fn npm_cache_for_component_new(root: &Path) -> anyhow::Result<()> {
     let template = std::fs::read_to_string(
         root.join("runtime/src/ops/new_component/templates/ts/package.json.tmpl"),
@@ -246,7 +248,7 @@ fn npm_cache_for_component_new(root: &Path) -> anyhow::Result<()> {
     // would be resolved from its installed node_modules instead).
     copy_without_node_modules(&root.join("guest-sdk/js"), &dir.join("neopro-guest-sdk"))?;
     run(Command::new("npm")
-        .args(["install", "--package-lock-only", "--no-audit", "--no-fund"])
+        .args(["install", "--ignore-scripts", "--no-audit", "--no-fund"])
         .current_dir(&dir))
 }
 
