@@ -7,6 +7,7 @@
 //! commands in flight finish on the version they started with.
 
 use crate::agent::journal::Outcome;
+use crate::agent::loaded_components::LoadedComponents;
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
 use crate::pushed;
@@ -20,8 +21,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-/// Components loaded so far, by wasm file (each pushed version has its own).
-type Loaded = Arc<std::sync::Mutex<BTreeMap<PathBuf, Arc<LoadedComponent>>>>;
+/// Components loaded now, by wasm file, dropped once idle.
+type Loaded = Arc<LoadedComponents<LoadedComponent>>;
 
 /// Which component runs each command type, and which types may run.
 #[derive(Default)]
@@ -76,8 +77,10 @@ impl Table {
 
 /// Runs commands with the installed components. A component is loaded the
 /// first time one of its commands runs (from the artifact cache, ~0.5 ms;
-/// compiled otherwise) and kept: start-up stays instant and components that
-/// never run cost no memory.
+/// compiled otherwise) and kept until it has been idle for
+/// [`crate::agent::loaded_components::IDLE_UNLOAD`] (see
+/// [`Dispatcher::unload_idle`]): start-up stays instant and components that
+/// do not run cost no memory.
 pub struct Dispatcher {
     sandbox: Arc<Sandbox>,
     config: SiteConfig,
@@ -143,20 +146,17 @@ pub struct Concurrency {
     pub peak: usize,
 }
 
-/// The loaded component for `spec`, loading it on first use. Blocking.
-/// The map is locked only to look up and to insert, never while compiling:
-/// one component's first compile must not hold up another's commands.
+/// The loaded component for `spec`, loading it when it is not, marked in
+/// use (the caller ends with `loaded.finished`). Blocking. The map is
+/// locked only to look up and to insert, never while compiling: one
+/// component's first compile must not hold up another's commands.
 fn load(
     sandbox: &Sandbox,
     loaded: &Loaded,
     spec: &ComponentSpec,
 ) -> Result<Arc<LoadedComponent>, String> {
-    let lock = || match loaded.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    if let Some(component) = lock().get(&spec.wasm_path) {
-        return Ok(component.clone());
+    if let Some(component) = loaded.start(&spec.wasm_path) {
+        return Ok(component);
     }
     let component = match &spec.origin {
         Origin::BuiltIn => sandbox.load_file(&spec.wasm_path, spec.manifest.clone()),
@@ -172,13 +172,21 @@ fn load(
             sandbox.load_hashed(&bytes, sha256, spec.manifest.clone())
         }
     }
-    .map(Arc::new)
     .map_err(|e| e.to_string())?;
-    // Two first commands may have loaded it at the same time: keep one.
-    Ok(lock()
-        .entry(spec.wasm_path.clone())
-        .or_insert(component)
-        .clone())
+    Ok(loaded.start_loaded(&spec.wasm_path, Arc::new(component)))
+}
+
+/// A command's use of a loaded component; its idle time starts when this
+/// drops, however the command ended.
+struct InUse<'a> {
+    loaded: &'a Loaded,
+    path: &'a std::path::Path,
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.loaded.finished(self.path);
+    }
 }
 
 impl Dispatcher {
@@ -241,12 +249,7 @@ impl Dispatcher {
             .values()
             .map(|s| s.wasm_path.clone())
             .collect();
-        match self.loaded.lock() {
-            Ok(mut map) => map.retain(|path, _| in_use.contains(path)),
-            Err(poisoned) => poisoned
-                .into_inner()
-                .retain(|path, _| in_use.contains(path)),
-        }
+        self.loaded.retain(&in_use);
         tracing::info!(
             "commands available now: {}",
             table
@@ -261,6 +264,17 @@ impl Dispatcher {
             Ok(mut t) => *t = Arc::new(table),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(table),
         }
+    }
+
+    /// Unloads the components idle for `idle`, for as long as the agent
+    /// runs (spawned once by the agent).
+    pub fn unload_idle(&self, idle: std::time::Duration) -> impl Future<Output = ()> + use<> {
+        self.loaded.clone().sweep(idle)
+    }
+
+    /// How many components are loaded now.
+    pub fn loaded_components(&self) -> usize {
+        self.loaded.len()
     }
 
     /// What the components' host calls share (service manager, follow-ups).
@@ -446,6 +460,10 @@ impl Dispatcher {
                     spec.manifest.name
                 ))
             })?;
+            let _in_use = InUse {
+                loaded: &loaded,
+                path: &spec.wasm_path,
+            };
             sandbox.execute(&component, &request, progress)
         });
         match run.await {

@@ -12,6 +12,7 @@
 pub mod dispatch;
 pub mod follow_up;
 pub mod journal;
+pub mod loaded_components;
 pub mod maintenance_window;
 pub mod session;
 pub mod update_check;
@@ -137,6 +138,7 @@ pub async fn run(
             config.videos_path.clone(),
             config.pushed_components_dir().join(".incoming"),
         ])),
+        tokio::spawn(dispatcher.unload_idle(crate::agent::loaded_components::IDLE_UNLOAD)),
     ];
     let (authenticated_tx, authenticated_rx) = tokio::sync::oneshot::channel();
     if crate::selfupdate::trial::is_committed_slot() {
