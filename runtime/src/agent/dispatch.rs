@@ -267,9 +267,18 @@ impl Dispatcher {
     }
 
     /// Unloads the components idle for `idle`, for as long as the agent
-    /// runs (spawned once by the agent).
+    /// runs (spawned once by the agent). Once the last one is unloaded the
+    /// agent is idle, and the code pages it touched meanwhile are handed
+    /// back to the kernel ([`crate::platform::code_pages`]).
     pub fn unload_idle(&self, idle: std::time::Duration) -> impl Future<Output = ()> + use<> {
-        self.loaded.clone().sweep(idle)
+        self.loaded.clone().sweep(idle, || {
+            tokio::task::spawn_blocking(|| {
+                match crate::platform::code_pages::page_out_own_code() {
+                    Ok(bytes) => tracing::debug!("idle: {} KiB of code paged out", bytes >> 10),
+                    Err(e) => tracing::debug!("idle: {e}"),
+                }
+            });
+        })
     }
 
     /// How many components are loaded now.

@@ -117,13 +117,17 @@ impl<T> LoadedComponents<T> {
     }
 
     /// Drops idle components for as long as the agent runs: sleeps until
-    /// the next one is due, or until a command ends when none is.
-    pub async fn sweep(self: Arc<Self>, idle: Duration) {
+    /// the next one is due, or until a command ends when none is. Calls
+    /// `went_idle` each time it unloaded the last one.
+    pub async fn sweep(self: Arc<Self>, idle: Duration, went_idle: impl Fn()) {
         loop {
             let notified = self.changed.notified();
             let (dropped, next) = self.drop_idle(Instant::now(), idle);
             if dropped > 0 {
                 tracing::debug!("{dropped} idle component(s) unloaded");
+                if self.is_empty() {
+                    went_idle();
+                }
             }
             match next {
                 Some(at) => {
@@ -208,15 +212,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_sweeper_unloads_once_idle_and_sleeps_while_nothing_is_loaded() {
+    async fn the_sweeper_unloads_once_idle_and_says_when_the_last_one_went() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let loaded = Arc::new(LoadedComponents::default());
-        let sweeper = tokio::spawn(loaded.clone().sweep(IDLE_UNLOAD));
+        let idle_calls = Arc::new(AtomicUsize::new(0));
+        let calls = idle_calls.clone();
+        let sweeper = tokio::spawn(loaded.clone().sweep(IDLE_UNLOAD, move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+        }));
         loaded.start_loaded(&path("a"), Arc::new(1));
         loaded.finished(&path("a"));
-        tokio::time::sleep(IDLE_UNLOAD - Duration::from_secs(1)).await;
-        assert_eq!(loaded.len(), 1, "not idle long enough");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(loaded.is_empty(), "dropped once idle");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        loaded.start_loaded(&path("b"), Arc::new(2));
+        loaded.finished(&path("b"));
+        tokio::time::sleep(IDLE_UNLOAD - Duration::from_secs(9)).await;
+        assert_eq!(loaded.len(), 1, "a dropped, b not idle long enough");
+        assert_eq!(idle_calls.load(Ordering::SeqCst), 0, "b is still loaded");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(loaded.is_empty(), "b dropped once idle");
+        assert_eq!(idle_calls.load(Ordering::SeqCst), 1);
         sweeper.abort();
     }
 }
