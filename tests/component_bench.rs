@@ -11,7 +11,8 @@
 //! of a process doing only that; the artifact's size; a one-shot warm run
 //! (load from cache + one command) time and peak RSS, both in a fresh child
 //! process like `run-component`; then, inside one process as in the agent,
-//! fresh instance + execute p50 / p99 and the memory one instance adds.
+//! fresh instance + execute p50 / p99, RSS growth over those runs, and the
+//! memory one instance adds at its peak.
 #![allow(clippy::expect_used)]
 
 use neopro_runtime::config::SiteConfig;
@@ -138,6 +139,13 @@ fn bench(label: &str, wasm: &Path) {
     }
     times.sort();
     let after = status_kib("VmRSS:");
+    // What one instance adds while it runs: the peak is reset (writing 5
+    // to clear_refs), then one command runs.
+    let instance_kib = std::fs::write("/proc/self/clear_refs", "5").ok().map(|()| {
+        let base = status_kib("VmRSS:");
+        sandbox.execute(&loaded, &request(), None).expect("runs");
+        status_kib("VmHWM:").saturating_sub(base)
+    });
     println!("{label} ({size} bytes of wasm)");
     println!(
         "  first load (JIT compile):  {compile_ms:>7} ms, peak RSS {:.1} MiB",
@@ -160,6 +168,10 @@ fn bench(label: &str, wasm: &Path) {
         "  RSS growth over the runs:  {:.1} MiB (instances are dropped after each command)",
         after.saturating_sub(before) as f64 / 1024.0
     );
+    match instance_kib {
+        Some(kib) => println!("  one instance, at its peak:  {kib} KiB above the loaded component"),
+        None => println!("  one instance, at its peak:  not measured (no /proc/self/clear_refs)"),
+    }
     println!("  result: {result}");
 }
 

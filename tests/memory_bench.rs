@@ -5,7 +5,8 @@
 //! Prints RSS and peak (VmHWM) at 60 s after start for: a warm component
 //! cache, idle; an empty state folder (first start: every component is
 //! compiled) plus one of each built-in command; after 1,000 commands; after
-//! a 1 GiB deploy; after a 300-command backlog. With a soak duration (≥ 30 minutes to mean
+//! a 1 GiB deploy; after a 300-command backlog, as soon as it is answered
+//! and 60 s later. With a soak duration (≥ 30 minutes to mean
 //! anything) it then sends a command every 3 s, drops the link every
 //! 3 minutes, and prints the first and last 5-minute mean RSS.
 #![allow(clippy::expect_used)]
@@ -76,12 +77,44 @@ fn mib(pid: u32, key: &str) -> f64 {
     status_kib(pid, key) as f64 / 1024.0
 }
 
+/// Resident KiB of the agent's file mappings: its own binary, compiled
+/// component artifacts (`.cwasm`), every other file (libc, ...).
+fn file_backed_kib(pid: u32) -> (u64, u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let (mut binary, mut artifacts, mut other) = (0, 0, 0);
+    let mut path = String::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping's header: address perms offset dev inode [path].
+            path = fields.nth(4).unwrap_or("").to_owned();
+        } else if first == "Rss:" && path.starts_with('/') {
+            let kib: u64 = fields.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            if std::path::Path::new(&path) == exe {
+                binary += kib;
+            } else if path.ends_with(".cwasm") {
+                artifacts += kib;
+            } else {
+                other += kib;
+            }
+        }
+    }
+    (binary, artifacts, other)
+}
+
 fn report(label: &str, pid: u32) {
+    let (binary, artifacts, other) = file_backed_kib(pid);
+    let m = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "{label}: RSS {:.1} MiB, peak {:.1} MiB (anonymous {:.1} MiB)",
+        "{label}: RSS {:.1} MiB, peak {:.1} MiB (anonymous {:.1} MiB; files: binary {:.1}, artifacts {:.1}, other {:.1} MiB)",
         mib(pid, "VmRSS:"),
         mib(pid, "VmHWM:"),
         mib(pid, "RssAnon:"),
+        m(binary),
+        m(artifacts),
+        m(other),
     );
 }
 
@@ -159,6 +192,20 @@ async fn main() {
             .await;
         until_60s(started).await;
         report("warm cache, idle, at 60 s", agent.pid());
+        // What going idle costs the next command: its component is loaded
+        // again, the code it runs faults back in.
+        let mut ms = Vec::new();
+        for i in 0..2 {
+            let id = format!("after-idle-{i}");
+            let sent = Instant::now();
+            central.send_command(&id, "get_config", json!({}));
+            central.result_of(&id, WAIT).await;
+            ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+        }
+        println!(
+            "get_config round trip after the idle minute: first {:.1} ms, the next {:.1} ms",
+            ms[0], ms[1]
+        );
     }
     // 1,000 commands one after the other, then a 300-command backlog.
     if states {
@@ -172,6 +219,9 @@ async fn main() {
         report("after 1,000 get_config", agent.pid());
         run_commands(&central, "backlog", 300, true).await;
         report("after a 300-command backlog", agent.pid());
+        let answered = Instant::now();
+        until_60s(answered).await;
+        report("after a 300-command backlog, 60 s later", agent.pid());
     }
     // A 1 GiB deploy_video from a loopback file server, reported at 60 s.
     if states {
