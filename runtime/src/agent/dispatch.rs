@@ -274,7 +274,10 @@ impl Dispatcher {
         self.loaded.clone().sweep(idle, || {
             tokio::task::spawn_blocking(|| {
                 match crate::platform::code_pages::page_out_own_code() {
-                    Ok(bytes) => tracing::debug!("idle: {} KiB of code paged out", bytes >> 10),
+                    Ok(bytes) => tracing::info!(
+                    "idle: components unloaded, code pages handed back to the kernel ({} KiB mapped)",
+                    bytes >> 10
+                ),
                     Err(e) => tracing::debug!("idle: {e}"),
                 }
             });

@@ -1,6 +1,7 @@
 //! `SystemCallFilter=@system-service` in the unit: after the artifact cache
 //! is emptied (so every component is JIT-compiled afresh), every built-in
-//! command runs with no SIGSYS and no restart of the agent. Only on the
+//! command runs with no SIGSYS and no restart of the agent; then, idle, it
+//! unloads them and pages its code out (`madvise`) under the same filter. Only on the
 //! host's architecture: under qemu-user, seccomp filters qemu's own host
 //! syscalls, not the guest's, so a pass there would prove nothing.
 
@@ -30,6 +31,55 @@ pub async fn run(ctx: &Ctx, report: &Report, native: bool) {
             every_command(ctx),
         )
         .await;
+    report
+        .check(
+            "idle 30 s: components unloaded, code paged out (madvise), no SIGSYS, no restart",
+            goes_idle(ctx),
+        )
+        .await;
+}
+
+/// Resident file-backed KiB of a process.
+async fn rss_file_kib(ctx: &Ctx, pid: &str) -> anyhow::Result<u64> {
+    let status = ctx.ok(&["cat", &format!("/proc/{pid}/status")]).await?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssFile:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no RssFile in /proc/{pid}/status"))
+}
+
+/// Right after the commands, the agent holds their components and the
+/// code they ran; 30 s later it lets both go and says so in its journal
+/// (read once a second: journald gives no event to wait on here).
+async fn goes_idle(ctx: &Ctx) -> anyhow::Result<String> {
+    const IDLE: &str = "idle: components unloaded, code pages handed back to the kernel";
+    let pid = super::install::main_pid(ctx).await?;
+    let restarts = ctx.prop(AGENT, "NRestarts").await?;
+    let busy = rss_file_kib(ctx, &pid).await?;
+    let seen = ctx.journal(AGENT).await?.matches(IDLE).count();
+    let deadline = tokio::time::Instant::now() + ctx.t(90);
+    while ctx.journal(AGENT).await?.matches(IDLE).count() == seen {
+        if tokio::time::Instant::now() > deadline {
+            bail!("no '{IDLE}' in the agent's journal after 90 s idle");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let idle = rss_file_kib(ctx, &pid).await?;
+    let journal = ctx.journal(AGENT).await?;
+    if let Some(line) = journal.lines().find(|l| {
+        l.contains("SIGSYS") || l.contains("status=31/SYS") || l.contains("Bad system call")
+    }) {
+        bail!("{line}");
+    }
+    if ctx.prop(AGENT, "NRestarts").await? != restarts
+        || super::install::main_pid(ctx).await? != pid
+    {
+        bail!("the agent restarted while going idle");
+    }
+    Ok(format!(
+        "file-backed RSS {busy} KiB busy, {idle} KiB once idle; pid {pid} kept"
+    ))
 }
 
 async fn filter(ctx: &Ctx) -> anyhow::Result<String> {
