@@ -284,11 +284,6 @@ impl Dispatcher {
         })
     }
 
-    /// How many components are loaded now.
-    pub fn loaded_components(&self) -> usize {
-        self.loaded.len()
-    }
-
     /// What the components' host calls share (service manager, follow-ups).
     pub fn host_services(&self) -> &Arc<crate::host::HostServices> {
         self.sandbox.services()

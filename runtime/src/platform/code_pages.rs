@@ -132,11 +132,7 @@ mod tests {
     fn status_kib(key: &str) -> u64 {
         std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix(key))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            })
+            .and_then(|s| crate::platform::metrics::status_field_kib(&s, key))
             .unwrap_or(0)
     }
 

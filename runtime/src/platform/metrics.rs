@@ -320,13 +320,18 @@ fn field_eq<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// `/proc/<pid>/status` text. Logged hourly: slow growth over months is how
 /// device agents fail in the field, and a log line is what an operator has.
 pub fn own_memory_kib(status: &str) -> Option<(u64, u64)> {
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("RssAnon:")?))
+    Some((
+        status_field_kib(status, "VmRSS:")?,
+        status_field_kib(status, "RssAnon:")?,
+    ))
+}
+
+/// One `KEY: <n> kB` field of a `/proc/<pid>/status` text.
+pub fn status_field_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
 }
 
 pub fn interfaces() -> Vec<Interface> {
