@@ -15,7 +15,7 @@
 //! an app release and by the agent release's own checks for the agent.
 //!
 //! The checks and their messages are the update-software component's and
-//! the host's (download, signature): `tests/update.rs` holds them equal.
+//! the host's (download, signature): `tests/e2e/update.rs` holds them equal.
 
 use crate::config::SiteConfig;
 use serde_json::Value;
