@@ -63,7 +63,7 @@ async fn main() {
     let (Some(agent_bin), Some(work), Some(template)) = (args.get(1), args.get(2), args.get(3))
     else {
         eprintln!(
-            "usage: demo-central <neopro-runtime binary> <work dir> <template component .wasm>"
+            "usage: demo-central <neopro-runtime binary> <work dir> <template component .wasm> [components dir]"
         );
         std::process::exit(2);
     };
@@ -72,10 +72,15 @@ async fn main() {
         .expect("agent binary exists");
     let work = PathBuf::from(work);
     let _ = std::fs::remove_dir_all(&work);
-    let components = agent_bin
-        .parent()
-        .map(|d| d.join("components"))
-        .expect("components next to the binary");
+    // The built-in components: the 4th argument, else `components/` next
+    // to the binary (as in `dist/`).
+    let components = match args.get(4) {
+        Some(dir) => PathBuf::from(dir),
+        None => agent_bin
+            .parent()
+            .map(|d| d.join("components"))
+            .expect("components next to the binary"),
+    };
 
     let central = Central::start(&[("demo-site", "demo-key")]).await;
     println!("local central server listening on {}", central.url());

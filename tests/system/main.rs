@@ -235,8 +235,17 @@ async fn run() -> anyhow::Result<bool> {
         .await;
     if booted {
         scenarios::install::run(&ctx, &report).await;
+        let emulated = args.arch != host_arch;
         for group in scenarios::GROUPS {
             if !args.scenarios.is_empty() && !args.scenarios.iter().any(|s| s == group) {
+                continue;
+            }
+            if args.scenarios.is_empty() && emulated && !scenarios::EMULATED.contains(group) {
+                println!(
+                    "== {group}: not run by default on {} (nothing in it depends on the \
+                     architecture; the {host_arch} run has it; --scenario {group} runs it here)",
+                    args.arch
+                );
                 continue;
             }
             match *group {

@@ -35,6 +35,17 @@ pub const GROUPS: &[&str] = &[
     "migration",
 ];
 
+/// The groups run by default on an architecture emulated with qemu-user:
+/// what differs between architectures. `install` (the package and its
+/// binary, always run), `files` (the built-in components compiled and run
+/// by that architecture's engine: Cranelift on arm64, Pulley with the
+/// package's precompiled artifacts on armhf) and `migration` (the bundle's
+/// `.deb` chosen and checked for the box's architecture, Node.js there).
+/// The others exercise systemd, polkit, dpkg's scripts and the agent's own
+/// logic, the same on every architecture, and run natively on the host's
+/// (an emulated run of them took minutes and proved nothing new).
+pub const EMULATED: &[&str] = &["files", "migration"];
+
 /// The NEOPRO root of the box (Raspberry Pi OS layout).
 pub const NEOPRO: &str = "/home/pi/neopro";
 /// The agent's unit.

@@ -6,12 +6,13 @@
 //! - `build`: guests + release host → `dist/neopro-runtime`, `dist/components/`
 //! - `guests`: guests only → `target/components/{builtin,test}/`
 //! - `test`: guests, then `cargo test` with the components' location
-//! - `demo`: `build`, then the agent against a bundled local central server
+//! - `demo`: guests + the test suite's build, then the agent against a
+//!   bundled local central server
 //! - `bench [idle-secs] [deploy-MiB]`: `build`, then the sandbox, agent and
 //!   deploy benchmarks (release)
 //! - `bench-memory [soak-minutes]`: `build`, then the memory benchmark
 //!   (RSS in each state, fsyncs per command; a soak when given minutes)
-//! - `package [--target <triple>]`: guests + release host →
+//! - `package [--target <triple>]...`: guests + release host →
 //!   `dist/neopro-runtime_<version>_<arch>.deb`, checked, smoke-tested
 //! - `fuzz [seconds] [seed-hex]`: each fuzz target of
 //!   `runtime/tests/fuzz.rs` for that long (default 60), seeded
@@ -398,15 +399,52 @@ fn bench_memory(root: &Path) -> anyhow::Result<()> {
         .arg(soak))
 }
 
-/// `cargo xtask package [--target <triple>]`: see `package.rs`.
+/// `cargo xtask package [--target <triple>]...`: see `package.rs`. Several
+/// targets are built by one cargo run first: their fat-LTO links, each
+/// single-threaded, then run side by side on the machine's cores.
 fn package(root: &Path) -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(2).collect();
-    let triple = match args.as_slice() {
-        [] => None,
-        [flag, t] if flag == "--target" => Some(t.clone()),
-        _ => bail!("usage: cargo xtask package [--target <triple>]"),
-    };
-    build_package(root, triple, Profile::Release).map(|_| ())
+    let triples = parse_targets(&args)?;
+    if triples.len() > 1 {
+        let mut cmd = cargo();
+        cmd.current_dir(root)
+            .args(["build", "--release", "-p", "neopro-runtime"]);
+        for t in &triples {
+            if !rustup_has_target(t) {
+                run(Command::new("rustup").args(["target", "add", t]))?;
+            }
+            cmd.args(["--target", t]);
+            package::cross_linker_env(&mut cmd, t);
+        }
+        let started = std::time::Instant::now();
+        run(&mut cmd)?;
+        eprintln!(
+            "release build for {}: {:.0} s",
+            triples.join(", "),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if triples.is_empty() {
+        return build_package(root, None, Profile::Release).map(|_| ());
+    }
+    for t in triples {
+        build_package(root, Some(t), Profile::Release)?;
+    }
+    Ok(())
+}
+
+/// `--target <triple>`, repeatable.
+fn parse_targets(args: &[String]) -> anyhow::Result<Vec<String>> {
+    let usage = "usage: cargo xtask package [--target <triple>]...";
+    let mut triples = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        match (flag.as_str(), it.next()) {
+            ("--target", Some(t)) => triples.push(t.clone()),
+            _ => bail!("{usage}"),
+        }
+    }
+    Ok(triples)
 }
 
 /// Whether `triple` is this machine's (its binary runs here).
@@ -434,6 +472,14 @@ fn migration_bundle(root: &Path) -> anyhow::Result<()> {
         migration_bundle::sha256(&bundle)?
     );
     Ok(())
+}
+
+/// The dev build of everything the test suite runs, the agent included:
+/// `cargo test --no-run`, never `cargo build -p neopro-runtime`, whose
+/// features differ (no dev-dependencies: tokio's test-util) and so would
+/// compile the agent and half its dependencies a second time.
+fn dev_build(root: &Path) -> anyhow::Result<()> {
+    run(cargo().current_dir(root).args(["test", "--no-run"]))
 }
 
 /// Which build of the agent goes into the package.
@@ -579,9 +625,7 @@ fn precompile_for_package(
     if !triple.starts_with("armv7") {
         return Ok(None);
     }
-    run(cargo()
-        .current_dir(root)
-        .args(["build", "-p", "neopro-runtime"]))?;
+    dev_build(root)?;
     let out = target_dir(root).join(format!("deb/precompiled-{}", package::deb_arch(triple)?));
     let started = std::time::Instant::now();
     run(Command::new(target_dir(root).join("debug/neopro-runtime"))
@@ -698,12 +742,19 @@ fn rustup_has_target(triple: &str) -> bool {
         .unwrap_or(true)
 }
 
-/// Builds dist/, then runs the agent against a bundled local central
-/// server that sends a few commands and prints the results.
+/// Runs the agent against a bundled local central server that sends a few
+/// commands and prints the results. It builds exactly what `cargo xtask
+/// test` builds (the dev profile, `cargo test --no-run`: same features, so
+/// the test suite after the demo compiles nothing, and neither does the
+/// demo after the tests); `cargo xtask build` makes the release `dist/`.
 fn demo(root: &Path) -> anyhow::Result<()> {
-    build(root)?;
-    run(e2e_release_bin(root, "demo-central")
-        .arg(root.join("dist/neopro-runtime"))
+    let (builtin, test_dir) = guests(root)?;
+    dev_build(root)?;
+    let debug = target_dir(root).join("debug");
+    run(Command::new(debug.join("demo-central"))
+        .current_dir(root)
+        .arg(debug.join("neopro-runtime"))
         .arg(target_dir(root).join("demo"))
-        .arg(target_dir(root).join("components/test/video-inventory.wasm")))
+        .arg(test_dir.join("video-inventory.wasm"))
+        .arg(builtin))
 }
