@@ -43,8 +43,16 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 export interface Handler {
   execute(command: { id: string; commandType: string; data: string }): string;
 }
+/**
+ * What a handler may return: a JSON-able value, never a Promise. The agent
+ * calls the handler synchronously (host calls return their result
+ * directly), so an `async` handler does not type-check ("Type 'Promise<…>'
+ * is not assignable to type 'NotAPromise'") and, if it gets built anyway,
+ * its command ends `failed`, never in a false success.
+ */
+export type NotAPromise = Json | (object & { then?: never });
 export declare function defineCommand<Data = Record<string, unknown>>(
-  run: (data: Partial<Data>, ctx: Context) => Json | object,
+  run: (data: Partial<Data>, ctx: Context) => NotAPromise,
 ): Handler;
 
 type Logger = (...args: unknown[]) => void;

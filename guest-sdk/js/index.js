@@ -251,6 +251,12 @@ export const configStore = {
   },
 };
 
+const ASYNC_HANDLER =
+  "the handler returned a Promise (an async function?): command handlers must be synchronous " +
+  "(the SDK's host calls return their result directly); remove `async` and `await` from the handler";
+
+const isThenable = (v) => v !== null && (typeof v === "object" || typeof v === "function") && typeof v.then === "function";
+
 /**
  * Makes the component's handler from `run(data, ctx)`: the command's data
  * parsed from JSON (`{}` when empty), the returned value sent back as the
@@ -271,6 +277,13 @@ export function defineCommand(run) {
           throw CommandError.invalidInput(`invalid data for command '${command.commandType}': ${e.message}`);
         }
         const result = run(data, { id: command.id, commandType: command.commandType });
+        if (isThenable(result)) {
+          // The agent calls the handler synchronously and host calls return
+          // their result directly: a Promise can never be awaited here, and
+          // JSON.stringify would turn it into a false success `{}`.
+          result.then(undefined, () => {});
+          throw CommandError.failed(ASYNC_HANDLER);
+        }
         const json = JSON.stringify(result === undefined ? null : result);
         return json;
       } catch (e) {

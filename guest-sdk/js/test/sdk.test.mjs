@@ -80,3 +80,25 @@ test("UTF-8 without TextEncoder / TextDecoder, as in QuickJS", () => {
     [globalThis.TextEncoder, globalThis.TextDecoder] = saved;
   }
 });
+
+test("an async handler is a failed result, never a false success", async () => {
+  const thrown = (run) => {
+    try {
+      return { ok: defineCommand(run).execute(command("{}")) };
+    } catch (e) {
+      return e;
+    }
+  };
+  const resolved = thrown(async () => ({ success: true }));
+  strictEqual(resolved.tag, "failed", JSON.stringify(resolved));
+  strictEqual(resolved.val.includes("remove `async`"), true, resolved.val);
+  const rejected = thrown(async () => {
+    throw new Error("boom");
+  });
+  strictEqual(rejected.tag, "failed", JSON.stringify(rejected));
+  // A plain function that throws stays an error result too.
+  deepStrictEqual(thrown(() => { throw new Error("boom"); }), { tag: "failed", val: "boom" });
+  // The rejected Promise was handled: no unhandled rejection ends the test run.
+  await new Promise((r) => setImmediate(r));
+});
+
