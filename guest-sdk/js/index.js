@@ -148,7 +148,7 @@ function entry(e) {
 
 /** Files under the named roots the manifest grants (`files = { videos = "ro" }`). */
 export const files = {
-  read: (root, path, maxBytes = READ_CAP) => host(() => hostFiles.read(root, path, u64(maxBytes))),
+  read: (root, path, maxBytes = READ_CAP) => host(() => hostFiles.read(root, path, u64(root, maxBytes))),
   readText: (root, path, maxBytes) => utf8.decode(files.read(root, path, maxBytes)),
   readJson(root, path, maxBytes) {
     const raw = files.readText(root, path, maxBytes);
@@ -188,9 +188,11 @@ export const files = {
 // engines give BigInt a `typeof`, so tell them apart by what the host
 // returned for a u64 once (SpiderMonkey hands BigInts back).
 let u64IsBigInt;
-function u64(n) {
+// The probe asks about the folder the caller is about to touch, so it needs
+// no grant beyond that folder's.
+function u64(root, n) {
   if (u64IsBigInt === undefined) {
-    u64IsBigInt = typeof host(() => hostFiles.freeBytes("videos")) === "bigint";
+    u64IsBigInt = typeof host(() => hostFiles.freeBytes(root)) === "bigint";
   }
   return u64IsBigInt ? BigInt(n) : Number(n);
 }

@@ -102,3 +102,11 @@ test("an async handler is a failed result, never a false success", async () => {
   await new Promise((r) => setImmediate(r));
 });
 
+test("reading a file asks about the folder it reads only (a config-only grant is enough)", async () => {
+  // A fresh copy of the SDK: the engine probe runs once per instance.
+  const sdk = await import("../index.js?config-only");
+  host.freeBytesAsked = [];
+  host.files["config/site.json"] = '{"a":1}';
+  deepStrictEqual(sdk.files.readJson("config", "site.json"), { a: 1 });
+  deepStrictEqual(host.freeBytesAsked, ["config"]);
+});
