@@ -171,6 +171,8 @@ fn a_typescript_component_from_component_new_builds_tests_and_runs_outside_the_r
         "npm wrote the lockfile"
     );
     npm(&["test"]);
+    // src/ and test/ type-check as they are (test/ with Node's types).
+    npm(&["run", "typecheck"]);
     npm(&["run", "build"]);
     let wasm = project.join("dist/video-stats.wasm");
     assert!(
