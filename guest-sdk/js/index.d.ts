@@ -26,7 +26,12 @@ export declare class CommandError extends Error {
   isNotFound(): boolean;
   toWit(): WitError;
 }
+/** Any thrown value as a CommandError; an Error that is not one gets the
+ * frames of its stack that lie in the project's sources (`src/index.ts:12`). */
 export declare function toCommandError(thrown: unknown): CommandError;
+/** The frames of `stack` in the project's sources, one `\n    at …` line each
+ * (at most 8), from the line table the build appends to the bundle. */
+export declare function sourceFrames(stack: string | undefined, table?: { files: string[]; lines: number[] }): string;
 
 /** Facts about the command being run, besides its data. */
 export interface Context {

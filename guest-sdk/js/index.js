@@ -59,8 +59,54 @@ export function toCommandError(thrown) {
   if (wit && typeof wit === "object" && typeof wit.tag === "string" && KINDS.includes(wit.tag)) {
     return new CommandError(wit.tag, String(wit.val ?? ""));
   }
-  if (thrown instanceof Error) return CommandError.failed(thrown.message || String(thrown));
+  if (thrown instanceof Error) {
+    const where = sourceFrames(thrown.stack);
+    return CommandError.failed((thrown.message || String(thrown)) + where);
+  }
   return CommandError.failed(String(thrown));
+}
+
+/** At most this many frames of the author's code follow the message. */
+const MAX_FRAMES = 8;
+/** Each frame line is cut to this many characters. */
+const MAX_FRAME_CHARS = 160;
+
+/**
+ * The frames of a stack that lie in the project's own sources, as
+ * `\n    at name (src/index.ts:12)` lines. The build (build/bundle-config.mjs)
+ * appends the table from bundle lines to source lines as
+ * `globalThis.__neoproSourceLines`; without it (or for frames in
+ * libraries) nothing is added.
+ */
+export function sourceFrames(stack, table = globalThis.__neoproSourceLines) {
+  if (typeof stack !== "string" || !table || !Array.isArray(table.lines) || !Array.isArray(table.files)) return "";
+  const lines = table.lines;
+  const out = [];
+  for (const frame of stack.split("\n")) {
+    const m = /^\s*at (?:(.*?) \()?(?:.*?):(\d+)(?::\d+)?\)?\s*$/.exec(frame);
+    if (!m) continue;
+    const line = Number(m[2]);
+    // The table's triples are sorted by bundle line: binary search.
+    let lo = 0;
+    let hi = lines.length / 3 - 1;
+    let hit = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const at = lines[mid * 3];
+      if (at === line) {
+        hit = mid;
+        break;
+      }
+      if (at < line) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    if (hit < 0) continue;
+    const where = `${table.files[lines[hit * 3 + 1]]}:${lines[hit * 3 + 2]}`;
+    const text = `    at ${m[1] ? `${m[1]} (${where})` : where}`;
+    out.push(text.length > MAX_FRAME_CHARS ? text.slice(0, MAX_FRAME_CHARS - 1) + "…" : text);
+    if (out.length === MAX_FRAMES) break;
+  }
+  return out.length === 0 ? "" : "\n" + out.join("\n");
 }
 
 /** Runs a host call, turning its error into a CommandError. */

@@ -96,7 +96,12 @@ if (existsSync(signature)) {
   process.stdout.write(`removed ${signature}, the signature of the previous build: sign this one again\n`);
 }
 const jco = join(dirname(fileURLToPath(import.meta.resolve("@bytecodealliance/jco"))), "jco.js");
-const args = ["--import", join(here, "preopens.mjs"), jco, "componentize", resolve(project, options.src), "--wit", witDir(project), "--world-name", "command", "-o", wasm];
+const args = [
+  "--import", join(here, "preopens.mjs"), jco, "componentize", resolve(project, options.src),
+  "--wit", witDir(project), "--world-name", "command", "-o", wasm,
+  // Errors name src/*.ts lines: see bundle-config.mjs.
+  "--bundle", "--bundle-config", join(here, "bundle-config.mjs"),
+];
 if (options.engine === "quickjs") {
   // Without it, the QuickJS build needs the component-model async ABI
   // (task.cancel), which the agent does not enable.
@@ -106,7 +111,11 @@ if (options.engine === "quickjs") {
   args.push("--disable", "http", "fetch-event");
 }
 const started = Date.now();
-const run = spawnSync(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
+const run = spawnSync(process.execPath, args, {
+  stdio: ["ignore", "pipe", "pipe"],
+  encoding: "utf8",
+  env: { ...process.env, NEOPRO_PROJECT: project },
+});
 if (run.status !== 0) {
   process.stderr.write(run.stdout + run.stderr);
   fail(`building ${wasm} failed`);

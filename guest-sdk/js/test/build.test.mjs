@@ -1,9 +1,9 @@
 // The build step (build/cli.mjs) on throwaway projects: it type-checks
 // before building and never leaves the previous build's signature behind.
 import { test } from "node:test";
-import { strictEqual, match, doesNotMatch } from "node:assert";
+import { deepStrictEqual, doesNotMatch, match, strictEqual } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -72,7 +72,7 @@ test("an async handler is refused at build time with the reason", () => {
   }
 });
 
-test("a build removes the previous build's signature", () => {
+test("a build removes the previous build's signature and embeds the source line table", () => {
   const dir = project(header + 'export const handler = defineCommand(() => ({ n: files.list("videos", "").length }));\n');
   try {
     mkdirSync(join(dir, "dist"));
@@ -83,6 +83,13 @@ test("a build removes the previous build's signature", () => {
     strictEqual(existsSync(join(dir, "dist", "demo.sig")), false, "stale signature left behind");
     match(out, /removed .*demo\.sig, the signature of the previous build/);
     doesNotMatch(err, /error/i);
+    // The table bundle-config.mjs appends: line 2 of src/index.ts is in it.
+    const wasm = readFileSync(join(dir, "dist", "demo.wasm"), "latin1");
+    const table = /globalThis\.__neoproSourceLines = (\{.*?\});/.exec(wasm);
+    strictEqual(table !== null, true, "no source line table in the component");
+    const { files: names, lines } = JSON.parse(table[1]);
+    deepStrictEqual(names, ["src/index.ts"]);
+    strictEqual(lines.length > 0 && lines.length % 3 === 0 && lines[2] === 2, true, table[1]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

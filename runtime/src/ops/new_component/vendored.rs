@@ -93,6 +93,10 @@ pub const JS_SDK: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/js/index.d.ts"),
     ),
     (
+        "build/bundle-config.mjs",
+        include_str!("../../../../guest-sdk/js/build/bundle-config.mjs"),
+    ),
+    (
         "build/cli.mjs",
         include_str!("../../../../guest-sdk/js/build/cli.mjs"),
     ),
