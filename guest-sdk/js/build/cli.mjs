@@ -9,7 +9,7 @@
 // error stops the build) and removes dist/<name>.sig, the signature of the
 // previous build.
 //
-// QuickJS is the default engine: a 1.6 MB component that compiles on a
+// QuickJS is the default engine: a ~1.8 MB component that compiles on a
 // 1 GB Raspberry Pi. SpiderMonkey (--engine spidermonkey) runs heavy code
 // faster but makes a 13 MB component whose first compile needs ~500 MB.
 import { spawnSync } from "node:child_process";

@@ -34,6 +34,9 @@ fn every_sdk_source_and_wit_file_is_vendored() {
         .into();
     for (folder, ext) in [
         ("build", ".mjs"),
+        ("testing", ".js"),
+        ("testing", ".mjs"),
+        ("testing", ".d.ts"),
         ("types", ".d.ts"),
         ("types/interfaces", ".d.ts"),
     ] {
@@ -154,8 +157,12 @@ fn writes_a_typescript_project_with_the_sdk_and_wit() {
         "video-stats.toml",
         "src/index.ts",
         "test/count.test.ts",
+        "test/index.test.ts",
         "neopro-guest-sdk/package.json",
         "neopro-guest-sdk/build/cli.mjs",
+        "neopro-guest-sdk/build/bundle-config.mjs",
+        "neopro-guest-sdk/testing/index.js",
+        "neopro-guest-sdk/testing/register.mjs",
         "neopro-guest-sdk/types/interfaces/neopro-agent-files.d.ts",
         "wit/world.wit",
     ] {

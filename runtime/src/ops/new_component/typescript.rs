@@ -40,6 +40,10 @@ pub(crate) fn files(names: &Names) -> Vec<ProjectFile> {
             "test/count.test.ts",
             include_str!("templates/ts/test/count.test.ts.tmpl"),
         ),
+        template(
+            "test/index.test.ts",
+            include_str!("templates/ts/test/index.test.ts.tmpl"),
+        ),
         template("README.md", include_str!("templates/ts/README.md.tmpl")),
     ];
     files.extend(JS_SDK.iter().map(|(path, text)| {

@@ -109,6 +109,22 @@ pub const JS_SDK: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/js/build/shim-resolve.mjs"),
     ),
     (
+        "testing/index.d.ts",
+        include_str!("../../../../guest-sdk/js/testing/index.d.ts"),
+    ),
+    (
+        "testing/index.js",
+        include_str!("../../../../guest-sdk/js/testing/index.js"),
+    ),
+    (
+        "testing/host.mjs",
+        include_str!("../../../../guest-sdk/js/testing/host.mjs"),
+    ),
+    (
+        "testing/register.mjs",
+        include_str!("../../../../guest-sdk/js/testing/register.mjs"),
+    ),
+    (
         "types/command.d.ts",
         include_str!("../../../../guest-sdk/js/types/command.d.ts"),
     ),
