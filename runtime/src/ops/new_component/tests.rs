@@ -183,3 +183,28 @@ fn writes_a_typescript_project_with_the_sdk_and_wit() {
         );
     }
 }
+
+#[test]
+fn a_typescript_project_ships_a_lockfile_matching_its_package_and_sdk() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    create("video-stats", tmp.path(), Lang::Ts).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tmp.path().join("video-stats");
+    let json = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let lock = json(&dir.join("package-lock.json"));
+    let package = json(&dir.join("package.json"));
+    let sdk = json(&repo().join("guest-sdk/js/package.json"));
+    assert_eq!(lock["name"], "video-stats");
+    assert_eq!(lock["packages"][""]["name"], "video-stats");
+    // What `npm ci` compares: the root's dependencies, and the vendored SDK's.
+    assert_eq!(
+        lock["packages"][""]["devDependencies"],
+        package["devDependencies"]
+    );
+    let locked_sdk = &lock["packages"]["node_modules/@neopro/guest-sdk"];
+    assert_eq!(locked_sdk["resolved"], "file:neopro-guest-sdk");
+    assert_eq!(locked_sdk["dependencies"], sdk["dependencies"]);
+    assert_eq!(locked_sdk["version"], sdk["version"]);
+}
