@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub enum Lang {
     /// A Rust crate (`cargo build --release --target wasm32-wasip2`).
     Rust,
-    /// A TypeScript package (`npm install && npm run build`, QuickJS engine).
+    /// A TypeScript package (`npm ci && npm run build`, QuickJS engine).
     Ts,
 }
 

@@ -174,7 +174,7 @@ fn writes_a_typescript_project_with_the_sdk_and_wit() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(package["name"], "video-stats");
     assert_eq!(package["scripts"]["build"], "neopro-component build");
-    // Every version pinned exactly, so `npm install` writes a reproducible lockfile.
+    // Every version pinned exactly, as in the shipped lockfile.
     for (dep, version) in package["devDependencies"].as_object().into_iter().flatten() {
         let v = version.as_str().unwrap_or_default();
         assert!(

@@ -115,7 +115,7 @@ pub(crate) fn files(names: &Names) -> Result<Vec<ProjectFile>, NewComponentError
 pub(crate) fn next_steps(names: &Names) -> Vec<String> {
     vec![
         format!("cd {}", names.component),
-        "npm install".to_owned(),
+        "npm ci".to_owned(),
         "npm test".to_owned(),
         "npm run build".to_owned(),
         format!(
