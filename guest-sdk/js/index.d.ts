@@ -26,7 +26,12 @@ export declare class CommandError extends Error {
   isNotFound(): boolean;
   toWit(): WitError;
 }
+/** Any thrown value as a CommandError; an Error that is not one gets the
+ * frames of its stack that lie in the project's sources (`src/index.ts:12`). */
 export declare function toCommandError(thrown: unknown): CommandError;
+/** The frames of `stack` in the project's sources, one `\n    at …` line each
+ * (at most 8), from the line table the build appends to the bundle. */
+export declare function sourceFrames(stack: string | undefined, table?: { files: string[]; lines: number[] }): string;
 
 /** Facts about the command being run, besides its data. */
 export interface Context {
@@ -43,8 +48,16 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 export interface Handler {
   execute(command: { id: string; commandType: string; data: string }): string;
 }
+/**
+ * What a handler may return: a JSON-able value, never a Promise. The agent
+ * calls the handler synchronously (host calls return their result
+ * directly), so an `async` handler does not type-check ("Type 'Promise<…>'
+ * is not assignable to type 'NotAPromise'") and, if it gets built anyway,
+ * its command ends `failed`, never in a false success.
+ */
+export type NotAPromise = Json | (object & { then?: never });
 export declare function defineCommand<Data = Record<string, unknown>>(
-  run: (data: Partial<Data>, ctx: Context) => Json | object,
+  run: (data: Partial<Data>, ctx: Context) => NotAPromise,
 ): Handler;
 
 type Logger = (...args: unknown[]) => void;

@@ -59,8 +59,54 @@ export function toCommandError(thrown) {
   if (wit && typeof wit === "object" && typeof wit.tag === "string" && KINDS.includes(wit.tag)) {
     return new CommandError(wit.tag, String(wit.val ?? ""));
   }
-  if (thrown instanceof Error) return CommandError.failed(thrown.message || String(thrown));
+  if (thrown instanceof Error) {
+    const where = sourceFrames(thrown.stack);
+    return CommandError.failed((thrown.message || String(thrown)) + where);
+  }
   return CommandError.failed(String(thrown));
+}
+
+/** At most this many frames of the author's code follow the message. */
+const MAX_FRAMES = 8;
+/** Each frame line is cut to this many characters. */
+const MAX_FRAME_CHARS = 160;
+
+/**
+ * The frames of a stack that lie in the project's own sources, as
+ * `\n    at name (src/index.ts:12)` lines. The build (build/bundle-config.mjs)
+ * appends the table from bundle lines to source lines as
+ * `globalThis.__neoproSourceLines`; without it (or for frames in
+ * libraries) nothing is added.
+ */
+export function sourceFrames(stack, table = globalThis.__neoproSourceLines) {
+  if (typeof stack !== "string" || !table || !Array.isArray(table.lines) || !Array.isArray(table.files)) return "";
+  const lines = table.lines;
+  const out = [];
+  for (const frame of stack.split("\n")) {
+    const m = /^\s*at (?:(.*?) \()?(?:.*?):(\d+)(?::\d+)?\)?\s*$/.exec(frame);
+    if (!m) continue;
+    const line = Number(m[2]);
+    // The table's triples are sorted by bundle line: binary search.
+    let lo = 0;
+    let hi = lines.length / 3 - 1;
+    let hit = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const at = lines[mid * 3];
+      if (at === line) {
+        hit = mid;
+        break;
+      }
+      if (at < line) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    if (hit < 0) continue;
+    const where = `${table.files[lines[hit * 3 + 1]]}:${lines[hit * 3 + 2]}`;
+    const text = `    at ${m[1] ? `${m[1]} (${where})` : where}`;
+    out.push(text.length > MAX_FRAME_CHARS ? text.slice(0, MAX_FRAME_CHARS - 1) + "…" : text);
+    if (out.length === MAX_FRAMES) break;
+  }
+  return out.length === 0 ? "" : "\n" + out.join("\n");
 }
 
 /** Runs a host call, turning its error into a CommandError. */
@@ -148,7 +194,7 @@ function entry(e) {
 
 /** Files under the named roots the manifest grants (`files = { videos = "ro" }`). */
 export const files = {
-  read: (root, path, maxBytes = READ_CAP) => host(() => hostFiles.read(root, path, u64(maxBytes))),
+  read: (root, path, maxBytes = READ_CAP) => host(() => hostFiles.read(root, path, u64(root, maxBytes))),
   readText: (root, path, maxBytes) => utf8.decode(files.read(root, path, maxBytes)),
   readJson(root, path, maxBytes) {
     const raw = files.readText(root, path, maxBytes);
@@ -188,9 +234,11 @@ export const files = {
 // engines give BigInt a `typeof`, so tell them apart by what the host
 // returned for a u64 once (SpiderMonkey hands BigInts back).
 let u64IsBigInt;
-function u64(n) {
+// The probe asks about the folder the caller is about to touch, so it needs
+// no grant beyond that folder's.
+function u64(root, n) {
   if (u64IsBigInt === undefined) {
-    u64IsBigInt = typeof host(() => hostFiles.freeBytes("videos")) === "bigint";
+    u64IsBigInt = typeof host(() => hostFiles.freeBytes(root)) === "bigint";
   }
   return u64IsBigInt ? BigInt(n) : Number(n);
 }
@@ -251,6 +299,12 @@ export const configStore = {
   },
 };
 
+const ASYNC_HANDLER =
+  "the handler returned a Promise (an async function?): command handlers must be synchronous " +
+  "(the SDK's host calls return their result directly); remove `async` and `await` from the handler";
+
+const isThenable = (v) => v !== null && (typeof v === "object" || typeof v === "function") && typeof v.then === "function";
+
 /**
  * Makes the component's handler from `run(data, ctx)`: the command's data
  * parsed from JSON (`{}` when empty), the returned value sent back as the
@@ -271,6 +325,13 @@ export function defineCommand(run) {
           throw CommandError.invalidInput(`invalid data for command '${command.commandType}': ${e.message}`);
         }
         const result = run(data, { id: command.id, commandType: command.commandType });
+        if (isThenable(result)) {
+          // The agent calls the handler synchronously and host calls return
+          // their result directly: a Promise can never be awaited here, and
+          // JSON.stringify would turn it into a false success `{}`.
+          result.then(undefined, () => {});
+          throw CommandError.failed(ASYNC_HANDLER);
+        }
         const json = JSON.stringify(result === undefined ? null : result);
         return json;
       } catch (e) {

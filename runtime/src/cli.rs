@@ -29,8 +29,17 @@ enum Command {
     RunComponent {
         /// Installed component name, command type, or path to a .wasm file
         /// (its manifest is the .toml next to it; a .sig beside it is
-        /// verified against TRUSTED_COMPONENT_KEYS and must be valid).
+        /// verified against --key, else TRUSTED_COMPONENT_KEYS, and must be
+        /// valid).
         component: String,
+        /// A trusted public key (ed25519:<hex>) for the .sig beside a .wasm
+        /// file, instead of site.conf's TRUSTED_COMPONENT_KEYS; repeatable.
+        #[arg(long = "key", value_name = "PUBLIC_KEY")]
+        keys: Vec<String>,
+        /// Run a .wasm file without checking the .sig beside it (a local
+        /// test of a build signed before; a box always checks).
+        #[arg(long, conflicts_with = "keys")]
+        ignore_signature: bool,
         /// The command's data object as JSON.
         #[arg(long, conflicts_with = "data_file")]
         data: Option<String>,
@@ -103,10 +112,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::RunComponent {
             component,
+            keys,
+            ignore_signature,
             data,
             data_file,
             command_type,
-        } => run_component(&config, &component, data, data_file, command_type),
+        } => {
+            let trust = if ignore_signature {
+                Trust::Ignore
+            } else {
+                Trust::Keys(keys)
+            };
+            run_component(&config, &component, &trust, data, data_file, command_type)
+        }
         Command::Components => list_components(&config),
         Command::Component(command) => crate::ops::component::run(&config, command),
         Command::Run => {
@@ -141,13 +159,37 @@ fn run_agent(config: SiteConfig, config_file: Option<PathBuf>) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-fn find_component(config: &SiteConfig, which: &str) -> anyhow::Result<ComponentSpec> {
+/// How `run-component` treats the .sig beside a .wasm file.
+enum Trust {
+    /// Verify it against these keys, or site.conf's when none are given.
+    Keys(Vec<String>),
+    /// Do not look at it (`--ignore-signature`).
+    Ignore,
+}
+
+fn find_component(
+    config: &SiteConfig,
+    which: &str,
+    trust: &Trust,
+) -> anyhow::Result<ComponentSpec> {
     if which.ends_with(".wasm") || which.contains('/') {
         let path = Path::new(which);
         let spec = registry::spec_for_wasm(path)?;
         let bundle = crate::ops::component::Bundle::open(path)?;
-        if bundle.signature.is_some() {
-            let keys = crate::ops::component::site_keys(config)?;
+        if let (Some(_), Trust::Ignore) = (&bundle.signature, trust) {
+            eprintln!(
+                "signature: {} not checked (--ignore-signature)",
+                bundle.signature_path.display()
+            );
+        } else if let (Some(_), Trust::Keys(given)) = (&bundle.signature, trust) {
+            let keys = if given.is_empty() {
+                crate::ops::component::site_keys(config)?
+            } else {
+                given
+                    .iter()
+                    .map(|k| crate::signing::components::PublicKey::parse(k).context("--key"))
+                    .collect::<anyhow::Result<_>>()?
+            };
             let signer = bundle
                 .verify(&keys)
                 .with_context(|| format!("refusing to run {which}"))?;
@@ -190,6 +232,7 @@ impl ProgressSink for StderrProgress {
 fn run_component(
     config: &SiteConfig,
     which: &str,
+    trust: &Trust,
     data: Option<String>,
     data_file: Option<PathBuf>,
     command_type: Option<String>,
@@ -206,7 +249,7 @@ fn run_component(
         Ok(_) => bail!("--data must be a JSON object, like {{\"lines\": 50}}"),
         Err(e) => bail!("--data is not valid JSON: {e}"),
     }
-    let spec = find_component(config, which)?;
+    let spec = find_component(config, which, trust)?;
     let command_type = match command_type {
         Some(t) if spec.manifest.commands.contains(&t) => t,
         Some(t) => bail!("component '{}' does not handle '{t}'", spec.manifest.name),

@@ -219,6 +219,24 @@ fn operators_keygen_sign_verify_inspect_and_run_a_signed_bundle() {
         "{}",
         stderr(&out)
     );
+    // ...unless given the key, or told to ignore the signature (a local run).
+    let out = site.run(&["run-component", &wasm, "--key", &public]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("signature: valid, by trusted key"),
+        "{}",
+        stderr(&out)
+    );
+    let out = site.run(&["run-component", &wasm, "--ignore-signature"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("inventory.sig not checked (--ignore-signature)"),
+        "{}",
+        stderr(&out)
+    );
+    let other = "ed25519:".to_owned() + &"0".repeat(64);
+    let out = site.run(&["run-component", &wasm, "--key", &other]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     let conf = dir.join("site.conf");
     let mut text = std::fs::read_to_string(&conf).expect("site.conf");

@@ -165,12 +165,16 @@ fn a_typescript_component_from_component_new_builds_tests_and_runs_outside_the_r
             .env("npm_config_audit", "false")
             .env("npm_config_fund", "false"))
     };
-    npm(&["install", "--offline"]);
+    // The shipped lockfile, as it is: `npm ci` fails when it does not match
+    // package.json.
     assert!(
         project.join("package-lock.json").is_file(),
-        "npm wrote the lockfile"
+        "component new wrote the lockfile"
     );
+    npm(&["ci", "--offline"]);
     npm(&["test"]);
+    // src/ and test/ type-check as they are (test/ with Node's types).
+    npm(&["run", "typecheck"]);
     npm(&["run", "build"]);
     let wasm = project.join("dist/video-stats.wasm");
     assert!(
@@ -180,4 +184,30 @@ fn a_typescript_component_from_component_new_builds_tests_and_runs_outside_the_r
     let conf = site(&work.path().join("box"));
     assert_runs_like_the_template_says(&wasm, &conf);
     operator_tools_treat_it_as_any_component(&wasm, &conf, work.path());
+    // A bug in the handler, rebuilt: the signature of the previous build is
+    // gone (not refused as "signed for another build"), and the error
+    // names the TypeScript line, not the bundle's.
+    let index = project.join("src/index.ts");
+    let source = std::fs::read_to_string(&index).expect("src/index.ts");
+    let broken = source.replace(
+        "  const { videos, bytes } = countFiles(entries);",
+        "  const { videos, bytes } = countFiles(undefined as unknown as typeof entries);",
+    );
+    assert_ne!(broken, source, "the template's countFiles line moved");
+    std::fs::write(&index, broken).expect("src/index.ts");
+    npm(&["run", "build"]);
+    assert!(!wasm.with_extension("sig").exists(), "stale signature left");
+    let (code, _, stderr) = run_component(&wasm, &conf, r#"{"folder":"Match"}"#);
+    assert_eq!(code, 1, "{stderr}");
+    let line = source
+        .lines()
+        .position(|l| l.contains("countFiles(entries)"))
+        .expect("countFiles line")
+        + 1;
+    assert!(
+        stderr.contains("cannot read property 'filter' of undefined")
+            && stderr.contains("at countFiles (src/count.ts:6)")
+            && stderr.contains(&format!("(src/index.ts:{line})")),
+        "{stderr}"
+    );
 }

@@ -4,13 +4,16 @@
 // Builds the component of the project in the current folder: src/index.ts
 // (or --src) against the neopro:agent `command` world, into
 // dist/<name>.wasm with the manifest <name>.toml copied beside it, so
-// `neopro-runtime run-component dist/<name>.wasm` works as it is.
+// `neopro-runtime run-component dist/<name>.wasm` works as it is. It first
+// type-checks the project (`tsc --noEmit` on its tsconfig.json: a type
+// error stops the build) and removes dist/<name>.sig, the signature of the
+// previous build.
 //
-// QuickJS is the default engine: a 1.6 MB component that compiles on a
+// QuickJS is the default engine: a ~1.8 MB component that compiles on a
 // 1 GB Raspberry Pi. SpiderMonkey (--engine spidermonkey) runs heavy code
 // faster but makes a 13 MB component whose first compile needs ~500 MB.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -53,14 +56,52 @@ function witDir(project) {
   }
 }
 
+/** `tsc --noEmit` on the project's tsconfig.json: a type error stops the
+ * build (the bundler alone strips types without checking them). */
+function typecheck(project, src) {
+  const tsconfig = join(project, "tsconfig.json");
+  if (!existsSync(tsconfig)) {
+    if (/\.[cm]?tsx?$/.test(src)) fail(`no tsconfig.json in ${project}: the build type-checks ${src} with it`);
+    return;
+  }
+  const tsc = join(dirname(dirname(fileURLToPath(import.meta.resolve("typescript")))), "bin", "tsc");
+  const run = spawnSync(process.execPath, [tsc, "--noEmit", "--pretty", "false", "-p", tsconfig], {
+    cwd: project,
+    stdio: ["ignore", "pipe", "pipe"],
+    encoding: "utf8",
+  });
+  if (run.status === 0) return;
+  process.stderr.write(run.stdout + run.stderr);
+  if (/not assignable to type 'NotAPromise'/.test(run.stdout)) {
+    process.stderr.write(
+      "neopro-component: a handler returns a Promise: command handlers must be synchronous " +
+        "(host calls return their result directly); remove `async` and `await` from it\n",
+    );
+  }
+  fail("type errors (above): the component was not built");
+}
+
 const options = parseArgs(process.argv.slice(2));
 const project = process.cwd();
 const { file: manifestFile, name } = manifest(project);
+typecheck(project, options.src);
 const out = resolve(project, options.out);
 mkdirSync(out, { recursive: true });
 const wasm = join(out, `${name}.wasm`);
+// A signature of the previous build would refuse this one ("signed for
+// another build"): sign again after building.
+const signature = join(out, `${name}.sig`);
+if (existsSync(signature)) {
+  rmSync(signature);
+  process.stdout.write(`removed ${signature}, the signature of the previous build: sign this one again\n`);
+}
 const jco = join(dirname(fileURLToPath(import.meta.resolve("@bytecodealliance/jco"))), "jco.js");
-const args = ["--import", join(here, "preopens.mjs"), jco, "componentize", resolve(project, options.src), "--wit", witDir(project), "--world-name", "command", "-o", wasm];
+const args = [
+  "--import", join(here, "preopens.mjs"), jco, "componentize", resolve(project, options.src),
+  "--wit", witDir(project), "--world-name", "command", "-o", wasm,
+  // Errors name src/*.ts lines: see bundle-config.mjs.
+  "--bundle", "--bundle-config", join(here, "bundle-config.mjs"),
+];
 if (options.engine === "quickjs") {
   // Without it, the QuickJS build needs the component-model async ABI
   // (task.cancel), which the agent does not enable.
@@ -70,7 +111,11 @@ if (options.engine === "quickjs") {
   args.push("--disable", "http", "fetch-event");
 }
 const started = Date.now();
-const run = spawnSync(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
+const run = spawnSync(process.execPath, args, {
+  stdio: ["ignore", "pipe", "pipe"],
+  encoding: "utf8",
+  env: { ...process.env, NEOPRO_PROJECT: project },
+});
 if (run.status !== 0) {
   process.stderr.write(run.stdout + run.stderr);
   fail(`building ${wasm} failed`);

@@ -50,7 +50,8 @@ export function listDir(root, path) {
   ];
 }
 
-export function freeBytes() {
+export function freeBytes(root) {
+  host.freeBytesAsked = [...(host.freeBytesAsked ?? []), root];
   return 1000n;
 }
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
-import { deepStrictEqual, strictEqual, throws } from "node:assert";
-import { CommandError, configStore, defineCommand, files, log, progress } from "../index.js";
+import { deepStrictEqual, match, strictEqual, throws } from "node:assert";
+import { CommandError, configStore, defineCommand, files, log, progress, sourceFrames } from "../index.js";
 
 const host = globalThis.fakeHost;
 const command = (data) => ({ id: "c1", commandType: "t", data });
@@ -79,4 +79,71 @@ test("UTF-8 without TextEncoder / TextDecoder, as in QuickJS", () => {
   } finally {
     [globalThis.TextEncoder, globalThis.TextDecoder] = saved;
   }
+});
+
+test("an async handler is a failed result, never a false success", async () => {
+  const thrown = (run) => {
+    try {
+      return { ok: defineCommand(run).execute(command("{}")) };
+    } catch (e) {
+      return e;
+    }
+  };
+  const resolved = thrown(async () => ({ success: true }));
+  strictEqual(resolved.tag, "failed", JSON.stringify(resolved));
+  strictEqual(resolved.val.includes("remove `async`"), true, resolved.val);
+  const rejected = thrown(async () => {
+    throw new Error("boom");
+  });
+  strictEqual(rejected.tag, "failed", JSON.stringify(rejected));
+  // A plain function that throws stays an error result too.
+  deepStrictEqual(thrown(() => { throw new Error("boom"); }), { tag: "failed", val: "boom" });
+  // The rejected Promise was handled: no unhandled rejection ends the test run.
+  await new Promise((r) => setImmediate(r));
+});
+
+test("reading a file asks about the folder it reads only (a config-only grant is enough)", async () => {
+  // A fresh copy of the SDK: the engine probe runs once per instance.
+  const sdk = await import("../index.js?config-only");
+  host.freeBytesAsked = [];
+  host.files["config/site.json"] = '{"a":1}';
+  deepStrictEqual(sdk.files.readJson("config", "site.json"), { a: 1 });
+  deepStrictEqual(host.freeBytesAsked, ["config"]);
+});
+
+test("an exception's frames in the project's sources follow its message", () => {
+  // The table the build appends: bundle lines 10, 11, 20 come from src/.
+  const table = { files: ["src/count.ts", "src/index.ts"], lines: [10, 1, 12, 11, 1, 13, 20, 0, 5] };
+  // QuickJS's format; lines not in the table (SDK, libraries) are left out.
+  const stack = [
+    "    at countFiles (/index.ts:20:17)",
+    "    at <anonymous> (/index.ts:11:9)",
+    "    at execute (/index.ts:500:3)",
+  ].join("\n");
+  strictEqual(sourceFrames(stack, table), "\n    at countFiles (src/count.ts:5)\n    at <anonymous> (src/index.ts:13)");
+  strictEqual(sourceFrames(stack, undefined), "");
+  strictEqual(sourceFrames(undefined, table), "");
+  // At most 8 frames, whatever the depth.
+  const deep = Array.from({ length: 50 }, () => "    at f (/index.ts:10:1)").join("\n");
+  strictEqual(sourceFrames(deep, table).split("\n").length, 9);
+});
+
+test("a handler's exception arrives with its source line when the build left a table", () => {
+  const here = new Error().stack.split("\n")[1];
+  const line = Number(/:(\d+):\d+\)?$/.exec(here)[1]);
+  globalThis.__neoproSourceLines = { files: ["src/index.ts"], lines: [line + 6, 0, 42] };
+  try {
+    const handler = defineCommand(() => {
+      const missing = undefined;
+      return missing.length;
+    });
+    handler.execute(command("{}"));
+  } catch (e) {
+    strictEqual(e.tag, "failed");
+    match(e.val, /^Cannot read properties of undefined \(reading 'length'\)\n    at (.*\()?src\/index\.ts:42\)?$/);
+    return;
+  } finally {
+    delete globalThis.__neoproSourceLines;
+  }
+  throw new Error("the handler did not throw");
 });

@@ -123,7 +123,7 @@ impl Bundle {
         };
         if keys.is_empty() {
             bail!(
-                "{} is signed but no trusted key is known: pass --key or set TRUSTED_COMPONENT_KEYS in site.conf",
+                "{} is signed but no trusted key is known: pass --key, set TRUSTED_COMPONENT_KEYS in site.conf, or (run-component only) --ignore-signature",
                 self.signature_path.display()
             );
         }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub enum Lang {
     /// A Rust crate (`cargo build --release --target wasm32-wasip2`).
     Rust,
-    /// A TypeScript package (`npm install && npm run build`, QuickJS engine).
+    /// A TypeScript package (`npm ci && npm run build`, QuickJS engine).
     Ts,
 }
 
@@ -33,6 +33,10 @@ pub enum NewComponentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the TypeScript template's lockfile (guest-sdk/template-ts/package-lock.json, built in) is not what component new expects: {0}"
+    )]
+    Lockfile(String),
 }
 
 /// What was written, for the message printed to the author.
@@ -95,7 +99,7 @@ pub fn create(name: &str, parent: &Path, lang: Lang) -> Result<Created, NewCompo
     }
     let (files, next_steps) = match lang {
         Lang::Rust => (rust::files(&names), rust::next_steps(&names)),
-        Lang::Ts => (typescript::files(&names), typescript::next_steps(&names)),
+        Lang::Ts => (typescript::files(&names)?, typescript::next_steps(&names)),
     };
     let staging = parent.join(format!(".{}.new-component", names.component));
     let result = write_all(&staging, &files).and_then(|()| {

@@ -34,6 +34,9 @@ fn every_sdk_source_and_wit_file_is_vendored() {
         .into();
     for (folder, ext) in [
         ("build", ".mjs"),
+        ("testing", ".js"),
+        ("testing", ".mjs"),
+        ("testing", ".d.ts"),
         ("types", ".d.ts"),
         ("types/interfaces", ".d.ts"),
     ] {
@@ -154,8 +157,12 @@ fn writes_a_typescript_project_with_the_sdk_and_wit() {
         "video-stats.toml",
         "src/index.ts",
         "test/count.test.ts",
+        "test/index.test.ts",
         "neopro-guest-sdk/package.json",
         "neopro-guest-sdk/build/cli.mjs",
+        "neopro-guest-sdk/build/bundle-config.mjs",
+        "neopro-guest-sdk/testing/index.js",
+        "neopro-guest-sdk/testing/register.mjs",
         "neopro-guest-sdk/types/interfaces/neopro-agent-files.d.ts",
         "wit/world.wit",
     ] {
@@ -167,7 +174,7 @@ fn writes_a_typescript_project_with_the_sdk_and_wit() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(package["name"], "video-stats");
     assert_eq!(package["scripts"]["build"], "neopro-component build");
-    // Every version pinned exactly, so `npm install` writes a reproducible lockfile.
+    // Every version pinned exactly, as in the shipped lockfile.
     for (dep, version) in package["devDependencies"].as_object().into_iter().flatten() {
         let v = version.as_str().unwrap_or_default();
         assert!(
@@ -175,4 +182,29 @@ fn writes_a_typescript_project_with_the_sdk_and_wit() {
             "{dep} {v}"
         );
     }
+}
+
+#[test]
+fn a_typescript_project_ships_a_lockfile_matching_its_package_and_sdk() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    create("video-stats", tmp.path(), Lang::Ts).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tmp.path().join("video-stats");
+    let json = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let lock = json(&dir.join("package-lock.json"));
+    let package = json(&dir.join("package.json"));
+    let sdk = json(&repo().join("guest-sdk/js/package.json"));
+    assert_eq!(lock["name"], "video-stats");
+    assert_eq!(lock["packages"][""]["name"], "video-stats");
+    // What `npm ci` compares: the root's dependencies, and the vendored SDK's.
+    assert_eq!(
+        lock["packages"][""]["devDependencies"],
+        package["devDependencies"]
+    );
+    let locked_sdk = &lock["packages"]["node_modules/@neopro/guest-sdk"];
+    assert_eq!(locked_sdk["resolved"], "file:neopro-guest-sdk");
+    assert_eq!(locked_sdk["dependencies"], sdk["dependencies"]);
+    assert_eq!(locked_sdk["version"], sdk["version"]);
 }

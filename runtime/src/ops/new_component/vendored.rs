@@ -93,6 +93,10 @@ pub const JS_SDK: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/js/index.d.ts"),
     ),
     (
+        "build/bundle-config.mjs",
+        include_str!("../../../../guest-sdk/js/build/bundle-config.mjs"),
+    ),
+    (
         "build/cli.mjs",
         include_str!("../../../../guest-sdk/js/build/cli.mjs"),
     ),
@@ -103,6 +107,22 @@ pub const JS_SDK: &[(&str, &str)] = &[
     (
         "build/shim-resolve.mjs",
         include_str!("../../../../guest-sdk/js/build/shim-resolve.mjs"),
+    ),
+    (
+        "testing/index.d.ts",
+        include_str!("../../../../guest-sdk/js/testing/index.d.ts"),
+    ),
+    (
+        "testing/index.js",
+        include_str!("../../../../guest-sdk/js/testing/index.js"),
+    ),
+    (
+        "testing/host.mjs",
+        include_str!("../../../../guest-sdk/js/testing/host.mjs"),
+    ),
+    (
+        "testing/register.mjs",
+        include_str!("../../../../guest-sdk/js/testing/register.mjs"),
     ),
     (
         "types/command.d.ts",
