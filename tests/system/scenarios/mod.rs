@@ -42,8 +42,8 @@ pub const GROUPS: &[&str] = &[
 /// package's precompiled artifacts on armhf) and `migration` (the bundle's
 /// `.deb` chosen and checked for the box's architecture, Node.js there).
 /// The others exercise systemd, polkit, dpkg's scripts and the agent's own
-/// logic, the same on every architecture, and run natively on the host's
-/// (an emulated run of them took minutes and proved nothing new).
+/// logic, the same on every architecture, and run natively on the host's;
+/// under emulation they only cost CI time (`--scenario NAME` runs one).
 pub const EMULATED: &[&str] = &["files", "migration"];
 
 /// The NEOPRO root of the box (Raspberry Pi OS layout).
