@@ -6,7 +6,7 @@
 #![allow(clippy::expect_used)]
 
 use neopro_e2e::Site;
-use neopro_e2e::conformance::{CentralTimings, ConfCentral};
+use neopro_e2e::conformance::{CentralTimings, ConfCentral, ConfWebApp};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -116,4 +116,40 @@ async fn wait_row(
                 .filter(|r| done(r))
         })
         .await
+}
+
+/// Point 1: every content change reaches the TV as a reload; the web app
+/// is the real library, which drops an event read together with the
+/// namespace disconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_content_change_reloads_the_tv() {
+    const CHANGES: usize = 8;
+    let central = central().await;
+    let site = site();
+    let app = ConfWebApp::start(site.dir.path()).await;
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf(&format!(
+        "ALLOWED_COMMANDS=update_config\nLOCAL_APP_URL={}\n",
+        app.url()
+    ));
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    for i in 1..=CHANGES {
+        let configuration = json!({"categories": [], "version": format!("3.{i}")});
+        let id = central
+            .command(
+                "site-1",
+                "update_config",
+                json!({"configuration": configuration, "mode": "replace"}),
+            )
+            .await
+            .expect("sent");
+        let result = central.result_of(&id, FIRST_RUN).await;
+        assert_eq!(result["status"], "success", "{result}");
+        let reload = app.nth_reload(i, WAIT).await;
+        assert_eq!(reload["version"], json!(format!("3.{i}")));
+    }
+    assert_eq!(app.tv_reloads().len(), CHANGES);
+    assert_eq!(app.peer.of("handled", "config_updated").len(), CHANGES);
+    agent.stop().await;
 }

@@ -16,10 +16,13 @@
 
 pub mod backoff;
 mod connection;
+mod notify;
 pub mod oversized;
 pub mod packet;
 pub mod salvage;
 pub mod tls;
+
+pub use notify::notify_once;
 
 use backoff::{Backoff, BackoffPolicy};
 use serde_json::Value;
@@ -232,27 +235,6 @@ pub fn spawn(config: LinkConfig) -> (LinkHandle, mpsc::UnboundedReceiver<LinkEve
         },
         event_rx,
     )
-}
-
-/// Connects, emits one event and disconnects, all within `timeout`: how the
-/// agent pokes the local web app (`config_updated` and friends).
-pub async fn notify_once(
-    url: &str,
-    event: &str,
-    args: &[Value],
-    timeout: Duration,
-) -> Result<(), String> {
-    let config = LinkConfig {
-        server_url: url.to_owned(),
-        connect_timeout: timeout,
-        backoff: BackoffPolicy::default(),
-    };
-    let tls = tls::client_config().ok();
-    let conn = connection::open(&config, tls).await?;
-    match tokio::time::timeout(timeout, conn.emit_and_leave(event, args)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
-    }
 }
 
 /// What ended a connection.
