@@ -153,3 +153,110 @@ async fn every_content_change_reloads_the_tv() {
     assert_eq!(app.peer.of("handled", "config_updated").len(), CHANGES);
     agent.stop().await;
 }
+
+/// Point 2: results over the server's 1,000,000-byte `maxPayload` (the
+/// real library closes the websocket on such a frame) never leave the box:
+/// `get_logs` sends its newest lines, `get_config` an error naming size and
+/// limit, `sync_local_state` is skipped; the link stays up throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_results_never_take_the_box_offline() {
+    let central = central().await;
+    let site = site();
+    // 10,000 lines of 200 bytes: a 2 MB agent log.
+    let log: String = (0..10_000)
+        .map(|i| format!("{i:05} {}\n", "x".repeat(194)))
+        .collect();
+    site.write("neopro/logs/sync-agent.log", &log);
+    // A configuration.json of 1.2 MB.
+    let big = json!({"categories": [], "version": "2.0", "notes": "n".repeat(1_200_000)});
+    site.write("neopro/webapp/configuration.json", &big.to_string());
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf("ALLOWED_COMMANDS=get_config,get_logs\n");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+
+    let logs = central
+        .command(
+            "site-1",
+            "get_logs",
+            json!({"service": "sync-agent", "lines": 10000}),
+        )
+        .await
+        .expect("sent");
+    let result = central.result_of(&logs, FIRST_RUN).await;
+    assert_eq!(result["status"], "success", "{}", short(&result));
+    assert_eq!(result["result"]["truncated"], json!(true));
+    let text = result["result"]["logs"].as_str().expect("logs");
+    assert!(text.ends_with(&format!("09999 {}\n", "x".repeat(194))));
+    let kept = result["result"]["lines"].as_u64().expect("lines");
+    assert_eq!(kept as usize, text.lines().count());
+    assert!((4_000..5_000).contains(&kept), "{kept} lines kept");
+    assert!(result.to_string().len() < 1_000_000);
+
+    let config = central
+        .command("site-1", "get_config", json!({}))
+        .await
+        .expect("sent");
+    let result = central.result_of(&config, FIRST_RUN).await;
+    assert_eq!(result["status"], "error", "{}", short(&result));
+    let error = result["error"].as_str().expect("error");
+    assert!(
+        error.contains("more than the 1000000 bytes the central server accepts"),
+        "{error}"
+    );
+
+    // Still the first connection: nothing closed it, and it still works.
+    let again = central
+        .command(
+            "site-1",
+            "get_logs",
+            json!({"service": "sync-agent", "lines": 5}),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(central.result_of(&again, WAIT).await["status"], "success");
+    assert!(
+        central.disconnects().is_empty(),
+        "{:?}",
+        central.disconnects()
+    );
+    assert_eq!(central.received("authenticate").len(), 1);
+    assert!(central.received("sync_local_state").is_empty());
+    agent.stop().await;
+}
+
+/// The Rust test central enforces the same limit (a frame over its
+/// announced `maxPayload` closes the connection); the agent stays under it
+/// there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_test_central_gets_results_that_fit_too() {
+    let central = neopro_e2e::central::Central::start(&[("site-1", "key-1")]).await;
+    let site = site();
+    let log: String = (0..10_000)
+        .map(|i| format!("{i:05} {}\n", "y".repeat(194)))
+        .collect();
+    site.write("neopro/logs/sync-agent.log", &log);
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.wait_booked("site-1", WAIT).await;
+    central.send_command(
+        "logs-1",
+        "get_logs",
+        json!({"service": "sync-agent", "lines": 10000}),
+    );
+    let result = central.result_of("logs-1", FIRST_RUN).await;
+    assert_eq!(
+        result["result"]["truncated"],
+        json!(true),
+        "{}",
+        short(&result)
+    );
+    assert_eq!(central.oversized(), 0);
+    assert_eq!(central.count("authenticate"), 1);
+    agent.stop().await;
+}
+
+/// A value for a failure message, cut short.
+fn short(v: &Value) -> String {
+    v.to_string().chars().take(300).collect()
+}

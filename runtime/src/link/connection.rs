@@ -57,6 +57,9 @@ pub(crate) struct Connection {
     pub(super) ws: Ws,
     /// The handshake's `pingInterval`.
     pub(crate) ping_interval_ms: u64,
+    /// The handshake's `maxPayload` (upstream's default when absent): the
+    /// largest message the server accepts.
+    pub(crate) max_payload: u64,
     dead_after: Duration,
     /// Largest message decoded (`maxPayload` plus a margin).
     max_message: usize,
@@ -145,6 +148,7 @@ pub(crate) async fn open(
         Ok(Connection {
             ws,
             ping_interval_ms: open.ping_interval,
+            max_payload: open.max_payload.unwrap_or(oversized::DEFAULT_MAX_PAYLOAD),
             dead_after: Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout)),
             max_message: oversized::message_limit(open.max_payload),
             pending_acks: HashMap::new(),

@@ -102,6 +102,10 @@ pub enum LinkError {
     Closed,
     #[error("no acknowledgement within {0:?}")]
     AckTimeout(Duration),
+    #[error(
+        "the message is {bytes} bytes, more than the {limit} bytes the central server accepts (its maxPayload); it was not sent"
+    )]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 #[derive(Debug)]
@@ -126,6 +130,8 @@ pub struct LinkHandle {
     state: watch::Receiver<LinkState>,
     /// The last handshake's `pingInterval` in ms (0 before any).
     ping_interval_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The last handshake's `maxPayload` in bytes (0 before any).
+    max_payload: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LinkHandle {
@@ -139,6 +145,19 @@ impl LinkHandle {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         }
+    }
+
+    /// The largest message the server accepts: the last handshake's
+    /// `maxPayload`, or upstream's 1,000,000 bytes before any or when the
+    /// handshake has none. The server closes the connection on a bigger
+    /// frame, so nothing larger may be emitted.
+    pub fn max_payload(&self) -> usize {
+        match self.max_payload.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => oversized::DEFAULT_MAX_PAYLOAD,
+            bytes => bytes,
+        }
+        .try_into()
+        .unwrap_or(usize::MAX)
     }
 
     /// Current state.
@@ -159,13 +178,23 @@ impl LinkHandle {
         self.commands.send(command).map_err(|_| LinkError::Closed)
     }
 
-    /// Emits an event. Fails when not connected; success means "written
-    /// to the connection", not "received" (see [`LinkEvent::ServerPing`]).
+    /// Emits an event. Fails when not connected, or when the message is
+    /// over the server's `maxPayload` (the server would close the
+    /// connection, and the agent would send it again after reconnecting);
+    /// success means "written to the connection", not "received" (see
+    /// [`LinkEvent::ServerPing`]).
     pub fn emit(&self, name: &str, args: &[Value]) -> Result<(), LinkError> {
         if !self.is_connected() {
             return Err(LinkError::NotConnected);
         }
-        self.send(Command::Send(packet::encode_event(name, args, None)))
+        let packet = packet::encode_event(name, args, None);
+        // The Engine.IO `4` prefix counts too.
+        let bytes = packet.len() + 1;
+        let limit = self.max_payload();
+        if bytes > limit {
+            return Err(LinkError::TooLarge { bytes, limit });
+        }
+        self.send(Command::Send(packet))
     }
 
     /// Emits an event and waits for the server's acknowledgement.
@@ -220,18 +249,20 @@ pub fn spawn(config: LinkConfig) -> (LinkHandle, mpsc::UnboundedReceiver<LinkEve
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
     let ping_interval_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let max_payload = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     tokio::spawn(supervise(
         config,
         command_rx,
         event_tx,
         state_tx,
-        ping_interval_ms.clone(),
+        (ping_interval_ms.clone(), max_payload.clone()),
     ));
     (
         LinkHandle {
             commands: command_tx,
             state: state_rx,
             ping_interval_ms,
+            max_payload,
         },
         event_rx,
     )
@@ -250,7 +281,10 @@ async fn supervise(
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<LinkEvent>,
     state: watch::Sender<LinkState>,
-    ping_interval_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    (ping_interval_ms, max_payload): (
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ),
 ) {
     let mut backoff = Backoff::new(config.backoff);
     let tls = match tls::client_config() {
@@ -266,6 +300,7 @@ async fn supervise(
         let ended = match connection::open(&config, tls.clone()).await {
             Ok(conn) => {
                 ping_interval_ms.store(conn.ping_interval_ms, std::sync::atomic::Ordering::Relaxed);
+                max_payload.store(conn.max_payload, std::sync::atomic::Ordering::Relaxed);
                 let _ = state.send(LinkState::Connected);
                 let _ = events.send(LinkEvent::Connected);
                 tracing::info!("connected to {}", config.server_url);

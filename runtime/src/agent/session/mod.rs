@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod blocking;
+mod fit;
 pub mod heartbeat;
 mod journal_queue;
 pub mod link_status;
@@ -16,7 +17,7 @@ use crate::agent::dispatch::Dispatcher;
 use crate::agent::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
-use crate::link::{LinkEvent, LinkHandle};
+use crate::link::{LinkError, LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
 use blocking::off_worker;
 use journal_queue::JournalQueue;
@@ -660,8 +661,13 @@ impl Session {
     }
 
     fn sync_local_state(&mut self) {
-        if let Some(payload) = self.watcher.payload(&self.credentials.site_id) {
-            let _ = self.link.emit("sync_local_state", &[payload]);
+        if let Some(payload) = self.watcher.payload(&self.credentials.site_id)
+            && let Err(LinkError::TooLarge { bytes, limit }) =
+                self.link.emit("sync_local_state", &[payload])
+        {
+            tracing::warn!(
+                "configuration.json is too large to mirror to the central server: sync_local_state would be {bytes} bytes, over its limit of {limit} bytes; skipped (the dashboard keeps its previous copy)"
+            );
         }
     }
 
@@ -1053,12 +1059,24 @@ impl Session {
         if !self.authenticated || self.scheduled.contains(id) {
             return;
         }
-        if self
+        let fitted = fit::fit(id, outcome, self.link.max_payload());
+        let outcome = match &fitted {
+            Some((smaller, why)) => {
+                tracing::warn!("{why}");
+                smaller
+            }
+            None => outcome,
+        };
+        match self
             .link
             .emit("command_result", &[outcome.to_result_payload(id)])
-            .is_ok()
         {
-            self.in_flight.push((id.to_owned(), self.pings));
+            Ok(()) => self.in_flight.push((id.to_owned(), self.pings)),
+            Err(LinkError::TooLarge { .. }) => {
+                // Unreachable once fitted; never retried, whatever happens.
+                tracing::error!("the result of command {id} does not fit; not sent");
+            }
+            Err(_) => {}
         }
     }
 }
