@@ -260,3 +260,91 @@ async fn the_rust_test_central_gets_results_that_fit_too() {
 fn short(v: &Value) -> String {
     v.to_string().chars().take(300).collect()
 }
+
+/// A box at release 1.0.0 whose systemctl is a recording double, talking
+/// to `central`, allowed to update.
+fn updatable_site(central: &ConfCentral, fake: &neopro_e2e::fake_systemctl::FakeSystemctl) -> Site {
+    let site = Site::new();
+    site.write("neopro/webapp/index.html", "v1 index");
+    site.write("neopro/webapp/configuration.json", r#"{"categories":[]}"#);
+    site.write("neopro/server/app.js", "v1 server");
+    site.write("neopro/VERSION", "1.0.0\n");
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf(&format!(
+        "{}\nALLOWED_COMMANDS=update_software,rollback_update\nLOCAL_APP_URL=http://127.0.0.1:9\n",
+        fake.conf_line()
+    ));
+    site
+}
+
+fn release_2() -> Vec<u8> {
+    use neopro_e2e::release::{Item, tar_gz};
+    tar_gz(&[
+        Item::Dir("./"),
+        Item::Dir("./webapp/"),
+        Item::File("./webapp/index.html", b"v2 index"),
+        Item::File("./server/app.js", b"v2 server"),
+    ])
+}
+
+/// The Updates page's deployment of `archive` as `version` (upstream's
+/// fields: no signature, `packageSize` a string, bare hex checksum).
+fn add_update(
+    server: &neopro_e2e::http::FileServer,
+    archive: &[u8],
+    deployment: &str,
+    version: &str,
+    critical: bool,
+) -> Value {
+    json!({
+        "op": "add_update", "siteId": "site-1", "deploymentId": deployment,
+        "softwareUpdateId": format!("su-{version}"), "version": version,
+        "packageUrl": server.url("update.tar.gz"), "packageSize": archive.len(),
+        "checksum": neopro_runtime::store::hash::sha256_hex(archive),
+        "isCritical": critical, "description": "release", "changelog": null,
+    })
+}
+
+/// Point 6: the canary's `rollback_update` names the software update's id
+/// while the update came with the deployment's id as `updateId`; the
+/// rollback still puts back the release that update replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canarys_rollback_ids_are_understood() {
+    let central = central().await;
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let site = updatable_site(&central, &fake);
+    let archive = release_2();
+    let server =
+        neopro_e2e::http::FileServer::start(archive.clone(), neopro_e2e::http::Fault::None);
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    let reply = central
+        .peer
+        .control(add_update(&server, &archive, "dep-1", "2.0.0", true))
+        .await;
+    assert_eq!(reply["sent"], json!(true), "{reply}");
+    let sent = central.peer.nth("emit", "command", 1, WAIT).await;
+    assert_eq!(sent["data"]["updateId"], "dep-1", "upstream's shadowed id");
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let result = central.result_of(&id, FIRST_RUN).await;
+    assert_eq!(result["status"], "success", "{}", short(&result));
+    assert_eq!(
+        std::fs::read_to_string(site.path("neopro/VERSION")).expect("VERSION"),
+        "2.0.0\n"
+    );
+
+    let reply = central
+        .peer
+        .control(json!({"op": "canary_rollback", "siteId": "site-1",
+            "canaryDeploymentId": "canary-1", "softwareUpdateId": "su-2.0.0"}))
+        .await;
+    let rollback = reply["id"].as_str().expect("id").to_owned();
+    let result = central.result_of(&rollback, WAIT).await;
+    assert_eq!(result["status"], "success", "{}", short(&result));
+    assert_eq!(result["result"]["version"], "1.0.0");
+    assert_eq!(
+        std::fs::read_to_string(site.path("neopro/webapp/index.html")).expect("index"),
+        "v1 index"
+    );
+    agent.stop().await;
+}
