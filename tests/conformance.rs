@@ -348,3 +348,65 @@ async fn the_canarys_rollback_ids_are_understood() {
     );
     agent.stop().await;
 }
+
+/// Point 5: the server applies progress events on pooled connections, in
+/// no fixed order. A deployment that fails at once sends no 0 % start
+/// before its failure, and the failure goes out once more a little later,
+/// so the deployment reads failed, never in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deployment_ends_failed_whatever_the_servers_order() {
+    let central = central().await;
+    let site = site();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf("ALLOWED_COMMANDS=deploy_video\nLOCAL_APP_URL=http://127.0.0.1:9\n");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    for n in 1..=3 {
+        let deployment = format!("dep-fail-{n}");
+        let reply = central
+            .peer
+            .control(
+                json!({"op": "add_content", "siteId": "site-1", "deploymentId": deployment,
+                "video": {"videoId": format!("vid-{n}"), "videoUrl": "http://127.0.0.1:9/clip.mp4",
+                    "filename": "clip.mp4", "originalName": "Clip", "category": "Match",
+                    "checksum": "0".repeat(64)}}),
+            )
+            .await;
+        assert_eq!(reply["sent"], json!(true), "{reply}");
+        // The failure, then its re-send.
+        central
+            .peer
+            .wait(
+                &format!("two failures of {deployment}"),
+                FIRST_RUN,
+                |lines| {
+                    let failures = lines
+                        .iter()
+                        .filter(|l| {
+                            l["kind"] == "applied"
+                                && l["id"] == json!(deployment)
+                                && l["row"]["status"] == "failed"
+                        })
+                        .count();
+                    (failures >= 2).then_some(())
+                },
+            )
+            .await;
+        let events: Vec<Value> = central
+            .received("deploy_progress")
+            .into_iter()
+            .filter(|p| p["deploymentId"] == json!(deployment))
+            .collect();
+        assert!(
+            events.iter().all(|p| !p["error"].is_null()),
+            "only failures were sent: {events:?}"
+        );
+        let books = central.books().await;
+        assert_eq!(
+            books["content_deployments"][&deployment]["status"], "failed",
+            "{}",
+            books["content_deployments"][&deployment]
+        );
+    }
+    agent.stop().await;
+}
