@@ -410,3 +410,92 @@ async fn a_failed_deployment_ends_failed_whatever_the_servers_order() {
     }
     agent.stop().await;
 }
+
+/// The box's local hour, as the agent reads it.
+fn local_hour() -> u8 {
+    let out = std::process::Command::new("date")
+        .arg("+%H")
+        .output()
+        .expect("date runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("an hour")
+}
+
+/// Point 4: the server re-sends an in-progress update deployment under a
+/// new command id at every authentication. The box keeps one scheduled
+/// update for it, and when the window opens it runs once and every
+/// command id gets the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_update_is_scheduled_and_run_once() {
+    let central = central().await;
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let site = updatable_site(&central, &fake);
+    site.append_conf(&format!("AUTO_UPDATE_HOUR={}\n", (local_hour() + 12) % 24));
+    let archive = release_2();
+    let server =
+        neopro_e2e::http::FileServer::start(archive.clone(), neopro_e2e::http::Fault::None);
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    let reply = central
+        .peer
+        .control(add_update(&server, &archive, "dep-1", "2.0.0", false))
+        .await;
+    assert_eq!(reply["sent"], json!(true), "{reply}");
+    for n in 2..=5 {
+        // Scheduled (or joined) before the next authentication.
+        central
+            .peer
+            .nth("event", "update_progress", n - 1, FIRST_RUN)
+            .await;
+        central
+            .peer
+            .control(json!({"op": "kick", "siteId": "site-1"}))
+            .await;
+        central.peer.nth("emit", "command", n, WAIT).await;
+    }
+    let scheduled = neopro_runtime::agent::maintenance_window::Scheduled::new(&site.path("state"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while scheduled.list().first().map_or(0, |u| u.also.len()) < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            scheduled.list()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(scheduled.list().len(), 1, "one entry for the deployment");
+    assert!(central.received("command_result").is_empty());
+    agent.stop().await;
+
+    // The window opens: one run, five results.
+    site.append_conf(&format!("AUTO_UPDATE_HOUR={}\n", local_hour()));
+    let agent = site.start_agent();
+    let ids: Vec<String> = central
+        .sent("command")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    for id in &ids {
+        let result = central.result_of(id, FIRST_RUN).await;
+        assert_eq!(result["status"], "success", "{}", short(&result));
+    }
+    let installs = fake
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("stop neopro-app"))
+        .count();
+    assert_eq!(installs, 1, "{:?}", fake.calls());
+    let books = central.books().await;
+    assert_eq!(books["update_deployments"]["dep-1"]["status"], "completed");
+    agent.stop().await;
+    assert!(
+        central
+            .received("command_result")
+            .iter()
+            .all(|r| r["status"] == "success"),
+        "no interrupted or refused copy"
+    );
+}

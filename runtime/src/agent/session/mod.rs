@@ -880,6 +880,20 @@ impl Session {
             Decision::Run => return true,
             Decision::Refuse(error) => Outcome::Error { error },
             Decision::Schedule => {
+                if let Some(kept) = self.scheduled.same_deployment(data)
+                    && kept.id != id
+                {
+                    match self.scheduled.join(&kept, id) {
+                        Ok(()) => {
+                            tracing::info!(
+                                "update {id} is update {} again (same deployment, sent again by the server); it will get that update's result",
+                                kept.id
+                            );
+                            return false;
+                        }
+                        Err(e) => tracing::error!("{e}"),
+                    }
+                }
                 let update = ScheduledUpdate {
                     id: id.to_owned(),
                     command_type: command_type.to_owned(),
@@ -887,6 +901,7 @@ impl Session {
                     scheduled_for: crate::agent::maintenance_window::next_window_iso(
                         self.config.update_window,
                     ),
+                    also: Vec::new(),
                 };
                 match self.scheduled.add(&update) {
                     Ok(()) => {
@@ -923,7 +938,17 @@ impl Session {
                     continue;
                 }
                 self.send_result(&update.id, &outcome);
+                self.settle_joined(&update.also, &outcome);
             }
+        }
+    }
+
+    /// The ids that joined a scheduled update (the same deployment sent
+    /// again) get its final outcome, each under its own id: the server
+    /// keeps one command row per id.
+    fn settle_joined(&mut self, joined: &[String], outcome: &Outcome) {
+        for id in joined {
+            self.record_and_send(id.clone(), outcome.clone());
         }
     }
 
@@ -1039,10 +1064,18 @@ impl Session {
         }
         // Journaled: a scheduled update can be forgotten now, not before (a
         // restart in between finds it and its result).
-        if self.scheduled_running.remove(&id)
-            && let Err(e) = self.scheduled.remove(&id)
-        {
-            tracing::error!("{e}");
+        if self.scheduled_running.remove(&id) {
+            let joined = self
+                .scheduled
+                .list()
+                .into_iter()
+                .find(|u| u.id == id)
+                .map(|u| u.also)
+                .unwrap_or_default();
+            match self.scheduled.remove(&id) {
+                Ok(()) => self.settle_joined(&joined, &outcome),
+                Err(e) => tracing::error!("{e}"),
+            }
         }
         // Its closing progress event went out while the link was down, or
         // on a session that ended since.
