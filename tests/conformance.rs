@@ -499,3 +499,66 @@ async fn a_redelivered_update_is_scheduled_and_run_once() {
         "no interrupted or refused copy"
     );
 }
+
+/// Point 8: `diagnose` reports the running agent's link only for the key
+/// that agent uses; a file with another key fails the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_tells_which_key_the_running_agent_uses() {
+    use neopro_runtime::ops::diagnose::{DiagnoseArgs, Status, diagnose};
+    let central = central().await;
+    let site = site();
+    let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    // The status file is written by its own thread: wait for the session's
+    // authentication in it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while neopro_runtime::agent::session::link_status::read(&site.path("state"))
+        .ok()
+        .flatten()
+        .is_none_or(|s| s.state != "authenticated")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never authenticated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let args = DiagnoseArgs {
+        json: false,
+        timeout: 5,
+        auth: false,
+    };
+    let report = diagnose(&conf, &args).await;
+    assert_eq!(
+        report.check("agent").expect("agent check").status,
+        Status::Ok,
+        "{report:#?}"
+    );
+
+    let other = site.path("other.conf");
+    let text = std::fs::read_to_string(&conf).expect("site.conf") + "SITE_API_KEY=revoked-key\n";
+    std::fs::write(&other, text).expect("other.conf");
+    let report = diagnose(&other, &args).await;
+    let check = report.check("agent").expect("agent check");
+    assert_eq!(check.status, Status::Fail, "{report:#?}");
+    assert!(
+        check.detail.contains("another API key than this file has"),
+        "{}",
+        check.detail
+    );
+
+    // After a reconnect, no ping_check older than the connection is shown.
+    central
+        .peer
+        .control(json!({"op": "kick", "siteId": "site-1"}))
+        .await;
+    central.peer.nth("event", "authenticate", 2, WAIT).await;
+    let status = neopro_runtime::agent::session::link_status::read(&site.path("state"))
+        .expect("readable")
+        .expect("a status");
+    if let (Some(ping), Some(since)) = (&status.last_ping_check, &status.connected_since) {
+        assert!(ping >= since, "{status:?}");
+    }
+    agent.stop().await;
+}

@@ -103,7 +103,13 @@ const connectedSites = new Map(); // siteId -> socket
 const lastPongReceived = new Map(); // siteId -> ms
 const pendingCommands = new Map(); // commandId -> {siteId, type, sentAt, timeoutMs}
 
-const httpServer = http.createServer();
+// Upstream's server answers `/health`; anything else outside socket.io's
+// path is not part of this peer.
+const httpServer = http.createServer((req, res) => {
+  const health = req.url === "/health";
+  res.writeHead(health ? 200 : 404, { "content-type": "application/json" });
+  res.end(JSON.stringify(health ? { status: "healthy" } : { error: "Not found" }));
+});
 // Upstream's options; maxHttpBufferSize left at socket.io's default (1e6).
 const io = new Server(httpServer, {
   transports: ["websocket", "polling"],

@@ -396,6 +396,7 @@ impl Session {
                         .set_delivery_wait(ping.saturating_mul(2) + Duration::from_secs(5));
                 }
                 self.reload_credentials();
+                self.status.authenticating_with(&self.credentials.api_key);
                 if self
                     .link
                     .emit(
