@@ -562,3 +562,53 @@ async fn diagnose_tells_which_key_the_running_agent_uses() {
     }
     agent.stop().await;
 }
+
+/// Point 2, the backstop: a result after which the server drops the link
+/// again and again (a limit the agent does not know of) is replaced by an
+/// error result after 3 drops; the link then stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_server_keeps_dropping_becomes_an_error() {
+    let central = central().await;
+    let site = site();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    let id = "c-refused";
+    central
+        .peer
+        .control(json!({"op": "drop_on_result", "commandId": id}))
+        .await;
+    let reply = central
+        .peer
+        .control(json!({"op": "command", "siteId": "site-1", "type": "get_config", "data": {}, "id": id}))
+        .await;
+    assert_eq!(reply["sent"], json!(true));
+    let error = central
+        .peer
+        .wait("the replacement error", FIRST_RUN, |lines| {
+            lines
+                .iter()
+                .find(|l| {
+                    l["kind"] == "event"
+                        && l["event"] == "command_result"
+                        && l["data"]["commandId"] == json!(id)
+                        && l["data"]["status"] == "error"
+                })
+                .map(|l| l["data"]["error"].clone())
+        })
+        .await;
+    assert!(
+        error
+            .as_str()
+            .is_some_and(|e| e.contains("closed the connection right after this result 3 times")),
+        "{error}"
+    );
+    assert_eq!(central.peer.kind("kicked").len(), 3);
+    let after = central
+        .command("site-1", "get_config", json!({}))
+        .await
+        .expect("sent");
+    assert_eq!(central.result_of(&after, WAIT).await["status"], "success");
+    assert_eq!(central.peer.kind("kicked").len(), 3);
+    agent.stop().await;
+}

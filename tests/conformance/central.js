@@ -37,6 +37,8 @@
 //   {"op":"canary_rollback","seq":n,"siteId":..,"canaryDeploymentId":..,"softwareUpdateId":..}
 //   {"op":"books","seq":n}            the tables
 //   {"op":"kick","seq":n,"siteId":..} server-side disconnect of the site's socket
+//   {"op":"drop_on_result","seq":n,"commandId":..}  fault injection: a
+//        successful result for that id makes the server drop the connection
 
 "use strict";
 
@@ -222,8 +224,19 @@ function processPendingOnReconnect(siteId) {
   }
 }
 
+// Fault injection (not upstream behaviour): command ids whose successful
+// result makes the server drop the connection, as a limit the agent does
+// not know of would.
+const dropOnResult = new Set();
+
 function handleCommandResult(siteId, result) {
   const { commandId, status } = result || {};
+  if (dropOnResult.has(commandId) && status === "success") {
+    const socket = connectedSites.get(siteId);
+    print({ kind: "kicked", socket: socket && socket.id, why: "result refused" });
+    if (socket) socket.disconnect(true);
+    return;
+  }
   pendingCommands.delete(commandId);
   pooled(() => {
     const row = db.remote_commands.get(commandId);
@@ -494,6 +507,9 @@ function control(line) {
       }
       return reply({ id: command.id, sent: sendCommand(msg.siteId, command) });
     }
+    case "drop_on_result":
+      dropOnResult.add(msg.commandId);
+      return reply({});
     case "books":
       return reply({ books: books() });
     case "kick": {

@@ -12,6 +12,7 @@ mod journal_queue;
 pub mod link_status;
 pub mod local_state;
 mod progress;
+mod refused;
 
 use crate::agent::dispatch::Dispatcher;
 use crate::agent::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
@@ -146,6 +147,8 @@ pub struct Session {
     pings: u64,
     /// Results emitted and not yet proven received: (command id, pings then).
     in_flight: Vec<(String, u64)>,
+    /// Results after which the server dropped the link, again and again.
+    refused: refused::RefusedResults,
     watcher: ConfigWatcher,
     /// Updates waiting for the maintenance window (or running in it): kept
     /// until their final result is journaled.
@@ -211,6 +214,7 @@ impl Session {
             auth_failures: 0,
             pings: 0,
             in_flight: Vec::new(),
+            refused: refused::RefusedResults::default(),
             running: 0,
             journal_pending: 0,
             queue: JournalQueue::start(),
@@ -420,6 +424,7 @@ impl Session {
                 // Unconfirmed results stay in the outbox and go again after
                 // the next authentication.
                 self.in_flight.clear();
+                self.refused.link_dropped();
             }
             LinkEvent::ServerPing => self.on_server_ping(),
             LinkEvent::Oversized {
@@ -613,6 +618,9 @@ impl Session {
             });
             self.status
                 .results_waiting(self.journal.undelivered_count());
+        }
+        for id in &delivered {
+            self.refused.delivered(id);
         }
         let follow_ups = &self.dispatcher.host_services().follow_ups;
         for id in delivered {
@@ -1093,6 +1101,13 @@ impl Session {
         if !self.authenticated || self.scheduled.contains(id) {
             return;
         }
+        let replaced = self.refused.refused(id).map(|drops| {
+            let bytes = fit::frame_len("command_result", &outcome.to_result_payload(id));
+            let error = refused::replacement(drops, bytes);
+            tracing::error!("command {id}: {error}");
+            Outcome::Error { error }
+        });
+        let outcome = replaced.as_ref().unwrap_or(outcome);
         let fitted = fit::fit(id, outcome, self.link.max_payload());
         let outcome = match &fitted {
             Some((smaller, why)) => {
@@ -1105,7 +1120,10 @@ impl Session {
             .link
             .emit("command_result", &[outcome.to_result_payload(id)])
         {
-            Ok(()) => self.in_flight.push((id.to_owned(), self.pings)),
+            Ok(()) => {
+                self.refused.sent(id);
+                self.in_flight.push((id.to_owned(), self.pings));
+            }
             Err(LinkError::TooLarge { .. }) => {
                 // Unreachable once fitted; never retried, whatever happens.
                 tracing::error!("the result of command {id} does not fit; not sent");
