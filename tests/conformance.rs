@@ -612,3 +612,42 @@ async fn a_result_the_server_keeps_dropping_becomes_an_error() {
     assert_eq!(central.peer.kind("kicked").len(), 3);
     agent.stop().await;
 }
+
+/// A second connection of the site (e.g. `diagnose --auth`) closing makes
+/// the real server forget the site; the agent notices the missing
+/// `ping_check` and authenticates again, and commands reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_of_the_site_does_not_strand_the_agent() {
+    use neopro_runtime::link::{self, LinkConfig, LinkEvent};
+    let central = central().await;
+    let site = site();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+
+    let (handle, mut events) = link::spawn(LinkConfig::new(&central.url()));
+    loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(LinkEvent::Connected)) => handle
+                .emit(
+                    "authenticate",
+                    &[json!({"siteId": "site-1", "apiKey": "key-1"})],
+                )
+                .expect("emit"),
+            Ok(Some(LinkEvent::Event { name, .. })) if name == "authenticated" => break,
+            Ok(Some(_)) => {}
+            other => panic!("second session did not authenticate: {other:?}"),
+        }
+    }
+    handle.close().await;
+    // Forgotten, then back: a third authentication (PING_CHECK_TIMEOUT is
+    // 3 s in the test site.conf).
+    central.peer.nth("event", "authenticate", 3, WAIT).await;
+    central.wait_connected("site-1", WAIT).await;
+    let id = central
+        .command("site-1", "get_config", json!({}))
+        .await
+        .expect("sent");
+    assert_eq!(central.result_of(&id, FIRST_RUN).await["status"], "success");
+    agent.stop().await;
+}
