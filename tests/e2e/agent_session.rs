@@ -376,7 +376,7 @@ async fn an_oversized_command_gets_a_clear_error_and_the_next_one_runs() {
     site.write_agent_conf(&central.url(), "site-1", "key-1");
     let agent = site.start_agent();
     central.next("heartbeat", WAIT).await;
-    // 10 MiB: far over the test central's maxPayload (socketioxide: 100 kB).
+    // 10 MiB: far over the test central's maxPayload (socket.io's 1,000,000 bytes).
     let blob = "x".repeat(10 << 20);
     central.send_command("c-huge", "update_config", json!({"blob": blob}));
     let result = central.result_of("c-huge", WAIT).await;
@@ -385,7 +385,7 @@ async fn an_oversized_command_gets_a_clear_error_and_the_next_one_runs() {
     assert!(
         error.starts_with("Command too large: its message is 104858")
             && error.ends_with(
-                " bytes, more than the 165536 bytes this box accepts (the server's maxPayload plus a margin); it was not run"
+                " bytes, more than the 1065536 bytes this box accepts (the server's maxPayload plus a margin); it was not run"
             ),
         "{error}"
     );

@@ -10,6 +10,7 @@ mod artifact_cache;
 mod component_new;
 mod components;
 mod concurrency;
+mod conformance;
 mod content;
 mod crash;
 mod deploy;

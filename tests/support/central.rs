@@ -19,6 +19,16 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+/// The `maxPayload` the central announces: socket.io's default, which the
+/// real server keeps. socketioxide enforces it only on HTTP polling, so the
+/// handlers do for websocket frames (see [`Central::oversized`]).
+pub const MAX_PAYLOAD: usize = 1_000_000;
+
+/// Bytes of the websocket message `42["<event>",<data>]`.
+fn frame_len(event: &str, data: &Value) -> usize {
+    5 + Value::String(event.to_owned()).to_string().len() + data.to_string().len()
+}
+
 /// Events the central records (on any socket).
 const RECORDED: &[&str] = &[
     "authenticate",
@@ -46,6 +56,8 @@ type PingChecks = (Vec<std::time::Instant>, Vec<std::time::Instant>);
 
 #[derive(Default)]
 struct Shared {
+    /// Frames over [`MAX_PAYLOAD`] received (each closed its connection).
+    oversized: std::sync::atomic::AtomicUsize,
     /// `authenticate` events to leave unanswered (a server not ready yet).
     ignore_auth: std::sync::atomic::AtomicUsize,
     sites: Arc<Mutex<HashMap<String, String>>>,
@@ -258,6 +270,7 @@ impl Central {
             .ping_interval(ping_interval)
             .ping_timeout(ping_timeout)
             .max_buffer_size(4096)
+            .max_payload(MAX_PAYLOAD as u64)
             .build_layer();
         let ns_shared = shared.clone();
         // Event handlers are registered in a connect *middleware*: it runs
@@ -282,6 +295,15 @@ impl Central {
                     // `pong_check` carries no payload at all.
                     socket.on(*event, async move |s: SocketRef, TryData::<Value>(data)| {
                         let data = data.unwrap_or(Value::Null);
+                        if frame_len(event, &data) > MAX_PAYLOAD {
+                            // socket.io (ws) closes the connection on such
+                            // a frame; the event is never handled.
+                            shared
+                                .oversized
+                                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let _ = s.disconnect();
+                            return;
+                        }
                         if *event == "deploy_progress" {
                             shared.apply_deploy_progress(&data);
                         }
@@ -336,6 +358,14 @@ impl Central {
             server,
             ticker,
         }
+    }
+
+    /// How many frames over [`MAX_PAYLOAD`] agents sent (each closed its
+    /// connection, as socket.io does).
+    pub fn oversized(&self) -> usize {
+        self.shared
+            .oversized
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:<port>`, for CENTRAL_SERVER_URL.

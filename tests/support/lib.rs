@@ -6,6 +6,7 @@
 
 pub mod central;
 pub mod central_api;
+pub mod conformance;
 pub mod fake_systemctl;
 pub mod http;
 pub mod local_app;

@@ -24,6 +24,9 @@ const CLUB_CONFIG: &str = "webapp/configuration.json";
 pub struct Installed {
     pub command_id: String,
     pub update_id: Option<String>,
+    /// The `deploymentId` the update came with (absent in older records).
+    #[serde(default)]
+    pub deployment_id: Option<String>,
     pub version: String,
     pub previous_version: String,
     /// Backup folder under BACKUP_PATH made by that update.
@@ -53,8 +56,33 @@ impl Installed {
     }
 }
 
-/// `rollback_update {canaryDeploymentId, updateId}`.
-pub fn rollback_update(update_id: Option<&str>) -> Result<Value, Error> {
+impl Installed {
+    /// Whether a `rollback_update` naming `update_id` / `version` means
+    /// this install. Any of deployment id, update id or version matching
+    /// does. The real server's `update_software` carries the deployment's
+    /// id as `updateId` while the canary's rollback carries the software
+    /// update's, which this box was never told: when the recorded
+    /// `updateId` is the deployment's, an id cannot be checked, and a
+    /// rollback without a matching version is taken as meaning this install.
+    pub fn is_meant_by(&self, update_id: Option<&str>, version: Option<&str>) -> bool {
+        let id_matches = update_id.is_some_and(|asked| {
+            self.update_id.as_deref() == Some(asked) || self.deployment_id.as_deref() == Some(asked)
+        });
+        if let Some(version) = version {
+            return version == self.version || id_matches;
+        }
+        if update_id.is_none() {
+            return true;
+        }
+        let ids_unknown = self.update_id.is_none()
+            || (self.deployment_id.is_some() && self.update_id == self.deployment_id);
+        id_matches || ids_unknown
+    }
+}
+
+/// `rollback_update {canaryDeploymentId, updateId}` (a `version`, when
+/// given, may identify the install too).
+pub fn rollback_update(update_id: Option<&str>, version: Option<&str>) -> Result<Value, Error> {
     if State::load()?.is_some() {
         return Err(Error::failed(
             "an update is in progress or was interrupted; rollback_update refused (the update's own rollback runs first)",
@@ -65,12 +93,17 @@ pub fn rollback_update(update_id: Option<&str>) -> Result<Value, Error> {
             "nothing to roll back: no software update installed by this agent is on record",
         ));
     };
-    if let (Some(asked), Some(ours)) = (update_id, record.update_id.as_deref())
-        && asked != ours
-    {
+    if !record.is_meant_by(update_id, version) {
+        let asked = match (update_id, version) {
+            (Some(id), Some(v)) => format!("update {id} (version {v})"),
+            (Some(id), None) => format!("update {id}"),
+            (None, Some(v)) => format!("version {v}"),
+            (None, None) => "no update".to_owned(),
+        };
         return Err(Error::invalid_input(format!(
-            "nothing rolled back: the last update installed here is {} (update {ours}), not update {asked}",
-            record.version
+            "nothing rolled back: the last update installed here is {} (update {}), not {asked}",
+            record.version,
+            record.update_id.as_deref().unwrap_or("without id")
         )));
     }
     if record.agent {
@@ -193,4 +226,42 @@ fn put_back(record: &Installed, name: &str) -> Result<(), Error> {
     }
     files::remove_tree_if_exists(Root::NeoproRoot, name)?;
     files::rename(Root::NeoproRoot, &staged, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Installed;
+
+    fn record(update_id: Option<&str>, deployment_id: Option<&str>) -> Installed {
+        Installed {
+            command_id: "c-1".into(),
+            update_id: update_id.map(str::to_owned),
+            deployment_id: deployment_id.map(str::to_owned),
+            version: "2.0.0".into(),
+            previous_version: "1.0.0".into(),
+            backup: "backup-1".into(),
+            saved: Vec::new(),
+            replaced: Vec::new(),
+            rolled_back: false,
+            agent: false,
+        }
+    }
+
+    #[test]
+    fn the_real_servers_ids_identify_the_install() {
+        // Upstream: updateId = the deployment's id; the canary's rollback
+        // names the software update, unknown here.
+        let shadowed = record(Some("dep-1"), Some("dep-1"));
+        assert!(shadowed.is_meant_by(Some("su-1"), None));
+        assert!(shadowed.is_meant_by(Some("dep-1"), None));
+        assert!(!shadowed.is_meant_by(Some("su-1"), Some("3.0.0")));
+        // Distinct ids (a server that sends the software update's id).
+        let distinct = record(Some("upd-1"), Some("dep-1"));
+        assert!(distinct.is_meant_by(Some("upd-1"), None));
+        assert!(distinct.is_meant_by(Some("dep-1"), None));
+        assert!(!distinct.is_meant_by(Some("upd-other"), None));
+        assert!(distinct.is_meant_by(Some("upd-other"), Some("2.0.0")));
+        assert!(distinct.is_meant_by(None, None));
+        assert!(!distinct.is_meant_by(None, Some("1.5.0")));
+    }
 }

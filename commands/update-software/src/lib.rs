@@ -67,8 +67,10 @@ struct Data {
     signature: Option<String>,
     package_size: Option<Value>,
     deployment_id: Option<String>,
-    /// The server's software_updates id (canary rollouts); kept with the
-    /// installed record so that `rollback_update` can check it.
+    /// `updateId`: the update *deployment's* id in a normal
+    /// `update_software` (upstream's query shadows the software update's),
+    /// the software update's in the canary's `rollback_update`; kept with
+    /// the installed record so that `rollback_update` can check it.
     update_id: Option<String>,
     #[serde(default)]
     resume: bool,
@@ -161,7 +163,11 @@ impl Command for UpdateSoftware {
 
     fn run(ctx: &Context, data: Data) -> Result<Value, Error> {
         if ctx.command_type == "rollback_update" {
-            return installed::rollback_update(data.update_id.as_deref());
+            let version = match &data.version {
+                Some(Value::String(v)) => Some(v.trim().to_owned()),
+                _ => None,
+            };
+            return installed::rollback_update(data.update_id.as_deref(), version.as_deref());
         }
         if data.resume {
             return resume();
@@ -558,6 +564,7 @@ fn remember_installed(state: &State, update_id: Option<&str>) {
     let record = installed::Installed {
         command_id: state.command_id.clone(),
         update_id: update_id.map(str::to_owned),
+        deployment_id: state.deployment_id.clone(),
         version: state.version.clone(),
         previous_version: state.previous_version.clone(),
         backup: state.backup.clone().unwrap_or_default(),
@@ -581,6 +588,7 @@ fn remember_agent(state: &State, version: &str, update_id: Option<&str>) {
     let record = installed::Installed {
         command_id: state.command_id.clone(),
         update_id: update_id.map(str::to_owned),
+        deployment_id: state.deployment_id.clone(),
         version: version.to_owned(),
         previous_version: state.previous_version.clone(),
         backup: String::new(),

@@ -251,6 +251,17 @@ impl Journal {
     /// Opens the journal folder, closing commands a previous run left
     /// unfinished and forgetting delivered ones past [`RETENTION`].
     pub fn open(path: &Path) -> Result<Self, JournalError> {
+        Self::open_with_waiting(path, &std::collections::HashSet::new())
+    }
+
+    /// Opens the journal; the unfinished commands in `waiting` (updates
+    /// kept for the maintenance window) are recorded as interrupted like the
+    /// others — the session runs them again — but without the warning,
+    /// since nothing of them was running.
+    pub fn open_with_waiting(
+        path: &Path,
+        waiting: &std::collections::HashSet<String>,
+    ) -> Result<Self, JournalError> {
         let open_error = |source| JournalError::Open {
             path: path.to_owned(),
             source,
@@ -320,6 +331,13 @@ impl Journal {
             dir,
         };
         for id in unfinished {
+            if waiting.contains(&id) {
+                tracing::info!("update {id} still waits for the maintenance window");
+            } else {
+                tracing::warn!(
+                    "command {id} was running when the agent stopped; reporting it as interrupted"
+                );
+            }
             journal.interrupted(&id)?;
         }
         journal.recover()?;
@@ -331,9 +349,6 @@ impl Journal {
     /// Records the "interrupted" outcome of a command admitted by a previous
     /// run, durably (it is rare, and must not be lost a second time).
     fn interrupted(&self, id: &str) -> Result<(), JournalError> {
-        tracing::warn!(
-            "command {id} was running when the agent stopped; reporting it as interrupted"
-        );
         let seq = {
             let mut state = self.lock();
             let seq = state.next_seq;

@@ -167,6 +167,24 @@ pub struct ScheduledUpdate {
     /// When the window was next due when it was scheduled (ISO, UTC).
     #[serde(default)]
     pub scheduled_for: Option<String>,
+    /// Later command ids of the same deployment: the real server re-sends
+    /// an in-progress update deployment under a new id at every
+    /// authentication. They join this entry and get its final result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+}
+
+/// What identifies a deployment among scheduled updates: its
+/// `deploymentId`, or its version and URL when it has none.
+pub fn deployment_key(data: &Value) -> Option<String> {
+    if let Some(id) = data.get("deploymentId").and_then(Value::as_str)
+        && !id.is_empty()
+    {
+        return Some(format!("deployment {id}"));
+    }
+    let version = data.get("version").and_then(Value::as_str)?;
+    let url = data.get("updateUrl").and_then(Value::as_str)?;
+    Some(format!("version {version} from {url}"))
 }
 
 /// Entries written before the command type was recorded were all updates.
@@ -207,9 +225,35 @@ impl Scheduled {
         crate::store::atomic::write_private(&dir, &name, &bytes).map_err(store)
     }
 
-    /// Whether `id` is waiting or running as a scheduled update.
+    /// Whether `id` is waiting or running as a scheduled update (or joined
+    /// one).
     pub fn contains(&self, id: &str) -> bool {
-        self.file(id).is_file()
+        self.file(id).is_file() || self.list().iter().any(|u| u.also.iter().any(|a| a == id))
+    }
+
+    /// Every command id kept: entries and the ids that joined them.
+    pub fn ids(&self) -> std::collections::HashSet<String> {
+        self.list()
+            .into_iter()
+            .flat_map(|u| std::iter::once(u.id).chain(u.also))
+            .collect()
+    }
+
+    /// The entry kept for the same deployment as `data`, if any.
+    pub fn same_deployment(&self, data: &Value) -> Option<ScheduledUpdate> {
+        let key = deployment_key(data)?;
+        self.list()
+            .into_iter()
+            .find(|u| deployment_key(&u.data).as_deref() == Some(key.as_str()))
+    }
+
+    /// Adds `id` to `entry`'s joined ids (persisted before it is answered).
+    pub fn join(&self, entry: &ScheduledUpdate, id: &str) -> Result<(), MaintenanceError> {
+        let mut entry = entry.clone();
+        if entry.id != id && !entry.also.iter().any(|a| a == id) {
+            entry.also.push(id.to_owned());
+        }
+        self.add(&entry)
     }
 
     /// Forgets an update once its final result is journaled.
@@ -312,6 +356,7 @@ mod tests {
             command_type: "update_software".into(),
             data: json!({"version": "2.0.0", "deploymentId": "dep-1"}),
             scheduled_for: Some("2026-12-02T03:00:00.000Z".into()),
+            also: Vec::new(),
         };
         scheduled.add(&update)?;
         // A restart (new store over the same folder), listed twice: still there.
@@ -319,8 +364,24 @@ mod tests {
         assert_eq!(again.list(), vec![update.clone()]);
         assert_eq!(again.list(), vec![update.clone()]);
         assert!(again.contains("u-1") && !again.contains("u-2"));
+        // The same deployment under a new id joins the entry.
+        let redelivered = json!({"version": "2.0.0", "deploymentId": "dep-1"});
+        let found = again
+            .same_deployment(&redelivered)
+            .expect("same deployment");
+        again.join(&found, "u-2")?;
+        again.join(&found, "u-2")?;
+        assert_eq!(again.list().len(), 1);
+        assert_eq!(again.list()[0].also, vec!["u-2".to_owned()]);
+        assert!(again.contains("u-2"));
+        assert_eq!(again.ids().len(), 2);
+        assert!(
+            again
+                .same_deployment(&json!({"deploymentId": "dep-2"}))
+                .is_none()
+        );
         again.remove("u-1")?;
-        assert!(again.is_empty() && !again.contains("u-1"));
+        assert!(again.is_empty() && !again.contains("u-1") && !again.contains("u-2"));
         again.remove("u-1")?;
         assert_eq!(
             scheduled_progress(&update),

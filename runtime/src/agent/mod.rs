@@ -87,7 +87,12 @@ pub async fn run(
                 .unwrap_or_else(|| "the environment".to_owned()),
         ));
     }
-    let journal = Arc::new(Journal::open(&config.state_path.join("journal"))?);
+    // Updates waiting for the maintenance window were admitted, never run.
+    let waiting = maintenance_window::Scheduled::new(&config.state_path).ids();
+    let journal = Arc::new(Journal::open_with_waiting(
+        &config.state_path.join("journal"),
+        &waiting,
+    )?);
     crate::selfupdate::trial::report_outcomes(&config.state_path, &journal);
     crate::agent::follow_up::log_reboot_outcome(
         &config.state_path,

@@ -15,14 +15,10 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// How long a one-shot notification reads what the server sends before
-/// closing (the upstream client keeps its socket open 1 s).
-const LINGER: Duration = Duration::from_secs(1);
+pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A write that takes longer than this means the peer stopped reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `CENTRAL_SERVER_URL` → the Engine.IO websocket endpoint.
 pub fn websocket_url(server_url: &str) -> Result<String, String> {
@@ -58,9 +54,12 @@ fn describe(e: &tokio_tungstenite::tungstenite::Error) -> String {
 
 /// An open connection, namespace joined.
 pub(crate) struct Connection {
-    ws: Ws,
+    pub(super) ws: Ws,
     /// The handshake's `pingInterval`.
     pub(crate) ping_interval_ms: u64,
+    /// The handshake's `maxPayload` (upstream's default when absent): the
+    /// largest message the server accepts.
+    pub(crate) max_payload: u64,
     dead_after: Duration,
     /// Largest message decoded (`maxPayload` plus a margin).
     max_message: usize,
@@ -82,7 +81,7 @@ async fn next_text(ws: &mut Ws) -> Result<String, String> {
     }
 }
 
-async fn write(ws: &mut Ws, text: String) -> Result<(), String> {
+pub(super) async fn write(ws: &mut Ws, text: String) -> Result<(), String> {
     match tokio::time::timeout(WRITE_TIMEOUT, ws.send(Message::text(text))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("write failed: {}", describe(&e))),
@@ -149,6 +148,7 @@ pub(crate) async fn open(
         Ok(Connection {
             ws,
             ping_interval_ms: open.ping_interval,
+            max_payload: open.max_payload.unwrap_or(oversized::DEFAULT_MAX_PAYLOAD),
             dead_after: Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout)),
             max_message: oversized::message_limit(open.max_payload),
             pending_acks: HashMap::new(),
@@ -301,41 +301,6 @@ impl Connection {
             SocketPacket::Connect(_) => {}
         }
         None
-    }
-
-    /// Sends one event, then leaves gracefully (a one-shot notification).
-    ///
-    /// The box's web app emits `score-update` and `phase-change` to every
-    /// socket the moment it connects. Closing with those frames unread makes
-    /// the kernel reset the connection, and the app then drops our event as
-    /// a transport error (issue 18.11). So: namespace disconnect, read what
-    /// the server sends until it closes or [`LINGER`] passes, then the
-    /// websocket close handshake, reading until the server's close.
-    pub(crate) async fn emit_and_leave(mut self, name: &str, args: &[Value]) -> Result<(), String> {
-        write(
-            &mut self.ws,
-            format!("4{}", packet::encode_event(name, args, None)),
-        )
-        .await?;
-        let _ = write(&mut self.ws, format!("4{}", packet::encode_disconnect())).await;
-        let linger = Instant::now() + LINGER;
-        loop {
-            match tokio::time::timeout_at(linger, self.ws.next()).await {
-                Err(_) => break,
-                // The server closed: our frames were read before.
-                Ok(None | Some(Err(_))) => return Ok(()),
-                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "2" => {
-                    let _ = write(&mut self.ws, "3".to_owned()).await;
-                }
-                Ok(Some(Ok(_))) => {}
-            }
-        }
-        let closing = async {
-            let _ = self.ws.close(None).await;
-            while let Some(Ok(_)) = self.ws.next().await {}
-        };
-        let _ = tokio::time::timeout(LINGER, closing).await;
-        Ok(())
     }
 
     /// Leaves the namespace and closes the websocket, without waiting long.

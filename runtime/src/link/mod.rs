@@ -16,10 +16,13 @@
 
 pub mod backoff;
 mod connection;
+mod notify;
 pub mod oversized;
 pub mod packet;
 pub mod salvage;
 pub mod tls;
+
+pub use notify::notify_once;
 
 use backoff::{Backoff, BackoffPolicy};
 use serde_json::Value;
@@ -99,6 +102,10 @@ pub enum LinkError {
     Closed,
     #[error("no acknowledgement within {0:?}")]
     AckTimeout(Duration),
+    #[error(
+        "the message is {bytes} bytes, more than the {limit} bytes the central server accepts (its maxPayload); it was not sent"
+    )]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 #[derive(Debug)]
@@ -123,6 +130,8 @@ pub struct LinkHandle {
     state: watch::Receiver<LinkState>,
     /// The last handshake's `pingInterval` in ms (0 before any).
     ping_interval_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The last handshake's `maxPayload` in bytes (0 before any).
+    max_payload: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LinkHandle {
@@ -136,6 +145,19 @@ impl LinkHandle {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         }
+    }
+
+    /// The largest message the server accepts: the last handshake's
+    /// `maxPayload`, or upstream's 1,000,000 bytes before any or when the
+    /// handshake has none. The server closes the connection on a bigger
+    /// frame, so nothing larger may be emitted.
+    pub fn max_payload(&self) -> usize {
+        match self.max_payload.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => oversized::DEFAULT_MAX_PAYLOAD,
+            bytes => bytes,
+        }
+        .try_into()
+        .unwrap_or(usize::MAX)
     }
 
     /// Current state.
@@ -156,13 +178,23 @@ impl LinkHandle {
         self.commands.send(command).map_err(|_| LinkError::Closed)
     }
 
-    /// Emits an event. Fails when not connected; success means "written
-    /// to the connection", not "received" (see [`LinkEvent::ServerPing`]).
+    /// Emits an event. Fails when not connected, or when the message is
+    /// over the server's `maxPayload` (the server would close the
+    /// connection, and the agent would send it again after reconnecting);
+    /// success means "written to the connection", not "received" (see
+    /// [`LinkEvent::ServerPing`]).
     pub fn emit(&self, name: &str, args: &[Value]) -> Result<(), LinkError> {
         if !self.is_connected() {
             return Err(LinkError::NotConnected);
         }
-        self.send(Command::Send(packet::encode_event(name, args, None)))
+        let packet = packet::encode_event(name, args, None);
+        // The Engine.IO `4` prefix counts too.
+        let bytes = packet.len() + 1;
+        let limit = self.max_payload();
+        if bytes > limit {
+            return Err(LinkError::TooLarge { bytes, limit });
+        }
+        self.send(Command::Send(packet))
     }
 
     /// Emits an event and waits for the server's acknowledgement.
@@ -217,42 +249,23 @@ pub fn spawn(config: LinkConfig) -> (LinkHandle, mpsc::UnboundedReceiver<LinkEve
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
     let ping_interval_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let max_payload = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     tokio::spawn(supervise(
         config,
         command_rx,
         event_tx,
         state_tx,
-        ping_interval_ms.clone(),
+        (ping_interval_ms.clone(), max_payload.clone()),
     ));
     (
         LinkHandle {
             commands: command_tx,
             state: state_rx,
             ping_interval_ms,
+            max_payload,
         },
         event_rx,
     )
-}
-
-/// Connects, emits one event and disconnects, all within `timeout`: how the
-/// agent pokes the local web app (`config_updated` and friends).
-pub async fn notify_once(
-    url: &str,
-    event: &str,
-    args: &[Value],
-    timeout: Duration,
-) -> Result<(), String> {
-    let config = LinkConfig {
-        server_url: url.to_owned(),
-        connect_timeout: timeout,
-        backoff: BackoffPolicy::default(),
-    };
-    let tls = tls::client_config().ok();
-    let conn = connection::open(&config, tls).await?;
-    match tokio::time::timeout(timeout, conn.emit_and_leave(event, args)).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
-    }
 }
 
 /// What ended a connection.
@@ -268,7 +281,10 @@ async fn supervise(
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<LinkEvent>,
     state: watch::Sender<LinkState>,
-    ping_interval_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    (ping_interval_ms, max_payload): (
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ),
 ) {
     let mut backoff = Backoff::new(config.backoff);
     let tls = match tls::client_config() {
@@ -284,6 +300,7 @@ async fn supervise(
         let ended = match connection::open(&config, tls.clone()).await {
             Ok(conn) => {
                 ping_interval_ms.store(conn.ping_interval_ms, std::sync::atomic::Ordering::Relaxed);
+                max_payload.store(conn.max_payload, std::sync::atomic::Ordering::Relaxed);
                 let _ = state.send(LinkState::Connected);
                 let _ = events.send(LinkEvent::Connected);
                 tracing::info!("connected to {}", config.server_url);

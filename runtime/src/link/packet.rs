@@ -179,6 +179,16 @@ pub fn encode_connect(auth: Option<&Value>) -> String {
     }
 }
 
+/// `0/<namespace>,`: join another namespace.
+pub fn encode_connect_to(namespace: &str) -> String {
+    format!("0{namespace},")
+}
+
+/// `1/<namespace>,`: leave another namespace.
+pub fn encode_disconnect_from(namespace: &str) -> String {
+    format!("1{namespace},")
+}
+
 /// `1`: leave the default namespace.
 pub fn encode_disconnect() -> String {
     "1".to_owned()

@@ -359,7 +359,18 @@ fn running_agent(b: &mut Builder, config: &SiteConfig) -> bool {
         since("last ping_check", &status.last_ping_check),
         status.results_waiting,
     );
-    if status.state == "authenticated" {
+    let file_key = link_status::key_fingerprint(config.site_api_key.as_deref().unwrap_or(""));
+    if let Some(running_key) = &status.key_fingerprint
+        && *running_key != file_key
+    {
+        b.fail(
+            "agent",
+            format!(
+                "{detail}; but the running agent authenticates with another API key than this file has (key fingerprint {running_key}, the file's {file_key}), so its state says nothing about this file"
+            ),
+            "restart the agent to use this file's key (`systemctl restart neopro-runtime`), or run `diagnose --auth` to check this file's key against the server",
+        );
+    } else if status.state == "authenticated" {
         b.ok("agent", detail);
     } else {
         b.warn(

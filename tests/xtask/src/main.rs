@@ -295,13 +295,17 @@ fn build(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The interop test runs a real socket.io server: install it once.
+/// The interop test runs a real socket.io server and the conformance tests
+/// the conformance peers (socket.io central, web app and TV client): their
+/// npm packages, from their lockfiles, installed once.
 fn interop_packages(root: &Path) -> anyhow::Result<()> {
-    let interop = root.join("tests/interop");
-    if !interop.join("node_modules/socket.io").is_dir() {
-        run(Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&interop))?;
+    for folder in ["tests/interop", "tests/conformance"] {
+        let dir = root.join(folder);
+        if !dir.join("node_modules/socket.io").is_dir() {
+            run(Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&dir))?;
+        }
     }
     Ok(())
 }

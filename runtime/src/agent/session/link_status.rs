@@ -15,6 +15,14 @@ use std::time::SystemTime;
 /// File name under STATE_PATH.
 pub const FILE: &str = "link-status.json";
 
+/// A short, one-way fingerprint of an API key (the first 16 hex digits of
+/// its SHA-256): enough to tell two keys apart, useless to recover one.
+pub fn key_fingerprint(api_key: &str) -> String {
+    let mut hex = crate::store::hash::sha256_hex(api_key.trim().as_bytes());
+    hex.truncate(16);
+    hex
+}
+
 /// Why the status file cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -46,6 +54,11 @@ pub struct LinkStatus {
     pub last_ping_check: Option<String>,
     /// Results in the outbox not yet proven received by the server.
     pub results_waiting: usize,
+    /// [`key_fingerprint`] of the API key the agent last authenticated
+    /// with: `diagnose` compares it with the key of the file it is given
+    /// (the running agent may use another, e.g. after a key was changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
     pub updated_at: String,
 }
 
@@ -188,7 +201,15 @@ impl StatusWriter {
             s.state = "connected".to_owned();
             s.reason = None;
             s.connected_since = Some(now());
+            // A ping_check of an earlier connection says nothing of this one.
+            s.last_ping_check = None;
         });
+    }
+
+    /// The key this connection authenticates with (its fingerprint).
+    pub fn authenticating_with(&mut self, api_key: &str) {
+        let fingerprint = key_fingerprint(api_key);
+        self.update(|s| s.key_fingerprint = Some(fingerprint));
     }
 
     pub fn disconnected(&mut self, reason: &str) {

@@ -6,17 +6,19 @@
 
 pub mod auth;
 mod blocking;
+mod fit;
 pub mod heartbeat;
 mod journal_queue;
 pub mod link_status;
 pub mod local_state;
 mod progress;
+mod refused;
 
 use crate::agent::dispatch::Dispatcher;
 use crate::agent::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
-use crate::link::{LinkEvent, LinkHandle};
+use crate::link::{LinkError, LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
 use blocking::off_worker;
 use journal_queue::JournalQueue;
@@ -145,6 +147,8 @@ pub struct Session {
     pings: u64,
     /// Results emitted and not yet proven received: (command id, pings then).
     in_flight: Vec<(String, u64)>,
+    /// Results after which the server dropped the link, again and again.
+    refused: refused::RefusedResults,
     watcher: ConfigWatcher,
     /// Updates waiting for the maintenance window (or running in it): kept
     /// until their final result is journaled.
@@ -210,6 +214,7 @@ impl Session {
             auth_failures: 0,
             pings: 0,
             in_flight: Vec::new(),
+            refused: refused::RefusedResults::default(),
             running: 0,
             journal_pending: 0,
             queue: JournalQueue::start(),
@@ -395,6 +400,7 @@ impl Session {
                         .set_delivery_wait(ping.saturating_mul(2) + Duration::from_secs(5));
                 }
                 self.reload_credentials();
+                self.status.authenticating_with(&self.credentials.api_key);
                 if self
                     .link
                     .emit(
@@ -418,6 +424,7 @@ impl Session {
                 // Unconfirmed results stay in the outbox and go again after
                 // the next authentication.
                 self.in_flight.clear();
+                self.refused.link_dropped();
             }
             LinkEvent::ServerPing => self.on_server_ping(),
             LinkEvent::Oversized {
@@ -612,6 +619,9 @@ impl Session {
             self.status
                 .results_waiting(self.journal.undelivered_count());
         }
+        for id in &delivered {
+            self.refused.delivered(id);
+        }
         let follow_ups = &self.dispatcher.host_services().follow_ups;
         for id in delivered {
             if let Some(action) = follow_ups.take(&id) {
@@ -660,8 +670,13 @@ impl Session {
     }
 
     fn sync_local_state(&mut self) {
-        if let Some(payload) = self.watcher.payload(&self.credentials.site_id) {
-            let _ = self.link.emit("sync_local_state", &[payload]);
+        if let Some(payload) = self.watcher.payload(&self.credentials.site_id)
+            && let Err(LinkError::TooLarge { bytes, limit }) =
+                self.link.emit("sync_local_state", &[payload])
+        {
+            tracing::warn!(
+                "configuration.json is too large to mirror to the central server: sync_local_state would be {bytes} bytes, over its limit of {limit} bytes; skipped (the dashboard keeps its previous copy)"
+            );
         }
     }
 
@@ -874,6 +889,20 @@ impl Session {
             Decision::Run => return true,
             Decision::Refuse(error) => Outcome::Error { error },
             Decision::Schedule => {
+                if let Some(kept) = self.scheduled.same_deployment(data)
+                    && kept.id != id
+                {
+                    match self.scheduled.join(&kept, id) {
+                        Ok(()) => {
+                            tracing::info!(
+                                "update {id} is update {} again (same deployment, sent again by the server); it will get that update's result",
+                                kept.id
+                            );
+                            return false;
+                        }
+                        Err(e) => tracing::error!("{e}"),
+                    }
+                }
                 let update = ScheduledUpdate {
                     id: id.to_owned(),
                     command_type: command_type.to_owned(),
@@ -881,6 +910,7 @@ impl Session {
                     scheduled_for: crate::agent::maintenance_window::next_window_iso(
                         self.config.update_window,
                     ),
+                    also: Vec::new(),
                 };
                 match self.scheduled.add(&update) {
                     Ok(()) => {
@@ -917,7 +947,17 @@ impl Session {
                     continue;
                 }
                 self.send_result(&update.id, &outcome);
+                self.settle_joined(&update.also, &outcome);
             }
+        }
+    }
+
+    /// The ids that joined a scheduled update (the same deployment sent
+    /// again) get its final outcome, each under its own id: the server
+    /// keeps one command row per id.
+    fn settle_joined(&mut self, joined: &[String], outcome: &Outcome) {
+        for id in joined {
+            self.record_and_send(id.clone(), outcome.clone());
         }
     }
 
@@ -1033,10 +1073,18 @@ impl Session {
         }
         // Journaled: a scheduled update can be forgotten now, not before (a
         // restart in between finds it and its result).
-        if self.scheduled_running.remove(&id)
-            && let Err(e) = self.scheduled.remove(&id)
-        {
-            tracing::error!("{e}");
+        if self.scheduled_running.remove(&id) {
+            let joined = self
+                .scheduled
+                .list()
+                .into_iter()
+                .find(|u| u.id == id)
+                .map(|u| u.also)
+                .unwrap_or_default();
+            match self.scheduled.remove(&id) {
+                Ok(()) => self.settle_joined(&joined, &outcome),
+                Err(e) => tracing::error!("{e}"),
+            }
         }
         // Its closing progress event went out while the link was down, or
         // on a session that ended since.
@@ -1053,12 +1101,34 @@ impl Session {
         if !self.authenticated || self.scheduled.contains(id) {
             return;
         }
-        if self
+        let replaced = self.refused.refused(id).map(|drops| {
+            let bytes = fit::frame_len("command_result", &outcome.to_result_payload(id));
+            let error = refused::replacement(drops, bytes);
+            tracing::error!("command {id}: {error}");
+            Outcome::Error { error }
+        });
+        let outcome = replaced.as_ref().unwrap_or(outcome);
+        let fitted = fit::fit(id, outcome, self.link.max_payload());
+        let outcome = match &fitted {
+            Some((smaller, why)) => {
+                tracing::warn!("{why}");
+                smaller
+            }
+            None => outcome,
+        };
+        match self
             .link
             .emit("command_result", &[outcome.to_result_payload(id)])
-            .is_ok()
         {
-            self.in_flight.push((id.to_owned(), self.pings));
+            Ok(()) => {
+                self.refused.sent(id);
+                self.in_flight.push((id.to_owned(), self.pings));
+            }
+            Err(LinkError::TooLarge { .. }) => {
+                // Unreachable once fitted; never retried, whatever happens.
+                tracing::error!("the result of command {id} does not fit; not sent");
+            }
+            Err(_) => {}
         }
     }
 }

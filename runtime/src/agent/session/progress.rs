@@ -8,13 +8,26 @@
 //!   `deploymentId`) is recorded in the command's journal entry: the
 //!   deployment service completes a deployment only from it, so the session
 //!   re-sends it before the result until the result is delivered.
+//! - The server applies each progress event on its own pooled database
+//!   connection, so two events a few ms apart can land in either order
+//!   (issue 28.4: a failure overtaken by the 0 % before it left the
+//!   deployment in progress for good). So a deployment's 0 % start is held
+//!   back [`START_HOLD`] and dropped when the closing event comes meanwhile,
+//!   and the closing event goes out once more [`RESEND_AFTER`] later: the
+//!   server's update is idempotent, and by then nothing older is in flight.
 
 use crate::agent::journal::{FinalProgress, Journal};
 use crate::host::ProgressSink;
 use crate::link::LinkHandle;
 use serde_json::Value;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a deployment's 0 % start waits for a later event.
+pub(super) const START_HOLD: Duration = Duration::from_millis(500);
+/// When the closing event is sent again.
+pub(super) const RESEND_AFTER: Duration = Duration::from_secs(2);
 
 /// One command's progress sink.
 pub(super) struct LinkProgress {
@@ -23,6 +36,11 @@ pub(super) struct LinkProgress {
     command_id: String,
     /// The session's authenticated-session number (0: not authenticated).
     session_no: Arc<AtomicU64>,
+    /// A 0 % start not sent yet: (event, payload, when it was emitted).
+    held: Mutex<Option<(String, Value, Instant)>>,
+    /// Where the closing event's re-send is scheduled (the session's
+    /// runtime; progress comes from command threads).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl LinkProgress {
@@ -37,7 +55,52 @@ impl LinkProgress {
             journal,
             command_id,
             session_no,
+            held: Mutex::new(None),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
+    }
+
+    /// Emits a deployment's event now; whether it went out.
+    fn send(&self, event: &str, payload: &Value) -> bool {
+        self.session_no.load(Ordering::SeqCst) != 0
+            && self.link.emit(event, std::slice::from_ref(payload)).is_ok()
+    }
+
+    /// Holds a 0 % start; before any other event, sends a held start that
+    /// waited [`START_HOLD`], or drops it when `closing`.
+    /// `true` when `payload` itself is held.
+    fn hold_or_release(&self, event: &str, payload: &Value, closing: bool) -> bool {
+        let Ok(mut held) = self.held.lock() else {
+            return false;
+        };
+        if let Some((e, p, at)) = held.take()
+            && !closing
+            && at.elapsed() >= START_HOLD
+        {
+            let _ = self.send(&e, &p);
+        }
+        let is_start = !closing && payload.get("progress").and_then(Value::as_f64) == Some(0.0);
+        if is_start {
+            *held = Some((event.to_owned(), payload.clone(), Instant::now()));
+        }
+        is_start
+    }
+
+    /// Sends the closing event once more, [`RESEND_AFTER`] from now.
+    fn resend_later(&self, event: &str, payload: &Value) {
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        let (link, event, payload) = (self.link.clone(), event.to_owned(), payload.clone());
+        let session_no = self.session_no.clone();
+        let session = session_no.load(Ordering::SeqCst);
+        runtime.spawn(async move {
+            tokio::time::sleep(RESEND_AFTER).await;
+            // A new session re-sends it from the journal anyway.
+            if session != 0 && session_no.load(Ordering::SeqCst) == session {
+                let _ = link.emit(&event, &[payload]);
+            }
+        });
     }
 }
 
@@ -74,12 +137,15 @@ impl ProgressSink for LinkProgress {
             return;
         };
         let session = self.session_no.load(Ordering::SeqCst);
-        let sent = session != 0
-            && self
-                .link
-                .emit(event, std::slice::from_ref(&payload))
-                .is_ok();
-        if is_final(event, &payload) {
+        let closing = is_final(event, &payload);
+        if self.hold_or_release(event, &payload, closing) {
+            return;
+        }
+        let sent = self.send(event, &payload);
+        if closing {
+            if sent {
+                self.resend_later(event, &payload);
+            }
             let record = FinalProgress {
                 event: event.to_owned(),
                 payload,

@@ -1,0 +1,653 @@
+//! Issue 28: the agent against peers on the real socket.io 4 library
+//! (`tests/conformance/`, npm packages pinned by a lockfile), behaving as
+//! upstream's central server and the box's web app do. Each test asserts
+//! what the real-library peer received or wrote to its books.
+// A broken fixture should stop the test loudly.
+#![allow(clippy::expect_used)]
+
+use neopro_e2e::Site;
+use neopro_e2e::conformance::{CentralTimings, ConfCentral, ConfWebApp};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+/// The first run of a component compiles it.
+const FIRST_RUN: Duration = Duration::from_secs(180);
+
+fn site() -> Site {
+    let site = Site::new();
+    site.write(
+        "neopro/webapp/configuration.json",
+        "{\"categories\":[],\"version\":\"2.0\"}",
+    );
+    site.write("neopro/VERSION", "2.1.3\n");
+    site
+}
+
+async fn central() -> ConfCentral {
+    ConfCentral::start(&[("site-1", "key-1")], &CentralTimings::fast(), 0).await
+}
+
+/// The server's exact refusals, each answered by a later retry (never an
+/// exit), and a socket that never authenticates is kicked by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_errors_are_upstreams() {
+    let central = central().await;
+    for (site_id, key, expected) in [
+        (
+            "site-1",
+            "wrong",
+            "Authentification échouée: Clé API invalide",
+        ),
+        (
+            "site-9",
+            "key-1",
+            "Authentification échouée: Site non trouvé: site-9",
+        ),
+    ] {
+        let site = site();
+        site.write_agent_conf(&central.url(), site_id, key);
+        let agent = site.start_agent();
+        let before = central.sent("auth_error").len();
+        // Refused twice: the agent retried after the first refusal.
+        let error = central
+            .peer
+            .nth("emit", "auth_error", before + 2, WAIT)
+            .await;
+        assert_eq!(error, json!({"message": expected}));
+        agent.stop().await;
+    }
+    assert!(central.sent("authenticated").is_empty());
+}
+
+/// Authentication, heartbeat, `ping_check` → `pong_check`, and a command
+/// result landing in `remote_commands`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_agent_beats_answers_ping_check_and_commands() {
+    let central = central().await;
+    let site = site();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    let auth = central.peer.nth("event", "authenticate", 1, WAIT).await;
+    assert_eq!(auth, json!({"siteId": "site-1", "apiKey": "key-1"}));
+    central.wait_connected("site-1", WAIT).await;
+    let beat = central.peer.nth("event", "heartbeat", 1, WAIT).await;
+    assert_eq!(beat["siteId"], "site-1");
+    assert!(beat["metrics"]["uptime"].is_number(), "{beat}");
+    let state = central.peer.nth("event", "sync_local_state", 1, WAIT).await;
+    assert_eq!(state["config"], json!({"categories": [], "version": "2.0"}));
+    central.peer.nth("event", "pong_check", 2, WAIT).await;
+
+    let id = central
+        .command("site-1", "get_config", json!({}))
+        .await
+        .expect("sent");
+    let result = central.result_of(&id, FIRST_RUN).await;
+    assert_eq!(result["status"], "success", "{result}");
+    assert_eq!(
+        result["result"]["configuration"],
+        json!({"categories": [], "version": "2.0"})
+    );
+    let row = wait_row(&central, "remote_commands", &id, |r| {
+        r["status"] != "pending" && r["status"] != "executing"
+    })
+    .await;
+    assert_eq!(row["status"], "completed", "{row}");
+    agent.stop().await;
+    // No socket was kicked for not authenticating in time.
+    assert!(central.peer.kind("kicked").is_empty());
+}
+
+/// Waits until the row `id` of `table` satisfies `done`; the row.
+async fn wait_row(
+    central: &ConfCentral,
+    table: &str,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    central
+        .peer
+        .wait(&format!("{table} {id}"), WAIT, |lines| {
+            lines
+                .iter()
+                .rev()
+                .find(|l| l["kind"] == "applied" && l["table"] == table && l["id"] == json!(id))
+                .map(|l| l["row"].clone())
+                .filter(|r| done(r))
+        })
+        .await
+}
+
+/// Point 1: every content change reaches the TV as a reload; the web app
+/// is the real library, which drops an event read together with the
+/// namespace disconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_content_change_reloads_the_tv() {
+    const CHANGES: usize = 8;
+    let central = central().await;
+    let site = site();
+    let app = ConfWebApp::start(site.dir.path()).await;
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf(&format!(
+        "ALLOWED_COMMANDS=update_config\nLOCAL_APP_URL={}\n",
+        app.url()
+    ));
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    for i in 1..=CHANGES {
+        let configuration = json!({"categories": [], "version": format!("3.{i}")});
+        let id = central
+            .command(
+                "site-1",
+                "update_config",
+                json!({"configuration": configuration, "mode": "replace"}),
+            )
+            .await
+            .expect("sent");
+        let result = central.result_of(&id, FIRST_RUN).await;
+        assert_eq!(result["status"], "success", "{result}");
+        let reload = app.nth_reload(i, WAIT).await;
+        assert_eq!(reload["version"], json!(format!("3.{i}")));
+    }
+    assert_eq!(app.tv_reloads().len(), CHANGES);
+    assert_eq!(app.peer.of("handled", "config_updated").len(), CHANGES);
+    agent.stop().await;
+}
+
+/// Point 2: results over the server's 1,000,000-byte `maxPayload` (the
+/// real library closes the websocket on such a frame) never leave the box:
+/// `get_logs` sends its newest lines, `get_config` an error naming size and
+/// limit, `sync_local_state` is skipped; the link stays up throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_results_never_take_the_box_offline() {
+    let central = central().await;
+    let site = site();
+    // 10,000 lines of 200 bytes: a 2 MB agent log.
+    let log: String = (0..10_000)
+        .map(|i| format!("{i:05} {}\n", "x".repeat(194)))
+        .collect();
+    site.write("neopro/logs/sync-agent.log", &log);
+    // A configuration.json of 1.2 MB.
+    let big = json!({"categories": [], "version": "2.0", "notes": "n".repeat(1_200_000)});
+    site.write("neopro/webapp/configuration.json", &big.to_string());
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf("ALLOWED_COMMANDS=get_config,get_logs\n");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+
+    let logs = central
+        .command(
+            "site-1",
+            "get_logs",
+            json!({"service": "sync-agent", "lines": 10000}),
+        )
+        .await
+        .expect("sent");
+    let result = central.result_of(&logs, FIRST_RUN).await;
+    assert_eq!(result["status"], "success", "{}", short(&result));
+    assert_eq!(result["result"]["truncated"], json!(true));
+    let text = result["result"]["logs"].as_str().expect("logs");
+    assert!(text.ends_with(&format!("09999 {}\n", "x".repeat(194))));
+    let kept = result["result"]["lines"].as_u64().expect("lines");
+    assert_eq!(kept as usize, text.lines().count());
+    assert!((4_000..5_000).contains(&kept), "{kept} lines kept");
+    assert!(result.to_string().len() < 1_000_000);
+
+    let config = central
+        .command("site-1", "get_config", json!({}))
+        .await
+        .expect("sent");
+    let result = central.result_of(&config, FIRST_RUN).await;
+    assert_eq!(result["status"], "error", "{}", short(&result));
+    let error = result["error"].as_str().expect("error");
+    assert!(
+        error.contains("more than the 1000000 bytes the central server accepts"),
+        "{error}"
+    );
+
+    // Still the first connection: nothing closed it, and it still works.
+    let again = central
+        .command(
+            "site-1",
+            "get_logs",
+            json!({"service": "sync-agent", "lines": 5}),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(central.result_of(&again, WAIT).await["status"], "success");
+    assert!(
+        central.disconnects().is_empty(),
+        "{:?}",
+        central.disconnects()
+    );
+    assert_eq!(central.received("authenticate").len(), 1);
+    assert!(central.received("sync_local_state").is_empty());
+    agent.stop().await;
+}
+
+/// The Rust test central enforces the same limit (a frame over its
+/// announced `maxPayload` closes the connection); the agent stays under it
+/// there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_test_central_gets_results_that_fit_too() {
+    let central = neopro_e2e::central::Central::start(&[("site-1", "key-1")]).await;
+    let site = site();
+    let log: String = (0..10_000)
+        .map(|i| format!("{i:05} {}\n", "y".repeat(194)))
+        .collect();
+    site.write("neopro/logs/sync-agent.log", &log);
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.wait_booked("site-1", WAIT).await;
+    central.send_command(
+        "logs-1",
+        "get_logs",
+        json!({"service": "sync-agent", "lines": 10000}),
+    );
+    let result = central.result_of("logs-1", FIRST_RUN).await;
+    assert_eq!(
+        result["result"]["truncated"],
+        json!(true),
+        "{}",
+        short(&result)
+    );
+    assert_eq!(central.oversized(), 0);
+    assert_eq!(central.count("authenticate"), 1);
+    agent.stop().await;
+}
+
+/// A value for a failure message, cut short.
+fn short(v: &Value) -> String {
+    v.to_string().chars().take(300).collect()
+}
+
+/// A box at release 1.0.0 whose systemctl is a recording double, talking
+/// to `central`, allowed to update.
+fn updatable_site(central: &ConfCentral, fake: &neopro_e2e::fake_systemctl::FakeSystemctl) -> Site {
+    let site = Site::new();
+    site.write("neopro/webapp/index.html", "v1 index");
+    site.write("neopro/webapp/configuration.json", r#"{"categories":[]}"#);
+    site.write("neopro/server/app.js", "v1 server");
+    site.write("neopro/VERSION", "1.0.0\n");
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf(&format!(
+        "{}\nALLOWED_COMMANDS=update_software,rollback_update\nLOCAL_APP_URL=http://127.0.0.1:9\n",
+        fake.conf_line()
+    ));
+    site
+}
+
+fn release_2() -> Vec<u8> {
+    use neopro_e2e::release::{Item, tar_gz};
+    tar_gz(&[
+        Item::Dir("./"),
+        Item::Dir("./webapp/"),
+        Item::File("./webapp/index.html", b"v2 index"),
+        Item::File("./server/app.js", b"v2 server"),
+    ])
+}
+
+/// The Updates page's deployment of `archive` as `version` (upstream's
+/// fields: no signature, `packageSize` a string, bare hex checksum).
+fn add_update(
+    server: &neopro_e2e::http::FileServer,
+    archive: &[u8],
+    deployment: &str,
+    version: &str,
+    critical: bool,
+) -> Value {
+    json!({
+        "op": "add_update", "siteId": "site-1", "deploymentId": deployment,
+        "softwareUpdateId": format!("su-{version}"), "version": version,
+        "packageUrl": server.url("update.tar.gz"), "packageSize": archive.len(),
+        "checksum": neopro_runtime::store::hash::sha256_hex(archive),
+        "isCritical": critical, "description": "release", "changelog": null,
+    })
+}
+
+/// Point 6: the canary's `rollback_update` names the software update's id
+/// while the update came with the deployment's id as `updateId`; the
+/// rollback still puts back the release that update replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canarys_rollback_ids_are_understood() {
+    let central = central().await;
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let site = updatable_site(&central, &fake);
+    let archive = release_2();
+    let server =
+        neopro_e2e::http::FileServer::start(archive.clone(), neopro_e2e::http::Fault::None);
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    let reply = central
+        .peer
+        .control(add_update(&server, &archive, "dep-1", "2.0.0", true))
+        .await;
+    assert_eq!(reply["sent"], json!(true), "{reply}");
+    let sent = central.peer.nth("emit", "command", 1, WAIT).await;
+    assert_eq!(sent["data"]["updateId"], "dep-1", "upstream's shadowed id");
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let result = central.result_of(&id, FIRST_RUN).await;
+    assert_eq!(result["status"], "success", "{}", short(&result));
+    assert_eq!(
+        std::fs::read_to_string(site.path("neopro/VERSION")).expect("VERSION"),
+        "2.0.0\n"
+    );
+
+    let reply = central
+        .peer
+        .control(json!({"op": "canary_rollback", "siteId": "site-1",
+            "canaryDeploymentId": "canary-1", "softwareUpdateId": "su-2.0.0"}))
+        .await;
+    let rollback = reply["id"].as_str().expect("id").to_owned();
+    let result = central.result_of(&rollback, WAIT).await;
+    assert_eq!(result["status"], "success", "{}", short(&result));
+    assert_eq!(result["result"]["version"], "1.0.0");
+    assert_eq!(
+        std::fs::read_to_string(site.path("neopro/webapp/index.html")).expect("index"),
+        "v1 index"
+    );
+    agent.stop().await;
+}
+
+/// Point 5: the server applies progress events on pooled connections, in
+/// no fixed order. A deployment that fails at once sends no 0 % start
+/// before its failure, and the failure goes out once more a little later,
+/// so the deployment reads failed, never in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deployment_ends_failed_whatever_the_servers_order() {
+    let central = central().await;
+    let site = site();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf("ALLOWED_COMMANDS=deploy_video\nLOCAL_APP_URL=http://127.0.0.1:9\n");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    for n in 1..=3 {
+        let deployment = format!("dep-fail-{n}");
+        let reply = central
+            .peer
+            .control(
+                json!({"op": "add_content", "siteId": "site-1", "deploymentId": deployment,
+                "video": {"videoId": format!("vid-{n}"), "videoUrl": "http://127.0.0.1:9/clip.mp4",
+                    "filename": "clip.mp4", "originalName": "Clip", "category": "Match",
+                    "checksum": "0".repeat(64)}}),
+            )
+            .await;
+        assert_eq!(reply["sent"], json!(true), "{reply}");
+        // The failure, then its re-send.
+        central
+            .peer
+            .wait(
+                &format!("two failures of {deployment}"),
+                FIRST_RUN,
+                |lines| {
+                    let failures = lines
+                        .iter()
+                        .filter(|l| {
+                            l["kind"] == "applied"
+                                && l["id"] == json!(deployment)
+                                && l["row"]["status"] == "failed"
+                        })
+                        .count();
+                    (failures >= 2).then_some(())
+                },
+            )
+            .await;
+        let events: Vec<Value> = central
+            .received("deploy_progress")
+            .into_iter()
+            .filter(|p| p["deploymentId"] == json!(deployment))
+            .collect();
+        assert!(
+            events.iter().all(|p| !p["error"].is_null()),
+            "only failures were sent: {events:?}"
+        );
+        let books = central.books().await;
+        assert_eq!(
+            books["content_deployments"][&deployment]["status"], "failed",
+            "{}",
+            books["content_deployments"][&deployment]
+        );
+    }
+    agent.stop().await;
+}
+
+/// The box's local hour, as the agent reads it.
+fn local_hour() -> u8 {
+    let out = std::process::Command::new("date")
+        .arg("+%H")
+        .output()
+        .expect("date runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("an hour")
+}
+
+/// Point 4: the server re-sends an in-progress update deployment under a
+/// new command id at every authentication. The box keeps one scheduled
+/// update for it, and when the window opens it runs once and every
+/// command id gets the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_update_is_scheduled_and_run_once() {
+    let central = central().await;
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let site = updatable_site(&central, &fake);
+    site.append_conf(&format!("AUTO_UPDATE_HOUR={}\n", (local_hour() + 12) % 24));
+    let archive = release_2();
+    let server =
+        neopro_e2e::http::FileServer::start(archive.clone(), neopro_e2e::http::Fault::None);
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    let reply = central
+        .peer
+        .control(add_update(&server, &archive, "dep-1", "2.0.0", false))
+        .await;
+    assert_eq!(reply["sent"], json!(true), "{reply}");
+    for n in 2..=5 {
+        // Scheduled (or joined) before the next authentication.
+        central
+            .peer
+            .nth("event", "update_progress", n - 1, FIRST_RUN)
+            .await;
+        central
+            .peer
+            .control(json!({"op": "kick", "siteId": "site-1"}))
+            .await;
+        central.peer.nth("emit", "command", n, WAIT).await;
+    }
+    let scheduled = neopro_runtime::agent::maintenance_window::Scheduled::new(&site.path("state"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while scheduled.list().first().map_or(0, |u| u.also.len()) < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            scheduled.list()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(scheduled.list().len(), 1, "one entry for the deployment");
+    assert!(central.received("command_result").is_empty());
+    agent.stop().await;
+
+    // The window opens: one run, five results.
+    site.append_conf(&format!("AUTO_UPDATE_HOUR={}\n", local_hour()));
+    let agent = site.start_agent();
+    let ids: Vec<String> = central
+        .sent("command")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    for id in &ids {
+        let result = central.result_of(id, FIRST_RUN).await;
+        assert_eq!(result["status"], "success", "{}", short(&result));
+    }
+    let installs = fake
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("stop neopro-app"))
+        .count();
+    assert_eq!(installs, 1, "{:?}", fake.calls());
+    let books = central.books().await;
+    assert_eq!(books["update_deployments"]["dep-1"]["status"], "completed");
+    agent.stop().await;
+    assert!(
+        central
+            .received("command_result")
+            .iter()
+            .all(|r| r["status"] == "success"),
+        "no interrupted or refused copy"
+    );
+}
+
+/// Point 8: `diagnose` reports the running agent's link only for the key
+/// that agent uses; a file with another key fails the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_tells_which_key_the_running_agent_uses() {
+    use neopro_runtime::ops::diagnose::{DiagnoseArgs, Status, diagnose};
+    let central = central().await;
+    let site = site();
+    let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    // The status file is written by its own thread: wait for the session's
+    // authentication in it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while neopro_runtime::agent::session::link_status::read(&site.path("state"))
+        .ok()
+        .flatten()
+        .is_none_or(|s| s.state != "authenticated")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never authenticated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let args = DiagnoseArgs {
+        json: false,
+        timeout: 5,
+        auth: false,
+    };
+    let report = diagnose(&conf, &args).await;
+    assert_eq!(
+        report.check("agent").expect("agent check").status,
+        Status::Ok,
+        "{report:#?}"
+    );
+
+    let other = site.path("other.conf");
+    let text = std::fs::read_to_string(&conf).expect("site.conf") + "SITE_API_KEY=revoked-key\n";
+    std::fs::write(&other, text).expect("other.conf");
+    let report = diagnose(&other, &args).await;
+    let check = report.check("agent").expect("agent check");
+    assert_eq!(check.status, Status::Fail, "{report:#?}");
+    assert!(
+        check.detail.contains("another API key than this file has"),
+        "{}",
+        check.detail
+    );
+
+    // After a reconnect, no ping_check older than the connection is shown.
+    central
+        .peer
+        .control(json!({"op": "kick", "siteId": "site-1"}))
+        .await;
+    central.peer.nth("event", "authenticate", 2, WAIT).await;
+    let status = neopro_runtime::agent::session::link_status::read(&site.path("state"))
+        .expect("readable")
+        .expect("a status");
+    if let (Some(ping), Some(since)) = (&status.last_ping_check, &status.connected_since) {
+        assert!(ping >= since, "{status:?}");
+    }
+    agent.stop().await;
+}
+
+/// Point 2, the backstop: a result after which the server drops the link
+/// again and again (a limit the agent does not know of) is replaced by an
+/// error result after 3 drops; the link then stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_server_keeps_dropping_becomes_an_error() {
+    let central = central().await;
+    let site = site();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    let id = "c-refused";
+    central
+        .peer
+        .control(json!({"op": "drop_on_result", "commandId": id}))
+        .await;
+    let reply = central
+        .peer
+        .control(json!({"op": "command", "siteId": "site-1", "type": "get_config", "data": {}, "id": id}))
+        .await;
+    assert_eq!(reply["sent"], json!(true));
+    let error = central
+        .peer
+        .wait("the replacement error", FIRST_RUN, |lines| {
+            lines
+                .iter()
+                .find(|l| {
+                    l["kind"] == "event"
+                        && l["event"] == "command_result"
+                        && l["data"]["commandId"] == json!(id)
+                        && l["data"]["status"] == "error"
+                })
+                .map(|l| l["data"]["error"].clone())
+        })
+        .await;
+    assert!(
+        error
+            .as_str()
+            .is_some_and(|e| e.contains("closed the connection right after this result 3 times")),
+        "{error}"
+    );
+    assert_eq!(central.peer.kind("kicked").len(), 3);
+    let after = central
+        .command("site-1", "get_config", json!({}))
+        .await
+        .expect("sent");
+    assert_eq!(central.result_of(&after, WAIT).await["status"], "success");
+    assert_eq!(central.peer.kind("kicked").len(), 3);
+    agent.stop().await;
+}
+
+/// A second connection of the site (e.g. `diagnose --auth`) closing makes
+/// the real server forget the site; the agent notices the missing
+/// `ping_check` and authenticates again, and commands reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_of_the_site_does_not_strand_the_agent() {
+    use neopro_runtime::link::{self, LinkConfig, LinkEvent};
+    let central = central().await;
+    let site = site();
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+
+    let (handle, mut events) = link::spawn(LinkConfig::new(&central.url()));
+    loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(LinkEvent::Connected)) => handle
+                .emit(
+                    "authenticate",
+                    &[json!({"siteId": "site-1", "apiKey": "key-1"})],
+                )
+                .expect("emit"),
+            Ok(Some(LinkEvent::Event { name, .. })) if name == "authenticated" => break,
+            Ok(Some(_)) => {}
+            other => panic!("second session did not authenticate: {other:?}"),
+        }
+    }
+    handle.close().await;
+    // Forgotten, then back: a third authentication (PING_CHECK_TIMEOUT is
+    // 3 s in the test site.conf).
+    central.peer.nth("event", "authenticate", 3, WAIT).await;
+    central.wait_connected("site-1", WAIT).await;
+    let id = central
+        .command("site-1", "get_config", json!({}))
+        .await
+        .expect("sent");
+    assert_eq!(central.result_of(&id, FIRST_RUN).await["status"], "success");
+    agent.stop().await;
+}
