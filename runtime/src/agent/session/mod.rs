@@ -278,7 +278,8 @@ impl Session {
                     }
                 }
                 _ = watch.tick() => {
-                    if self.watcher.changed() && self.authenticated {
+                    // An lstat, and a read when it moved: off the worker.
+                    if off_worker(|| self.watcher.changed()) && self.authenticated {
                         self.sync_local_state();
                     }
                 }
@@ -648,19 +649,24 @@ impl Session {
     }
 
     fn send_heartbeat(&self) {
-        let payload = heartbeat::payload(
-            &self.credentials.site_id,
-            &self.probe,
-            &self.config.neopro_root,
-            crate::agent::follow_up::recent_failure(&self.config.state_path)
-                .and_then(|f| serde_json::to_value(f).ok()),
-            heartbeat::took_over_from(&self.config.state_path),
-        );
+        // Reads /proc and the web app's version files: off the worker.
+        let payload = off_worker(|| {
+            heartbeat::payload(
+                &self.credentials.site_id,
+                &self.probe,
+                &self.config.neopro_root,
+                crate::agent::follow_up::recent_failure(&self.config.state_path)
+                    .and_then(|f| serde_json::to_value(f).ok()),
+                heartbeat::took_over_from(&self.config.state_path),
+            )
+        });
         let _ = self.link.emit("heartbeat", &[payload]);
     }
 
     fn sync_local_state(&mut self) {
-        if let Some(payload) = self.watcher.payload(&self.credentials.site_id) {
+        let site_id = &self.credentials.site_id;
+        let watcher = &mut self.watcher;
+        if let Some(payload) = off_worker(|| watcher.payload(site_id)) {
             let _ = self.link.emit("sync_local_state", &[payload]);
         }
     }
