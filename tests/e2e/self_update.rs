@@ -244,6 +244,46 @@ async fn a_staged_agent_runs_on_trial_commits_once_authenticated_and_reports_und
     assert!(site.path("state/agent/9.9.9/bin/neopro-runtime").is_file());
 }
 
+/// Issue 24 point 12: the restart into a staged agent fails (systemctl
+/// refuses it). The trial is cancelled and its slot removed, the command
+/// answers the error, and a later agent update is not refused as "not
+/// finished".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_restart_into_the_staged_agent_cancels_the_trial_and_answers_the_error() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "");
+    fake.fail_start("neopro-runtime");
+    let archive = agent_release(NEW, own_arch(), &reporting_new());
+    let server = FileServer::start(archive.to_vec(), Fault::None);
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    central.nth("heartbeat", 1, WAIT).await;
+    let staged_but = "the agent release was staged but the agent could not restart into it: ";
+    for id in ["u-1", "u-2"] {
+        central.send_command(
+            id,
+            "update_software",
+            update_data(&server, &archive, NEW, true),
+        );
+        let result = central.result_of(id, WAIT).await;
+        assert_eq!(result["status"], json!("error"), "{result}");
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(staged_but), "{id}: {error}");
+        let state = agent_state(&site).expect("agent state");
+        assert_eq!(state.trial, None, "{id}: the trial is cancelled");
+        assert!(
+            !site.path("state/agent/9.9.9").exists(),
+            "{id}: slot removed"
+        );
+    }
+    let restarts = fake
+        .calls()
+        .iter()
+        .filter(|c| c.contains("restart") && c.contains("neopro-runtime"))
+        .count();
+    assert_eq!(restarts, 2, "each staged update asked for its restart");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_agent_that_crashes_at_start_is_dropped_after_two_attempts_and_the_failure_reported()
 {
