@@ -73,14 +73,18 @@ pub fn init(config: &SiteConfig, to_file: bool) {
         stderr.boxed()
     });
     let mut file_problem = None;
+    let mut set_aside = None;
     if to_file {
         match rotating::RotatingFile::open(&config.log_path, MAX_FILE_BYTES, FILES_KEPT) {
-            Ok(file) => layers.push(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(false)
-                    .with_writer(Mutex::new(file))
-                    .boxed(),
-            ),
+            Ok(mut file) => {
+                set_aside = file.take_set_aside();
+                layers.push(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(false)
+                        .with_writer(Mutex::new(file))
+                        .boxed(),
+                )
+            }
             Err(e) => file_problem = Some(e),
         }
     }
@@ -91,6 +95,12 @@ pub fn init(config: &SiteConfig, to_file: bool) {
     if let Some(e) = file_problem {
         tracing::warn!(
             "not logging to {}: {e} (LOG_PATH; the log still goes to stderr / the journal)",
+            config.log_path.display()
+        );
+    }
+    if let Some(aside) = set_aside {
+        tracing::warn!(
+            "LOG_PATH {} was not the agent's log file: {aside}",
             config.log_path.display()
         );
     }

@@ -582,6 +582,46 @@ fn withdrawn_trust_unloads_installed_components_and_blocks_rollback_to_them() {
     );
 }
 
+/// Issue 24 point 8: removing a component does not reset what "older"
+/// means; the site's no-downgrade rule holds across a remove.
+#[test]
+fn an_older_version_after_a_remove_is_still_refused_as_a_downgrade() {
+    let key = SecretKey::generate().expect("key");
+    let site = site(POLICY);
+    let d = dispatcher(&site, &key, "");
+    let v1 = wasm_of("video-inventory");
+    let server = FileServer::start(v1.clone(), Fault::None);
+    success(run(
+        &d,
+        "install_component",
+        install_params(&server, &v1, &manifest("1.2.0", ""), Some(&key)),
+    ));
+    success(run(
+        &d,
+        "remove_component",
+        json!({"name": "video-inventory"}),
+    ));
+    let policy = site.path("component-policy.toml").display().to_string();
+    assert_eq!(
+        error(run(
+            &d,
+            "install_component",
+            install_params(&server, &v1, &manifest("1.1.0", ""), Some(&key)),
+        )),
+        format!(
+            "component 'video-inventory' 1.1.0 is older than 1.2.0, the newest version this box ever installed (removing a component does not lower it): the site policy {policy} refuses downgrades (set allow-downgrade = true to allow them)"
+        )
+    );
+    let listed = success(run(&d, "list_components", json!({})));
+    assert_eq!(listed["components"], json!([]));
+    // The same version again is fine.
+    success(run(
+        &d,
+        "install_component",
+        install_params(&server, &v1, &manifest("1.2.0", ""), Some(&key)),
+    ));
+}
+
 #[test]
 fn an_older_version_is_refused_unless_the_policy_allows_downgrades() {
     let key = SecretKey::generate().expect("key");

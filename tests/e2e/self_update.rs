@@ -244,6 +244,72 @@ async fn a_staged_agent_runs_on_trial_commits_once_authenticated_and_reports_und
     assert!(site.path("state/agent/9.9.9/bin/neopro-runtime").is_file());
 }
 
+/// Issue 24 point 8: the box committed agent 9.9.9, then the launcher fell
+/// back to the packaged agent (committed slot gone). A signed release above
+/// the packaged one but older than 9.9.9 is refused.
+#[test]
+fn an_agent_release_older_than_one_the_box_committed_is_refused_after_a_fallback() {
+    let fake = FakeSystemctl::temp();
+    let site = Site::with_extra(&format!("{}\n{}", fake.conf_line(), key_line()));
+    site.write("neopro/webapp/index.html", "v1 index");
+    let fallen_back = AgentState {
+        committed: None,
+        highest: Some(NEW.to_owned()),
+        ..AgentState::default()
+    };
+    fallen_back
+        .save(&site.path("state/agent"))
+        .expect("agent state");
+    let older = agent_release("9.0.0", own_arch(), "#!/bin/sh\n");
+    let server = FileServer::start(older.clone(), Fault::None);
+    assert_eq!(
+        refusal(&site, update_data(&server, &older, "9.0.0", true)),
+        "not-permitted: agent release 9.0.0 refused: this box already committed agent 9.9.9, which is newer (set UPDATE_ALLOW_DOWNGRADE=true in site.conf to allow a downgrade)"
+    );
+    assert_eq!(agent_state(&site), Some(fallen_back), "no trial written");
+    assert!(!site.path("state/agent/9.0.0").exists(), "no slot staged");
+}
+
+/// Issue 24 point 12: the restart into a staged agent fails (systemctl
+/// refuses it). The trial is cancelled and its slot removed, the command
+/// answers the error, and a later agent update is not refused as "not
+/// finished".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_restart_into_the_staged_agent_cancels_the_trial_and_answers_the_error() {
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    let fake = FakeSystemctl::temp();
+    let (site, conf) = process_site(&central, &fake, "");
+    fake.fail_start("neopro-runtime");
+    let archive = agent_release(NEW, own_arch(), &reporting_new());
+    let server = FileServer::start(archive.to_vec(), Fault::None);
+    let _agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    central.nth("heartbeat", 1, WAIT).await;
+    let staged_but = "the agent release was staged but the agent could not restart into it: ";
+    for id in ["u-1", "u-2"] {
+        central.send_command(
+            id,
+            "update_software",
+            update_data(&server, &archive, NEW, true),
+        );
+        let result = central.result_of(id, WAIT).await;
+        assert_eq!(result["status"], json!("error"), "{result}");
+        let error = result["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(staged_but), "{id}: {error}");
+        let state = agent_state(&site).expect("agent state");
+        assert_eq!(state.trial, None, "{id}: the trial is cancelled");
+        assert!(
+            !site.path("state/agent/9.9.9").exists(),
+            "{id}: slot removed"
+        );
+    }
+    let restarts = fake
+        .calls()
+        .iter()
+        .filter(|c| c.contains("restart") && c.contains("neopro-runtime"))
+        .count();
+    assert_eq!(restarts, 2, "each staged update asked for its restart");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_agent_that_crashes_at_start_is_dropped_after_two_attempts_and_the_failure_reported()
 {
@@ -575,7 +641,16 @@ async fn rollback_update_brings_back_the_agent_the_update_replaced() {
     );
     assert!(heartbeat_of(&central, env!("CARGO_PKG_VERSION")).await);
     let state = agent_state(&site).expect("state");
-    assert_eq!(state, AgentState::default(), "nothing left to roll back");
+    // Nothing left to roll back; the newest agent ever committed is kept
+    // (a later release older than it is a downgrade).
+    assert_eq!(
+        state,
+        AgentState {
+            highest: Some(NEW.to_owned()),
+            ..AgentState::default()
+        },
+        "nothing left to roll back"
+    );
     assert!(!site.path(&format!("state/agent/{NEW}")).exists());
 
     // Again: already done, nothing restarts.

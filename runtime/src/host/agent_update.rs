@@ -148,6 +148,16 @@ impl HostState {
                 AgentState::default()
             }
         };
+        if !host.allow_downgrade
+            && let Some(highest) = previous.highest_committed()
+            && crate::agent::version_order::is_older(&version, highest)
+        {
+            let e = ReleaseError::BelowHighWater {
+                version: version.clone(),
+                highest: highest.to_owned(),
+            };
+            return Err(release_error(&e, e.to_string()));
+        }
         if let Some(trial) = &previous.trial {
             return Err(WitError::Failed(format!(
                 "agent release {version} refused: the agent update to {} (command {}) has not finished yet",

@@ -48,26 +48,19 @@ impl ConfigStore {
 
     /// The file's bytes, refused when over `max` (or [`MAX_DOCUMENT_BYTES`]).
     fn read_raw_within(&self, max: u64) -> Result<Option<Vec<u8>>, WitError> {
-        use std::io::Read;
-        let io =
-            |e: std::io::Error| WitError::Io(format!("cannot read {}: {e}", self.path.display()));
-        let file = match std::fs::File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(e)),
-        };
+        use crate::store::untrusted_file::{UntrustedFileError, read_bounded};
+        // The web app's folder: never through a link, never a FIFO.
         let max = max.min(MAX_DOCUMENT_BYTES);
-        let mut bytes = Vec::new();
-        file.take(max.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        if bytes.len() as u64 > max {
-            return Err(WitError::TooLarge(format!(
+        match read_bounded(&self.path, max) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(UntrustedFileError::NotFound(_)) => Ok(None),
+            Err(UntrustedFileError::TooBig { .. }) => Err(WitError::TooLarge(format!(
                 "{} is larger than the {max} bytes this command can read",
                 self.path.display()
-            )));
+            ))),
+            Err(e) if e.is_foreign() => Err(WitError::NotPermitted(format!("cannot read {e}"))),
+            Err(e) => Err(WitError::Io(format!("cannot read {e}"))),
         }
-        Ok(Some(bytes))
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<Value, WitError> {

@@ -12,7 +12,7 @@ use super::progress::parse_detail;
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError};
 use crate::host::grants::Grant;
-use crate::sandbox::manifest::{Access, RootName};
+use crate::sandbox::manifest::{Access, DownloadGrant, RootName};
 use crate::store::chunk_writer::{ChunkWriteError, ChunkWriter};
 use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest, Sha256};
@@ -81,11 +81,14 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, W
     }
 }
 
-fn client() -> Result<reqwest::Client, WitError> {
+/// The HTTP client of one download; redirects are followed only within
+/// `grant`'s hosts (any host when `None`) and never from https to http.
+fn client(grant: Option<&DownloadGrant>) -> Result<reqwest::Client, WitError> {
     let tls = crate::link::tls::client_config()
         .map_err(|e| WitError::Failed(format!("TLS unavailable: {e}")))?;
     reqwest::Client::builder()
         .use_preconfigured_tls((*tls).clone())
+        .redirect(super::redirects::policy(grant.cloned()))
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(STALL_TIMEOUT)
         .build()
@@ -267,7 +270,12 @@ async fn attempt(
     let mut response = get
         .send()
         .await
-        .map_err(|e| AttemptError::Retry(format!("cannot reach the server: {e}")))?;
+        .map_err(|e| match super::redirects::refused(&e) {
+            Some(why) => AttemptError::Fatal(WitError::NotPermitted(format!(
+                "download of {url} refused: {why}"
+            ))),
+            None => AttemptError::Retry(format!("cannot reach the server: {e}")),
+        })?;
     let status = response.status();
     if status.as_u16() == 206 && have > 0 {
         if content_range_start(response.headers().get(reqwest::header::CONTENT_RANGE)) != Some(have)
@@ -522,6 +530,8 @@ impl Host for HostState {
             space: disk_space,
         };
         let deadline = self.call.deadline;
+        // Every redirect is checked against the same grant as the URL.
+        let grant = self.call.manifest.grants.download.clone();
         let mut report = |received: u64, total: u64| {
             if let Some((event, detail)) = &progress {
                 let (low, high) = progress_range(detail);
@@ -534,6 +544,7 @@ impl Host for HostState {
         };
         let (bytes, sha256) = fetch_into(
             &request.url,
+            grant.as_ref(),
             &target,
             limit,
             expected.as_deref(),
@@ -554,13 +565,14 @@ impl Host for HostState {
 /// partial file holds exactly the verified bytes; the caller renames it.
 fn fetch_into(
     url: &str,
+    grant: Option<&DownloadGrant>,
     target: &Target<'_>,
     limit: u64,
     expected: Option<&str>,
     deadline: Instant,
     report: Report<'_>,
 ) -> Result<(u64, String), WitError> {
-    let client = client()?;
+    let client = client(grant)?;
     target.claim(url, expected)?;
     let budget = deadline.saturating_duration_since(Instant::now());
     let transfer = async {
@@ -635,8 +647,10 @@ pub fn download_file(
         private: true,
         space: disk_space,
     };
+    // The agent's own download (the server's URL): any host, no downgrade.
     let (bytes, sha256) = fetch_into(
         url,
+        None,
         &target,
         limit,
         Some(&expected),
@@ -736,6 +750,7 @@ mod tests {
         let target = target(&dir, tmp.path(), small_disk);
         let result = fetch_into(
             &url,
+            None,
             &target,
             u64::MAX,
             None,
@@ -791,6 +806,7 @@ mod tests {
         let target = target(&dir, tmp.path(), disk_space);
         let (bytes, got) = fetch_into(
             &url,
+            None,
             &target,
             u64::MAX,
             Some(&sha),
@@ -816,6 +832,7 @@ mod tests {
         let target = target(&dir, tmp.path(), disk_space);
         let result = fetch_into(
             &url,
+            None,
             &target,
             u64::MAX,
             Some(&expected),
@@ -830,6 +847,82 @@ mod tests {
             "{message}"
         );
         assert!(!tmp.path().join(".file.partial").exists());
+        Ok(())
+    }
+
+    /// A server on 127.0.0.1 that answers every request with a redirect to
+    /// `to`, and counts the requests it got.
+    fn redirector(
+        to: String,
+    ) -> std::io::Result<(String, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/file", listener.local_addr()?);
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Ok(clone) = stream.try_clone() else {
+                    continue;
+                };
+                let mut reader = BufReader::new(clone);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        Ok((url, hits))
+    }
+
+    #[test]
+    fn a_redirect_to_a_host_outside_the_grant_is_not_followed()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // The second server, on the same machine but named "localhost": a
+        // host the grant (127.0.0.1 only) does not name.
+        let (lan, lan_hits) = redirector("http://127.0.0.1:9/never".to_owned())?;
+        let lan_port = reqwest::Url::parse(&lan)?.port().ok_or("port")?;
+        let (first, first_hits) = redirector(format!("http://localhost:{lan_port}/file"))?;
+        let grant = DownloadGrant {
+            max_bytes: 1 << 20,
+            hosts: vec!["127.0.0.1".to_owned()],
+        };
+        let tmp = tempfile::tempdir()?;
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        let target = target(&dir, tmp.path(), disk_space);
+        let result = fetch_into(
+            &first,
+            Some(&grant),
+            &target,
+            1 << 20,
+            None,
+            Instant::now() + Duration::from_secs(30),
+            &mut |_, _| {},
+        );
+        let Err(WitError::NotPermitted(message)) = result else {
+            return Err(format!("refusal expected, got {result:?}").into());
+        };
+        assert_eq!(
+            message,
+            format!(
+                "download of {first} refused: a redirect to http://localhost:{lan_port}/file leaves the hosts the component may download from ('localhost' is not in grants.download.hosts)"
+            )
+        );
+        // One request to the first server (no retries), none to the other.
+        assert_eq!(first_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(lan_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(
+            std::fs::read_dir(tmp.path())?.next().is_none(),
+            "nothing left on disk"
+        );
         Ok(())
     }
 }

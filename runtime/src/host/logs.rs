@@ -6,6 +6,7 @@ use super::roots::{io_error, open_regular};
 use super::{HostState, WitError, WitRoot};
 use crate::host::grants::Grant;
 use crate::sandbox::manifest::{Access, RootName, is_valid_unit_name};
+use crate::store::untrusted_file::{self, Owner, UntrustedFileError};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -79,6 +80,25 @@ fn tail_reader(mut file: impl Read + Seek, lines: u32, budget: u64) -> std::io::
         &text
     };
     Ok(last_lines(text, lines))
+}
+
+/// The last `lines` lines of the agent's own log (LOG_PATH). It lies in a
+/// folder the web app's user can write, so only a regular file of the
+/// agent's own is read: a link (say to site.conf) or a FIFO planted there is
+/// refused, never followed nor waited on.
+pub fn agent_log_tail(path: &Path, lines: u32, budget: u64) -> Result<String, WitError> {
+    check_lines(lines)?;
+    let file = untrusted_file::open_read(path, Owner::Agent).map_err(|e| match e {
+        UntrustedFileError::NotFound(_) => WitError::NotFound(format!(
+            "the agent log {} does not exist yet",
+            path.display()
+        )),
+        e if e.is_foreign() => WitError::NotPermitted(format!(
+            "{e}; the agent log is read only when it is the agent's own regular file"
+        )),
+        e => WitError::Io(e.to_string()),
+    })?;
+    tail_reader(file, lines, budget).map_err(|e| WitError::Io(format!("{}: {e}", path.display())))
 }
 
 /// Runs `journalctl -u <unit> -n <lines> --no-pager` and returns its output,
@@ -207,20 +227,11 @@ impl Host for HostState {
 
     fn agent_log_tail(&mut self, lines: u32) -> Result<String, WitError> {
         self.call.check(Grant::AgentLog)?;
-        check_lines(lines)?;
-        let path = &self.call.services.logs.agent_log;
-        let file = std::fs::File::open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                WitError::NotFound(format!(
-                    "the agent log {} does not exist yet",
-                    path.display()
-                ))
-            } else {
-                WitError::Io(format!("{}: {e}", path.display()))
-            }
-        })?;
-        tail_reader(file, lines, self.memory.remaining())
-            .map_err(|e| WitError::Io(format!("{}: {e}", path.display())))
+        agent_log_tail(
+            &self.call.services.logs.agent_log,
+            lines,
+            self.memory.remaining(),
+        )
     }
 
     fn file_tail(&mut self, root: WitRoot, path: String, lines: u32) -> Result<String, WitError> {
@@ -287,5 +298,50 @@ mod tests {
         let err = journal_tail(Path::new("/bin/sh"), "neopro-app; touch x", 10, u64::MAX);
         assert!(matches!(err, Err(WitError::InvalidInput(_))));
         assert!(!marker.exists());
+    }
+
+    #[test]
+    fn the_agent_log_tail_refuses_a_link_to_a_secret() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let secret = dir.path().join("site.conf");
+        std::fs::write(&secret, "SITE_API_KEY=secret-key\n")?;
+        let log = dir.path().join("sync-agent.log");
+        std::os::unix::fs::symlink(&secret, &log)?;
+        let err = agent_log_tail(&log, 10, u64::MAX)
+            .err()
+            .ok_or("read through the link")?;
+        assert!(matches!(err, WitError::NotPermitted(_)), "{err:?}");
+        assert!(!format!("{err:?}").contains("secret-key"));
+        // The agent's own log is read.
+        std::fs::remove_file(&log)?;
+        std::fs::write(&log, "a\nb\n")?;
+        assert_eq!(agent_log_tail(&log, 1, u64::MAX)?, "b\n");
+        Ok(())
+    }
+
+    #[test]
+    fn the_agent_log_tail_refuses_a_fifo_without_waiting() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("sync-agent.log");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &log,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            0,
+        )?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(agent_log_tail(&log, 10, u64::MAX));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the tail blocked on the FIFO")?;
+        match got {
+            Err(WitError::NotPermitted(m)) => assert!(m.contains("is a FIFO"), "{m}"),
+            other => return Err(format!("unexpected {other:?}").into()),
+        }
+        Ok(())
     }
 }

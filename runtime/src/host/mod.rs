@@ -16,6 +16,7 @@ pub mod log;
 pub mod logs;
 pub mod memory_cap;
 pub mod progress;
+pub mod redirects;
 pub mod roots;
 pub mod services;
 pub mod system;

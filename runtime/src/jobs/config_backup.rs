@@ -12,11 +12,8 @@ pub const INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("configuration not backed up: {0}")]
+    Read(crate::store::untrusted_file::UntrustedFileError),
     #[error("cannot write the configuration backup in {dir}: {source}")]
     Write {
         dir: PathBuf,
@@ -48,15 +45,13 @@ pub fn backup_once(
     dir: &Path,
     now: SystemTime,
 ) -> Result<Option<PathBuf>, BackupError> {
-    let contents = match std::fs::read(config_path) {
+    use crate::store::untrusted_file::{UntrustedFileError, read_bounded};
+    // The web app's folder: never through a link, never a FIFO, bounded.
+    let max = crate::host::config_store::MAX_DOCUMENT_BYTES;
+    let contents = match read_bounded(config_path, max) {
         Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(BackupError::Read {
-                path: config_path.to_owned(),
-                source,
-            });
-        }
+        Err(UntrustedFileError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(BackupError::Read(e)),
     };
     let write_err = |source| BackupError::Write {
         dir: dir.to_owned(),

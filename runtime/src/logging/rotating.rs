@@ -2,11 +2,65 @@
 //! `log` becomes `log.1` (`log.1` → `log.2`, …) and the oldest beyond the
 //! kept count is deleted. Each write is one formatted event, so lines are
 //! never split across files.
+//!
+//! `LOG_PATH` sits in the web app's `logs/` folder, which its user can
+//! write: the file is opened without following a link and without blocking
+//! on a FIFO, and used only when it is a regular file of the agent's own.
+//! Anything else there is moved aside (`<LOG_PATH>.refused-<time>`) and a new
+//! file created with `O_EXCL`, so a planted link cannot make the agent write
+//! into its own state nor a FIFO hang it before it is ready.
 
-use std::fs::{File, OpenOptions};
+use crate::store::untrusted_file::{self, Owner, UntrustedFileError};
+use rustix::fs::OFlags;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Why the log file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LogFileError {
+    #[error("cannot create the log folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the log file: {0}")]
+    Open(UntrustedFileError),
+    #[error("cannot move {path} aside to {to} ({why}): {source}")]
+    SetAside {
+        path: PathBuf,
+        to: PathBuf,
+        why: UntrustedFileError,
+        source: std::io::Error,
+    },
+}
+
+impl From<LogFileError> for std::io::Error {
+    fn from(e: LogFileError) -> Self {
+        std::io::Error::other(e)
+    }
+}
+
+/// Something at `LOG_PATH` that was not the agent's log, moved aside.
+#[derive(Debug)]
+pub struct SetAside {
+    /// What it was.
+    pub why: UntrustedFileError,
+    /// Where it is now.
+    pub to: PathBuf,
+}
+
+impl std::fmt::Display for SetAside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; moved aside to {} and a new log file started",
+            self.why,
+            self.to.display()
+        )
+    }
+}
 
 /// After a failed rotation the next attempt waits this long: a folder that
 /// went read-only or full would otherwise cost failed renames on every line.
@@ -21,6 +75,8 @@ pub struct RotatingFile {
     size: u64,
     /// No rotation before this (set by a failed one).
     retry_at: Option<Instant>,
+    /// What was moved aside when the file was opened, for the caller to log.
+    set_aside: Option<SetAside>,
 }
 
 fn numbered(path: &Path, n: usize) -> PathBuf {
@@ -29,18 +85,68 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+/// Where something that is not the agent's log is moved.
+fn aside_name(path: &Path) -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".refused-{secs}-{}", std::process::id()));
+    PathBuf::from(name)
+}
+
+/// Opens `path` for appending: a regular file of the agent's own, or a new
+/// one after moving aside whatever else is there.
+fn open_append(path: &Path) -> Result<(File, Option<SetAside>), LogFileError> {
+    let append = OFlags::WRONLY | OFlags::APPEND;
+    // 0666 less the unit's umask: the web app's group reads the log.
+    match untrusted_file::open(path, append | OFlags::CREATE, 0o666, Owner::Agent) {
+        Ok(file) => Ok((file, None)),
+        Err(why) if why.is_foreign() => {
+            let to = aside_name(path);
+            // rename() moves a link or a FIFO itself, never what it names.
+            if let Err(source) = std::fs::rename(path, &to) {
+                return Err(LogFileError::SetAside {
+                    path: path.to_owned(),
+                    to,
+                    why,
+                    source,
+                });
+            }
+            let file = untrusted_file::open(
+                path,
+                append | OFlags::CREATE | OFlags::EXCL,
+                0o666,
+                Owner::Agent,
+            )
+            .map_err(LogFileError::Open)?;
+            Ok((file, Some(SetAside { why, to })))
+        }
+        Err(e) => Err(LogFileError::Open(e)),
+    }
 }
 
 impl RotatingFile {
-    /// Opens (creating its folder) `path` for appending.
-    pub fn open(path: &Path, max_bytes: u64, files: usize) -> std::io::Result<RotatingFile> {
+    /// Opens (creating its folder) `path` for appending; see
+    /// [`RotatingFile::take_set_aside`] for what may have been moved aside.
+    pub fn open(path: &Path, max_bytes: u64, files: usize) -> Result<RotatingFile, LogFileError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(|source| LogFileError::Folder {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
-        let file = open_append(path)?;
-        let size = file.metadata()?.len();
+        let (file, set_aside) = open_append(path)?;
+        let size = file
+            .metadata()
+            .map_err(|source| {
+                LogFileError::Open(UntrustedFileError::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+            })?
+            .len();
         Ok(RotatingFile {
             path: path.to_owned(),
             max_bytes: max_bytes.max(1),
@@ -48,7 +154,14 @@ impl RotatingFile {
             file,
             size,
             retry_at: None,
+            set_aside,
         })
+    }
+
+    /// What was found at the path instead of the agent's log and moved
+    /// aside when it was opened (once; the caller logs it).
+    pub fn take_set_aside(&mut self) -> Option<SetAside> {
+        self.set_aside.take()
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -65,8 +178,14 @@ impl RotatingFile {
             }
         }
         std::fs::rename(&self.path, numbered(&self.path, 1))?;
-        self.file = open_append(&self.path)?;
+        let (file, set_aside) = open_append(&self.path)?;
+        self.file = file;
         self.size = 0;
+        if let Some(aside) = set_aside {
+            let note = format!("log file {}: {aside}\n", self.path.display());
+            self.file.write_all(note.as_bytes())?;
+            self.size = note.len() as u64;
+        }
         Ok(())
     }
 }
@@ -196,6 +315,104 @@ mod tests {
         log.write_all(b"z\n")?;
         assert_eq!(std::fs::read_to_string(&path)?, "z\n");
         assert_eq!(std::fs::metadata(numbered(&path, 1))?.len(), 50);
+        Ok(())
+    }
+
+    /// The entries of `dir` whose name starts with `prefix.refused-`.
+    fn set_aside_in(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, std::io::Error> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{prefix}.refused-"))
+            {
+                found.push(entry.path());
+            }
+        }
+        Ok(found)
+    }
+
+    #[test]
+    fn a_link_to_a_secret_is_moved_aside_never_written_through() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let secret = dir.path().join("site.conf");
+        std::fs::write(&secret, "SITE_API_KEY=secret-key\n")?;
+        let path = dir.path().join("logs/sync-agent.log");
+        std::fs::create_dir_all(dir.path().join("logs"))?;
+        std::os::unix::fs::symlink(&secret, &path)?;
+        let mut log = RotatingFile::open(&path, 1000, 5)?;
+        log.write_all(b"agent line\n")?;
+        assert_eq!(
+            std::fs::read_to_string(&secret)?,
+            "SITE_API_KEY=secret-key\n"
+        );
+        assert!(std::fs::symlink_metadata(&path)?.file_type().is_file());
+        assert_eq!(std::fs::read_to_string(&path)?, "agent line\n");
+        let aside = set_aside_in(&dir.path().join("logs"), "sync-agent.log")?;
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read_link(&aside[0])?, secret);
+        let note = log.take_set_aside().ok_or("nothing set aside")?.to_string();
+        assert!(note.contains("is a symbolic link"), "{note}");
+        assert!(note.contains("moved aside to"), "{note}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_fifo_is_moved_aside_without_hanging() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a.log");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            0,
+        )?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        // Without O_NONBLOCK the open blocks until a reader shows up.
+        std::thread::spawn(move || {
+            let _ = tx.send(RotatingFile::open(&p, 1000, 5).map(|mut f| f.take_set_aside()));
+        });
+        let aside = rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "opening the log hung on the FIFO")??
+            .ok_or("nothing set aside")?;
+        assert!(aside.to_string().contains("FIFO"), "{aside}");
+        assert!(std::fs::symlink_metadata(&path)?.file_type().is_file());
+        let fifo = std::fs::symlink_metadata(&aside.to)?;
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_hard_link_or_a_file_of_another_user_is_moved_aside() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let state = dir.path().join("state.json");
+        std::fs::write(&state, "{\"committed\":\"1.2.0\"}")?;
+        let path = dir.path().join("a.log");
+        std::fs::hard_link(&state, &path)?;
+        let mut log = RotatingFile::open(&path, 1000, 5)?;
+        log.write_all(b"line\n")?;
+        assert_eq!(
+            std::fs::read_to_string(&state)?,
+            "{\"committed\":\"1.2.0\"}"
+        );
+        assert_eq!(std::fs::read_to_string(&path)?, "line\n");
+        let note = log.take_set_aside().ok_or("nothing set aside")?.to_string();
+        assert!(note.contains("has 2 hard links"), "{note}");
+        if untrusted_file::agent_uid() == 0 {
+            // Root can give the file to someone else (nobody).
+            let other = dir.path().join("b.log");
+            std::fs::write(&other, "planted\n")?;
+            std::os::unix::fs::chown(&other, Some(65534), None)?;
+            let mut log = RotatingFile::open(&other, 1000, 5)?;
+            let note = log.take_set_aside().ok_or("nothing set aside")?.to_string();
+            assert!(note.contains("belongs to uid 65534"), "{note}");
+            assert_eq!(std::fs::read_to_string(&other)?, "");
+        }
         Ok(())
     }
 }

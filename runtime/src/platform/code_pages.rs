@@ -8,8 +8,13 @@
 //! file-backed, so `MADV_PAGEOUT` on the binary's read-only mappings drops
 //! them at no risk: what runs next faults its pages back from the file.
 //! Writable mappings (the data segment, whose written pages are anonymous)
-//! are left alone: paging them out would mean swap. Linux 5.4 and later;
-//! on an older kernel the advice is refused and nothing changes.
+//! are left alone: paging them out would mean swap. So is a read-only
+//! mapping that holds anonymous pages (`Anonymous:` in `/proc/self/smaps`):
+//! the read-only-after-relocation segment was written by the loader before
+//! it was made read-only, so its ≈ 400 KiB are copy-on-write copies, not
+//! the file's pages, and paging them out would send them to swap on the SD
+//! card. Linux 5.4 and later; on an older kernel the advice is refused and
+//! nothing changes.
 
 use std::io::BufRead;
 use std::os::unix::fs::MetadataExt;
@@ -17,7 +22,7 @@ use std::os::unix::fs::MetadataExt;
 /// Why the code pages stayed where they were (nothing else changes).
 #[derive(Debug, thiserror::Error)]
 pub enum CodePagesError {
-    #[error("cannot read the agent's memory map (/proc/self/maps): {0}")]
+    #[error("cannot read the agent's memory map (/proc/self/smaps): {0}")]
     Maps(std::io::Error),
     #[error("cannot find the agent's own binary (/proc/self/exe): {0}")]
     Exe(std::io::Error),
@@ -54,8 +59,43 @@ fn readonly_mapping_of(line: &str, dev: (u64, u64), inode: u64) -> Option<Range>
     .filter(|r| r.end > r.start)
 }
 
-/// Pages out the binary's read-only mappings; returns the bytes advised
-/// (mapped, not necessarily resident).
+/// The mappings of the file `(dev, inode)` in `/proc/<pid>/smaps` that may
+/// be paged out: read-only, and holding no anonymous (copy-on-write) page.
+/// A mapping whose `Anonymous:` line is missing is left alone too.
+fn pageable_mappings(
+    smaps: impl BufRead,
+    dev: (u64, u64),
+    inode: u64,
+) -> std::io::Result<Vec<Range>> {
+    let mut chosen = Vec::new();
+    // The current mapping if it is one of the file's read-only ones, and
+    // its anonymous KiB once seen.
+    let mut current: Option<(Range, Option<u64>)> = None;
+    for line in smaps.lines() {
+        let line = line?;
+        let first = line.split_whitespace().next().unwrap_or_default();
+        if first.ends_with(':') {
+            if first == "Anonymous:"
+                && let Some((_, anon)) = current.as_mut()
+            {
+                *anon = crate::platform::metrics::status_field_kib(&line, "Anonymous:");
+            }
+            continue;
+        }
+        // A mapping's header line (the /proc/<pid>/maps format).
+        if let Some((range, Some(0))) = current.take() {
+            chosen.push(range);
+        }
+        current = readonly_mapping_of(&line, dev, inode).map(|r| (r, None));
+    }
+    if let Some((range, Some(0))) = current {
+        chosen.push(range);
+    }
+    Ok(chosen)
+}
+
+/// Pages out the binary's read-only mappings that hold no anonymous page;
+/// returns the bytes advised (mapped, not necessarily resident).
 pub fn page_out_own_code() -> Result<usize, CodePagesError> {
     // By inode, not by name: after a package upgrade the running binary's
     // file is deleted and its maps lines say "(deleted)".
@@ -64,12 +104,9 @@ pub fn page_out_own_code() -> Result<usize, CodePagesError> {
         u64::from(rustix::fs::major(exe.dev())),
         u64::from(rustix::fs::minor(exe.dev())),
     );
-    let maps = std::fs::File::open("/proc/self/maps").map_err(CodePagesError::Maps)?;
-    let mut ranges = Vec::new();
-    for line in std::io::BufReader::new(maps).lines() {
-        let line = line.map_err(CodePagesError::Maps)?;
-        ranges.extend(readonly_mapping_of(&line, dev, exe.ino()));
-    }
+    let smaps = std::fs::File::open("/proc/self/smaps").map_err(CodePagesError::Maps)?;
+    let ranges = pageable_mappings(std::io::BufReader::new(smaps), dev, exe.ino())
+        .map_err(CodePagesError::Maps)?;
     let mut advised = 0;
     for range in ranges {
         page_out(&range).map_err(|e| CodePagesError::Advise(e.into()))?;
@@ -127,6 +164,47 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_readonly_mapping_holding_anonymous_pages_is_left_alone() -> std::io::Result<()> {
+        let dev = (0xfd, 0x01);
+        let smaps = "\
+5581a000-5581c000 r--p 00000000 fd:01 1234   /usr/bin/neopro-runtime
+Size:                  8 kB
+Rss:                   8 kB
+Anonymous:             0 kB
+VmFlags: rd mr mw me dw
+5581c000-55822000 r-xp 00002000 fd:01 1234   /usr/bin/neopro-runtime
+Size:                 24 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me dw
+55822000-55886000 r--p 00008000 fd:01 1234   /usr/bin/neopro-runtime
+Size:                400 kB
+Anonymous:           400 kB
+VmFlags: rd mr mw me ac
+55886000-55887000 rw-p 0006c000 fd:01 1234   /usr/bin/neopro-runtime
+Anonymous:             4 kB
+55887000-55888000 r--p 0006d000 fd:01 1234   /usr/bin/neopro-runtime
+Size:                  4 kB
+";
+        let chosen = pageable_mappings(std::io::Cursor::new(smaps), dev, 1234)?;
+        // The relocated (copy-on-write) mapping, the data segment and the
+        // mapping without an Anonymous line are not chosen.
+        assert_eq!(
+            chosen,
+            vec![
+                Range {
+                    start: 0x5581a000,
+                    end: 0x5581c000
+                },
+                Range {
+                    start: 0x5581c000,
+                    end: 0x55822000
+                },
+            ]
+        );
+        Ok(())
     }
 
     fn status_kib(key: &str) -> u64 {

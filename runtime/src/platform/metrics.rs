@@ -354,9 +354,32 @@ pub fn interfaces() -> Vec<Interface> {
     list
 }
 
+/// Most bytes read from one of the web app's version files (a real one is
+/// well under 1 KiB; package.json a few KiB).
+pub const MAX_VERSION_FILE_BYTES: u64 = 64 << 10;
+
+/// The text of one of the web app's version files, or `None` when it is
+/// missing, too big, not UTF-8, or not a regular file: the folder is the web
+/// app user's, so a link or a FIFO there is skipped, never followed or
+/// waited on (see [`crate::store::untrusted_file`]).
+fn version_file(path: &Path) -> Option<String> {
+    let bytes = crate::store::untrusted_file::read_bounded(path, MAX_VERSION_FILE_BYTES)
+        .map_err(|e| {
+            if !matches!(
+                e,
+                crate::store::untrusted_file::UntrustedFileError::NotFound(_)
+            ) {
+                tracing::debug!("version file skipped: {e}");
+            }
+        })
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
 /// The installed NEOPRO version: release.json, webapp/version.json, VERSION,
 /// webapp/package.json; the first that names a version wins. Unreadable or
-/// invalid files are skipped, as upstream.
+/// invalid files are skipped, as upstream; so are links, FIFOs and files
+/// over [`MAX_VERSION_FILE_BYTES`].
 pub fn version_info(neopro_root: &Path) -> VersionInfo {
     let mut info = VersionInfo {
         version: "unknown".to_owned(),
@@ -365,7 +388,7 @@ pub fn version_info(neopro_root: &Path) -> VersionInfo {
         source: "unknown".to_owned(),
     };
     let json = |rel: &str| -> Option<serde_json::Value> {
-        let text = std::fs::read_to_string(neopro_root.join(rel)).ok()?;
+        let text = version_file(&neopro_root.join(rel))?;
         serde_json::from_str(&text).ok()
     };
     let text_of = |v: &serde_json::Value, key: &str| -> Option<String> {
@@ -393,7 +416,7 @@ pub fn version_info(neopro_root: &Path) -> VersionInfo {
             text_of(&webapp, "source").unwrap_or_else(|| "webapp/version.json".to_owned());
         return info;
     }
-    if let Ok(text) = std::fs::read_to_string(neopro_root.join("VERSION")) {
+    if let Some(text) = version_file(&neopro_root.join("VERSION")) {
         let v = text.trim();
         if !v.is_empty() {
             info.version = v.to_owned();

@@ -375,6 +375,18 @@ impl Manager {
                 .into());
             }
         }
+        if let Some(highest) = self.store.high_water(&manifest.name)
+            && crate::agent::version_order::is_older(&manifest.version, &highest)
+            && !policy.allow_downgrade
+        {
+            return Err(policy::PolicyError::BelowHighWater {
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+                highest,
+                path: policy.path.clone(),
+            }
+            .into());
+        }
         // 3. Signed by a trusted key (checked against the announced hash
         //    before downloading anything; the download must then match it).
         let signer = match p.signature.as_deref().filter(|s| !s.trim().is_empty()) {

@@ -82,6 +82,15 @@ pub enum PolicyError {
         path: PathBuf,
     },
     #[error(
+        "component '{name}' {version} is older than {highest}, the newest version this box ever installed (removing a component does not lower it): the site policy {path} refuses downgrades (set allow-downgrade = true to allow them)"
+    )]
+    BelowHighWater {
+        name: String,
+        version: String,
+        highest: String,
+        path: PathBuf,
+    },
+    #[error(
         "component '{name}' ({:.1} MB of WebAssembly) would need about {needed_mib} MiB of memory to compile, more than the {max_mib} MiB the site policy {} allows (max-compile-mib): build it with the QuickJS engine (the TypeScript SDK's default) or make it smaller, or raise max-compile-mib on a box with the memory to spare",
         *.wasm_bytes as f64 / 1e6,
         .path.display()

@@ -23,6 +23,11 @@ const STATE_FILE: &str = "state.json";
 const WASM_FILE: &str = "component.wasm";
 const MANIFEST_FILE: &str = "manifest.toml";
 const INSTALL_FILE: &str = "install.json";
+/// The newest version ever installed, per component, kept when a component
+/// is removed: without it, `remove_component` followed by an older signed
+/// version would get round the site's no-downgrade rule. A dot name, so
+/// [`ComponentStore::list`] never takes it for a component.
+const HIGH_WATER_FILE: &str = ".high-water.json";
 
 /// A store operation that failed; the store is left as it was.
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +319,7 @@ impl ComponentStore {
             std::fs::rename(&staging, &final_dir).map_err(|source| self.io(&final_dir, source))?;
             sync_dir(&component_dir);
         }
+        self.raise_high_water(name, version)?;
         let replaced = state.as_ref().map(|s| s.active.clone());
         if replaced.as_deref() == Some(version.as_str()) {
             return Ok(Activation {
@@ -375,6 +381,38 @@ impl ComponentStore {
             tracing::warn!("cannot delete {}: {e}", trash.display());
         }
         Ok(state.active)
+    }
+
+    fn high_waters(&self) -> std::collections::BTreeMap<String, String> {
+        std::fs::read(self.dir.join(HIGH_WATER_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// The newest version of `name` this box ever installed (removed since
+    /// or not), if known.
+    pub fn high_water(&self, name: &str) -> Option<String> {
+        self.high_waters().remove(name)
+    }
+
+    /// Records `version` as installed: the high-water mark moves up only.
+    fn raise_high_water(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        let mut all = self.high_waters();
+        let newer = all
+            .get(name)
+            .is_none_or(|hw| crate::agent::version_order::is_older(hw, version));
+        if !newer {
+            return Ok(());
+        }
+        all.insert(name.to_owned(), version.to_owned());
+        let dir = atomic::open_state_dir(&self.dir).map_err(|source| self.io(&self.dir, source))?;
+        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| StoreError::Damaged {
+            name: name.to_owned(),
+            detail: e.to_string(),
+        })?;
+        atomic::write_private(&dir, Path::new(HIGH_WATER_FILE), &bytes)
+            .map_err(|source| self.io(&self.dir.join(HIGH_WATER_FILE), source))
     }
 
     /// Deletes versions other than the active and previous ones.
@@ -548,5 +586,24 @@ mod tests {
             assert!(matches!(check_version(bad), Err(StoreError::BadVersion(_))));
         }
         assert!(check_version("1.2.3-rc.1+build5").is_ok());
+    }
+
+    #[test]
+    fn the_high_water_mark_survives_remove_and_only_rises() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let tmp = tempfile::tempdir()?;
+        let store = ComponentStore::new(tmp.path().to_owned());
+        assert_eq!(store.high_water("hello"), None);
+        install(&store, "1.2.0", b"a")?;
+        install(&store, "1.0.0", b"b")?;
+        assert_eq!(store.high_water("hello").as_deref(), Some("1.2.0"));
+        store.remove("hello")?;
+        assert!(!tmp.path().join("hello").exists());
+        assert_eq!(store.high_water("hello").as_deref(), Some("1.2.0"));
+        // Never listed as a component.
+        assert!(store.list().0.is_empty() && store.list().1.is_empty());
+        install(&store, "1.3.0", b"c")?;
+        assert_eq!(store.high_water("hello").as_deref(), Some("1.3.0"));
+        Ok(())
     }
 }

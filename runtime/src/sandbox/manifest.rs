@@ -252,22 +252,32 @@ impl Grants {
         self.files.get(&root).copied()
     }
 
-    /// The first grant that lets a component change the box, if any.
-    pub fn first_write_grant(&self) -> Option<String> {
+    /// The first grant that lets a component change the box, if any: as
+    /// shown to an operator, and its key path in the manifest.
+    pub fn first_write_grant(&self) -> Option<(String, Vec<String>)> {
+        let at = |shown: String, key: &[&str]| {
+            let mut path = vec!["grants".to_owned()];
+            path.extend(key.iter().map(|k| (*k).to_owned()));
+            Some((shown, path))
+        };
         if let Some((root, _)) = self.files.iter().find(|(_, a)| **a == Access::ReadWrite) {
-            return Some(format!("files.{root} = \"rw\""));
+            let root = root.to_string();
+            return at(format!("files.{root} = \"rw\""), &["files", &root]);
+        }
+        if self.config_store == Some(Access::ReadWrite) {
+            return at("config-store = \"rw\"".to_owned(), &["config-store"]);
         }
         if !self.services.is_empty() {
-            return Some("services".to_owned());
+            return at("services".to_owned(), &["services"]);
         }
         if self.may_reboot {
-            return Some("may-reboot".to_owned());
+            return at("may-reboot".to_owned(), &["may-reboot"]);
         }
         if self.download.is_some() {
-            return Some("download".to_owned());
+            return at("download".to_owned(), &["download"]);
         }
         if self.agent_update {
-            return Some("agent-update".to_owned());
+            return at("agent-update".to_owned(), &["agent-update"]);
         }
         None
     }
@@ -306,6 +316,33 @@ pub struct Manifest {
     /// simply run again. Saves an SD-card fsync per command.
     #[serde(default)]
     pub read_only: bool,
+}
+
+/// ` (line N)` for the key at `path` in manifest `text` (the line of its
+/// innermost key), or nothing when it cannot be found (the message is still
+/// complete without it).
+fn line_of(text: &str, path: &[String]) -> String {
+    let Ok(table) = toml::de::DeTable::parse(text) else {
+        return String::new();
+    };
+    let mut table = table.get_ref();
+    let mut found = None;
+    for (i, part) in path.iter().enumerate() {
+        let Some((key, value)) = table.iter().find(|(k, _)| k.get_ref() == part) else {
+            return String::new();
+        };
+        found = Some(key.span().start);
+        if i + 1 < path.len() {
+            let toml::de::DeValue::Table(inner) = value.get_ref() else {
+                return String::new();
+            };
+            table = inner;
+        }
+    }
+    found
+        .and_then(|at| text.get(..at))
+        .map(|before| format!(" (line {})", before.matches('\n').count() + 1))
+        .unwrap_or_default()
 }
 
 /// systemd unit-name characters; never starting with `-` so that a name
@@ -363,11 +400,11 @@ impl Manifest {
             path: origin.to_owned(),
             detail: e.message().to_owned(),
         })?;
-        manifest.validate(origin)?;
+        manifest.validate(origin, text)?;
         Ok(manifest)
     }
 
-    fn validate(&self, origin: &str) -> Result<(), ManifestError> {
+    fn validate(&self, origin: &str, text: &str) -> Result<(), ManifestError> {
         let invalid = |detail: String| {
             Err(ManifestError::Invalid {
                 path: origin.to_owned(),
@@ -443,10 +480,12 @@ impl Manifest {
             ));
         }
         if self.read_only
-            && let Some(grant) = self.grants.first_write_grant()
+            && let Some((grant, key)) = self.grants.first_write_grant()
         {
             return invalid(format!(
-                "read-only = true, but the grant {grant} lets it change the box"
+                "read-only = true{}, but the grant {grant}{} lets it change the box; remove one of the two",
+                line_of(text, &["read-only".to_owned()]),
+                line_of(text, &key)
             ));
         }
         if let Some(bad) = self.grants.services.iter().find(|s| !is_valid_unit_name(s)) {

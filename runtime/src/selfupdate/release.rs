@@ -41,6 +41,10 @@ pub enum ReleaseError {
     )]
     Downgrade { version: String, own: String },
     #[error(
+        "agent release {version} refused: this box already committed agent {highest}, which is newer (set UPDATE_ALLOW_DOWNGRADE=true in site.conf to allow a downgrade)"
+    )]
+    BelowHighWater { version: String, highest: String },
+    #[error(
         "agent release {version} refused: it is not newer than the packaged agent {floor} (/usr/bin/neopro-runtime), which always wins; install an older .deb instead"
     )]
     BelowFloor { version: String, floor: String },

@@ -168,6 +168,34 @@ pub struct AgentState {
     pub replaced: Option<Replaced>,
     #[serde(default)]
     pub rolled_back: Option<RolledBack>,
+    /// The newest agent version this box ever committed. Kept when the
+    /// launcher falls back to the packaged agent or a rollback goes back:
+    /// without it, any signed release above the packaged one would be taken
+    /// again, even one older than an agent the box already ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest: Option<String>,
+}
+
+impl AgentState {
+    /// The newest version ever committed: [`AgentState::highest`], or the
+    /// committed slot (a state written before `highest` was kept).
+    pub fn highest_committed(&self) -> Option<&str> {
+        match (self.highest.as_deref(), self.committed.as_deref()) {
+            (Some(h), Some(c)) if crate::agent::version_order::is_older(h, c) => Some(c),
+            (Some(h), _) => Some(h),
+            (None, c) => c,
+        }
+    }
+
+    /// Records `version` as committed, raising [`AgentState::highest`].
+    pub fn commit(&mut self, version: &str) {
+        let top = match self.highest_committed() {
+            Some(top) if !crate::agent::version_order::is_older(top, version) => top.to_owned(),
+            _ => version.to_owned(),
+        };
+        self.committed = Some(version.to_owned());
+        self.highest = Some(top);
+    }
 }
 
 /// How many times a trial binary is started before the launcher gives up.
@@ -325,6 +353,26 @@ mod tests {
         state.save(&dir)?;
         assert_eq!(AgentState::load(&dir)?, Some(state));
         Ok(())
+    }
+
+    #[test]
+    fn the_highest_committed_version_only_rises_and_outlives_a_fallback() {
+        let mut state = AgentState::default();
+        assert_eq!(state.highest_committed(), None);
+        state.commit("1.3.0");
+        // A downgrade allowed by the site commits 1.2.0; 1.3.0 stays highest.
+        state.commit("1.2.0");
+        assert_eq!(state.committed.as_deref(), Some("1.2.0"));
+        assert_eq!(state.highest_committed(), Some("1.3.0"));
+        // The launcher falls back to the packaged agent.
+        state.committed = None;
+        assert_eq!(state.highest_committed(), Some("1.3.0"));
+        // A state written before `highest` was kept: the committed slot.
+        let old = AgentState {
+            committed: Some("1.4.0".into()),
+            ..AgentState::default()
+        };
+        assert_eq!(old.highest_committed(), Some("1.4.0"));
     }
 
     #[test]

@@ -308,7 +308,7 @@ impl Gate {
                 .unwrap_or_else(|| self.trial.previous_version.clone()),
             from_slot: state.committed.is_some(),
         });
-        state.committed = Some(version.clone());
+        state.commit(&version);
         state.committed_starts = 0;
         state.trial = None;
         let done = Succeeded {

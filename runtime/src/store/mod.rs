@@ -8,4 +8,5 @@ pub mod extract;
 pub mod hash;
 pub mod private_dir;
 pub mod tree;
+pub mod untrusted_file;
 pub mod webapp_config;

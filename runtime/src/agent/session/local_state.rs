@@ -1,15 +1,20 @@
 //! `sync_local_state`: the box's configuration.json mirrored to the server,
 //! on authentication and whenever the file's content changes.
 
+use crate::host::config_store::MAX_DOCUMENT_BYTES;
 use crate::platform::clock;
+use crate::store::untrusted_file::{self, UntrustedFileError};
 use crate::store::webapp_config::short_sha256;
 pub use crate::store::webapp_config::{config_hash, js_stringify};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-/// Watches CONFIG_PATH by polling its metadata (cheap: one `stat` per poll)
-/// and comparing content digests only when the metadata moved.
+/// Watches CONFIG_PATH by polling its metadata (cheap: one `lstat` per poll)
+/// and comparing content digests only when the metadata moved. The file is
+/// in the web app user's folder: it is read only when it is a regular file
+/// of at most [`MAX_DOCUMENT_BYTES`] (never through a link, never waiting
+/// on a FIFO), and the caller reads it off the async worker.
 #[derive(Debug)]
 pub struct ConfigWatcher {
     path: PathBuf,
@@ -28,29 +33,37 @@ impl ConfigWatcher {
 
     /// True when the file's content differs from what was last sent.
     pub fn changed(&mut self) -> bool {
-        let meta = std::fs::metadata(&self.path)
+        let meta = std::fs::symlink_metadata(&self.path)
             .ok()
             .map(|m| (m.modified().ok(), m.len()));
         if meta == self.last_seen {
             return false;
         }
         self.last_seen = meta;
-        match std::fs::read(&self.path) {
+        match self.read() {
             Ok(raw) => Some(short_sha256(&raw)) != self.last_sent,
             Err(_) => false,
         }
     }
 
+    fn read(&self) -> Result<Vec<u8>, UntrustedFileError> {
+        untrusted_file::read_bounded(&self.path, MAX_DOCUMENT_BYTES)
+    }
+
     /// The `sync_local_state` payload, or `None` (logged) when the file is
     /// missing or not JSON. Remembers what it sent.
     pub fn payload(&mut self, site_id: &str) -> Option<Value> {
-        let raw = match std::fs::read(&self.path) {
+        let raw = match self.read() {
             Ok(raw) => raw,
-            Err(_) => {
+            Err(UntrustedFileError::NotFound(_)) => {
                 tracing::warn!(
                     "No local configuration found to sync ({})",
                     self.path.display()
                 );
+                return None;
+            }
+            Err(e) => {
+                tracing::error!("configuration not synced: {e}");
                 return None;
             }
         };
@@ -96,6 +109,35 @@ mod tests {
         assert!(!w.changed(), "nothing new");
         std::fs::write(&path, r#"{"a":2, "longer": true}"#)?;
         assert!(w.changed());
+        Ok(())
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_to_dev_zero_is_not_read() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let fifo = dir.path().join("fifo.json");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            0,
+        )?;
+        let zero = dir.path().join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for path in [fifo, zero] {
+                let mut w = ConfigWatcher::new(path);
+                got.push((w.changed(), w.payload("site-1")));
+            }
+            let _ = tx.send(got);
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .map_err(|_| "reading configuration.json blocked")?;
+        assert_eq!(got, vec![(false, None), (false, None)]);
         Ok(())
     }
 }

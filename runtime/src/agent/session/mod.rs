@@ -167,6 +167,10 @@ pub struct Session {
     steps_rx: mpsc::UnboundedReceiver<Step>,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
+    /// A command that staged an agent release whose self-restart failed:
+    /// its trial is cancelled, this is the error it answers.
+    restart_failed_tx: mpsc::UnboundedSender<(String, String)>,
+    restart_failed_rx: mpsc::UnboundedReceiver<(String, String)>,
     /// This agent is a new version on trial: it commits once authenticated
     /// and says so on the channel (which stops its deadline).
     trial: Option<(
@@ -188,6 +192,7 @@ impl Session {
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (steps_tx, steps_rx) = mpsc::unbounded_channel();
+        let (restart_failed_tx, restart_failed_rx) = mpsc::unbounded_channel();
         let credentials = Credentials {
             site_id: config.site_id.clone().unwrap_or_default(),
             api_key: config.site_api_key.clone().unwrap_or_default(),
@@ -222,6 +227,8 @@ impl Session {
             steps_rx,
             done_tx,
             done_rx,
+            restart_failed_tx,
+            restart_failed_rx,
             trial: None,
             first_authentication: None,
         }
@@ -276,6 +283,9 @@ impl Session {
                     None => break,
                 },
                 Some((id, outcome)) = self.done_rx.recv() => self.on_done(id, outcome),
+                Some((id, error)) = self.restart_failed_rx.recv() => {
+                    self.record_and_send(id, Outcome::Error { error });
+                }
                 Some(step) = self.steps_rx.recv() => self.on_step(step),
                 _ = heartbeat.tick() => {
                     if self.authenticated {
@@ -283,7 +293,8 @@ impl Session {
                     }
                 }
                 _ = watch.tick() => {
-                    if self.watcher.changed() && self.authenticated {
+                    // An lstat, and a read when it moved: off the worker.
+                    if off_worker(|| self.watcher.changed()) && self.authenticated {
                         self.sync_local_state();
                     }
                 }
@@ -657,20 +668,52 @@ impl Session {
         });
     }
 
+    /// Restarts the agent's unit into the release command `id` staged. If
+    /// that fails, nothing would ever run the trial nor send the command's
+    /// result, and every later agent update would be refused as "not
+    /// finished": the trial is cancelled (its slot removed) and the command
+    /// answers the error.
+    fn restart_into_staged(&self, id: String) {
+        let services = self.dispatcher.host_services().clone();
+        let state_path = self.config.state_path.clone();
+        let unit = self.config.services.agent_unit.clone();
+        let failed = self.restart_failed_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let action = crate::agent::follow_up::Action::Restart(unit.clone());
+            if let Err(e) = crate::agent::follow_up::run(&services.services.manager, &id, &action) {
+                tracing::error!(
+                    "command {id}: the agent release is staged but {action} failed ({e}); update cancelled"
+                );
+                crate::selfupdate::trial::cancel(&state_path, &id);
+                let _ = failed.send((
+                    id,
+                    format!(
+                        "the agent release was staged but the agent could not restart into it: {e}. The update is cancelled and this agent stays; send the update again once `systemctl restart {unit}` works"
+                    ),
+                ));
+            }
+        });
+    }
+
     fn send_heartbeat(&self) {
-        let payload = heartbeat::payload(
-            &self.credentials.site_id,
-            &self.probe,
-            &self.config.neopro_root,
-            crate::agent::follow_up::recent_failure(&self.config.state_path)
-                .and_then(|f| serde_json::to_value(f).ok()),
-            heartbeat::took_over_from(&self.config.state_path),
-        );
+        // Reads /proc and the web app's version files: off the worker.
+        let payload = off_worker(|| {
+            heartbeat::payload(
+                &self.credentials.site_id,
+                &self.probe,
+                &self.config.neopro_root,
+                crate::agent::follow_up::recent_failure(&self.config.state_path)
+                    .and_then(|f| serde_json::to_value(f).ok()),
+                heartbeat::took_over_from(&self.config.state_path),
+            )
+        });
         let _ = self.link.emit("heartbeat", &[payload]);
     }
 
     fn sync_local_state(&mut self) {
-        if let Some(payload) = self.watcher.payload(&self.credentials.site_id)
+        let site_id = &self.credentials.site_id;
+        let watcher = &mut self.watcher;
+        if let Some(payload) = off_worker(|| watcher.payload(site_id))
             && let Err(LinkError::TooLarge { bytes, limit }) =
                 self.link.emit("sync_local_state", &[payload])
         {
@@ -1027,8 +1070,7 @@ impl Session {
                 tracing::warn!(
                     "command {id} staged a new agent; restarting into it (it reports the result)"
                 );
-                let unit = self.config.services.agent_unit.clone();
-                self.run_follow_up(id, crate::agent::follow_up::Action::Restart(unit));
+                self.restart_into_staged(id);
                 return;
             }
             crate::selfupdate::trial::cancel(&self.config.state_path, &id);

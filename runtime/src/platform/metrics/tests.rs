@@ -89,6 +89,39 @@ fn version_sources_in_upstream_order() -> std::io::Result<()> {
 }
 
 #[test]
+fn version_files_that_are_links_or_fifos_are_skipped_without_blocking()
+-> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().to_owned();
+    fs::create_dir_all(root.join("webapp"))?;
+    fs::write(root.join("webapp/package.json"), r#"{"version":"1.0.0"}"#)?;
+    // A FIFO where release.json goes, /dev/zero where VERSION goes, a link
+    // to a secret where version.json goes.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("release.json"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        0,
+    )?;
+    std::os::unix::fs::symlink("/dev/zero", root.join("VERSION"))?;
+    fs::write(root.join("secret.json"), r#"{"version":"SITE_API_KEY"}"#)?;
+    std::os::unix::fs::symlink(root.join("secret.json"), root.join("webapp/version.json"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(version_info(&root));
+    });
+    let v = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .map_err(|_| "version_info blocked")?;
+    assert_eq!(
+        (v.version.as_str(), v.source.as_str()),
+        ("1.0.0", "webapp/package.json")
+    );
+    Ok(())
+}
+
+#[test]
 fn primary_ip_prefers_wired_then_wifi() {
     let iface = |name: &str, ip: Option<&str>| Interface {
         name: name.to_owned(),

@@ -115,12 +115,27 @@ fn read_only_is_checked_against_the_grants() -> Result<(), ManifestError> {
     assert_eq!(
         refused.err().map(|e| e.to_string()),
         Some(
-            "manifest t.toml: read-only = true, but the grant files.videos = \"rw\" lets it change the box"
+            "manifest t.toml: read-only = true (line 4), but the grant files.videos = \"rw\" (line 6) lets it change the box; remove one of the two"
                 .to_owned()
         )
     );
     assert!(Manifest::parse("t.toml", &format!("{base}[grants]\nmay-reboot = true\n")).is_err());
     Ok(())
+}
+
+#[test]
+fn read_only_with_a_writable_config_store_is_refused_naming_both_lines() {
+    let text = "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nread-only = true\n\n[grants]\nsystem = true\nconfig-store = \"rw\"\n";
+    assert_eq!(
+        Manifest::parse("t.toml", text).err().map(|e| e.to_string()),
+        Some(
+            "manifest t.toml: read-only = true (line 4), but the grant config-store = \"rw\" (line 8) lets it change the box; remove one of the two"
+                .to_owned()
+        )
+    );
+    // Reading it is fine.
+    let ro = text.replace("config-store = \"rw\"", "config-store = \"ro\"");
+    assert!(Manifest::parse("t.toml", &ro).is_ok());
 }
 
 #[test]
