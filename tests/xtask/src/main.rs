@@ -334,10 +334,12 @@ fn test(root: &Path) -> anyhow::Result<()> {
 fn fuzz(root: &Path) -> anyhow::Result<()> {
     let secs = std::env::args().nth(2).unwrap_or_else(|| "60".to_owned());
     let mut cmd = cargo();
+    // `--test fuzz` without `-p`: the workspace's default members, so the
+    // features (and the build) are the test suite's, reused; `-p
+    // neopro-runtime` alone resolves other features and compiled the agent
+    // and half its dependencies again (3 min in CI).
     cmd.current_dir(root).env("NEOPRO_FUZZ_SECS", &secs).args([
         "test",
-        "-p",
-        "neopro-runtime",
         "--test",
         "fuzz",
         "--",
