@@ -1,4 +1,4 @@
-//! `neopro-runtime component keygen | sign | verify | inspect`: the operator's
+//! `neopro-runtime component keygen | sign | verify | inspect | check`: the operator's
 //! tools for pushed components (CLI glue, so anyhow).
 //!
 //! A bundle is three files side by side: `<name>.wasm`, its manifest
@@ -6,6 +6,7 @@
 
 use crate::config::SiteConfig;
 use crate::host::HostServices;
+use crate::pushed::check as pushed_check;
 use crate::sandbox::Sandbox;
 use crate::sandbox::manifest::Manifest;
 use crate::signing::components::{self as signing, PublicKey, SecretKey};
@@ -63,6 +64,20 @@ pub enum ComponentCommand {
     /// Show a component's hash, world, imports, exports, manifest and
     /// signature.
     Inspect { wasm: PathBuf },
+    /// What a box with this site.conf (--config) and site policy would do
+    /// with the component at install_component: grants and limits against
+    /// the policy, signature, command allowlist, API version, linking and
+    /// compile budget, each refusal with the line to change. Exits 1 when
+    /// the box would refuse it.
+    Check {
+        /// The component's .wasm (its manifest is the .toml beside it, its
+        /// signature the .sig).
+        wasm: PathBuf,
+        /// The box's site policy (default: COMPONENT_POLICY_PATH of
+        /// site.conf, else /etc/neopro/component-policy.toml).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
     /// Sign a software release archive for update_software on boxes with
     /// UPDATE_TRUSTED_KEYS; prints the sha256 and the signature.
     SignRelease {
@@ -110,6 +125,16 @@ impl Bundle {
             signature,
             signature_path,
         })
+    }
+
+    /// The bundle as `install_component` would receive it.
+    pub fn candidate(&self) -> pushed_check::Candidate<'_> {
+        pushed_check::Candidate {
+            wasm: &self.wasm,
+            manifest_path: &self.manifest_path,
+            manifest_text: &self.manifest_text,
+            signature: self.signature.as_deref(),
+        }
     }
 
     pub fn sha256(&self) -> String {
@@ -186,6 +211,7 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
             }
         }
         ComponentCommand::Inspect { wasm } => inspect(config, &wasm),
+        ComponentCommand::Check { wasm, policy } => check(config, &wasm, policy),
         ComponentCommand::SignRelease {
             archive,
             version,
@@ -347,4 +373,64 @@ fn inspect(config: &SiteConfig, wasm: &Path) -> anyhow::Result<ExitCode> {
     };
     println!("signature: {signature}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn check(config: &SiteConfig, wasm: &Path, policy: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let bundle = Bundle::open(wasm)?;
+    let policy = policy.unwrap_or_else(|| config.component_policy_path.clone());
+    let services = Arc::new(HostServices::from_config(config));
+    let sandbox = Sandbox::new(services, None)?;
+    let report = pushed_check::check(
+        config,
+        &policy,
+        &bundle.candidate(),
+        pushed_check::Depth {
+            link: Some(&sandbox),
+            signature: true,
+        },
+    );
+    println!(
+        "component: {} ({})",
+        report.component.as_deref().unwrap_or("?"),
+        wasm.display()
+    );
+    println!(
+        "box:       site.conf {}, policy {}",
+        report.site_conf.display(),
+        report.policy.display()
+    );
+    for line in report_lines(&report) {
+        println!("{line}");
+    }
+    let refusals = report.refusals().count();
+    if refusals == 0 {
+        println!("result:    a box with this site.conf and policy would install it");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "result:    a box with this site.conf and policy would refuse it ({refusals} {})",
+            if refusals == 1 { "refusal" } else { "refusals" }
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// One line per check, a `change:` line under each refusal.
+pub fn report_lines(report: &pushed_check::Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    for f in &report.findings {
+        match &f.verdict {
+            pushed_check::Verdict::Pass(text) => {
+                lines.push(format!("ok       {}: {text}", f.topic))
+            }
+            pushed_check::Verdict::Skipped(why) => {
+                lines.push(format!("skipped  {}: {why}", f.topic))
+            }
+            pushed_check::Verdict::Refuse { reason, change } => {
+                lines.push(format!("REFUSED  {}: {reason}", f.topic));
+                lines.push(format!("         change: {change}"));
+            }
+        }
+    }
+    lines
 }
