@@ -465,3 +465,61 @@ result:    a box with this site.conf and policy would refuse it (5 refusals)
         stdout(&out)
     );
 }
+
+#[test]
+fn inspect_without_a_trusted_key_says_the_signature_is_not_checked() {
+    let site = Site::new();
+    let dir = site.dir.path();
+    let wasm = inventory_bundle(&site);
+    let key = dir.join("ops.key").display().to_string();
+    let out = site.run(&["component", "keygen", "--out", &key]);
+    let signer = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("ed25519:"))
+        .expect("public key printed")
+        .to_owned();
+    let out = site.run(&["component", "sign", "--key", &key, &wasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = site.run(&["component", "inspect", &wasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with(
+            "signature: not checked (no trusted key given; `component verify --key ed25519:…` checks it)\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+
+    // Renamed for upload: verify is told where the manifest and .sig are.
+    let renamed = dir.join("inventory-1.0.0.wasm").display().to_string();
+    std::fs::rename(&wasm, &renamed).expect("rename");
+    let out = site.run(&["component", "verify", &renamed, "--key", &signer]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!(
+            "reading the manifest {}/inventory-1.0.0.toml (it must sit beside the .wasm, named like it; or pass --manifest FILE)",
+            dir.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let manifest = dir.join("inventory.toml").display().to_string();
+    let sig = dir.join("inventory.sig").display().to_string();
+    let out = site.run(&[
+        "component",
+        "verify",
+        &renamed,
+        "--key",
+        &signer,
+        "--manifest",
+        &manifest,
+        "--signature",
+        &sig,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("{renamed}: valid signature by key ")),
+        "{}",
+        stdout(&out)
+    );
+}

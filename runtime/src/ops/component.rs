@@ -60,6 +60,8 @@ pub enum ComponentCommand {
         /// A trusted public key (ed25519:<hex>); repeatable.
         #[arg(long = "key", value_name = "PUBLIC_KEY")]
         keys: Vec<String>,
+        #[command(flatten)]
+        parts: BundleParts,
     },
     /// Show a component's hash, world, imports, exports, manifest and
     /// signature.
@@ -77,6 +79,8 @@ pub enum ComponentCommand {
         /// site.conf, else /etc/neopro/component-policy.toml).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        #[command(flatten)]
+        parts: BundleParts,
     },
     /// Sign a software release archive for update_software on boxes with
     /// UPDATE_TRUSTED_KEYS; prints the sha256 and the signature.
@@ -92,6 +96,18 @@ pub enum ComponentCommand {
     },
 }
 
+/// Where a bundle's manifest and signature are when they are not named
+/// like its .wasm (a .wasm renamed for upload).
+#[derive(clap::Args, Debug, Default)]
+pub struct BundleParts {
+    /// The manifest (default: the .toml named like the .wasm, beside it).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The signature (default: the .sig named like the .wasm, beside it).
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+}
+
 /// A component with its manifest text and signature, read from disk.
 pub struct Bundle {
     pub wasm: Vec<u8>,
@@ -103,16 +119,27 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn open(wasm_path: &Path) -> anyhow::Result<Self> {
+        Self::open_parts(wasm_path, &BundleParts::default())
+    }
+
+    /// [`Bundle::open`] with the manifest and signature where `parts` says.
+    pub fn open_parts(wasm_path: &Path, parts: &BundleParts) -> anyhow::Result<Self> {
         let wasm =
             std::fs::read(wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
-        let manifest_path = crate::sandbox::registry::manifest_for_wasm(wasm_path);
+        let manifest_path = parts
+            .manifest
+            .clone()
+            .unwrap_or_else(|| crate::sandbox::registry::manifest_for_wasm(wasm_path));
         let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
             format!(
-                "reading the manifest {} (it must sit beside the .wasm)",
+                "reading the manifest {} (it must sit beside the .wasm, named like it; or pass --manifest FILE)",
                 manifest_path.display()
             )
         })?;
-        let signature_path = wasm_path.with_extension("sig");
+        let signature_path = parts
+            .signature
+            .clone()
+            .unwrap_or_else(|| wasm_path.with_extension("sig"));
         let signature = match std::fs::read_to_string(&signature_path) {
             Ok(text) => Some(text.trim().to_owned()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -186,7 +213,7 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
         }
         ComponentCommand::Keygen { out } => keygen(&out),
         ComponentCommand::Sign { wasm, key, url } => sign(&wasm, &key, url),
-        ComponentCommand::Verify { wasm, keys } => {
+        ComponentCommand::Verify { wasm, keys, parts } => {
             let keys = if keys.is_empty() {
                 site_keys(config)?
             } else {
@@ -194,7 +221,7 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
                     .map(|k| PublicKey::parse(k).map_err(anyhow::Error::from))
                     .collect::<anyhow::Result<_>>()?
             };
-            let bundle = Bundle::open(&wasm)?;
+            let bundle = Bundle::open_parts(&wasm, &parts)?;
             match bundle.verify(&keys)? {
                 Some(signer) => {
                     println!("{}: valid signature by key {signer}", wasm.display());
@@ -202,7 +229,7 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
                 }
                 None => {
                     println!(
-                        "{}: not signed (no {})",
+                        "{}: not signed (no {}; a signature named otherwise: --signature FILE)",
                         wasm.display(),
                         bundle.signature_path.display()
                     );
@@ -211,7 +238,11 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
             }
         }
         ComponentCommand::Inspect { wasm } => inspect(config, &wasm),
-        ComponentCommand::Check { wasm, policy } => check(config, &wasm, policy),
+        ComponentCommand::Check {
+            wasm,
+            policy,
+            parts,
+        } => check(config, &wasm, policy, &parts),
         ComponentCommand::SignRelease {
             archive,
             version,
@@ -364,19 +395,30 @@ fn inspect(config: &SiteConfig, wasm: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(e) => println!("manifest:  NOT VALID: {e}"),
     }
-    let keys = site_keys(config).unwrap_or_default();
-    let signature = match (&bundle.signature, bundle.verify(&keys)) {
+    let signature = match (&bundle.signature, site_keys(config)) {
         (None, _) => "none".to_owned(),
-        (Some(_), Ok(Some(signer))) => format!("valid, by trusted key {signer}"),
-        (Some(s), Ok(None)) => s.clone(),
-        (Some(_), Err(e)) => format!("NOT VALID here: {e:#}"),
+        (Some(_), Err(e)) => format!("not checked: {e:#}"),
+        (Some(_), Ok(keys)) if keys.is_empty() => {
+            "not checked (no trusted key given; `component verify --key ed25519:…` checks it)"
+                .to_owned()
+        }
+        (Some(s), Ok(keys)) => match bundle.verify(&keys) {
+            Ok(Some(signer)) => format!("valid, by trusted key {signer}"),
+            Ok(None) => s.clone(),
+            Err(e) => format!("NOT VALID here: {e:#}"),
+        },
     };
     println!("signature: {signature}");
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(config: &SiteConfig, wasm: &Path, policy: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let bundle = Bundle::open(wasm)?;
+fn check(
+    config: &SiteConfig,
+    wasm: &Path,
+    policy: Option<PathBuf>,
+    parts: &BundleParts,
+) -> anyhow::Result<ExitCode> {
+    let bundle = Bundle::open_parts(wasm, parts)?;
     let policy = policy.unwrap_or_else(|| config.component_policy_path.clone());
     let services = Arc::new(HostServices::from_config(config));
     let sandbox = Sandbox::new(services, None)?;
