@@ -30,7 +30,9 @@ enum Command {
         /// Installed component name, command type, or path to a .wasm file
         /// (its manifest is the .toml next to it; a .sig beside it is
         /// verified against --key, else TRUSTED_COMPONENT_KEYS, and must be
-        /// valid).
+        /// valid). After running a .wasm file, warns when a box with this
+        /// site.conf (its site policy and ALLOWED_COMMANDS) would refuse to
+        /// install it; `component check` gives the full report.
         component: String,
         /// A trusted public key (ed25519:<hex>) for the .sig beside a .wasm
         /// file, instead of site.conf's TRUSTED_COMPONENT_KEYS; repeatable.
@@ -172,7 +174,7 @@ fn find_component(
     which: &str,
     trust: &Trust,
 ) -> anyhow::Result<ComponentSpec> {
-    if which.ends_with(".wasm") || which.contains('/') {
+    if is_wasm_path(which) {
         let path = Path::new(which);
         let spec = registry::spec_for_wasm(path)?;
         let bundle = crate::ops::component::Bundle::open(path)?;
@@ -272,17 +274,58 @@ fn run_component(
         command_type,
         data,
     };
-    match sandbox.execute(&component, &request, Some(Arc::new(StderrProgress))) {
+    let outcome = match sandbox.execute(&component, &request, Some(Arc::new(StderrProgress))) {
         Ok(json) => {
             let value: serde_json::Value = serde_json::from_str(&json)?;
             println!("{}", serde_json::to_string_pretty(&value)?);
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("error ({}): {}", e.kind(), e.message());
-            Ok(ExitCode::from(1))
+            ExitCode::from(1)
+        }
+    };
+    if is_wasm_path(which) {
+        warn_if_a_box_would_refuse(config, Path::new(which))?;
+    }
+    Ok(outcome)
+}
+
+fn is_wasm_path(which: &str) -> bool {
+    which.ends_with(".wasm") || which.contains('/')
+}
+
+/// A local run ignores the site policy and the allowlist; a box does not:
+/// say what `install_component` on a box with this site.conf would refuse
+/// (the signature aside: see `component check`).
+fn warn_if_a_box_would_refuse(config: &SiteConfig, wasm: &Path) -> anyhow::Result<()> {
+    let bundle = crate::ops::component::Bundle::open(wasm)?;
+    let report = crate::pushed::check::check(
+        config,
+        &config.component_policy_path,
+        &bundle.candidate(),
+        crate::pushed::check::Depth {
+            link: None,
+            signature: false,
+        },
+    );
+    if report.would_install() {
+        return Ok(());
+    }
+    eprintln!(
+        "warning: a box with this site.conf would refuse to install {}:",
+        wasm.display()
+    );
+    for line in crate::ops::component::report_lines(&report) {
+        if !line.starts_with("ok ") && !line.starts_with("skipped ") {
+            eprintln!("warning:   {line}");
         }
     }
+    eprintln!(
+        "warning: `neopro-runtime component check {}` gives the full report",
+        wasm.display()
+    );
+    Ok(())
 }
 
 fn list_components(config: &SiteConfig) -> anyhow::Result<ExitCode> {

@@ -314,3 +314,212 @@ fn sign_release_makes_what_a_box_with_update_trusted_keys_accepts() {
     );
     assert!(check(&config.update_keys, "2.2.1", checksum, Some(signature)).is_err());
 }
+
+/// The template's video-inventory bundle as `inventory.{wasm,toml}` in the
+/// site folder, and the path of its .wasm.
+fn inventory_bundle(site: &Site) -> String {
+    let dir = site.dir.path();
+    for ext in ["wasm", "toml"] {
+        std::fs::copy(
+            components_dir().join(format!("video-inventory.{ext}")),
+            dir.join(format!("inventory.{ext}")),
+        )
+        .expect("bundle");
+    }
+    dir.join("inventory.wasm").display().to_string()
+}
+
+fn append(path: &Path, text: &str) {
+    let mut all = std::fs::read_to_string(path).expect("read");
+    all.push_str(text);
+    std::fs::write(path, all).expect("write");
+}
+
+#[test]
+fn component_check_reports_each_refusal_with_the_line_to_change() {
+    let site = Site::new();
+    let dir = site.dir.path();
+    let wasm = inventory_bundle(&site);
+    let conf = dir.join("site.conf");
+    let policy = dir.join("policy.toml");
+    // No built-in handles video_inventory on this box (the test components
+    // folder has one); line 5 of site.conf: an allowlist without the
+    // component's command nor install_component.
+    let builtins = dir.join("builtins");
+    std::fs::create_dir_all(&builtins).expect("builtins");
+    let text = std::fs::read_to_string(&conf).expect("site.conf").replace(
+        &format!("COMPONENTS_PATH={}", components_dir().display()),
+        &format!("COMPONENTS_PATH={}", builtins.display()),
+    );
+    std::fs::write(&conf, text).expect("site.conf");
+    append(&conf, "ALLOWED_COMMANDS=get_logs,get_config\n");
+    std::fs::write(
+        &policy,
+        "allow-unsigned = false\nextend-allowlist = false\n[limits]\nmax-memory-mib = 8\nmax-compile-mib = 30\n[grants]\nfiles = { videos = \"ro\" }\n",
+    )
+    .expect("policy");
+    let p = policy.display().to_string();
+    let c = conf.display().to_string();
+    let out = site.run(&["component", "check", &wasm, "--policy", &p]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let expected = format!(
+        "component: video-inventory 1.0.0 ({wasm})
+box:       site.conf {c}, policy {p}
+ok       policy: {p}
+REFUSED  grants: component 'video-inventory' asks for more than the site policy {p} allows: system; limits.memory-mib = 16 (the policy allows 8)
+         change: allow them at {p}:6 [grants] and {p}:3 [limits] (manifest syntax), or ask for less in {dir}/inventory.toml
+REFUSED  signature: component 'video-inventory' is not signed and the site policy {p} requires signatures (allow-unsigned = false)
+         change: sign it (neopro-runtime component sign --key KEY_FILE <wasm>), or set {p}:1 allow-unsigned
+REFUSED  commands: component 'video-inventory' handles 'video_inventory', which this box does not allow: add it to ALLOWED_COMMANDS in site.conf, or set extend-allowlist = true in the site policy {p}
+         change: add video_inventory to {c}:5 ALLOWED_COMMANDS, or set {p}:2 extend-allowlist
+REFUSED  install_component: this box does not accept install_component: ALLOWED_COMMANDS is set in site.conf and does not list it
+         change: add install_component (and remove_component, list_components, rollback_component) to {c}:5 ALLOWED_COMMANDS
+ok       api-version: 0.1, imports neopro:agent@0.1.0; this agent links neopro:agent 0.1
+ok       links: a neopro:agent/command component, every import provided
+REFUSED  compile: component 'video-inventory' (0.1 MB of WebAssembly) would need about 37 MiB of memory to compile, more than the 30 MiB the site policy {p} allows (max-compile-mib): build it with the QuickJS engine (the TypeScript SDK's default) or make it smaller, or raise max-compile-mib on a box with the memory to spare
+         change: raise {p}:5 max-compile-mib, or make the component smaller
+result:    a box with this site.conf and policy would refuse it (5 refusals)
+",
+        dir = dir.display()
+    );
+    assert_eq!(stdout(&out), expected);
+
+    // run-component runs it, then says what a box with this site.conf
+    // (its COMPONENT_POLICY_PATH) would refuse, signature aside.
+    append(&conf, &format!("COMPONENT_POLICY_PATH={p}\n"));
+    std::fs::create_dir_all(dir.join("neopro/videos")).expect("videos");
+    let out = site.run(&["run-component", &wasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    for line in [
+        format!("warning: a box with this site.conf would refuse to install {wasm}:\n"),
+        format!(
+            "warning:   REFUSED  grants: component 'video-inventory' asks for more than the site policy {p} allows: system; limits.memory-mib = 16 (the policy allows 8)\n"
+        ),
+        format!(
+            "warning:            change: add video_inventory to {c}:5 ALLOWED_COMMANDS, or set {p}:2 extend-allowlist\n"
+        ),
+        format!("warning: `neopro-runtime component check {wasm}` gives the full report\n"),
+    ] {
+        assert!(err.contains(&line), "missing '{line}' in:\n{err}");
+    }
+    assert!(!err.contains("signature:"), "{err}");
+
+    // The fixes the report names: a box that installs it.
+    let key = dir.join("ops.key").display().to_string();
+    let keygen = site.run(&["component", "keygen", "--out", &key]);
+    let public = stdout(&keygen)
+        .lines()
+        .find(|l| l.starts_with("ed25519:"))
+        .expect("public key printed")
+        .to_owned();
+    let out = site.run(&["component", "sign", "--key", &key, &wasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::write(
+        &policy,
+        "[limits]\nmax-memory-mib = 16\n[grants]\nsystem = true\nfiles = { videos = \"ro\" }\n",
+    )
+    .expect("policy");
+    let text = std::fs::read_to_string(&conf).expect("site.conf").replace(
+        "ALLOWED_COMMANDS=get_logs,get_config",
+        "ALLOWED_COMMANDS=get_logs,get_config,video_inventory,install_component",
+    );
+    std::fs::write(&conf, format!("{text}TRUSTED_COMPONENT_KEYS={public}\n")).expect("conf");
+    let out = site.run(&["component", "check", &wasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let report = stdout(&out);
+    for line in [
+        "ok       grants: files.videos = ro; system; limits 16 MiB, 10 s: within the policy\n".to_owned(),
+        "ok       commands: video_inventory: in ALLOWED_COMMANDS\n".to_owned(),
+        "ok       install_component: in ALLOWED_COMMANDS\n".to_owned(),
+        "ok       compile: about 37 MiB estimated for 0.1 MB of WebAssembly, within max-compile-mib = 256\n".to_owned(),
+        "result:    a box with this site.conf and policy would install it\n".to_owned(),
+    ] {
+        assert!(report.contains(&line), "missing '{line}' in:\n{report}");
+    }
+    let key_id = stdout(&keygen)
+        .split("(key id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("key id printed")
+        .to_owned();
+    assert!(
+        report.contains(&format!(
+            "ok       signature: valid, by trusted key {key_id}\n"
+        )),
+        "{report}"
+    );
+    let out = site.run(&["run-component", &wasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
+
+    // Without a policy: pushed components are disabled, said once.
+    std::fs::remove_file(&policy).expect("rm policy");
+    let out = site.run(&["component", "check", &wasm]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(&format!(
+            "REFUSED  policy: pushed components are disabled on this box: there is no site policy at {p} (see config/component-policy.toml.example)\n         change: install the box's policy at {p} (example: config/component-policy.toml.example), or point COMPONENT_POLICY_PATH in site.conf (component check: --policy) at a copy of it\nskipped  grants: needs a usable site policy\n"
+        )),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn inspect_without_a_trusted_key_says_the_signature_is_not_checked() {
+    let site = Site::new();
+    let dir = site.dir.path();
+    let wasm = inventory_bundle(&site);
+    let key = dir.join("ops.key").display().to_string();
+    let out = site.run(&["component", "keygen", "--out", &key]);
+    let signer = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("ed25519:"))
+        .expect("public key printed")
+        .to_owned();
+    let out = site.run(&["component", "sign", "--key", &key, &wasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = site.run(&["component", "inspect", &wasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with(
+            "signature: not checked (no trusted key given; `component verify --key ed25519:…` checks it)\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+
+    // Renamed for upload: verify is told where the manifest and .sig are.
+    let renamed = dir.join("inventory-1.0.0.wasm").display().to_string();
+    std::fs::rename(&wasm, &renamed).expect("rename");
+    let out = site.run(&["component", "verify", &renamed, "--key", &signer]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!(
+            "reading the manifest {}/inventory-1.0.0.toml (it must sit beside the .wasm, named like it; or pass --manifest FILE)",
+            dir.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let manifest = dir.join("inventory.toml").display().to_string();
+    let sig = dir.join("inventory.sig").display().to_string();
+    let out = site.run(&[
+        "component",
+        "verify",
+        &renamed,
+        "--key",
+        &signer,
+        "--manifest",
+        &manifest,
+        "--signature",
+        &sig,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("{renamed}: valid signature by key ")),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -1,4 +1,4 @@
-//! `neopro-runtime component keygen | sign | verify | inspect`: the operator's
+//! `neopro-runtime component keygen | sign | verify | inspect | check`: the operator's
 //! tools for pushed components (CLI glue, so anyhow).
 //!
 //! A bundle is three files side by side: `<name>.wasm`, its manifest
@@ -6,6 +6,7 @@
 
 use crate::config::SiteConfig;
 use crate::host::HostServices;
+use crate::pushed::check as pushed_check;
 use crate::sandbox::Sandbox;
 use crate::sandbox::manifest::Manifest;
 use crate::signing::components::{self as signing, PublicKey, SecretKey};
@@ -59,10 +60,28 @@ pub enum ComponentCommand {
         /// A trusted public key (ed25519:<hex>); repeatable.
         #[arg(long = "key", value_name = "PUBLIC_KEY")]
         keys: Vec<String>,
+        #[command(flatten)]
+        parts: BundleParts,
     },
     /// Show a component's hash, world, imports, exports, manifest and
     /// signature.
     Inspect { wasm: PathBuf },
+    /// What a box with this site.conf (--config) and site policy would do
+    /// with the component at install_component: grants and limits against
+    /// the policy, signature, command allowlist, API version, linking and
+    /// compile budget, each refusal with the line to change. Exits 1 when
+    /// the box would refuse it.
+    Check {
+        /// The component's .wasm (its manifest is the .toml beside it, its
+        /// signature the .sig).
+        wasm: PathBuf,
+        /// The box's site policy (default: COMPONENT_POLICY_PATH of
+        /// site.conf, else /etc/neopro/component-policy.toml).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        #[command(flatten)]
+        parts: BundleParts,
+    },
     /// Sign a software release archive for update_software on boxes with
     /// UPDATE_TRUSTED_KEYS; prints the sha256 and the signature.
     SignRelease {
@@ -77,6 +96,18 @@ pub enum ComponentCommand {
     },
 }
 
+/// Where a bundle's manifest and signature are when they are not named
+/// like its .wasm (a .wasm renamed for upload).
+#[derive(clap::Args, Debug, Default)]
+pub struct BundleParts {
+    /// The manifest (default: the .toml named like the .wasm, beside it).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The signature (default: the .sig named like the .wasm, beside it).
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+}
+
 /// A component with its manifest text and signature, read from disk.
 pub struct Bundle {
     pub wasm: Vec<u8>,
@@ -88,16 +119,27 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn open(wasm_path: &Path) -> anyhow::Result<Self> {
+        Self::open_parts(wasm_path, &BundleParts::default())
+    }
+
+    /// [`Bundle::open`] with the manifest and signature where `parts` says.
+    pub fn open_parts(wasm_path: &Path, parts: &BundleParts) -> anyhow::Result<Self> {
         let wasm =
             std::fs::read(wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
-        let manifest_path = crate::sandbox::registry::manifest_for_wasm(wasm_path);
+        let manifest_path = parts
+            .manifest
+            .clone()
+            .unwrap_or_else(|| crate::sandbox::registry::manifest_for_wasm(wasm_path));
         let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
             format!(
-                "reading the manifest {} (it must sit beside the .wasm)",
+                "reading the manifest {} (it must sit beside the .wasm, named like it; or pass --manifest FILE)",
                 manifest_path.display()
             )
         })?;
-        let signature_path = wasm_path.with_extension("sig");
+        let signature_path = parts
+            .signature
+            .clone()
+            .unwrap_or_else(|| wasm_path.with_extension("sig"));
         let signature = match std::fs::read_to_string(&signature_path) {
             Ok(text) => Some(text.trim().to_owned()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -110,6 +152,16 @@ impl Bundle {
             signature,
             signature_path,
         })
+    }
+
+    /// The bundle as `install_component` would receive it.
+    pub fn candidate(&self) -> pushed_check::Candidate<'_> {
+        pushed_check::Candidate {
+            wasm: &self.wasm,
+            manifest_path: &self.manifest_path,
+            manifest_text: &self.manifest_text,
+            signature: self.signature.as_deref(),
+        }
     }
 
     pub fn sha256(&self) -> String {
@@ -161,7 +213,7 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
         }
         ComponentCommand::Keygen { out } => keygen(&out),
         ComponentCommand::Sign { wasm, key, url } => sign(&wasm, &key, url),
-        ComponentCommand::Verify { wasm, keys } => {
+        ComponentCommand::Verify { wasm, keys, parts } => {
             let keys = if keys.is_empty() {
                 site_keys(config)?
             } else {
@@ -169,7 +221,7 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
                     .map(|k| PublicKey::parse(k).map_err(anyhow::Error::from))
                     .collect::<anyhow::Result<_>>()?
             };
-            let bundle = Bundle::open(&wasm)?;
+            let bundle = Bundle::open_parts(&wasm, &parts)?;
             match bundle.verify(&keys)? {
                 Some(signer) => {
                     println!("{}: valid signature by key {signer}", wasm.display());
@@ -177,7 +229,7 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
                 }
                 None => {
                     println!(
-                        "{}: not signed (no {})",
+                        "{}: not signed (no {}; a signature named otherwise: --signature FILE)",
                         wasm.display(),
                         bundle.signature_path.display()
                     );
@@ -186,6 +238,11 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
             }
         }
         ComponentCommand::Inspect { wasm } => inspect(config, &wasm),
+        ComponentCommand::Check {
+            wasm,
+            policy,
+            parts,
+        } => check(config, &wasm, policy, &parts),
         ComponentCommand::SignRelease {
             archive,
             version,
@@ -338,13 +395,84 @@ fn inspect(config: &SiteConfig, wasm: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(e) => println!("manifest:  NOT VALID: {e}"),
     }
-    let keys = site_keys(config).unwrap_or_default();
-    let signature = match (&bundle.signature, bundle.verify(&keys)) {
+    let signature = match (&bundle.signature, site_keys(config)) {
         (None, _) => "none".to_owned(),
-        (Some(_), Ok(Some(signer))) => format!("valid, by trusted key {signer}"),
-        (Some(s), Ok(None)) => s.clone(),
-        (Some(_), Err(e)) => format!("NOT VALID here: {e:#}"),
+        (Some(_), Err(e)) => format!("not checked: {e:#}"),
+        (Some(_), Ok(keys)) if keys.is_empty() => {
+            "not checked (no trusted key given; `component verify --key ed25519:…` checks it)"
+                .to_owned()
+        }
+        (Some(s), Ok(keys)) => match bundle.verify(&keys) {
+            Ok(Some(signer)) => format!("valid, by trusted key {signer}"),
+            Ok(None) => s.clone(),
+            Err(e) => format!("NOT VALID here: {e:#}"),
+        },
     };
     println!("signature: {signature}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn check(
+    config: &SiteConfig,
+    wasm: &Path,
+    policy: Option<PathBuf>,
+    parts: &BundleParts,
+) -> anyhow::Result<ExitCode> {
+    let bundle = Bundle::open_parts(wasm, parts)?;
+    let policy = policy.unwrap_or_else(|| config.component_policy_path.clone());
+    let services = Arc::new(HostServices::from_config(config));
+    let sandbox = Sandbox::new(services, None)?;
+    let report = pushed_check::check(
+        config,
+        &policy,
+        &bundle.candidate(),
+        pushed_check::Depth {
+            link: Some(&sandbox),
+            signature: true,
+        },
+    );
+    println!(
+        "component: {} ({})",
+        report.component.as_deref().unwrap_or("?"),
+        wasm.display()
+    );
+    println!(
+        "box:       site.conf {}, policy {}",
+        report.site_conf.display(),
+        report.policy.display()
+    );
+    for line in report_lines(&report) {
+        println!("{line}");
+    }
+    let refusals = report.refusals().count();
+    if refusals == 0 {
+        println!("result:    a box with this site.conf and policy would install it");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "result:    a box with this site.conf and policy would refuse it ({refusals} {})",
+            if refusals == 1 { "refusal" } else { "refusals" }
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// One line per check, a `change:` line under each refusal.
+pub fn report_lines(report: &pushed_check::Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    for f in &report.findings {
+        match &f.verdict {
+            pushed_check::Verdict::Pass(text) => {
+                lines.push(format!("ok       {}: {text}", f.topic))
+            }
+            pushed_check::Verdict::Skipped(why) => {
+                lines.push(format!("skipped  {}: {why}", f.topic))
+            }
+            pushed_check::Verdict::Refuse { reason, change } => {
+                lines.push(format!("REFUSED  {}: {reason}", f.topic));
+                lines.push(format!("         change: {change}"));
+            }
+        }
+    }
+    lines
 }

@@ -18,6 +18,7 @@
 //! available only when a site policy exists, and, when `ALLOWED_COMMANDS` is
 //! set in site.conf, only if listed there too.
 
+pub mod check;
 mod error;
 pub mod policy;
 pub mod store;
@@ -141,6 +142,22 @@ fn check_not_management(name: &str, commands: &[String]) -> Result<(), PushedErr
             command: command.clone(),
         }),
         None => Ok(()),
+    }
+}
+
+/// The bytes are a WebAssembly component, not a core module or no
+/// WebAssembly at all.
+fn check_is_component(name: &str, bytes: &[u8]) -> Result<(), PushedError> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', _, _, 0, 0]) => Err(PushedError::NotAComponent {
+            name: name.to_owned(),
+            detail: "it is a core WebAssembly module; build it as a component for wasm32-wasip2 with the guest SDK (see the README, \"Write and push your own command\")".to_owned(),
+        }),
+        Some([0, b'a', b's', b'm', ..]) => Ok(()),
+        _ => Err(PushedError::NotAComponent {
+            name: name.to_owned(),
+            detail: "the file is not WebAssembly at all".to_owned(),
+        }),
     }
 }
 
@@ -292,35 +309,84 @@ impl Manager {
         policy: &Policy,
         manifest: &crate::sandbox::manifest::Manifest,
     ) -> Result<(), PushedError> {
-        check_not_management(&manifest.name, &manifest.commands)?;
+        match self.command_problems(policy, manifest).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Everything [`Manager::check_commands`] would refuse, in its order.
+    fn command_problems(
+        &self,
+        policy: &Policy,
+        manifest: &crate::sandbox::manifest::Manifest,
+    ) -> Vec<PushedError> {
+        let mut problems = Vec::new();
+        if let Err(e) = check_not_management(&manifest.name, &manifest.commands) {
+            problems.push(e);
+        }
         let builtins = self.builtins();
         if builtins.by_name(&manifest.name).is_some() {
-            return Err(PushedError::BuiltInName(manifest.name.clone()));
+            problems.push(PushedError::BuiltInName(manifest.name.clone()));
         }
         let (installed, _) = self.store.list();
         for command in &manifest.commands {
-            if builtins.for_command(command).is_some() {
-                policy.check_replacement(&manifest.name, command)?;
+            if builtins.for_command(command).is_some()
+                && let Err(e) = policy.check_replacement(&manifest.name, command)
+            {
+                problems.push(e.into());
             }
             if let Some(other) = installed.iter().find(|c| {
                 c.active.manifest.name != manifest.name
                     && c.active.manifest.commands.contains(command)
             }) {
-                return Err(PushedError::CommandTaken {
+                problems.push(PushedError::CommandTaken {
                     name: manifest.name.clone(),
                     command: command.clone(),
                     other: other.active.manifest.name.clone(),
                 });
             }
             if !policy.extend_allowlist && !self.config.allowed_commands.contains(command) {
-                return Err(PushedError::CommandNotAllowed {
+                problems.push(PushedError::CommandNotAllowed {
                     name: manifest.name.clone(),
                     command: command.clone(),
                     policy: policy.path.display().to_string(),
                 });
             }
         }
-        Ok(())
+        problems
+    }
+
+    /// Signed by a trusted key (the signer's id), or unsigned where the
+    /// policy allows it (`None`).
+    fn check_signature(
+        &self,
+        policy: &Policy,
+        name: &str,
+        sha256: &str,
+        manifest_text: &str,
+        signature: Option<&str>,
+    ) -> Result<Option<String>, PushedError> {
+        match signature.filter(|s| !s.trim().is_empty()) {
+            Some(signature) => {
+                let keys = self.trusted_keys()?;
+                if keys.is_empty() {
+                    return Err(PushedError::NoTrustedKeys {
+                        name: name.to_owned(),
+                    });
+                }
+                Ok(Some(signing::verify(
+                    &keys,
+                    sha256,
+                    manifest_text,
+                    signature,
+                )?))
+            }
+            None => {
+                policy.check_signed(name, false)?;
+                Ok(None)
+            }
+        }
     }
 
     fn builtins(&self) -> Registry {
@@ -389,21 +455,13 @@ impl Manager {
         }
         // 3. Signed by a trusted key (checked against the announced hash
         //    before downloading anything; the download must then match it).
-        let signer = match p.signature.as_deref().filter(|s| !s.trim().is_empty()) {
-            Some(signature) => {
-                let keys = self.trusted_keys()?;
-                if keys.is_empty() {
-                    return Err(PushedError::NoTrustedKeys {
-                        name: manifest.name.clone(),
-                    });
-                }
-                Some(signing::verify(&keys, &sha256, &p.manifest, signature)?)
-            }
-            None => {
-                policy.check_signed(&manifest.name, false)?;
-                None
-            }
-        };
+        let signer = self.check_signature(
+            &policy,
+            &manifest.name,
+            &sha256,
+            &p.manifest,
+            p.signature.as_deref(),
+        )?;
         // 4. Its command types are free to take and allowed to run.
         self.check_commands(&policy, &manifest)?;
         // 5. Download, verified against the sha256.
@@ -485,21 +543,7 @@ impl Manager {
             name: name.clone(),
             detail: e.to_string(),
         })?;
-        match bytes.get(..8) {
-            Some([0, b'a', b's', b'm', _, _, 0, 0]) => {
-                return Err(PushedError::NotAComponent {
-                    name,
-                    detail: "it is a core WebAssembly module; build it as a component for wasm32-wasip2 with the guest SDK (see the README, \"Write and push your own command\")".to_owned(),
-                });
-            }
-            Some([0, b'a', b's', b'm', ..]) => {}
-            _ => {
-                return Err(PushedError::NotAComponent {
-                    name,
-                    detail: "the file is not WebAssembly at all".to_owned(),
-                });
-            }
-        }
+        check_is_component(&name, &bytes)?;
         policy.check_compile_size(&name, bytes.len() as u64)?;
         match sandbox.load(&bytes, manifest.clone()) {
             Ok(_) => Ok(()),

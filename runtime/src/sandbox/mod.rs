@@ -315,7 +315,7 @@ impl Sandbox {
                     manifest.name
                 ))),
             },
-            Ok(Err(error)) => Err(error),
+            Ok(Err(error)) => Err(guest_error(manifest, error, store.data().memory.exceeded())),
             Err(trap) => {
                 let stderr = stderr.text();
                 Err(classify_trap(
@@ -326,6 +326,27 @@ impl Sandbox {
                 ))
             }
         }
+    }
+}
+
+/// The message when a component went over its memory limit.
+fn out_of_memory(manifest: &Manifest) -> String {
+    format!(
+        "component '{}' ran out of memory: it tried to use more than its limit of {} MiB",
+        manifest.name, manifest.limits.memory_mib
+    )
+}
+
+/// An error the guest returned itself. A guest whose memory growth was
+/// refused and that answers `failed` (a TypeScript component: QuickJS
+/// throws "out of memory", the SDK returns it) ran out of memory as surely
+/// as one that trapped: `too-large` naming the limit, its message kept.
+fn guest_error(manifest: &Manifest, error: WitError, memory_exceeded: bool) -> WitError {
+    match error {
+        WitError::Failed(message) if memory_exceeded => {
+            WitError::TooLarge(format!("{} ({message})", out_of_memory(manifest)))
+        }
+        other => other,
     }
 }
 
@@ -344,10 +365,7 @@ fn classify_trap(
         ));
     }
     if memory_exceeded {
-        return WitError::TooLarge(format!(
-            "component '{name}' ran out of memory: it tried to use more than its limit of {} MiB",
-            manifest.limits.memory_mib
-        ));
+        return WitError::TooLarge(out_of_memory(manifest));
     }
     if let Some(panic) = panic_message(stderr) {
         return WitError::Failed(format!("component '{name}' panicked: {panic}"));
@@ -427,6 +445,36 @@ mod tests {
         store.limiter(|cap| cap);
         assert!(wasmtime::Instance::new(&mut store, &module, &[]).is_err());
         assert!(store.data().exceeded());
+        Ok(())
+    }
+
+    #[test]
+    fn a_guest_failure_after_a_refused_growth_is_too_large() -> Result<(), String> {
+        let manifest = Manifest::parse(
+            "ts.toml",
+            "name = \"ts\"\nversion = \"1\"\ncommands = [\"ts\"]\n[limits]\nmemory-mib = 16\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let failed = || WitError::Failed("out of memory".to_owned());
+        let seen = |e: WitError| (e.kind(), e.message().to_owned());
+        assert_eq!(
+            seen(guest_error(&manifest, failed(), true)),
+            (
+                "too-large",
+                "component 'ts' ran out of memory: it tried to use more than its limit of 16 MiB (out of memory)"
+                    .to_owned()
+            )
+        );
+        // Within its memory, or another kind: the guest's own error.
+        assert_eq!(
+            seen(guest_error(&manifest, failed(), false)),
+            ("failed", "out of memory".to_owned())
+        );
+        let not_found = WitError::NotFound("no videos".to_owned());
+        assert_eq!(
+            seen(guest_error(&manifest, not_found, true)),
+            ("not-found", "no videos".to_owned())
+        );
         Ok(())
     }
 

@@ -2,14 +2,15 @@
 declare module 'neopro:agent/config-store@0.1.0' {
   /**
    * Reads the current document. A file that is not valid JSON is
-   * `invalid-input` (and is left untouched). Needs read access to `config`.
+   * `invalid-input` (and is left untouched). Needs the grant
+   * `config-store = "ro"` (or `"rw"`).
    */
   export function read(): Snapshot;
   /**
    * Replaces the document if it is still at `expected-version`: the JSON is
    * validated, written with 2-space indentation (temp file, fsync, rename),
    * and the previous version is kept as `<name>.backup.json` next to it.
-   * Returns the new snapshot. Needs write access to `config`.
+   * Returns the new snapshot. Needs the grant `config-store = "rw"`.
    */
   export function write(json: string, expectedVersion: string): Snapshot;
   export type Error = import('neopro:agent/types@0.1.0').Error;
