@@ -66,8 +66,28 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
         .context("xtask is not inside the workspace")
 }
 
+/// A cargo command with the environment of a plain `cargo` run. `cargo
+/// xtask` is `cargo run`, which gives xtask the package variables of xtask
+/// itself (`CARGO_PKG_NAME=xtask`, `CARGO_MANIFEST_DIR`, …); a nested cargo
+/// inheriting them reruns every build script that watches them (ring does:
+/// `rerun-if-env-changed=CARGO_PKG_NAME`), so ring and everything above it,
+/// the agent included, was compiled again at every switch between a plain
+/// `cargo` (clippy) and an xtask step.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
