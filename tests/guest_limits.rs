@@ -158,7 +158,7 @@ fn hashing_past_the_deadline_times_out_and_returns() {
     let sandbox = site.sandbox();
     let spec = neopro_e2e::component("escape");
     let text = std::fs::read_to_string(spec.wasm_path.with_extension("toml")).expect("manifest");
-    let manifest = neopro_runtime::sandbox::manifest::Manifest::parse(
+    let manifest = neopro_runtime::manifest::Manifest::parse(
         "escape.toml",
         &text.replace("timeout-secs = 10", "timeout-secs = 1"),
     )

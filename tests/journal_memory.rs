@@ -3,7 +3,7 @@
 // A global allocator is unsafe by definition; this one only counts.
 #![allow(unsafe_code)]
 
-use neopro_runtime::agent::journal::{Admission, Journal, Outcome};
+use neopro_runtime::journal::{Admission, Journal, Outcome};
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -69,7 +69,7 @@ fn a_thousand_large_results_cost_the_journal_little_memory()
     ));
     let (entries, bytes) = journal.usage();
     assert_eq!(entries, 1000);
-    assert!(bytes > 64_000_000 && bytes <= neopro_runtime::agent::journal::MAX_BYTES);
+    assert!(bytes > 64_000_000 && bytes <= neopro_runtime::journal::MAX_BYTES);
     Ok(())
 }
 

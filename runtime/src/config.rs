@@ -99,7 +99,7 @@ pub struct SiteConfig {
     /// Service control and updates (issue #5).
     pub services: ServiceSettings,
     /// `AUTO_UPDATE_ENABLED` / `AUTO_UPDATE_HOUR`.
-    pub update_window: crate::agent::maintenance_window::UpdateWindow,
+    pub update_window: UpdateWindow,
     /// `UPDATE_TRUSTED_KEYS`: ed25519 public keys (hex); when set, every
     /// software update must carry a signature by one of them.
     pub update_keys: Vec<[u8; 32]>,
@@ -425,7 +425,7 @@ impl SiteConfig {
                 }
             },
             hostapd_conf: path("HOSTAPD_CONF", PathBuf::from("/etc/hostapd/hostapd.conf"))?,
-            update_window: crate::agent::maintenance_window::UpdateWindow {
+            update_window: UpdateWindow {
                 enabled: match get("AUTO_UPDATE_ENABLED") {
                     None => true,
                     Some((v, _))
@@ -480,6 +480,24 @@ impl SiteConfig {
     /// Scratch folder for downloads and extraction (the `staging` root).
     pub fn staging_dir(&self) -> PathBuf {
         self.state_path.join("staging")
+    }
+}
+
+/// When software updates may run (`AUTO_UPDATE_ENABLED`, `AUTO_UPDATE_HOUR`);
+/// the scheduler that keeps updates for it is `agent::maintenance_window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateWindow {
+    pub enabled: bool,
+    /// Hour of the box's local time (0–23) when updates run.
+    pub hour: u8,
+}
+
+impl Default for UpdateWindow {
+    fn default() -> Self {
+        UpdateWindow {
+            enabled: true,
+            hour: 3,
+        }
     }
 }
 

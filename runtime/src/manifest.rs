@@ -48,6 +48,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use crate::platform::systemctl::is_valid_unit_name;
+
 /// The `neopro:agent` WIT versions this host links, newest last. A manifest
 /// naming another one is refused by name (wit/README.md: versioning policy).
 pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1"];
@@ -343,17 +345,6 @@ fn line_of(text: &str, path: &[String]) -> String {
         .and_then(|at| text.get(..at))
         .map(|before| format!(" (line {})", before.matches('\n').count() + 1))
         .unwrap_or_default()
-}
-
-/// systemd unit-name characters; never starting with `-` so that a name
-/// can never be read as an option by the program it is passed to.
-pub fn is_valid_unit_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b":-_.@\\".contains(&b))
 }
 
 /// A component name: it becomes a folder name under `STATE_PATH`.

@@ -70,6 +70,14 @@ pub fn is_older(candidate: &str, installed: &str) -> bool {
     compare(candidate, installed) == Some(Ordering::Less)
 }
 
+/// The refusal of an app release older than the installed one (checked
+/// after the download, by `archive.check-app-release`).
+pub fn downgrade_refused(version: &str, installed: &str) -> String {
+    format!(
+        "refusing to install {version}: it is older than the installed {installed}. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

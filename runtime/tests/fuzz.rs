@@ -313,8 +313,8 @@ fn toml_like() -> impl Strategy<Value = String> {
 #[test]
 fn fuzz_manifest_and_policy_toml() {
     fuzz("manifest / policy TOML", toml_like(), |text| {
-        if let Ok(manifest) = neopro_runtime::sandbox::manifest::Manifest::parse("fuzz.toml", text)
-            && !neopro_runtime::sandbox::manifest::is_component_name(&manifest.name)
+        if let Ok(manifest) = neopro_runtime::manifest::Manifest::parse("fuzz.toml", text)
+            && !neopro_runtime::manifest::is_component_name(&manifest.name)
         {
             return Err(format!("accepted the bad name {:?}", manifest.name));
         }

@@ -5,7 +5,7 @@
 
 use neopro_e2e::{Site, components_dir};
 use neopro_runtime::agent::dispatch::Dispatcher;
-use neopro_runtime::agent::journal::Outcome;
+use neopro_runtime::journal::Outcome;
 use serde_json::json;
 use std::sync::Arc;
 

@@ -72,7 +72,7 @@ async fn sigkill_mid_deploy_leaves_no_partial_file_and_the_next_deploy_resumes()
     assert_eq!(interrupted["status"], json!("error"));
     assert_eq!(
         interrupted["error"],
-        json!(neopro_runtime::agent::journal::INTERRUPTED)
+        json!(neopro_runtime::journal::INTERRUPTED)
     );
     // The server sends the deployment again (new id): it resumes.
     send(deploy("c-2"));

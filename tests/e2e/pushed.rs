@@ -8,7 +8,7 @@ use neopro_e2e::central::Central;
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::{Site, components_dir};
 use neopro_runtime::agent::dispatch::Dispatcher;
-use neopro_runtime::agent::journal::Outcome;
+use neopro_runtime::journal::Outcome;
 use neopro_runtime::signing::components::SecretKey;
 use neopro_runtime::store::hash::sha256_hex;
 use serde_json::{Value, json};

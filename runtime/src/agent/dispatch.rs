@@ -6,12 +6,12 @@
 //! component. A command takes the table's entry when it starts and keeps it:
 //! commands in flight finish on the version they started with.
 
-use crate::agent::journal::Outcome;
 use crate::agent::loaded_components::LoadedComponents;
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
+use crate::journal::Outcome;
+use crate::manifest::Resource;
 use crate::pushed;
-use crate::sandbox::manifest::Resource;
 use crate::sandbox::registry::{self, ComponentSpec, Origin, Registry};
 use crate::sandbox::{CommandRequest, LoadedComponent, Sandbox};
 use crate::store::hash::sha256_hex;

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
+pub use crate::config::UpdateWindow;
+
 /// Why a scheduled update cannot be kept.
 #[derive(Debug, thiserror::Error)]
 pub enum MaintenanceError {
@@ -20,23 +22,6 @@ pub enum MaintenanceError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// From site.conf.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpdateWindow {
-    pub enabled: bool,
-    /// Hour of the box's local time (0–23) when updates run.
-    pub hour: u8,
-}
-
-impl Default for UpdateWindow {
-    fn default() -> Self {
-        UpdateWindow {
-            enabled: true,
-            hour: 3,
-        }
-    }
 }
 
 /// What to do with an `update_software` command now.

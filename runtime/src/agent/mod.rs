@@ -10,20 +10,17 @@
 //!   updates kept for the window.
 
 pub mod dispatch;
-pub mod follow_up;
-pub mod journal;
 pub mod loaded_components;
 pub mod maintenance_window;
 pub mod session;
 pub mod update_check;
 pub mod update_resume;
-pub mod version_order;
 
 use crate::agent::dispatch::Dispatcher;
-use crate::agent::journal::{Journal, JournalError};
 use crate::agent::session::{Session, SessionSettings};
 use crate::config::SiteConfig;
 use crate::host::HostServices;
+use crate::journal::{Journal, JournalError};
 use crate::link::backoff::BackoffPolicy;
 use crate::link::{self, LinkConfig};
 use crate::sandbox::registry::{self, RegistryError};
@@ -94,9 +91,9 @@ pub async fn run(
         &waiting,
     )?);
     crate::selfupdate::trial::report_outcomes(&config.state_path, &journal);
-    crate::agent::follow_up::log_reboot_outcome(
+    crate::follow_up::log_reboot_outcome(
         &config.state_path,
-        &crate::agent::follow_up::ThisBoot::current(),
+        &crate::follow_up::ThisBoot::current(),
     );
     let components_dir = registry::components_dir(&config);
     let services = Arc::new(HostServices::from_config(&config));

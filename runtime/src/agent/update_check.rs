@@ -97,8 +97,8 @@ pub fn precheck(config: &SiteConfig, data: &Value) -> Result<(), String> {
     }
     let agent = crate::selfupdate::own_version();
     if !config.update_allow_downgrade
-        && crate::agent::version_order::is_older(&version, &installed)
-        && crate::agent::version_order::is_older(&version, &agent)
+        && crate::version_order::is_older(&version, &installed)
+        && crate::version_order::is_older(&version, &agent)
     {
         return Err(older_than_both(&version, &installed, &agent));
     }
@@ -143,14 +143,6 @@ pub fn precheck(config: &SiteConfig, data: &Value) -> Result<(), String> {
 pub fn older_than_both(version: &str, app: &str, agent: &str) -> String {
     format!(
         "refusing to install {version}: it is older than both the installed release {app} and the running agent {agent}. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf"
-    )
-}
-
-/// The refusal of an app release older than the installed one (checked
-/// after the download, by `archive.check-app-release`).
-pub fn downgrade_refused(version: &str, installed: &str) -> String {
-    format!(
-        "refusing to install {version}: it is older than the installed {installed}. Downgrades are refused unless UPDATE_ALLOW_DOWNGRADE=true in site.conf"
     )
 }
 
@@ -220,10 +212,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let config = config(dir.path(), "")?;
         let agent = crate::selfupdate::own_version();
-        assert!(
-            crate::agent::version_order::is_older(&agent, "2.0.0"),
-            "{agent}"
-        );
+        assert!(crate::version_order::is_older(&agent, "2.0.0"), "{agent}");
         let data = json!({"version": "99.0.0", "updateUrl": "https://x/u.tar.gz"});
         assert_eq!(precheck(&config, &data), Ok(()));
         // Newer than the agent, older than the app.

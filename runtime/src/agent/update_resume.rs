@@ -4,8 +4,8 @@
 //! "interrupted" one in the journal, so the server learns how it ended.
 
 use crate::agent::dispatch::Dispatcher;
-use crate::agent::journal::{Journal, Outcome};
 use crate::config::SiteConfig;
+use crate::journal::{Journal, Outcome};
 use serde_json::{Value, json};
 
 /// Resumes the interrupted work of every component that declares

@@ -8,7 +8,7 @@
 use super::roots::io_error;
 use super::{HostState, WitError, WitRoot};
 use crate::host::grants::Grant;
-use crate::sandbox::manifest::{Access, RootName};
+use crate::manifest::{Access, RootName};
 use crate::selfupdate::release::{self, Policy, ReleaseError};
 use crate::selfupdate::rollback::RollbackError;
 use crate::selfupdate::slot::{self, SlotError};
@@ -150,7 +150,7 @@ impl HostState {
         };
         if !host.allow_downgrade
             && let Some(highest) = previous.highest_committed()
-            && crate::agent::version_order::is_older(&version, highest)
+            && crate::version_order::is_older(&version, highest)
         {
             let e = ReleaseError::BelowHighWater {
                 version: version.clone(),

@@ -6,7 +6,7 @@ use super::bindings::neopro::agent::archive::{Host, Report};
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError, WitRoot};
 use crate::host::grants::Grant;
-use crate::sandbox::manifest::{Access, RootName};
+use crate::manifest::{Access, RootName};
 use crate::store::extract::{ArchiveError, Limits};
 
 /// The `archive` capability's state.
@@ -157,10 +157,10 @@ impl Host for HostState {
         let root = self.call.services.roots.path(RootName::NeoproRoot);
         let installed = crate::platform::metrics::version_info(root).version;
         if !self.call.services.archive.allow_downgrade
-            && crate::agent::version_order::is_older(&version, &installed)
+            && crate::version_order::is_older(&version, &installed)
         {
             return Err(WitError::NotPermitted(
-                crate::agent::update_check::downgrade_refused(&version, &installed),
+                crate::version_order::downgrade_refused(&version, &installed),
             ));
         }
         Ok(())

@@ -6,7 +6,7 @@
 use super::bindings::neopro::agent::config_store::{Host, Snapshot};
 use super::{HostState, WitError};
 use crate::host::grants::Grant;
-use crate::sandbox::manifest::Access;
+use crate::manifest::Access;
 use crate::store::hash::sha256_hex;
 use crate::store::webapp_config::config_hash;
 use serde_json::Value;

@@ -12,7 +12,7 @@ use super::progress::parse_detail;
 use super::roots::{io_error, relative_file};
 use super::{HostState, WitError};
 use crate::host::grants::Grant;
-use crate::sandbox::manifest::{Access, DownloadGrant, RootName};
+use crate::manifest::{Access, DownloadGrant, RootName};
 use crate::store::chunk_writer::{ChunkWriteError, ChunkWriter};
 use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest, Sha256};
@@ -84,7 +84,7 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, W
 /// The HTTP client of one download; redirects are followed only within
 /// `grant`'s hosts (any host when `None`) and never from https to http.
 fn client(grant: Option<&DownloadGrant>) -> Result<reqwest::Client, WitError> {
-    let tls = crate::link::tls::client_config()
+    let tls = crate::platform::tls::client_config()
         .map_err(|e| WitError::Failed(format!("TLS unavailable: {e}")))?;
     reqwest::Client::builder()
         .use_preconfigured_tls((*tls).clone())

@@ -5,7 +5,7 @@ use super::bindings::neopro::agent::files::{DirEntry, EntryKind, Host, Metadata}
 use super::roots::{io_error, open_regular, relative, relative_file};
 use super::{HostState, WitError, WitRoot};
 use crate::host::grants::Grant;
-use crate::sandbox::manifest::{Access, RootName};
+use crate::manifest::{Access, RootName};
 use cap_std::fs::Dir;
 use std::io::Read;
 use std::time::UNIX_EPOCH;
@@ -194,7 +194,7 @@ impl Host for HostState {
         let mut buf = vec![0u8; 256 << 10];
         let deadline = Some(self.call.deadline);
         loop {
-            super::deadline::check(deadline)
+            crate::store::deadline::check(deadline)
                 .map_err(|_| self.call.timed_out(&format!("hashing {root}/{path}")))?;
             let n = file.read(&mut buf).map_err(|e| io_error(root, &path, &e))?;
             if n == 0 {
@@ -245,7 +245,7 @@ impl Host for HostState {
         let deadline = Some(self.call.deadline);
         let doing = format!("copying {from_root}/{from} to {to_root}/{to}");
         let size = crate::store::tree::tree_size(&src, &from_rel, deadline).map_err(|e| {
-            if super::deadline::is_past_deadline(&e) {
+            if crate::store::deadline::is_past_deadline(&e) {
                 self.call.timed_out(&doing)
             } else {
                 io_error(from_root, &from, &e)
@@ -270,7 +270,7 @@ impl Host for HostState {
             Err(e) => {
                 // Never leave half a copy behind.
                 let _ = crate::store::tree::remove_tree(&dst, &to_rel);
-                if super::deadline::is_past_deadline(&e) {
+                if crate::store::deadline::is_past_deadline(&e) {
                     return Err(self.call.timed_out(&doing));
                 }
                 Err(io_error(to_root, &format!("{from} -> {to}"), &e))

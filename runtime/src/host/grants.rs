@@ -9,7 +9,7 @@
 //! the granter only reads the manifest.
 
 use super::WitError;
-use crate::sandbox::manifest::{Access, Manifest, RootName};
+use crate::manifest::{Access, Manifest, RootName};
 
 /// One permission a host call needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,6 @@
 pub mod agent_update;
 pub mod archive;
 pub mod config_store;
-pub mod deadline;
 pub mod download;
 pub mod files;
 pub mod grants;
@@ -21,7 +20,7 @@ pub mod roots;
 pub mod services;
 pub mod system;
 
-use crate::sandbox::manifest::{Manifest, RootName};
+use crate::manifest::{Manifest, RootName};
 pub use memory_cap::MemoryCap;
 use roots::Roots;
 use std::sync::Arc;
@@ -51,7 +50,7 @@ pub struct HostServices {
     pub roots: Roots,
     /// Reboots and self-restarts waiting for their result's delivery (the
     /// agent runs them; `services` and `power` add to them).
-    pub follow_ups: Arc<crate::agent::follow_up::FollowUps>,
+    pub follow_ups: Arc<crate::follow_up::FollowUps>,
     pub system: system::SystemHost,
     pub logs: logs::LogsHost,
     pub config_store: config_store::ConfigStore,
@@ -67,9 +66,7 @@ impl HostServices {
     pub fn from_config(config: &crate::config::SiteConfig) -> Self {
         HostServices {
             roots: Roots::from_config(config),
-            follow_ups: Arc::new(crate::agent::follow_up::FollowUps::new(
-                config.state_path.clone(),
-            )),
+            follow_ups: Arc::new(crate::follow_up::FollowUps::new(config.state_path.clone())),
             system: system::SystemHost::from_config(config),
             logs: logs::LogsHost::from_config(config),
             config_store: config_store::ConfigStore::new(config.config_path.clone()),

@@ -8,7 +8,7 @@
 //! its host against `grants.download.hosts`, never from https to http, at
 //! most [`MAX_HOPS`].
 
-use crate::sandbox::manifest::DownloadGrant;
+use crate::manifest::DownloadGrant;
 use reqwest::Url;
 
 /// Most redirects one request follows (reqwest's own default).

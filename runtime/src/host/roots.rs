@@ -3,7 +3,7 @@
 //! absolute paths and symlinks cannot lead outside the root.
 
 use crate::config::SiteConfig;
-use crate::sandbox::manifest::RootName;
+use crate::manifest::RootName;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@
 
 use super::bindings::neopro::agent::{power, services};
 use super::{HostState, WitError};
-use crate::agent::follow_up::Action;
+use crate::follow_up::Action;
 use crate::host::grants::Grant;
 use crate::platform::systemctl::ServiceError;
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl HostState {
     /// Checks `name` may be touched and returns the unit it means. The
     /// agent's names are interchangeable in grants and MANAGED_SERVICES.
     fn require_service(&self, name: &str) -> Result<String, WitError> {
-        if !crate::sandbox::manifest::is_valid_unit_name(name) {
+        if !crate::platform::systemctl::is_valid_unit_name(name) {
             return Err(ServiceError::InvalidName(name.to_owned()).into());
         }
         let agent = self.is_agent_unit(name);
@@ -154,7 +154,7 @@ impl services::Host for HostState {
             return Ok(None);
         };
         let get = async {
-            let tls = crate::link::tls::client_config()
+            let tls = crate::platform::tls::client_config()
                 .map_err(|e| WitError::Failed(format!("TLS unavailable: {e}")))?;
             let client = reqwest::Client::builder()
                 .use_preconfigured_tls((*tls).clone())

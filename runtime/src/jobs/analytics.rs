@@ -240,7 +240,7 @@ fn sending_path(path: &Path) -> PathBuf {
 impl Forwarder {
     pub fn new(settings: Settings) -> Result<Forwarder, ForwardError> {
         let tls =
-            crate::link::tls::client_config().map_err(|e| ForwardError::Tls(e.to_string()))?;
+            crate::platform::tls::client_config().map_err(|e| ForwardError::Tls(e.to_string()))?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
             .timeout(settings.request_timeout)

@@ -49,7 +49,7 @@ pub fn websocket_url(server_url: &str) -> Result<String, String> {
 }
 
 fn describe(e: &tokio_tungstenite::tungstenite::Error) -> String {
-    super::tls::clock_hint(e).unwrap_or_else(|| e.to_string())
+    crate::platform::tls::clock_hint(e).unwrap_or_else(|| e.to_string())
 }
 
 /// An open connection, namespace joined.

@@ -20,7 +20,6 @@ mod notify;
 pub mod oversized;
 pub mod packet;
 pub mod salvage;
-pub mod tls;
 
 pub use notify::notify_once;
 
@@ -287,7 +286,7 @@ async fn supervise(
     ),
 ) {
     let mut backoff = Backoff::new(config.backoff);
-    let tls = match tls::client_config() {
+    let tls = match crate::platform::tls::client_config() {
         Ok(tls) => Some(tls),
         Err(e) => {
             tracing::error!("TLS is unavailable ({e}); only http:// servers can be reached");

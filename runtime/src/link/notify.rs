@@ -17,10 +17,11 @@
 //! answers (not socket.io) gets upstream's 1 s instead. Everything is
 //! bounded by the caller's timeout.
 
+use super::LinkConfig;
 use super::backoff::BackoffPolicy;
 use super::connection::{self, Connection, write};
 use super::packet::{self, EnginePacket, SocketPacket};
-use super::{LinkConfig, tls};
+use crate::platform::tls;
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::time::Duration;

@@ -6,9 +6,9 @@
 
 use crate::config::SiteConfig;
 use crate::host::HostServices;
+use crate::manifest::Manifest;
 use crate::pushed::check as pushed_check;
 use crate::sandbox::Sandbox;
-use crate::sandbox::manifest::Manifest;
 use crate::signing::components::{self as signing, PublicKey, SecretKey};
 use crate::store::hash::sha256_hex;
 use anyhow::{Context, bail};

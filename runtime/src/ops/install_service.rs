@@ -410,7 +410,7 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
         } else {
             format!("{u}.service")
         };
-        if !crate::sandbox::manifest::is_valid_unit_name(&u) {
+        if !crate::platform::systemctl::is_valid_unit_name(&u) {
             return Err(InstallError::BadUnit(u));
         }
         if !units.contains(&u) {

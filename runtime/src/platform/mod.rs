@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod network_probes;
 pub mod sd_notify;
 pub mod systemctl;
+pub mod tls;

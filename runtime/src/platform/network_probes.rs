@@ -178,7 +178,7 @@ fn http_health(url: &str) -> (Option<u16>, Option<u64>, Option<bool>) {
     let health = format!("{}/health", url.trim_end_matches('/'));
     let https = url.starts_with("https://");
     let run = async {
-        let tls = crate::link::tls::client_config().ok()?;
+        let tls = crate::platform::tls::client_config().ok()?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
             .connect_timeout(Duration::from_secs(5))

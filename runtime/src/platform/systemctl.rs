@@ -3,7 +3,6 @@
 //! argument vector, never a shell string, and every call is bounded in time
 //! so a hung systemd cannot hang a command.
 
-use crate::sandbox::manifest::is_valid_unit_name;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -237,6 +236,17 @@ fn first_line(text: &str, default: &str) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or(default)
         .to_owned()
+}
+
+/// systemd unit-name characters; never starting with `-` so that a name
+/// can never be read as an option by the program it is passed to.
+pub fn is_valid_unit_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":-_.@\\".contains(&b))
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 use super::policy::{Policy, PolicyError};
 use super::{Manager, PushedError, check_is_component, check_not_management};
 use crate::config::SiteConfig;
+use crate::manifest::{Manifest, SUPPORTED_API_VERSIONS};
 use crate::sandbox::Sandbox;
-use crate::sandbox::manifest::{Manifest, SUPPORTED_API_VERSIONS};
 use crate::signing::components::SigningError;
 use crate::store::hash::sha256_hex;
 use std::path::{Path, PathBuf};

@@ -52,8 +52,8 @@ const DOWNLOAD_BUDGET: std::time::Duration = std::time::Duration::from_secs(600)
 /// The resource a management command is serialised on: install, remove and
 /// rollback change what runs on the box, so they wait for (and hold up)
 /// software updates, reboots and restarts; listing touches nothing.
-pub fn management_resource(command_type: &str) -> Option<crate::sandbox::manifest::Resource> {
-    (command_type != "list_components").then_some(crate::sandbox::manifest::Resource::Software)
+pub fn management_resource(command_type: &str) -> Option<crate::manifest::Resource> {
+    (command_type != "list_components").then_some(crate::manifest::Resource::Software)
 }
 
 pub fn is_management(command_type: &str) -> bool {
@@ -307,7 +307,7 @@ impl Manager {
     fn check_commands(
         &self,
         policy: &Policy,
-        manifest: &crate::sandbox::manifest::Manifest,
+        manifest: &crate::manifest::Manifest,
     ) -> Result<(), PushedError> {
         match self.command_problems(policy, manifest).into_iter().next() {
             Some(e) => Err(e),
@@ -319,7 +319,7 @@ impl Manager {
     fn command_problems(
         &self,
         policy: &Policy,
-        manifest: &crate::sandbox::manifest::Manifest,
+        manifest: &crate::manifest::Manifest,
     ) -> Vec<PushedError> {
         let mut problems = Vec::new();
         if let Err(e) = check_not_management(&manifest.name, &manifest.commands) {
@@ -401,10 +401,12 @@ impl Manager {
 
     fn install(&self, sandbox: &Sandbox, p: InstallParams) -> Result<Value, PushedError> {
         // 1. The manifest is the one the parameters describe.
-        let manifest = crate::sandbox::manifest::Manifest::parse("the manifest", &p.manifest)
-            .map_err(|e| PushedError::InvalidInput {
-                command: "install_component",
-                detail: e.to_string(),
+        let manifest =
+            crate::manifest::Manifest::parse("the manifest", &p.manifest).map_err(|e| {
+                PushedError::InvalidInput {
+                    command: "install_component",
+                    detail: e.to_string(),
+                }
             })?;
         for (field, in_manifest, in_params) in [
             ("name", &manifest.name, &p.name),
@@ -429,8 +431,7 @@ impl Manager {
         policy.check_manifest(&manifest)?;
         if let Ok(installed) = self.store.get(&manifest.name) {
             let current = &installed.active.manifest.version;
-            if crate::agent::version_order::is_older(&manifest.version, current)
-                && !policy.allow_downgrade
+            if crate::version_order::is_older(&manifest.version, current) && !policy.allow_downgrade
             {
                 return Err(policy::PolicyError::Downgrade {
                     name: manifest.name.clone(),
@@ -442,7 +443,7 @@ impl Manager {
             }
         }
         if let Some(highest) = self.store.high_water(&manifest.name)
-            && crate::agent::version_order::is_older(&manifest.version, &highest)
+            && crate::version_order::is_older(&manifest.version, &highest)
             && !policy.allow_downgrade
         {
             return Err(policy::PolicyError::BelowHighWater {
@@ -536,7 +537,7 @@ impl Manager {
         sandbox: &Sandbox,
         policy: &Policy,
         wasm_file: &std::path::Path,
-        manifest: &crate::sandbox::manifest::Manifest,
+        manifest: &crate::manifest::Manifest,
     ) -> Result<(), PushedError> {
         let name = manifest.name.clone();
         let bytes = std::fs::read(wasm_file).map_err(|e| PushedError::Download {

@@ -23,7 +23,7 @@
 //!
 //! No policy file means pushed components are disabled on the box.
 
-use crate::sandbox::manifest::{Access, Grants, Manifest, RootName, host_matches};
+use crate::manifest::{Access, Grants, Manifest, RootName, host_matches};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

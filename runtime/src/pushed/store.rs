@@ -14,7 +14,7 @@
 //! version are kept; the previous one is what `rollback_component` returns
 //! to.
 
-use crate::sandbox::manifest::Manifest;
+use crate::manifest::Manifest;
 use crate::store::atomic;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -162,7 +162,7 @@ impl ComponentStore {
     /// Names go into paths: every operation checks them as install does
     /// (`remove_component {"name": ".."}` must not reach the folder above).
     fn check_name(name: &str) -> Result<(), StoreError> {
-        if crate::sandbox::manifest::is_component_name(name) {
+        if crate::manifest::is_component_name(name) {
             Ok(())
         } else {
             Err(StoreError::BadName(name.to_owned()))
@@ -401,7 +401,7 @@ impl ComponentStore {
         let mut all = self.high_waters();
         let newer = all
             .get(name)
-            .is_none_or(|hw| crate::agent::version_order::is_older(hw, version));
+            .is_none_or(|hw| crate::version_order::is_older(hw, version));
         if !newer {
             return Ok(());
         }

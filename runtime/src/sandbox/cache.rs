@@ -410,21 +410,7 @@ fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 
 fn store(component: &Component, path: &Path) -> Result<(), String> {
     let bytes = component.serialize().map_err(|e| e.to_string())?;
-    store_bytes(&bytes, path)
-}
-
-/// Writes an artifact and then its checksum file.
-pub(super) fn store_bytes(bytes: &[u8], path: &Path) -> Result<(), String> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err("bad cache path".to_owned());
-    };
-    let dir = crate::store::atomic::open_state_dir(dir).map_err(|e| e.to_string())?;
-    crate::store::atomic::write_private(&dir, Path::new(name), bytes).map_err(|e| e.to_string())?;
-    let mut sum_name = name.to_owned();
-    sum_name.push(".sha256");
-    // No stamp yet: the file is too fresh to be vouched for by its time.
-    crate::store::atomic::write_private(&dir, Path::new(&sum_name), sha256_hex(bytes).as_bytes())
-        .map_err(|e| e.to_string())
+    super::artifact_file::store_bytes(&bytes, path)
 }
 
 #[cfg(test)]

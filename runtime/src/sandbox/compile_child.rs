@@ -85,5 +85,5 @@ pub fn run_child(artifact: &Path) -> Result<(), SandboxError> {
             name: "the component".to_owned(),
             detail: format!("{e:?}"),
         })?;
-    super::cache::store_bytes(&bytes, artifact).map_err(SandboxError::Engine)
+    super::artifact_file::store_bytes(&bytes, artifact).map_err(SandboxError::Engine)
 }

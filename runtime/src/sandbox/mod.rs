@@ -4,12 +4,12 @@
 //! endless loop, runaway allocation) becomes an error result; the agent
 //! keeps running.
 
+mod artifact_file;
 mod cache;
 mod cache_sweep;
 pub mod compile_child;
 mod engine;
 mod error;
-pub mod manifest;
 mod output;
 pub mod registry;
 
@@ -25,7 +25,7 @@ use crate::host::{
     CallContext, CommandPre, HostServices, HostState, MemoryCap, ProgressSink, WireCommand,
     WitError,
 };
-use crate::sandbox::manifest::Manifest;
+use crate::manifest::Manifest;
 use crate::store::hash::sha256_hex;
 use cache::ArtifactCache;
 use output::CapturedOutput;

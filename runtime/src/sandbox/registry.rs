@@ -3,7 +3,7 @@
 //! pushed by the server (see [`crate::pushed`]) are laid over them.
 
 use crate::config::SiteConfig;
-use crate::sandbox::manifest::{Manifest, ManifestError};
+use crate::manifest::{Manifest, ManifestError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

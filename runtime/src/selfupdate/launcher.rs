@@ -24,7 +24,7 @@ use super::state::{
     AgentState, BootInstant, Failed, MAX_ATTEMPTS, MAX_COMMITTED_STARTS, trial_elapsed_ms,
 };
 use super::{LAUNCHED_ENV, agent_dir};
-use crate::agent::version_order;
+use crate::version_order;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 

@@ -7,8 +7,8 @@
 //! Unlike an app release it is always signed: with no UPDATE_TRUSTED_KEYS
 //! it is refused, so no unsigned binary ever replaces the agent.
 
-use crate::agent::version_order;
 use crate::signing::releases::{self, SignatureError};
+use crate::version_order;
 use serde::Deserialize;
 use std::cmp::Ordering;
 use std::io::Read;

@@ -74,7 +74,7 @@ impl BootInstant {
     /// Now, or `None` where the kernel does not say (no `/proc`).
     pub fn now() -> Option<BootInstant> {
         Some(BootInstant {
-            boot_id: crate::agent::follow_up::boot_id()?,
+            boot_id: crate::follow_up::boot_id()?,
             uptime_ms: crate::platform::clock::uptime_ms()?,
         })
     }
@@ -181,7 +181,7 @@ impl AgentState {
     /// committed slot (a state written before `highest` was kept).
     pub fn highest_committed(&self) -> Option<&str> {
         match (self.highest.as_deref(), self.committed.as_deref()) {
-            (Some(h), Some(c)) if crate::agent::version_order::is_older(h, c) => Some(c),
+            (Some(h), Some(c)) if crate::version_order::is_older(h, c) => Some(c),
             (Some(h), _) => Some(h),
             (None, c) => c,
         }
@@ -190,7 +190,7 @@ impl AgentState {
     /// Records `version` as committed, raising [`AgentState::highest`].
     pub fn commit(&mut self, version: &str) {
         let top = match self.highest_committed() {
-            Some(top) if !crate::agent::version_order::is_older(top, version) => top.to_owned(),
+            Some(top) if !crate::version_order::is_older(top, version) => top.to_owned(),
             _ => version.to_owned(),
         };
         self.committed = Some(version.to_owned());

@@ -16,7 +16,7 @@
 
 use super::state::{AgentState, BootInstant, MAX_ATTEMPTS, Replaced, Succeeded, Trial};
 use super::{LAUNCHED_ENV, agent_dir, slot};
-use crate::agent::journal::{FinalProgress, Journal, Outcome};
+use crate::journal::{FinalProgress, Journal, Outcome};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

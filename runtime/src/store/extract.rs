@@ -53,7 +53,10 @@ pub enum ArchiveError {
     DiskFull { needed: u64, free: u64 },
     #[error("cannot write '{entry}': {detail}")]
     Write { entry: String, detail: String },
-    #[error("the extraction was stopped: {}", crate::host::deadline::PAST_DEADLINE)]
+    #[error(
+        "the extraction was stopped: {}",
+        crate::store::deadline::PAST_DEADLINE
+    )]
     PastDeadline,
 }
 
@@ -259,7 +262,7 @@ fn create_parent(dest: &Dir, path: &Path) -> std::io::Result<()> {
 
 /// A read of the archive failed: the deadline, or a damaged archive.
 fn read_error(entry: Option<&str>, e: &std::io::Error) -> ArchiveError {
-    if crate::host::deadline::is_past_deadline(e) {
+    if crate::store::deadline::is_past_deadline(e) {
         ArchiveError::PastDeadline
     } else {
         match entry {
@@ -281,7 +284,7 @@ pub fn extract_tar_gz(
         .iter()
         .filter_map(|s| clean_path(s).ok().flatten())
         .collect();
-    let src = crate::host::deadline::DeadlineReader::new(src, limits.deadline);
+    let src = crate::store::deadline::DeadlineReader::new(src, limits.deadline);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(src));
     let mut report = Report::default();
     let mut entries_seen: u64 = 0;

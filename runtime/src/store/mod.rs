@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod chunk_writer;
+pub mod deadline;
 pub mod extract;
 pub mod hash;
 pub mod private_dir;

@@ -3,7 +3,7 @@
 //! backup is an exact image of what it saved and a link cannot make the copy
 //! read or write outside its roots; devices and FIFOs are refused.
 
-use crate::host::deadline::{self, DeadlineReader};
+use crate::store::deadline::{self, DeadlineReader};
 use cap_std::fs::Dir;
 use std::io;
 use std::path::Path;

@@ -16,6 +16,8 @@
 //!   `dist/neopro-runtime_<version>_<arch>.deb`, checked, smoke-tested
 //! - `fuzz [seconds] [seed-hex]`: each fuzz target of
 //!   `runtime/tests/fuzz.rs` for that long (default 60), seeded
+//! - `floors`: the agent's folders by floor; fails when one imports a folder
+//!   above it (`floors.rs`, also a unit test)
 //! - `system-test [--arch A] [--scenario NAME]`: that package on a booted
 //!   Debian under systemd-nspawn (see `system_test/`)
 //! - `bench-cross <triple> [deploy-MiB]`: the sandbox, agent and deploy
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod agent_release;
+mod floors;
 mod migration_bundle;
 mod package;
 mod system_test;
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         "bench-memory" => bench_memory(&root),
         "package" => package(&root),
         "fuzz" => fuzz(&root),
+        "floors" => floors::run(&root),
         "system-test" => {
             let args: Vec<String> = std::env::args().skip(2).collect();
             system_test::run(&root, &args)
@@ -53,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         "bench-cross" => bench_cross(&root),
         "migration-bundle" => migration_bundle(&root),
         _ => bail!(
-            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package|fuzz|system-test|bench-cross|migration-bundle>"
+            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package|fuzz|floors|system-test|bench-cross|migration-bundle>"
         ),
     }
 }

@@ -8,7 +8,7 @@
 //! id naming the size and the limit. Applied on every send, so the stored
 //! outcome stays whole and a re-send is fitted the same way.
 
-use crate::agent::journal::Outcome;
+use crate::journal::Outcome;
 use serde_json::{Value, json};
 
 /// The event results go out as.

@@ -15,9 +15,9 @@ mod progress;
 mod refused;
 
 use crate::agent::dispatch::Dispatcher;
-use crate::agent::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
+use crate::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use crate::link::{LinkError, LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
 use blocking::off_worker;
@@ -495,7 +495,7 @@ impl Session {
         self.send_heartbeat();
         heartbeat.reset();
         self.sync_local_state();
-        off_worker(|| self.journal.prune(crate::agent::journal::RETENTION));
+        off_worker(|| self.journal.prune(crate::journal::RETENTION));
         if let Some(tx) = self.first_authentication.take() {
             let _ = tx.send(());
         }
@@ -650,15 +650,15 @@ impl Session {
         }
     }
 
-    fn run_follow_up(&self, id: String, action: crate::agent::follow_up::Action) {
+    fn run_follow_up(&self, id: String, action: crate::follow_up::Action) {
         let services = self.dispatcher.host_services().clone();
         let state_path = self.config.state_path.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::agent::follow_up::run(&services.services.manager, &id, &action) {
+            if let Err(e) = crate::follow_up::run(&services.services.manager, &id, &action) {
                 tracing::error!("{e}");
                 // Its success was already sent: tell the server with the
                 // next heartbeats.
-                crate::agent::follow_up::record_failure(
+                crate::follow_up::record_failure(
                     &state_path,
                     &id,
                     &action.to_string(),
@@ -679,8 +679,8 @@ impl Session {
         let unit = self.config.services.agent_unit.clone();
         let failed = self.restart_failed_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let action = crate::agent::follow_up::Action::Restart(unit.clone());
-            if let Err(e) = crate::agent::follow_up::run(&services.services.manager, &id, &action) {
+            let action = crate::follow_up::Action::Restart(unit.clone());
+            if let Err(e) = crate::follow_up::run(&services.services.manager, &id, &action) {
                 tracing::error!(
                     "command {id}: the agent release is staged but {action} failed ({e}); update cancelled"
                 );
@@ -702,7 +702,7 @@ impl Session {
                 &self.credentials.site_id,
                 &self.probe,
                 &self.config.neopro_root,
-                crate::agent::follow_up::recent_failure(&self.config.state_path)
+                crate::follow_up::recent_failure(&self.config.state_path)
                     .and_then(|f| serde_json::to_value(f).ok()),
                 heartbeat::took_over_from(&self.config.state_path),
             )
@@ -1012,7 +1012,7 @@ impl Session {
         match self.journal.get(id).and_then(|e| e.outcome) {
             Some(outcome) => {
                 let waiting = match &outcome {
-                    Outcome::Error { error } => error == crate::agent::journal::INTERRUPTED,
+                    Outcome::Error { error } => error == crate::journal::INTERRUPTED,
                     Outcome::Success { result } => {
                         result.get("scheduled") == Some(&Value::Bool(true))
                     }

@@ -16,8 +16,8 @@
 //!   and the closing event goes out once more [`RESEND_AFTER`] later: the
 //!   server's update is idempotent, and by then nothing older is in flight.
 
-use crate::agent::journal::{FinalProgress, Journal};
 use crate::host::ProgressSink;
+use crate::journal::{FinalProgress, Journal};
 use crate::link::LinkHandle;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};

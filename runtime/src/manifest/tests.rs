@@ -1,4 +1,5 @@
 use super::*;
+use crate::platform::systemctl::is_valid_unit_name;
 
 #[test]
 fn parses_a_full_manifest() -> Result<(), ManifestError> {
