@@ -5,7 +5,7 @@
 //! sandboxed WebAssembly component that reaches the box only through the
 //! `neopro:agent` WIT interfaces, each call checked against its manifest.
 //!
-//! Where things are (folders by concern; README § Layout has the map):
+//! Where things are (folders by concern; docs/architecture.md has the map):
 //! - [`agent`] — `run`: session, dispatch, journal, follow-ups, update resume,
 //!   the maintenance window;
 //! - [`link`] — the Socket.IO client and its reconnect supervisor;
