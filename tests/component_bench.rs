@@ -4,8 +4,8 @@
 //!
 //! `cargo run --release -p neopro-e2e --bin component-bench -- <components/test> <components/ts> [<sm>]`
 //! (after `cargo xtask guests`; `<sm>`: the same template built with
-//! `neopro-component build --engine spidermonkey --out <sm>`; README § "Write
-//! a command in TypeScript").
+//! `neopro-component build --engine spidermonkey --out <sm>`; docs/typescript-sdk.md,
+//! "Write a command in TypeScript").
 //!
 //! Per component: wasm size; first load (JIT compile) time and the peak RSS
 //! of a process doing only that; the artifact's size; a one-shot warm run

@@ -7,7 +7,7 @@
 //!
 //! Where things are (folders by concern, each floor using only the floors
 //! below it — `cargo xtask floors` prints them and the suite fails on an
-//! import that climbs; README § Layout has the map):
+//! import that climbs; docs/architecture.md has the map):
 //! - [`cli`] — the `neopro-runtime` command line;
 //! - [`ops`] — operator commands: register, resync, diagnose, install-service,
 //!   `component keygen|sign|verify|inspect|check`;

@@ -42,7 +42,7 @@ pub use bindings::{Command as CommandWorld, CommandPre};
 
 /// The host state of every capability, one field each, each built from
 /// site.conf by its own module: a capability's settings live next to its
-/// host functions (README § Adding a capability). Shared by every command.
+/// host functions (wit/README.md § Adding a capability). Shared by every command.
 #[derive(Debug)]
 pub struct HostServices {
     /// The sandboxed path resolver, shared by every capability that touches

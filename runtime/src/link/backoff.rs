@@ -8,7 +8,7 @@
 //! at most ~20 % of them authenticating in any one second and 90 % within
 //! 15 s of the server's return, after a 5-second as after a 2-minute outage
 //! (the real server checks each key with bcrypt, 100-250 ms: a burst stalls
-//! it). See the README's "Benchmark".
+//! it). See docs/benchmarks.md ("A fleet coming back").
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

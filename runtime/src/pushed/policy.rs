@@ -37,8 +37,9 @@ const DEFAULT_MAX_COMPILE_MIB: u32 = 256;
 
 /// The compiler's peak memory for a component of `wasm_bytes`, estimated
 /// from measurements with this engine (cranelift, parallel compilation on
-/// 2 cores): ~40 MiB per MiB of WebAssembly above a fixed ~32 MiB (README
-/// § "Write a command in TypeScript"). Deliberately on the high side.
+/// 2 cores): ~40 MiB per MiB of WebAssembly above a fixed ~32 MiB
+/// (docs/typescript-sdk.md, "Engine: QuickJS by default"). Deliberately on
+/// the high side.
 pub fn estimated_compile_mib(wasm_bytes: u64) -> u64 {
     32 + (wasm_bytes * 40).div_ceil(1 << 20)
 }

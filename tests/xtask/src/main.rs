@@ -496,7 +496,7 @@ fn migration_bundle(root: &Path) -> anyhow::Result<()> {
     let size = std::fs::metadata(&bundle)?.len();
     println!(
         "{}: {:.1} MB, sha256 {}
-         Upload it as a NEOPRO release (version, this sha256) and deploy it to the boxes          that run the Node.js agent: README \"Moving boxes from the Node.js agent\".",
+         Upload it as a NEOPRO release (version, this sha256) and deploy it to the boxes          that run the Node.js agent: docs/migration.md.",
         bundle.display(),
         size as f64 / 1e6,
         migration_bundle::sha256(&bundle)?

@@ -1,7 +1,6 @@
 //! `cargo xtask migration-bundle [--target TRIPLE]`: a NEOPRO release that
 //! the Node.js sync agent installs through its own `update_software` and
-//! that moves the box to neopro-runtime (README "Moving boxes from the
-//! Node.js agent").
+//! that moves the box to neopro-runtime (docs/migration.md).
 //!
 //! The Node agent extracts a release into NEOPRO_ROOT (`tar -xzf`, skipping
 //! videos/, logs/, backups/ and webapp/configuration.json), then restarts
