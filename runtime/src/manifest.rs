@@ -22,6 +22,9 @@
 //!                                # component's first command runs with
 //!                                # {"resume": true} before
 //!                                # the agent connects (finishes interrupted work)
+//! periodic = ["expire_videos"]   # optional, built-ins only: its commands the
+//!                                # agent runs itself, at start and every hour
+//!                                # (jobs, not server commands)
 //!
 //! [limits]
 //! memory-mib = 64                # linear memory cap (default 64, max 1024)
@@ -309,6 +312,11 @@ pub struct Manifest {
     pub maintenance_window: Vec<String>,
     #[serde(default)]
     pub resume_at_start: Option<String>,
+    /// Its commands the agent runs on its own, at start and every hour
+    /// (the videos' expiry): declared here so the agent runs jobs by what
+    /// the manifests say, knowing none by name.
+    #[serde(default)]
+    pub periodic: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -445,6 +453,11 @@ impl Manifest {
         {
             return invalid(format!(
                 "maintenance-window names '{bad}', which is not one of its commands"
+            ));
+        }
+        if let Some(bad) = self.periodic.iter().find(|c| !self.commands.contains(c)) {
+            return invalid(format!(
+                "periodic names '{bad}', which is not one of its commands"
             ));
         }
         if let Some(marker) = &self.resume_at_start {

@@ -389,6 +389,46 @@ fn expired_videos_lose_their_file_and_entries() {
     );
 }
 
+/// The agent runs the jobs the manifests declare `periodic` on its own, at
+/// start: an expired video is gone with no command sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_runs_the_manifests_periodic_expiry_at_start() {
+    let central = neopro_e2e::central::Central::start(&[("site-1", "key-1")]).await;
+    let site = Site::new();
+    site.write(
+        CONFIG,
+        &json!({"categories": [{"id": "c", "name": "Match", "videos": [
+            {"name": "old", "path": "videos/Match/old.mp4", "expires_at": "2020-01-01T00:00:00Z"},
+            {"name": "kept", "path": "videos/Match/kept.mp4"}
+        ]}]})
+        .to_string(),
+    );
+    site.write("neopro/videos/Match/old.mp4", "x");
+    site.write("neopro/videos/Match/kept.mp4", "y");
+    let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");
+    let mut text = std::fs::read_to_string(&conf).expect("conf");
+    text.push_str("\nLOCAL_APP_URL=http://127.0.0.1:9\n");
+    std::fs::write(&conf, text).expect("conf");
+    let _agent = neopro_e2e::process::AgentProcess::start(
+        &neopro_e2e::process::agent_binary(),
+        &conf,
+        Some("error"),
+    );
+    let names = || -> Vec<Value> {
+        config_on_disk(&site)["categories"][0]["videos"]
+            .as_array()
+            .map(|v| v.iter().map(|e| e["name"].clone()).collect())
+            .unwrap_or_default()
+    };
+    neopro_e2e::process::wait_for(
+        "the expired video and its entry removed by the agent",
+        std::time::Duration::from_secs(15),
+        || !site.path("neopro/videos/Match/old.mp4").exists() && names() == vec![json!("kept")],
+    )
+    .await;
+    assert!(site.path("neopro/videos/Match/kept.mp4").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_web_app_is_told_about_changes() {
     let app = neopro_e2e::central::Central::start(&[]).await;

@@ -431,6 +431,44 @@ async fn schedule_update(rig: &Rig, server: &FileServer, archive: &[u8]) -> Valu
     progress
 }
 
+/// Entries kept by agents that did not record the command type: the
+/// window runs the one command the manifests list under
+/// `maintenance-window` (the agent names no command itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_kept_without_its_command_type_runs_in_the_window() {
+    let rig = rig().await;
+    let archive = release();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    set_window(&rig, false);
+    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    rig.central.nth("heartbeat", 1, WAIT).await;
+    schedule_update(&rig, &server, &archive).await;
+    agent.kill_hard();
+    // As an older agent wrote it.
+    let dir = rig.site.path("state/scheduled");
+    let mut rewritten = 0;
+    for entry in std::fs::read_dir(&dir).expect("the scheduled folder") {
+        let path = entry.expect("an entry").path();
+        let mut kept: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("the entry")).expect("JSON");
+        let removed = kept.as_object_mut().and_then(|o| o.remove("commandType"));
+        assert_eq!(removed, Some(json!("update_software")), "{kept}");
+        std::fs::write(&path, kept.to_string()).expect("rewritten");
+        rewritten += 1;
+    }
+    assert_eq!(rewritten, 1);
+
+    set_window(&rig, true);
+    let _agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
+    let result = rig.central.result_of("u-1", WAIT).await;
+    assert_eq!(result["status"], json!("success"), "{result}");
+    assert_eq!(read_version(&rig), "2.0.0\n");
+    wait_for("the schedule forgotten", WAIT, || {
+        scheduled_files(&rig) == 0
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_update_is_never_shown_installed_before_it_ran() {
     let rig = rig().await;

@@ -319,6 +319,19 @@ impl Dispatcher {
         runnable
     }
 
+    /// Runnable command types whose component holds the `agent-update`
+    /// grant: the ones that can update the agent again (the trial's
+    /// self-check asks for one; no command is known here by name).
+    pub fn agent_updaters(&self) -> Vec<String> {
+        let table = self.table();
+        table
+            .by_command
+            .iter()
+            .filter(|(t, spec)| table.allowed.contains(*t) && spec.manifest.grants.agent_update)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
     /// Whether `command_type`'s manifest lists it under `maintenance-window`
     /// (runs in AUTO_UPDATE_HOUR unless critical).
     pub fn uses_maintenance_window(&self, command_type: &str) -> bool {
@@ -351,7 +364,38 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Runs one of the agent's own jobs (e.g. `expire_videos`): no allowlist,
+    /// The command types manifests declare `periodic`: the agent's own
+    /// jobs, run at start and every hour.
+    pub fn periodic(&self) -> Vec<String> {
+        let table = self.table();
+        table
+            .by_command
+            .iter()
+            .filter(|(t, spec)| spec.manifest.periodic.contains(*t))
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// The progress event `command_type`'s manifest declares, if any.
+    pub fn progress_event(&self, command_type: &str) -> Option<String> {
+        self.table()
+            .by_command
+            .get(command_type)
+            .and_then(|spec| spec.manifest.progress_event.clone())
+    }
+
+    /// The command types manifests list under `maintenance-window`.
+    pub fn maintenance_window_commands(&self) -> Vec<String> {
+        let table = self.table();
+        table
+            .by_command
+            .iter()
+            .filter(|(t, spec)| spec.manifest.maintenance_window.contains(*t))
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// Runs one of the agent's own jobs (a `periodic` one): no allowlist,
     /// nothing if no component handles it.
     pub async fn run_internal(&self, command_type: &str) -> Option<Outcome> {
         self.run_internal_with(command_type, &Value::Null).await

@@ -34,7 +34,7 @@ pub enum Decision {
 }
 
 /// Message of a refused update when updates are disabled.
-pub const DISABLED: &str = "Software updates are disabled on this box (AUTO_UPDATE_ENABLED=false in site.conf); set it to true to allow update_software";
+pub const DISABLED: &str = "Software updates are disabled on this box (AUTO_UPDATE_ENABLED=false in site.conf); set it to true to allow them";
 
 fn truthy(v: Option<&Value>) -> bool {
     match v {
@@ -144,9 +144,10 @@ pub fn scheduled_progress(update: &ScheduledUpdate) -> Option<Value> {
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledUpdate {
     pub id: String,
-    /// The command to run in the window (a component whose manifest says
-    /// `maintenance-window = true`).
-    #[serde(default = "update_software")]
+    /// The command to run in the window (one a manifest lists under
+    /// `maintenance-window`). Empty in entries written before the type was
+    /// recorded: the session resolves it from the manifests.
+    #[serde(default)]
     pub command_type: String,
     pub data: Value,
     /// When the window was next due when it was scheduled (ISO, UTC).
@@ -170,11 +171,6 @@ pub fn deployment_key(data: &Value) -> Option<String> {
     let version = data.get("version").and_then(Value::as_str)?;
     let url = data.get("updateUrl").and_then(Value::as_str)?;
     Some(format!("version {version} from {url}"))
-}
-
-/// Entries written before the command type was recorded were all updates.
-fn update_software() -> String {
-    "update_software".to_owned()
 }
 
 /// Updates waiting for the window, one file each.

@@ -111,7 +111,11 @@ pub async fn run(
         ))
     });
     if let Some(gate) = &gate {
-        gate.self_check(&dispatcher.runnable(), &journal)?;
+        gate.self_check(
+            &dispatcher.runnable(),
+            &dispatcher.agent_updaters(),
+            &journal,
+        )?;
     }
     crate::agent::update_resume::resume(&config, &dispatcher, &journal).await;
     tracing::info!(

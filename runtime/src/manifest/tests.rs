@@ -155,6 +155,28 @@ fn scheduling_properties_are_declared() -> Result<(), ManifestError> {
     assert_eq!(plain.resource, None);
     assert!(plain.maintenance_window.is_empty());
     assert_eq!(plain.resume_at_start, None);
+    assert!(plain.periodic.is_empty());
+    Ok(())
+}
+
+#[test]
+fn periodic_jobs_are_declared_and_must_be_its_own_commands() -> Result<(), ManifestError> {
+    let m = Manifest::parse(
+        "t.toml",
+        "name = \"e\"\nversion = \"1\"\ncommands = [\"expire\"]\nperiodic = [\"expire\"]\n",
+    )?;
+    assert_eq!(m.periodic, vec!["expire"]);
+    let err = Manifest::parse(
+        "t.toml",
+        "name = \"e\"\nversion = \"1\"\ncommands = [\"expire\"]\nperiodic = [\"other\"]\n",
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        err.contains("periodic names 'other', which is not one of its commands"),
+        "{err}"
+    );
     Ok(())
 }
 

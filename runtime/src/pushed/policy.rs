@@ -298,6 +298,10 @@ impl Policy {
         if manifest.resume_at_start.is_some() {
             items.push("resume-at-start (reserved for built-in components)".to_owned());
         }
+        // Jobs the agent runs on its own, unasked by the server.
+        if !manifest.periodic.is_empty() {
+            items.push("periodic (reserved for built-in components)".to_owned());
+        }
         if m.local_app && !p.local_app {
             items.push("local-app".to_owned());
         }

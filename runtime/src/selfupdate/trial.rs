@@ -207,20 +207,26 @@ impl Gate {
         )
     }
 
-    /// The self-check at start: the components loaded (the updater among
-    /// them, or the box could never be updated again) and the journal
-    /// holds the update's command. A failure is recorded (the launcher
-    /// then falls back at once) and returned.
-    pub fn self_check(&self, runnable: &[String], journal: &Journal) -> Result<(), TrialError> {
+    /// The self-check at start: the components loaded, one of them holding
+    /// the `agent-update` grant (`updaters`: its commands), or the box
+    /// could never be updated again; and the journal holds the update's
+    /// command. A failure is recorded (the launcher then falls back at
+    /// once) and returned.
+    pub fn self_check(
+        &self,
+        runnable: &[String],
+        updaters: &[String],
+        journal: &Journal,
+    ) -> Result<(), TrialError> {
         let own = super::own_version();
         let problem = if own != self.trial.version {
             Some(format!(
                 "the binary of release {} reports version {own}",
                 self.trial.version
             ))
-        } else if !runnable.iter().any(|c| c == "update_software") {
+        } else if updaters.is_empty() {
             Some(format!(
-                "the update_software component did not load (loaded: {})",
+                "no component with the agent-update grant loaded, so this release could never be updated again (loaded: {})",
                 if runnable.is_empty() {
                     "none".to_owned()
                 } else {
@@ -463,6 +469,52 @@ mod tests {
         assert_eq!(
             AgentState::load(&agent_dir(tmp.path()))?,
             Some(AgentState::default())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_self_check_asks_for_a_component_with_the_agent_update_grant_not_a_name()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let trial = Trial {
+            version: super::super::own_version().to_owned(),
+            previous_version: "0.0.1".into(),
+            command_id: "u-7".into(),
+            deployment_id: None,
+            attempts: 1,
+            started_at_ms: 0,
+            deadline_secs: 600,
+            last_error: None,
+            first_start: None,
+        };
+        let state = AgentState {
+            trial: Some(trial.clone()),
+            ..AgentState::default()
+        };
+        let (tmp, journal) = setup(&state)?;
+        journal.admit("u-7", "install_release")?;
+        let gate = Gate::new(tmp.path(), trial);
+        // A component named anything, holding the grant: the check passes.
+        let loaded = vec!["install_release".to_owned(), "get_logs".to_owned()];
+        gate.self_check(&loaded, &["install_release".to_owned()], &journal)?;
+        // The same components without the grant: refused, and recorded.
+        let err = gate
+            .self_check(&loaded, &[], &journal)
+            .err()
+            .ok_or("a release without an updater passed its self-check")?;
+        assert!(
+            err.to_string().contains(
+                "no component with the agent-update grant loaded, so this release could never be updated again (loaded: install_release, get_logs)"
+            ),
+            "{err}"
+        );
+        let after = AgentState::load(&agent_dir(tmp.path()))?.unwrap_or_default();
+        assert!(
+            after
+                .trial
+                .and_then(|t| t.last_error)
+                .is_some_and(|e| e.contains("agent-update grant")),
+            "the failure is recorded for the launcher"
         );
         Ok(())
     }

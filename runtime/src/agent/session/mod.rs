@@ -57,7 +57,7 @@ pub struct SessionSettings {
     /// No answer to `authenticate` within this: reconnect and try again (an
     /// event that reached the server before it was ready is dropped).
     pub auth_answer_timeout: Duration,
-    /// How often expired videos are removed (also once at start).
+    /// How often the manifests' `periodic` jobs run (also once at start).
     pub expiry_interval: Duration,
 }
 
@@ -319,14 +319,16 @@ impl Session {
                     {
                         tracing::info!("agent memory: {rss} KiB resident, {anon} KiB anonymous");
                     }
-                    let dispatcher = self.dispatcher.clone();
-                    tokio::spawn(async move {
-                        match dispatcher.run_internal("expire_videos").await {
-                            Some(Outcome::Success { result }) => tracing::debug!("expiration: {result}"),
-                            Some(Outcome::Error { error }) => tracing::warn!("expiration failed: {error}"),
-                            None => {}
-                        }
-                    });
+                    for job in self.dispatcher.periodic() {
+                        let dispatcher = self.dispatcher.clone();
+                        tokio::spawn(async move {
+                            match dispatcher.run_internal(&job).await {
+                                Some(Outcome::Success { result }) => tracing::debug!("{job}: {result}"),
+                                Some(Outcome::Error { error }) => tracing::warn!("{job} failed: {error}"),
+                                None => {}
+                            }
+                        });
+                    }
                 }
                 () = tokio::time::sleep_until(
                     self.awaiting_auth_since.unwrap_or_else(tokio::time::Instant::now)
@@ -579,11 +581,15 @@ impl Session {
         });
     }
 
+    /// The "scheduled" progress of a kept command, under the progress event
+    /// its manifest declares (none declared: nothing to send).
     fn send_scheduled_progress(&self, update: &crate::agent::maintenance_window::ScheduledUpdate) {
         if self.authenticated
+            && let Some(command_type) = self.kept_command_type(update)
+            && let Some(event) = self.dispatcher.progress_event(&command_type)
             && let Some(payload) = crate::agent::maintenance_window::scheduled_progress(update)
         {
-            let _ = self.link.emit("update_progress", &[payload]);
+            let _ = self.link.emit(&event, &[payload]);
         }
     }
 
@@ -1039,9 +1045,61 @@ impl Session {
             if !self.scheduled_running.insert(update.id.clone()) {
                 continue;
             }
+            let Some(command_type) = self.scheduled_command_type(&update) else {
+                self.scheduled_running.remove(&update.id);
+                continue;
+            };
             tracing::info!("maintenance window: running scheduled update {}", update.id);
-            self.spawn_command(update.id, update.command_type, update.data);
+            self.spawn_command(update.id, command_type, update.data);
         }
+    }
+
+    /// The command type of a kept entry: its own, or for an entry written
+    /// before the type was recorded, the one command the manifests list
+    /// under `maintenance-window` (None when that is not one command).
+    fn kept_command_type(
+        &self,
+        update: &crate::agent::maintenance_window::ScheduledUpdate,
+    ) -> Option<String> {
+        if !update.command_type.is_empty() {
+            return Some(update.command_type.clone());
+        }
+        match self.dispatcher.maintenance_window_commands().as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        }
+    }
+
+    /// The command a scheduled entry runs. Entries written before the type
+    /// was recorded name none: the one command the manifests list under
+    /// `maintenance-window` is meant (only updates were ever scheduled).
+    /// When that is not one command, the entry gets an error result.
+    fn scheduled_command_type(
+        &mut self,
+        update: &crate::agent::maintenance_window::ScheduledUpdate,
+    ) -> Option<String> {
+        if let Some(command_type) = self.kept_command_type(update) {
+            return Some(command_type);
+        }
+        let found = self.dispatcher.maintenance_window_commands();
+        let error = format!(
+            "scheduled command {} names no command type, and the components list {} maintenance-window commands ({}); it cannot be run",
+            update.id,
+            found.len(),
+            found.join(", ")
+        );
+        tracing::error!("{error}");
+        if let Err(e) = self.scheduled.remove(&update.id) {
+            tracing::error!("{e}");
+        }
+        self.record_and_send(
+            update.id.clone(),
+            Outcome::Error {
+                error: error.clone(),
+            },
+        );
+        self.settle_joined(&update.also, &Outcome::Error { error });
+        None
     }
 
     fn on_done(&mut self, id: String, outcome: Outcome) {
