@@ -431,11 +431,9 @@ async fn schedule_update(rig: &Rig, server: &FileServer, archive: &[u8]) -> Valu
     progress
 }
 
-/// Entries kept by agents that did not record the command type: the
-/// window runs the one command the manifests list under
-/// `maintenance-window` (the agent names no command itself).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_kept_without_its_command_type_runs_in_the_window() {
+/// A box whose window is closed, an update sent and answered "scheduled":
+/// the rig, the release, its server and the running agent.
+async fn scheduled_outside_the_window() -> (Rig, Vec<u8>, FileServer, AgentProcess) {
     let rig = rig().await;
     let archive = release();
     let server = FileServer::start(archive.clone(), Fault::None);
@@ -443,6 +441,15 @@ async fn an_update_kept_without_its_command_type_runs_in_the_window() {
     let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
     rig.central.nth("heartbeat", 1, WAIT).await;
     schedule_update(&rig, &server, &archive).await;
+    (rig, archive, server, agent)
+}
+
+/// Entries kept by agents that did not record the command type: the
+/// window runs the one command the manifests list under
+/// `maintenance-window` (the agent names no command itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_kept_without_its_command_type_runs_in_the_window() {
+    let (rig, _archive, _server, agent) = scheduled_outside_the_window().await;
     agent.kill_hard();
     // As an older agent wrote it.
     let dir = rig.site.path("state/scheduled");
@@ -471,13 +478,7 @@ async fn an_update_kept_without_its_command_type_runs_in_the_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_update_is_never_shown_installed_before_it_ran() {
-    let rig = rig().await;
-    let archive = release();
-    let server = FileServer::start(archive.clone(), Fault::None);
-    set_window(&rig, false);
-    let agent = AgentProcess::start(&agent_binary(), &rig.conf, Some("error"));
-    rig.central.nth("heartbeat", 1, WAIT).await;
-    schedule_update(&rig, &server, &archive).await;
+    let (rig, archive, server, agent) = scheduled_outside_the_window().await;
     no_result_yet(&rig, "u-1", "probe-1").await;
     assert_eq!(
         rig.central.update_deployment("dep-1").map(|d| d.status),

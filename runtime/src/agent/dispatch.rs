@@ -367,11 +367,21 @@ impl Dispatcher {
     /// The command types manifests declare `periodic`: the agent's own
     /// jobs, run at start and every hour.
     pub fn periodic(&self) -> Vec<String> {
+        self.declared(|m| &m.periodic)
+    }
+
+    /// The command types manifests list under `maintenance-window`.
+    pub fn maintenance_window_commands(&self) -> Vec<String> {
+        self.declared(|m| &m.maintenance_window)
+    }
+
+    /// The command types whose manifest lists them in `list`'s field.
+    fn declared(&self, list: impl Fn(&crate::manifest::Manifest) -> &Vec<String>) -> Vec<String> {
         let table = self.table();
         table
             .by_command
             .iter()
-            .filter(|(t, spec)| spec.manifest.periodic.contains(*t))
+            .filter(|(t, spec)| list(&spec.manifest).contains(*t))
             .map(|(t, _)| t.clone())
             .collect()
     }
@@ -382,17 +392,6 @@ impl Dispatcher {
             .by_command
             .get(command_type)
             .and_then(|spec| spec.manifest.progress_event.clone())
-    }
-
-    /// The command types manifests list under `maintenance-window`.
-    pub fn maintenance_window_commands(&self) -> Vec<String> {
-        let table = self.table();
-        table
-            .by_command
-            .iter()
-            .filter(|(t, spec)| spec.manifest.maintenance_window.contains(*t))
-            .map(|(t, _)| t.clone())
-            .collect()
     }
 
     /// Runs one of the agent's own jobs (a `periodic` one): no allowlist,
