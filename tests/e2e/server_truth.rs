@@ -244,8 +244,14 @@ async fn a_deploy_without_deployment_id_leaves_finished_deployments_alone() {
         deploy_data(&server, &body, Some("dep-1")),
     );
     assert_eq!(central.result_of("d-1", WAIT).await["status"], "success");
-    let done = central.deployment("dep-1").expect("deployment");
-    assert_eq!((done.status.as_str(), done.progress), ("completed", 100));
+    // The closing deploy_progress goes out on its own task: it may land
+    // just after the result.
+    let completed = || {
+        central
+            .deployment("dep-1")
+            .is_some_and(|d| (d.status.as_str(), d.progress) == ("completed", 100))
+    };
+    neopro_e2e::process::wait_for("dep-1 completed", WAIT, completed).await;
 
     // The same video again, from the REST API.
     central.send_command("d-2", "deploy_video", deploy_data(&server, &body, None));
