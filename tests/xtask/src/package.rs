@@ -178,6 +178,18 @@ fn precompiled_files(dir: &Path, components: &Path) -> anyhow::Result<Vec<PathBu
     Ok(files)
 }
 
+/// The documentation pages the README links to (`docs/*.md` beside it).
+fn doc_pages(readme: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = readme.parent().unwrap_or(Path::new(".")).join("docs");
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort();
+    Ok(pages)
+}
+
 /// The files the package of `inputs` must hold (directories aside).
 pub fn expected_files(inputs: &Inputs) -> anyhow::Result<Vec<Expected>> {
     let mut files = vec![
@@ -198,6 +210,14 @@ pub fn expected_files(inputs: &Inputs) -> anyhow::Result<Vec<Expected>> {
             mode: "-rw-r--r--",
         },
     ];
+    for page in doc_pages(&crate::workspace_root()?.join("README.md"))? {
+        if let Some(name) = page.file_name().and_then(|n| n.to_str()) {
+            files.push(Expected {
+                path: format!("usr/share/doc/{PACKAGE}/docs/{name}"),
+                mode: "-rw-r--r--",
+            });
+        }
+    }
     for file in component_files(&inputs.components)? {
         if let Some(name) = file.file_name().and_then(|n| n.to_str()) {
             files.push(Expected {
@@ -275,6 +295,19 @@ pub fn stage(inputs: &Inputs, readme: &Path, stage: &Path) -> anyhow::Result<()>
         &stage.join(format!("usr/share/doc/{PACKAGE}/README.md")),
         0o644,
     )?;
+    // The README is an index into docs/: its pages go beside it, so its
+    // links resolve on the box too.
+    for page in doc_pages(readme)? {
+        if let Some(name) = page.file_name() {
+            bytes += copy_with_mode(
+                &page,
+                &stage
+                    .join(format!("usr/share/doc/{PACKAGE}/docs"))
+                    .join(name),
+                0o644,
+            )?;
+        }
+    }
 
     let debian = stage.join("DEBIAN");
     std::fs::create_dir_all(&debian)?;
@@ -597,6 +630,10 @@ mod tests {
             "usr/lib/neopro-runtime/components/deploy-video.wasm",
             "usr/lib/systemd/system/neopro-runtime.service",
             "etc/neopro/site.conf.example",
+            "usr/share/doc/neopro-runtime/README.md",
+            // The README's links lead to its pages on the box too.
+            "usr/share/doc/neopro-runtime/docs/operating.md",
+            "usr/share/doc/neopro-runtime/docs/architecture.md",
         ] {
             assert!(paths.contains(&want), "{want} not in {paths:?}");
         }
