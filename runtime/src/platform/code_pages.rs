@@ -151,19 +151,21 @@ mod tests {
             .iter()
             .filter_map(|l| readonly_mapping_of(l, dev, 1234))
             .collect();
-        assert_eq!(
-            chosen,
-            vec![
-                Range {
-                    start: 0x5581a000,
-                    end: 0x5581c000
-                },
-                Range {
-                    start: 0x5581c000,
-                    end: 0x55822000
-                },
-            ]
-        );
+        assert_eq!(chosen, the_two_readonly_mappings());
+    }
+
+    /// The read-only and the code mapping of the binary in both samples.
+    fn the_two_readonly_mappings() -> Vec<Range> {
+        vec![
+            Range {
+                start: 0x5581a000,
+                end: 0x5581c000,
+            },
+            Range {
+                start: 0x5581c000,
+                end: 0x55822000,
+            },
+        ]
     }
 
     #[test]
@@ -191,19 +193,7 @@ Size:                  4 kB
         let chosen = pageable_mappings(std::io::Cursor::new(smaps), dev, 1234)?;
         // The relocated (copy-on-write) mapping, the data segment and the
         // mapping without an Anonymous line are not chosen.
-        assert_eq!(
-            chosen,
-            vec![
-                Range {
-                    start: 0x5581a000,
-                    end: 0x5581c000
-                },
-                Range {
-                    start: 0x5581c000,
-                    end: 0x55822000
-                },
-            ]
-        );
+        assert_eq!(chosen, the_two_readonly_mappings());
         Ok(())
     }
 
