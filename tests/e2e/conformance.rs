@@ -74,6 +74,22 @@ async fn authenticated_agent_beats_answers_ping_check_and_commands() {
     let beat = central.peer.nth("event", "heartbeat", 1, WAIT).await;
     assert_eq!(beat["siteId"], "site-1");
     assert!(beat["metrics"]["uptime"].is_number(), "{beat}");
+    // What the dashboard shows of it: a `metrics` row as upstream writes it
+    // and the site's version (the app's, from NEOPRO_ROOT/VERSION).
+    let metrics = wait_row(&central, "metrics", "1", |_| true).await;
+    assert_eq!(metrics["cpu_usage"], beat["metrics"]["cpu"], "{metrics}");
+    assert_eq!(metrics["memory_usage"], beat["metrics"]["memory"]);
+    assert_eq!(metrics["disk_usage"], beat["metrics"]["disk"]);
+    let uptime = beat["metrics"]["uptime"].as_f64().expect("uptime");
+    assert_eq!(metrics["uptime"], json!(uptime.floor() as u64));
+    let row = wait_row(&central, "sites", "site-1", |r| {
+        r["software_version"].is_string()
+    })
+    .await;
+    assert_eq!(row["software_version"], "2.1.3", "{row}");
+    assert_eq!(row["status"], "online");
+    assert_eq!(row["local_ip"], beat["metrics"]["localIp"]);
+    assert!(central.peer.kind("heartbeat_error").is_empty());
     let state = central.peer.nth("event", "sync_local_state", 1, WAIT).await;
     assert_eq!(state["config"], json!({"categories": [], "version": "2.0"}));
     central.peer.nth("event", "pong_check", 2, WAIT).await;
