@@ -919,6 +919,22 @@ impl Session {
     /// "scheduled").
     fn update_may_run_now(&mut self, id: &str, command_type: &str, data: &Value) -> bool {
         use crate::agent::maintenance_window::{Decision, ScheduledUpdate, decide, local_hour};
+        // The server's copy of the update this agent came from: success,
+        // never a refusal that would flip the completed deployment.
+        let state_path = &self.config.state_path;
+        if let Some(result) = off_worker(|| {
+            crate::selfupdate::reinstall::already_installed(
+                state_path,
+                &crate::selfupdate::own_version(),
+                data,
+            )
+        }) {
+            tracing::info!(
+                "update {id}: this agent release is already installed under this deployment (the server sent it again)"
+            );
+            self.record_and_send(id.to_owned(), Outcome::Success { result });
+            return false;
+        }
         // What can be checked now is checked now, for an update run at once
         // and one scheduled alike: same refusal, at once.
         let decision = match decide(self.config.update_window, data, local_hour()) {
