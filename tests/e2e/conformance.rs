@@ -485,18 +485,28 @@ async fn a_redelivered_update_is_scheduled_and_run_once() {
     assert!(central.received("command_result").is_empty());
     agent.stop().await;
 
-    // The window opens: one run, five results.
+    // The window opens: the entry runs at start, and the server re-sends
+    // the deployment at the authentication that follows (a sixth id, seen
+    // on the real server running a second install). One run, six results,
+    // all the run's own (none a second run's "already installed").
     site.append_conf(&format!("AUTO_UPDATE_HOUR={}\n", local_hour()));
     let agent = site.start_agent();
+    central.peer.nth("emit", "command", 6, WAIT).await;
     let ids: Vec<String> = central
         .sent("command")
         .iter()
         .map(|c| c["id"].as_str().expect("id").to_owned())
         .collect();
-    assert_eq!(ids.len(), 5);
+    assert_eq!(ids.len(), 6);
     for id in &ids {
         let result = central.result_of(id, FIRST_RUN).await;
         assert_eq!(result["status"], "success", "{}", short(&result));
+        assert_ne!(
+            result["result"]["message"],
+            "already installed",
+            "{id} ran a second time: {}",
+            short(&result)
+        );
     }
     let installs = fake
         .calls()
