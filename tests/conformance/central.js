@@ -94,7 +94,8 @@ const db = {
   content_deployments: new Map(), // id -> {site_id, video, status, progress, error_message}
   update_deployments: new Map(), // id -> {site_id, software_update_id, status, progress, error_message}
   software_updates: new Map(), // id -> {version, package_url, package_size, checksum, is_critical, description, changelog}
-  sites: new Map(), // id -> {status, software_version, local_config_hash, local_config_mirror}
+  sites: new Map(), // id -> {status, last_seen_at, local_ip, software_version, local_config_hash, local_config_mirror}
+  metrics: new Map(), // n -> {site_id, cpu_usage, memory_usage, temperature, disk_usage, uptime}
 };
 
 function applied(table, id) {
@@ -332,9 +333,29 @@ function authenticate(socket, data) {
   socket.on("heartbeat", (m) => {
     lastPongReceived.set(siteId, Date.now());
     pooled(() => {
+      // socket.service.ts handleHeartbeat: a `metrics` row (uptime
+      // floored; a heartbeat without `metrics` throws there and writes
+      // nothing), then the site's status, local IP and version.
+      if (!m || typeof m.metrics !== "object" || m.metrics === null) {
+        print({ kind: "heartbeat_error", site: siteId, error: "Cannot read properties of undefined (reading 'cpu')" });
+        return;
+      }
+      const metrics = m.metrics;
+      const row = {
+        site_id: siteId,
+        cpu_usage: metrics.cpu,
+        memory_usage: metrics.memory,
+        temperature: metrics.temperature,
+        disk_usage: metrics.disk,
+        uptime: Math.floor(metrics.uptime),
+      };
+      db.metrics.set(String(db.metrics.size + 1), row);
+      applied("metrics", String(db.metrics.size));
       const s = db.sites.get(siteId);
       s.status = "online";
-      const version = (m && m.softwareVersion) || (m && m.versionInfo && m.versionInfo.version);
+      s.last_seen_at = new Date().toISOString();
+      if (metrics.localIp) s.local_ip = metrics.localIp;
+      const version = m.softwareVersion || (m.versionInfo && m.versionInfo.version);
       if (version) s.software_version = version;
       applied("sites", siteId);
     });

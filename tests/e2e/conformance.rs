@@ -74,6 +74,22 @@ async fn authenticated_agent_beats_answers_ping_check_and_commands() {
     let beat = central.peer.nth("event", "heartbeat", 1, WAIT).await;
     assert_eq!(beat["siteId"], "site-1");
     assert!(beat["metrics"]["uptime"].is_number(), "{beat}");
+    // What the dashboard shows of it: a `metrics` row as upstream writes it
+    // and the site's version (the app's, from NEOPRO_ROOT/VERSION).
+    let metrics = wait_row(&central, "metrics", "1", |_| true).await;
+    assert_eq!(metrics["cpu_usage"], beat["metrics"]["cpu"], "{metrics}");
+    assert_eq!(metrics["memory_usage"], beat["metrics"]["memory"]);
+    assert_eq!(metrics["disk_usage"], beat["metrics"]["disk"]);
+    let uptime = beat["metrics"]["uptime"].as_f64().expect("uptime");
+    assert_eq!(metrics["uptime"], json!(uptime.floor() as u64));
+    let row = wait_row(&central, "sites", "site-1", |r| {
+        r["software_version"].is_string()
+    })
+    .await;
+    assert_eq!(row["software_version"], "2.1.3", "{row}");
+    assert_eq!(row["status"], "online");
+    assert_eq!(row["local_ip"], beat["metrics"]["localIp"]);
+    assert!(central.peer.kind("heartbeat_error").is_empty());
     let state = central.peer.nth("event", "sync_local_state", 1, WAIT).await;
     assert_eq!(state["config"], json!({"categories": [], "version": "2.0"}));
     central.peer.nth("event", "pong_check", 2, WAIT).await;
@@ -469,18 +485,28 @@ async fn a_redelivered_update_is_scheduled_and_run_once() {
     assert!(central.received("command_result").is_empty());
     agent.stop().await;
 
-    // The window opens: one run, five results.
+    // The window opens: the entry runs at start, and the server re-sends
+    // the deployment at the authentication that follows (a sixth id, seen
+    // on the real server running a second install). One run, six results,
+    // all the run's own (none a second run's "already installed").
     site.append_conf(&format!("AUTO_UPDATE_HOUR={}\n", local_hour()));
     let agent = site.start_agent();
+    central.peer.nth("emit", "command", 6, WAIT).await;
     let ids: Vec<String> = central
         .sent("command")
         .iter()
         .map(|c| c["id"].as_str().expect("id").to_owned())
         .collect();
-    assert_eq!(ids.len(), 5);
+    assert_eq!(ids.len(), 6);
     for id in &ids {
         let result = central.result_of(id, FIRST_RUN).await;
         assert_eq!(result["status"], "success", "{}", short(&result));
+        assert_ne!(
+            result["result"]["message"],
+            "already installed",
+            "{id} ran a second time: {}",
+            short(&result)
+        );
     }
     let installs = fake
         .calls()

@@ -240,8 +240,39 @@ async fn a_staged_agent_runs_on_trial_commits_once_authenticated_and_reports_und
     );
     let state = agent_state(&site).expect("state");
     assert_eq!(state.committed.as_deref(), Some(NEW));
+    assert_eq!(state.committed_deployment.as_deref(), Some("dep-9"));
     assert_eq!((state.trial, state.failed), (None, None));
     assert!(site.path("state/agent/9.9.9/bin/neopro-runtime").is_file());
+
+    // Issue 28.7: the real server re-sends the deployment, still in
+    // progress when the new agent authenticated, under a new id. It is
+    // answered "already installed" (it would complete the deployment),
+    // nothing downloaded nor restarted again.
+    let restarts = fake.calls().len();
+    let server = FileServer::start(archive.clone(), Fault::None);
+    central.send_command(
+        "u-2",
+        "update_software",
+        update_data(&server, &archive, NEW, false),
+    );
+    let again = central.result_of("u-2", WAIT).await;
+    assert_eq!(again["status"], json!("success"), "{again}");
+    assert_eq!(again["result"]["message"], json!("already installed"));
+    assert_eq!(again["result"]["deploymentId"], json!("dep-9"));
+    assert!(server.ranges().is_empty(), "nothing downloaded");
+    assert_eq!(fake.calls().len(), restarts, "{:?}", fake.calls());
+    // Another deployment of the same version is checked as a new release.
+    let mut other = update_data(&server, &archive, NEW, true);
+    other["deploymentId"] = json!("dep-10");
+    central.send_command("u-3", "update_software", other);
+    let refused = central.result_of("u-3", WAIT).await;
+    assert_eq!(refused["status"], json!("error"), "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("runs agent 9.9.9 already")),
+        "{refused}"
+    );
 }
 
 /// Issue 24 point 8: the box committed agent 9.9.9, then the launcher fell

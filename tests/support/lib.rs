@@ -65,9 +65,11 @@ impl Site {
         ] {
             std::fs::create_dir_all(root.join(sub)).expect("site folders");
         }
-        // No settle time after updates unless a test asks (later keys win).
+        // No settle time after updates, and no web app (port 9: not
+        // `localhost:3000`, where a real one may run), unless a test asks
+        // (later keys win).
         let text = format!(
-            "NEOPRO_ROOT={}\nSTATE_PATH={}\nUPDATE_SETTLE_SECS=0\n{extra}\n",
+            "NEOPRO_ROOT={}\nSTATE_PATH={}\nUPDATE_SETTLE_SECS=0\nLOCAL_APP_URL=http://127.0.0.1:9\n{extra}\n",
             root.join("neopro").display(),
             root.join("state").display()
         );
@@ -160,12 +162,16 @@ pub fn fast_options() -> neopro_runtime::agent::AgentOptions {
 
 impl Site {
     /// Writes site.conf for an agent talking to `url` as (`site_id`, `api_key`).
+    /// The web app is port 9 (nothing listens) unless a test appends its own
+    /// `LOCAL_APP_URL`: the default, `localhost:3000`, would notify whatever
+    /// web app runs on this machine (a hand check against the real one).
     pub fn write_agent_conf(&self, url: &str, site_id: &str, api_key: &str) -> PathBuf {
         let path = self.path("site.conf");
         let text = format!(
             "CENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID={site_id}\nSITE_API_KEY={api_key}\n\
              NEOPRO_ROOT={}\nSTATE_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\nUPDATE_SETTLE_SECS=0\n\
              PING_CHECK_TIMEOUT=3000\n\
+             LOCAL_APP_URL=http://127.0.0.1:9\n\
              ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,unhandled_command\n",
             self.path("neopro").display(),
             self.path("state").display(),

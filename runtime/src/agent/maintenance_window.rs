@@ -173,6 +173,10 @@ pub fn deployment_key(data: &Value) -> Option<String> {
     Some(format!("version {version} from {url}"))
 }
 
+/// How long a deployment that ran is remembered (the server re-sends one
+/// at every authentication until our result reaches it).
+pub const SETTLED_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// Updates waiting for the window, one file each.
 #[derive(Debug, Clone)]
 pub struct Scheduled {
@@ -235,6 +239,63 @@ impl Scheduled {
             entry.also.push(id.to_owned());
         }
         self.add(&entry)
+    }
+
+    fn settled_file(&self, key: &str) -> PathBuf {
+        self.dir.join(format!(
+            "{}.settled",
+            crate::store::hash::sha256_hex(key.as_bytes())
+        ))
+    }
+
+    /// Remembers that `entry`'s deployment has run, under `entry.id`: the
+    /// server keeps re-sending a deployment until our result reaches it, so
+    /// a copy can arrive just after the update finished; it then gets that
+    /// update's result instead of running again. Best effort (a copy that
+    /// finds nothing runs, as the update would after a lost file); records
+    /// older than [`SETTLED_KEPT`] are dropped here, so they stay few.
+    pub fn remember_settled(&self, entry: &ScheduledUpdate) {
+        let Some(key) = deployment_key(&entry.data) else {
+            return;
+        };
+        let written = crate::store::atomic::open_state_dir(&self.dir).and_then(|dir| {
+            let name = self.settled_file(&key);
+            let name = name.file_name().map(PathBuf::from).unwrap_or_default();
+            crate::store::atomic::write_private(&dir, &name, entry.id.as_bytes())
+        });
+        if let Err(e) = written {
+            tracing::warn!(
+                "cannot record that update {} has run ({e}); a copy the server sends again would run again",
+                entry.id
+            );
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| now.duration_since(at).ok())
+                .is_some_and(|age| age > SETTLED_KEPT);
+            if old && e.file_name().to_string_lossy().ends_with(".settled") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// The command id under which `data`'s deployment already ran, if it
+    /// did (see [`Scheduled::remember_settled`]).
+    pub fn settled_id(&self, data: &Value) -> Option<String> {
+        use std::io::Read;
+        let key = deployment_key(data)?;
+        let file = std::fs::File::open(self.settled_file(&key)).ok()?;
+        let mut id = String::new();
+        file.take(256).read_to_string(&mut id).ok()?;
+        let id = id.trim();
+        (!id.is_empty()).then(|| id.to_owned())
     }
 
     /// Forgets an update once its final result is journaled.
@@ -390,5 +451,32 @@ mod tests {
     #[test]
     fn the_local_hour_is_read() {
         assert!(local_hour().is_some_and(|h| h < 24));
+    }
+
+    #[test]
+    fn a_deployment_that_ran_is_remembered_under_its_first_id()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let scheduled = Scheduled::new(dir.path());
+        let data = serde_json::json!({"deploymentId": "dep-1", "version": "2.0.0",
+            "updateUrl": "http://x/u.tar.gz"});
+        let entry = ScheduledUpdate {
+            id: "c-1".into(),
+            command_type: "update_software".into(),
+            data: data.clone(),
+            scheduled_for: None,
+            also: vec!["c-2".into()],
+        };
+        scheduled.add(&entry)?;
+        assert_eq!(scheduled.settled_id(&data), None);
+        scheduled.remember_settled(&entry);
+        scheduled.remove("c-1")?;
+        assert_eq!(scheduled.settled_id(&data).as_deref(), Some("c-1"));
+        // Not an entry: the list stays empty.
+        assert!(scheduled.list().is_empty());
+        let other = serde_json::json!({"deploymentId": "dep-2", "version": "2.0.0",
+            "updateUrl": "http://x/u.tar.gz"});
+        assert_eq!(scheduled.settled_id(&other), None);
+        Ok(())
     }
 }

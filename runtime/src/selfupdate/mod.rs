@@ -16,9 +16,12 @@
 //!   reports success under the update's command id, or gives up at its
 //!   deadline; the agent that comes back reports the failure;
 //! - [`rollback`] — `rollback_update` of an agent update: back to the agent
-//!   the committed one replaced.
+//!   the committed one replaced;
+//! - [`reinstall`] — the server's re-delivery of the update this agent came
+//!   from answers "already installed".
 
 pub mod launcher;
+pub mod reinstall;
 pub mod release;
 pub mod rollback;
 pub mod slot;

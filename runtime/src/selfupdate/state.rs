@@ -174,6 +174,11 @@ pub struct AgentState {
     /// again, even one older than an agent the box already ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub highest: Option<String>,
+    /// The `deploymentId` the committed slot was installed under, so that
+    /// the server's re-delivery of that deployment is answered "already
+    /// installed" ([`super::reinstall`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_deployment: Option<String>,
 }
 
 impl AgentState {

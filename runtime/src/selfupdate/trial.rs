@@ -315,6 +315,7 @@ impl Gate {
             from_slot: state.committed.is_some(),
         });
         state.commit(&version);
+        state.committed_deployment = self.trial.deployment_id.clone();
         state.committed_starts = 0;
         state.trial = None;
         let done = Succeeded {

@@ -925,6 +925,51 @@ impl Session {
     /// "scheduled").
     fn update_may_run_now(&mut self, id: &str, command_type: &str, data: &Value) -> bool {
         use crate::agent::maintenance_window::{Decision, ScheduledUpdate, decide, local_hour};
+        // The server's copy of the update this agent came from: success,
+        // never a refusal that would flip the completed deployment.
+        let state_path = &self.config.state_path;
+        if let Some(result) = off_worker(|| {
+            crate::selfupdate::reinstall::already_installed(
+                state_path,
+                &crate::selfupdate::own_version(),
+                data,
+            )
+        }) {
+            tracing::info!(
+                "update {id}: this agent release is already installed under this deployment (the server sent it again)"
+            );
+            self.record_and_send(id.to_owned(), Outcome::Success { result });
+            return false;
+        }
+        // The server's copy of a deployment kept for the window joins it,
+        // whether it still waits or runs now (the window opened: the entry
+        // runs at start, and the server re-sends the deployment at the
+        // authentication that follows); it never runs a second time.
+        if let Some(kept) = self.scheduled.same_deployment(data)
+            && kept.id != id
+        {
+            match self.scheduled.join(&kept, id) {
+                Ok(()) => {
+                    tracing::info!(
+                        "update {id} is update {} again (same deployment, sent again by the server); it will get that update's result",
+                        kept.id
+                    );
+                    return false;
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        // A copy arriving just after that entry ran gets its result.
+        if let Some(original) = self.scheduled.settled_id(data)
+            && original != id
+            && let Some(outcome) = self.final_outcome_of(&original)
+        {
+            tracing::info!(
+                "update {id} is update {original} again (same deployment, sent again by the server after it ran); it gets that update's result"
+            );
+            self.record_and_send(id.to_owned(), outcome);
+            return false;
+        }
         // What can be checked now is checked now, for an update run at once
         // and one scheduled alike: same refusal, at once.
         let decision = match decide(self.config.update_window, data, local_hour()) {
@@ -938,20 +983,6 @@ impl Session {
             Decision::Run => return true,
             Decision::Refuse(error) => Outcome::Error { error },
             Decision::Schedule => {
-                if let Some(kept) = self.scheduled.same_deployment(data)
-                    && kept.id != id
-                {
-                    match self.scheduled.join(&kept, id) {
-                        Ok(()) => {
-                            tracing::info!(
-                                "update {id} is update {} again (same deployment, sent again by the server); it will get that update's result",
-                                kept.id
-                            );
-                            return false;
-                        }
-                        Err(e) => tracing::error!("{e}"),
-                    }
-                }
                 let update = ScheduledUpdate {
                     id: id.to_owned(),
                     command_type: command_type.to_owned(),
@@ -991,6 +1022,7 @@ impl Session {
             }
             if let Some(outcome) = self.final_outcome_of(&update.id) {
                 tracing::info!("scheduled update {} has its final result", update.id);
+                self.scheduled.remember_settled(&update);
                 if let Err(e) = self.scheduled.remove(&update.id) {
                     tracing::error!("{e}");
                     continue;
@@ -1174,13 +1206,11 @@ impl Session {
         // Journaled: a scheduled update can be forgotten now, not before (a
         // restart in between finds it and its result).
         if self.scheduled_running.remove(&id) {
-            let joined = self
-                .scheduled
-                .list()
-                .into_iter()
-                .find(|u| u.id == id)
-                .map(|u| u.also)
-                .unwrap_or_default();
+            let entry = self.scheduled.list().into_iter().find(|u| u.id == id);
+            if let Some(entry) = &entry {
+                self.scheduled.remember_settled(entry);
+            }
+            let joined = entry.map(|u| u.also).unwrap_or_default();
             match self.scheduled.remove(&id) {
                 Ok(()) => self.settle_joined(&joined, &outcome),
                 Err(e) => tracing::error!("{e}"),
