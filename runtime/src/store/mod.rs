@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod chunk_writer;
 pub mod extract;
 pub mod hash;
+pub mod machine_binding;
 pub mod private_dir;
 pub mod tree;
 pub mod untrusted_file;
