@@ -167,6 +167,8 @@ if [ -f "$DONE" ]; then
   esac
 fi
 log "taking the box over from the Node.js agent (package $DEB_NAME, sha256 $DEB_SHA256)"
+# A copy left by a handover cut short (power cut) is not needed any more.
+rm -rf "$RECORD"/package.*
 
 case "$DEB_SHA256" in
   *[!0-9a-f]* | '') give_back "this handover was not built by cargo xtask migration-bundle (no package sha256 in it)" ;;
@@ -230,6 +232,12 @@ if ! OUT=$(dpkg -i "$DEB" 2>&1); then
 fi
 rm -rf "$TMP"
 TMP=
+# A package an earlier, rolled-back handover left installed (stopped and
+# disabled) is upgraded, not installed: its postinst only try-restarts it.
+if ! systemctl is-enabled --quiet "$NEW.service"; then
+  log "$NEW is installed but not enabled (left by an earlier handover): running its install-service"
+  OUT=$(neopro-runtime install-service 2>&1) || log "$OUT"
+fi
 systemctl is-enabled --quiet "$NEW.service" || give_back "the package did not install and enable $NEW (is $SITE_CONF readable?)"
 
 log "neopro-runtime installed; waiting up to $DEADLINE s for it to authenticate"

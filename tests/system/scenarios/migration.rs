@@ -522,6 +522,8 @@ async fn retry_fixed(ctx: &Ctx, same: &Bundle, fixed: &Bundle) -> anyhow::Result
     let before = std::fs::read_to_string(&record)?;
     let runs = |j: &str| j.matches("taking the box over").count();
     let handovers = runs(&handover_journal(ctx).await);
+    let says = "neopro-runtime handover: rolled back: neopro-runtime did not authenticate";
+    let said_before = ctx.journal(OLD).await?.matches(says).count();
 
     let result = ctx
         .command("update_software", update(same), ctx.t(120))
@@ -532,10 +534,8 @@ async fn retry_fixed(ctx: &Ctx, same: &Bundle, fixed: &Bundle) -> anyhow::Result
     let deadline = tokio::time::Instant::now() + ctx.t(60);
     let said = loop {
         let journal = ctx.journal(OLD).await?;
-        if let Some(line) = journal
-            .lines()
-            .rev()
-            .find(|l| l.contains("neopro-runtime handover: rolled back"))
+        if journal.matches(says).count() > said_before
+            && let Some(line) = journal.lines().rev().find(|l| l.contains(says))
         {
             break line.to_owned();
         }

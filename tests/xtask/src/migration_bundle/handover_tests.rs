@@ -17,10 +17,17 @@ struct Box_ {
 }
 
 const STUBS: &[(&str, &str)] = &[
+    // `is-enabled` fails while `$DISABLED` exists (a package left disabled
+    // by an earlier rollback); `neopro-runtime install-service` enables.
     (
         "systemctl",
         "#!/bin/sh\necho \"systemctl $*\" >>\"$CALLS\"\n\
-         case \"$1\" in is-active) echo active ;; esac\nexit 0\n",
+         case \"$1\" in is-active) echo active ;; \
+         is-enabled) [ -e \"$DISABLED\" ] && exit 1 ;; esac\nexit 0\n",
+    ),
+    (
+        "neopro-runtime",
+        "#!/bin/sh\necho \"neopro-runtime $*\" >>\"$CALLS\"\nrm -f \"$DISABLED\"\n",
     ),
     // `dpkg -i` stands for the agent authenticating: link-status.json
     // written, dated later than the handover's stamp (file times are
@@ -93,6 +100,7 @@ impl Box_ {
             .arg(self.path("neopro/sync-agent/neopro-runtime/handover.sh"))
             .env("PATH", path)
             .env("CALLS", self.path("calls"))
+            .env("DISABLED", self.path("disabled"))
             .env("BOX_ARCH", box_arch)
             .env("DEB_ARCH", deb_arch)
             .env("AUTH_STATUS", self.path("state/link-status.json"))
@@ -356,5 +364,33 @@ fn the_example_site_conf_reads_as_the_agent_reads_it() -> anyhow::Result<()> {
     assert_eq!(read("SITE_ID")?, "");
     assert_eq!(read("LOCATION_REGION")?, "Bretagne");
     assert_eq!(read("COMPONENTS_PATH")?, "", "commented out");
+    Ok(())
+}
+
+/// After a rollback neopro-runtime stays installed, stopped and disabled; a
+/// fixed bundle upgrades it, and the package's postinst only try-restarts an
+/// upgraded agent: the handover runs install-service itself (found by the
+/// system test's retry with a fixed bundle).
+#[test]
+fn a_package_left_disabled_by_a_rollback_is_enabled_again() -> anyhow::Result<()> {
+    let b = registered()?;
+    std::fs::write(b.path("disabled"), "")?;
+    let (code, log) = b.run("amd64", "amd64")?;
+    assert_eq!(code, 0, "{log}");
+    let calls = b.calls();
+    let installed = calls.find("dpkg -i ");
+    let enabled = calls.find("neopro-runtime install-service");
+    assert!(installed.is_some() && installed < enabled, "{calls}");
+    assert!(b.record().starts_with("took over\n"), "{}", b.record());
+    // Installed and enabled by the package itself: install-service is not
+    // run a second time.
+    let fresh = registered()?;
+    let (code, log) = fresh.run("amd64", "amd64")?;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        !fresh.calls().contains("install-service"),
+        "{}",
+        fresh.calls()
+    );
     Ok(())
 }
