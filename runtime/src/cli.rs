@@ -130,6 +130,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Components => list_components(&config),
         Command::Component(command) => crate::ops::component::run(&config, command),
         Command::Run => {
+            // Before anything reads the state: a state copied from another
+            // box (a cloned SD card) is set aside.
+            crate::store::machine_binding::check_at_start(&config.state_path);
             // May exec a newer agent from its slot (same PID), or return.
             crate::selfupdate::launcher::launch(&config.state_path);
             run_agent(config, cli.config)

@@ -5,7 +5,7 @@
 //! central on 127.0.0.1 (the container shares the host's network).
 //!
 //! Usage: system-test --arch A --deb D --next-deb D2 --rootfs CACHED
-//!        --work DIR [--scenario NAME]...
+//!        --work DIR [--scenario NAME]... [--bundles DIR --old-agent DIR]
 //! Logs: DIR/logs/ (report.txt, journal.txt, agent-journal.txt, nspawn.log).
 
 mod container;
@@ -26,9 +26,10 @@ struct Args {
     rootfs: PathBuf,
     work: PathBuf,
     scenarios: Vec<String>,
-    /// The migration bundle (for the box's architecture) and the Node.js agent
-    /// stand-in it moves the box from.
-    bundle: Option<PathBuf>,
+    /// The migration bundles (for the box's architecture: `good.tar.gz`,
+    /// `fixed.tar.gz`, `no-deb.tar.gz`, `other-arch.tar.gz`) and the
+    /// Node.js agent stand-in they move the box from.
+    bundles: Option<PathBuf>,
     old_agent: Option<PathBuf>,
     /// The package holds the dev build (`system-test --dev`).
     dev_build: bool,
@@ -38,7 +39,7 @@ fn parse() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
     let (mut arch, mut deb, mut next, mut rootfs, mut work) = (None, None, None, None, None);
     let mut scenarios = Vec::new();
-    let (mut bundle, mut old_agent) = (None, None);
+    let (mut bundles, mut old_agent) = (None, None);
     let mut dev_build = false;
     while let Some(flag) = args.next() {
         if flag == "--dev-build" {
@@ -55,7 +56,7 @@ fn parse() -> anyhow::Result<Args> {
             "--rootfs" => rootfs = Some(PathBuf::from(value)),
             "--work" => work = Some(PathBuf::from(value)),
             "--scenario" => scenarios.push(value),
-            "--bundle" => bundle = Some(PathBuf::from(value)),
+            "--bundles" => bundles = Some(PathBuf::from(value)),
             "--old-agent" => old_agent = Some(PathBuf::from(value)),
             other => bail!("unknown option {other}"),
         }
@@ -75,7 +76,7 @@ fn parse() -> anyhow::Result<Args> {
         rootfs: rootfs.context("--rootfs")?,
         work: work.context("--work")?,
         scenarios,
-        bundle,
+        bundles,
         old_agent,
         dev_build,
     })
@@ -268,7 +269,7 @@ async fn run() -> anyhow::Result<bool> {
                         .old_agent
                         .clone()
                         .unwrap_or_else(|| PathBuf::from("tests/system/old-agent"));
-                    scenarios::migration::run(&ctx, &report, args.bundle.as_deref(), &old_agent)
+                    scenarios::migration::run(&ctx, &report, args.bundles.as_deref(), &old_agent)
                         .await
                 }
                 _ => {}

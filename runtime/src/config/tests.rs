@@ -131,3 +131,65 @@ fn the_shipped_example_parses_and_documents_every_key() -> Result<(), ConfigErro
     }
     Ok(())
 }
+
+/// The migration handover (`config/migration/handover.sh`, run by root on a
+/// box still on the Node.js agent) reads site.conf before this agent is
+/// installed. It must read what this parser reads, or it looks for the
+/// agent's state in the wrong folder (a CR at line end) or calls a
+/// registered box unregistered (`export SITE_ID=`): issue 24, point 4.
+#[test]
+fn the_migration_handover_reads_site_conf_as_the_agent_does()
+-> Result<(), Box<dyn std::error::Error>> {
+    let handover = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/migration/handover.sh");
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/site.conf.example"),
+    )?;
+    let tmp = tempfile::tempdir()?;
+    let cases = [
+        example.clone(),
+        example.replace('\n', "\r\n"),
+        "export SITE_ID=abc\nexport  SITE_API_KEY = 'k # not a comment' \n".to_owned(),
+        "SITE_ID=abc # the club\r\nSITE_API_KEY=\"k\\nx\" # quoted\r\nSTATE_PATH=/srv/a\nSTATE_PATH=/srv/b\r\n"
+            .to_owned(),
+        "  # indented comment\n\tSTATE_PATH =  /srv/state\t\r\nSITE_ID=a#b\nSITE_API_KEY=`tick`\n".to_owned(),
+        "SITE_ID=\"unclosed\nSITE_API_KEY=\"\"\nMIGRATION_DEADLINE_SECS=20 # s\n".to_owned(),
+    ];
+    let keys = [
+        "SITE_ID",
+        "SITE_API_KEY",
+        "STATE_PATH",
+        "MIGRATION_DEADLINE_SECS",
+        "LOG_PATH",
+    ];
+    for (n, text) in cases.iter().enumerate() {
+        let file = tmp.path().join(format!("site-{n}.conf"));
+        std::fs::write(&file, text)?;
+        let agent = parse_dotenv(&file, text)?;
+        for key in keys {
+            let out = std::process::Command::new("sh")
+                .arg(&handover)
+                .arg("site-conf")
+                .arg(&file)
+                .arg(key)
+                .output()?;
+            assert!(out.status.success(), "case {n} {key}");
+            let theirs = String::from_utf8(out.stdout)?;
+            let ours = agent.get(key).cloned().unwrap_or_default();
+            assert_eq!(theirs, ours, "case {n}, {key}:\n{text}");
+        }
+    }
+    // A line the agent refuses: the handover refuses the file too.
+    let bad = tmp.path().join("bad.conf");
+    let text = "SITE_ID=a\nnot a setting\n";
+    std::fs::write(&bad, text)?;
+    assert!(parse_dotenv(&bad, text).is_err());
+    let out = std::process::Command::new("sh")
+        .arg(&handover)
+        .args(["site-conf"])
+        .arg(&bad)
+        .arg("SITE_ID")
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8(out.stderr)?, "line 2 is not KEY=VALUE\n");
+    Ok(())
+}

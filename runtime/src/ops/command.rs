@@ -2,7 +2,7 @@
 //! fine here: this is CLI glue).
 
 use super::prompt::Terminal;
-use super::{Context, diagnose, install_service, register, resync};
+use super::{Context, diagnose, install_service, register, reset, resync};
 use anyhow::Context as _;
 use std::io::BufRead;
 use std::path::Path;
@@ -18,6 +18,10 @@ pub enum OpsCommand {
     Diagnose(diagnose::DiagnoseArgs),
     /// Install the hardened systemd unit and the narrow polkit rule, then start the agent.
     InstallService(install_service::InstallArgs),
+    /// Stop the agent and delete its state (journal, scheduled updates, agent releases,
+    /// pushed components); keep site.conf unless --remove-site-conf. Run it in a golden
+    /// image before cloning it, and on a box whose club is deleted.
+    Reset(reset::ResetArgs),
 }
 
 fn read_password_line() -> anyhow::Result<String> {
@@ -69,6 +73,14 @@ pub fn run(command: OpsCommand, config: Option<&Path>) -> anyhow::Result<ExitCod
         }
         OpsCommand::InstallService(args) => {
             install_service::run(&args, &ctx, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        OpsCommand::Reset(args) => {
+            if !super::site_file::running_as_root() {
+                return Err(reset::ResetError::NotRoot.into());
+            }
+            let mut prompter = Terminal::new(false);
+            reset::reset(&args, &ctx, &mut prompter, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,6 +1,7 @@
 //! Operator commands: setting a box up and finding out why it does not
 //! connect (`register`, `resync`, `diagnose`, `install-service`). They run
-//! once, by a person at the box; the agent itself never calls them.
+//! once, by a person at the box; the agent itself never calls them
+//! (`reset` too: before a card is cloned, or when a club is deleted).
 
 pub mod central_api;
 pub mod command;
@@ -11,6 +12,7 @@ pub mod new_component;
 pub mod precompile;
 pub mod prompt;
 pub mod register;
+pub mod reset;
 pub mod resync;
 pub mod site_file;
 pub mod tls_probe;

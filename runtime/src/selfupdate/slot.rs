@@ -114,6 +114,10 @@ fn fill(
             version: version.to_owned(),
         });
     }
+    // The unit's UMask=0002 made every extracted folder 0775; the slot's
+    // precompiled components are loaded only from folders nobody but the
+    // agent can write (issue 24, point 10).
+    close_folders(incoming).map_err(io)?;
     // Checked a regular file above, in a folder only the agent writes.
     std::fs::set_permissions(
         incoming.join(release::BINARY),
@@ -125,6 +129,28 @@ fn fill(
     let folder = std::fs::File::open(incoming).map_err(io)?;
     rustix::fs::syncfs(&folder).map_err(|e| io(e.into()))?;
     atomic::count_fsync();
+    Ok(())
+}
+
+/// Takes group and other write off `dir` and every folder below it (links
+/// are not followed: the slot is inside the agent's 0700 folder, and the
+/// extraction refused links leaving it).
+fn close_folders(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & !0o022))?;
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            close_folders(&entry.path())?;
+        }
+    }
     Ok(())
 }
 
@@ -226,6 +252,97 @@ mod tests {
         );
         assert!(stage(&agent, "../x", &no_bin[..], &p, Limits::default()).is_err());
         assert_eq!(listing(&agent), vec!["1.2.0".to_owned()]);
+        Ok(())
+    }
+
+    /// Set by [`the_slot_tests_pass_under_the_units_umask`] for the child
+    /// run under umask 0002.
+    const UNDER_UNIT_UMASK: &str = "NEOPRO_TEST_UNDER_UMASK_0002";
+
+    /// The unit runs with `UMask=0002`, the tests with the shell's 0022:
+    /// these tests run again in a child process under 0002 (umask is
+    /// per process: setting it here would change every parallel test).
+    #[test]
+    fn the_slot_tests_pass_under_the_units_umask() -> Result<(), Box<dyn std::error::Error>> {
+        if std::env::var_os(UNDER_UNIT_UMASK).is_some() {
+            return Ok(());
+        }
+        let out = std::process::Command::new("sh")
+            .args(["-c", "umask 0002 && exec \"$0\" \"$@\""])
+            .arg(std::env::current_exe()?)
+            .args(["selfupdate::slot::tests::", "--test-threads=1"])
+            .env(UNDER_UNIT_UMASK, "1")
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("a_slots_folders_are_closed_to_others_whatever_the_umask ... ok"),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    /// A release's precompiled components are usable from its slot: the
+    /// folders are not group-writable even under the unit's umask.
+    #[test]
+    fn a_slots_folders_are_closed_to_others_whatever_the_umask()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt;
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let mut add = |name: &str, body: &[u8], kind: tar::EntryType, mode: u32| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_size(body.len() as u64);
+            header.set_mode(mode);
+            header.set_cksum();
+            tar.append_data(&mut header, name, body)
+        };
+        let manifest = br#"{"kind":"agent-release","arch":"amd64","version":"1.3.0"}"#;
+        add(release::MANIFEST, manifest, tar::EntryType::Regular, 0o644)?;
+        add(
+            release::BINARY,
+            b"#!/bin/sh\n",
+            tar::EntryType::Regular,
+            0o755,
+        )?;
+        add("components/", b"", tar::EntryType::Directory, 0o775)?;
+        add(
+            "components/precompiled/",
+            b"",
+            tar::EntryType::Directory,
+            0o777,
+        )?;
+        add(
+            "components/precompiled/x.cwasm",
+            b"code",
+            tar::EntryType::Regular,
+            0o644,
+        )?;
+        let bytes = tar.into_inner()?.finish()?;
+        let tmp = tempfile::tempdir()?;
+        let agent = tmp.path().join("agent");
+        let slot = stage(
+            &agent,
+            "1.3.0",
+            &bytes[..],
+            &policy(vec![]),
+            Limits::default(),
+        )?;
+        crate::store::private_dir::check_private(&slot.join("components/precompiled"))?;
+        for dir in [
+            slot.clone(),
+            slot.join("bin"),
+            slot.join("components"),
+            slot.join("components/precompiled"),
+        ] {
+            let mode = std::fs::metadata(&dir)?.permissions().mode() & 0o7777;
+            assert_eq!(mode & 0o022, 0, "{} is {mode:04o}", dir.display());
+        }
         Ok(())
     }
 

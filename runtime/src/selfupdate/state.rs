@@ -13,6 +13,11 @@ use std::path::{Path, PathBuf};
 pub const FILE: &str = "state.json";
 /// Larger than any state this agent writes: a bigger file is not ours.
 const MAX_BYTES: u64 = 64 << 10;
+/// The newest agent ever committed, also kept in a file of its own beside
+/// `state.json`: an older packaged agent (after a fallback, or a `.deb`
+/// installed by hand) rewrites `state.json` without the `highest` field it
+/// does not know, but never touches this file.
+pub const HIGHEST_FILE: &str = "highest";
 
 /// Why the state cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -285,6 +290,14 @@ impl AgentState {
                 });
             }
         }
+        let mut state = state;
+        if let Some(kept) = read_highest(agent_dir)
+            && state
+                .highest_committed()
+                .is_none_or(|h| crate::agent::version_order::is_older(h, &kept))
+        {
+            state.highest = Some(kept);
+        }
         Ok(Some(state))
     }
 
@@ -298,8 +311,31 @@ impl AgentState {
         };
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| write_error(e.into()))?;
         let dir = atomic::open_state_dir(agent_dir).map_err(write_error)?;
+        if let Some(top) = self.highest_committed()
+            && read_highest(agent_dir)
+                .is_none_or(|kept| crate::agent::version_order::is_older(&kept, top))
+        {
+            atomic::write_private(&dir, Path::new(HIGHEST_FILE), format!("{top}\n").as_bytes())
+                .map_err(|source| StateError::Write {
+                    path: agent_dir.join(HIGHEST_FILE),
+                    source,
+                })?;
+        }
         atomic::write_private(&dir, Path::new(FILE), &bytes).map_err(write_error)
     }
+}
+
+/// The version in [`HIGHEST_FILE`], if it holds a plain one (the file is
+/// state, but read as untrusted: a version never walks out of a folder).
+fn read_highest(agent_dir: &Path) -> Option<String> {
+    let mut text = Vec::new();
+    std::fs::File::open(agent_dir.join(HIGHEST_FILE))
+        .ok()?
+        .take(128)
+        .read_to_end(&mut text)
+        .ok()?;
+    let version = String::from_utf8(text).ok()?.trim().to_owned();
+    is_plain_version(&version).then_some(version)
 }
 
 #[cfg(test)]
@@ -378,6 +414,42 @@ mod tests {
             ..AgentState::default()
         };
         assert_eq!(old.highest_committed(), Some("1.4.0"));
+    }
+
+    /// An older packaged agent (the launcher fell back to it, or its `.deb`
+    /// was installed by hand) reads state.json and writes it back without
+    /// the `highest` field it does not know: the high-water mark survives.
+    #[test]
+    fn an_older_agent_rewriting_the_state_keeps_the_high_water_mark()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let mut state = AgentState::default();
+        state.commit("1.4.0");
+        state.save(tmp.path())?;
+        // What an agent from before `highest` writes after its fallback: its
+        // own fields only, nothing committed.
+        std::fs::write(
+            tmp.path().join(FILE),
+            r#"{"committed":null,"trial":null,"failed":null,"succeeded":null,"committedStarts":0}"#,
+        )?;
+        let read = AgentState::load(tmp.path())?.unwrap_or_default();
+        assert_eq!(read.highest_committed(), Some("1.4.0"));
+        // It only rises.
+        let mut newer = read;
+        newer.commit("1.5.0");
+        newer.save(tmp.path())?;
+        let mut lower = AgentState::default();
+        lower.commit("1.1.0");
+        lower.save(tmp.path())?;
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join(HIGHEST_FILE))?,
+            "1.5.0\n"
+        );
+        // A hostile file is ignored, never a path.
+        std::fs::write(tmp.path().join(HIGHEST_FILE), "../../etc\n")?;
+        let read = AgentState::load(tmp.path())?.unwrap_or_default();
+        assert_eq!(read.highest_committed(), Some("1.1.0"));
+        Ok(())
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod chunk_writer;
 pub mod deadline;
 pub mod extract;
 pub mod hash;
+pub mod machine_binding;
 pub mod private_dir;
 pub mod tree;
 pub mod untrusted_file;

@@ -21,22 +21,45 @@ const OLD: &str = "neopro-sync-agent.service";
 const SITE_CONF: &str = "etc/neopro/site.conf";
 const SYNC: &str = "home/pi/neopro/sync-agent";
 const DROPIN_DIR: &str = "etc/systemd/system/neopro-runtime.service.d";
+/// The handover's root-owned record folder.
+const RECORD: &str = "var/lib/neopro-handover";
+const OLD_UNIT_FILE: &str = "etc/systemd/system/neopro-sync-agent.service";
 
-pub async fn run(ctx: &Ctx, report: &Report, bundle: Option<&Path>, old_agent: &Path) {
-    let Some(bundle) = bundle else {
+/// A bundle the Node agent downloads: its bytes and the server holding them.
+struct Bundle {
+    archive: Vec<u8>,
+    server: FileServer,
+}
+
+impl Bundle {
+    fn load(dir: &Path, name: &str) -> anyhow::Result<Bundle> {
+        let path = dir.join(format!("{name}.tar.gz"));
+        let archive =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Bundle {
+            server: FileServer::start(archive.clone(), Fault::None),
+            archive,
+        })
+    }
+}
+
+pub async fn run(ctx: &Ctx, report: &Report, bundles: Option<&Path>, old_agent: &Path) {
+    let Some(dir) = bundles else {
         report.section("migration: skipped (runs on the host's architecture only)");
         return;
     };
     report.section("migration: from the Node.js agent");
-    let archive = match std::fs::read(bundle) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let shown = format!("cannot read {}: {e}", bundle.display());
-            report
-                .check("migration bundle", async { bail!(shown) })
-                .await;
-            return;
-        }
+    let loaded = ["good", "fixed", "no-deb", "other-arch"].map(|n| Bundle::load(dir, n));
+    let [Ok(good), Ok(fixed), Ok(no_deb), Ok(other_arch)] = loaded else {
+        let shown = loaded
+            .iter()
+            .filter_map(|b| b.as_ref().err().map(|e| format!("{e:#}")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        report
+            .check("migration bundles", async { bail!(shown) })
+            .await;
+        return;
     };
     let ready = report
         .check(
@@ -47,16 +70,21 @@ pub async fn run(ctx: &Ctx, report: &Report, bundle: Option<&Path>, old_agent: &
     if !ready {
         return;
     }
-    let server = FileServer::start(archive.clone(), Fault::None);
     let moved = report
         .check(
             "the Node agent installs the bundle: neopro-runtime takes over (same site, same content)",
-            take_over(ctx, &server, &archive),
+            take_over(ctx, &good),
         )
         .await;
     if !moved {
         return;
     }
+    report
+        .check(
+            "after the move, `systemctl restart neopro-sync-agent` (upstream's scripts) leaves it inactive: masked",
+            restart_refused(ctx),
+        )
+        .await;
     let ready = report
         .check("again on the Node.js agent", old_box(ctx, old_agent, None))
         .await;
@@ -64,7 +92,33 @@ pub async fn run(ctx: &Ctx, report: &Report, bundle: Option<&Path>, old_agent: &
         report
             .check(
                 "power cut during the handover, then a boot: the Node agent hands over again, to the end",
-                power_cut(ctx, &server, &archive),
+                power_cut(ctx, &good),
+            )
+            .await;
+    }
+    let ready = report
+        .check("again on the Node.js agent", old_box(ctx, old_agent, None))
+        .await;
+    if ready {
+        report
+            .check(
+                "a bundle without its .deb: the Node agent, waiting in the shim, heartbeats again",
+                early_give_back(ctx, &no_deb, "no neopro-runtime_"),
+            )
+            .await;
+        let other = if ctx.arch == "armhf" {
+            "arm64"
+        } else {
+            "armhf"
+        };
+        report
+            .check(
+                "a bundle for another architecture: the Node agent heartbeats again",
+                early_give_back(
+                    ctx,
+                    &other_arch,
+                    &format!("the bundle is for {other}, this box is {}", ctx.arch),
+                ),
             )
             .await;
     }
@@ -74,11 +128,18 @@ pub async fn run(ctx: &Ctx, report: &Report, bundle: Option<&Path>, old_agent: &
             old_box(ctx, old_agent, Some(20)),
         )
         .await;
-    if ready {
+    if ready
+        && report
+            .check(
+                "no authentication within the deadline: the Node agent comes back, the journal says why",
+                give_back(ctx, &good),
+            )
+            .await
+    {
         report
             .check(
-                "no authentication within the deadline: the Node agent comes back, its log says why",
-                give_back(ctx, &server, &archive),
+                "the central reachable again: the same bundle is not tried again, a fixed one takes over",
+                retry_fixed(ctx, &good, &fixed),
             )
             .await;
     }
@@ -96,6 +157,9 @@ async fn old_box(ctx: &Ctx, old_agent: &Path, deadline: Option<u32>) -> anyhow::
     let mut conf = std::fs::read_to_string(&conf_path).context("reading site.conf")?;
     let _ = ctx.exec(&["systemctl", "stop", OLD]).await;
     ctx.ok(&["dpkg", "-P", "neopro-runtime"]).await?;
+    // A box that never migrated: no record, the old unit not masked.
+    ctx.ok(&["rm", "-rf", &format!("/{RECORD}")]).await?;
+    let _ = std::fs::remove_file(root.join(OLD_UNIT_FILE));
     conf.retain(|c| c != '\r');
     let mut conf: String = conf
         .lines()
@@ -124,7 +188,7 @@ async fn old_box(ctx: &Ctx, old_agent: &Path, deadline: Option<u32>) -> anyhow::
     }
     std::fs::copy(
         old_agent.join("neopro-sync-agent.service"),
-        root.join("etc/systemd/system/neopro-sync-agent.service"),
+        root.join(OLD_UNIT_FILE),
     )?;
     ctx.ok(&["chown", "-R", "pi:pi", &format!("/{SYNC}")])
         .await?;
@@ -184,24 +248,24 @@ async fn handover_journal(ctx: &Ctx) -> String {
     .unwrap_or_default()
 }
 
-fn update(server: &FileServer, archive: &[u8]) -> Value {
+fn update(bundle: &Bundle) -> Value {
     json!({
         "deploymentId": "dep-migration", "version": "1.0.0",
-        "updateUrl": server.url("neopro-migration.tar.gz"),
-        "packageSize": archive.len().to_string(),
-        "checksum": sha256_hex(archive),
+        "updateUrl": bundle.server.url("neopro-migration.tar.gz"),
+        "packageSize": bundle.archive.len().to_string(),
+        "checksum": sha256_hex(&bundle.archive),
         "isCritical": true,
     })
 }
 
-async fn take_over(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Result<String> {
+async fn take_over(ctx: &Ctx, bundle: &Bundle) -> anyhow::Result<String> {
     let root = ctx.container.root().to_owned();
     let site_before = std::fs::read_to_string(root.join(SITE_CONF))?;
     let video = root.join("home/pi/neopro/videos/Sponsors/logo.mp4");
     let video_before = std::fs::read(&video)?;
     let beats = ctx.central.count("heartbeat");
     let result = ctx
-        .command("update_software", update(server, archive), ctx.t(120))
+        .command("update_software", update(bundle), ctx.t(120))
         .await?;
     success(&result).context("the Node agent's update_software")?;
     // The handover's first heartbeat of neopro-runtime says where it came from.
@@ -224,7 +288,7 @@ async fn take_over(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
     let user = ctx.prop(AGENT, "User").await?;
     let old_enabled = ctx.exec(&["systemctl", "is-enabled", OLD]).await?.stdout;
     let old_active = ctx.is_active(OLD).await?;
-    if old_enabled.trim() != "disabled" || old_active != "inactive" {
+    if old_enabled.trim() != "masked" || old_active != "inactive" {
         bail!("{OLD}: {} / {old_active}", old_enabled.trim());
     }
     let site_after = std::fs::read_to_string(root.join(SITE_CONF))?;
@@ -250,7 +314,7 @@ async fn take_over(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
         bail!("the Node agent's own files were removed");
     }
     Ok(format!(
-        "neopro-runtime active as {user}; tookOverFrom {took_over}; {OLD} disabled, inactive; \
+        "neopro-runtime active as {user}; tookOverFrom {took_over}; {OLD} masked, inactive; \
          site.conf, videos and configuration.json kept"
     ))
 }
@@ -258,14 +322,10 @@ async fn take_over(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
 /// A power cut in the middle of the handover (the script, dpkg and both
 /// agents killed at once), then the box boots: the Node agent, still
 /// enabled, starts the handover again, which finishes the move.
-async fn power_cut(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Result<String> {
-    let stamp = ctx
-        .container
-        .root()
-        .join(SYNC)
-        .join("neopro-runtime/handover-started");
+async fn power_cut(ctx: &Ctx, bundle: &Bundle) -> anyhow::Result<String> {
+    let stamp = ctx.container.root().join(RECORD).join("handover-started");
     let result = ctx
-        .command("update_software", update(server, archive), ctx.t(120))
+        .command("update_software", update(bundle), ctx.t(120))
         .await?;
     success(&result).context("the Node agent's update_software")?;
     // The handover has no event to await: its stamp (written just before
@@ -310,7 +370,7 @@ async fn power_cut(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
     .context("no heartbeat of neopro-runtime after the boot")?;
     let old_enabled = ctx.exec(&["systemctl", "is-enabled", OLD]).await?.stdout;
     let old_active = ctx.is_active(OLD).await?;
-    if old_enabled.trim() != "disabled" || old_active != "inactive" {
+    if old_enabled.trim() != "masked" || old_active != "inactive" {
         bail!("{OLD}: {} / {old_active}", old_enabled.trim());
     }
     let runs = handover_journal(ctx)
@@ -318,15 +378,15 @@ async fn power_cut(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
         .matches("taking the box over from the Node.js agent")
         .count();
     Ok(format!(
-        "cut during dpkg -i; after the boot the handover ran again (handover starts logged: {runs}) and took over; {OLD} disabled"
+        "cut during dpkg -i; after the boot the handover ran again (handover starts logged: {runs}) and took over; {OLD} masked"
     ))
 }
 
-async fn give_back(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Result<String> {
+async fn give_back(ctx: &Ctx, bundle: &Bundle) -> anyhow::Result<String> {
     let root = ctx.container.root().to_owned();
     let beats = ctx.central.count("heartbeat");
     let result = ctx
-        .command("update_software", update(server, archive), ctx.t(120))
+        .command("update_software", update(bundle), ctx.t(120))
         .await?;
     success(&result).context("the Node agent's update_software")?;
     // The handover waits 20 s for an authentication that cannot come.
@@ -338,14 +398,13 @@ async fn give_back(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
     if ours != "inactive" || ours_enabled.trim() != "disabled" {
         bail!("neopro-runtime: {ours} / {}", ours_enabled.trim());
     }
-    let log = std::fs::read_to_string(root.join("home/pi/neopro/logs/sync-agent.log"))
-        .context("the Node agent's log")?;
-    let Some(line) = log
+    let journal = handover_journal(ctx).await;
+    let Some(line) = journal
         .lines()
         .rev()
         .find(|l| l.contains("did not authenticate within 20 s"))
     else {
-        bail!("no reason in sync-agent.log:\n{log}");
+        bail!("no reason in the handover's journal:\n{journal}");
     };
     if root.join(SYNC).join("src/commands.js").exists() {
         bail!("the shim is still in src/commands.js");
@@ -359,35 +418,167 @@ async fn give_back(ctx: &Ctx, server: &FileServer, archive: &[u8]) -> anyhow::Re
             mode.trim()
         );
     }
+    let enabled = ctx.exec(&["systemctl", "is-enabled", OLD]).await?.stdout;
+    if enabled.trim() != "enabled" {
+        bail!("{OLD} is {} after the rollback", enabled.trim());
+    }
     Ok(format!(
-        "given back after {:.0} s; {OLD} heartbeating; log: {}",
+        "given back after {:.0} s; {OLD} enabled, heartbeating; journal: {}",
         started.elapsed().as_secs_f64(),
         line.trim()
     ))
 }
 
-/// Waits until the handover has written its outcome, starting with `want`.
-/// The handover is a shell script with no event to await: its file is
-/// polled, 2 min at most.
-async fn handover_done(ctx: &Ctx, want: &str) -> anyhow::Result<()> {
-    let path = ctx
+/// A handover that fails before it stopped the Node agent (issue 24, point
+/// 1): the agent, waiting in the shim, runs again within a bounded time,
+/// and nothing was installed.
+async fn early_give_back(ctx: &Ctx, bundle: &Bundle, reason: &str) -> anyhow::Result<String> {
+    let record = ctx.container.root().join(RECORD).join("handover-done");
+    let before = std::fs::read_to_string(&record).unwrap_or_default();
+    let result = ctx
+        .command("update_software", update(bundle), ctx.t(120))
+        .await?;
+    success(&result).context("the Node agent's update_software")?;
+    // The record changes when this handover gives the box back.
+    let deadline = tokio::time::Instant::now() + ctx.t(120);
+    let outcome = loop {
+        let now = std::fs::read_to_string(&record).unwrap_or_default();
+        if !now.is_empty() && now != before {
+            break now;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the handover recorded nothing; its journal:\n{}",
+                handover_journal(ctx).await
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let first = outcome.lines().next().unwrap_or_default();
+    if !first.starts_with("rolled back: ") || !first.contains(reason) {
+        bail!("the handover recorded: {outcome}");
+    }
+    let given_back = std::time::Instant::now();
+    let beats = ctx.central.count("heartbeat");
+    old_agent_heartbeat(ctx, beats).await?;
+    let waited = given_back.elapsed();
+    if waited > ctx.t(30) {
+        bail!("the Node agent heartbeated only {waited:?} after the rollback");
+    }
+    if ctx.exec(&["dpkg", "-s", "neopro-runtime"]).await?.code == 0 {
+        bail!("neopro-runtime was installed");
+    }
+    if ctx
         .container
         .root()
         .join(SYNC)
-        .join("neopro-runtime/handover-done");
+        .join("src/commands.js")
+        .exists()
+    {
+        bail!("the shim is still in src/commands.js");
+    }
+    Ok(format!(
+        "{first}; the Node agent heartbeated {:.1} s later; nothing installed, the shim removed",
+        waited.as_secs_f64()
+    ))
+}
+
+/// `systemctl restart neopro-sync-agent`, as upstream's deploy-remote.sh,
+/// setup-new-club.sh and setup-remote-club.sh run it whenever the unit
+/// exists (issue 24, point 3): refused, the Node agent stays inactive.
+async fn restart_refused(ctx: &Ctx) -> anyhow::Result<String> {
+    let out = ctx
+        .exec(&["systemctl", "restart", "neopro-sync-agent"])
+        .await?;
+    if out.code == 0 {
+        bail!("systemctl restart neopro-sync-agent succeeded");
+    }
+    let active = ctx.is_active(OLD).await?;
+    if active != "inactive" {
+        bail!("{OLD} is {active}");
+    }
+    ctx.wait_active(AGENT, ctx.t(10)).await?;
+    Ok(format!(
+        "refused ({}); {OLD} {active}, neopro-runtime active",
+        out.text()
+    ))
+}
+
+/// After a rollback (issue 24, point 2): the same bundle deployed again is
+/// not tried again (the Node agent says why and runs on); a bundle with
+/// another package runs the handover, which takes over.
+async fn retry_fixed(ctx: &Ctx, same: &Bundle, fixed: &Bundle) -> anyhow::Result<String> {
+    let root = ctx.container.root().to_owned();
+    std::fs::remove_file(root.join(DROPIN_DIR).join("dead-central.conf"))?;
+    let conf_path = root.join(SITE_CONF);
+    let conf: String = std::fs::read_to_string(&conf_path)?
+        .lines()
+        .filter(|l| !l.starts_with("MIGRATION_DEADLINE_SECS="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&conf_path, conf)?;
+    ctx.ok(&["systemctl", "daemon-reload"]).await?;
+    let record = root.join(RECORD).join("handover-done");
+    let before = std::fs::read_to_string(&record)?;
+    let runs = |j: &str| j.matches("taking the box over").count();
+    let handovers = runs(&handover_journal(ctx).await);
+    let says = "neopro-runtime handover: rolled back: neopro-runtime did not authenticate";
+    let said_before = ctx.journal(OLD).await?.matches(says).count();
+
+    let result = ctx
+        .command("update_software", update(same), ctx.t(120))
+        .await?;
+    success(&result).context("the Node agent's update_software")?;
+    // The restarted Node agent loads the shim, which finds the rollback of
+    // this package and runs on: said in its journal.
+    let deadline = tokio::time::Instant::now() + ctx.t(60);
+    let said = loop {
+        let journal = ctx.journal(OLD).await?;
+        if journal.matches(says).count() > said_before
+            && let Some(line) = journal.lines().rev().find(|l| l.contains(says))
+        {
+            break line.to_owned();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the Node agent never said it runs on:\n{journal}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let beats = ctx.central.count("heartbeat");
+    old_agent_heartbeat(ctx, beats).await?;
+    if std::fs::read_to_string(&record)? != before {
+        bail!("the record changed: {}", std::fs::read_to_string(&record)?);
+    }
+    if runs(&handover_journal(ctx).await) != handovers {
+        bail!("the handover ran again for the same package");
+    }
+
+    take_over(ctx, fixed).await?;
+    Ok(format!(
+        "same bundle: not run again, the Node agent said \"{}\"; the fixed bundle took over",
+        said.trim()
+    ))
+}
+
+/// Waits until the handover's record starts with `want` (a record left by
+/// an earlier handover may be there first). The handover is a shell script
+/// with no event to await: its file is polled, 2 min at most.
+async fn handover_done(ctx: &Ctx, want: &str) -> anyhow::Result<()> {
+    let path = ctx.container.root().join(RECORD).join("handover-done");
     let deadline = tokio::time::Instant::now() + ctx.t(120);
     loop {
-        match std::fs::read_to_string(&path) {
-            Ok(done) if done.starts_with(want) => return Ok(()),
-            Ok(done) => bail!("the handover ended otherwise: {}", done.trim()),
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            }
-            Err(_) => {
-                let journal = handover_journal(ctx).await;
-                bail!("the handover did not finish; its journal:\n{journal}")
-            }
+        let done = std::fs::read_to_string(&path).unwrap_or_default();
+        if done.starts_with(want) {
+            return Ok(());
         }
+        if tokio::time::Instant::now() >= deadline {
+            let journal = handover_journal(ctx).await;
+            bail!(
+                "the handover did not record '{want}' (its record: {:?}); its journal:\n{journal}",
+                done.trim()
+            )
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 

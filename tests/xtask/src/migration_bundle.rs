@@ -29,27 +29,66 @@ pub fn parse(args: &[String]) -> anyhow::Result<Option<String>> {
 }
 
 /// Writes `dist/neopro-migration-<version>-<arch>.tar.gz` holding `deb`;
-/// returns its path. The archive is reproducible (sorted, root-owned,
-/// fixed times) so its sha256 only changes with its contents.
+/// returns its path.
 pub fn write(root: &Path, deb: &Path, version: &str, arch: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(root.join("dist"))?;
+    let out = root.join(format!("dist/neopro-migration-{version}-{arch}.tar.gz"));
+    let stage = super::target_dir(root).join(format!("migration/{arch}"));
+    write_to(&stage, &out, deb, Contents::Complete)?;
+    Ok(out)
+}
+
+/// What a bundle holds besides the shim and the handover.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Contents {
+    /// The package.
+    Complete,
+    /// Not the package (its name and sha256 are still in the handover): a
+    /// broken bundle, for the system test.
+    WithoutPackage,
+}
+
+/// Writes the bundle of `deb` to `out`, staged in `stage`. The package's
+/// file name and sha256 are written into the handover and the shim: the
+/// handover installs only that package, and a rollback is recorded for that
+/// package only. The archive is reproducible (sorted, root-owned, fixed
+/// times) so its sha256 only changes with its contents.
+pub fn write_to(stage: &Path, out: &Path, deb: &Path, contents: Contents) -> anyhow::Result<()> {
     let deb_name = deb
         .file_name()
         .and_then(|n| n.to_str())
         .context("the package has no file name")?;
-    let stage = super::target_dir(root).join(format!("migration/{arch}"));
+    if !deb_name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._+~-".contains(&b))
+    {
+        bail!("the package name {deb_name} has characters a shell script cannot quote plainly");
+    }
+    let deb_sha256 = sha256(deb)?;
+    let fill = |text: &str| {
+        text.replace("@DEB_NAME@", deb_name)
+            .replace("@DEB_SHA256@", &deb_sha256)
+    };
     if stage.exists() {
-        std::fs::remove_dir_all(&stage)?;
+        std::fs::remove_dir_all(stage)?;
     }
     let ours = stage.join("sync-agent/neopro-runtime");
     std::fs::create_dir_all(&ours)?;
     std::fs::create_dir_all(stage.join("sync-agent/src"))?;
-    write_file(&stage.join("sync-agent/src/commands.js"), SHIM, 0o644)?;
-    write_file(&ours.join("handover.sh"), HANDOVER, 0o755)?;
-    std::fs::copy(deb, ours.join(deb_name))
-        .with_context(|| format!("copying {}", deb.display()))?;
-    set_mode(&ours.join(deb_name), 0o644)?;
-    let out = root.join(format!("dist/neopro-migration-{version}-{arch}.tar.gz"));
-    std::fs::create_dir_all(root.join("dist"))?;
+    write_file(
+        &stage.join("sync-agent/src/commands.js"),
+        &fill(SHIM),
+        0o644,
+    )?;
+    write_file(&ours.join("handover.sh"), &fill(HANDOVER), 0o755)?;
+    if contents == Contents::Complete {
+        std::fs::copy(deb, ours.join(deb_name))
+            .with_context(|| format!("copying {}", deb.display()))?;
+        set_mode(&ours.join(deb_name), 0o644)?;
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
     super::run(
         Command::new("tar")
             .args([
@@ -60,12 +99,11 @@ pub fn write(root: &Path, deb: &Path, version: &str, arch: &str) -> anyhow::Resu
                 "--numeric-owner",
             ])
             .arg("-czf")
-            .arg(&out)
+            .arg(out)
             .arg("-C")
-            .arg(&stage)
+            .arg(stage)
             .arg("sync-agent"),
-    )?;
-    Ok(out)
+    )
 }
 
 fn write_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
@@ -94,6 +132,11 @@ pub fn sha256(path: &Path) -> anyhow::Result<String> {
         .map(str::to_owned)
         .context("sha256sum printed nothing")
 }
+
+#[cfg(test)]
+mod handover_tests;
+#[cfg(test)]
+mod shim_tests;
 
 #[cfg(test)]
 mod tests {
@@ -137,6 +180,15 @@ mod tests {
                 .any(|l| l.starts_with("-rwxr-xr-x 0/0") && l.ends_with("handover.sh")),
             "{text}"
         );
+        // The package's name and sha256 are written into the handover and
+        // the shim: what is installed is what the bundle was built with.
+        let want = sha256(&deb)?;
+        let stage = crate::target_dir(root.path()).join("migration/amd64/sync-agent");
+        for file in ["neopro-runtime/handover.sh", "src/commands.js"] {
+            let text = std::fs::read_to_string(stage.join(file))?;
+            assert!(text.contains(&want), "{file}");
+            assert!(!text.contains("@DEB_"), "{file}");
+        }
         // Reproducible: the same inputs give the same bytes.
         let first = sha256(&out)?;
         let again = write(root.path(), &deb, "9.9.9", "amd64")?;

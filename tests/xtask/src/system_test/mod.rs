@@ -67,7 +67,28 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
 /// The same package under the next version, for the upgrade scenario
 /// (`dpkg-deb -R`, control edited, rebuilt).
 fn next_version_deb(deb: &Path, work: &Path) -> anyhow::Result<PathBuf> {
-    let tree = work.join("next-deb");
+    rebuilt_deb(deb, work, |field, value| {
+        (field == "Version").then(|| format!("{value}+systest1"))
+    })
+}
+
+/// The same package for another architecture (the control file says so;
+/// the binary is unchanged): a migration bundle the handover must refuse.
+fn other_arch_deb(deb: &Path, work: &Path, arch: &str) -> anyhow::Result<PathBuf> {
+    let other = if arch == "armhf" { "arm64" } else { "armhf" };
+    rebuilt_deb(deb, work, |field, _| {
+        (field == "Architecture").then(|| other.to_owned())
+    })
+}
+
+/// `deb` unpacked, the control fields `edit` returns a new value for
+/// changed, rebuilt under the name its control file gives.
+fn rebuilt_deb(
+    deb: &Path,
+    work: &Path,
+    edit: impl Fn(&str, &str) -> Option<String>,
+) -> anyhow::Result<PathBuf> {
+    let tree = work.join("rebuilt-deb");
     if tree.exists() {
         std::fs::remove_dir_all(&tree)?;
     }
@@ -75,32 +96,54 @@ fn next_version_deb(deb: &Path, work: &Path) -> anyhow::Result<PathBuf> {
     let control_path = tree.join("DEBIAN/control");
     let control = std::fs::read_to_string(&control_path)?;
     let mut next = String::new();
-    let mut version = None;
+    let (mut version, mut arch) = (None, None);
     for line in control.lines() {
-        if let Some(v) = line.strip_prefix("Version: ") {
-            let bumped = format!("{v}+systest1");
-            next.push_str(&format!("Version: {bumped}\n"));
-            version = Some(bumped);
-        } else {
+        let Some((field, value)) = line.split_once(": ") else {
             next.push_str(line);
             next.push('\n');
+            continue;
+        };
+        let value = edit(field, value).unwrap_or_else(|| value.to_owned());
+        match field {
+            "Version" => version = Some(value.clone()),
+            "Architecture" => arch = Some(value.clone()),
+            _ => {}
         }
+        next.push_str(&format!("{field}: {value}\n"));
     }
     let version = version.context("the package has no Version field")?;
+    let arch = arch.context("the package has no Architecture field")?;
     std::fs::write(&control_path, next)?;
-    let name = deb
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("package file name")?;
-    let arch = name
-        .rsplit('_')
-        .next()
-        .and_then(|a| a.strip_suffix(".deb"))
-        .context("package file name has no architecture")?;
     let out = work.join(format!("{}_{version}_{arch}.deb", super::package::PACKAGE));
     super::package::build_deb(&tree, &out)?;
     std::fs::remove_dir_all(&tree)?;
     Ok(out)
+}
+
+/// The migration group's bundles, in `work/bundles/`: `good` (the package
+/// under test), `fixed` (the next version: another package, as an operator's
+/// fixed bundle), `no-deb` (the package left out) and `other-arch` (a
+/// package for another architecture).
+fn migration_bundles(work: &Path, deb: &Path, next: &Path, arch: &str) -> anyhow::Result<PathBuf> {
+    use super::migration_bundle::{Contents, write_to};
+    let dir = work.join("bundles");
+    std::fs::create_dir_all(&dir)?;
+    let other = other_arch_deb(deb, work, arch)?;
+    for (name, package, contents) in [
+        ("good", deb, Contents::Complete),
+        ("fixed", next, Contents::Complete),
+        ("no-deb", deb, Contents::WithoutPackage),
+        ("other-arch", other.as_path(), Contents::Complete),
+    ] {
+        write_to(
+            &work.join("bundle-stage"),
+            &dir.join(format!("{name}.tar.gz")),
+            package,
+            contents,
+        )?;
+    }
+    std::fs::remove_file(&other)?;
+    Ok(dir)
 }
 
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
@@ -157,18 +200,17 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .arg("--work")
         .arg(&work);
     {
-        // The migration group: the bundle the Node.js agent installs, and
+        // The migration group: the bundles the Node.js agent installs, and
         // the stand-in of that agent with its socket.io client.
-        let version = super::package::workspace_version(root)?;
-        let bundle = super::migration_bundle::write(root, &deb, &version, &args.arch)?;
+        let bundles = migration_bundles(&work, &deb, &next, &args.arch)?;
         let old_agent = root.join("tests/system/old-agent");
         super::run(
             Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--prefix"])
                 .arg(&old_agent),
         )?;
-        cmd.arg("--bundle")
-            .arg(&bundle)
+        cmd.arg("--bundles")
+            .arg(&bundles)
             .arg("--old-agent")
             .arg(&old_agent);
     }
