@@ -129,6 +129,14 @@ pub const JS_SDK: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/js/testing/host.mjs"),
     ),
     (
+        "testing/operations.mjs",
+        include_str!("../../../../guest-sdk/js/testing/operations.mjs"),
+    ),
+    (
+        "testing/tar.mjs",
+        include_str!("../../../../guest-sdk/js/testing/tar.mjs"),
+    ),
+    (
         "testing/register.mjs",
         include_str!("../../../../guest-sdk/js/testing/register.mjs"),
     ),
