@@ -476,7 +476,7 @@ result:    a box with this site.conf and policy would refuse it (5 refusals)
     }
     std::fs::write(&list, "{\"success\":true}").expect("list.json");
     let out = site.run(&["component", "check", &wasm, "--installed", &l]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error, not a verdict");
     assert!(
         stderr(&out).contains(&format!("{l} is not a list_components result (the JSON the box answered, with \"components\"): missing field `components`")),
         "{}",

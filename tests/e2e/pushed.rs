@@ -864,6 +864,9 @@ async fn a_typescript_component_out_of_memory_is_too_large_and_the_agent_carries
     let central = Central::start(&[("site-1", "key-1")]).await;
     site.write_agent_conf(&central.url(), "site-1", "key-1");
     site.append_conf(&extra_conf(&site, &key));
+    site.append_conf(
+        "ALLOWED_COMMANDS=get_config,install_component,remove_component,list_components,rollback_component\n",
+    );
     let agent = site.start_agent();
     central.next("authenticate", WAIT).await;
 
