@@ -60,6 +60,14 @@ export declare function defineCommand<Data = Record<string, unknown>>(
   run: (data: Partial<Data>, ctx: Context) => NotAPromise,
 ): Handler;
 
+/**
+ * In a built component, each command starts with Math.random reseeded by
+ * this (from its command id and the clocks): the engine's own generator is
+ * seeded at build time and would draw the same numbers on every run. A
+ * small non-cryptographic generator: never use Math.random for secrets.
+ */
+export declare function reseedMathRandom(commandId: string, now?: number, fine?: number): void;
+
 type Logger = (...args: unknown[]) => void;
 export declare const log: { debug: Logger; info: Logger; warn: Logger; error: Logger };
 export declare const progress: { report(percent: number, detail?: object): void };

@@ -303,6 +303,45 @@ const ASYNC_HANDLER =
   "the handler returned a Promise (an async function?): command handlers must be synchronous " +
   "(the SDK's host calls return their result directly); remove `async` and `await` from the handler";
 
+/**
+ * Math.random for the rest of this command. The engine seeds its own
+ * generator once, when the component is built (its state is then in the
+ * snapshot: every run would draw the same numbers, and the build pins the
+ * clock it reads so that builds are reproducible). Each command instead
+ * gets a small non-cryptographic generator (sfc32) seeded from its command
+ * id and the clocks at the time it runs. Not for secrets: there is no
+ * cryptographic random source in a component.
+ */
+export function reseedMathRandom(commandId, now = Date.now(), fine = globalThis.performance?.now?.() ?? 0) {
+  // cyrb128: four 32-bit words from the seed text.
+  const text = `${commandId}|${now}|${fine}`;
+  let h1 = 1779033703, h2 = 3144134277, h3 = 1013904242, h4 = 2773480762;
+  for (let i = 0; i < text.length; i++) {
+    const k = text.charCodeAt(i);
+    h1 = h2 ^ Math.imul(h1 ^ k, 597399067);
+    h2 = h3 ^ Math.imul(h2 ^ k, 2869860233);
+    h3 = h4 ^ Math.imul(h3 ^ k, 951274213);
+    h4 = h1 ^ Math.imul(h4 ^ k, 2716044179);
+  }
+  h1 = Math.imul(h3 ^ (h1 >>> 18), 597399067);
+  h2 = Math.imul(h4 ^ (h2 >>> 22), 2869860233);
+  h3 = Math.imul(h1 ^ (h3 >>> 17), 951274213);
+  h4 = Math.imul(h2 ^ (h4 >>> 19), 2716044179);
+  let a = (h1 ^ h2 ^ h3 ^ h4) >>> 0, b = (h2 ^ h1) >>> 0, c = (h3 ^ h1) >>> 0, d = (h4 ^ h1) >>> 0;
+  const next = () => {
+    const t = (((a + b) | 0) + d) | 0;
+    d = (d + 1) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) | 0;
+    return t >>> 0;
+  };
+  for (let i = 0; i < 12; i++) next();
+  // 53 random bits, as V8 and QuickJS give.
+  Math.random = () => ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+}
+
 const isThenable = (v) => v !== null && (typeof v === "object" || typeof v === "function") && typeof v.then === "function";
 
 /**
@@ -316,6 +355,9 @@ const isThenable = (v) => v !== null && (typeof v === "object" || typeof v === "
 export function defineCommand(run) {
   return {
     execute(command) {
+      // Only in a built component (the build marks it): a test in Node
+      // keeps Node's Math.random.
+      if (globalThis.__neoproComponent === true) reseedMathRandom(command.id);
       try {
         const raw = command.data.trim() === "" ? "{}" : command.data;
         let data;

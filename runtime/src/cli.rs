@@ -310,6 +310,7 @@ fn warn_if_a_box_would_refuse(config: &SiteConfig, wasm: &Path) -> anyhow::Resul
         crate::pushed::check::Depth {
             link: None,
             signature: false,
+            installed: None,
         },
     );
     if report.would_install() {

@@ -368,6 +368,7 @@ box:       site.conf {c}, policy {p}
 ok       policy: {p}
 REFUSED  grants: component 'video-inventory' asks for more than the site policy {p} allows: system; limits.memory-mib = 16 (the policy allows 8)
          change: allow them at {p}:6 [grants] and {p}:3 [limits] (manifest syntax), or ask for less in {dir}/inventory.toml
+skipped  versions: no record of the box's components here ({dir}/state/components does not exist): pass --installed FILE with the box's list_components result
 REFUSED  signature: component 'video-inventory' is not signed and the site policy {p} requires signatures (allow-unsigned = false)
          change: sign it (neopro-runtime component sign --key KEY_FILE <wasm>), or set {p}:1 allow-unsigned
 REFUSED  commands: component 'video-inventory' handles 'video_inventory', which this box does not allow: add it to ALLOWED_COMMANDS in site.conf, or set extend-allowlist = true in the site policy {p}
@@ -452,6 +453,35 @@ result:    a box with this site.conf and policy would refuse it (5 refusals)
     let out = site.run(&["run-component", &wasm]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
+
+    // The box's list_components result: a newer version installed there,
+    // and a built-in of that box handling the same command type.
+    let list = dir.join("list.json");
+    std::fs::write(
+        &list,
+        r#"{"success":true,"components":[{"name":"video-inventory","version":"1.2.0","previousVersion":null,"commands":["video_inventory"],"sha256":"00"}],"builtin":[{"name":"inventory-classic","version":"1.0.0","commands":["video_inventory"]}],"highWater":{"video-inventory":"1.2.0"},"problems":[]}"#,
+    )
+    .expect("list.json");
+    let l = list.display().to_string();
+    let out = site.run(&["component", "check", &wasm, "--installed", &l]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let report = stdout(&out);
+    for line in [
+        format!("REFUSED  versions: component 'video-inventory' 1.0.0 is older than the installed 1.2.0: the site policy {p} refuses downgrades (set allow-downgrade = true to allow them; rollback_component returns to the previous version) (from the list_components result {l})\n"),
+        format!("         change: give this build a version above it in {dir}/inventory.toml, or set allow-downgrade in {p} (not set yet)\n", dir = dir.display()),
+        format!("REFUSED  commands: component 'video-inventory' would replace the built-in command 'video_inventory', which the site policy {p} does not allow (replace-builtin)\n"),
+        "result:    a box with this site.conf and policy would refuse it (2 refusals)\n".to_owned(),
+    ] {
+        assert!(report.contains(&line), "missing '{line}' in:\n{report}");
+    }
+    std::fs::write(&list, "{\"success\":true}").expect("list.json");
+    let out = site.run(&["component", "check", &wasm, "--installed", &l]);
+    assert_eq!(out.status.code(), Some(2), "a usage error, not a verdict");
+    assert!(
+        stderr(&out).contains(&format!("{l} is not a list_components result (the JSON the box answered, with \"components\"): missing field `components`")),
+        "{}",
+        stderr(&out)
+    );
 
     // Without a policy: pushed components are disabled, said once.
     std::fs::remove_file(&policy).expect("rm policy");

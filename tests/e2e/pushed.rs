@@ -9,6 +9,8 @@ use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::{Site, components_dir};
 use neopro_runtime::agent::dispatch::Dispatcher;
 use neopro_runtime::journal::Outcome;
+use neopro_runtime::pushed::check;
+use neopro_runtime::pushed::inventory::Inventory;
 use neopro_runtime::signing::components::SecretKey;
 use neopro_runtime::store::hash::sha256_hex;
 use serde_json::{Value, json};
@@ -614,12 +616,114 @@ fn an_older_version_after_a_remove_is_still_refused_as_a_downgrade() {
     );
     let listed = success(run(&d, "list_components", json!({})));
     assert_eq!(listed["components"], json!([]));
+    assert_eq!(listed["highWater"], json!({"video-inventory": "1.2.0"}));
+    // An author's machine, before pushing: `component check --installed`
+    // with this box's list_components result refuses what the box refused.
+    let list = site.path("list.json");
+    std::fs::write(&list, serde_json::to_vec(&listed).expect("json")).expect("list.json");
+    let installed = Inventory::from_list_file(&list).expect("a list_components result");
+    let (older, newer) = (manifest("1.1.0", ""), manifest("1.2.0", ""));
+    let versions = |manifest_text: &str, installed: Option<&Inventory>| {
+        let report = check::check(
+            &author_config(&site, &key),
+            &site.path("component-policy.toml"),
+            &check::Candidate {
+                wasm: &v1,
+                manifest_path: &site.path("video-inventory.toml"),
+                manifest_text,
+                signature: Some(&key.sign(&sha256_hex(&v1), manifest_text)),
+            },
+            check::Depth {
+                link: None,
+                signature: true,
+                installed,
+            },
+        );
+        report
+            .findings
+            .into_iter()
+            .find(|f| f.topic == "versions")
+            .expect("a versions finding")
+            .verdict
+    };
+    let from = format!("(from the list_components result {})", list.display());
+    assert_eq!(
+        versions(&older, Some(&installed)),
+        check::Verdict::Refuse {
+            reason: format!(
+                "component 'video-inventory' 1.1.0 is older than 1.2.0, the newest version this box ever installed (removing a component does not lower it): the site policy {policy} refuses downgrades (set allow-downgrade = true to allow them) {from}"
+            ),
+            change: format!(
+                "give this build a version above it in {}, or set allow-downgrade in {policy} (not set yet)",
+                site.path("video-inventory.toml").display()
+            ),
+        }
+    );
+    assert_eq!(
+        versions(&newer, Some(&installed)),
+        check::Verdict::Pass(format!(
+            "video-inventory not installed, 1.2.0 the newest it ever had {from}"
+        ))
+    );
+    // Without the list, and no store of the box on this machine.
+    assert!(matches!(versions(&older, None), check::Verdict::Skipped(_)));
     // The same version again is fine.
     success(run(
         &d,
         "install_component",
         install_params(&server, &v1, &manifest("1.2.0", ""), Some(&key)),
     ));
+    // The installed version number with other bytes: the box's store
+    // refuses it, and so does the check with its list.
+    let listed = success(run(&d, "list_components", json!({})));
+    std::fs::write(&list, serde_json::to_vec(&listed).expect("json")).expect("list.json");
+    let installed = Inventory::from_list_file(&list).expect("a list_components result");
+    let other = wasm_of("noop");
+    let report = check::check(
+        &author_config(&site, &key),
+        &site.path("component-policy.toml"),
+        &check::Candidate {
+            wasm: &other,
+            manifest_path: &site.path("video-inventory.toml"),
+            manifest_text: &newer,
+            signature: None,
+        },
+        check::Depth {
+            link: None,
+            signature: false,
+            installed: Some(&installed),
+        },
+    );
+    assert!(
+        report.findings.iter().any(|f| f.verdict
+            == check::Verdict::Refuse {
+                reason: format!(
+                    "component 'video-inventory' version 1.2.0 is already installed with different contents; give the new build a new version {from}"
+                ),
+                change: format!(
+                    "give this build a new version in {}",
+                    site.path("video-inventory.toml").display()
+                ),
+            }),
+        "{:?}",
+        report.findings
+    );
+}
+
+/// An author's copy of the box's site.conf: the same policy and keys, but
+/// a STATE_PATH of this machine, where no component of the box is stored.
+fn author_config(site: &Site, key: &SecretKey) -> neopro_runtime::config::SiteConfig {
+    let text = format!(
+        "NEOPRO_ROOT={}\nSTATE_PATH={}\n{}",
+        site.path("neopro").display(),
+        site.path("author-state").display(),
+        extra_conf(site, key),
+    );
+    neopro_runtime::config::SiteConfig::from_sources(
+        Some((&site.path("author-site.conf"), &text)),
+        &|_| None,
+    )
+    .expect("site.conf")
 }
 
 #[test]
@@ -747,4 +851,87 @@ fn the_typescript_template_installs_signed_and_answers_as_the_rust_one() {
             (r, t) => assert_eq!(format!("{t:?}"), format!("{r:?}"), "{data}"),
         }
     }
+}
+
+/// A TypeScript component that allocates past its manifest's limit, pushed
+/// and run through the link: the server gets `too-large` naming the limit
+/// (whether the engine trapped or QuickJS threw its own "out of memory"),
+/// and the same agent process answers the next commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typescript_component_out_of_memory_is_too_large_and_the_agent_carries_on() {
+    let key = SecretKey::generate().expect("key");
+    let site = site(POLICY);
+    let central = Central::start(&[("site-1", "key-1")]).await;
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf(&extra_conf(&site, &key));
+    site.append_conf(
+        "ALLOWED_COMMANDS=get_config,install_component,remove_component,list_components,rollback_component\n",
+    );
+    let agent = site.start_agent();
+    central.next("authenticate", WAIT).await;
+
+    let hog = ts_wasm_of("memory-hog");
+    let hog_manifest = "name = \"memory-hog\"\nversion = \"1.0.0\"\ncommands = [\"memory_hog\"]\n\
+        [limits]\nmemory-mib = 16\ntimeout-secs = 30\n";
+    let server = FileServer::start(hog.clone(), Fault::None);
+    central.send_command(
+        "i1",
+        "install_component",
+        install_params(&server, &hog, hog_manifest, Some(&key)),
+    );
+    let installed = central.result_of("i1", WAIT).await;
+    assert_eq!(installed["status"], json!("success"), "{installed}");
+
+    // A few MiB fit: the limit is not hit by a small run.
+    central.send_command("ok1", "memory_hog", json!({"mib": 1}));
+    let small = central.result_of("ok1", WAIT).await;
+    assert_eq!(
+        small["result"],
+        json!({"success": true, "chunks": 16}),
+        "{small}"
+    );
+    for id in ["oom1", "oom2"] {
+        central.send_command(id, "memory_hog", json!({"mib": 256}));
+        let out = central.result_of(id, WAIT).await;
+        assert_eq!(out["status"], json!("error"), "{out}");
+        let error = out["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(
+                "component 'memory-hog' ran out of memory: it tried to use more than its limit of 16 MiB"
+            ),
+            "{out}"
+        );
+    }
+    // The same agent process carries on: a built-in and the component again.
+    central.send_command("c1", "get_config", json!({}));
+    let config = central.result_of("c1", WAIT).await;
+    assert_eq!(config["status"], json!("success"), "{config}");
+    central.send_command("ok2", "memory_hog", json!({"mib": 1}));
+    assert_eq!(
+        central.result_of("ok2", WAIT).await["result"],
+        json!({"success": true, "chunks": 16})
+    );
+    // The agent loop ran on and stops cleanly.
+    agent.stop().await;
+
+    // The error's kind, which the link does not carry: `run-component`
+    // prints it.
+    std::fs::write(site.path("memory-hog.wasm"), &hog).expect("wasm");
+    std::fs::write(site.path("memory-hog.toml"), hog_manifest).expect("manifest");
+    let out = std::process::Command::new(neopro_e2e::process::agent_binary())
+        .arg("run-component")
+        .arg(site.path("memory-hog.wasm"))
+        .arg("--config")
+        .arg(site.path("site.conf"))
+        .args(["--ignore-signature", "--data", r#"{"mib":256}"#])
+        .output()
+        .expect("run-component");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error (too-large): component 'memory-hog' ran out of memory: it tried to use more than its limit of 16 MiB"
+        ),
+        "{stderr}"
+    );
 }

@@ -6,7 +6,9 @@
 // exactly one file). The SDK reads the table when it turns an exception
 // into an error result, so the operator sees the author's file and line.
 // Only the project's files are in the table (not node_modules): its size
-// follows the author's code, not the libraries'.
+// follows the author's code, not the libraries'. It also sets
+// `globalThis.__neoproComponent`: the SDK reseeds Math.random per command
+// only in a built component (see reseedMathRandom in index.js).
 import { isAbsolute, relative, resolve, sep } from "node:path";
 
 const project = process.env.NEOPRO_PROJECT ?? process.cwd();
@@ -86,7 +88,7 @@ export default {
             delete bundle[name];
           } else if (item.type === "chunk" && item.map) {
             const table = JSON.stringify(lineTable(item.map));
-            item.code = item.code.replace(/\n\/\/# sourceMappingURL=.*\s*$/, "\n") + `globalThis.__neoproSourceLines = ${table};\n`;
+            item.code = item.code.replace(/\n\/\/# sourceMappingURL=.*\s*$/, "\n") + `globalThis.__neoproSourceLines = ${table};\nglobalThis.__neoproComponent = true;\n`;
           }
         }
       },

@@ -3,6 +3,7 @@
 import { test } from "node:test";
 import { deepStrictEqual, doesNotMatch, match, strictEqual } from "node:assert";
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -92,5 +93,25 @@ test("a build removes the previous build's signature and embeds the source line 
     strictEqual(lines.length > 0 && lines.length % 3 === 0 && lines[2] === 2, true, table[1]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("two builds of the same source, in two folders, are byte-identical", () => {
+  const source = header + 'export const handler = defineCommand(() => ({ n: files.list("videos", "").length, r: Math.random() }));\n';
+  const first = project(source);
+  const second = project(source);
+  try {
+    const a = build(first);
+    strictEqual(a.code, 0, a.err);
+    // The second build pins its own runtime again rather than reuse the
+    // first one's from the cache.
+    rmSync(join(sdk, "node_modules", ".cache", "neopro-guest-sdk"), { recursive: true, force: true });
+    const b = build(second);
+    strictEqual(b.code, 0, b.err);
+    const sha = (dir) => createHash("sha256").update(readFileSync(join(dir, "dist", "demo.wasm"))).digest("hex");
+    strictEqual(sha(first), sha(second));
+  } finally {
+    rmSync(first, { recursive: true, force: true });
+    rmSync(second, { recursive: true, force: true });
   }
 });

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import { deepStrictEqual, match, strictEqual, throws } from "node:assert";
-import { CommandError, configStore, defineCommand, files, log, progress, sourceFrames } from "../index.js";
+import { CommandError, configStore, defineCommand, files, log, progress, reseedMathRandom, sourceFrames } from "../index.js";
 
 const host = globalThis.fakeHost;
 const command = (data) => ({ id: "c1", commandType: "t", data });
@@ -146,4 +146,29 @@ test("a handler's exception arrives with its source line when the build left a t
     delete globalThis.__neoproSourceLines;
   }
   throw new Error("the handler did not throw");
+});
+
+test("Math.random in a built component: reseeded per command, in [0, 1), different per command", () => {
+  const original = Math.random;
+  const draw = (...seed) => {
+    reseedMathRandom(...seed);
+    return Array.from({ length: 1000 }, () => Math.random());
+  };
+  try {
+    const a = draw("cmd-1", 1796645541193, 0.97);
+    deepStrictEqual(draw("cmd-1", 1796645541193, 0.97), a, "the same seed gives the same numbers");
+    const b = draw("cmd-2", 1796645541193, 0.97);
+    const c = draw("cmd-1", 1796645541194, 0.97);
+    strictEqual(a[0] !== b[0] && a[0] !== c[0] && b[0] !== c[0], true);
+    for (const x of [...a, ...b, ...c]) strictEqual(x >= 0 && x < 1, true, String(x));
+    const mean = a.reduce((s, x) => s + x, 0) / a.length;
+    strictEqual(Math.abs(mean - 0.5) < 0.05, true, `mean ${mean}`);
+    // Node's own generator is left alone: the SDK reseeds only where the
+    // build marked the bundle as a component.
+    Math.random = original;
+    defineCommand(() => 1).execute(command("{}"));
+    strictEqual(Math.random, original);
+  } finally {
+    Math.random = original;
+  }
 });

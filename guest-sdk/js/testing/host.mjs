@@ -1,4 +1,4 @@
-// The fake host: every neopro:agent interface the SDK imports, served from
+// The fake host: every neopro:agent interface of the WIT, served from
 // the box that `fakeBox(...).run(...)` made current. register.mjs loads this
 // module once per interface (`?interface=files`), so functions of the same
 // name in two interfaces (config-store `read`, files `read`) stay apart.
@@ -43,5 +43,26 @@ export const getMetrics = () => box().system("metrics");
 export const networkDiagnostics = () => JSON.stringify(box().system("networkDiagnostics"));
 // download
 export const fetch = (request) => box().download(request);
-// archive, local-app, logs, power and services are not faked: a handler
-// that imports them does not link in the test kit.
+// archive
+export const verifySignature = (root, path, version, signature) => box().archive.verifySignature(root, path, version, signature);
+export const stageAgentRelease = (root, path, version, signature, deploymentId) =>
+  box().archive.stageAgentRelease(root, path, version, signature, deploymentId);
+export const checkAppRelease = (version) => box().archive.checkAppRelease(version);
+export const rollbackAgentRelease = (version) => box().archive.rollbackAgentRelease(version);
+export const extractTarGz = (srcRoot, srcPath, destRoot, destPath, skip) => box().archive.extractTarGz(srcRoot, srcPath, destRoot, destPath, skip);
+// local-app
+export const notify = (event, payload) => box().localApp.notify(event, payload);
+// logs
+export const journalTail = (unit, lines) => box().logsHost.journalTail(unit, lines);
+export const agentLogTail = (lines) => box().logsHost.agentLogTail(lines);
+export const fileTail = (root, path, lines) => box().logsHost.fileTail(root, path, lines);
+// power
+export const scheduleReboot = (delaySecs) => box().power.scheduleReboot(delaySecs);
+// services
+export const start = (name) => box().services.start(name);
+export const stop = (name) => box().services.stop(name);
+export const restart = (name) => box().services.restart(name);
+export const status = (name) => box().services.status(name);
+export const isAgent = (name) => box().services.isAgent(name);
+export const settleSecs = () => box().services.settleSecs();
+export const healthCheck = () => box().services.healthCheck();

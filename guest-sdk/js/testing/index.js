@@ -1,13 +1,18 @@
 // @neopro/guest-sdk/testing: run a handler in Node, in milliseconds,
 // against a fake box: files under named roots, configuration.json,
-// downloads, log and progress, with the manifest's grants enforced as the
-// agent enforces them (same refusals, same messages). Load the fake host
-// with `node --import @neopro/guest-sdk/testing/register`.
+// downloads, log and progress, and (operations.mjs) archives, the local
+// web app, logs, power and services, with the manifest's grants enforced
+// as the agent enforces them (same refusals, same messages). Load the fake
+// host with `node --import @neopro/guest-sdk/testing/register`.
 //
 //     const box = fakeBox({ manifest: "video-stats.toml", files: { "videos/Match/a.mp4": "0123" } });
 //     const { result } = box.run(handler, { folder: "Match" });
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { addOperations } from "./operations.mjs";
+
+export { tarGz } from "./tar.mjs";
+export { compareVersions } from "./operations.mjs";
 
 const ROOTS = ["videos", "config", "backups", "neopro-root", "staging", "logs", "hostapd"];
 const KINDS = ["invalid-input", "not-permitted", "not-found", "checksum-mismatch", "too-large", "timeout", "io", "failed"];
@@ -15,15 +20,14 @@ const KINDS = ["invalid-input", "not-permitted", "not-found", "checksum-mismatch
 const err = (tag, val) => ({ tag, val });
 
 /** Grants from a manifest's text: the subset of TOML manifests use (see
- * the README): `key = value` lines with strings, booleans, arrays of
- * strings and inline tables of strings, under `[grants]` and
- * `[grants.download]`. */
+ * the README): `key = value` lines with strings, numbers, booleans,
+ * arrays and inline tables, under `[grants]` and `[grants.<name>]`. */
 export function parseManifest(text) {
   const manifest = { name: undefined, grants: {} };
   let section = "";
   text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.replace(/\s+#.*$/, "").trim();
-    if (line === "" || line.startsWith("#")) return;
+    const line = stripComment(raw).trim();
+    if (line === "") return;
     const header = /^\[([a-z0-9.-]+)\]$/.exec(line);
     if (header) {
       section = header[1];
@@ -34,28 +38,75 @@ export function parseManifest(text) {
     const value = tomlValue(kv[2], i + 1);
     if (section === "" && kv[1] === "name") manifest.name = value;
     else if (section === "grants") manifest.grants[kv[1]] = value;
-    else if (section === "grants.download") (manifest.grants.download ??= {})[kv[1]] = value;
+    else if (section.startsWith("grants.")) (manifest.grants[section.slice(7)] ??= {})[kv[1]] = value;
   });
   return manifest;
 }
 
-function tomlValue(text, line) {
-  const t = text.trim();
-  if (t === "true" || t === "false") return t === "true";
-  if (/^-?\d+$/.test(t)) return Number(t);
-  if (t.startsWith('"')) return JSON.parse(t);
-  if (t.startsWith("[")) return JSON.parse(t.replace(/,\s*\]$/, "]"));
-  if (t.startsWith("{")) {
-    const out = {};
-    for (const part of t.slice(1, -1).split(",")) {
-      if (part.trim() === "") continue;
-      const m = /^\s*"?([a-z0-9-]+)"?\s*=\s*(.+?)\s*$/.exec(part);
-      if (!m) throw new Error(`manifest line ${line}: cannot read the inline table ${t}`);
-      out[m[1]] = tomlValue(m[2], line);
-    }
-    return out;
+/** The line without its `# comment` (a `#` inside a string stays). */
+function stripComment(line) {
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    if (line[i] === '"' && line[i - 1] !== "\\") quoted = !quoted;
+    else if (line[i] === "#" && !quoted) return line.slice(0, i);
   }
-  throw new Error(`manifest line ${line}: cannot read the value ${t}`);
+  return line;
+}
+
+/** One TOML value: string, integer, boolean, array or inline table. */
+function tomlValue(text, line) {
+  let at = 0;
+  const fail = (what) => {
+    throw new Error(`manifest line ${line}: cannot read ${what} in ${text.trim()}`);
+  };
+  const space = () => {
+    while (/\s/.test(text[at] ?? "")) at++;
+  };
+  const value = () => {
+    space();
+    const c = text[at];
+    if (c === '"') {
+      const m = /^"(?:[^"\\]|\\.)*"/.exec(text.slice(at));
+      if (!m) fail("a string");
+      at += m[0].length;
+      return JSON.parse(m[0]);
+    }
+    if (c === "[") {
+      at++;
+      const out = [];
+      for (;;) {
+        space();
+        if (text[at] === "]") return at++, out;
+        out.push(value());
+        space();
+        if (text[at] === ",") at++;
+        else if (text[at] !== "]") fail("an array");
+      }
+    }
+    if (c === "{") {
+      at++;
+      const out = {};
+      for (;;) {
+        space();
+        if (text[at] === "}") return at++, out;
+        const m = /^"?([a-z0-9-]+)"?\s*=/.exec(text.slice(at));
+        if (!m) fail("an inline table");
+        at += m[0].length;
+        out[m[1]] = value();
+        space();
+        if (text[at] === ",") at++;
+        else if (text[at] !== "}") fail("an inline table");
+      }
+    }
+    const m = /^(true|false|-?\d[\d_]*)/.exec(text.slice(at));
+    if (!m) fail("the value");
+    at += m[0].length;
+    return m[0] === "true" ? true : m[0] === "false" ? false : Number(m[0].replace(/_/g, ""));
+  };
+  const out = value();
+  space();
+  if (at !== text.length) fail("what follows the value");
+  return out;
 }
 
 /** The agent's check of `root/path`: relative, no `..`, no NUL. */
@@ -90,6 +141,8 @@ export function fakeBox(options = {}) {
   }
   const files = new Map();
   const dirs = new Set();
+  /** Symbolic links an extracted archive made: `root/path` → target. */
+  const links = new Map();
   const addDirs = (key) => {
     const parts = key.split("/");
     for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join("/"));
@@ -160,6 +213,9 @@ export function fakeBox(options = {}) {
       }
       for (const d of dirs) {
         if (d.startsWith(k + "/") && !d.slice(k.length + 1).includes("/")) names.set(d.slice(k.length + 1), { kind: "directory", size: 4096n });
+      }
+      for (const [l, target] of links) {
+        if (l.startsWith(k + "/") && !l.slice(k.length + 1).includes("/")) names.set(l.slice(k.length + 1), { kind: "symlink", size: BigInt(target.length) });
       }
       return [...names.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, e]) => ({ name: n, ...e }));
     },
@@ -301,5 +357,6 @@ export function fakeBox(options = {}) {
       }
     },
   };
+  addOperations(box, options, { grants, check, lacks, key, notFound, files, dirs, links });
   return box;
 }

@@ -79,6 +79,12 @@ pub enum ComponentCommand {
         /// site.conf, else /etc/neopro/component-policy.toml).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// The box's list_components result (JSON, as the box answered it):
+        /// its installed versions, the newest it ever had of each, and its
+        /// command types, so a downgrade or clash it would refuse is
+        /// refused here. Default: this machine's STATE_PATH store, if any.
+        #[arg(long, value_name = "FILE")]
+        installed: Option<PathBuf>,
         #[command(flatten)]
         parts: BundleParts,
     },
@@ -241,8 +247,9 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
         ComponentCommand::Check {
             wasm,
             policy,
+            installed,
             parts,
-        } => check(config, &wasm, policy, &parts),
+        } => check(config, &wasm, policy, installed.as_deref(), &parts),
         ComponentCommand::SignRelease {
             archive,
             version,
@@ -416,9 +423,13 @@ fn check(
     config: &SiteConfig,
     wasm: &Path,
     policy: Option<PathBuf>,
+    installed: Option<&Path>,
     parts: &BundleParts,
 ) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::open_parts(wasm, parts)?;
+    let installed = installed
+        .map(crate::pushed::inventory::Inventory::from_list_file)
+        .transpose()?;
     let policy = policy.unwrap_or_else(|| config.component_policy_path.clone());
     let services = Arc::new(HostServices::from_config(config));
     let sandbox = Sandbox::new(services, None)?;
@@ -429,6 +440,7 @@ fn check(
         pushed_check::Depth {
             link: Some(&sandbox),
             signature: true,
+            installed: installed.as_ref(),
         },
     );
     println!(

@@ -3,8 +3,11 @@
 //! `run-component`): the same checks as [`Manager::install`], all of them
 //! instead of the first failing one, each refusal with the line to change.
 
+use super::inventory::Inventory;
 use super::policy::{Policy, PolicyError};
-use super::{Manager, PushedError, check_is_component, check_not_management};
+use super::{
+    Manager, PushedError, check_is_component, check_not_management, version_problems,
+};
 use crate::config::SiteConfig;
 use crate::manifest::{Manifest, SUPPORTED_API_VERSIONS};
 use crate::sandbox::Sandbox;
@@ -29,6 +32,9 @@ pub struct Depth<'a> {
     pub link: Option<&'a Sandbox>,
     /// Check the signature (or the policy's leave to go unsigned).
     pub signature: bool,
+    /// What the box has installed (its `list_components` result); `None`:
+    /// this machine's store when it has one, else not checked.
+    pub installed: Option<&'a Inventory>,
 }
 
 /// One check's outcome.
@@ -135,6 +141,16 @@ pub fn check(
     let name = manifest.name.clone();
     let manifest_path = candidate.manifest_path;
     let manager = Manager::new(&config);
+    let sha256 = sha256_hex(candidate.wasm);
+    let local;
+    let installed = match depth.installed {
+        Some(given) => Some(given),
+        None if manager.has_store() => {
+            local = manager.inventory();
+            Some(&local)
+        }
+        None => None,
+    };
 
     // The policy, and what it bounds: grants and limits.
     let policy = match Policy::load(policy_path) {
@@ -205,9 +221,54 @@ pub fn check(
         },
     }
 
+    // No downgrade below what the box has, no other bytes under its version.
+    match (&policy, installed) {
+        (_, None) => push(
+            "versions",
+            Verdict::Skipped(format!(
+                "no record of the box's components here ({} does not exist): pass --installed FILE with the box's list_components result",
+                config.pushed_components_dir().display()
+            )),
+        ),
+        (None, Some(_)) => push("versions", needs_policy()),
+        (Some(p), Some(inventory)) => {
+            let problems = version_problems(p, &manifest, Some(&sha256), inventory);
+            if problems.is_empty() {
+                let now = match (inventory.installed(&name), inventory.high_water.get(&name)) {
+                    (Some(c), _) => format!("{name} {} installed", c.version),
+                    (None, Some(h)) => format!("{name} not installed, {h} the newest it ever had"),
+                    (None, None) => format!("{name} never installed"),
+                };
+                push(
+                    "versions",
+                    Verdict::Pass(format!("{now} (from {})", inventory.source)),
+                );
+            }
+            for e in problems {
+                let change = match &e {
+                    PushedError::Store(_) => format!(
+                        "give this build a new version in {}",
+                        manifest_path.display()
+                    ),
+                    _ => format!(
+                        "give this build a version above it in {}, or set {}",
+                        manifest_path.display(),
+                        at(policy_path, "allow-downgrade")
+                    ),
+                };
+                push(
+                    "versions",
+                    Verdict::Refuse {
+                        reason: format!("{e} (from {})", inventory.source),
+                        change,
+                    },
+                );
+            }
+        }
+    }
+
     // Signed by a trusted key, or unsigned where the policy allows it.
     if depth.signature {
-        let sha256 = sha256_hex(candidate.wasm);
         let verdict = match (&policy, candidate.signature) {
             (None, None) => needs_policy(),
             (Some(p), signature) => {
@@ -253,7 +314,10 @@ pub fn check(
             push("commands", verdict)
         }
         Some(p) => {
-            let problems = manager.command_problems(p, &manifest);
+            let problems = match installed {
+                Some(inventory) => manager.command_problems(p, &manifest, inventory),
+                None => manager.command_problems(p, &manifest, &manager.inventory()),
+            };
             if problems.is_empty() {
                 let how = if p.extend_allowlist {
                     format!("allowed by {}", at(policy_path, "extend-allowlist"))

@@ -20,6 +20,7 @@
 
 pub mod check;
 mod error;
+pub mod inventory;
 pub mod policy;
 pub mod store;
 
@@ -29,6 +30,7 @@ use crate::config::SiteConfig;
 use crate::sandbox::registry::{self, ComponentSpec, Origin, Registry};
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::signing::components as signing;
+use inventory::Inventory;
 use policy::Policy;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -147,6 +149,67 @@ fn check_not_management(name: &str, commands: &[String]) -> Result<(), PushedErr
 
 /// The bytes are a WebAssembly component, not a core module or no
 /// WebAssembly at all.
+/// What a box with `installed` refuses about the version of `manifest`, in
+/// the order install checks it: older than the installed version, older
+/// than the newest ever installed (unless the policy allows downgrades);
+/// and, when the component's `sha256` is given, the installed version
+/// number with other bytes (the store refuses that once downloaded).
+fn version_problems(
+    policy: &Policy,
+    manifest: &crate::manifest::Manifest,
+    sha256: Option<&str>,
+    installed: &Inventory,
+) -> Vec<PushedError> {
+    use crate::version_order::is_older;
+    let mut problems = Vec::new();
+    let current = installed.installed(&manifest.name);
+    if !policy.allow_downgrade {
+        // One refusal: the high-water mark is named when it is above the
+        // installed version (or nothing is installed).
+        if let Some(current) = current
+            && is_older(&manifest.version, &current.version)
+        {
+            problems.push(
+                policy::PolicyError::Downgrade {
+                    name: manifest.name.clone(),
+                    version: manifest.version.clone(),
+                    installed: current.version.clone(),
+                    path: policy.path.clone(),
+                }
+                .into(),
+            );
+        } else if let Some(highest) = installed.high_water.get(&manifest.name)
+            && is_older(&manifest.version, highest)
+        {
+            problems.push(
+                policy::PolicyError::BelowHighWater {
+                    name: manifest.name.clone(),
+                    version: manifest.version.clone(),
+                    highest: highest.clone(),
+                    path: policy.path.clone(),
+                }
+                .into(),
+            );
+        }
+    }
+    if let (Some(sha256), Some(current)) = (sha256, current)
+        && current.version == manifest.version
+        && current
+            .sha256
+            .as_deref()
+            .is_some_and(|installed| !installed.eq_ignore_ascii_case(sha256))
+    {
+        problems.push(
+            store::StoreError::VersionClash {
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+            }
+            .into(),
+        );
+    }
+    problems
+}
+
 fn check_is_component(name: &str, bytes: &[u8]) -> Result<(), PushedError> {
     match bytes.get(..8) {
         Some([0, b'a', b's', b'm', _, _, 0, 0]) => Err(PushedError::NotAComponent {
@@ -309,41 +372,61 @@ impl Manager {
         policy: &Policy,
         manifest: &crate::manifest::Manifest,
     ) -> Result<(), PushedError> {
-        match self.command_problems(policy, manifest).into_iter().next() {
+        match self
+            .command_problems(policy, manifest, &self.inventory())
+            .into_iter()
+            .next()
+        {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    /// Everything [`Manager::check_commands`] would refuse, in its order.
+    /// What this box has installed: its store and built-in components.
+    fn inventory(&self) -> Inventory {
+        Inventory::from_store(
+            &self.store,
+            &self.builtins(),
+            format!("{} (this machine)", self.config.pushed_components_dir().display()),
+        )
+    }
+
+    /// Whether this machine holds a component store to read (on a box; an
+    /// author's copy of a box's site.conf usually points elsewhere).
+    fn has_store(&self) -> bool {
+        self.config.pushed_components_dir().is_dir()
+    }
+
+    /// Everything [`Manager::check_commands`] would refuse on a box with
+    /// `installed`, in its order.
     fn command_problems(
         &self,
         policy: &Policy,
         manifest: &crate::manifest::Manifest,
+        installed: &Inventory,
     ) -> Vec<PushedError> {
         let mut problems = Vec::new();
         if let Err(e) = check_not_management(&manifest.name, &manifest.commands) {
             problems.push(e);
         }
-        let builtins = self.builtins();
-        if builtins.by_name(&manifest.name).is_some() {
+        if installed.builtin_named(&manifest.name) {
             problems.push(PushedError::BuiltInName(manifest.name.clone()));
         }
-        let (installed, _) = self.store.list();
         for command in &manifest.commands {
-            if builtins.for_command(command).is_some()
+            if installed.builtin_for(command)
                 && let Err(e) = policy.check_replacement(&manifest.name, command)
             {
                 problems.push(e.into());
             }
-            if let Some(other) = installed.iter().find(|c| {
-                c.active.manifest.name != manifest.name
-                    && c.active.manifest.commands.contains(command)
-            }) {
+            if let Some(other) = installed
+                .components
+                .iter()
+                .find(|c| c.name != manifest.name && c.commands.contains(command))
+            {
                 problems.push(PushedError::CommandTaken {
                     name: manifest.name.clone(),
                     command: command.clone(),
-                    other: other.active.manifest.name.clone(),
+                    other: other.name.clone(),
                 });
             }
             if !policy.extend_allowlist && !self.config.allowed_commands.contains(command) {
@@ -429,30 +512,11 @@ impl Manager {
         // 2. The site allows what it asks for, and no silent downgrade.
         let policy = self.policy()?;
         policy.check_manifest(&manifest)?;
-        if let Ok(installed) = self.store.get(&manifest.name) {
-            let current = &installed.active.manifest.version;
-            if crate::version_order::is_older(&manifest.version, current) && !policy.allow_downgrade
-            {
-                return Err(policy::PolicyError::Downgrade {
-                    name: manifest.name.clone(),
-                    version: manifest.version.clone(),
-                    installed: current.clone(),
-                    path: policy.path.clone(),
-                }
-                .into());
-            }
-        }
-        if let Some(highest) = self.store.high_water(&manifest.name)
-            && crate::version_order::is_older(&manifest.version, &highest)
-            && !policy.allow_downgrade
+        if let Some(e) = version_problems(&policy, &manifest, None, &self.inventory())
+            .into_iter()
+            .next()
         {
-            return Err(policy::PolicyError::BelowHighWater {
-                name: manifest.name.clone(),
-                version: manifest.version.clone(),
-                highest,
-                path: policy.path.clone(),
-            }
-            .into());
+            return Err(e);
         }
         // 3. Signed by a trusted key (checked against the announced hash
         //    before downloading anything; the download must then match it).
@@ -557,6 +621,9 @@ impl Manager {
 
     fn list(&self) -> Value {
         let (installed, problems) = self.store.list();
+        // What `component check --installed` reads to refuse a downgrade
+        // below a removed component's newest version, as install does.
+        let high_water = self.store.high_water_marks();
         let components: Vec<Value> = installed
             .iter()
             .map(|c| {
@@ -588,6 +655,7 @@ impl Manager {
             "success": true,
             "components": components,
             "builtin": builtin,
+            "highWater": high_water,
             "problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "policy": self.config.component_policy_path.is_file()
                 .then(|| self.config.component_policy_path.display().to_string()),

@@ -383,7 +383,8 @@ impl ComponentStore {
         Ok(state.active)
     }
 
-    fn high_waters(&self) -> std::collections::BTreeMap<String, String> {
+    /// The newest version of each component this box ever installed.
+    pub fn high_water_marks(&self) -> std::collections::BTreeMap<String, String> {
         std::fs::read(self.dir.join(HIGH_WATER_FILE))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -393,12 +394,12 @@ impl ComponentStore {
     /// The newest version of `name` this box ever installed (removed since
     /// or not), if known.
     pub fn high_water(&self, name: &str) -> Option<String> {
-        self.high_waters().remove(name)
+        self.high_water_marks().remove(name)
     }
 
     /// Records `version` as installed: the high-water mark moves up only.
     fn raise_high_water(&self, name: &str, version: &str) -> Result<(), StoreError> {
-        let mut all = self.high_waters();
+        let mut all = self.high_water_marks();
         let newer = all
             .get(name)
             .is_none_or(|hw| crate::version_order::is_older(hw, version));

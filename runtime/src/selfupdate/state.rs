@@ -294,7 +294,7 @@ impl AgentState {
         if let Some(kept) = read_highest(agent_dir)
             && state
                 .highest_committed()
-                .is_none_or(|h| crate::agent::version_order::is_older(h, &kept))
+                .is_none_or(|h| crate::version_order::is_older(h, &kept))
         {
             state.highest = Some(kept);
         }
@@ -313,7 +313,7 @@ impl AgentState {
         let dir = atomic::open_state_dir(agent_dir).map_err(write_error)?;
         if let Some(top) = self.highest_committed()
             && read_highest(agent_dir)
-                .is_none_or(|kept| crate::agent::version_order::is_older(&kept, top))
+                .is_none_or(|kept| crate::version_order::is_older(&kept, top))
         {
             atomic::write_private(&dir, Path::new(HIGHEST_FILE), format!("{top}\n").as_bytes())
                 .map_err(|source| StateError::Write {

@@ -245,6 +245,22 @@ fn ts_guests(root: &Path, out: &Path) -> anyhow::Result<()> {
         .args(["run", "--silent", "build", "--", "--out"])
         .arg(out)
         .current_dir(&project))?;
+    // Test fixtures of the same project, each named after its source file
+    // (the build names its output after the project's manifest).
+    for fixture in ["memory-hog"] {
+        let scratch = out.join(format!(".{fixture}"));
+        run(Command::new("npm")
+            .args(["run", "--silent", "build", "--", "--src"])
+            .arg(format!("fixtures/{fixture}.ts"))
+            .arg("--out")
+            .arg(&scratch)
+            .current_dir(&project))?;
+        std::fs::rename(
+            scratch.join("video-inventory.wasm"),
+            out.join(format!("{fixture}.wasm")),
+        )?;
+        std::fs::remove_dir_all(&scratch)?;
+    }
     npm_cache_for_component_new(root)
 }
 

@@ -101,6 +101,14 @@ pub const JS_SDK: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/js/build/cli.mjs"),
     ),
     (
+        "build/componentize-qjs-pinned.mjs",
+        include_str!("../../../../guest-sdk/js/build/componentize-qjs-pinned.mjs"),
+    ),
+    (
+        "build/pinned-runtime.mjs",
+        include_str!("../../../../guest-sdk/js/build/pinned-runtime.mjs"),
+    ),
+    (
         "build/preopens.mjs",
         include_str!("../../../../guest-sdk/js/build/preopens.mjs"),
     ),
@@ -119,6 +127,14 @@ pub const JS_SDK: &[(&str, &str)] = &[
     (
         "testing/host.mjs",
         include_str!("../../../../guest-sdk/js/testing/host.mjs"),
+    ),
+    (
+        "testing/operations.mjs",
+        include_str!("../../../../guest-sdk/js/testing/operations.mjs"),
+    ),
+    (
+        "testing/tar.mjs",
+        include_str!("../../../../guest-sdk/js/testing/tar.mjs"),
     ),
     (
         "testing/register.mjs",
