@@ -36,6 +36,9 @@ conf() {
 
 STATE=$(conf STATE_PATH)
 [ -n "$STATE" ] || STATE=/var/lib/neopro-runtime
+# The running agent's link status lives in the unit's tmpfs (RuntimeDirectory).
+RUNTIME=$(conf RUNTIME_PATH)
+[ -n "$RUNTIME" ] || RUNTIME=/run/neopro-runtime
 LOGFILE=$(conf LOG_PATH)
 [ -n "$LOGFILE" ] || LOGFILE="$(dirname "$SYNC")/logs/sync-agent.log"
 
@@ -110,7 +113,7 @@ systemctl is-enabled --quiet "$NEW.service" || give_back "the package did not in
 log "neopro-runtime installed; waiting up to $DEADLINE s for it to authenticate"
 waited=0
 while [ "$waited" -lt "$DEADLINE" ]; do
-  STATUS="$STATE/link-status.json"
+  STATUS="$RUNTIME/link-status.json"
   if [ -n "$(find "$STATUS" -newer "$STAMP" 2>/dev/null)" ] \
     && grep -q '"lastAuthenticated"' "$STATUS" 2>/dev/null \
     && systemctl is-active --quiet "$NEW.service"; then

@@ -67,9 +67,10 @@ impl Site {
         }
         // No settle time after updates unless a test asks (later keys win).
         let text = format!(
-            "NEOPRO_ROOT={}\nSTATE_PATH={}\nUPDATE_SETTLE_SECS=0\n{extra}\n",
+            "NEOPRO_ROOT={}\nSTATE_PATH={}\nRUNTIME_PATH={}\nUPDATE_SETTLE_SECS=0\n{extra}\n",
             root.join("neopro").display(),
-            root.join("state").display()
+            root.join("state").display(),
+            root.join("run").display()
         );
         let config = SiteConfig::from_sources(Some((&root.join("site.conf"), &text)), &|_| None)
             .expect("site config");
@@ -164,11 +165,12 @@ impl Site {
         let path = self.path("site.conf");
         let text = format!(
             "CENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID={site_id}\nSITE_API_KEY={api_key}\n\
-             NEOPRO_ROOT={}\nSTATE_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\nUPDATE_SETTLE_SECS=0\n\
+             NEOPRO_ROOT={}\nSTATE_PATH={}\nRUNTIME_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\nUPDATE_SETTLE_SECS=0\n\
              PING_CHECK_TIMEOUT=3000\n\
              ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,unhandled_command\n",
             self.path("neopro").display(),
             self.path("state").display(),
+            self.path("run").display(),
             components_dir().display()
         );
         std::fs::write(&path, text).expect("site.conf");
