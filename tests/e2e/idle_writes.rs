@@ -66,7 +66,9 @@ fn changes(before: &BTreeMap<PathBuf, Seen>, after: &BTreeMap<PathBuf, Seen>) ->
     for (path, was) in before {
         match after.get(path) {
             None => out.push(format!("removed {}", path.display())),
-            Some(now) if now != was => out.push(format!("changed {}: {was:?} -> {now:?}", path.display())),
+            Some(now) if now != was => {
+                out.push(format!("changed {}: {was:?} -> {now:?}", path.display()))
+            }
             Some(_) => {}
         }
     }
