@@ -188,6 +188,9 @@ case "$STATE" in
   /*) ;;
   *) give_back "STATE_PATH in $SITE_CONF is not an absolute path ($STATE)" ;;
 esac
+# The running agent's link status lives in the unit's tmpfs (RuntimeDirectory).
+RUNTIME=$(conf RUNTIME_PATH)
+[ -n "$RUNTIME" ] || RUNTIME=/run/neopro-runtime
 
 # The package is copied out of the web app's folder into one only root
 # writes, then checked there: what is installed is what was checked.
@@ -243,7 +246,7 @@ systemctl is-enabled --quiet "$NEW.service" || give_back "the package did not in
 log "neopro-runtime installed; waiting up to $DEADLINE s for it to authenticate"
 waited=0
 while [ "$waited" -lt "$DEADLINE" ]; do
-  STATUS="$STATE/link-status.json"
+  STATUS="$RUNTIME/link-status.json"
   if [ -n "$(find "$STATUS" -newer "$STAMP" 2>/dev/null)" ] \
     && grep -q '"lastAuthenticated"' "$STATUS" 2>/dev/null \
     && systemctl is-active --quiet "$NEW.service"; then

@@ -90,6 +90,10 @@ pub struct SiteConfig {
     pub trusted_component_keys: Vec<String>,
     /// Journal, outbox, component cache and installed components.
     pub state_path: PathBuf,
+    /// What only matters while the agent runs (`link-status.json`): a
+    /// tmpfs, so an idle agent writes nothing to the SD card. See
+    /// [`runtime_path_default`].
+    pub runtime_path: PathBuf,
     /// Overrides where built-in components are looked up.
     pub components_path: Option<PathBuf>,
     /// The journalctl program used for log tails (`JOURNALCTL_PATH`).
@@ -119,6 +123,34 @@ pub struct SiteConfig {
     /// The hotspot's hostapd.conf (`HOSTAPD_CONF`); its folder is the
     /// `hostapd` root.
     pub hostapd_conf: PathBuf,
+}
+
+/// The unit's runtime folder (`RuntimeDirectory=neopro-runtime`).
+pub const UNIT_RUNTIME_DIRECTORY: &str = "/run/neopro-runtime";
+
+/// Where runtime-only state goes when `RUNTIME_PATH` is not set: the
+/// folder systemd made for the unit (`RUNTIME_DIRECTORY`, the first of a
+/// colon-separated list); else the unit's folder when it exists (an
+/// operator's `diagnose` outside the unit reads what the agent wrote);
+/// else `STATE_PATH/run` (an agent run by hand, a test: on disk, but
+/// apart from the state).
+pub fn runtime_path_default(
+    env: &dyn Fn(&str) -> Option<String>,
+    state_path: &Path,
+    is_dir: &dyn Fn(&Path) -> bool,
+) -> PathBuf {
+    let from_systemd = env("RUNTIME_DIRECTORY").and_then(|dirs| {
+        let first = PathBuf::from(dirs.split(':').next().unwrap_or_default());
+        first.is_absolute().then_some(first)
+    });
+    if let Some(dir) = from_systemd {
+        return dir;
+    }
+    let unit = PathBuf::from(UNIT_RUNTIME_DIRECTORY);
+    if is_dir(&unit) {
+        return unit;
+    }
+    state_path.join("run")
 }
 
 /// Units the agent may control, and how (`SYSTEMCTL_PATH`, `MANAGED_SERVICES`,
@@ -293,6 +325,7 @@ impl SiteConfig {
         // Unlike upstream (fixed /home/pi/neopro/... defaults), the folder
         // defaults follow NEOPRO_ROOT; identical when it is left default.
         let neopro_root = path("NEOPRO_ROOT", PathBuf::from("/home/pi/neopro"))?;
+        let state_path = path("STATE_PATH", PathBuf::from("/var/lib/neopro-runtime"))?;
         let heartbeat_ms = number("HEARTBEAT_INTERVAL", 30_000)?;
         if heartbeat_ms < 1_000 {
             return Err(ConfigError::Invalid {
@@ -357,7 +390,11 @@ impl SiteConfig {
                 PathBuf::from("/etc/neopro/component-policy.toml"),
             )?,
             trusted_component_keys: list_or(text("TRUSTED_COMPONENT_KEYS"), &[]),
-            state_path: path("STATE_PATH", PathBuf::from("/var/lib/neopro-runtime"))?,
+            state_path: state_path.clone(),
+            runtime_path: path(
+                "RUNTIME_PATH",
+                runtime_path_default(env, &state_path, &|p| p.is_dir()),
+            )?,
             components_path: match text("COMPONENTS_PATH") {
                 Some(_) => Some(path("COMPONENTS_PATH", PathBuf::new())?),
                 None => None,

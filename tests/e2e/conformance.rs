@@ -554,7 +554,7 @@ async fn diagnose_tells_which_key_the_running_agent_uses() {
     // The status file is written by its own thread: wait for the session's
     // authentication in it.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while neopro_runtime::agent::session::link_status::read(&site.path("state"))
+    while neopro_runtime::agent::session::link_status::read(&site.config.runtime_path)
         .ok()
         .flatten()
         .is_none_or(|s| s.state != "authenticated")
@@ -595,7 +595,7 @@ async fn diagnose_tells_which_key_the_running_agent_uses() {
         .control(json!({"op": "kick", "siteId": "site-1"}))
         .await;
     central.peer.nth("event", "authenticate", 2, WAIT).await;
-    let status = neopro_runtime::agent::session::link_status::read(&site.path("state"))
+    let status = neopro_runtime::agent::session::link_status::read(&site.config.runtime_path)
         .expect("readable")
         .expect("a status");
     if let (Some(ping), Some(since)) = (&status.last_ping_check, &status.connected_since) {

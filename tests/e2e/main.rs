@@ -14,6 +14,7 @@ mod conformance;
 mod content;
 mod crash;
 mod deploy;
+mod idle_writes;
 mod operator;
 mod pushed;
 mod sandbox_escapes;

@@ -89,7 +89,7 @@ async fn diagnose_reports_the_running_agents_link_without_a_second_session() {
     // The status file follows the session: wait for a ping_check in it.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let status = neopro_runtime::agent::session::link_status::read(&site.path("state"))
+        let status = neopro_runtime::agent::session::link_status::read(&site.config.runtime_path)
             .expect("readable");
         if status.is_some_and(|s| s.last_ping_check.is_some()) {
             break;

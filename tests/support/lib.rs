@@ -69,9 +69,16 @@ impl Site {
         // `localhost:3000`, where a real one may run), unless a test asks
         // (later keys win).
         let text = format!(
-            "NEOPRO_ROOT={}\nSTATE_PATH={}\nUPDATE_SETTLE_SECS=0\nLOCAL_APP_URL=http://127.0.0.1:9\n{extra}\n",
+            "NEOPRO_ROOT={}
+STATE_PATH={}
+RUNTIME_PATH={}
+UPDATE_SETTLE_SECS=0
+LOCAL_APP_URL=http://127.0.0.1:9
+{extra}
+",
             root.join("neopro").display(),
-            root.join("state").display()
+            root.join("state").display(),
+            root.join("run").display()
         );
         let config = SiteConfig::from_sources(Some((&root.join("site.conf"), &text)), &|_| None)
             .expect("site config");
@@ -169,12 +176,13 @@ impl Site {
         let path = self.path("site.conf");
         let text = format!(
             "CENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={url}\nSITE_ID={site_id}\nSITE_API_KEY={api_key}\n\
-             NEOPRO_ROOT={}\nSTATE_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\nUPDATE_SETTLE_SECS=0\n\
+             NEOPRO_ROOT={}\nSTATE_PATH={}\nRUNTIME_PATH={}\nCOMPONENTS_PATH={}\nHEARTBEAT_INTERVAL=1000\nUPDATE_SETTLE_SECS=0\n\
              PING_CHECK_TIMEOUT=3000\n\
              LOCAL_APP_URL=http://127.0.0.1:9\n\
              ALLOWED_COMMANDS=get_config,get_logs,get_system_info,test_loop,test_escape,unhandled_command\n",
             self.path("neopro").display(),
             self.path("state").display(),
+            self.path("run").display(),
             components_dir().display()
         );
         std::fs::write(&path, text).expect("site.conf");

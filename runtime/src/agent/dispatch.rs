@@ -90,6 +90,11 @@ pub struct Dispatcher {
     /// same time; everything else runs concurrently.
     locks: BTreeMap<Resource, Arc<Mutex<()>>>,
     slots: Slots,
+    /// Whether the server ran a command since the agent last went idle:
+    /// only then is going idle worth a line at info level. The hourly
+    /// expiry of a quiet box would otherwise log one every hour, a page
+    /// written to the SD card each time (issue 29).
+    served: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How many commands may run at once (MAX_CONCURRENT_COMMANDS): a backlog the
@@ -211,6 +216,7 @@ impl Dispatcher {
             loaded: Arc::default(),
             locks,
             slots: Slots::new(config.max_concurrent_commands),
+            served: Arc::default(),
         }
     }
 
@@ -271,13 +277,19 @@ impl Dispatcher {
     /// agent is idle, and the code pages it touched meanwhile are handed
     /// back to the kernel ([`crate::platform::code_pages`]).
     pub fn unload_idle(&self, idle: std::time::Duration) -> impl Future<Output = ()> + use<> {
-        self.loaded.clone().sweep(idle, || {
-            tokio::task::spawn_blocking(|| {
+        let served = self.served.clone();
+        self.loaded.clone().sweep(idle, move || {
+            let after_commands = served.swap(false, std::sync::atomic::Ordering::Relaxed);
+            tokio::task::spawn_blocking(move || {
                 match crate::platform::code_pages::page_out_own_code() {
-                    Ok(bytes) => tracing::info!(
-                    "idle: components unloaded, code pages handed back to the kernel ({} KiB mapped)",
-                    bytes >> 10
-                ),
+                    Ok(bytes) if after_commands => tracing::info!(
+                        "idle: components unloaded, code pages handed back to the kernel ({} KiB mapped)",
+                        bytes >> 10
+                    ),
+                    Ok(bytes) => tracing::debug!(
+                        "idle: components unloaded, code pages handed back to the kernel ({} KiB mapped)",
+                        bytes >> 10
+                    ),
                     Err(e) => tracing::debug!("idle: {e}"),
                 }
             });
@@ -418,6 +430,8 @@ impl Dispatcher {
         data: &Value,
         progress: Option<Arc<dyn ProgressSink>>,
     ) -> Outcome {
+        self.served
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let table = self.table();
         if !table.allowed.contains(command_type) {
             return Outcome::Error {

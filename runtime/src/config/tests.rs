@@ -191,5 +191,39 @@ fn the_migration_handover_reads_site_conf_as_the_agent_does()
         .output()?;
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8(out.stderr)?, "line 2 is not KEY=VALUE\n");
+
+#[test]
+fn runtime_state_goes_to_the_units_tmpfs_and_never_into_the_state_folder_by_surprise()
+-> Result<(), ConfigError> {
+    let state = Path::new("/var/lib/neopro-runtime");
+    let none = |_: &str| None;
+    let systemd = |k: &str| (k == "RUNTIME_DIRECTORY").then(|| "/run/x:/run/y".to_owned());
+    // Under the unit: systemd's folder (the first of the list).
+    assert_eq!(
+        runtime_path_default(&systemd, state, &|_| false),
+        PathBuf::from("/run/x")
+    );
+    // An operator's diagnose beside the unit: the unit's folder.
+    assert_eq!(
+        runtime_path_default(&none, state, &|p| p == Path::new("/run/neopro-runtime")),
+        PathBuf::from("/run/neopro-runtime")
+    );
+    // By hand, no unit: apart from the state, under it.
+    assert_eq!(
+        runtime_path_default(&none, state, &|_| false),
+        state.join("run")
+    );
+    // A relative RUNTIME_DIRECTORY is not trusted.
+    let relative = |k: &str| (k == "RUNTIME_DIRECTORY").then(|| "run".to_owned());
+    assert_eq!(
+        runtime_path_default(&relative, state, &|_| false),
+        state.join("run")
+    );
+    // RUNTIME_PATH wins.
+    let c = SiteConfig::from_sources(
+        Some((Path::new("/x/site.conf"), "RUNTIME_PATH=/dev/shm/agent\n")),
+        &systemd,
+    )?;
+    assert_eq!(c.runtime_path, PathBuf::from("/dev/shm/agent"));
     Ok(())
 }

@@ -532,11 +532,18 @@ impl Host for HostState {
         let deadline = self.call.deadline;
         // Every redirect is checked against the same grant as the URL.
         let grant = self.call.manifest.grants.download.clone();
+        // Called for every network read: only a new percentage builds a
+        // report (the detail is cloned for it).
+        let mut last_percent = None;
         let mut report = |received: u64, total: u64| {
             if let Some((event, detail)) = &progress {
                 let (low, high) = progress_range(detail);
                 let span = u64::from(high - low);
                 let percent = low + (received.saturating_mul(span) / total.max(1)).min(span) as u8;
+                if last_percent == Some(percent) {
+                    return;
+                }
+                last_percent = Some(percent);
                 let mut detail = detail.clone();
                 detail.remove(PROGRESS_RANGE_KEY);
                 self.emit_progress(event, percent, detail);

@@ -327,7 +327,7 @@ pub async fn diagnose_with(
 /// Reports the running agent's link state; `true` when an agent is running.
 fn running_agent(b: &mut Builder, config: &SiteConfig) -> bool {
     use crate::agent::session::link_status;
-    let status = match link_status::read(&config.state_path) {
+    let status = match link_status::read(&config.runtime_path) {
         Ok(Some(status)) if link_status::writer_alive(&status) => status,
         // No agent running: nothing to add, the authentication check runs.
         Ok(_) => return false,

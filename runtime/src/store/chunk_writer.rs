@@ -1,14 +1,25 @@
-//! Appends a stream of chunks to a file on a thread of its own, with the
-//! disk's write-back kept going on another, so a download's network reads,
-//! hashing and disk writes overlap instead of taking turns.
+//! Appends a stream of chunks to a file on a thread of its own, so a
+//! download's network reads and hashing (the receiving side) and its disk
+//! writes overlap instead of taking turns, and the disk is kept busy from
+//! the first megabytes on rather than at the closing fsync.
 //!
-//! Why: written inline, each chunk waits for the page cache, and the
-//! kernel starts writing a large file back only once gigabytes are dirty
-//! (10 % of memory here); the final fsync then writes the whole file after
-//! the transfer. Here the receiving side only queues chunks (bounded in
-//! bytes: the queue is the only memory it adds), the writer thread appends
-//! them, and every [`FLUSH_EVERY`] bytes a flusher thread asks the disk to
-//! catch up, so the closing fsync finds little left to write.
+//! How (issue 29.6, measured in docs/card-and-deploy.md):
+//! - The receiving side hands chunks over in batches of [`BATCH_BYTES`]:
+//!   one wake-up of the writer per megabyte, not per network read (tens
+//!   of thousands for a large video). The queue is bounded in bytes
+//!   ([`QUEUE_BYTES`]): it is the only memory the writer adds.
+//! - Every [`WRITE_BACK_EVERY`] bytes the writer asks the kernel to start
+//!   writing the range just appended (`POSIX_FADV_DONTNEED`: write-back
+//!   starts at once, nobody waits for it, no journal commit) and drops the
+//!   range before it, written back by then, from the page cache. On a
+//!   1 GB Pi a video no longer pushes the web app's and the agent's pages
+//!   out of memory, and the card writes while bytes still arrive. An
+//!   fdatasync every few megabytes did the same but committed the ext4
+//!   journal (and flushed the disk's cache) each time, holding the writes
+//!   up behind every commit.
+//! - One fsync at the end, by the caller: it finds little left to write.
+//!   A write-back error is kept by the kernel for that fsync (the advice
+//!   never consumes it).
 
 use bytes::Bytes;
 use std::io::Write;
@@ -16,11 +27,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-/// Bytes queued for the writer at most; a chunk larger than this is queued
-/// alone.
-pub const QUEUE_BYTES: u64 = 4 << 20;
+/// Bytes queued for the writer at most (the batch being filled included);
+/// a chunk larger than this is queued alone.
+pub const QUEUE_BYTES: u64 = 8 << 20;
+/// The receiving side hands chunks over once it holds this many bytes.
+pub const BATCH_BYTES: u64 = 1 << 20;
 /// Write-back is started after every this many bytes written.
-pub const FLUSH_EVERY: u64 = 8 << 20;
+pub const WRITE_BACK_EVERY: u64 = 8 << 20;
 
 /// Why the writer stopped.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +56,7 @@ impl ChunkWriteError {
     }
 }
 
-/// Bytes in the queue, shared by both sides.
+/// Bytes handed to the writer and not yet written, shared by both sides.
 #[derive(Debug, Default)]
 struct Budget {
     queued: Mutex<u64>,
@@ -57,18 +70,22 @@ impl Budget {
 }
 
 /// The receiving side's handle. Dropped or finished, it waits for the
-/// threads: nothing writes to the file once it is gone.
+/// writer thread: nothing writes to the file once it is gone (a dropped
+/// handle discards the batch it had not handed over).
 #[derive(Debug)]
 pub struct ChunkWriter {
-    chunks: Option<mpsc::Sender<Bytes>>,
+    chunks: Option<mpsc::Sender<Vec<Bytes>>>,
     budget: Arc<Budget>,
     writer: Option<JoinHandle<Result<(), ChunkWriteError>>>,
+    /// Chunks not handed over yet, and their bytes.
+    batch: Vec<Bytes>,
+    batch_bytes: u64,
 }
 
 impl ChunkWriter {
     /// Starts appending to `file` (opened for appending).
     pub fn start(file: cap_std::fs::File) -> Result<Self, ChunkWriteError> {
-        let (chunks, queue) = mpsc::channel::<Bytes>();
+        let (chunks, queue) = mpsc::channel::<Vec<Bytes>>();
         let budget = Arc::new(Budget::default());
         let freed = budget.clone();
         let writer = std::thread::Builder::new()
@@ -79,13 +96,29 @@ impl ChunkWriter {
             chunks: Some(chunks),
             budget,
             writer: Some(writer),
+            batch: Vec::new(),
+            batch_bytes: 0,
         })
     }
 
-    /// Queues `chunk`, waiting while the queue holds [`QUEUE_BYTES`].
-    /// `false`: the writer stopped (its error comes from [`Self::finish`]).
+    /// Queues `chunk`; once a batch is full, hands it over, waiting while
+    /// the writer holds [`QUEUE_BYTES`]. `false`: the writer stopped (its
+    /// error comes from [`Self::finish`]).
     pub fn push(&mut self, chunk: Bytes) -> bool {
-        let len = chunk.len() as u64;
+        self.batch_bytes += chunk.len() as u64;
+        self.batch.push(chunk);
+        if self.batch_bytes < BATCH_BYTES {
+            return true;
+        }
+        self.hand_over()
+    }
+
+    /// Hands the batch to the writer thread.
+    fn hand_over(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let len = self.batch_bytes;
         {
             let mut queued = self.budget.queued();
             while *queued > 0 && *queued + len > QUEUE_BYTES {
@@ -101,21 +134,30 @@ impl ChunkWriter {
             }
             *queued += len;
         }
+        self.batch_bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
         self.chunks
             .as_ref()
-            .is_some_and(|chunks| chunks.send(chunk).is_ok())
+            .is_some_and(|chunks| chunks.send(batch).is_ok())
     }
 
-    /// Bytes queued and not yet written: a free-space check must count
+    /// Bytes received and not yet written: a free-space check must count
     /// them as already taken.
     pub fn queued(&self) -> u64 {
-        *self.budget.queued()
+        *self.budget.queued() + self.batch_bytes
     }
 
-    /// Waits until every queued chunk is written (not yet fsynced: the
-    /// caller's fsync makes it durable, and finds little left to do).
+    /// Writes the last batch and waits until every chunk is written (not
+    /// yet fsynced: the caller's fsync makes it durable, and finds little
+    /// left to do).
     pub fn finish(mut self) -> Result<(), ChunkWriteError> {
-        self.stop()
+        let handed = self.hand_over();
+        let stopped = self.stop();
+        match (handed, stopped) {
+            (_, Err(e)) => Err(e),
+            (false, Ok(())) => Err(ChunkWriteError::Lost),
+            (true, Ok(())) => Ok(()),
+        }
     }
 
     fn stop(&mut self) -> Result<(), ChunkWriteError> {
@@ -137,74 +179,76 @@ impl Drop for ChunkWriter {
 /// (the queue is then dropped unwritten).
 fn write_loop(
     mut file: cap_std::fs::File,
-    queue: &mpsc::Receiver<Bytes>,
+    queue: &mpsc::Receiver<Vec<Bytes>>,
     budget: &Budget,
 ) -> Result<(), ChunkWriteError> {
-    let flusher = Flusher::start(&file);
-    let mut since_flush = 0u64;
+    // Appending: the file may hold a resumed download's first part.
+    let mut written = file.metadata().map_or(0, |m| m.len());
+    let mut write_back = WriteBack::from(written);
     let result = (|| {
-        for chunk in queue {
-            file.write_all(&chunk)?;
+        for batch in queue {
+            let mut len = 0u64;
+            for chunk in &batch {
+                file.write_all(chunk)?;
+                len += chunk.len() as u64;
+            }
+            drop(batch);
             {
                 let mut queued = budget.queued();
-                *queued = queued.saturating_sub(chunk.len() as u64);
+                *queued = queued.saturating_sub(len);
             }
             budget.freed.notify_all();
-            since_flush += chunk.len() as u64;
-            if since_flush >= FLUSH_EVERY {
-                since_flush = 0;
-                if let Some(flusher) = &flusher {
-                    flusher.request();
-                }
-            }
+            written += len;
+            write_back.advance(&file, written);
         }
         Ok(())
     })();
     // Wakes a receiving side waiting for room that will never come.
     budget.freed.notify_all();
-    let flushed = flusher.map_or(Ok(()), Flusher::finish);
-    result.and(flushed)
+    result
 }
 
-/// Runs `fdatasync` on a second handle of the file when asked, so the
-/// writer never waits for the disk. An error it sees is returned: the
-/// kernel reports a write-back error once per open file, and the caller's
-/// own fsync would not see it again.
-struct Flusher {
-    wanted: mpsc::SyncSender<()>,
-    thread: JoinHandle<std::io::Result<()>>,
+/// Starts the write-back of each [`WRITE_BACK_EVERY`] bytes appended and
+/// drops the window before it from the page cache.
+struct WriteBack {
+    /// Start of the window being filled.
+    window: u64,
+    /// Start of the window whose write-back was started last.
+    started: Option<u64>,
 }
 
-impl Flusher {
-    /// `None` when the handle or the thread cannot be had: the caller's
-    /// final fsync then does all the writing, as before.
-    fn start(file: &cap_std::fs::File) -> Option<Flusher> {
-        let handle = file.try_clone().ok()?;
-        let (wanted, requests) = mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("download-flush".to_owned())
-            .spawn(move || {
-                for () in requests {
-                    crate::store::atomic::count_fsync();
-                    handle.sync_data()?;
-                }
-                Ok(())
-            })
-            .ok()?;
-        Some(Flusher { wanted, thread })
-    }
-
-    /// Asks for a write-back; one already asked for covers this one too.
-    fn request(&self) {
-        let _ = self.wanted.try_send(());
-    }
-
-    fn finish(self) -> Result<(), ChunkWriteError> {
-        drop(self.wanted);
-        match self.thread.join() {
-            Ok(result) => result.map_err(ChunkWriteError::Io),
-            Err(_) => Err(ChunkWriteError::Lost),
+impl WriteBack {
+    fn from(offset: u64) -> WriteBack {
+        WriteBack {
+            window: offset,
+            started: None,
         }
+    }
+
+    fn advance(&mut self, file: &cap_std::fs::File, written: u64) {
+        use rustix::fs::{Advice, fadvise};
+        if written < self.window + WRITE_BACK_EVERY {
+            return;
+        }
+        // Advice only: a kernel or filesystem that ignores it changes
+        // nothing but the timing; errors are for the final fsync.
+        if let Some(previous) = self.started {
+            // Written back by now (or nearly): the clean pages go.
+            let _ = fadvise(
+                file,
+                previous,
+                std::num::NonZeroU64::new(self.window - previous),
+                Advice::DontNeed,
+            );
+        }
+        let _ = fadvise(
+            file,
+            self.window,
+            std::num::NonZeroU64::new(written - self.window),
+            Advice::DontNeed,
+        );
+        self.started = Some(self.window);
+        self.window = written;
     }
 }
 

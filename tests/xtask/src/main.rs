@@ -11,6 +11,9 @@
 //! - `bench [idle-secs] [deploy-MiB]`: `build`, then the sandbox, agent and
 //!   deploy benchmarks (release)
 //! - `bench-memory [soak-minutes]`: `build`, then the memory benchmark
+//! - `bench-deploy [MiB] [rounds]`: `build`, then the deploy benchmark alone
+//! - `card-writes [idle-secs]`: `build`, then what the agent writes to the
+//!   card, idle (at the real server's rates) and per command
 //!   (RSS in each state, fsyncs per command; a soak when given minutes)
 //! - `package [--target <triple>]...`: guests + release host →
 //!   `dist/neopro-runtime_<version>_<arch>.deb`, checked, smoke-tested
@@ -47,6 +50,8 @@ fn main() -> anyhow::Result<()> {
         "demo" => demo(&root),
         "bench" => bench(&root),
         "bench-memory" => bench_memory(&root),
+        "card-writes" => card_writes(&root),
+        "bench-deploy" => bench_deploy(&root),
         "package" => package(&root),
         "fuzz" => fuzz(&root),
         "floors" => floors::run(&root),
@@ -57,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         "bench-cross" => bench_cross(&root),
         "migration-bundle" => migration_bundle(&root),
         _ => bail!(
-            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package|fuzz|floors|system-test|bench-cross|migration-bundle>"
+            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|bench-deploy|card-writes|package|fuzz|floors|system-test|bench-cross|migration-bundle>"
         ),
     }
 }
@@ -432,6 +437,39 @@ fn e2e_release_bin(root: &Path, bin: &str) -> Command {
         "--",
     ]);
     command
+}
+
+/// `cargo xtask bench-deploy [MiB] [rounds]` (default 512 MiB, 3 rounds):
+/// the deploy benchmark of `bench` alone.
+fn bench_deploy(root: &Path) -> anyhow::Result<()> {
+    build(root)?;
+    let mib = std::env::args().nth(2).unwrap_or_else(|| "512".to_owned());
+    let rounds = std::env::args().nth(3).unwrap_or_else(|| "3".to_owned());
+    run(cargo()
+        .current_dir(target_dir(root))
+        .args(["run", "--quiet", "--release", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .args(["-p", "neopro-e2e", "--bin", "deploy-bench", "--"])
+        .arg(root.join("dist/neopro-runtime"))
+        .arg(mib)
+        .arg(rounds))
+}
+
+/// `cargo xtask card-writes [idle-seconds]` (default 300): the release
+/// agent's writes, counted by `strace` and `/proc/<pid>/io`, idle at the
+/// real server's rates and per command (issue 29.5). Its folders live under
+/// target/ (a real disk), its runtime folder on /dev/shm (a tmpfs, as the
+/// unit's /run/neopro-runtime on a box).
+fn card_writes(root: &Path) -> anyhow::Result<()> {
+    build(root)?;
+    let idle = std::env::args().nth(2).unwrap_or_else(|| "300".to_owned());
+    run(cargo()
+        .current_dir(target_dir(root))
+        .args(["run", "--quiet", "--release", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .args(["-p", "neopro-e2e", "--bin", "card-writes", "--"])
+        .arg(root.join("dist/neopro-runtime"))
+        .arg(idle))
 }
 
 /// `cargo xtask bench-memory [soak-minutes]`: RSS and peak of the release

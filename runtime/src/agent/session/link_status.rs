@@ -1,18 +1,22 @@
-//! `STATE_PATH/link-status.json`: the running agent's view of its session,
-//! kept up to date so that `neopro-runtime diagnose` can report it without
-//! opening a second session as the site (which makes the real server forget
-//! the agent's own: issue 18.1).
+//! `RUNTIME_PATH/link-status.json`: the running agent's view of its
+//! session, kept up to date so that `neopro-runtime diagnose` can report it
+//! without opening a second session as the site (which makes the real server
+//! forget the agent's own: issue 18.1).
 //!
-//! Written atomically (not fsynced) on every change of state (connect, disconnect,
-//! authentication, `ping_check`, results sent or delivered); a few hundred
-//! bytes, at most a write per `ping_check` (30 s) when idle.
+//! Written atomically (not fsynced) on every change of state (connect,
+//! disconnect, authentication, `ping_check`, results sent or delivered); a
+//! few hundred bytes, a write per `ping_check` (30 s) when idle. Hence the
+//! runtime folder (the unit's tmpfs `/run/neopro-runtime`), not the state
+//! folder: on the SD card those rewrites were 2,880 renames a day, each an
+//! ext4 journal commit, and the bulk of what an idle agent wrote (issue 29).
+//! Nothing in it has to outlive the process.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-/// File name under STATE_PATH.
+/// File name under RUNTIME_PATH.
 pub const FILE: &str = "link-status.json";
 
 /// A short, one-way fingerprint of an API key (the first 16 hex digits of
@@ -134,8 +138,9 @@ fn now() -> String {
 }
 
 impl StatusWriter {
-    pub fn new(state_path: &Path) -> Self {
-        let sink = match crate::store::atomic::open_state_dir(state_path) {
+    /// Keeps the file under `runtime_path` (`SiteConfig::runtime_path`).
+    pub fn new(runtime_path: &Path) -> Self {
+        let sink = match crate::store::atomic::open_state_dir(runtime_path) {
             Ok(dir) => {
                 let handoff = Arc::new(Handoff::default());
                 let writer = handoff.clone();
@@ -147,7 +152,7 @@ impl StatusWriter {
                     Err(e) => {
                         tracing::warn!(
                             "cannot start the thread that keeps {}/{FILE} (diagnose will not see the link state): {e}",
-                            state_path.display()
+                            runtime_path.display()
                         );
                         None
                     }
@@ -156,7 +161,7 @@ impl StatusWriter {
             Err(e) => {
                 tracing::warn!(
                     "cannot keep {}/{FILE} (diagnose will not see the link state): {e}",
-                    state_path.display()
+                    runtime_path.display()
                 );
                 None
             }
@@ -257,10 +262,19 @@ impl Drop for StatusWriter {
     }
 }
 
-/// Reads the status the agent keeps under `state_path`; `None` when there is
-/// none.
-pub fn read(state_path: &Path) -> Result<Option<LinkStatus>, StatusError> {
-    let path = state_path.join(FILE);
+/// Agents before issue 29 kept the file under STATE_PATH: left there it
+/// would describe a link long gone to an older `diagnose`, so it goes
+/// (once; nothing is written there again).
+pub fn forget_old_file(state_path: &Path, runtime_path: &Path) {
+    if state_path != runtime_path {
+        let _ = std::fs::remove_file(state_path.join(FILE));
+    }
+}
+
+/// Reads the status the agent keeps under `runtime_path`; `None` when there
+/// is none.
+pub fn read(runtime_path: &Path) -> Result<Option<LinkStatus>, StatusError> {
+    let path = runtime_path.join(FILE);
     let text = match std::fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -315,6 +329,11 @@ mod tests {
     fn the_file_follows_the_session_and_reads_back() {
         let dir = tempfile::tempdir().expect("temp dir");
         assert_eq!(read(dir.path()).expect("read"), None);
+        // An older agent's file in the state folder goes.
+        let state = tempfile::tempdir().expect("temp dir");
+        std::fs::write(state.path().join(FILE), b"{}").expect("old file");
+        forget_old_file(state.path(), dir.path());
+        assert!(!state.path().join(FILE).exists());
         let mut writer = StatusWriter::new(dir.path());
         writer.connected();
         writer.authenticated();

@@ -197,9 +197,10 @@ impl Session {
             site_id: config.site_id.clone().unwrap_or_default(),
             api_key: config.site_api_key.clone().unwrap_or_default(),
         };
+        link_status::forget_old_file(&config.state_path, &config.runtime_path);
         Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
-            status: StatusWriter::new(&config.state_path),
+            status: StatusWriter::new(&config.runtime_path),
             scheduled: crate::agent::maintenance_window::Scheduled::new(&config.state_path),
             scheduled_running: std::collections::HashSet::new(),
             unrecorded: Vec::new(),
@@ -317,7 +318,9 @@ impl Session {
                         .ok()
                         .and_then(|s| crate::platform::metrics::own_memory_kib(&s))
                     {
-                        tracing::info!("agent memory: {rss} KiB resident, {anon} KiB anonymous");
+                        // Debug: at info, a line an hour on a quiet box, a
+                        // page written to the SD card each time (issue 29).
+                        tracing::debug!("agent memory: {rss} KiB resident, {anon} KiB anonymous");
                     }
                     for job in self.dispatcher.periodic() {
                         let dispatcher = self.dispatcher.clone();
