@@ -191,6 +191,8 @@ fn the_migration_handover_reads_site_conf_as_the_agent_does()
         .output()?;
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8(out.stderr)?, "line 2 is not KEY=VALUE\n");
+    Ok(())
+}
 
 #[test]
 fn runtime_state_goes_to_the_units_tmpfs_and_never_into_the_state_folder_by_surprise()

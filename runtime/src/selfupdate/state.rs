@@ -312,8 +312,7 @@ impl AgentState {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| write_error(e.into()))?;
         let dir = atomic::open_state_dir(agent_dir).map_err(write_error)?;
         if let Some(top) = self.highest_committed()
-            && read_highest(agent_dir)
-                .is_none_or(|kept| crate::version_order::is_older(&kept, top))
+            && read_highest(agent_dir).is_none_or(|kept| crate::version_order::is_older(&kept, top))
         {
             atomic::write_private(&dir, Path::new(HIGHEST_FILE), format!("{top}\n").as_bytes())
                 .map_err(|source| StateError::Write {
