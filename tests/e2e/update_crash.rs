@@ -411,8 +411,15 @@ async fn no_result_yet(rig: &Rig, id: &str, probe: &str) {
     );
 }
 
+/// Kept entries (`<id>.json`; the folder also remembers deployments that
+/// ran, as `.settled` files).
 fn scheduled_files(rig: &Rig) -> usize {
-    std::fs::read_dir(rig.site.path("state/scheduled")).map_or(0, Iterator::count)
+    std::fs::read_dir(rig.site.path("state/scheduled")).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count()
+    })
 }
 
 /// The scheduled answer the server would have taken as "installed".

@@ -13,6 +13,7 @@ pub mod link_status;
 pub mod local_state;
 mod progress;
 mod refused;
+mod window_queue;
 
 use crate::agent::dispatch::Dispatcher;
 use crate::config::SiteConfig;
@@ -150,11 +151,9 @@ pub struct Session {
     /// Results after which the server dropped the link, again and again.
     refused: refused::RefusedResults,
     watcher: ConfigWatcher,
-    /// Updates waiting for the maintenance window (or running in it): kept
-    /// until their final result is journaled.
-    scheduled: crate::agent::maintenance_window::Scheduled,
-    /// Scheduled updates started by this process.
-    scheduled_running: std::collections::HashSet<String>,
+    /// Commands waiting for the maintenance window (or running in it):
+    /// kept until their final result is journaled.
+    window_queue: window_queue::WindowQueue,
     /// Outcomes the journal could not record yet (disk full): kept, retried,
     /// and sent only once recorded, so a restart can never report a second,
     /// different outcome ("interrupted") for a result the server has.
@@ -201,8 +200,7 @@ impl Session {
         Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
             status: StatusWriter::new(&config.runtime_path),
-            scheduled: crate::agent::maintenance_window::Scheduled::new(&config.state_path),
-            scheduled_running: std::collections::HashSet::new(),
+            window_queue: window_queue::WindowQueue::new(&config.state_path, config.update_window),
             unrecorded: Vec::new(),
             config,
             config_file,
@@ -525,10 +523,8 @@ impl Session {
         }
         // The dashboard shows a scheduled update as in progress until its
         // final result comes.
-        for update in self.scheduled.list() {
-            if !self.scheduled_running.contains(&update.id) {
-                self.send_scheduled_progress(&update);
-            }
+        for update in self.window_queue.waiting() {
+            self.send_scheduled_progress(&update);
         }
         self.status
             .results_waiting(self.journal.undelivered_count());
@@ -743,11 +739,10 @@ impl Session {
             .unwrap_or("undefined")
             .to_owned();
         tracing::info!("command {id}: {command_type}");
-        if self.dispatcher.uses_maintenance_window(&command_type) && self.scheduled.contains(&id) {
+        if self.dispatcher.uses_maintenance_window(&command_type) && self.window_queue.contains(&id)
+        {
             tracing::info!("update {id} is already scheduled for the maintenance window");
-            if !self.scheduled_running.contains(&id)
-                && let Some(update) = self.scheduled.list().into_iter().find(|u| u.id == id)
-            {
+            if let Some(update) = self.window_queue.waiting_entry(&id) {
                 self.send_scheduled_progress(&update);
             }
             return;
@@ -927,7 +922,6 @@ impl Session {
     /// final one comes when it has run; meanwhile an `update_progress`
     /// "scheduled").
     fn update_may_run_now(&mut self, id: &str, command_type: &str, data: &Value) -> bool {
-        use crate::agent::maintenance_window::{Decision, ScheduledUpdate, decide, local_hour};
         // The server's copy of the update this agent came from: success,
         // never a refusal that would flip the completed deployment.
         let state_path = &self.config.state_path;
@@ -944,73 +938,24 @@ impl Session {
             self.record_and_send(id.to_owned(), Outcome::Success { result });
             return false;
         }
-        // The server's copy of a deployment kept for the window joins it,
-        // whether it still waits or runs now (the window opened: the entry
-        // runs at start, and the server re-sends the deployment at the
-        // authentication that follows); it never runs a second time.
-        if let Some(kept) = self.scheduled.same_deployment(data)
-            && kept.id != id
-        {
-            match self.scheduled.join(&kept, id) {
-                Ok(()) => {
-                    tracing::info!(
-                        "update {id} is update {} again (same deployment, sent again by the server); it will get that update's result",
-                        kept.id
-                    );
-                    return false;
-                }
-                Err(e) => tracing::error!("{e}"),
+        let config = &self.config;
+        let journal = &self.journal;
+        let arrival = self.window_queue.arrive(
+            id,
+            command_type,
+            data,
+            crate::agent::maintenance_window::local_hour(),
+            || crate::agent::update_check::precheck(config, data),
+            |earlier| final_outcome(journal, earlier),
+        );
+        match arrival {
+            window_queue::Arrival::RunNow => return true,
+            window_queue::Arrival::Kept(update) => self.send_scheduled_progress(&update),
+            window_queue::Arrival::Joined { .. } => {}
+            window_queue::Arrival::Answered(outcome) => {
+                self.record_and_send(id.to_owned(), outcome)
             }
         }
-        // A copy arriving just after that entry ran gets its result.
-        if let Some(original) = self.scheduled.settled_id(data)
-            && original != id
-            && let Some(outcome) = self.final_outcome_of(&original)
-        {
-            tracing::info!(
-                "update {id} is update {original} again (same deployment, sent again by the server after it ran); it gets that update's result"
-            );
-            self.record_and_send(id.to_owned(), outcome);
-            return false;
-        }
-        // What can be checked now is checked now, for an update run at once
-        // and one scheduled alike: same refusal, at once.
-        let decision = match decide(self.config.update_window, data, local_hour()) {
-            Decision::Refuse(error) => Decision::Refuse(error),
-            decision => match crate::agent::update_check::precheck(&self.config, data) {
-                Ok(()) => decision,
-                Err(error) => Decision::Refuse(error),
-            },
-        };
-        let outcome = match decision {
-            Decision::Run => return true,
-            Decision::Refuse(error) => Outcome::Error { error },
-            Decision::Schedule => {
-                let update = ScheduledUpdate {
-                    id: id.to_owned(),
-                    command_type: command_type.to_owned(),
-                    data: data.clone(),
-                    scheduled_for: crate::agent::maintenance_window::next_window_iso(
-                        self.config.update_window,
-                    ),
-                    also: Vec::new(),
-                };
-                match self.scheduled.add(&update) {
-                    Ok(()) => {
-                        tracing::info!(
-                            "update {id} scheduled for the maintenance window ({})",
-                            update.scheduled_for.as_deref().unwrap_or("time unknown")
-                        );
-                        self.send_scheduled_progress(&update);
-                        return false;
-                    }
-                    Err(e) => Outcome::Error {
-                        error: e.to_string(),
-                    },
-                }
-            }
-        };
-        self.record_and_send(id.to_owned(), outcome);
         false
     }
 
@@ -1019,20 +964,10 @@ impl Session {
     /// completed or rolled it back) are forgotten: that result goes out
     /// through the outbox like any other.
     fn settle_scheduled(&mut self) {
-        for update in self.scheduled.list() {
-            if self.scheduled_running.contains(&update.id) {
-                continue;
-            }
-            if let Some(outcome) = self.final_outcome_of(&update.id) {
-                tracing::info!("scheduled update {} has its final result", update.id);
-                self.scheduled.remember_settled(&update);
-                if let Err(e) = self.scheduled.remove(&update.id) {
-                    tracing::error!("{e}");
-                    continue;
-                }
-                self.send_result(&update.id, &outcome);
-                self.settle_joined(&update.also, &outcome);
-            }
+        let journal = &self.journal;
+        for (update, outcome) in self.window_queue.settle(|id| final_outcome(journal, id)) {
+            self.send_result(&update.id, &outcome);
+            self.settle_joined(&update.also, &outcome);
         }
     }
 
@@ -1045,43 +980,15 @@ impl Session {
         }
     }
 
-    /// The journaled outcome of a scheduled update when it is final: not
-    /// the "interrupted" a restart records for an update that was waiting
-    /// (or had not really started), which must run instead, nor the
-    /// `{scheduled: true}` answer older agents journaled.
-    fn final_outcome_of(&self, id: &str) -> Option<Outcome> {
-        match self.journal.get(id).and_then(|e| e.outcome) {
-            Some(outcome) => {
-                let waiting = match &outcome {
-                    Outcome::Error { error } => error == crate::journal::INTERRUPTED,
-                    Outcome::Success { result } => {
-                        result.get("scheduled") == Some(&Value::Bool(true))
-                    }
-                };
-                (!waiting).then_some(outcome)
-            }
-            None => None,
-        }
-    }
-
     /// Runs the scheduled updates once the window is open. Each stays kept
     /// until its final result is journaled (see [`Session::on_done`]).
     fn run_scheduled_updates(&mut self) {
         self.settle_scheduled();
-        if self.scheduled.is_empty()
-            || !crate::agent::maintenance_window::window_open(
-                self.config.update_window,
-                crate::agent::maintenance_window::local_hour(),
-            )
+        for update in self
+            .window_queue
+            .due(crate::agent::maintenance_window::local_hour())
         {
-            return;
-        }
-        for update in self.scheduled.list() {
-            if !self.scheduled_running.insert(update.id.clone()) {
-                continue;
-            }
             let Some(command_type) = self.scheduled_command_type(&update) else {
-                self.scheduled_running.remove(&update.id);
                 continue;
             };
             tracing::info!("maintenance window: running scheduled update {}", update.id);
@@ -1124,16 +1031,14 @@ impl Session {
             found.join(", ")
         );
         tracing::error!("{error}");
-        if let Err(e) = self.scheduled.remove(&update.id) {
-            tracing::error!("{e}");
-        }
+        let joined = self.window_queue.abandon(&update.id);
         self.record_and_send(
             update.id.clone(),
             Outcome::Error {
                 error: error.clone(),
             },
         );
-        self.settle_joined(&update.also, &Outcome::Error { error });
+        self.settle_joined(&joined, &Outcome::Error { error });
         None
     }
 
@@ -1208,17 +1113,8 @@ impl Session {
         }
         // Journaled: a scheduled update can be forgotten now, not before (a
         // restart in between finds it and its result).
-        if self.scheduled_running.remove(&id) {
-            let entry = self.scheduled.list().into_iter().find(|u| u.id == id);
-            if let Some(entry) = &entry {
-                self.scheduled.remember_settled(entry);
-            }
-            let joined = entry.map(|u| u.also).unwrap_or_default();
-            match self.scheduled.remove(&id) {
-                Ok(()) => self.settle_joined(&joined, &outcome),
-                Err(e) => tracing::error!("{e}"),
-            }
-        }
+        let joined = self.window_queue.finished(&id);
+        self.settle_joined(&joined, &outcome);
         // Its closing progress event went out while the link was down, or
         // on a session that ended since.
         self.emit_final_progress(final_progress);
@@ -1231,7 +1127,7 @@ impl Session {
     fn send_result(&mut self, id: &str, outcome: &Outcome) {
         // A scheduled update has no result until it has run ("interrupted"
         // after a restart while it waited is not one).
-        if !self.authenticated || self.scheduled.contains(id) {
+        if !self.authenticated || self.window_queue.contains(id) {
             return;
         }
         let replaced = self.refused.refused(id).map(|drops| {
@@ -1296,5 +1192,22 @@ fn refuse_once(
             tracing::error!("{e}");
             Some(refusal)
         }
+    }
+}
+
+/// The journaled outcome of a scheduled update when it is final: not
+/// the "interrupted" a restart records for an update that was waiting
+/// (or had not really started), which must run instead, nor the
+/// `{scheduled: true}` answer older agents journaled.
+fn final_outcome(journal: &Journal, id: &str) -> Option<Outcome> {
+    match journal.get(id).and_then(|e| e.outcome) {
+        Some(outcome) => {
+            let waiting = match &outcome {
+                Outcome::Error { error } => error == crate::journal::INTERRUPTED,
+                Outcome::Success { result } => result.get("scheduled") == Some(&Value::Bool(true)),
+            };
+            (!waiting).then_some(outcome)
+        }
+        None => None,
     }
 }
