@@ -467,9 +467,16 @@ result:    a box with this site.conf and policy would refuse it (5 refusals)
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let report = stdout(&out);
     for line in [
-        format!("REFUSED  versions: component 'video-inventory' 1.0.0 is older than the installed 1.2.0: the site policy {p} refuses downgrades (set allow-downgrade = true to allow them; rollback_component returns to the previous version) (from the list_components result {l})\n"),
-        format!("         change: give this build a version above it in {dir}/inventory.toml, or set allow-downgrade in {p} (not set yet)\n", dir = dir.display()),
-        format!("REFUSED  commands: component 'video-inventory' would replace the built-in command 'video_inventory', which the site policy {p} does not allow (replace-builtin)\n"),
+        format!(
+            "REFUSED  versions: component 'video-inventory' 1.0.0 is older than the installed 1.2.0: the site policy {p} refuses downgrades (set allow-downgrade = true to allow them; rollback_component returns to the previous version) (from the list_components result {l})\n"
+        ),
+        format!(
+            "         change: give this build a version above it in {dir}/inventory.toml, or set allow-downgrade in {p} (not set yet)\n",
+            dir = dir.display()
+        ),
+        format!(
+            "REFUSED  commands: component 'video-inventory' would replace the built-in command 'video_inventory', which the site policy {p} does not allow (replace-builtin)\n"
+        ),
         "result:    a box with this site.conf and policy would refuse it (2 refusals)\n".to_owned(),
     ] {
         assert!(report.contains(&line), "missing '{line}' in:\n{report}");

@@ -5,9 +5,7 @@
 
 use super::inventory::Inventory;
 use super::policy::{Policy, PolicyError};
-use super::{
-    Manager, PushedError, check_is_component, check_not_management, version_problems,
-};
+use super::{Manager, PushedError, check_is_component, check_not_management, version_problems};
 use crate::config::SiteConfig;
 use crate::sandbox::Sandbox;
 use crate::sandbox::manifest::{Manifest, SUPPORTED_API_VERSIONS};

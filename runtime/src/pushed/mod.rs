@@ -387,7 +387,10 @@ impl Manager {
         Inventory::from_store(
             &self.store,
             &self.builtins(),
-            format!("{} (this machine)", self.config.pushed_components_dir().display()),
+            format!(
+                "{} (this machine)",
+                self.config.pushed_components_dir().display()
+            ),
         )
     }
 
