@@ -949,6 +949,14 @@ fn the_test_kit_answers_host_calls_as_the_agent_does() {
         [grants]\nfiles = { videos = \"ro\" }\n";
     site.write("host-probe.toml", manifest);
     std::fs::write(site.path("host-probe.wasm"), ts_wasm_of("host-probe")).expect("wasm");
+    site.write(
+        "probe.conf",
+        &format!(
+            "NEOPRO_ROOT={}\nSTATE_PATH={}\n",
+            site.path("neopro").display(),
+            site.path("state").display()
+        ),
+    );
     let output = |cmd: &mut std::process::Command| {
         let out = cmd.output().expect("runs");
         assert!(
@@ -963,12 +971,17 @@ fn the_test_kit_answers_host_calls_as_the_agent_does() {
             .arg("run-component")
             .arg(site.path("host-probe.wasm"))
             .arg("--config")
-            .arg(site.path("site.conf")),
+            .arg(site.path("probe.conf")),
     );
-    let template = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/template-ts");
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/template-ts");
     let in_kit = output(
         std::process::Command::new("node")
-            .args(["--import", "@neopro/guest-sdk/testing/register", "fixtures/kit-probe.mjs"])
+            .args([
+                "--import",
+                "@neopro/guest-sdk/testing/register",
+                "fixtures/kit-probe.mjs",
+            ])
             .arg(site.path("host-probe.toml"))
             .current_dir(&template),
     );
