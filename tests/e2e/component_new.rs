@@ -184,6 +184,31 @@ fn a_typescript_component_from_component_new_builds_tests_and_runs_outside_the_r
     let conf = site(&work.path().join("box"));
     assert_runs_like_the_template_says(&wasm, &conf);
     operator_tools_treat_it_as_any_component(&wasm, &conf, work.path());
+    // The release rebuilt from its source and lockfile in another folder
+    // (as anyone checking it would): the same bytes, so the same signature.
+    let copy = work.path().join("checkout/video-stats");
+    copy_source(&project, &copy);
+    for args in [&["ci", "--offline"][..], &["run", "build"][..]] {
+        run(Command::new("npm")
+            .args(args)
+            .current_dir(&copy)
+            .env("npm_config_audit", "false")
+            .env("npm_config_fund", "false"));
+    }
+    let rebuilt = copy.join("dist/video-stats.wasm");
+    assert_eq!(
+        std::fs::read(&rebuilt).expect("rebuilt wasm"),
+        std::fs::read(&wasm).expect("wasm"),
+        "two builds of the same source and lockfile differ"
+    );
+    run(Command::new(agent_binary())
+        .args(["component", "sign", "--key"])
+        .arg(work.path().join("ops.key"))
+        .arg(&rebuilt));
+    assert_eq!(
+        std::fs::read_to_string(rebuilt.with_extension("sig")).expect("sig"),
+        std::fs::read_to_string(wasm.with_extension("sig")).expect("sig")
+    );
     // A bug in the handler, rebuilt: the signature of the previous build is
     // gone (not refused as "signed for another build"), and the error
     // names the TypeScript line, not the bundle's.
@@ -210,4 +235,22 @@ fn a_typescript_component_from_component_new_builds_tests_and_runs_outside_the_r
             && stderr.contains(&format!("(src/index.ts:{line})")),
         "{stderr}"
     );
+}
+
+/// The project's sources as a checkout has them: no node_modules, no dist.
+fn copy_source(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    for entry in std::fs::read_dir(from).expect("project") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if name == "node_modules" || name == "dist" {
+            continue;
+        }
+        let kind = entry.file_type().expect("type");
+        if kind.is_dir() {
+            copy_source(&entry.path(), &to.join(&name));
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(&name)).expect("copy");
+        }
+    }
 }

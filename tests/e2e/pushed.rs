@@ -935,3 +935,60 @@ async fn a_typescript_component_out_of_memory_is_too_large_and_the_agent_carries
         "{stderr}"
     );
 }
+
+/// The test kit (`@neopro/guest-sdk/testing`) answers host calls as the
+/// agent does: the same handler (guest-sdk/template-ts/fixtures/host-probe.js)
+/// makes the same calls on the agent and on the kit's fake box, with the
+/// same manifest and files, and the two answers are equal, refusal for
+/// refusal, message for message.
+#[test]
+fn the_test_kit_answers_host_calls_as_the_agent_does() {
+    let site = Site::new();
+    site.write("neopro/videos/Match/notes.txt", "a\nb\n");
+    let manifest = "name = \"host-probe\"\nversion = \"1.0.0\"\ncommands = [\"host_probe\"]\n\
+        [grants]\nfiles = { videos = \"ro\" }\n";
+    site.write("host-probe.toml", manifest);
+    std::fs::write(site.path("host-probe.wasm"), ts_wasm_of("host-probe")).expect("wasm");
+    site.write(
+        "probe.conf",
+        &format!(
+            "NEOPRO_ROOT={}\nSTATE_PATH={}\n",
+            site.path("neopro").display(),
+            site.path("state").display()
+        ),
+    );
+    let output = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("runs");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON on stdout")
+    };
+    let on_agent = output(
+        std::process::Command::new(neopro_e2e::process::agent_binary())
+            .arg("run-component")
+            .arg(site.path("host-probe.wasm"))
+            .arg("--config")
+            .arg(site.path("probe.conf")),
+    );
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/template-ts");
+    let in_kit = output(
+        std::process::Command::new("node")
+            .args([
+                "--import",
+                "@neopro/guest-sdk/testing/register",
+                "fixtures/kit-probe.mjs",
+            ])
+            .arg(site.path("host-probe.toml"))
+            .current_dir(&template),
+    );
+    let calls = on_agent.as_array().expect("a list of outcomes");
+    assert!(calls.len() > 15, "{on_agent}");
+    for (agent, kit) in calls.iter().zip(in_kit.as_array().expect("a list")) {
+        assert_eq!(kit, agent, "the kit differs from the agent");
+    }
+    assert_eq!(in_kit, on_agent);
+}

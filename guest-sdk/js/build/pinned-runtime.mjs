@@ -18,6 +18,11 @@
 // reads the real clocks and seed. Everything else is the upstream runtime,
 // unchanged. The result is a function of the binding's bytes only (binaryen
 // is deterministic), cached under node_modules/.cache.
+//
+// What a pinned seed costs: Rust's HashMap keys in the snapshot are the
+// same for every build, where before they were the same for every run of
+// one build; the runtime's own tables already use fixed-seed hashers
+// upstream, and Math.random is reseeded per command by the SDK.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";

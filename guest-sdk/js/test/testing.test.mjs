@@ -53,9 +53,10 @@ test("grants are enforced with the agent's messages", () => {
     kind: "not-permitted",
     message: `component 'probe' lacks the grant config-store = "ro"`,
   });
+  // The agent's kind (host/roots.rs): leaving the root is not-permitted.
   deepStrictEqual(box.run(defineCommand(() => files.list("videos", "../etc"))), {
     ok: false,
-    kind: "invalid-input",
+    kind: "not-permitted",
     message: "path '../etc' leaves its root ('..' is not allowed)",
   });
 });

@@ -109,14 +109,15 @@ function tomlValue(text, line) {
   return out;
 }
 
-/** The agent's check of `root/path`: relative, no `..`, no NUL. */
+/** The agent's check of `root/path` (host/roots.rs): absolute or `..` is
+ * not-permitted, NUL or the root itself invalid-input. */
 function clean(path, allowRoot) {
   if (path.includes("\0")) throw err("invalid-input", `path '${path}' contains a NUL byte`);
-  if (path.startsWith("/")) throw err("invalid-input", `path '${path}' is absolute; paths are relative to their root`);
+  if (path.startsWith("/")) throw err("not-permitted", `path '${path}' is absolute; paths are relative to their root`);
   const parts = [];
   for (const part of path.split("/")) {
     if (part === "" || part === ".") continue;
-    if (part === "..") throw err("invalid-input", `path '${path}' leaves its root ('..' is not allowed)`);
+    if (part === "..") throw err("not-permitted", `path '${path}' leaves its root ('..' is not allowed)`);
     parts.push(part);
   }
   if (parts.length === 0 && !allowRoot) throw err("invalid-input", "an empty path names the root itself, which cannot be used here");

@@ -252,11 +252,14 @@ fn ts_guests(root: &Path, out: &Path) -> anyhow::Result<()> {
         .current_dir(&project))?;
     // Test fixtures of the same project, each named after its source file
     // (the build names its output after the project's manifest).
-    for fixture in ["memory-hog"] {
+    for (fixture, source) in [
+        ("memory-hog", "memory-hog.ts"),
+        ("host-probe", "host-probe.js"),
+    ] {
         let scratch = out.join(format!(".{fixture}"));
         run(Command::new("npm")
             .args(["run", "--silent", "build", "--", "--src"])
-            .arg(format!("fixtures/{fixture}.ts"))
+            .arg(format!("fixtures/{source}"))
             .arg("--out")
             .arg(&scratch)
             .current_dir(&project))?;
