@@ -1010,3 +1010,48 @@ async fn a_result_after_the_servers_timeout_still_lands() {
     assert!(central.disconnects().is_empty());
     agent.stop().await;
 }
+
+/// The outbox across a server restart: a result finished while the
+/// central is down reaches the central that comes back on the same port,
+/// after the agent authenticates again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_finished_while_the_server_is_down_arrives_after_its_restart() {
+    let central = central().await;
+    let port = central.peer.port;
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let site = site();
+    let agent = start_connected(
+        &central,
+        &site,
+        &format!("{}\nALLOWED_COMMANDS=restart_service\n", fake.conf_line()),
+    )
+    .await;
+    // The unit's restart hangs 10 s: the server goes down meanwhile.
+    fake.hang_once("restart", "neopro-app");
+    let id = central
+        .command(
+            "site-1",
+            "restart_service",
+            json!({"service": "neopro-app"}),
+        )
+        .await
+        .expect("sent");
+    neopro_e2e::process::wait_for("the hanging restart", WAIT, || fake.hanging()).await;
+    central.peer.stop();
+    let again = ConfCentral::start(&[("site-1", "key-1")], &CentralTimings::fast(), port).await;
+    let result = again.result_of(&id, WAIT).await;
+    assert!(
+        result["status"] == "success" || result["status"] == "error",
+        "{result}"
+    );
+    let events: Vec<String> = again
+        .peer
+        .kind("event")
+        .iter()
+        .map(|l| l["event"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let auth = events.iter().position(|e| e == "authenticate");
+    let sent = events.iter().position(|e| e == "command_result");
+    assert!(auth.is_some() && auth < sent, "{events:?}");
+    agent.stop().await;
+}
