@@ -14,6 +14,7 @@
 //   PING_CHECK_MS=30000    ping_check / zombie job period
 //   ZOMBIE_MS=90000        no pong_check nor heartbeat for this long: kicked
 //   TIMEOUT_CHECK_MS=10000 command timeout job period
+//   COMMAND_TIMEOUT_SCALE=1 upstream's command timeouts times this (tests)
 //   POOL_JITTER_MS=20      each database write waits 0..this ms, as on a
 //                          connection pool (events applied out of order)
 //
@@ -25,6 +26,7 @@
 //   {"kind":"kicked","socket":id,"why":"auth timeout"|"zombie"}
 //   {"kind":"disconnect","socket":id,"site":id|null,"reason":...}
 //   {"kind":"applied","table":..,"id":..,"row":{...}}    a database write
+//   {"kind":"broadcast","event":name,"data":...}           io.emit to dashboards
 //   {"kind":"reply","seq":n,...}                          answer to a control line
 // stdin, one JSON object per line (`seq` is echoed in the reply):
 //   {"op":"command","seq":n,"siteId":..,"type":..,"data":{..},"id"?:..}
@@ -61,6 +63,8 @@ const PING_CHECK_MS = env("PING_CHECK_MS", 30000);
 const ZOMBIE_MS = env("ZOMBIE_MS", 90000);
 const TIMEOUT_CHECK_MS = env("TIMEOUT_CHECK_MS", 10000);
 const POOL_JITTER_MS = env("POOL_JITTER_MS", 20);
+// Tests only: upstream's command timeouts multiplied by this (1 = upstream).
+const COMMAND_TIMEOUT_SCALE = env("COMMAND_TIMEOUT_SCALE", 1);
 
 // socket.service.ts COMMAND_TIMEOUTS.
 const COMMAND_TIMEOUTS = {
@@ -127,6 +131,7 @@ function emitTo(socket, event, data) {
 }
 
 function broadcast(event, data) {
+  print({ kind: "broadcast", event, data });
   io.emit(event, data);
 }
 
@@ -137,7 +142,7 @@ function sendCommand(siteId, command) {
     siteId,
     type: command.type,
     sentAt: Date.now(),
-    timeoutMs: COMMAND_TIMEOUTS[command.type] || COMMAND_TIMEOUTS.default,
+    timeoutMs: (COMMAND_TIMEOUTS[command.type] || COMMAND_TIMEOUTS.default) * COMMAND_TIMEOUT_SCALE,
   });
   emitTo(socket, "command", command);
   return true;

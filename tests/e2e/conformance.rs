@@ -28,6 +28,20 @@ async fn central() -> ConfCentral {
     ConfCentral::start(&[("site-1", "key-1")], &CentralTimings::fast(), 0).await
 }
 
+/// Writes the site's agent configuration for `central` (plus `extra`
+/// lines), starts the agent and waits until the server has it connected.
+async fn start_connected(
+    central: &ConfCentral,
+    site: &Site,
+    extra: &str,
+) -> neopro_e2e::RunningAgent {
+    site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf(extra);
+    let agent = site.start_agent();
+    central.wait_connected("site-1", WAIT).await;
+    agent
+}
+
 /// The server's exact refusals, each answered by a later retry (never an
 /// exit), and a socket that never authenticates is kicked by the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,13 +157,15 @@ async fn every_content_change_reloads_the_tv() {
     let central = central().await;
     let site = site();
     let app = ConfWebApp::start(site.dir.path()).await;
-    site.write_agent_conf(&central.url(), "site-1", "key-1");
-    site.append_conf(&format!(
-        "ALLOWED_COMMANDS=update_config\nLOCAL_APP_URL={}\n",
-        app.url()
-    ));
-    let agent = site.start_agent();
-    central.wait_connected("site-1", WAIT).await;
+    let agent = start_connected(
+        &central,
+        &site,
+        &format!(
+            "ALLOWED_COMMANDS=update_config\nLOCAL_APP_URL={}\n",
+            app.url()
+        ),
+    )
+    .await;
     for i in 1..=CHANGES {
         let configuration = json!({"categories": [], "version": format!("3.{i}")});
         let id = central
@@ -186,10 +202,7 @@ async fn oversized_results_never_take_the_box_offline() {
     // A configuration.json of 1.2 MB.
     let big = json!({"categories": [], "version": "2.0", "notes": "n".repeat(1_200_000)});
     site.write("neopro/webapp/configuration.json", &big.to_string());
-    site.write_agent_conf(&central.url(), "site-1", "key-1");
-    site.append_conf("ALLOWED_COMMANDS=get_config,get_logs\n");
-    let agent = site.start_agent();
-    central.wait_connected("site-1", WAIT).await;
+    let agent = start_connected(&central, &site, "ALLOWED_COMMANDS=get_config,get_logs\n").await;
 
     let logs = central
         .command(
@@ -373,10 +386,12 @@ async fn the_canarys_rollback_ids_are_understood() {
 async fn a_failed_deployment_ends_failed_whatever_the_servers_order() {
     let central = central().await;
     let site = site();
-    site.write_agent_conf(&central.url(), "site-1", "key-1");
-    site.append_conf("ALLOWED_COMMANDS=deploy_video\nLOCAL_APP_URL=http://127.0.0.1:9\n");
-    let agent = site.start_agent();
-    central.wait_connected("site-1", WAIT).await;
+    let agent = start_connected(
+        &central,
+        &site,
+        "ALLOWED_COMMANDS=deploy_video\nLOCAL_APP_URL=http://127.0.0.1:9\n",
+    )
+    .await;
     for n in 1..=3 {
         let deployment = format!("dep-fail-{n}");
         let reply = central
@@ -424,6 +439,46 @@ async fn a_failed_deployment_ends_failed_whatever_the_servers_order() {
             books["content_deployments"][&deployment]
         );
     }
+    // A download that starts (its first chunk reads 0 %) and fails at its
+    // end (wrong checksum): the 0 % start is held back and dropped, so
+    // nothing can land after the failure and put the row back in progress.
+    let body: Vec<u8> = (0..1_000_000).map(|i| (i % 251) as u8).collect();
+    let server = neopro_e2e::http::FileServer::start(
+        body,
+        neopro_e2e::http::Fault::Slow {
+            chunk: 4_000,
+            pause_ms: 1,
+        },
+    );
+    let reply = central
+        .peer
+        .control(
+            json!({"op": "add_content", "siteId": "site-1", "deploymentId": "dep-fail-late",
+            "video": {"videoId": "vid-late", "videoUrl": server.url("clip.mp4"),
+                "filename": "clip.mp4", "originalName": "Clip", "category": "Match",
+                "checksum": "1".repeat(64)}}),
+        )
+        .await;
+    assert_eq!(reply["sent"], json!(true), "{reply}");
+    wait_row(&central, "content_deployments", "dep-fail-late", |r| {
+        r["status"] == "failed"
+    })
+    .await;
+    let events: Vec<Value> = central
+        .received("deploy_progress")
+        .into_iter()
+        .filter(|p| p["deploymentId"] == "dep-fail-late")
+        .collect();
+    assert!(
+        events.iter().any(|p| !p["error"].is_null()),
+        "the failure was sent: {events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|p| p["error"].is_null() && p["progress"] == json!(0)),
+        "a 0 % start went out: {events:?}"
+    );
     agent.stop().await;
 }
 
@@ -611,9 +666,7 @@ async fn diagnose_tells_which_key_the_running_agent_uses() {
 async fn a_result_the_server_keeps_dropping_becomes_an_error() {
     let central = central().await;
     let site = site();
-    site.write_agent_conf(&central.url(), "site-1", "key-1");
-    let agent = site.start_agent();
-    central.wait_connected("site-1", WAIT).await;
+    let agent = start_connected(&central, &site, "").await;
     let id = "c-refused";
     central
         .peer
@@ -662,9 +715,7 @@ async fn a_second_connection_of_the_site_does_not_strand_the_agent() {
     use neopro_runtime::link::{self, LinkConfig, LinkEvent};
     let central = central().await;
     let site = site();
-    site.write_agent_conf(&central.url(), "site-1", "key-1");
-    let agent = site.start_agent();
-    central.wait_connected("site-1", WAIT).await;
+    let agent = start_connected(&central, &site, "").await;
 
     let (handle, mut events) = link::spawn(LinkConfig::new(&central.url()));
     loop {
@@ -690,5 +741,317 @@ async fn a_second_connection_of_the_site_does_not_strand_the_agent() {
         .await
         .expect("sent");
     assert_eq!(central.result_of(&id, FIRST_RUN).await["status"], "success");
+    agent.stop().await;
+}
+
+/// Every built-in command that stays on 127.0.0.1, sent through the
+/// server's REST route: each result lands in `remote_commands` under its
+/// id with the status upstream derives from it (`completed` for success,
+/// `failed` with the error text otherwise), and the link never drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_built_in_command_lands_in_the_servers_books() {
+    let central = central().await;
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let site = site();
+    site.write(
+        "hostapd/hostapd.conf",
+        "interface=wlan0\nssid=Club\nchannel=6\nwpa_passphrase=oldsecret\n",
+    );
+    site.write("neopro/videos/Match/old.mp4", "old clip");
+    site.write("neopro/logs/sync-agent.log", "line 1\nline 2\n");
+    let agent = start_connected(&central, &site, &format!(
+        "{}\nHOSTAPD_CONF={}\nAGENT_SERVICE=neopro-runtime\n\
+         ALLOWED_COMMANDS=get_config,get_logs,get_system_info,get_hotspot_config,update_config,update_hotspot,restart_service,delete_video,reboot\n",
+        fake.conf_line(),
+        site.path("hostapd/hostapd.conf").display()
+    )).await;
+    let configuration = json!({"categories": [], "version": "5.0"});
+    // (type, data, expected status); reboot last: it runs once delivered.
+    let commands = [
+        ("get_config", json!({}), "success"),
+        (
+            "get_logs",
+            json!({"service": "sync-agent", "lines": 20}),
+            "success",
+        ),
+        ("get_system_info", json!({}), "success"),
+        ("get_hotspot_config", json!({}), "success"),
+        (
+            "update_config",
+            json!({"configuration": configuration, "mode": "replace"}),
+            "success",
+        ),
+        (
+            "update_hotspot",
+            json!({"ssid": "Club-2", "password": "newsecret123"}),
+            "success",
+        ),
+        (
+            "restart_service",
+            json!({"service": "neopro-app"}),
+            "success",
+        ),
+        (
+            "delete_video",
+            json!({"videoId": "v-old", "filename": "old.mp4", "category": "Match"}),
+            "success",
+        ),
+        ("delete_video", json!({"filename": "../site.conf"}), "error"),
+        ("reboot", json!({}), "success"),
+    ];
+    for (kind, data, expected) in commands {
+        let id = central
+            .command("site-1", kind, data.clone())
+            .await
+            .expect("sent");
+        let result = central.result_of(&id, FIRST_RUN).await;
+        assert_eq!(
+            result["status"],
+            expected,
+            "{kind} {data}: {}",
+            short(&result)
+        );
+        let row = wait_row(&central, "remote_commands", &id, |r| {
+            r["status"] != "pending" && r["status"] != "executing"
+        })
+        .await;
+        let status = if expected == "success" {
+            "completed"
+        } else {
+            "failed"
+        };
+        assert_eq!(row["status"], status, "{kind}: {row}");
+        if expected == "error" {
+            assert_eq!(row["error_message"], result["error"], "{kind}: {row}");
+        }
+    }
+    assert!(!site.path("neopro/videos/Match/old.mp4").exists());
+    assert_eq!(
+        std::fs::read_to_string(site.path("neopro/webapp/configuration.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok()),
+        Some(configuration)
+    );
+    neopro_e2e::process::wait_for("the reboot after delivery", WAIT, || {
+        fake.reboot_at_ns().is_some()
+    })
+    .await;
+    assert!(
+        central.disconnects().is_empty(),
+        "{:?}",
+        central.disconnects()
+    );
+    assert_eq!(central.received("authenticate").len(), 1);
+    agent.stop().await;
+}
+
+/// A content deployment delivered again while its first copy downloads
+/// (the site reconnected: the server re-sends it under a new id): one file,
+/// both ids answered success, the deployment completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_deployment_delivered_again_completes_once() {
+    use neopro_e2e::http::{Fault, FileServer};
+    let central = central().await;
+    let site = site();
+    let agent = start_connected(&central, &site, "ALLOWED_COMMANDS=deploy_video\n").await;
+    let body: Vec<u8> = (0..400_000).map(|i| (i % 251) as u8).collect();
+    // About 2 s of download: the kick lands while it runs.
+    let server = FileServer::start(
+        body.clone(),
+        Fault::Slow {
+            chunk: 40_000,
+            pause_ms: 200,
+        },
+    );
+    let reply = central
+        .peer
+        .control(
+            json!({"op": "add_content", "siteId": "site-1", "deploymentId": "dep-c",
+            "video": {"videoId": "vid-c", "videoUrl": server.url("clip.mp4"),
+                "filename": "clip.mp4", "originalName": "Clip", "category": "Match",
+                "checksum": neopro_runtime::store::hash::sha256_hex(&body)}}),
+        )
+        .await;
+    assert_eq!(reply["sent"], json!(true), "{reply}");
+    central
+        .peer
+        .wait("the download under way", FIRST_RUN, |lines| {
+            lines
+                .iter()
+                .any(|l| {
+                    l["kind"] == "event"
+                        && l["event"] == "deploy_progress"
+                        && l["data"]["progress"].as_u64().is_some_and(|p| p > 0)
+                })
+                .then_some(())
+        })
+        .await;
+    central
+        .peer
+        .control(json!({"op": "kick", "siteId": "site-1"}))
+        .await;
+    // Re-sent at the next authentication.
+    central.peer.nth("emit", "command", 2, WAIT).await;
+    let ids: Vec<String> = central
+        .sent("command")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect();
+    for id in &ids {
+        let result = central.result_of(id, FIRST_RUN).await;
+        assert_eq!(result["status"], "success", "{id}: {}", short(&result));
+    }
+    let row = wait_row(&central, "content_deployments", "dep-c", |r| {
+        r["status"] == "completed"
+    })
+    .await;
+    assert_eq!(row["progress"], 100);
+    let videos: Vec<_> = std::fs::read_dir(site.path("neopro/videos/Match"))
+        .expect("videos")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(videos.len(), 1, "{videos:?}");
+    assert_eq!(std::fs::read(&videos[0]).expect("the clip"), body);
+    agent.stop().await;
+}
+
+/// Upstream's 30 s kick (1.5 s on the test clock) of a socket that never
+/// authenticates: the server closes it; the agent's link reports it and
+/// connects again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_authenticates_is_kicked_and_the_link_reconnects() {
+    use neopro_runtime::link::{self, LinkConfig, LinkEvent};
+    let central = central().await;
+    let (handle, mut events) = link::spawn(LinkConfig::new(&central.url()));
+    let mut connected = 0;
+    let started = tokio::time::Instant::now();
+    let mut kicked_after = None;
+    while connected < 2 {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(LinkEvent::Connected)) => connected += 1,
+            Ok(Some(LinkEvent::Disconnected(_))) if kicked_after.is_none() => {
+                kicked_after = Some(started.elapsed());
+            }
+            Ok(Some(_)) => {}
+            other => panic!("link ended: {other:?}"),
+        }
+    }
+    let kicked = central.peer.kind("kicked");
+    assert!(
+        kicked.iter().all(|k| k["why"] == "auth timeout") && !kicked.is_empty(),
+        "{kicked:?}"
+    );
+    let after = kicked_after.expect("a disconnect");
+    assert!(
+        after >= Duration::from_millis(1_400),
+        "kicked after {after:?}, before the server's 1.5 s"
+    );
+    handle.close().await;
+}
+
+/// Upstream's command timeout (here `restart_service`'s 60 s times 0.02)
+/// marks the row failed and broadcasts `command_timeout`; the agent's
+/// result, coming later (the unit's restart hung 10 s), still lands and
+/// overwrites it, as upstream's unguarded update does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_after_the_servers_timeout_still_lands() {
+    let timings = CentralTimings {
+        command_timeout_scale: 0.02,
+        timeout_check_ms: 200,
+        ..CentralTimings::fast()
+    };
+    let central = ConfCentral::start(&[("site-1", "key-1")], &timings, 0).await;
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let site = site();
+    let agent = start_connected(
+        &central,
+        &site,
+        &format!("{}\nALLOWED_COMMANDS=restart_service\n", fake.conf_line()),
+    )
+    .await;
+    fake.hang_once("restart", "neopro-app");
+    let id = central
+        .command(
+            "site-1",
+            "restart_service",
+            json!({"service": "neopro-app"}),
+        )
+        .await
+        .expect("sent");
+    let timed_out = wait_row(&central, "remote_commands", &id, |r| {
+        r["status"] == "failed"
+    })
+    .await;
+    assert!(
+        timed_out["error_message"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("Command timeout after ")),
+        "{timed_out}"
+    );
+    let broadcast = central
+        .peer
+        .nth("broadcast", "command_timeout", 1, WAIT)
+        .await;
+    assert_eq!(broadcast["commandId"], json!(id));
+    let result = central.result_of(&id, FIRST_RUN).await;
+    let row = wait_row(&central, "remote_commands", &id, |r| {
+        !r["error_message"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("Command timeout"))
+    })
+    .await;
+    let expected = if result["status"] == "success" {
+        "completed"
+    } else {
+        "failed"
+    };
+    assert_eq!(row["status"], expected, "{row} after {}", short(&result));
+    assert!(central.disconnects().is_empty());
+    agent.stop().await;
+}
+
+/// The outbox across a server restart: a result finished while the
+/// central is down reaches the central that comes back on the same port,
+/// after the agent authenticates again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_finished_while_the_server_is_down_arrives_after_its_restart() {
+    let central = central().await;
+    let port = central.peer.port;
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let site = site();
+    let agent = start_connected(
+        &central,
+        &site,
+        &format!("{}\nALLOWED_COMMANDS=restart_service\n", fake.conf_line()),
+    )
+    .await;
+    // The unit's restart hangs 10 s: the server goes down meanwhile.
+    fake.hang_once("restart", "neopro-app");
+    let id = central
+        .command(
+            "site-1",
+            "restart_service",
+            json!({"service": "neopro-app"}),
+        )
+        .await
+        .expect("sent");
+    neopro_e2e::process::wait_for("the hanging restart", WAIT, || fake.hanging()).await;
+    central.peer.stop();
+    let again = ConfCentral::start(&[("site-1", "key-1")], &CentralTimings::fast(), port).await;
+    let result = again.result_of(&id, WAIT).await;
+    assert!(
+        result["status"] == "success" || result["status"] == "error",
+        "{result}"
+    );
+    let events: Vec<String> = again
+        .peer
+        .kind("event")
+        .iter()
+        .map(|l| l["event"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let auth = events.iter().position(|e| e == "authenticate");
+    let sent = events.iter().position(|e| e == "command_result");
+    assert!(auth.is_some() && auth < sent, "{events:?}");
     agent.stop().await;
 }

@@ -212,6 +212,9 @@ pub struct CentralTimings {
     pub auth_timeout_ms: u64,
     pub ping_check_ms: u64,
     pub zombie_ms: u64,
+    /// Upstream's per-command timeouts (15 s … 900 s) times this.
+    pub command_timeout_scale: f64,
+    pub timeout_check_ms: u64,
 }
 
 impl CentralTimings {
@@ -222,6 +225,8 @@ impl CentralTimings {
             auth_timeout_ms: 30_000,
             ping_check_ms: 30_000,
             zombie_ms: 90_000,
+            command_timeout_scale: 1.0,
+            timeout_check_ms: 10_000,
         }
     }
 
@@ -233,6 +238,8 @@ impl CentralTimings {
             auth_timeout_ms: 1_500,
             ping_check_ms: 400,
             zombie_ms: 5_000,
+            command_timeout_scale: 1.0,
+            timeout_check_ms: 10_000,
         }
     }
 }
@@ -257,6 +264,11 @@ impl ConfCentral {
             ("AUTH_TIMEOUT_MS", timings.auth_timeout_ms.to_string()),
             ("PING_CHECK_MS", timings.ping_check_ms.to_string()),
             ("ZOMBIE_MS", timings.zombie_ms.to_string()),
+            (
+                "COMMAND_TIMEOUT_SCALE",
+                timings.command_timeout_scale.to_string(),
+            ),
+            ("TIMEOUT_CHECK_MS", timings.timeout_check_ms.to_string()),
         ];
         ConfCentral {
             peer: NodePeer::start("central.js", &env).await,

@@ -241,8 +241,13 @@ impl Scheduled {
         self.add(&entry)
     }
 
+    /// `STATE_PATH/scheduled-settled/`: beside the entries, not among them.
+    fn settled_dir(&self) -> PathBuf {
+        self.dir.with_file_name("scheduled-settled")
+    }
+
     fn settled_file(&self, key: &str) -> PathBuf {
-        self.dir.join(format!(
+        self.settled_dir().join(format!(
             "{}.settled",
             crate::store::hash::sha256_hex(key.as_bytes())
         ))
@@ -258,7 +263,8 @@ impl Scheduled {
         let Some(key) = deployment_key(&entry.data) else {
             return;
         };
-        let written = crate::store::atomic::open_state_dir(&self.dir).and_then(|dir| {
+        let settled = self.settled_dir();
+        let written = crate::store::atomic::open_state_dir(&settled).and_then(|dir| {
             let name = self.settled_file(&key);
             let name = name.file_name().map(PathBuf::from).unwrap_or_default();
             crate::store::atomic::write_private(&dir, &name, entry.id.as_bytes())
@@ -269,7 +275,7 @@ impl Scheduled {
                 entry.id
             );
         }
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+        let Ok(entries) = std::fs::read_dir(&settled) else {
             return;
         };
         let now = std::time::SystemTime::now();
@@ -472,8 +478,9 @@ mod tests {
         scheduled.remember_settled(&entry);
         scheduled.remove("c-1")?;
         assert_eq!(scheduled.settled_id(&data).as_deref(), Some("c-1"));
-        // Not an entry: the list stays empty.
+        // Not an entry, nor in the entries' folder.
         assert!(scheduled.list().is_empty());
+        assert_eq!(std::fs::read_dir(dir.path().join("scheduled"))?.count(), 0);
         let other = serde_json::json!({"deploymentId": "dep-2", "version": "2.0.0",
             "updateUrl": "http://x/u.tar.gz"});
         assert_eq!(scheduled.settled_id(&other), None);

@@ -186,6 +186,7 @@ pub fn decide(
                 "the packaged agent {own} is not older than the committed slot {committed}: the slot is dropped"
             ));
             state.committed = None;
+            state.committed_deployment = None;
             Run::Floor
         }
         Some(committed) if !executable(&committed) => {
@@ -193,6 +194,7 @@ pub fn decide(
                 "the committed agent {committed}'s binary is missing or not executable: running the packaged agent {own}"
             ));
             state.committed = None;
+            state.committed_deployment = None;
             Run::Floor
         }
         Some(committed) if state.committed_starts >= MAX_COMMITTED_STARTS => {
@@ -201,6 +203,7 @@ pub fn decide(
                 state.committed_starts
             ));
             state.committed = None;
+            state.committed_deployment = None;
             Run::Floor
         }
         Some(committed) => {

@@ -44,9 +44,11 @@ pub fn schedule(
     };
     let to = if replaced.from_slot && is_executable(&slot_binary(dir, &replaced.version)) {
         state.committed = Some(replaced.version.clone());
+        state.committed_deployment = None;
         replaced.version
     } else {
         state.committed = None;
+        state.committed_deployment = None;
         floor_version()
     };
     state.committed_starts = 0;
