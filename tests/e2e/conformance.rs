@@ -42,6 +42,36 @@ async fn start_connected(
     agent
 }
 
+/// An agent connected to `central` whose next `restart_service` of
+/// neopro-app hangs 10 s, and that command sent: the agent, the fake
+/// systemctl (kept alive with it) and the command's id.
+async fn hanging_restart(
+    central: &ConfCentral,
+    site: &Site,
+) -> (
+    neopro_e2e::RunningAgent,
+    neopro_e2e::fake_systemctl::FakeSystemctl,
+    String,
+) {
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let agent = start_connected(
+        central,
+        site,
+        &format!("{}\nALLOWED_COMMANDS=restart_service\n", fake.conf_line()),
+    )
+    .await;
+    fake.hang_once("restart", "neopro-app");
+    let id = central
+        .command(
+            "site-1",
+            "restart_service",
+            json!({"service": "neopro-app"}),
+        )
+        .await
+        .expect("sent");
+    (agent, fake, id)
+}
+
 /// The server's exact refusals, each answered by a later retry (never an
 /// exit), and a socket that never authenticates is kicked by the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -962,23 +992,8 @@ async fn a_result_after_the_servers_timeout_still_lands() {
         ..CentralTimings::fast()
     };
     let central = ConfCentral::start(&[("site-1", "key-1")], &timings, 0).await;
-    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
     let site = site();
-    let agent = start_connected(
-        &central,
-        &site,
-        &format!("{}\nALLOWED_COMMANDS=restart_service\n", fake.conf_line()),
-    )
-    .await;
-    fake.hang_once("restart", "neopro-app");
-    let id = central
-        .command(
-            "site-1",
-            "restart_service",
-            json!({"service": "neopro-app"}),
-        )
-        .await
-        .expect("sent");
+    let (agent, _fake, id) = hanging_restart(&central, &site).await;
     let timed_out = wait_row(&central, "remote_commands", &id, |r| {
         r["status"] == "failed"
     })
@@ -1018,24 +1033,9 @@ async fn a_result_after_the_servers_timeout_still_lands() {
 async fn a_result_finished_while_the_server_is_down_arrives_after_its_restart() {
     let central = central().await;
     let port = central.peer.port;
-    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
     let site = site();
-    let agent = start_connected(
-        &central,
-        &site,
-        &format!("{}\nALLOWED_COMMANDS=restart_service\n", fake.conf_line()),
-    )
-    .await;
     // The unit's restart hangs 10 s: the server goes down meanwhile.
-    fake.hang_once("restart", "neopro-app");
-    let id = central
-        .command(
-            "site-1",
-            "restart_service",
-            json!({"service": "neopro-app"}),
-        )
-        .await
-        .expect("sent");
+    let (agent, fake, id) = hanging_restart(&central, &site).await;
     neopro_e2e::process::wait_for("the hanging restart", WAIT, || fake.hanging()).await;
     central.peer.stop();
     let again = ConfCentral::start(&[("site-1", "key-1")], &CentralTimings::fast(), port).await;

@@ -136,19 +136,26 @@ fn sorted_categories(mut v: Value) -> Value {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn install_run_upgrade_rollback_restart_and_remove_through_the_link() {
+/// A site on the test policy that trusts a fresh key, its agent
+/// authenticated with the management commands allowed (ALLOWED_COMMANDS
+/// stays explicit: they must be listed): the key, site, central and agent.
+async fn managed_site() -> (SecretKey, Site, Central, neopro_e2e::RunningAgent) {
     let key = SecretKey::generate().expect("key");
     let site = site(POLICY);
     let central = Central::start(&[("site-1", "key-1")]).await;
     site.write_agent_conf(&central.url(), "site-1", "key-1");
     site.append_conf(&extra_conf(&site, &key));
-    // ALLOWED_COMMANDS stays explicit: the management commands must be listed.
     site.append_conf(
         "ALLOWED_COMMANDS=get_config,install_component,remove_component,list_components,rollback_component\n",
     );
     let agent = site.start_agent();
     central.next("authenticate", WAIT).await;
+    (key, site, central, agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_run_upgrade_rollback_restart_and_remove_through_the_link() {
+    let (key, site, central, agent) = managed_site().await;
 
     let v1 = wasm_of("video-inventory");
     let v1_server = FileServer::start(v1.clone(), Fault::None);
@@ -859,16 +866,7 @@ fn the_typescript_template_installs_signed_and_answers_as_the_rust_one() {
 /// and the same agent process answers the next commands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typescript_component_out_of_memory_is_too_large_and_the_agent_carries_on() {
-    let key = SecretKey::generate().expect("key");
-    let site = site(POLICY);
-    let central = Central::start(&[("site-1", "key-1")]).await;
-    site.write_agent_conf(&central.url(), "site-1", "key-1");
-    site.append_conf(&extra_conf(&site, &key));
-    site.append_conf(
-        "ALLOWED_COMMANDS=get_config,install_component,remove_component,list_components,rollback_component\n",
-    );
-    let agent = site.start_agent();
-    central.next("authenticate", WAIT).await;
+    let (key, site, central, agent) = managed_site().await;
 
     let hog = ts_wasm_of("memory-hog");
     let hog_manifest = "name = \"memory-hog\"\nversion = \"1.0.0\"\ncommands = [\"memory_hog\"]\n\
