@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 
 /// Bytes queued for the writer at most (the batch being filled included);
 /// a chunk larger than this is queued alone.
-pub const QUEUE_BYTES: u64 = 8 << 20;
+pub const QUEUE_BYTES: u64 = 4 << 20;
 /// The receiving side hands chunks over once it holds this many bytes.
 pub const BATCH_BYTES: u64 = 1 << 20;
 /// Write-back is started after every this many bytes written.
