@@ -80,8 +80,11 @@ fn calls(log: &str) -> Vec<(f64, String, String)> {
     let mut pending: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
     for line in log.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(pid), Some(ts), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        // `<pid> <time> <call>`; strace pads short pids with spaces.
+        let Some((pid, tail)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((ts, rest)) = tail.trim_start().split_once(' ') else {
             continue;
         };
         let rest = rest.trim_start();

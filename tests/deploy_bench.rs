@@ -18,6 +18,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// One round: fetch, hash and write alone (when measured), the deploy.
+type Round = (
+    Option<Duration>,
+    Option<Duration>,
+    Option<Duration>,
+    Duration,
+);
+
 fn peak_rss_mib(pid: u32) -> f64 {
     status_kib(pid, "VmHWM:") as f64 / 1024.0
 }
@@ -93,7 +101,7 @@ async fn main() {
     let copy = dir.path().join("copy.bin");
     let videos = neopro.join("videos/Bench");
     println!("load before: {}", load());
-    let mut rounds = Vec::new();
+    let mut rounds: Vec<Round> = Vec::new();
     for round in 1..=rounds_wanted {
         sync();
         let network = timed(
@@ -156,14 +164,7 @@ async fn main() {
         v.sort();
         v.get(v.len() / 2).copied()
     };
-    let pick = |f: fn(
-        &(
-            Option<Duration>,
-            Option<Duration>,
-            Option<Duration>,
-            Duration,
-        ),
-    ) -> Option<Duration>| { median(rounds.iter().filter_map(f).collect()) };
+    let pick = |f: fn(&Round) -> Option<Duration>| median(rounds.iter().filter_map(f).collect());
     let line = |label: &str, took: Option<Duration>| match took {
         Some(t) => println!(
             "{label}: {:.2} s, {:.0} MB/s",

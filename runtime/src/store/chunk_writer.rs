@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 
 /// Bytes queued for the writer at most (the batch being filled included);
 /// a chunk larger than this is queued alone.
-pub const QUEUE_BYTES: u64 = 8 << 20;
+pub const QUEUE_BYTES: u64 = 4 << 20;
 /// The receiving side hands chunks over once it holds this many bytes.
 pub const BATCH_BYTES: u64 = 1 << 20;
 /// Write-back is started after every this many bytes written.
@@ -69,9 +69,10 @@ impl Budget {
     }
 }
 
-/// The receiving side's handle. Dropped or finished, it waits for the
-/// writer thread: nothing writes to the file once it is gone (a dropped
-/// handle discards the batch it had not handed over).
+/// The receiving side's handle. Dropped or finished, it hands its last
+/// batch over and waits for the writer thread: what was received is on
+/// the file (a download cut by its deadline resumes from there), and
+/// nothing writes to the file once the handle is gone.
 #[derive(Debug)]
 pub struct ChunkWriter {
     chunks: Option<mpsc::Sender<Vec<Bytes>>>,
@@ -171,6 +172,7 @@ impl ChunkWriter {
 
 impl Drop for ChunkWriter {
     fn drop(&mut self) {
+        let _ = self.hand_over();
         let _ = self.stop();
     }
 }
@@ -279,6 +281,28 @@ mod tests {
         }
         writer.finish()?;
         assert_eq!(std::fs::read(dir.path().join("out"))?, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn a_dropped_writer_leaves_every_received_byte_on_the_file()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // A download cut by its deadline is dropped mid-batch: what arrived
+        // must be there for the next attempt to resume from.
+        let dir = tempfile::tempdir()?;
+        let folder = cap_std::fs::Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority())?;
+        let file = folder.open_with(
+            "out",
+            cap_std::fs::OpenOptions::new().create(true).append(true),
+        )?;
+        let mut writer = ChunkWriter::start(file)?;
+        let chunk: Vec<u8> = (0..8_192u32).map(|j| j as u8).collect();
+        for _ in 0..3 {
+            assert!(writer.push(Bytes::from(chunk.clone())));
+        }
+        assert!(writer.queued() < BATCH_BYTES, "still in the batch");
+        drop(writer);
+        assert_eq!(std::fs::read(dir.path().join("out"))?.len(), 3 * 8_192);
         Ok(())
     }
 }
