@@ -258,15 +258,21 @@ impl WriteBack {
 mod tests {
     use super::*;
 
-    #[test]
-    fn chunks_land_in_order_and_whole() -> Result<(), Box<dyn std::error::Error>> {
+    /// A writer appending to `out` in a new temporary folder.
+    fn writer_on_a_new_file() -> Result<(tempfile::TempDir, ChunkWriter), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         let folder = cap_std::fs::Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority())?;
         let file = folder.open_with(
             "out",
             cap_std::fs::OpenOptions::new().create(true).append(true),
         )?;
-        let mut writer = ChunkWriter::start(file)?;
+        Ok((dir, ChunkWriter::start(file)?))
+    }
+
+    #[test]
+    fn chunks_land_in_order_and_whole() -> Result<(), Box<dyn std::error::Error>> {
+        let (dir, mut writer) = writer_on_a_new_file()?;
         let mut expected = Vec::new();
         // 20 MiB in uneven chunks, one larger than the whole queue.
         for i in 0..200u32 {
@@ -289,13 +295,7 @@ mod tests {
     -> Result<(), Box<dyn std::error::Error>> {
         // A download cut by its deadline is dropped mid-batch: what arrived
         // must be there for the next attempt to resume from.
-        let dir = tempfile::tempdir()?;
-        let folder = cap_std::fs::Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority())?;
-        let file = folder.open_with(
-            "out",
-            cap_std::fs::OpenOptions::new().create(true).append(true),
-        )?;
-        let mut writer = ChunkWriter::start(file)?;
+        let (dir, mut writer) = writer_on_a_new_file()?;
         let chunk: Vec<u8> = (0..8_192u32).map(|j| j as u8).collect();
         for _ in 0..3 {
             assert!(writer.push(Bytes::from(chunk.clone())));

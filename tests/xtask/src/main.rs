@@ -413,16 +413,22 @@ fn bench(root: &Path) -> anyhow::Result<()> {
     run(e2e_release_bin(root, "agent-bench")
         .arg(root.join("dist/neopro-runtime"))
         .arg(idle))?;
-    // The deploy benchmark writes its temporary files under target/ (a real
-    // disk, not a tmpfs /tmp).
     let mib = std::env::args().nth(3).unwrap_or_else(|| "1024".to_owned());
-    run(cargo()
+    run(e2e_release_bin_under_target(root, "deploy-bench").arg(mib))
+}
+
+/// [`e2e_release_bin`] run from target/ (its temporary files on a real
+/// disk, not a tmpfs /tmp), the release agent of `dist/` as its first
+/// argument.
+fn e2e_release_bin_under_target(root: &Path, bin: &str) -> Command {
+    let mut command = cargo();
+    command
         .current_dir(target_dir(root))
         .args(["run", "--quiet", "--release", "--manifest-path"])
         .arg(root.join("Cargo.toml"))
-        .args(["-p", "neopro-e2e", "--bin", "deploy-bench", "--"])
-        .arg(root.join("dist/neopro-runtime"))
-        .arg(mib))
+        .args(["-p", "neopro-e2e", "--bin", bin, "--"])
+        .arg(root.join("dist/neopro-runtime"));
+    command
 }
 
 /// `cargo run --release` of one of the e2e crate's benchmark binaries, its
@@ -448,12 +454,7 @@ fn bench_deploy(root: &Path) -> anyhow::Result<()> {
     build(root)?;
     let mib = std::env::args().nth(2).unwrap_or_else(|| "512".to_owned());
     let rounds = std::env::args().nth(3).unwrap_or_else(|| "3".to_owned());
-    run(cargo()
-        .current_dir(target_dir(root))
-        .args(["run", "--quiet", "--release", "--manifest-path"])
-        .arg(root.join("Cargo.toml"))
-        .args(["-p", "neopro-e2e", "--bin", "deploy-bench", "--"])
-        .arg(root.join("dist/neopro-runtime"))
+    run(e2e_release_bin_under_target(root, "deploy-bench")
         .arg(mib)
         .arg(rounds))
 }
@@ -466,13 +467,7 @@ fn bench_deploy(root: &Path) -> anyhow::Result<()> {
 fn card_writes(root: &Path) -> anyhow::Result<()> {
     build(root)?;
     let idle = std::env::args().nth(2).unwrap_or_else(|| "300".to_owned());
-    run(cargo()
-        .current_dir(target_dir(root))
-        .args(["run", "--quiet", "--release", "--manifest-path"])
-        .arg(root.join("Cargo.toml"))
-        .args(["-p", "neopro-e2e", "--bin", "card-writes", "--"])
-        .arg(root.join("dist/neopro-runtime"))
-        .arg(idle))
+    run(e2e_release_bin_under_target(root, "card-writes").arg(idle))
 }
 
 /// `cargo xtask bench-memory [soak-minutes]`: RSS and peak of the release
