@@ -55,6 +55,8 @@ impl Box_ {
         b.install(&deb_path, contents)?;
         std::fs::write(b.path("site.conf"), conf)?;
         std::fs::create_dir_all(b.path("units"))?;
+        // The runtime folder systemd makes for the unit.
+        std::fs::create_dir_all(b.path("run"))?;
         std::fs::write(
             b.path("units/neopro-sync-agent.service"),
             "[Service]\nExecStart=/usr/bin/node agent.js\n",
@@ -103,7 +105,9 @@ impl Box_ {
             .env("DISABLED", self.path("disabled"))
             .env("BOX_ARCH", box_arch)
             .env("DEB_ARCH", deb_arch)
-            .env("AUTH_STATUS", self.path("state/link-status.json"))
+            // The agent's link status lives in its runtime folder (the
+            // unit's tmpfs on a box; RUNTIME_PATH in these site.confs).
+            .env("AUTH_STATUS", self.path("run/link-status.json"))
             .env("NEOPRO_SITE_CONF", self.path("site.conf"))
             .env("NEOPRO_HANDOVER_DIR", self.path("record"))
             .env("NEOPRO_SYSTEMD_DIR", self.path("units"))
@@ -128,8 +132,9 @@ impl Box_ {
 
     fn conf(&self) -> String {
         format!(
-            "SITE_ID=site-1\nSITE_API_KEY=key-1\nSTATE_PATH={}\nMIGRATION_DEADLINE_SECS=10\n",
-            self.path("state").display()
+            "SITE_ID=site-1\nSITE_API_KEY=key-1\nSTATE_PATH={}\nRUNTIME_PATH={}\nMIGRATION_DEADLINE_SECS=10\n",
+            self.path("state").display(),
+            self.path("run").display()
         )
     }
 }
@@ -249,7 +254,7 @@ fn a_site_conf_the_agent_would_refuse_is_named_before_anything_changes() -> anyh
         code,
         &log,
         &format!(
-            "{}: line 5 is not KEY=VALUE (neopro-runtime would refuse the file)",
+            "{}: line 6 is not KEY=VALUE (neopro-runtime would refuse the file)",
             b.path("site.conf").display()
         ),
     )
@@ -266,8 +271,9 @@ fn a_crlf_site_conf_with_export_and_comments_takes_over() -> anyhow::Result<()> 
         b.path("site.conf"),
         format!(
             "# box\r\nexport SITE_ID=site-1 # the club\r\nSITE_API_KEY=\"key-1\"\r\n\
-             STATE_PATH={}\r\nMIGRATION_DEADLINE_SECS=10\r\n",
-            state.display()
+             STATE_PATH={}\r\nRUNTIME_PATH={}\r\nMIGRATION_DEADLINE_SECS=10\r\n",
+            state.display(),
+            b.path("run").display()
         ),
     )?;
     let (code, log) = b.run("amd64", "amd64")?;
