@@ -132,12 +132,14 @@ give_back() {
     chown "$CONF_OWNER" "$SITE_CONF" && chmod "$CONF_MODE" "$SITE_CONF" || true
   fi
   rm -f "$SHIM"
-  record "rolled back: $1" || log "cannot write $DONE"
   unmask_old
   systemctl enable "$OLD.service" >/dev/null 2>&1 || true
   # restart, not start: before the handover stopped it, the Node agent is
-  # active, waiting in the shim.
+  # active, waiting in the shim. Restarted before the outcome is written,
+  # so the waiting process never runs on beside the new one (the shim runs
+  # on by itself only once the outcome is there).
   systemctl restart "$OLD.service" || log "systemctl restart $OLD failed"
+  record "rolled back: $1" || log "cannot write $DONE"
   exit 1
 }
 
