@@ -569,7 +569,9 @@ async fn a_link_a_fifo_or_a_huge_file_in_place_of_a_buffer_is_moved_aside_unread
         let made = std::process::Command::new("mkfifo").arg(path).status();
         assert!(made.is_ok_and(|s| s.success()), "mkfifo");
     };
-    let cases: [(&str, Box<dyn Fn(&Path)>, &str); 4] = [
+    /// How a case plants its file at the buffer's path.
+    type Plant<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: [(&str, Plant, &str); 4] = [
         (
             "link to a JSON array elsewhere",
             Box::new(|p: &Path| std::os::unix::fs::symlink(&secret, p).expect("link")),
