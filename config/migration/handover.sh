@@ -132,12 +132,14 @@ give_back() {
     chown "$CONF_OWNER" "$SITE_CONF" && chmod "$CONF_MODE" "$SITE_CONF" || true
   fi
   rm -f "$SHIM"
-  record "rolled back: $1" || log "cannot write $DONE"
   unmask_old
   systemctl enable "$OLD.service" >/dev/null 2>&1 || true
   # restart, not start: before the handover stopped it, the Node agent is
-  # active, waiting in the shim.
+  # active, waiting in the shim. Restarted before the outcome is written,
+  # so the waiting process never runs on beside the new one (the shim runs
+  # on by itself only once the outcome is there).
   systemctl restart "$OLD.service" || log "systemctl restart $OLD failed"
+  record "rolled back: $1" || log "cannot write $DONE"
   exit 1
 }
 
@@ -218,12 +220,21 @@ esac
 systemctl stop "$OLD.service" || give_back "systemctl stop $OLD failed"
 
 # What the first heartbeat reports (versionInfo.tookOverFrom). Written before
-# the agent's first start; systemd hands StateDirectory= to the agent's user.
+# the agent's first start, owned by the state folder's owner: systemd hands
+# a new StateDirectory= to the agent's user, but not the files in one the
+# agent already owns (left by a rolled-back handover). The agent's user can
+# write that folder: the file is created anew (O_EXCL, never through a link
+# planted there) and its owner changed without following one.
 mkdir -p "$STATE" && chmod 0700 "$STATE"
 NODE_VERSION=$(node --version 2>/dev/null || echo unknown)
-printf '{"agent":"%s","runtime":"Node.js %s","at":"%s"}\n' \
-  "$OLD" "$NODE_VERSION" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$STATE/took-over.json"
-chmod 0600 "$STATE/took-over.json"
+TOOK="$STATE/took-over.json"
+rm -f "$TOOK"
+if (umask 077 && set -C && printf '{"agent":"%s","runtime":"Node.js %s","at":"%s"}\n' \
+  "$OLD" "$NODE_VERSION" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$TOOK"); then
+  chown -h "$(stat -c '%u:%g' "$STATE")" "$TOOK" || log "cannot give $TOOK to the agent's user"
+else
+  log "cannot write $TOOK; the heartbeats will not say where the box came from"
+fi
 
 CONF_OWNER=$(stat -c '%u:%g' "$SITE_CONF")
 CONF_MODE=$(stat -c '%a' "$SITE_CONF")

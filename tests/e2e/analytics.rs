@@ -546,3 +546,78 @@ async fn a_failed_send_keeps_the_plays_for_the_next_pass() {
     assert_eq!(files_in(dir.path()), Vec::<String>::new());
     central.stop().await;
 }
+
+/// The web app's user owns `data/`: a link, a FIFO or a huge file in place
+/// of a buffer is never read (a link to `/dev/zero` ran the agent out of
+/// memory, a FIFO hung the pass for ever, a link to a JSON array elsewhere
+/// sent it to the server). Each is moved aside at once, its target left
+/// alone, and newer plays flow (issue 24, the analytics buffers).
+#[tokio::test]
+async fn a_link_a_fifo_or_a_huge_file_in_place_of_a_buffer_is_moved_aside_unread() {
+    let (url, received) = server().await;
+    let dir = tempfile::tempdir().expect("temp");
+    let buffer = dir.path().join("analytics_buffer.json");
+    let elsewhere = tempfile::tempdir().expect("temp");
+    let secret = elsewhere.path().join("plays.json");
+    std::fs::write(&secret, json!([play(99)]).to_string()).expect("write");
+    let huge = dir.path().join("huge");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(neopro_runtime::jobs::analytics::MAX_BATCH_BYTES + 1))
+        .expect("sparse file");
+    let forwarder = Forwarder::new(settings(&url, dir.path())).expect("forwarder");
+    let fifo = |path: &Path| {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    };
+    /// How a case plants its file at the buffer's path.
+    type Plant<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: [(&str, Plant, &str); 4] = [
+        (
+            "link to a JSON array elsewhere",
+            Box::new(|p: &Path| std::os::unix::fs::symlink(&secret, p).expect("link")),
+            "is a symbolic link",
+        ),
+        (
+            "link to /dev/zero",
+            Box::new(|p: &Path| std::os::unix::fs::symlink("/dev/zero", p).expect("link")),
+            "is a symbolic link",
+        ),
+        ("FIFO", Box::new(fifo), "is a FIFO"),
+        (
+            "file above the bound",
+            Box::new(|p: &Path| std::fs::rename(&huge, p).expect("rename")),
+            "more than the 16777216 bytes",
+        ),
+    ];
+    for (what, plant, reason_has) in cases {
+        plant(&buffer);
+        let err =
+            tokio::time::timeout(Duration::from_secs(10), forwarder.forward(Kind::VideoPlays))
+                .await
+                .unwrap_or_else(|_| panic!("{what}: the pass hung"))
+                .expect_err(what);
+        let ForwardError::Quarantined {
+            reason, moved_to, ..
+        } = &err
+        else {
+            panic!("{what}: {err}");
+        };
+        assert!(reason.contains(reason_has), "{what}: {reason}");
+        assert!(
+            moved_to.file_name().is_some_and(|n| n
+                .to_string_lossy()
+                .starts_with("analytics_buffer.json.unusable-")),
+            "{what}: {}",
+            moved_to.display()
+        );
+        assert!(!dir.path().join("analytics_buffer.json.sending").exists());
+    }
+    assert!(received.bodies.lock().expect("lock").is_empty());
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("target"),
+        json!([play(99)]).to_string()
+    );
+    app_append(&buffer, play(1));
+    assert_eq!(forwarder.forward(Kind::VideoPlays).await, all_recorded(1));
+    assert_eq!(sent_filenames(&received), ["v1.mp4"]);
+}

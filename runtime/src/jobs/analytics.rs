@@ -37,6 +37,12 @@ pub const KEEP_REFUSED: usize = 3;
 /// The most of a server answer that is read (its JSON is a few dozen bytes).
 const MAX_ANSWER: usize = 64 * 1024;
 
+/// The largest buffer read (about 80 000 plays; the app appends a few
+/// hundred bytes per play). A larger one is moved aside, never read whole:
+/// the folder is the web app's, and a link there to `/dev/zero` would
+/// otherwise run the agent out of memory.
+pub const MAX_BATCH_BYTES: u64 = 16 << 20;
+
 /// What one pass delivered: events the server accepted (their batches are
 /// deleted) and what it said it did with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -262,7 +268,11 @@ impl Forwarder {
         for _ in 0..2 {
             let had_old_batch = {
                 let sending = sending.clone();
-                on_disk(move || Ok(sending.exists())).await.unwrap_or(false)
+                // A link counts as a batch (to be moved aside), whatever it
+                // points at.
+                on_disk(move || Ok(std::fs::symlink_metadata(sending).is_ok()))
+                    .await
+                    .unwrap_or(false)
             };
             if !had_old_batch {
                 let (from, to) = (path.clone(), sending.clone());
@@ -347,13 +357,53 @@ impl Forwarder {
 
     async fn send_file(&self, kind: Kind, sending: &Path) -> Result<Delivered, ForwardError> {
         let batch = sending.to_owned();
-        let text = on_disk(move || std::fs::read_to_string(batch))
-            .await
-            .map_err(|e| ForwardError::File {
-                path: sending.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let events = match serde_json::from_str::<Value>(&text) {
+        let read = on_disk(move || {
+            Ok(crate::store::untrusted_file::read_bounded(
+                &batch,
+                MAX_BATCH_BYTES,
+            ))
+        })
+        .await
+        .map_err(|e| ForwardError::File {
+            path: sending.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let text = match read {
+            Ok(bytes) => bytes,
+            // A link, a FIFO, a device, or too big to read: never read, moved
+            // aside at once so newer events get through.
+            Err(e)
+                if e.is_foreign()
+                    || matches!(
+                        e,
+                        crate::store::untrusted_file::UntrustedFileError::TooBig { .. }
+                    ) =>
+            {
+                let (batch, prefix) = (
+                    sending.to_owned(),
+                    format!("{}.unusable-", kind.file_name()),
+                );
+                let reason = e.to_string();
+                return Err(match on_disk(move || set_aside(&batch, &prefix)).await {
+                    Ok(moved_to) => ForwardError::Quarantined {
+                        path: sending.to_owned(),
+                        reason,
+                        moved_to,
+                    },
+                    Err(e) => ForwardError::File {
+                        path: sending.to_owned(),
+                        reason: e.to_string(),
+                    },
+                });
+            }
+            Err(e) => {
+                return Err(ForwardError::File {
+                    path: sending.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let events = match serde_json::from_slice::<Value>(&text) {
             Ok(Value::Array(events)) => events,
             Ok(_) => return Err(self.unreadable(sending, "not an array".to_owned()).await),
             Err(e) => return Err(self.unreadable(sending, e.to_string()).await),

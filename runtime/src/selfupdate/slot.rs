@@ -195,17 +195,7 @@ mod tests {
         Ok(tar.into_inner()?.finish()?)
     }
 
-    fn listing(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .map(|r| {
-                r.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    }
+    use crate::store::tree::sorted_names as listing;
 
     #[test]
     fn a_good_release_becomes_a_complete_slot_with_an_executable_binary()

@@ -79,6 +79,21 @@ fn copy_file(
     Ok(bytes)
 }
 
+/// The names in `dir`, sorted (none when it cannot be read): what tests
+/// compare a folder's content with.
+#[cfg(test)]
+pub fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Removes a file, link or folder tree at `path`, never following links.
 pub fn remove_tree(dir: &Dir, path: &Path) -> io::Result<()> {
     let meta = dir.symlink_metadata(path)?;

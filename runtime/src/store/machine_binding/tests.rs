@@ -3,17 +3,7 @@ use super::*;
 const BOX_A: &str = "0123456789abcdef0123456789abcdef";
 const BOX_B: &str = "fedcba9876543210fedcba9876543210";
 
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
+use crate::store::tree::sorted_names as listing;
 
 /// A state as box A's agent left it: a journal with a pending result,
 /// a scheduled update, a committed agent release, the handover's record.

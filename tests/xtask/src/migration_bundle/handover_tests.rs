@@ -221,43 +221,34 @@ fn a_package_behind_a_link_is_never_read_as_root() -> anyhow::Result<()> {
     gave_back_early(&b, code, &log, "no neopro-runtime_9.9.9_amd64.deb in")
 }
 
+/// site.conf read by the agent's rules: `export KEY=` with no value is an
+/// unregistered box (the sed reader did not see the key at all), and a line
+/// the agent would refuse is named; both before anything changes.
 #[test]
-fn an_unregistered_box_restarts_the_waiting_node_agent() -> anyhow::Result<()> {
-    let b = registered()?;
-    // `export` as the agent reads it: the key is there, its value empty.
-    std::fs::write(
-        b.path("site.conf"),
+fn a_site_conf_without_a_site_or_that_the_agent_refuses_gives_the_box_back() -> anyhow::Result<()> {
+    let unregistered = |b: &Box_| {
         format!(
             "export SITE_ID=site-1\nexport SITE_API_KEY=\nSTATE_PATH={}\n",
             b.path("state").display()
+        )
+    };
+    let refused = |b: &Box_| format!("{}not a setting\n", b.conf());
+    type Text = fn(&Box_) -> String;
+    let cases: [(Text, &str); 2] = [
+        (unregistered, " has no SITE_ID or SITE_API_KEY"),
+        (
+            refused,
+            ": line 6 is not KEY=VALUE (neopro-runtime would refuse the file)",
         ),
-    )?;
-    let (code, log) = b.run("amd64", "amd64")?;
-    gave_back_early(
-        &b,
-        code,
-        &log,
-        &format!(
-            "{} has no SITE_ID or SITE_API_KEY",
-            b.path("site.conf").display()
-        ),
-    )
-}
-
-#[test]
-fn a_site_conf_the_agent_would_refuse_is_named_before_anything_changes() -> anyhow::Result<()> {
-    let b = registered()?;
-    std::fs::write(b.path("site.conf"), format!("{}not a setting\n", b.conf()))?;
-    let (code, log) = b.run("amd64", "amd64")?;
-    gave_back_early(
-        &b,
-        code,
-        &log,
-        &format!(
-            "{}: line 6 is not KEY=VALUE (neopro-runtime would refuse the file)",
-            b.path("site.conf").display()
-        ),
-    )
+    ];
+    for (conf, reason) in cases {
+        let b = registered()?;
+        std::fs::write(b.path("site.conf"), conf(&b))?;
+        let (code, log) = b.run("amd64", "amd64")?;
+        let reason = format!("{}{reason}", b.path("site.conf").display());
+        gave_back_early(&b, code, &log, &reason)?;
+    }
+    Ok(())
 }
 
 /// A site.conf saved on Windows, with `export` and comments: the handover
@@ -397,6 +388,42 @@ fn a_package_left_disabled_by_a_rollback_is_enabled_again() -> anyhow::Result<()
         !fresh.calls().contains("install-service"),
         "{}",
         fresh.calls()
+    );
+    Ok(())
+}
+
+/// A state folder the agent already owns (left by a rolled-back handover):
+/// systemd does not hand its files over again, so took-over.json is given
+/// to the folder's owner (else the agent cannot read it and the heartbeats
+/// never say where the box came from: found by the system test's retry);
+/// a link the agent's user planted there is replaced, never written through.
+#[test]
+fn took_over_json_belongs_to_the_agent_and_no_link_is_followed() -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let b = registered()?;
+    let state = b.path("state");
+    std::fs::create_dir_all(&state)?;
+    let target = b.path("target");
+    std::fs::write(&target, "untouched")?;
+    std::os::unix::fs::symlink(&target, state.join("took-over.json"))?;
+    let chown = Command::new("chown")
+        .arg("4321:4321")
+        .arg(&state)
+        .status()?;
+    assert!(chown.success());
+    let (code, log) = b.run("amd64", "amd64")?;
+    assert_eq!(code, 0, "{log}");
+    let meta = std::fs::symlink_metadata(state.join("took-over.json"))?;
+    assert!(meta.is_file(), "{log}");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (4321, 4321, 0o600)
+    );
+    assert_eq!(std::fs::read_to_string(&target)?, "untouched");
+    let text = std::fs::read_to_string(state.join("took-over.json"))?;
+    assert!(
+        text.starts_with(r#"{"agent":"neopro-sync-agent","runtime":"Node.js v18.19.0","#),
+        "{text}"
     );
     Ok(())
 }
