@@ -499,8 +499,11 @@ async fn killed_while_the_agent_release_downloads_nothing_is_staged_and_the_upda
         update_data(&server, &archive, NEW, true),
     );
     let partial = site.path("state/staging/update/.package.tar.gz.partial");
-    wait_for("a partial download", WAIT, || {
-        std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
+    // Under way: the server answered and the partial file is open (its
+    // bytes reach the disk a megabyte at a time, so a few hundred may
+    // not be there yet).
+    wait_for("a download under way", WAIT, || {
+        partial.exists() && !server.ranges().is_empty()
     })
     .await;
     agent.kill_hard();
