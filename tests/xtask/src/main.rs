@@ -18,6 +18,9 @@
 //!   `runtime/tests/fuzz.rs` for that long (default 60), seeded
 //! - `system-test [--arch A] [--scenario NAME]`: that package on a booted
 //!   Debian under systemd-nspawn (see `system_test/`)
+//! - `power-cut [--cuts N] [--seed S] [--phase P]`: real power cuts of
+//!   the package on an emulated box, invariants checked after each (see
+//!   `power_cut/`)
 //! - `bench-cross <triple> [deploy-MiB]`: the sandbox, agent and deploy
 //!   benchmarks for another architecture, run under qemu-user
 //! - `migration-bundle [--target <triple>]`: the package, inside the NEOPRO
@@ -30,6 +33,7 @@ use std::process::Command;
 mod agent_release;
 mod migration_bundle;
 mod package;
+mod power_cut;
 mod system_test;
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
@@ -50,10 +54,14 @@ fn main() -> anyhow::Result<()> {
             let args: Vec<String> = std::env::args().skip(2).collect();
             system_test::run(&root, &args)
         }
+        "power-cut" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            power_cut::run(&root, &args)
+        }
         "bench-cross" => bench_cross(&root),
         "migration-bundle" => migration_bundle(&root),
         _ => bail!(
-            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package|fuzz|system-test|bench-cross|migration-bundle>"
+            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|package|fuzz|system-test|power-cut|bench-cross|migration-bundle>"
         ),
     }
 }
