@@ -53,10 +53,12 @@ struct Args {
     control_cuts: u32,
     dev: bool,
     video_mib: u32,
+    /// Only build (or check) the cached image.
+    image_only: bool,
 }
 
 const USAGE: &str = "usage: cargo xtask power-cut [--cuts N] [--seed S] [--phase P]... \
-                     [--control-cuts K] [--video-mib M] [--dev]";
+                     [--control-cuts K] [--video-mib M] [--dev] [--image-only]";
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
     let mut parsed = Args {
@@ -66,11 +68,16 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         control_cuts: 1,
         dev: false,
         video_mib: 16,
+        image_only: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "--dev" {
             parsed.dev = true;
+            continue;
+        }
+        if flag == "--image-only" {
+            parsed.image_only = true;
             continue;
         }
         let value = it.next().with_context(|| USAGE.to_owned())?;
@@ -110,7 +117,10 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     if uid.as_deref() != Some("0") {
         bail!("power-cut must run as root (mmdebstrap builds the image as root)");
     }
-    image::check_host()?;
+    image::check_host(args.image_only)?;
+    if args.image_only {
+        return image::ensure().map(|_| ());
+    }
     let started = Instant::now();
     let profile = if args.dev {
         super::Profile::Dev
@@ -616,9 +626,15 @@ impl Campaign {
         self.machine.start()?;
         let mut qga = self.machine.connect(BOOT_LIMIT)?;
         let mut found = Vec::new();
-        let authenticated = central
-            .wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > boot)
-            .is_ok();
+        let auth = central.wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > boot);
+        let authenticated = auth.is_ok();
+        // A restart cut falls anywhere from power-on to the agent's first
+        // minute: the window follows the boots seen.
+        if let Ok(e) = &auth {
+            let up = e.at.saturating_duration_since(boot).mul_f64(1.2);
+            let w = self.windows.entry(Phase::Restart).or_insert(up);
+            *w = (*w).max(up);
+        }
         let snap = Snapshot::take(&mut qga)?;
         if !authenticated || snap.agent != "active" {
             found.push(Violation {
