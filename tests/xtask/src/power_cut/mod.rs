@@ -640,8 +640,9 @@ impl Campaign {
             found.push(Violation {
                 check: "agent-starts",
                 detail: format!(
-                    "unit {}, {}",
+                    "unit {} ({}), {}",
                     snap.agent,
+                    snap.status,
                     if authenticated {
                         "authenticated"
                     } else {

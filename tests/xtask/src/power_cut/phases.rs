@@ -83,7 +83,8 @@ pub fn deploy(n: u64, url: &str, sha256: &str) -> Command {
             "videoId": format!("vid-pc-{n}"),
             "videoUrl": url,
             "filename": filename,
-            "originalName": format!("Power cut {n}.mp4"),
+            // The box names the file after it (upstream's rule).
+            "originalName": filename,
             "category": CATEGORY,
             "subcategory": null,
             "checksum": sha256,

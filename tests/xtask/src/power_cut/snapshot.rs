@@ -17,6 +17,7 @@ pub const CONFIG: &str = "/home/pi/neopro/webapp/configuration.json";
 /// Nothing in it comes from outside the rig.
 const SCRIPT: &str = r#"N=/home/pi/neopro; S=/var/lib/neopro-runtime
 printf 'agent\t%s\n' "$(systemctl is-active neopro-runtime.service)"
+printf 'status\t%s\n' "$(systemctl show -p ActiveState -p SubState -p Result -p NRestarts neopro-runtime.service | tr '\n' ' ')"
 for f in "$N/webapp/configuration.json" "$N"/webapp/*.backup.json "$N"/data/backups/config-*.json; do
   [ -f "$f" ] && printf 'f64\t%s\t%s\n' "$f" "$(base64 -w0 < "$f")"
 done
@@ -42,6 +43,8 @@ pub struct Entry {
 pub struct Snapshot {
     /// `systemctl is-active` of the agent's unit.
     pub agent: String,
+    /// The unit's state in a line (`ActiveState=… SubState=… Result=… NRestarts=…`).
+    pub status: String,
     /// Contents of the configuration, its backups and the state files.
     pub files: BTreeMap<String, Vec<u8>>,
     pub entries: Vec<Entry>,
@@ -83,6 +86,7 @@ pub fn parse(out: &str) -> anyhow::Result<Snapshot> {
         let fields: Vec<&str> = line.split('\t').collect();
         match fields.as_slice() {
             ["agent", state] => snap.agent = (*state).to_owned(),
+            ["status", state] => snap.status = (*state).trim().to_owned(),
             ["f64", path, data] => {
                 snap.files.insert((*path).to_owned(), base64_decode(data));
             }
