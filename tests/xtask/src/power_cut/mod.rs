@@ -55,10 +55,14 @@ struct Args {
     video_mib: u32,
     /// Only build (or check) the cached image.
     image_only: bool,
+    /// A package to cut instead of building one (an older or released one).
+    deb: Option<std::path::PathBuf>,
+    /// Where logs and disks go (default `target/power-cut`).
+    work: Option<std::path::PathBuf>,
 }
 
 const USAGE: &str = "usage: cargo xtask power-cut [--cuts N] [--seed S] [--phase P]... \
-                     [--control-cuts K] [--video-mib M] [--dev] [--image-only]";
+                     [--control-cuts K] [--video-mib M] [--dev] [--deb PACKAGE] [--work DIR] [--image-only]";
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
     let mut parsed = Args {
@@ -69,6 +73,8 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         dev: false,
         video_mib: 16,
         image_only: false,
+        deb: None,
+        work: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -91,6 +97,8 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
             "--seed" => parsed.seed = number()?,
             "--control-cuts" => parsed.control_cuts = u32::try_from(number()?)?,
             "--video-mib" => parsed.video_mib = u32::try_from(number()?)?.max(1),
+            "--deb" => parsed.deb = Some(value.into()),
+            "--work" => parsed.work = Some(value.into()),
             "--phase" => {
                 for name in value.split(',') {
                     parsed.phases.push(Phase::parse(name.trim())?);
@@ -127,17 +135,29 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     } else {
         super::Profile::Release
     };
-    let deb = super::build_package(root, None, profile)?;
-    // The rig's central is a binary of the e2e crate, built as `cargo
-    // xtask test` builds it.
-    super::dev_build(root)?;
+    let deb = match &args.deb {
+        Some(deb) => deb.clone(),
+        None => {
+            let deb = super::build_package(root, None, profile)?;
+            // The rig's central is a binary of the e2e crate, built as
+            // `cargo xtask test` builds it.
+            super::dev_build(root)?;
+            deb
+        }
+    };
     let image = image::ensure()?;
-    let work = super::target_dir(root).join("power-cut");
+    let work = args
+        .work
+        .clone()
+        .unwrap_or_else(|| super::target_dir(root).join("power-cut"));
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
     }
     std::fs::create_dir_all(&work)?;
     let central_bin = super::target_dir(root).join("debug/power-cut-central");
+    if !central_bin.is_file() {
+        bail!("{} is missing: cargo test --no-run builds it", central_bin.display());
+    }
     let mut central = Central::start(&central_bin, args.video_mib, &work.join("central.log"))?;
     let prepared = work.join("prepared.raw");
     copy_disk(&image.disk, &prepared)?;
