@@ -44,11 +44,6 @@ printf '[Match]\nName=en* eth*\n[Network]\nDHCP=ipv4\n' > "$R/etc/systemd/networ
 chroot "$R" systemctl enable systemd-networkd.service
 # Nothing waits for the network at boot (the agent retries by itself).
 chroot "$R" systemctl mask systemd-networkd-wait-online.service
-# A small initramfs (the emulated CPU unpacks it at every boot, after every
-# cut): the modules the root filesystem needs, no more.
-printf 'MODULES=list\n' > "$R/etc/initramfs-tools/conf.d/power-cut.conf"
-printf 'virtio_pci\nvirtio_blk\next4\n' >> "$R/etc/initramfs-tools/modules"
-chroot "$R" update-initramfs -u
 "#;
 
 /// Size of the (sparse) disk.
