@@ -7,6 +7,7 @@ pub mod chunk_writer;
 pub mod extract;
 pub mod hash;
 pub mod private_dir;
+pub mod temp_sweep;
 pub mod tree;
 pub mod untrusted_file;
 pub mod webapp_config;
