@@ -156,7 +156,10 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let central_bin = super::target_dir(root).join("debug/power-cut-central");
     if !central_bin.is_file() {
-        bail!("{} is missing: cargo test --no-run builds it", central_bin.display());
+        bail!(
+            "{} is missing: cargo test --no-run builds it",
+            central_bin.display()
+        );
     }
     let mut central = Central::start(&central_bin, args.video_mib, &work.join("central.log"))?;
     let prepared = work.join("prepared.raw");
