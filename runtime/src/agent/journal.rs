@@ -16,8 +16,8 @@
 //! reported interrupted and a lost mark a result sent again — but after a
 //! power cut the server then had two different final results for one
 //! command (its success, then "interrupted"), or a result it had
-//! acknowledged sent again: the power-cut rig found both
-//! (`docs/power-cuts.md`, checks `one-final-result` and `ack-not-resent`).
+//! acknowledged sent again (the power-cut rig found the second:
+//! `docs/power-cuts.md`, checks `one-final-result` and `ack-not-resent`).
 //! Read-only commands (manifest `read-only = true`) are not admitted at
 //! all: no fsync.
 //!

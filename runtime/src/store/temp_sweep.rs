@@ -3,8 +3,8 @@
 //! [`atomic`](super::atomic) writes `.<name>.tmp-<pid>-<n>`, flushes it,
 //! then renames it over `<name>`. A cut between the flush and the rename's
 //! journal commit leaves the temporary file on the card, complete or not,
-//! and nothing would ever remove it: the power-cut rig found them
-//! (`docs/power-cuts.md`, check `no-orphans`). At start, before anything
+//! and nothing would ever remove it (the power-cut rig's check
+//! `no-orphans`, `docs/power-cuts.md`). At start, before anything
 //! writes, the agent removes those of its folders' temporary files whose
 //! writer is gone (another running `neopro-runtime`, a CLI command run
 //! beside the agent, keeps its own).
