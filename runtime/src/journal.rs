@@ -8,13 +8,18 @@
 //! A command found accepted-but-unfinished at start-up (the agent died while
 //! running it) is closed with an error result rather than run again.
 //!
-//! SD card: a state-changing command costs one fsync, the append of its id
-//! to `admitted.log` before it runs. Its outcome file is written without
-//! one (a power cut may lose it: the command is then reported interrupted,
-//! never run twice) and delivery marks are appended to `delivered.log`
-//! without one, one write per batch (a lost mark means a result sent
-//! again, which the server's idempotent write absorbs). Read-only commands
-//! (manifest `read-only = true`) are not admitted at all: no fsync.
+//! SD card and power cuts: a state-changing command costs the append of its
+//! id to `admitted.log`, flushed before it runs; its outcome file, written
+//! atomically and flushed before the result is sent; and the delivery mark,
+//! appended to `delivered.log` and flushed once per batch. The last two were
+//! unsynced once, on the grounds that a lost outcome only means the command
+//! reported interrupted and a lost mark a result sent again — but after a
+//! power cut the server then had two different final results for one
+//! command (its success, then "interrupted"), or a result it had
+//! acknowledged sent again (the power-cut rig found the second:
+//! `docs/power-cuts.md`, checks `one-final-result` and `ack-not-resent`).
+//! Read-only commands (manifest `read-only = true`) are not admitted at
+//! all: no fsync.
 //!
 //! Memory: only ids and delivery state are kept in RAM; outcomes (a
 //! `get_logs` result can be 4 MiB) live in their files and are read back
@@ -172,7 +177,7 @@ struct State {
 /// Ids of admitted commands, one per line, appended and fsynced before each
 /// runs.
 const ADMITTED_LOG: &str = "admitted.log";
-/// Ids whose result the server has, one per line, appended unsynced.
+/// Ids whose result the server has, one per line, appended and flushed per batch.
 const DELIVERED_LOG: &str = "delivered.log";
 
 /// The journal; shared between the session and running commands.
@@ -577,7 +582,11 @@ impl Journal {
         entry.outcome = Some(outcome);
         entry.completed_seq = Some(seq);
         entry.delivered = false;
-        self.persist_with(&entry, false)?;
+        // An admitted command's outcome is durable before the result goes
+        // out: once the server has it, a power cut must not turn it into
+        // "interrupted". A read-only one was never admitted: lost, it is
+        // simply not sent again.
+        self.persist_with(&entry, meta.is_some())?;
         {
             let mut state = self.lock();
             state.next_seq = state.next_seq.max(seq + 1);
@@ -618,8 +627,9 @@ impl Journal {
         self.mark_all_delivered(&[id.to_owned()])
     }
 
-    /// Marks results as received by the server: one unsynced append for the
-    /// batch (a lost mark only means a result sent again).
+    /// Marks results as received by the server: one append for the batch,
+    /// flushed (a mark lost in a power cut would send an acknowledged
+    /// result again).
     pub fn mark_all_delivered(&self, ids: &[String]) -> Result<(), JournalError> {
         let fresh: Vec<&String> = {
             let mut state = self.lock();
@@ -640,12 +650,15 @@ impl Journal {
         {
             use std::io::Write;
             let mut logs = self.logs();
+            let write_error = |source| JournalError::Write {
+                id: fresh[0].clone(),
+                source,
+            };
             logs.delivered
                 .write_all(text.as_bytes())
-                .map_err(|source| JournalError::Write {
-                    id: fresh[0].clone(),
-                    source,
-                })?;
+                .map_err(write_error)?;
+            atomic::count_fsync();
+            logs.delivered.sync_data().map_err(write_error)?;
             logs.delivered_lines += fresh.len();
         }
         self.compact_if_long();

@@ -413,6 +413,13 @@ impl Central {
             .count()
     }
 
+    /// Every event received from the `from`-th on (arrival order), for a
+    /// caller that keeps its own cursor (the power-cut rig's central).
+    pub fn received_from(&self, from: usize) -> Vec<Received> {
+        let received = self.shared.received.lock().expect("lock");
+        received.iter().skip(from).cloned().collect()
+    }
+
     /// Every `event` received so far.
     pub fn all(&self, event: &str) -> Vec<Value> {
         self.shared

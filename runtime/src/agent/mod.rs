@@ -84,6 +84,7 @@ pub async fn run(
                 .unwrap_or_else(|| "the environment".to_owned()),
         ));
     }
+    sweep_temporary_files(&config);
     // Updates waiting for the maintenance window were admitted, never run.
     let waiting = maintenance_window::Scheduled::new(&config.state_path).ids();
     let journal = Arc::new(Journal::open_with_waiting(
@@ -181,6 +182,31 @@ pub async fn run(
             Err(gate.expired().into())
         }
         _ => Ok(()),
+    }
+}
+
+/// Removes what atomic writes cut by a power failure left in the agent's
+/// folders, before anything writes there again (see `store::temp_sweep`).
+fn sweep_temporary_files(config: &SiteConfig) {
+    let config_dir = config
+        .config_path
+        .parent()
+        .map(std::path::Path::to_owned)
+        .unwrap_or_else(|| config.neopro_root.clone());
+    let folders = [
+        (config.state_path.clone(), 3),
+        (config.videos_path.clone(), 3),
+        (config_dir, 0),
+        (config.backup_path.clone(), 1),
+        (config.neopro_root.join("data/backups"), 0),
+    ];
+    for (folder, depth) in folders {
+        for path in crate::store::temp_sweep::sweep(&folder, depth) {
+            tracing::info!(
+                "removed {}: the temporary file of a write a power cut interrupted",
+                path.display()
+            );
+        }
     }
 }
 

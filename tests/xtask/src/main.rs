@@ -23,6 +23,9 @@
 //!   above it (`floors.rs`, also a unit test)
 //! - `system-test [--arch A] [--scenario NAME]`: that package on a booted
 //!   Debian under systemd-nspawn (see `system_test/`)
+//! - `power-cut [--cuts N] [--seed S] [--phase P]`: real power cuts of
+//!   the package on an emulated box, invariants checked after each (see
+//!   `power_cut/`)
 //! - `bench-cross <triple> [deploy-MiB]`: the sandbox, agent and deploy
 //!   benchmarks for another architecture, run under qemu-user
 //! - `migration-bundle [--target <triple>]`: the package, inside the NEOPRO
@@ -36,6 +39,7 @@ mod agent_release;
 mod floors;
 mod migration_bundle;
 mod package;
+mod power_cut;
 mod system_test;
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
@@ -59,10 +63,14 @@ fn main() -> anyhow::Result<()> {
             let args: Vec<String> = std::env::args().skip(2).collect();
             system_test::run(&root, &args)
         }
+        "power-cut" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            power_cut::run(&root, &args)
+        }
         "bench-cross" => bench_cross(&root),
         "migration-bundle" => migration_bundle(&root),
         _ => bail!(
-            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|bench-deploy|card-writes|package|fuzz|floors|system-test|bench-cross|migration-bundle>"
+            "usage: cargo xtask <build|guests|test|demo|bench|bench-memory|bench-deploy|card-writes|package|fuzz|floors|system-test|power-cut|bench-cross|migration-bundle>"
         ),
     }
 }

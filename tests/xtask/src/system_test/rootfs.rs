@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The Debian release the boxes run (Raspberry Pi OS 12 is bookworm).
-const SUITE: &str = "bookworm";
+pub(crate) const SUITE: &str = "bookworm";
 
 /// What a Pi box has that the tests need: systemd as PID 1 with journald,
 /// dbus and polkitd (the agent's restarts and reboots go through them), ACL
 /// tools (the package depends on them), and nothing else.
-const PACKAGES: &[&str] = &[
+pub(crate) const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
     "dbus",
@@ -39,7 +39,7 @@ chmod 0440 "$R/etc/sudoers.d/010_pi-nopasswd"
 /// Shapes the bare system like a Pi box. Run by mmdebstrap on the host with
 /// the root filesystem as `$1`; `chroot` runs foreign binaries through
 /// binfmt_misc (qemu-user-static, F flag).
-const SHAPE: &str = r#"set -eu
+pub(crate) const SHAPE: &str = r#"set -eu
 R="$1"
 echo neopro-box > "$R/etc/hostname"
 # A minbase system has no /etc/hosts: localhost would not resolve.
@@ -152,7 +152,7 @@ const DONE: &str = ".neopro-rootfs-complete";
 
 /// FNV-1a: a stable hash of the recipe for the cache folder's name (no
 /// crypto needed, only "did the recipe change").
-fn fnv1a(parts: &[&str]) -> u64 {
+pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for byte in part.bytes().chain(std::iter::once(0)) {
@@ -184,7 +184,7 @@ pub fn cache_dir(arch: &str, host_arch: &str) -> PathBuf {
 }
 
 /// The mirror apt already uses on this machine (Debian's otherwise).
-fn mirror() -> String {
+pub(crate) fn mirror() -> String {
     std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
         .ok()
         .and_then(|t| {

@@ -1,0 +1,120 @@
+//! `power-cut-central`: the test central of the power-cut rig (`cargo xtask
+//! power-cut`, `tests/xtask/src/power_cut/`), run on the host for the
+//! whole campaign while the box in the emulator is cut and booted again.
+//!
+//! It is the same test central as the end-to-end and system tests
+//! (`support/central.rs`, with its REST side for `register`), plus a file
+//! server with one video, driven over standard input and output in JSON
+//! lines so the rig (the xtask crate, which does not link the agent's
+//! libraries) can use it:
+//!
+//! - out, first: `{"ready": {"port", "video_port", "video_sha256", "video_size"}}`
+//! - out, then: `{"t": <ms since start>, "event", "socket", "data"}` for every
+//!   event an agent sent, in arrival order, and `{"t", "sent", "sockets"}`
+//!   for every command sent;
+//! - in: `{"send": {"id", "type", "data"}}`.
+//!
+//! Usage: power-cut-central <video MiB> <admin email> <admin password>
+
+use neopro_e2e::central::{Central, Timings};
+use neopro_e2e::http::{Fault, FileServer};
+use serde_json::{Value, json};
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Engine.IO pings every second (a result counts as delivered after two),
+/// a long timeout: the emulated box stalls for seconds at times.
+const TIMINGS: Timings = Timings {
+    ping_interval: Duration::from_secs(1),
+    ping_timeout: Duration::from_secs(20),
+    ping_check_every: Duration::from_secs(5),
+};
+
+/// The video's bytes: a xorshift stream, so every run serves the same file.
+fn video(mib: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut bytes = Vec::with_capacity(mib << 20);
+    while bytes.len() < mib << 20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes
+}
+
+fn emit(line: &Value) {
+    let mut out = std::io::stdout().lock();
+    // The rig reads until it sees the line; a closed pipe ends us below.
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(mib), Some(email), Some(password)) = (
+        args.first().and_then(|m| m.parse::<usize>().ok()),
+        args.get(1),
+        args.get(2),
+    ) else {
+        eprintln!("usage: power-cut-central <video MiB> <admin email> <admin password>");
+        return std::process::ExitCode::from(2);
+    };
+    let body = video(mib);
+    let sha = neopro_runtime::store::hash::sha256_hex(&body);
+    let size = body.len();
+    let files = FileServer::start(body, Fault::None);
+    let central = Arc::new(Central::start_timed(0, &[], TIMINGS).await);
+    central.api.add_account(email, password, "admin", None);
+    let started = Instant::now();
+    emit(&json!({"ready": {
+        "port": central.addr.port(),
+        "video_port": files.addr.port(),
+        "video_sha256": sha,
+        "video_size": size,
+    }}));
+
+    // Commands from the rig, one JSON line each; the rig closing our
+    // input ends the run.
+    let sender = central.clone();
+    let input = std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let Ok(request) = serde_json::from_str::<Value>(&line) else {
+                eprintln!("power-cut-central: not JSON: {line}");
+                continue;
+            };
+            let send = &request["send"];
+            let (Some(id), Some(kind)) = (send["id"].as_str(), send["type"].as_str()) else {
+                eprintln!("power-cut-central: no send.id / send.type: {line}");
+                continue;
+            };
+            let sockets = sender.send_command(id, kind, send["data"].clone());
+            emit(&json!({
+                "t": started.elapsed().as_millis() as u64,
+                "sent": id,
+                "sockets": sockets,
+            }));
+        }
+    });
+
+    let mut cursor = 0;
+    loop {
+        for r in central.received_from(cursor) {
+            cursor += 1;
+            emit(&json!({
+                "t": started.elapsed().as_millis() as u64,
+                "event": r.event,
+                "socket": r.socket,
+                "data": r.data,
+            }));
+        }
+        if input.is_finished() {
+            return std::process::ExitCode::SUCCESS;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

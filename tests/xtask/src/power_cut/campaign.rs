@@ -1,0 +1,447 @@
+//! The cut loop: a phase's command, the cut at a random moment of it, the
+//! boot after it, the checks; per-phase tallies for the report.
+
+use super::central::Central;
+use super::checks::{self, Expect, InFlight, Violation};
+use super::machine::Machine;
+use super::phases::{self, Phase};
+use super::qga::Qga;
+use super::rng::Rng;
+use super::snapshot::{self, Snapshot};
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// How long a boot may take until the guest agent answers (TCG, a loaded
+/// machine: 15–60 s seen).
+pub(super) const BOOT_LIMIT: Duration = Duration::from_secs(600);
+/// From the guest agent answering to the agent authenticated (its first
+/// start compiles the built-in components under emulation).
+pub(super) const AUTH_LIMIT: Duration = Duration::from_secs(300);
+/// How long a result may take to arrive after the agent authenticated.
+pub(super) const RESULT_LIMIT: Duration = Duration::from_secs(90);
+
+#[derive(Default, Clone, Copy)]
+pub struct PhaseStats {
+    pub cuts: u32,
+    pub checked: u32,
+    pub violations: u32,
+}
+
+pub struct Campaign {
+    machine: Machine,
+    rng: Rng,
+    order: Vec<Phase>,
+    next: usize,
+    /// The must-fail control: cut only once the command's success arrived.
+    control: bool,
+    counter: u64,
+    /// Every command id sent.
+    sent: Vec<String>,
+    /// configuration.json as last checked.
+    config: Value,
+    known_configs: Vec<Value>,
+    /// sha256 of every file allowed under a video's final name.
+    known_shas: BTreeSet<String>,
+    in_flight: Option<InFlight>,
+    success_reported: bool,
+    windows: BTreeMap<Phase, Duration>,
+    pub stats: BTreeMap<Phase, PhaseStats>,
+    pub violations: Vec<(u32, Phase, Violation)>,
+    /// Violations already counted (the result checks look at every command
+    /// each time).
+    counted: BTreeSet<String>,
+    pub cuts: u32,
+    /// Seconds from each cut to the end of its check.
+    cycles: Vec<f64>,
+}
+
+impl Campaign {
+    pub fn new(machine: Machine, mut rng: Rng, phases: Vec<Phase>, control: bool) -> Campaign {
+        // A seeded order over the phases, repeated: every phase gets its
+        // share of the cuts, a restart never comes first.
+        let mut order = phases;
+        for i in (1..order.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        let windows = phases::ALL.iter().map(|p| (*p, p.window())).collect();
+        Campaign {
+            machine,
+            rng,
+            order,
+            next: 0,
+            control,
+            counter: 0,
+            sent: Vec::new(),
+            config: Value::Null,
+            known_configs: Vec::new(),
+            known_shas: BTreeSet::new(),
+            in_flight: None,
+            success_reported: false,
+            windows,
+            stats: BTreeMap::new(),
+            violations: Vec::new(),
+            counted: BTreeSet::new(),
+            cuts: 0,
+            cycles: Vec::new(),
+        }
+    }
+
+    fn peek(&self) -> Phase {
+        self.order[self.next % self.order.len()]
+    }
+
+    fn advance(&mut self) {
+        self.next += 1;
+    }
+
+    pub fn run(
+        &mut self,
+        central: &mut Central,
+        cuts: u32,
+        log: &mut std::fs::File,
+    ) -> anyhow::Result<()> {
+        self.known_shas.insert(central.video_sha256.clone());
+        let boot = Instant::now();
+        self.machine.start()?;
+        let mut qga = self.machine.connect(BOOT_LIMIT)?;
+        central
+            .wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > boot)
+            .context("the agent did not authenticate after the first boot")?;
+        self.baseline(&mut qga)?;
+        while self.cuts < cuts {
+            // The phase cut on a running, checked box; a restart only
+            // follows a cut: its turn comes right after the next phase's.
+            let mut phase = self.peek();
+            self.advance();
+            if phase == Phase::Restart {
+                phase = self
+                    .order
+                    .iter()
+                    .copied()
+                    .find(|p| *p != Phase::Restart)
+                    .unwrap_or(Phase::Idle);
+                self.next -= 1;
+            }
+            let cut_at = self.run_phase(phase, central, &mut qga)?;
+            self.record_cut(phase, log, json!({"kind": "phase"}))?;
+            let mut attributed = phase;
+            let mut last_cut = cut_at;
+            if self.cuts < cuts && self.peek() == Phase::Restart && !self.control {
+                self.advance();
+                last_cut = self.restart_cut()?;
+                attributed = Phase::Restart;
+                self.record_cut(Phase::Restart, log, json!({"kind": "restart"}))?;
+            }
+            qga = self.boot_and_check(central, attributed, last_cut, log)?;
+        }
+        self.machine.power_off(Some(&mut qga))?;
+        Ok(())
+    }
+
+    fn record_cut(
+        &mut self,
+        phase: Phase,
+        log: &mut std::fs::File,
+        extra: Value,
+    ) -> anyhow::Result<()> {
+        self.cuts += 1;
+        self.stats.entry(phase).or_default().cuts += 1;
+        writeln!(
+            log,
+            "{}",
+            json!({"control": self.control, "cut": self.cuts, "phase": phase.name(), "extra": extra,
+                   "in_flight": self.in_flight.as_ref().map(|c| format!("{} {}", c.kind, c.id)),
+                   "success_reported": self.success_reported})
+        )?;
+        Ok(())
+    }
+
+    /// The state before the first cut.
+    fn baseline(&mut self, qga: &mut Qga) -> anyhow::Result<()> {
+        let snap = Snapshot::take(qga)?;
+        let text = snap
+            .config_text()
+            .context("no configuration.json on the box")?;
+        self.config = serde_json::from_slice(text).context("configuration.json at the start")?;
+        self.known_configs.push(self.config.clone());
+        for (path, bytes) in &snap.files {
+            if path.ends_with(".json")
+                && !path.starts_with(snapshot::STATE)
+                && let Ok(v) = serde_json::from_slice::<Value>(bytes)
+            {
+                self.known_configs.push(v);
+            }
+        }
+        self.known_shas.extend(snap.shas.values().cloned());
+        Ok(())
+    }
+
+    fn next_id(&mut self, kind: &str) -> String {
+        self.counter += 1;
+        format!(
+            "pc-{}-{kind}-{}",
+            if self.control { "control" } else { "run" },
+            self.counter
+        )
+    }
+
+    /// Sends `cmd` and waits for its final result (a preparation, not cut).
+    fn run_to_end(&mut self, central: &mut Central, cmd: phases::Command) -> anyhow::Result<Value> {
+        let id = self.next_id(cmd.kind);
+        central.send(&id, cmd.kind, &cmd.data)?;
+        self.sent.push(id.clone());
+        let result = central
+            .wait_for(RESULT_LIMIT, |e| {
+                e.name == "command_result" && e.data["commandId"] == json!(id)
+            })
+            .with_context(|| format!("no result for {id}"))?;
+        Ok(result.data)
+    }
+
+    fn command_for(
+        &mut self,
+        phase: Phase,
+        central: &mut Central,
+        qga: &mut Qga,
+    ) -> anyhow::Result<Option<phases::Command>> {
+        self.counter += 1;
+        let n = self.counter;
+        Ok(match phase {
+            Phase::Idle | Phase::Restart => None,
+            Phase::DeployVideo => Some(phases::deploy(
+                n,
+                &central.video_url_from_guest(&format!("pc-{n}.mp4")),
+                &central.video_sha256,
+            )),
+            Phase::UpdateConfig => Some(phases::update_config(n, &self.config)),
+            Phase::DeleteVideo => {
+                let pick = self.rng.next_u64();
+                let path = match phases::deployed(&self.config, pick) {
+                    Some(p) => p,
+                    None => {
+                        // Nothing of ours to delete: deploy one first, uncut.
+                        let url = central.video_url_from_guest(&format!("pc-{n}.mp4"));
+                        let deploy = phases::deploy(n, &url, &central.video_sha256);
+                        let result = self.run_to_end(central, deploy)?;
+                        if result["status"] != "success" {
+                            bail!("the deploy before a delete failed: {result}");
+                        }
+                        let snap = Snapshot::take(qga)?;
+                        let text = snap.config_text().context("no configuration.json")?;
+                        self.config = serde_json::from_slice(text)?;
+                        self.known_configs.push(self.config.clone());
+                        phases::deployed(&self.config, pick)
+                            .context("the deployed video is not in configuration.json")?
+                    }
+                };
+                Some(phases::delete(&path))
+            }
+        })
+    }
+
+    /// Runs `phase` and cuts the power at a random moment of it.
+    fn run_phase(
+        &mut self,
+        phase: Phase,
+        central: &mut Central,
+        qga: &mut Qga,
+    ) -> anyhow::Result<Instant> {
+        let command = self.command_for(phase, central, qga)?;
+        let window = self.windows.get(&phase).copied().unwrap_or(phase.window());
+        let delay = window.mul_f64(self.rng.unit());
+        let sent_at = Instant::now();
+        let mut id = None;
+        if let Some(cmd) = command {
+            let cid = self.next_id(cmd.kind);
+            if let Expect::Replaced(doc) = &cmd.expect {
+                self.known_configs.push(doc.clone());
+            }
+            central.send(&cid, cmd.kind, &cmd.data)?;
+            self.sent.push(cid.clone());
+            self.in_flight = Some(InFlight {
+                id: cid.clone(),
+                kind: cmd.kind.to_owned(),
+                expect: cmd.expect,
+            });
+            id = Some(cid);
+        }
+        if self.control {
+            // Cut once the success is in: a lying disk then loses it.
+            if let Some(cid) = &id {
+                central
+                    .wait_for(RESULT_LIMIT, |e| {
+                        e.name == "command_result" && e.data["commandId"] == json!(cid)
+                    })
+                    .with_context(|| format!("no result for {cid}"))?;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        } else {
+            std::thread::sleep(delay);
+        }
+        let cut_at = Instant::now();
+        self.machine.cut()?;
+        if let Some(cid) = &id {
+            let events = central.events();
+            let result = events.iter().find(|e| {
+                e.name == "command_result" && e.data["commandId"] == json!(cid) && e.at < cut_at
+            });
+            self.success_reported = result.is_some_and(|e| e.data["status"] == "success");
+            // Cuts should fall over the whole phase: widen the window to
+            // what the command took.
+            if let Some(r) = result {
+                let took = r.at.saturating_duration_since(sent_at).mul_f64(1.3);
+                let w = self.windows.entry(phase).or_insert(window);
+                if took > *w {
+                    *w = took;
+                }
+            }
+        }
+        Ok(cut_at)
+    }
+
+    /// Boots and cuts again at a random moment of the boot.
+    fn restart_cut(&mut self) -> anyhow::Result<Instant> {
+        let window = self
+            .windows
+            .get(&Phase::Restart)
+            .copied()
+            .unwrap_or(Phase::Restart.window());
+        let delay = Duration::from_secs(2) + window.mul_f64(self.rng.unit());
+        self.machine.start()?;
+        std::thread::sleep(delay);
+        let cut_at = Instant::now();
+        self.machine.cut()?;
+        Ok(cut_at)
+    }
+
+    /// Boots after a cut, lets the agent start, checks every invariant.
+    fn boot_and_check(
+        &mut self,
+        central: &mut Central,
+        phase: Phase,
+        cut_at: Instant,
+        log: &mut std::fs::File,
+    ) -> anyhow::Result<Qga> {
+        let boot = Instant::now();
+        self.machine.start()?;
+        let mut qga = self.machine.connect(BOOT_LIMIT)?;
+        let mut found = Vec::new();
+        let auth = central.wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > boot);
+        let authenticated = auth.is_ok();
+        // A restart cut falls anywhere from power-on to the agent's first
+        // minute: the window follows the boots seen.
+        if let Ok(e) = &auth {
+            let up = e.at.saturating_duration_since(boot).mul_f64(1.2);
+            let w = self.windows.entry(Phase::Restart).or_insert(up);
+            *w = (*w).max(up);
+        }
+        let snap = Snapshot::take(&mut qga)?;
+        if !authenticated || snap.agent != "active" {
+            found.push(Violation {
+                check: "agent-starts",
+                detail: format!(
+                    "unit {} ({}), {}",
+                    snap.agent,
+                    snap.status,
+                    if authenticated {
+                        "authenticated"
+                    } else {
+                        "no authenticate at the central"
+                    }
+                ),
+            });
+        }
+        let (config, mut v) = checks::configuration(
+            &snap,
+            &self.config,
+            self.in_flight.as_ref(),
+            self.success_reported,
+        );
+        found.append(&mut v);
+        if let Some(c) = &config {
+            found.append(&mut checks::videos(&snap, c, &self.known_shas));
+            self.known_configs.push(c.clone());
+        }
+        found.append(&mut checks::backups(&snap, &self.known_configs));
+        found.append(&mut checks::orphans(&snap));
+        found.append(&mut checks::state_files(&snap));
+        found.append(&mut checks::filesystem(&snap));
+        // Results: every admitted or seen command must get one.
+        let admitted = snap.admitted();
+        let end = Instant::now() + RESULT_LIMIT;
+        loop {
+            let events = central.events();
+            let waiting = self.sent.iter().any(|id| {
+                let seen = events
+                    .iter()
+                    .any(|e| e.name != "sent" && e.data["commandId"] == json!(id));
+                let done = events
+                    .iter()
+                    .any(|e| e.name == "command_result" && e.data["commandId"] == json!(id));
+                (admitted.contains(id) || seen) && !done
+            });
+            if !waiting || Instant::now() > end {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Re-sent results arrive right after authentication; give a
+        // duplicate the time to show.
+        std::thread::sleep(checks::ACK_AFTER);
+        found.append(&mut checks::results(
+            &central.events(),
+            &self.sent,
+            &admitted,
+            cut_at,
+        ));
+
+        let mut new = Vec::new();
+        for v in found {
+            let key = format!("{}|{}", v.check, v.detail);
+            if self.counted.insert(key) {
+                new.push(v);
+            }
+        }
+        let stats = self.stats.entry(phase).or_default();
+        stats.checked += 1;
+        stats.violations += new.len() as u32;
+        self.cycles.push(cut_at.elapsed().as_secs_f64());
+        writeln!(
+            log,
+            "{}",
+            json!({"control": self.control, "checked_after_cut": self.cuts, "phase": phase.name(),
+                   "boot_to_checked_s": boot.elapsed().as_secs_f64(),
+                   "violations": new.iter().map(|v| format!("{}: {}", v.check, v.detail)).collect::<Vec<_>>()})
+        )?;
+        for v in &new {
+            eprintln!(
+                "power-cut: VIOLATION after cut {} ({}): {}: {}",
+                self.cuts,
+                phase.name(),
+                v.check,
+                v.detail
+            );
+        }
+        eprintln!(
+            "power-cut: {} cut {} ({}): {} violation(s), cycle {:.0} s",
+            if self.control { "control" } else { "campaign" },
+            self.cuts,
+            phase.name(),
+            new.len(),
+            cut_at.elapsed().as_secs_f64()
+        );
+        for v in new {
+            self.violations.push((self.cuts, phase, v));
+        }
+        if let Some(c) = config {
+            self.config = c;
+        }
+        self.in_flight = None;
+        self.success_reported = false;
+        Ok(qga)
+    }
+}

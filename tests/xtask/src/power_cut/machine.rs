@@ -1,0 +1,245 @@
+//! The emulated box and its disk: qemu (TCG: this machine's `/dev/kvm`
+//! cannot boot a stock kernel) booting the image's kernel directly, its
+//! disk served by nbdkit through the cache filter — a volatile write cache
+//! that keeps every write until the guest flushes, as an SD card's
+//! controller does. A power cut freezes qemu, kills nbdkit (whatever it
+//! had not written to the disk file is gone) and kills qemu (the guest's
+//! RAM and page cache are gone).
+//!
+//! The must-fail control serves the disk with `cache=unsafe`: flushes are
+//! acknowledged and ignored, a card that lies. Nothing the guest wrote in
+//! a boot survives a cut then, and the checks must say so.
+
+use super::image::Image;
+use super::qga::Qga;
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the disk treats the guest's flushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disk {
+    /// Writes are durable once flushed (an honest card).
+    Volatile,
+    /// Flushes are ignored (the must-fail control).
+    Lying,
+}
+
+pub struct Machine {
+    dir: PathBuf,
+    kernel: PathBuf,
+    initrd: PathBuf,
+    disk_file: PathBuf,
+    pub disk: Disk,
+    qemu: Option<Child>,
+    nbd: Option<Child>,
+    boots: u32,
+}
+
+impl Machine {
+    pub fn new(image: &Image, disk_file: &Path, dir: &Path, disk: Disk) -> anyhow::Result<Machine> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Machine {
+            dir: dir.to_owned(),
+            kernel: image.kernel.clone(),
+            initrd: image.initrd.clone(),
+            disk_file: disk_file.to_owned(),
+            disk,
+            qemu: None,
+            nbd: None,
+            boots: 0,
+        })
+    }
+
+    fn nbd_socket(&self) -> PathBuf {
+        self.dir.join("nbd.sock")
+    }
+
+    fn qga_socket(&self) -> PathBuf {
+        self.dir.join("qga.sock")
+    }
+
+    /// The serial console of the current boot.
+    pub fn console(&self) -> PathBuf {
+        self.dir.join(format!("console-{}.log", self.boots))
+    }
+
+    /// Powers on: the disk server, then the emulator.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        if self.qemu.is_some() {
+            bail!("the machine is already running");
+        }
+        self.boots += 1;
+        for socket in [self.nbd_socket(), self.qga_socket()] {
+            let _ = std::fs::remove_file(socket);
+        }
+        let cache = match self.disk {
+            Disk::Volatile => "cache=writeback",
+            Disk::Lying => "cache=unsafe",
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("nbdkit.log"))?;
+        let nbd = Command::new("nice")
+            .args(["-n", "19", "nbdkit", "--foreground", "--unix"])
+            .arg(self.nbd_socket())
+            .args(["--filter=cache", "file"])
+            .arg(&self.disk_file)
+            .arg(cache)
+            // The filter's cache file: beside the run, not in /tmp (tmpfs).
+            .env("TMPDIR", &self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start nbdkit (apt-get install nbdkit)")?;
+        self.nbd = Some(nbd);
+        let ready = Instant::now() + Duration::from_secs(30);
+        while !self.nbd_socket().exists() {
+            if Instant::now() > ready {
+                bail!(
+                    "nbdkit made no socket within 30 s (see {}/nbdkit.log)",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = std::fs::File::create(self.dir.join(format!("qemu-{}.log", self.boots)))?;
+        let drive = format!(
+            "file=nbd+unix:///?socket={},if=none,id=d0,format=raw,cache=writeback",
+            self.nbd_socket().display()
+        );
+        let qemu = Command::new("nice")
+            .args(["-n", "19", "qemu-system-x86_64", "-machine", "q35"])
+            .args([
+                "-accel",
+                "tcg,thread=multi",
+                "-cpu",
+                "max",
+                "-m",
+                "1024",
+                "-smp",
+                "2",
+            ])
+            .args(["-display", "none", "-nodefaults", "-no-reboot"])
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .args(["-append", "root=/dev/vda rw console=ttyS0 quiet"])
+            .args(["-drive", &drive, "-device", "virtio-blk-pci,drive=d0"])
+            .args([
+                "-netdev",
+                "user,id=n0",
+                "-device",
+                "virtio-net-pci,netdev=n0",
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", self.console().display()))
+            .args(["-device", "virtio-serial-pci,id=vser0"])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=qga0,path={},server=on,wait=off",
+                self.qga_socket().display()
+            ))
+            .args([
+                "-device",
+                "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+        self.qemu = Some(qemu);
+        Ok(())
+    }
+
+    /// Waits for the guest agent (the boot reached multi-user).
+    pub fn connect(&mut self, limit: Duration) -> anyhow::Result<Qga> {
+        let socket = self.qga_socket();
+        let deadline = Instant::now() + limit;
+        let pid = self.qemu.as_ref().map(Child::id).context("not running")?;
+        let alive = move || Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
+        Qga::connect(&socket, deadline, &alive).with_context(|| {
+            format!(
+                "boot {} (console: {})",
+                self.boots,
+                self.console().display()
+            )
+        })
+    }
+
+    /// The power cut: the guest frozen at one instant, the disk's
+    /// unflushed writes dropped, the guest's memory dropped.
+    pub fn cut(&mut self) -> anyhow::Result<()> {
+        if let Some(qemu) = &self.qemu {
+            signal(qemu.id(), "STOP")?;
+        }
+        if let Some(mut nbd) = self.nbd.take() {
+            nbd.kill()?;
+            nbd.wait()?;
+        }
+        if let Some(mut qemu) = self.qemu.take() {
+            qemu.kill()?;
+            qemu.wait()?;
+        }
+        Ok(())
+    }
+
+    /// A clean power-off: the guest syncs and powers off, then the disk
+    /// server ends (having written what the guest flushed).
+    pub fn power_off(&mut self, qga: Option<&mut Qga>) -> anyhow::Result<()> {
+        if let Some(qga) = qga {
+            let _ = qga.spawn(&["/bin/systemctl", "poweroff", "--force"]);
+        }
+        if let Some(mut qemu) = self.qemu.take() {
+            let end = Instant::now() + Duration::from_secs(120);
+            while matches!(qemu.try_wait(), Ok(None)) {
+                if Instant::now() > end {
+                    let _ = qemu.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = qemu.wait();
+        }
+        if let Some(mut nbd) = self.nbd.take() {
+            signal(nbd.id(), "TERM")?;
+            nbd.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        for child in [self.qemu.take(), self.nbd.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .context("kill")?;
+    if !status.success() {
+        bail!("kill -s {name} {pid}: {status}");
+    }
+    Ok(())
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}

@@ -1,0 +1,161 @@
+//! The phases a cut can land in: what the rig sends to the box, what the
+//! command must change, and the window in which the cut falls (uniform,
+//! from the moment the command is sent).
+
+use super::checks::{Expect, video_entries};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// No command: heartbeats, `ping_check`, link status, logs.
+    Idle,
+    /// Download, hash, move into place, configuration.json.
+    DeployVideo,
+    /// The file, then its entries in configuration.json.
+    DeleteVideo,
+    /// configuration.json replaced (and its backup written).
+    UpdateConfig,
+    /// During the boot that follows a cut: journal replay, the agent's
+    /// start (journal recovery, sweeps, the expiry run, re-sent results).
+    Restart,
+}
+
+pub const ALL: &[Phase] = &[
+    Phase::DeployVideo,
+    Phase::UpdateConfig,
+    Phase::DeleteVideo,
+    Phase::Idle,
+    Phase::Restart,
+];
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::DeployVideo => "deploy_video",
+            Phase::DeleteVideo => "delete_video",
+            Phase::UpdateConfig => "update_config",
+            Phase::Restart => "restart",
+        }
+    }
+
+    pub fn parse(name: &str) -> anyhow::Result<Phase> {
+        ALL.iter()
+            .copied()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown phase '{name}': {}",
+                    ALL.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+                )
+            })
+    }
+
+    /// The first guess at how long the phase writes, under emulation
+    /// (widened by what the campaign observes).
+    pub fn window(self) -> Duration {
+        match self {
+            Phase::Idle => Duration::from_secs(15),
+            Phase::DeployVideo => Duration::from_secs(8),
+            Phase::DeleteVideo | Phase::UpdateConfig => Duration::from_secs(4),
+            Phase::Restart => Duration::from_secs(35),
+        }
+    }
+}
+
+/// A command to send and what it changes.
+pub struct Command {
+    pub kind: &'static str,
+    pub data: Value,
+    pub expect: Expect,
+}
+
+/// Where deployed videos go (a category the box's configuration has).
+pub const CATEGORY: &str = "Match";
+
+pub fn deploy(n: u64, url: &str, sha256: &str) -> Command {
+    let filename = format!("pc-{n}.mp4");
+    Command {
+        kind: "deploy_video",
+        data: json!({
+            "deploymentId": format!("dep-pc-{n}"),
+            "videoId": format!("vid-pc-{n}"),
+            "videoUrl": url,
+            "filename": filename,
+            // The box names the file after it (upstream's rule).
+            "originalName": filename,
+            "category": CATEGORY,
+            "subcategory": null,
+            "checksum": sha256,
+        }),
+        expect: Expect::Added(format!("videos/{CATEGORY}/{filename}")),
+    }
+}
+
+/// The file name of a video the rig deployed, if the configuration names one.
+pub fn deployed(config: &Value, pick: u64) -> Option<String> {
+    let ours: Vec<String> = video_entries(config)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.starts_with(&format!("videos/{CATEGORY}/pc-")))
+        .collect();
+    if ours.is_empty() {
+        return None;
+    }
+    let i = (pick % ours.len() as u64) as usize;
+    ours.get(i).cloned()
+}
+
+pub fn delete(path: &str) -> Command {
+    let filename = path.rsplit('/').next().unwrap_or_default();
+    Command {
+        kind: "delete_video",
+        data: json!({"filename": filename, "category": CATEGORY}),
+        expect: Expect::Removed(path.to_owned()),
+    }
+}
+
+/// The configuration replaced by itself with another remote title.
+pub fn update_config(n: u64, before: &Value) -> Command {
+    let mut doc = before.clone();
+    if let Some(map) = doc.as_object_mut() {
+        let remote = map.entry("remote").or_insert_with(|| json!({}));
+        if let Some(remote) = remote.as_object_mut() {
+            remote.insert("title".to_owned(), json!(format!("Power cut {n}")));
+        }
+    }
+    Command {
+        kind: "update_config",
+        data: json!({"mode": "replace", "configuration": doc}),
+        expect: Expect::Replaced(doc),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::power_cut::checks::is_after;
+
+    #[test]
+    fn names_round_trip_and_commands_say_what_they_change() -> anyhow::Result<()> {
+        for p in ALL {
+            assert_eq!(Phase::parse(p.name())?, *p);
+        }
+        assert!(Phase::parse("nap").is_err());
+        let before = json!({"remote": {"title": "a"}, "categories": [{"name": "Match", "videos": [
+            {"path": "videos/Match/pc-1.mp4"}]}]});
+        let up = update_config(2, &before);
+        assert!(matches!(&up.expect, Expect::Replaced(d) if d["remote"]["title"] == "Power cut 2"));
+        assert_eq!(
+            deployed(&before, 7).as_deref(),
+            Some("videos/Match/pc-1.mp4")
+        );
+        let del = delete("videos/Match/pc-1.mp4");
+        assert_eq!(del.data["filename"], "pc-1.mp4");
+        let after =
+            json!({"remote": {"title": "a"}, "categories": [{"name": "Match", "videos": []}]});
+        assert!(is_after(&before, &after, &del.expect));
+        Ok(())
+    }
+}
