@@ -43,6 +43,24 @@ impl Site {
             .output()
             .expect("run neopro-runtime")
     }
+    /// `component keygen` into `ops.key` in the site folder: the key file,
+    /// the public key it printed (`ed25519:…`) and all it printed.
+    fn keygen(&self) -> (String, String, String) {
+        let key = self.dir.path().join("ops.key").display().to_string();
+        let printed = stdout(&self.run(&["component", "keygen", "--out", &key]));
+        let public = printed
+            .lines()
+            .find(|l| l.starts_with("ed25519:"))
+            .expect("public key printed")
+            .to_owned();
+        (key, public, printed)
+    }
+
+    /// `component sign` of `wasm` with `key`, which must succeed.
+    fn sign(&self, key: &str, wasm: &str) {
+        let out = self.run(&["component", "sign", "--key", key, wasm]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
 }
 
 fn stdout(o: &Output) -> String {
@@ -276,13 +294,7 @@ fn operators_keygen_sign_verify_inspect_and_run_a_signed_bundle() {
 fn sign_release_makes_what_a_box_with_update_trusted_keys_accepts() {
     let site = Site::new();
     let dir = site.dir.path();
-    let key = dir.join("ops.key").display().to_string();
-    let out = site.run(&["component", "keygen", "--out", &key]);
-    let public = stdout(&out)
-        .lines()
-        .find(|l| l.starts_with("ed25519:"))
-        .expect("public key printed")
-        .to_owned();
+    let (key, public, _) = site.keygen();
     let archive = dir.join("release.tar.gz");
     std::fs::write(&archive, b"not really a tarball").expect("archive");
     let out = site.run(&[
@@ -407,15 +419,8 @@ result:    a box with this site.conf and policy would refuse it (5 refusals)
     assert!(!err.contains("signature:"), "{err}");
 
     // The fixes the report names: a box that installs it.
-    let key = dir.join("ops.key").display().to_string();
-    let keygen = site.run(&["component", "keygen", "--out", &key]);
-    let public = stdout(&keygen)
-        .lines()
-        .find(|l| l.starts_with("ed25519:"))
-        .expect("public key printed")
-        .to_owned();
-    let out = site.run(&["component", "sign", "--key", &key, &wasm]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (key, public, printed) = site.keygen();
+    site.sign(&key, &wasm);
     std::fs::write(
         &policy,
         "[limits]\nmax-memory-mib = 16\n[grants]\nsystem = true\nfiles = { videos = \"ro\" }\n",
@@ -438,7 +443,7 @@ result:    a box with this site.conf and policy would refuse it (5 refusals)
     ] {
         assert!(report.contains(&line), "missing '{line}' in:\n{report}");
     }
-    let key_id = stdout(&keygen)
+    let key_id = printed
         .split("(key id ")
         .nth(1)
         .and_then(|rest| rest.split(')').next())
@@ -508,15 +513,8 @@ fn inspect_without_a_trusted_key_says_the_signature_is_not_checked() {
     let site = Site::new();
     let dir = site.dir.path();
     let wasm = inventory_bundle(&site);
-    let key = dir.join("ops.key").display().to_string();
-    let out = site.run(&["component", "keygen", "--out", &key]);
-    let signer = stdout(&out)
-        .lines()
-        .find(|l| l.starts_with("ed25519:"))
-        .expect("public key printed")
-        .to_owned();
-    let out = site.run(&["component", "sign", "--key", &key, &wasm]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (key, signer, _) = site.keygen();
+    site.sign(&key, &wasm);
     let out = site.run(&["component", "inspect", &wasm]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
