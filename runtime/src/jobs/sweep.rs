@@ -4,7 +4,7 @@
 //! for a week is only lost space on the SD card, and a full card stops every
 //! later deployment and update: it is deleted, and said in the log.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// How long an interrupted download is kept for a retry.
@@ -33,7 +33,21 @@ fn is_leftover(name: &str) -> bool {
 pub fn sweep(roots: &[PathBuf], keep: Duration, now: SystemTime) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for root in roots {
-        visit(root, DEPTH, keep, now, &mut removed);
+        crate::store::tree::each_regular_file(root, DEPTH, &mut |entry| {
+            if !is_leftover(&entry.file_name().to_string_lossy()) {
+                return;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > keep);
+            let path = entry.path();
+            if old && std::fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        });
     }
     for path in &removed {
         tracing::info!(
@@ -45,40 +59,10 @@ pub fn sweep(roots: &[PathBuf], keep: Duration, now: SystemTime) -> Vec<PathBuf>
     removed
 }
 
-fn visit(dir: &Path, depth: usize, keep: Duration, now: SystemTime, removed: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        let path = entry.path();
-        if kind.is_dir() {
-            if depth > 0 {
-                visit(&path, depth - 1, keep, now, removed);
-            }
-            continue;
-        }
-        let name = entry.file_name();
-        if !kind.is_file() || !is_leftover(&name.to_string_lossy()) {
-            continue;
-        }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|modified| now.duration_since(modified).ok())
-            .is_some_and(|age| age > keep);
-        if old && std::fs::remove_file(&path).is_ok() {
-            removed.push(path);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn touch(path: &Path, age: Duration) -> std::io::Result<()> {
         if let Some(parent) = path.parent() {

@@ -36,39 +36,18 @@ fn writer_alive(pid: u32) -> bool {
 /// (links are never followed); returns what went.
 pub fn sweep(dir: &Path, depth: usize) -> Vec<PathBuf> {
     let mut removed = Vec::new();
-    visit(dir, depth, &mut removed);
-    removed
-}
-
-fn visit(dir: &Path, depth: usize, removed: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
+    super::tree::each_regular_file(dir, depth, &mut |entry| {
+        let stale = entry
+            .file_name()
+            .to_str()
+            .and_then(writer_pid)
+            .is_some_and(|pid| !writer_alive(pid));
         let path = entry.path();
-        if kind.is_dir() {
-            if depth > 0 {
-                visit(&path, depth - 1, removed);
-            }
-            continue;
-        }
-        if !kind.is_file() {
-            continue;
-        }
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(writer_pid) else {
-            continue;
-        };
-        if writer_alive(pid) {
-            continue;
-        }
-        if std::fs::remove_file(&path).is_ok() {
+        if stale && std::fs::remove_file(&path).is_ok() {
             removed.push(path);
         }
-    }
+    });
+    removed
 }
 
 #[cfg(test)]

@@ -79,6 +79,28 @@ fn copy_file(
     Ok(bytes)
 }
 
+/// Calls `found` with every regular file under `dir`, `depth` folders
+/// deep. Links are never followed (neither to folders nor to files), and
+/// unreadable folders are skipped: the sweeps that use it only remove what
+/// they can see is theirs.
+pub fn each_regular_file(dir: &Path, depth: usize, found: &mut dyn FnMut(&std::fs::DirEntry)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            if depth > 0 {
+                each_regular_file(&entry.path(), depth - 1, found);
+            }
+        } else if kind.is_file() {
+            found(&entry);
+        }
+    }
+}
+
 /// The names in `dir`, sorted (none when it cannot be read): what tests
 /// compare a folder's content with.
 #[cfg(test)]
