@@ -121,16 +121,35 @@ impl ServiceManager {
     /// shutdown kills every process, this systemctl included, and a killed
     /// systemctl with nothing on stderr is the reboot under way, not a
     /// failure (a refusal exits with a code and says why).
+    ///
+    /// The call can also lose its reply to the shutdown it started:
+    /// `systemctl reboot` asks logind over the system bus, logind queues the
+    /// shutdown, and the bus may stop before the answer is written
+    /// ("Connection reset by peer"). Then the service manager itself is
+    /// asked whether the box is going down; only a box that is not is a
+    /// failed reboot.
     pub fn reboot(&self) -> Result<(), ServiceError> {
         let out = self.run("reboot", "", &["reboot", "--no-block"])?;
         if out.success || (out.killed && out.stderr.trim().is_empty()) {
-            Ok(())
-        } else {
-            Err(ServiceError::Failed {
-                action: "reboot",
-                unit: String::new(),
-                detail: first_line(&out.stderr, "exit status not 0"),
-            })
+            return Ok(());
+        }
+        if lost_the_reply(&out.stderr) && self.shutting_down() {
+            return Ok(());
+        }
+        Err(ServiceError::Failed {
+            action: "reboot",
+            unit: String::new(),
+            detail: first_line(&out.stderr, "exit status not 0"),
+        })
+    }
+
+    /// Whether the box is already shutting down: `is-system-running`
+    /// answers `stopping` (with a non-zero exit, which is still an answer),
+    /// or is itself killed by the shutdown.
+    fn shutting_down(&self) -> bool {
+        match self.run("is-system-running", "", &["is-system-running"]) {
+            Ok(out) => out.killed || out.stdout.trim() == "stopping",
+            Err(_) => false,
         }
     }
 
@@ -230,6 +249,18 @@ fn reader(pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     })
 }
 
+/// The messages of a call whose connection closed under it, after the
+/// request left: what a caller sees when the shutdown stops the bus.
+fn lost_the_reply(stderr: &str) -> bool {
+    const LOST: [&str; 4] = [
+        "Connection reset by peer",
+        "Transport endpoint is not connected",
+        "Broken pipe",
+        "Remote peer disconnected",
+    ];
+    LOST.iter().any(|m| stderr.contains(m))
+}
+
 fn first_line(text: &str, default: &str) -> String {
     text.lines()
         .map(str::trim)
@@ -297,6 +328,43 @@ mod tests {
         assert_eq!(
             calls,
             "start neopro-app\nis-active neopro-app\nis-active down\nstart bad\nreboot --no-block\n"
+        );
+        Ok(())
+    }
+
+    /// A systemctl whose reboot call loses its reply as a shutdown's does,
+    /// on a box in the given state.
+    fn losing_reply(dir: &Path, state: &str) -> std::io::Result<ServiceManager> {
+        let script = dir.join("systemctl");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncase \"$1\" in\n\
+                 reboot) echo 'Call to Reboot failed: Connection reset by peer' >&2; exit 1;;\n\
+                 is-system-running) echo {state}; [ {state} = running ] || exit 1;;\nesac\n"
+            ),
+        )?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+        Ok(ServiceManager::new(script))
+    }
+
+    #[test]
+    fn a_reboot_whose_reply_is_lost_to_the_shutdown_is_under_way() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        assert_eq!(losing_reply(dir.path(), "stopping")?.reboot(), Ok(()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_lost_reply_on_a_box_still_running_is_a_failed_reboot() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        assert_eq!(
+            losing_reply(dir.path(), "running")?.reboot(),
+            Err(ServiceError::Failed {
+                action: "reboot",
+                unit: String::new(),
+                detail: "Call to Reboot failed: Connection reset by peer".to_owned()
+            })
         );
         Ok(())
     }
