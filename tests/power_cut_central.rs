@@ -1,5 +1,5 @@
 //! `power-cut-central`: the test central of the power-cut rig (`cargo xtask
-//! power-cut`, `tests/xtask/src/power_cut/`), run on the host for the
+//! power-cut`, `xtask/src/power_cut/`), run on the host for the
 //! whole campaign while the box in the emulator is cut and booted again.
 //!
 //! It is the same test central as the end-to-end and system tests

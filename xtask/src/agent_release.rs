@@ -163,7 +163,7 @@ mod tests {
         std::fs::write(&binary, b"\x7fELF")?;
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .ancestors()
-            .nth(2)
+            .nth(1)
             .map(Path::to_owned)
             .unwrap_or_default();
         let unit = root.join("config/neopro-runtime.service");

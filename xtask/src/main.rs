@@ -78,7 +78,7 @@ fn main() -> anyhow::Result<()> {
 fn workspace_root() -> anyhow::Result<PathBuf> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.ancestors()
-        .nth(2)
+        .nth(1)
         .map(Path::to_owned)
         .context("xtask is not inside the workspace")
 }

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The handover, run as root by the shim (`config/migration/handover.sh`).
-const HANDOVER: &str = include_str!("../../../config/migration/handover.sh");
+const HANDOVER: &str = include_str!("../../config/migration/handover.sh");
 /// The shim the restarted Node agent loads (`config/migration/commands.js`).
-const SHIM: &str = include_str!("../../../config/migration/commands.js");
+const SHIM: &str = include_str!("../../config/migration/commands.js");
 
 /// Parses `[--target TRIPLE]`.
 pub fn parse(args: &[String]) -> anyhow::Result<Option<String>> {

@@ -253,9 +253,9 @@ fn copy_with_mode(from: &Path, to: &Path, mode: u32) -> anyhow::Result<u64> {
 /// Maintainer scripts (config/debian/): the user, install-service on a
 /// registered box, restart on upgrade, stop + disable on remove, purge.
 const MAINTAINER_SCRIPTS: &[(&str, &str)] = &[
-    ("postinst", include_str!("../../../config/debian/postinst")),
-    ("prerm", include_str!("../../../config/debian/prerm")),
-    ("postrm", include_str!("../../../config/debian/postrm")),
+    ("postinst", include_str!("../../config/debian/postinst")),
+    ("prerm", include_str!("../../config/debian/prerm")),
+    ("postrm", include_str!("../../config/debian/postrm")),
 ];
 
 /// What the unit and the polkit rule need at run time: systemd (the unit,
@@ -574,7 +574,7 @@ mod tests {
     fn root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .ancestors()
-            .nth(2)
+            .nth(1)
             .map(Path::to_owned)
             .unwrap_or_default()
     }

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 const README_MAX_LINES: usize = 250;
 
 fn repo() -> PathBuf {
-    // tests/xtask -> the workspace root.
+    // xtask -> the workspace root.
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
+        .join("..")
         .canonicalize()
         .expect("workspace root")
 }

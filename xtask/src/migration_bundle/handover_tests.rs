@@ -346,7 +346,7 @@ fn a_rollback_holds_for_its_package_only() -> anyhow::Result<()> {
 /// reads (the agent's side of this comparison is in runtime's config tests).
 #[test]
 fn the_example_site_conf_reads_as_the_agent_reads_it() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let read = |key: &str| -> anyhow::Result<String> {
         let out = Command::new("sh")
             .arg(root.join("config/migration/handover.sh"))
