@@ -155,8 +155,8 @@ fn server_message(status: reqwest::StatusCode, body: &[u8]) -> String {
 impl CentralApi {
     /// `base` is `CENTRAL_SERVER_URL` (`http(s)://host[:port][/prefix]`).
     pub fn new(base: &str) -> Result<CentralApi, ApiError> {
-        let tls =
-            crate::platform::tls::client_config().map_err(|e| ApiError::Tls(e.to_string()))?;
+        let tls = neopro_runtime::platform::tls::client_config()
+            .map_err(|e| ApiError::Tls(e.to_string()))?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
             .timeout(TIMEOUT)
@@ -202,7 +202,7 @@ impl CentralApi {
             if e.is_timeout() {
                 reason = format!("no answer within {} s", TIMEOUT.as_secs());
             }
-            if let Some(hint) = crate::platform::tls::clock_hint(&e) {
+            if let Some(hint) = neopro_runtime::platform::tls::clock_hint(&e) {
                 reason = hint;
             }
             ApiError::Unreachable {

@@ -1,11 +1,11 @@
 //! The `neopro-runtime` command line (anyhow lives here and only here).
 
-use crate::config::SiteConfig;
-use crate::host::{HostServices, ProgressSink};
-use crate::sandbox::registry::{self, ComponentSpec, Registry};
-use crate::sandbox::{CommandRequest, Sandbox};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use neopro_runtime::config::SiteConfig;
+use neopro_runtime::host::{HostServices, ProgressSink};
+use neopro_runtime::sandbox::registry::{self, ComponentSpec, Registry};
+use neopro_runtime::sandbox::{CommandRequest, Sandbox};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,9 +56,9 @@ enum Command {
     Components,
     /// Operator tools for pushed components: keygen, sign, verify, inspect.
     #[command(subcommand)]
-    Component(crate::ops::component::ComponentCommand),
+    Component(crate::component::ComponentCommand),
     #[command(flatten)]
-    Ops(crate::ops::command::OpsCommand),
+    Ops(crate::command::OpsCommand),
     /// Internal: compile the component on stdin into this artifact (the
     /// agent runs it as a child so the compiler's memory leaves with it).
     #[command(name = "precompile-component", hide = true)]
@@ -88,12 +88,12 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(config: &SiteConfig, agent: bool) {
-    crate::logging::init(config, agent);
+    neopro_runtime::logging::init(config, agent);
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Ops(ops) = cli.command {
-        return crate::ops::command::run(ops, cli.config.as_deref());
+        return crate::command::run(ops, cli.config.as_deref());
     }
     // Needs no site.conf: it only compiles what it is given.
     if let Command::PrecompilePackage {
@@ -102,11 +102,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         out,
     } = &cli.command
     {
-        crate::ops::precompile::run(target, components, out)?;
+        crate::precompile::run(target, components, out)?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::PrecompileComponent { artifact } = &cli.command {
-        crate::sandbox::compile_child::run_child(artifact)?;
+        neopro_runtime::sandbox::compile_child::run_child(artifact)?;
         return Ok(ExitCode::SUCCESS);
     }
     let config = SiteConfig::load(cli.config.as_deref()).context("invalid configuration")?;
@@ -128,13 +128,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_component(&config, &component, &trust, data, data_file, command_type)
         }
         Command::Components => list_components(&config),
-        Command::Component(command) => crate::ops::component::run(&config, command),
+        Command::Component(command) => crate::component::run(&config, command),
         Command::Run => {
             // Before anything reads the state: a state copied from another
             // box (a cloned SD card) is set aside.
-            crate::store::machine_binding::check_at_start(&config.state_path);
+            neopro_runtime::store::machine_binding::check_at_start(&config.state_path);
             // May exec a newer agent from its slot (same PID), or return.
-            crate::selfupdate::launcher::launch(&config.state_path);
+            neopro_runtime::selfupdate::launcher::launch(&config.state_path);
             run_agent(config, cli.config)
         }
         Command::Ops(_) => Ok(ExitCode::SUCCESS),
@@ -152,14 +152,14 @@ fn run_agent(config: SiteConfig, config_file: Option<PathBuf>) -> anyhow::Result
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(crate::agent::run(
+    runtime.block_on(neopro_runtime::agent::run(
         config,
         config_file,
-        crate::agent::AgentOptions {
+        neopro_runtime::agent::AgentOptions {
             compiler: std::env::current_exe().ok(),
-            ..crate::agent::AgentOptions::default()
+            ..neopro_runtime::agent::AgentOptions::default()
         },
-        crate::agent::stop_signal(),
+        neopro_runtime::agent::stop_signal(),
     ))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -180,7 +180,7 @@ fn find_component(
     if is_wasm_path(which) {
         let path = Path::new(which);
         let spec = registry::spec_for_wasm(path)?;
-        let bundle = crate::ops::component::Bundle::open(path)?;
+        let bundle = crate::component::Bundle::open(path)?;
         if let (Some(_), Trust::Ignore) = (&bundle.signature, trust) {
             eprintln!(
                 "signature: {} not checked (--ignore-signature)",
@@ -188,11 +188,13 @@ fn find_component(
             );
         } else if let (Some(_), Trust::Keys(given)) = (&bundle.signature, trust) {
             let keys = if given.is_empty() {
-                crate::ops::component::site_keys(config)?
+                crate::component::site_keys(config)?
             } else {
                 given
                     .iter()
-                    .map(|k| crate::signing::components::PublicKey::parse(k).context("--key"))
+                    .map(|k| {
+                        neopro_runtime::signing::components::PublicKey::parse(k).context("--key")
+                    })
                     .collect::<anyhow::Result<_>>()?
             };
             let signer = bundle
@@ -209,7 +211,7 @@ fn find_component(
     for p in problems {
         tracing::warn!("{p}");
     }
-    let (_, pushed_problems) = crate::pushed::overlay(config, &mut registry);
+    let (_, pushed_problems) = neopro_runtime::pushed::overlay(config, &mut registry);
     for p in pushed_problems {
         tracing::warn!("{p}");
     }
@@ -263,8 +265,8 @@ fn run_component(
     let services = Arc::new(HostServices::from_config(config));
     let mut sandbox = Sandbox::new(services, Some(&config.cache_dir()))?;
     sandbox.use_packaged_artifacts(
-        &crate::sandbox::registry::components_dir(config)
-            .join(crate::sandbox::registry::PACKAGED_ARTIFACTS),
+        &neopro_runtime::sandbox::registry::components_dir(config)
+            .join(neopro_runtime::sandbox::registry::PACKAGED_ARTIFACTS),
     );
     let component = sandbox.load_file(&spec.wasm_path, spec.manifest.clone())?;
     tracing::debug!("{} loaded: {:?}", spec.manifest.name, component.origin());
@@ -302,12 +304,12 @@ fn is_wasm_path(which: &str) -> bool {
 /// say what `install_component` on a box with this site.conf would refuse
 /// (the signature aside: see `component check`).
 fn warn_if_a_box_would_refuse(config: &SiteConfig, wasm: &Path) -> anyhow::Result<()> {
-    let bundle = crate::ops::component::Bundle::open(wasm)?;
-    let report = crate::pushed::check::check(
+    let bundle = crate::component::Bundle::open(wasm)?;
+    let report = neopro_runtime::pushed::check::check(
         config,
         &config.component_policy_path,
         &bundle.candidate(),
-        crate::pushed::check::Depth {
+        neopro_runtime::pushed::check::Depth {
             link: None,
             signature: false,
             installed: None,
@@ -320,7 +322,7 @@ fn warn_if_a_box_would_refuse(config: &SiteConfig, wasm: &Path) -> anyhow::Resul
         "warning: a box with this site.conf would refuse to install {}:",
         wasm.display()
     );
-    for line in crate::ops::component::report_lines(&report) {
+    for line in crate::component::report_lines(&report) {
         if !line.starts_with("ok ") && !line.starts_with("skipped ") {
             eprintln!("warning:   {line}");
         }
@@ -335,7 +337,7 @@ fn warn_if_a_box_would_refuse(config: &SiteConfig, wasm: &Path) -> anyhow::Resul
 fn list_components(config: &SiteConfig) -> anyhow::Result<ExitCode> {
     let dir = registry::components_dir(config);
     let (mut registry, mut problems) = Registry::scan(&dir)?;
-    let (_, pushed_problems) = crate::pushed::overlay(config, &mut registry);
+    let (_, pushed_problems) = neopro_runtime::pushed::overlay(config, &mut registry);
     println!(
         "components in {} and {} (pushed):",
         dir.display(),
@@ -346,8 +348,10 @@ fn list_components(config: &SiteConfig) -> anyhow::Result<ExitCode> {
         count += 1;
         let m = &spec.manifest;
         match &spec.origin {
-            crate::sandbox::registry::Origin::BuiltIn => println!("{} {}", m.name, m.version),
-            crate::sandbox::registry::Origin::Pushed { .. } => {
+            neopro_runtime::sandbox::registry::Origin::BuiltIn => {
+                println!("{} {}", m.name, m.version)
+            }
+            neopro_runtime::sandbox::registry::Origin::Pushed { .. } => {
                 println!("{} {} (pushed)", m.name, m.version)
             }
         }

@@ -4,15 +4,15 @@
 //! A bundle is three files side by side: `<name>.wasm`, its manifest
 //! `<name>.toml` and, once signed, `<name>.sig` (one line: the signature).
 
-use crate::config::SiteConfig;
-use crate::host::HostServices;
-use crate::manifest::Manifest;
-use crate::pushed::check as pushed_check;
-use crate::sandbox::Sandbox;
-use crate::signing::components::{self as signing, PublicKey, SecretKey};
-use crate::store::hash::sha256_hex;
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use neopro_runtime::config::SiteConfig;
+use neopro_runtime::host::HostServices;
+use neopro_runtime::manifest::Manifest;
+use neopro_runtime::pushed::check as pushed_check;
+use neopro_runtime::sandbox::Sandbox;
+use neopro_runtime::signing::components::{self as signing, PublicKey, SecretKey};
+use neopro_runtime::store::hash::sha256_hex;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,7 +31,7 @@ pub enum ComponentCommand {
         dir: PathBuf,
         /// rust (cargo, wasm32-wasip2) or ts (TypeScript, npm, QuickJS).
         #[arg(long, value_enum, default_value = "rust")]
-        lang: crate::ops::new_component::Lang,
+        lang: crate::new_component::Lang,
     },
     /// Create a signing key pair: the secret key file (mode 0600, keep it off
     /// the boxes) and the public key to put in TRUSTED_COMPONENT_KEYS.
@@ -135,7 +135,7 @@ impl Bundle {
         let manifest_path = parts
             .manifest
             .clone()
-            .unwrap_or_else(|| crate::sandbox::registry::manifest_for_wasm(wasm_path));
+            .unwrap_or_else(|| neopro_runtime::sandbox::registry::manifest_for_wasm(wasm_path));
         let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
             format!(
                 "reading the manifest {} (it must sit beside the .wasm, named like it; or pass --manifest FILE)",
@@ -206,7 +206,7 @@ pub fn site_keys(config: &SiteConfig) -> anyhow::Result<Vec<PublicKey>> {
 pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<ExitCode> {
     match command {
         ComponentCommand::New { name, dir, lang } => {
-            let created = crate::ops::new_component::create(&name, &dir, lang)?;
+            let created = crate::new_component::create(&name, &dir, lang)?;
             println!(
                 "created {} ({} files). Next:",
                 created.dir.display(),
@@ -428,7 +428,7 @@ fn check(
 ) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::open_parts(wasm, parts)?;
     let installed = installed
-        .map(crate::pushed::inventory::Inventory::from_list_file)
+        .map(neopro_runtime::pushed::inventory::Inventory::from_list_file)
         .transpose()?;
     let policy = policy.unwrap_or_else(|| config.component_policy_path.clone());
     let services = Arc::new(HostServices::from_config(config));

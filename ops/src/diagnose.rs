@@ -4,8 +4,8 @@
 //! Socket.IO authentication whose refusal is reported with the server's
 //! exact words and the fix from the troubleshooting table.
 
-use crate::config::SiteConfig;
-use crate::link::{self, LinkConfig, LinkEvent};
+use neopro_runtime::config::SiteConfig;
+use neopro_runtime::link::{self, LinkConfig, LinkEvent};
 use serde::Serialize;
 use serde_json::json;
 use std::os::unix::fs::MetadataExt;
@@ -326,7 +326,7 @@ pub async fn diagnose_with(
 
 /// Reports the running agent's link state; `true` when an agent is running.
 fn running_agent(b: &mut Builder, config: &SiteConfig) -> bool {
-    use crate::agent::session::link_status;
+    use neopro_runtime::agent::session::link_status;
     let status = match link_status::read(&config.runtime_path) {
         Ok(Some(status)) if link_status::writer_alive(&status) => status,
         // No agent running: nothing to add, the authentication check runs.
@@ -426,7 +426,7 @@ fn check_config(b: &mut Builder, path: &Path) -> Option<SiteConfig> {
         Ok(c) => c,
         Err(e) => {
             let fix = match &e {
-                crate::config::ConfigError::Read { source, .. }
+                neopro_runtime::config::ConfigError::Read { source, .. }
                     if source.kind() == std::io::ErrorKind::PermissionDenied =>
                 {
                     "site.conf is readable only by its owner (the agent's user): \
@@ -578,7 +578,7 @@ async fn authenticate(b: &mut Builder, url: &str, site_id: &str, key: &str, time
     match outcome {
         Ok(Ok(Ok(message))) => b.ok("authentication", message),
         Ok(Ok(Err(message))) => {
-            let fix = crate::agent::session::auth::hint(&message);
+            let fix = neopro_runtime::agent::session::auth::hint(&message);
             b.fail("authentication", message, fix);
         }
         Ok(Err(reason)) => b.fail(

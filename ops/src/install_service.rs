@@ -3,7 +3,7 @@
 //! restart only the NEOPRO units and reboot — instead of the upstream
 //! agent's blanket password-less sudo. Commands run as argument vectors.
 
-use crate::config::SiteConfig;
+use neopro_runtime::config::SiteConfig;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -56,7 +56,7 @@ pub enum InstallError {
     )]
     NotRoot,
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] neopro_runtime::config::ConfigError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -113,7 +113,7 @@ impl UnitParams {
         Self::for_config(
             config.as_ref().ok(),
             Path::new("/usr/bin/neopro-runtime"),
-            Path::new(crate::config::DEFAULT_CONFIG_FILE),
+            Path::new(neopro_runtime::config::DEFAULT_CONFIG_FILE),
             "neopro",
             "pi",
             60,
@@ -410,7 +410,7 @@ pub fn plan(args: &InstallArgs, config_file: &Path, etc: &Path) -> Result<Plan, 
         } else {
             format!("{u}.service")
         };
-        if !crate::platform::systemctl::is_valid_unit_name(&u) {
+        if !neopro_runtime::platform::systemctl::is_valid_unit_name(&u) {
             return Err(InstallError::BadUnit(u));
         }
         if !units.contains(&u) {

@@ -1,9 +1,13 @@
-//! Operator commands: setting a box up and finding out why it does not
-//! connect (`register`, `resync`, `diagnose`, `install-service`). They run
-//! once, by a person at the box; the agent itself never calls them
-//! (`reset` too: before a card is cloned, or when a club is deleted).
+//! neopro-ops: the `neopro-runtime` command line ([`cli`]) and the operator
+//! commands — setting a box up and finding out why it does not connect
+//! (`register`, `resync`, `diagnose`, `install-service`), `reset`, and the
+//! component tools (`component new | keygen | sign | verify | inspect |
+//! check`). They run once, by a person at the box; the agent itself never
+//! calls them. A crate of their own so that they reach the agent only through
+//! its public API (crate `neopro-runtime`), and the agent cannot reach them.
 
 pub mod central_api;
+pub mod cli;
 pub mod command;
 pub mod component;
 pub mod diagnose;
@@ -29,7 +33,7 @@ pub enum OpsError {
     #[error(transparent)]
     File(#[from] site_file::SiteFileError),
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] neopro_runtime::config::ConfigError),
     #[error(
         "{what} is needed: pass {flag} (or set {env}), or run the command in a terminal to be asked"
     )]
@@ -84,7 +88,8 @@ impl<'a> Context<'a> {
     pub fn new(explicit: Option<&Path>, env: &'a dyn Fn(&str) -> Option<String>) -> Context<'a> {
         let config_path = explicit.map(Path::to_owned).unwrap_or_else(|| {
             PathBuf::from(
-                env("CONFIG_FILE").unwrap_or_else(|| crate::config::DEFAULT_CONFIG_FILE.to_owned()),
+                env("CONFIG_FILE")
+                    .unwrap_or_else(|| neopro_runtime::config::DEFAULT_CONFIG_FILE.to_owned()),
             )
         });
         Context {

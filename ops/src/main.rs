@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    neopro_runtime::cli::main()
+    neopro_ops::cli::main()
 }

@@ -5,7 +5,7 @@
 //! The files are named as that box's agent looks for them in
 //! `<components>/precompiled/` (`sandbox::packaged_artifact`).
 
-use crate::sandbox::{CodeTarget, SandboxError, packaged_artifact};
+use neopro_runtime::sandbox::{CodeTarget, SandboxError, packaged_artifact};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]

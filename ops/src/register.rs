@@ -108,7 +108,7 @@ pub async fn register(
         }
     };
     let existing_values = match &existing {
-        Some(text) => crate::config::parse_dotenv(path, text)?,
+        Some(text) => neopro_runtime::config::parse_dotenv(path, text)?,
         None => Default::default(),
     };
     if let Some(id) = existing_values.get("SITE_ID").filter(|v| !v.is_empty())
@@ -241,7 +241,7 @@ pub async fn register(
             "# NEOPRO site configuration, written by `neopro-runtime register` on {}.\n\
              # Holds this site's API key: keep it mode 0600. Every key is explained in\n\
              # site.conf.example; unset folders default to /home/pi/neopro/...\n",
-            crate::platform::clock::iso8601(std::time::SystemTime::now())
+            neopro_runtime::platform::clock::iso8601(std::time::SystemTime::now())
         )
     });
     let text = site_file::set_keys(&base, &updates);

@@ -10,11 +10,11 @@
 //! with `--remove-site-conf`, deleted with the unit disabled (a box without
 //! a site must not start an agent at boot). A running agent started on a
 //! cloned card sets a foreign state aside by itself
-//! ([`crate::store::machine_binding`]); `reset` is the deliberate way.
+//! ([`neopro_runtime::store::machine_binding`]); `reset` is the deliberate way.
 
 use super::prompt::Prompter;
-use crate::config::SiteConfig;
-use crate::store::tree;
+use neopro_runtime::config::SiteConfig;
+use neopro_runtime::store::tree;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -41,7 +41,7 @@ pub enum ResetError {
     #[error("reset cancelled: nothing was changed")]
     Cancelled,
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] neopro_runtime::config::ConfigError),
     #[error(transparent)]
     Prompt(#[from] super::prompt::PromptError),
     #[error("cannot run {program}: {source}; nothing was changed")]
@@ -82,7 +82,7 @@ pub fn reset(
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => {
-            return Err(crate::config::ConfigError::Read {
+            return Err(neopro_runtime::config::ConfigError::Read {
                 path: config_path.to_owned(),
                 source,
             }
@@ -190,7 +190,7 @@ fn wipe(state: &Path) -> std::io::Result<usize> {
         tree::remove_tree(&dir, Path::new(&name))?;
         deleted += 1;
     }
-    crate::store::atomic::sync_filesystem(&dir)?;
+    neopro_runtime::store::atomic::sync_filesystem(&dir)?;
     Ok(deleted)
 }
 

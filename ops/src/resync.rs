@@ -58,7 +58,7 @@ pub async fn resync(
         }
     };
     let values = match &existing {
-        Some(text) => crate::config::parse_dotenv(path, text)?,
+        Some(text) => neopro_runtime::config::parse_dotenv(path, text)?,
         None => Default::default(),
     };
     let from_file = |k: &str| values.get(k).filter(|v| !v.is_empty()).cloned();

@@ -186,7 +186,7 @@ pub fn write_private(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_dotenv;
+    use neopro_runtime::config::parse_dotenv;
 
     #[test]
     fn set_keys_replaces_in_place_drops_duplicates_and_appends() {

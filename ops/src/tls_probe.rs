@@ -186,7 +186,7 @@ pub fn clock_verdict(now: i64, not_before: i64, not_after: i64) -> Option<String
 /// `2026-11-28 09:51:12 UTC`.
 pub fn date(unix: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
-    let iso = crate::platform::clock::iso8601(t);
+    let iso = neopro_runtime::platform::clock::iso8601(t);
     format!("{} {} UTC", &iso[..10], &iso[11..19])
 }
 

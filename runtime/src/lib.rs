@@ -5,12 +5,12 @@
 //! sandboxed WebAssembly component that reaches the box only through the
 //! `neopro:agent` WIT interfaces, each call checked against its manifest.
 //!
+//! The command line and the operator commands live in crate `neopro-ops`
+//! (folder `ops/`), which uses this crate's public API.
+//!
 //! Where things are (folders by concern, each floor using only the floors
 //! below it — `cargo xtask floors` prints them and the suite fails on an
 //! import that climbs; docs/architecture.md has the map):
-//! - [`cli`] — the `neopro-runtime` command line;
-//! - [`ops`] — operator commands: register, resync, diagnose, install-service,
-//!   `component keygen|sign|verify|inspect|check`;
 //! - [`agent`] — `run`: session, dispatch, update resume, the maintenance
 //!   window scheduler;
 //! - [`pushed`] — components the server installs: store, site policy, the
@@ -39,7 +39,6 @@
 //! - [`config`] — site.conf.
 
 pub mod agent;
-pub mod cli;
 pub mod config;
 pub mod follow_up;
 pub mod host;
@@ -48,7 +47,6 @@ pub mod journal;
 pub mod link;
 pub mod logging;
 pub mod manifest;
-pub mod ops;
 pub mod platform;
 pub mod pushed;
 pub mod sandbox;

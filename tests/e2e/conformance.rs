@@ -630,7 +630,7 @@ async fn a_redelivered_update_is_scheduled_and_run_once() {
 /// that agent uses; a file with another key fails the check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_tells_which_key_the_running_agent_uses() {
-    use neopro_runtime::ops::diagnose::{DiagnoseArgs, Status, diagnose};
+    use neopro_ops::diagnose::{DiagnoseArgs, Status, diagnose};
     let central = central().await;
     let site = site();
     let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");

@@ -3,10 +3,10 @@
 #![allow(clippy::expect_used)]
 
 use neopro_e2e::central::Central;
-use neopro_runtime::ops::prompt::{Nobody, Scripted};
-use neopro_runtime::ops::register::{RegisterArgs, register};
-use neopro_runtime::ops::resync::{ResyncArgs, resync};
-use neopro_runtime::ops::{Context, OpsError};
+use neopro_ops::prompt::{Nobody, Scripted};
+use neopro_ops::register::{RegisterArgs, register};
+use neopro_ops::resync::{ResyncArgs, resync};
+use neopro_ops::{Context, OpsError};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -455,7 +455,7 @@ async fn resync_needs_an_admin_and_a_server() {
 
 mod diagnose {
     use super::*;
-    use neopro_runtime::ops::diagnose::{DiagnoseArgs, Report, Status, diagnose};
+    use neopro_ops::diagnose::{DiagnoseArgs, Report, Status, diagnose};
 
     fn args() -> DiagnoseArgs {
         DiagnoseArgs {
@@ -523,12 +523,12 @@ mod diagnose {
         );
         assert_eq!(
             report.check("SITE_API_KEY").expect("key").detail,
-            neopro_runtime::ops::central_api::mask_key(&key)
+            neopro_ops::central_api::mask_key(&key)
         );
 
         // --json carries the same report.
         let mut out = Vec::new();
-        neopro_runtime::ops::diagnose::print(&report, true, &mut out).expect("print");
+        neopro_ops::diagnose::print(&report, true, &mut out).expect("print");
         let json: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(json["ok"], true);
         assert_eq!(json["checks"][11]["name"], "authentication");
@@ -556,7 +556,7 @@ mod diagnose {
             )
         );
         let mut out = Vec::new();
-        neopro_runtime::ops::diagnose::print(&report, false, &mut out).expect("print");
+        neopro_ops::diagnose::print(&report, false, &mut out).expect("print");
         let text = String::from_utf8(out).expect("utf-8");
         assert!(
             text.contains(
@@ -640,7 +640,7 @@ mod diagnose {
 
 #[tokio::test]
 async fn as_root_site_conf_goes_to_the_agents_user_and_resync_keeps_it() {
-    if !neopro_runtime::ops::site_file::running_as_root() {
+    if !neopro_ops::site_file::running_as_root() {
         eprintln!("skipped: chown needs root");
         return;
     }

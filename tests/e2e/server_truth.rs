@@ -80,7 +80,7 @@ async fn a_second_connection_closing_does_not_leave_the_agent_forgotten() {
 /// and does not open a second session unless asked with `--auth`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_reports_the_running_agents_link_without_a_second_session() {
-    use neopro_runtime::ops::diagnose::{DiagnoseArgs, Status, diagnose};
+    use neopro_ops::diagnose::{DiagnoseArgs, Status, diagnose};
     let central = Central::start(&[("site-1", "key-1")]).await;
     let site = site();
     let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");

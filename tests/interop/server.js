@@ -1,5 +1,5 @@
 // A real socket.io v4 server standing in for the NEOPRO central server, for
-// runtime/tests/interop.rs.
+// ops/tests/interop.rs.
 //
 // Usage: node server.js <port>   (0 = any free port; always 127.0.0.1)
 //

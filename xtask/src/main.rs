@@ -75,6 +75,10 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The crate whose binary is the agent, `neopro-runtime` (the command line
+/// and operator commands over the agent's library).
+const AGENT_CRATE: &str = "neopro-ops";
+
 fn workspace_root() -> anyhow::Result<PathBuf> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.ancestors()
@@ -288,9 +292,8 @@ fn ts_guests(root: &Path, out: &Path) -> anyhow::Result<()> {
 /// `string_decoder` 1.4.0). Installing the template's package.json once
 /// here (scripts off: only the cache is wanted) puts both there.
 fn npm_cache_for_component_new(root: &Path) -> anyhow::Result<()> {
-    let template = std::fs::read_to_string(
-        root.join("runtime/src/ops/new_component/templates/ts/package.json.tmpl"),
-    )?;
+    let template =
+        std::fs::read_to_string(root.join("ops/src/new_component/templates/ts/package.json.tmpl"))?;
     let manifest = template
         .replace("{{component}}", "npm-cache-prime")
         .replace("{{snake}}", "npm_cache_prime");
@@ -331,7 +334,7 @@ fn build(root: &Path) -> anyhow::Result<()> {
     let (builtin, _) = guests(root)?;
     run(cargo()
         .current_dir(root)
-        .args(["build", "--release", "-p", "neopro-runtime"]))?;
+        .args(["build", "--release", "-p", AGENT_CRATE]))?;
     let dist = root.join("dist");
     if dist.exists() {
         std::fs::remove_dir_all(&dist)?;
@@ -498,7 +501,7 @@ fn package(root: &Path) -> anyhow::Result<()> {
     if triples.len() > 1 {
         let mut cmd = cargo();
         cmd.current_dir(root)
-            .args(["build", "--release", "-p", "neopro-runtime"]);
+            .args(["build", "--release", "-p", AGENT_CRATE]);
         for t in &triples {
             if !rustup_has_target(t) {
                 run(Command::new("rustup").args(["target", "add", t]))?;
@@ -565,7 +568,7 @@ fn migration_bundle(root: &Path) -> anyhow::Result<()> {
 }
 
 /// The dev build of everything the test suite runs, the agent included:
-/// `cargo test --no-run`, never `cargo build -p neopro-runtime`, whose
+/// `cargo test --no-run`, never `cargo build -p neopro-ops`, whose
 /// features differ (no dev-dependencies: tokio's test-util) and so would
 /// compile the agent and half its dependencies a second time.
 fn dev_build(root: &Path) -> anyhow::Result<()> {
@@ -591,7 +594,7 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
         // artifacts are reused), the agent binary included.
         cmd.args(["test", "--no-run"]);
     } else {
-        cmd.args(["build", "-p", "neopro-runtime"]);
+        cmd.args(["build", "-p", AGENT_CRATE]);
     }
     if profile == Profile::Release {
         cmd.arg("--release");
@@ -777,7 +780,7 @@ fn bench_cross(root: &Path) -> anyhow::Result<()> {
     let mut build = cargo();
     build
         .current_dir(root)
-        .args(["build", "--release", "-p", "neopro-runtime"])
+        .args(["build", "--release", "-p", AGENT_CRATE])
         .args(["--target", &triple]);
     package::cross_linker_env(&mut build, &triple);
     run(&mut build)?;

@@ -124,7 +124,7 @@ fn writes_a_complete_rust_project_and_never_overwrites() {
     assert!(!cargo.contains(".workspace"), "no workspace inheritance");
     assert!(!cargo.contains("{{"), "placeholder left: {cargo}");
     let manifest = std::fs::read_to_string(dir.join("video-stats.toml")).unwrap_or_default();
-    let parsed = crate::manifest::Manifest::parse("video-stats.toml", &manifest)
+    let parsed = neopro_runtime::manifest::Manifest::parse("video-stats.toml", &manifest)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(parsed.commands, vec!["video_stats".to_owned()]);
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// The template's lockfile: the same package.json dependencies, the SDK
 /// from `file:../js` instead of the vendored `file:neopro-guest-sdk`.
-const TEMPLATE_LOCK: &str = include_str!("../../../../guest-sdk/template-ts/package-lock.json");
+const TEMPLATE_LOCK: &str = include_str!("../../../guest-sdk/template-ts/package-lock.json");
 const TEMPLATE_SDK: &str = "file:../js";
 const VENDORED_SDK: &str = "file:neopro-guest-sdk";
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::ops::prompt::{Nobody, Scripted};
+use crate::prompt::{Nobody, Scripted};
 
 /// A box with agent state, site.conf and a systemctl double that logs its
 /// arguments (and fails `stop` when `fail-stop` exists).
@@ -51,7 +51,7 @@ impl Fixture {
         prompter: &mut dyn Prompter,
     ) -> (Result<(), ResetError>, String) {
         let env = |_: &str| None;
-        let ctx = crate::ops::Context::new(Some(&self.path("site.conf")), &env);
+        let ctx = crate::Context::new(Some(&self.path("site.conf")), &env);
         let mut out = Vec::new();
         let result = reset(args, &ctx, prompter, &mut out);
         (result, String::from_utf8_lossy(&out).into_owned())
