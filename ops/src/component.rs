@@ -99,6 +99,12 @@ pub enum ComponentCommand {
         /// The secret key file made by `keygen`.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// Also rewrite the archive so it carries its own signature: a
+        /// signed manifest of every entry as its first entry. Such a
+        /// release needs no `signature` field, so the upstream Updates page
+        /// can deliver it unchanged. The printed checksum is the new file's.
+        #[arg(long)]
+        embed: bool,
     },
 }
 
@@ -254,10 +260,23 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
             archive,
             version,
             key,
+            embed,
         } => {
             let key_text = std::fs::read_to_string(&key)
                 .with_context(|| format!("reading {}", key.display()))?;
             let key = SecretKey::parse(&key_text)?;
+            if embed {
+                let file = std::fs::File::open(&archive)
+                    .with_context(|| format!("reading {}", archive.display()))?;
+                let kind = if crate::selfupdate::release::is_agent_release(std::io::BufReader::new(
+                    file,
+                )) {
+                    crate::signing::manifest::AGENT_KIND
+                } else {
+                    crate::signing::manifest::APP_KIND
+                };
+                key.seal_release(&archive, &version, kind)?;
+            }
             let bytes = std::fs::read(&archive)
                 .with_context(|| format!("reading {}", archive.display()))?;
             let sha256 = sha256_hex(&bytes);

@@ -256,16 +256,20 @@ impl Journal {
     /// Opens the journal folder, closing commands a previous run left
     /// unfinished and forgetting delivered ones past [`RETENTION`].
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        Self::open_with_waiting(path, &std::collections::HashSet::new())
+        let none = std::collections::HashSet::new();
+        Self::open_with_waiting(path, &none, &none)
     }
 
     /// Opens the journal; the unfinished commands in `waiting` (updates
     /// kept for the maintenance window) are recorded as interrupted like the
     /// others — the session runs them again — but without the warning,
-    /// since nothing of them was running.
+    /// since nothing of them was running; so are those in `handed_over`
+    /// (the agent update or rollback whose result the agent now starting
+    /// sends: the previous agent ended on purpose, leaving it open).
     pub fn open_with_waiting(
         path: &Path,
         waiting: &std::collections::HashSet<String>,
+        handed_over: &std::collections::HashSet<String>,
     ) -> Result<Self, JournalError> {
         let open_error = |source| JournalError::Open {
             path: path.to_owned(),
@@ -338,6 +342,10 @@ impl Journal {
         for id in unfinished {
             if waiting.contains(&id) {
                 tracing::info!("update {id} still waits for the maintenance window");
+            } else if handed_over.contains(&id) {
+                tracing::info!(
+                    "command {id} switched agents; this agent sends its result (agent update or rollback)"
+                );
             } else {
                 tracing::warn!(
                     "command {id} was running when the agent stopped; reporting it as interrupted"

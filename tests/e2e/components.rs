@@ -186,6 +186,14 @@ fn get_system_info_reports_this_machine() {
     assert!(info["cpu_cores"].as_u64().unwrap_or(0) >= cores as u64);
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
     assert_eq!(info["hostname"], json!(hostname.trim()));
+    // Issue 28.7: the agent's version on the dashboard's "OS" line.
+    let agent = env!("CARGO_PKG_VERSION");
+    assert_eq!(info["agent_version"], json!(agent));
+    let distro = info["os_details"]["distro"].as_str().expect("distro");
+    assert_eq!(
+        info["os"],
+        json!(format!("{distro}, agent neopro-runtime {agent}"))
+    );
     let metrics = &result["metrics"];
     let uptime: f64 = std::fs::read_to_string("/proc/uptime")
         .expect("uptime")

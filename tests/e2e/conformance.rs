@@ -1055,3 +1055,184 @@ async fn a_result_finished_while_the_server_is_down_arrives_after_its_restart() 
     assert!(auth.is_some() && auth < sent, "{events:?}");
     agent.stop().await;
 }
+
+/// The statuses `update_deployments` row `id` went through in the peer's
+/// books, repeats collapsed.
+fn deployment_statuses(central: &ConfCentral, id: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in central.peer.lines() {
+        if line["kind"] == "applied" && line["table"] == "update_deployments" && line["id"] == id {
+            let status = line["row"]["status"].as_str().unwrap_or("?").to_owned();
+            if out.last() != Some(&status) {
+                out.push(status);
+            }
+        }
+    }
+    out
+}
+
+/// Point 7: an agent release sealed the real way (`component sign-release
+/// --embed`, as `cargo xtask package` does) and deployed from the Updates
+/// page — whose `update_software` carries no signature — is staged, run on
+/// trial, committed once authenticated, and the deployment completes once:
+/// the server's re-delivery at the new agent's authentication answers
+/// "already installed" and never flips it to failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_agent_release_from_the_updates_page_installs_and_completes_once() {
+    use neopro_e2e::process::{AgentProcess, agent_binary, wait_for};
+    use neopro_e2e::release::{Item, tar_gz};
+    const NEW: &str = "9.9.9";
+    let central = central().await;
+    let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
+    let site = Site::new();
+    site.write("neopro/webapp/index.html", "v1 index");
+    site.write("neopro/VERSION", "1.0.0\n");
+
+    // The operator's key and release, made with the agent's own CLI.
+    let key_file = site.path("ops.key");
+    let keygen = std::process::Command::new(agent_binary())
+        .args(["component", "keygen", "--out"])
+        .arg(&key_file)
+        .output()
+        .expect("keygen runs");
+    assert!(keygen.status.success(), "{keygen:?}");
+    let public = String::from_utf8_lossy(&keygen.stdout)
+        .lines()
+        .last()
+        .expect("the public key line")
+        .trim()
+        .to_owned();
+    let manifest = json!({"kind": "agent-release", "arch": neopro_runtime::selfupdate::own_arch(), "version": NEW})
+        .to_string();
+    let script = format!(
+        "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={NEW} exec '{}' \"$@\"\n",
+        agent_binary().display()
+    );
+    let release_path = site.path("neopro-runtime-9.9.9.tar.gz");
+    std::fs::write(
+        &release_path,
+        tar_gz(&[
+            Item::File("agent-release.json", manifest.as_bytes()),
+            Item::Dir("bin"),
+            Item::File("bin/neopro-runtime", script.as_bytes()),
+        ]),
+    )
+    .expect("release");
+    let sealed = std::process::Command::new(agent_binary())
+        .args([
+            "component",
+            "sign-release",
+            "--embed",
+            "--version",
+            NEW,
+            "--key",
+        ])
+        .arg(&key_file)
+        .arg(&release_path)
+        .output()
+        .expect("sign-release runs");
+    assert!(sealed.status.success(), "{sealed:?}");
+    let archive = std::fs::read(&release_path).expect("sealed release");
+    assert_eq!(
+        neopro_e2e::release::first_entry(&archive)[..1],
+        *b"{",
+        "the signed manifest comes first"
+    );
+
+    let conf = site.write_agent_conf(&central.url(), "site-1", "key-1");
+    site.append_conf(&format!(
+        "{}\nUPDATE_TRUSTED_KEYS={public}\nALLOWED_COMMANDS=update_software,get_system_info\nLOCAL_APP_URL=http://127.0.0.1:9\n",
+        fake.conf_line()
+    ));
+    let server =
+        neopro_e2e::http::FileServer::start(archive.clone(), neopro_e2e::http::Fault::None);
+    let agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    central.wait_connected("site-1", WAIT).await;
+    let reply = central
+        .peer
+        .control(add_update(&server, &archive, "dep-a", NEW, true))
+        .await;
+    assert_eq!(reply["sent"], json!(true), "{reply}");
+    let first = central.peer.nth("emit", "command", 1, WAIT).await;
+    assert!(first["data"].get("signature").is_none(), "{first}");
+    let first = first["id"].as_str().expect("id").to_owned();
+    wait_for("the agent's own restart", FIRST_RUN, || {
+        fake.calls()
+            .iter()
+            .any(|c| c.contains("restart") && c.contains("neopro-runtime"))
+    })
+    .await;
+    // systemd stops the old agent and starts the packaged binary again:
+    // the launcher execs the staged one on trial.
+    drop(agent);
+    let agent = AgentProcess::start(&agent_binary(), &conf, Some("error"));
+    let result = central.result_of(&first, WAIT).await;
+    assert_eq!(result["status"], "success", "{}", short(&result));
+    assert_eq!(result["result"]["agentUpdate"], json!(true));
+    assert_eq!(result["result"]["version"], json!(NEW));
+    // The server re-sent the deployment at the new agent's authentication.
+    let again = central.peer.nth("emit", "command", 2, WAIT).await;
+    assert_eq!(again["data"]["deploymentId"], "dep-a");
+    let again = again["id"].as_str().expect("id").to_owned();
+    let result = central.result_of(&again, WAIT).await;
+    assert_eq!(result["status"], "success", "{}", short(&result));
+    assert_eq!(result["result"]["message"], json!("already installed"));
+    let state = neopro_runtime::selfupdate::state::AgentState::load(&site.path("state/agent"))
+        .expect("state")
+        .expect("an agent state");
+    assert_eq!(state.committed.as_deref(), Some(NEW));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while central.books().await["update_deployments"]["dep-a"]["status"] != "completed" {
+        assert!(tokio::time::Instant::now() < deadline, "not completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every progress event and result the server received is in its books
+    // (each broadcast follows its pooled write).
+    central
+        .peer
+        .wait("every write applied", WAIT, |lines| {
+            let count = |kind: &str, event: &str| {
+                lines
+                    .iter()
+                    .filter(|l| l["kind"] == kind && l["event"] == event)
+                    .count()
+            };
+            (count("broadcast", "update_progress") == count("event", "update_progress")
+                && count("broadcast", "command_completed") == count("event", "command_result"))
+            .then_some(())
+        })
+        .await;
+    // What the site page's "Infos système" shows (upstream's
+    // `GET /sites/:id/system-info` answers `result.systemInfo`): the OS
+    // line names the agent that now runs.
+    let info = central
+        .command("site-1", "get_system_info", json!({}))
+        .await
+        .expect("sent");
+    let info = central.result_of(&info, FIRST_RUN).await;
+    let os = info["result"]["systemInfo"]["os"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        os.ends_with(&format!(", agent neopro-runtime {NEW}"))
+            || os == format!("agent neopro-runtime {NEW}"),
+        "{}",
+        short(&info)
+    );
+    drop(agent);
+    assert_eq!(
+        deployment_statuses(&central, "dep-a"),
+        ["in_progress", "completed"],
+        "completed once, never failed"
+    );
+    let books = central.books().await;
+    for id in [&first, &again] {
+        assert_eq!(books["remote_commands"][id]["status"], "completed", "{id}");
+    }
+    let restarts = fake
+        .calls()
+        .iter()
+        .filter(|c| c.contains("restart") && c.contains("neopro-runtime"))
+        .count();
+    assert_eq!(restarts, 1, "one install: {:?}", fake.calls());
+}

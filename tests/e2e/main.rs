@@ -18,6 +18,7 @@ mod idle_writes;
 mod operator;
 mod pushed;
 mod sandbox_escapes;
+mod sealed_release;
 mod self_update;
 mod server_truth;
 mod services;

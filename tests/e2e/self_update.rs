@@ -104,7 +104,7 @@ fn unsigned_foreign_or_older_agent_releases_are_refused_by_name_and_change_nothi
     );
     assert_eq!(
         refusal(&site, update_data(&server, &good, NEW, false)),
-        "not-permitted: agent release 9.9.9 refused: this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature"
+        "not-permitted: agent release 9.9.9 refused: this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature: neither a signature field in the command nor a signed manifest (neopro-release-manifest.json) as the archive's first entry"
     );
     let foreign_arch = if own_arch() == "armhf" {
         "arm64"

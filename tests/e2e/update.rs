@@ -471,7 +471,7 @@ fn with_trusted_keys_only_signed_releases_are_installed() {
     assert_eq!(kind, "not-permitted");
     assert_eq!(
         message,
-        "this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature"
+        "this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature: neither a signature field in the command nor a signed manifest (neopro-release-manifest.json) as the archive's first entry"
     );
     let mut replayed = update_data(&server, &archive, "2.0.0");
     replayed["signature"] = json!(sign("1.9.9"));

@@ -78,3 +78,30 @@ pub fn snapshot(root: &Path, except: &[&str]) -> BTreeMap<String, Vec<u8>> {
     }
     out
 }
+
+/// `plain` sealed by `pair` as `cargo xtask package` and `component
+/// sign-release --embed` do: the signed manifest of its entries first.
+pub fn sealed(
+    plain: &[u8],
+    version: &str,
+    kind: &str,
+    pair: &ring::signature::Ed25519KeyPair,
+) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("release.tar.gz");
+    std::fs::write(&path, plain).expect("archive");
+    neopro_runtime::signing::embed::seal(&path, &path, version, kind, pair).expect("sealed");
+    std::fs::read(&path).expect("sealed archive")
+}
+
+/// The bytes of an archive's first entry (a sealed release's manifest), to
+/// put in front of other entries.
+pub fn first_entry(archive: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    let mut entries = tar.entries().expect("tar");
+    let mut first = entries.next().expect("an entry").expect("readable");
+    let mut bytes = Vec::new();
+    first.read_to_end(&mut bytes).expect("first entry");
+    bytes
+}

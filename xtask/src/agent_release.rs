@@ -13,14 +13,19 @@
 //!
 //! Boxes install an agent release only when it is signed by a key of their
 //! UPDATE_TRUSTED_KEYS: with `NEOPRO_RELEASE_KEY=<secret key file>` the
-//! archive is signed (`neopro-runtime component sign-release`) and the
-//! parameters for the server are written to `<archive>.json`.
+//! archive is sealed and signed (`neopro-runtime component sign-release
+//! --embed`): rewritten with a signed manifest of every entry as its first
+//! entry, so the upstream Updates page, whose `update_software` carries no
+//! signature, can deliver it unchanged; the parameters for a command with a
+//! `signature` field are written to `<archive>.json` too.
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const MANIFEST: &str = "agent-release.json";
+/// The signed manifest `--embed` puts first (runtime `signing::manifest`).
+pub const SIGNED_MANIFEST: &str = "neopro-release-manifest.json";
 
 /// What goes into an agent release: the packaged files.
 pub struct Packaged<'a> {
@@ -129,7 +134,7 @@ pub fn sign(agent: &Path, archive: &Path, version: &str) -> anyhow::Result<Optio
         return Ok(None);
     };
     let out = Command::new(agent)
-        .args(["component", "sign-release"])
+        .args(["component", "sign-release", "--embed"])
         .arg(archive)
         .args(["--version", version, "--key"])
         .arg(&key)
@@ -140,6 +145,15 @@ pub fn sign(agent: &Path, archive: &Path, version: &str) -> anyhow::Result<Optio
             "signing {} failed: {}",
             archive.display(),
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let names = list(archive)?;
+    if names.first().map(String::as_str) != Some(SIGNED_MANIFEST)
+        || names.get(1).map(String::as_str) != Some(MANIFEST)
+    {
+        bail!(
+            "{} is not laid out as a sealed agent release: {names:?}",
+            archive.display()
         );
     }
     let params = PathBuf::from(format!("{}.json", archive.display()));

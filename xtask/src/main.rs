@@ -691,12 +691,13 @@ fn build_package(root: &Path, triple: Option<String>, profile: Profile) -> anyho
     });
     match agent_release::sign(&signer, &release, &inputs.version)? {
         Some(params) => println!(
-            "{}: signed, parameters in {}",
+            "{}: signed (its first entry, {}, is the signed manifest: the Updates page can deliver it as it is); parameters for a command with a signature field in {}",
             release.display(),
+            agent_release::SIGNED_MANIFEST,
             params.display()
         ),
         None => println!(
-            "{}: unsigned (boxes refuse unsigned agent releases): set NEOPRO_RELEASE_KEY=<key file>, or run `neopro-runtime component sign-release {} --version {} --key <key file>`",
+            "{}: unsigned (boxes refuse unsigned agent releases): set NEOPRO_RELEASE_KEY=<key file>, or run `neopro-runtime component sign-release {} --embed --version {} --key <key file>`",
             release.display(),
             release.display(),
             inputs.version

@@ -1,5 +1,12 @@
 //! `get_system_info`: hardware, OS, network and live metrics in the upstream
 //! shape `{success, systemInfo, networkStatus, metrics}` (§2.9, §7.2).
+//!
+//! The agent's own version shows on the dashboard here: the site page's
+//! "Infos système" dialog lists `systemInfo.os`, so `os` reads
+//! `<distribution>, agent neopro-runtime <version>` (`os_details.distro`
+//! keeps the distribution alone, `agent_version` the version alone).
+//! Upstream's server keeps `sites.software_version` for the app's version,
+//! so the heartbeat's `agentVersion` is shown nowhere (docs/real-peers.md).
 
 use neopro_guest_sdk::serde_json::{Value, json};
 use neopro_guest_sdk::system::{self, Info, InterfaceInfo, Metrics};
@@ -16,7 +23,7 @@ impl Command for GetSystemInfo {
         let metrics = system::metrics()?;
         Ok(json!({
             "success": true,
-            "systemInfo": system_info(&info),
+            "systemInfo": system_info(&info, system::agent_version().as_deref()),
             "networkStatus": {
                 "interfaces": info.interfaces.iter().map(interface_summary).collect::<Vec<_>>(),
                 "activeConnections": info.active_connections,
@@ -44,7 +51,16 @@ fn primary(interfaces: &[InterfaceInfo]) -> Option<&InterfaceInfo> {
         .copied()
 }
 
-fn system_info(info: &Info) -> Value {
+/// What the dashboard's "OS" line shows: the distribution and the agent.
+fn os_line(os: Option<&str>, agent: Option<&str>) -> Option<String> {
+    match (os, agent) {
+        (Some(os), Some(agent)) => Some(format!("{os}, agent neopro-runtime {agent}")),
+        (None, Some(agent)) => Some(format!("agent neopro-runtime {agent}")),
+        (os, None) => os.map(str::to_owned),
+    }
+}
+
+fn system_info(info: &Info, agent_version: Option<&str>) -> Value {
     let primary = primary(&info.interfaces);
     let ip_address = primary.and_then(|i| i.ip4.clone().or_else(|| i.ip6.clone()));
     let raspberry = match (&info.raspberry_revision, &info.raspberry_serial) {
@@ -58,7 +74,8 @@ fn system_info(info: &Info) -> Value {
     };
     json!({
         "hostname": info.hostname,
-        "os": info.os,
+        "os": os_line(info.os.as_deref(), agent_version),
+        "agent_version": agent_version,
         "kernel": info.kernel,
         "architecture": info.architecture,
         "cpu_model": info.cpu_model,

@@ -90,6 +90,7 @@ pub async fn run(
     let journal = Arc::new(Journal::open_with_waiting(
         &config.state_path.join("journal"),
         &waiting,
+        &crate::selfupdate::handed_over(&config.state_path),
     )?);
     crate::selfupdate::trial::report_outcomes(&config.state_path, &journal);
     crate::follow_up::log_reboot_outcome(

@@ -1,6 +1,6 @@
 //! Everything about an `update_software` command that can be checked before
 //! it runs — the version as a plain name, the URL's scheme, the checksum's
-//! syntax, a signature when the box requires one, the announced size
+//! syntax, a signature's syntax when the box checks them, the announced size
 //! against the free disk, no silent downgrade — checked by the agent before
 //! it decides to run or to schedule, so that an update scheduled for the
 //! maintenance window is refused at once, with the very message an update
@@ -124,16 +124,19 @@ pub fn precheck(config: &SiteConfig, data: &Value) -> Result<(), String> {
         };
         crate::host::download::normalise_sha256(&text).map_err(|e| e.message().to_owned())?;
     }
-    if !config.update_keys.is_empty() {
-        let signature = data
-            .get("signature")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| crate::signing::releases::SignatureError::Missing.to_string())?;
-        if !(signature.len() == 128 && signature.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Err(crate::signing::releases::SignatureError::Malformed.to_string());
-        }
+    // No signature is not refused here: the release may carry its own
+    // (the signed manifest the upstream Updates page delivers unchanged),
+    // which is known only once it is downloaded.
+    let signature = data
+        .get("signature")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if !config.update_keys.is_empty()
+        && let Some(signature) = signature
+        && !(signature.len() == 128 && signature.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(crate::signing::releases::SignatureError::Malformed.to_string());
     }
     Ok(())
 }
@@ -232,9 +235,14 @@ mod tests {
             &format!("UPDATE_TRUSTED_KEYS={key}\nUPDATE_ALLOW_DOWNGRADE=true"),
         )?;
         let data = json!({"version": "1.0.0", "updateUrl": "https://x/u.tar.gz"});
+        // Unsigned commands wait for the download: the archive may carry
+        // its own signed manifest.
+        assert_eq!(precheck(&config, &data), Ok(()));
+        let mut malformed = data.clone();
+        malformed["signature"] = json!("zz");
         assert_eq!(
-            precheck(&config, &data),
-            Err("this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature".into())
+            precheck(&config, &malformed),
+            Err("the update signature must be 128 hex digits (ed25519)".into())
         );
         let mut signed = data.clone();
         signed["signature"] = json!("cd".repeat(64));

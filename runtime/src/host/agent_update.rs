@@ -13,8 +13,9 @@ use crate::selfupdate::release::{self, Policy, ReleaseError};
 use crate::selfupdate::rollback::RollbackError;
 use crate::selfupdate::slot::{self, SlotError};
 use crate::selfupdate::state::{AgentState, Trial};
+use crate::signing::manifest::ManifestError;
 use crate::signing::releases::SignatureError;
-use crate::store::extract::Limits;
+use crate::store::extract::{ArchiveError, Limits};
 use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -67,6 +68,14 @@ impl From<SlotError> for WitError {
     fn from(e: SlotError) -> Self {
         match &e {
             SlotError::Release(r) => release_error(r, e.to_string()),
+            // What the signed manifest refuses is a trust matter, as a bad
+            // signature is.
+            SlotError::Archive {
+                source: ArchiveError::Manifest(m),
+                ..
+            } if !matches!(m, ManifestError::Invalid(_) | ManifestError::TooLarge) => {
+                WitError::NotPermitted(e.to_string())
+            }
             SlotError::Archive { .. }
             | SlotError::NoBinary { .. }
             | SlotError::BadVersion { .. } => WitError::InvalidInput(e.to_string()),
@@ -138,7 +147,7 @@ impl HostState {
         };
         let hashed = file.try_clone().map_err(|e| io_error(root, &path, &e))?;
         let sha = super::archive::sha256_of(hashed, root, &path)?;
-        release::check_signed(&policy, &version, &sha, signature.as_deref())
+        release::check_signed(&policy, &version, &sha, signature.as_deref(), &mut file)
             .map_err(|e| release_error(&e, e.to_string()))?;
         rewind(&mut file)?;
         let previous = match AgentState::load(&host.agent_dir) {

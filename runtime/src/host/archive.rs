@@ -7,6 +7,7 @@ use super::roots::{io_error, relative_file};
 use super::{HostState, WitError, WitRoot};
 use crate::host::grants::Grant;
 use crate::manifest::{Access, RootName};
+use crate::signing::manifest::ManifestError;
 use crate::store::extract::{ArchiveError, Limits};
 
 /// The `archive` capability's state.
@@ -47,6 +48,10 @@ impl From<ArchiveError> for WitError {
             | ArchiveError::DiskFull { .. } => WitError::TooLarge(e.to_string()),
             ArchiveError::Write { .. } => WitError::Io(e.to_string()),
             ArchiveError::PastDeadline => WitError::Timeout(e.to_string()),
+            ArchiveError::Manifest(ManifestError::Invalid(_) | ManifestError::TooLarge) => {
+                WitError::InvalidInput(e.to_string())
+            }
+            ArchiveError::Manifest(_) => WitError::NotPermitted(e.to_string()),
         }
     }
 }
@@ -56,7 +61,10 @@ impl From<crate::signing::releases::SignatureError> for WitError {
         use crate::signing::releases::SignatureError;
         match e {
             SignatureError::Malformed => WitError::InvalidInput(e.to_string()),
-            SignatureError::Missing | SignatureError::Mismatch => {
+            SignatureError::Manifest(ManifestError::Invalid(_) | ManifestError::TooLarge) => {
+                WitError::InvalidInput(e.to_string())
+            }
+            SignatureError::Missing | SignatureError::Mismatch | SignatureError::Manifest(_) => {
                 WitError::NotPermitted(e.to_string())
             }
         }
@@ -129,13 +137,15 @@ impl Host for HostState {
     ) -> Result<String, WitError> {
         let root = RootName::from(root);
         self.call.check(Grant::Root(root, Access::ReadOnly))?;
-        let file = self.open_agent_only(root, &path)?;
-        let sha = sha256_of(file, root, &path)?;
-        crate::signing::releases::check(
+        let mut file = self.open_agent_only(root, &path)?;
+        let hashed = file.try_clone().map_err(|e| io_error(root, &path, &e))?;
+        let sha = sha256_of(hashed, root, &path)?;
+        crate::signing::releases::check_release(
             &self.call.services.archive.update_keys,
             &version,
             &sha,
             signature.as_deref(),
+            &mut file,
         )?;
         Ok(sha)
     }
@@ -203,7 +213,8 @@ impl Host for HostState {
             ..Limits::default()
         };
         let reader = std::io::BufReader::with_capacity(256 << 10, file);
-        match crate::store::extract::extract_tar_gz(reader, &target, &skip, limits) {
+        let keys = &self.call.services.archive.update_keys;
+        match crate::store::extract::extract_release(reader, &target, &skip, limits, keys) {
             Ok(report) => Ok(Report {
                 files: report.files,
                 bytes: report.bytes,

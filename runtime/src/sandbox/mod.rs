@@ -36,6 +36,10 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
+/// The environment variable holding the running agent's version in every
+/// component (`neopro_guest_sdk::system::agent_version`).
+pub const AGENT_VERSION_ENV: &str = "NEOPRO_AGENT_VERSION";
+
 /// Largest component accepted on the compiler child's stdin.
 pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 
@@ -259,6 +263,11 @@ impl Sandbox {
         let stderr = CapturedOutput::new(STDERR_CAPACITY);
         let stdout = CapturedOutput::new(STDOUT_CAPACITY);
         let wasi = WasiCtxBuilder::new()
+            // The one environment variable a component sees (wit/README.md,
+            // "The environment"): the running agent's version, a slot's
+            // after an agent update. Not a WIT function: that would be a
+            // minor version of the package for one string.
+            .env(AGENT_VERSION_ENV, crate::selfupdate::own_version())
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)

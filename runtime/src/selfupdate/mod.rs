@@ -78,3 +78,21 @@ pub fn own_arch() -> &'static str {
 pub fn agent_dir(state_path: &Path) -> PathBuf {
     state_path.join("agent")
 }
+
+/// The commands whose result an agent switch hands to the agent starting
+/// now: the trial's update, a rollback, or an outcome still owed (failed or
+/// succeeded). The previous agent left them open on purpose, so the
+/// journal does not warn that they were "running when the agent stopped".
+pub fn handed_over(state_path: &Path) -> std::collections::HashSet<String> {
+    let Ok(Some(state)) = state::AgentState::load(&agent_dir(state_path)) else {
+        return Default::default();
+    };
+    state
+        .trial
+        .map(|t| t.command_id)
+        .into_iter()
+        .chain(state.rolled_back.map(|r| r.command_id))
+        .chain(state.failed.map(|f| f.command_id))
+        .chain(state.succeeded.map(|s| s.command_id))
+        .collect()
+}

@@ -3,10 +3,15 @@
 //! An agent release is an ordinary NEOPRO release archive (`.tar.gz`) whose
 //! first entry is `agent-release.json`:
 //! `{"kind": "agent-release", "arch": "<Debian arch>", "version": "<v>"}`,
-//! followed by `bin/neopro-runtime`, the built-in components and the unit.
-//! Unlike an app release it is always signed: with no UPDATE_TRUSTED_KEYS
-//! it is refused, so no unsigned binary ever replaces the agent.
+//! followed by `bin/neopro-runtime`, the built-in components and the unit —
+//! or, for a release that carries its own signature, whose first entry is
+//! the signed manifest (`crate::signing::manifest`, kind `agent-release`)
+//! and whose second is `agent-release.json`.
+//! Unlike an app release it is always signed (by the command's `signature`
+//! or by its embedded manifest): with no UPDATE_TRUSTED_KEYS it is refused,
+//! so no unsigned binary ever replaces the agent.
 
+use crate::signing::manifest;
 use crate::signing::releases::{self, SignatureError};
 use crate::version_order;
 use serde::Deserialize;
@@ -83,9 +88,16 @@ struct Manifest {
 }
 
 /// Whether the `.tar.gz` read from `archive` is an agent release: its first
-/// entry is [`MANIFEST`]. Anything unreadable is not one (the app path then
-/// refuses it with its own, precise error).
-pub fn is_agent_release(archive: impl Read) -> bool {
+/// entry is [`MANIFEST`], or a signed manifest of kind `agent-release`
+/// (not verified here: staging does). Anything unreadable is not one (the
+/// app path then refuses it with its own, precise error).
+pub fn is_agent_release(mut archive: impl Read + std::io::Seek) -> bool {
+    if let Ok(Some(signed)) = manifest::read_first(&mut archive) {
+        return signed.is_agent_release();
+    }
+    if archive.seek(std::io::SeekFrom::Start(0)).is_err() {
+        return false;
+    }
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     let Ok(mut entries) = tar.entries() else {
         return false;
@@ -99,25 +111,28 @@ pub fn is_agent_release(archive: impl Read) -> bool {
     })
 }
 
-/// The checks before anything is written: signature (always required) over
-/// `version` and the archive's `sha256`, then the version order.
-pub fn check_signed(
+/// The checks before anything is written: a signature (always required:
+/// the command's over `version` and the archive's `sha256`, or the
+/// archive's embedded manifest, see [`releases::check_release`]), then the
+/// version order.
+pub fn check_signed<R: Read + std::io::Seek>(
     policy: &Policy,
     version: &str,
     sha256: &str,
     signature: Option<&str>,
+    archive: &mut R,
 ) -> Result<(), ReleaseError> {
     if policy.keys.is_empty() {
         return Err(ReleaseError::NoKeys {
             version: version.to_owned(),
         });
     }
-    releases::check(&policy.keys, version, sha256, signature).map_err(|source| {
-        ReleaseError::Signature {
+    releases::check_release(&policy.keys, version, sha256, signature, archive).map_err(
+        |source| ReleaseError::Signature {
             version: version.to_owned(),
             source,
-        }
-    })?;
+        },
+    )?;
     check_version(policy, version)
 }
 
@@ -198,6 +213,11 @@ pub(crate) mod tests {
         Ed25519KeyPair::from_seed_unchecked(&[9u8; 32]).map_err(|e| e.to_string().into())
     }
 
+    /// An archive with no embedded manifest (the command's signature vouches).
+    fn empty() -> std::io::Cursor<Vec<u8>> {
+        std::io::Cursor::new(Vec::new())
+    }
+
     pub fn policy(keys: Vec<[u8; 32]>) -> Policy {
         Policy {
             keys,
@@ -217,7 +237,7 @@ pub(crate) mod tests {
         let sign = |v: &str| hex::encode(pair.sign(releases::signed_text(v, &sha).as_bytes()));
         let p = policy(vec![key]);
         assert_eq!(
-            check_signed(&p, "1.3.0", &sha, Some(&sign("1.3.0"))),
+            check_signed(&p, "1.3.0", &sha, Some(&sign("1.3.0")), &mut empty()),
             Ok(())
         );
         let refused = |r: Result<(), ReleaseError>| r.err().map(|e| e.to_string());
@@ -226,7 +246,8 @@ pub(crate) mod tests {
                 &policy(vec![]),
                 "1.3.0",
                 &sha,
-                Some(&sign("1.3.0"))
+                Some(&sign("1.3.0")),
+                &mut empty()
             ))
             .as_deref(),
             Some(
@@ -234,19 +255,40 @@ pub(crate) mod tests {
             )
         );
         assert_eq!(
-            refused(check_signed(&p, "1.3.0", &sha, Some(&sign("1.4.0")))).as_deref(),
+            refused(check_signed(
+                &p,
+                "1.3.0",
+                &sha,
+                Some(&sign("1.4.0")),
+                &mut empty()
+            ))
+            .as_deref(),
             Some(
                 "agent release 1.3.0 refused: the update signature does not match any key of UPDATE_TRUSTED_KEYS"
             )
         );
         assert_eq!(
-            refused(check_signed(&p, "1.1.0", &sha, Some(&sign("1.1.0")))).as_deref(),
+            refused(check_signed(
+                &p,
+                "1.1.0",
+                &sha,
+                Some(&sign("1.1.0")),
+                &mut empty()
+            ))
+            .as_deref(),
             Some(
                 "agent release 1.1.0 refused: it is older than the running agent 1.2.0 (set UPDATE_ALLOW_DOWNGRADE=true in site.conf to allow a downgrade)"
             )
         );
         assert_eq!(
-            refused(check_signed(&p, "1.2.0", &sha, Some(&sign("1.2.0")))).as_deref(),
+            refused(check_signed(
+                &p,
+                "1.2.0",
+                &sha,
+                Some(&sign("1.2.0")),
+                &mut empty()
+            ))
+            .as_deref(),
             Some("agent release 1.2.0 refused: this box runs agent 1.2.0 already")
         );
         let lenient = Policy {
@@ -254,11 +296,18 @@ pub(crate) mod tests {
             ..p.clone()
         };
         assert_eq!(
-            check_signed(&lenient, "1.1.0", &sha, Some(&sign("1.1.0"))),
+            check_signed(&lenient, "1.1.0", &sha, Some(&sign("1.1.0")), &mut empty()),
             Ok(())
         );
         assert_eq!(
-            refused(check_signed(&lenient, "0.9.0", &sha, Some(&sign("0.9.0")))).as_deref(),
+            refused(check_signed(
+                &lenient,
+                "0.9.0",
+                &sha,
+                Some(&sign("0.9.0")),
+                &mut empty()
+            ))
+            .as_deref(),
             Some(
                 "agent release 0.9.0 refused: it is not newer than the packaged agent 1.0.0 (/usr/bin/neopro-runtime), which always wins; install an older .deb instead"
             )
@@ -301,12 +350,17 @@ pub(crate) mod tests {
             }
             Ok(tar.into_inner()?.finish()?)
         };
-        assert!(is_agent_release(&build(&[MANIFEST, BINARY])?[..]));
-        assert!(is_agent_release(&build(&["./agent-release.json"])?[..]));
-        assert!(!is_agent_release(
-            &build(&["webapp/index.html", MANIFEST])?[..]
-        ));
-        assert!(!is_agent_release(&b"not gzip"[..]));
+        assert!(is_agent_release(std::io::Cursor::new(build(&[
+            MANIFEST, BINARY
+        ])?)));
+        assert!(is_agent_release(std::io::Cursor::new(build(&[
+            "./agent-release.json"
+        ])?)));
+        assert!(!is_agent_release(std::io::Cursor::new(build(&[
+            "webapp/index.html",
+            MANIFEST
+        ])?)));
+        assert!(!is_agent_release(std::io::Cursor::new(b"not gzip")));
         Ok(())
     }
 }

@@ -93,7 +93,7 @@ fn fill(
         source,
     };
     let target = Dir::open_ambient_dir(incoming, cap_std::ambient_authority()).map_err(io)?;
-    extract::extract_tar_gz(archive, &target, &[], limits).map_err(|source| {
+    extract::extract_release(archive, &target, &[], limits, &policy.keys).map_err(|source| {
         SlotError::Archive {
             version: version.to_owned(),
             source,

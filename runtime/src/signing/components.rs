@@ -123,6 +123,17 @@ impl SecretKey {
         hex::encode(self.pair.sign(text.as_bytes()).as_ref())
     }
 
+    /// Rewrites `archive` with a signed manifest of its entries first
+    /// ([`crate::signing::embed`]).
+    pub fn seal_release(
+        &self,
+        archive: &std::path::Path,
+        version: &str,
+        kind: &str,
+    ) -> Result<(), crate::signing::embed::EmbedError> {
+        crate::signing::embed::seal(archive, archive, version, kind, &self.pair)
+    }
+
     /// Signs a component: its wasm bytes' sha256 and its manifest text.
     pub fn sign(&self, wasm_sha256: &str, manifest_text: &str) -> String {
         let signature = self.pair.sign(&signed_message(wasm_sha256, manifest_text));

@@ -8,9 +8,17 @@
 //! is bounded by a limit and by the free disk space (with a 5 % reserve),
 //! checked before each file is written.
 //!
+//! An archive that opens with a signed release manifest
+//! ([`crate::signing::manifest`]) is checked against it while it streams:
+//! the manifest itself (signed by a trusted key, when keys are given) before
+//! anything is written, every later entry against its line, every file's
+//! sha256 as it is written, and that no listed entry is missing. The
+//! manifest is not written out.
+//!
 //! The caller extracts into a fresh folder and removes it on error, so a
 //! refused archive leaves nothing behind.
 
+use crate::signing::manifest::{self, Checker, ManifestError, Seen, Signed};
 use cap_std::fs::Dir;
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -58,6 +66,8 @@ pub enum ArchiveError {
         crate::store::deadline::PAST_DEADLINE
     )]
     PastDeadline,
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
 }
 
 /// Bounds for one extraction.
@@ -273,12 +283,61 @@ fn read_error(entry: Option<&str>, e: &std::io::Error) -> ArchiveError {
 }
 
 /// Extracts the gzip-compressed tar stream `src` into `dest`, leaving out
-/// entries under `skip`. Stops at the first refused entry.
+/// entries under `skip`. Stops at the first refused entry. An embedded
+/// release manifest is checked for its entries only (no keys to check its
+/// signature against): see [`extract_release`].
 pub fn extract_tar_gz(
     src: impl Read,
     dest: &Dir,
     skip: &[String],
     limits: Limits,
+) -> Result<Report, ArchiveError> {
+    extract_release(src, dest, skip, limits, &[])
+}
+
+/// Reads the manifest at the top of the archive: a regular file, signed by
+/// one of `keys` when there are any.
+fn open_manifest(
+    entry: &mut tar::Entry<'_, impl Read>,
+    keys: &[[u8; 32]],
+) -> Result<Checker, ArchiveError> {
+    if !matches!(
+        entry.header().entry_type(),
+        tar::EntryType::Regular | tar::EntryType::Continuous
+    ) {
+        return Err(ManifestError::Invalid("it is not a regular file".into()).into());
+    }
+    let signed = Signed::read(&mut *entry).map_err(|e| match e {
+        ManifestError::Invalid(detail) if detail.starts_with("cannot be read") => {
+            read_error(Some(manifest::NAME), &std::io::Error::other(detail))
+        }
+        other => other.into(),
+    })?;
+    if !keys.is_empty() {
+        signed.verify(keys)?;
+    }
+    Ok(Checker::new(&signed.payload))
+}
+
+/// Reads a skipped file to its end, hashing it: it is still checked
+/// against the manifest.
+fn drain_hashed(entry: &mut impl Read, name: &str) -> Result<String, ArchiveError> {
+    let mut sink = manifest::Hashing::new(std::io::sink());
+    std::io::copy(entry, &mut sink).map_err(|e| read_error(Some(name), &e))?;
+    Ok(sink.finish())
+}
+
+/// [`extract_tar_gz`], with the keys a signed release manifest at the top of
+/// the archive must be signed by (UPDATE_TRUSTED_KEYS; with none, only its
+/// entries are checked). Whether a manifest is *required* is the caller's
+/// decision (`host::archive::verify_signature`,
+/// `host::agent_update`), taken before extraction.
+pub fn extract_release(
+    src: impl Read,
+    dest: &Dir,
+    skip: &[String],
+    limits: Limits,
+    keys: &[[u8; 32]],
 ) -> Result<Report, ArchiveError> {
     let skip: Vec<PathBuf> = skip
         .iter()
@@ -291,6 +350,8 @@ pub fn extract_tar_gz(
     let mut free = usable_space(dest);
     let mut real_dirs = HashSet::new();
     let mut links: Vec<(PathBuf, String)> = Vec::new();
+    let mut checker: Option<Checker> = None;
+    let mut position: u64 = 0;
     let corrupt = |e: std::io::Error| read_error(None, &e);
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
@@ -308,16 +369,57 @@ pub fn extract_tar_gz(
         ) {
             continue;
         }
+        position += 1;
         let Some(path) = clean_path(&raw)? else {
             continue; // "./" itself
         };
+        let name = path.to_string_lossy().into_owned();
+        if name == manifest::NAME {
+            if position > 1 {
+                return Err(ManifestError::NotFirst { position }.into());
+            }
+            checker = Some(open_manifest(&mut entry, keys)?);
+            continue;
+        }
+        // What the manifest says of this entry, checked before any write;
+        // `signed_sha` is what a file's bytes must hash to.
+        let mut signed_sha = None;
+        if let Some(checker) = checker.as_mut() {
+            let link_text = entry
+                .link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let hard_target = clean_path(&link_text)
+                .ok()
+                .flatten()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|| link_text.clone());
+            let seen = match kind {
+                tar::EntryType::Directory => Some(Seen::Dir),
+                tar::EntryType::Regular | tar::EntryType::Continuous => Some(Seen::File {
+                    size: entry.header().size().map_err(corrupt)?,
+                }),
+                tar::EntryType::Symlink => Some(Seen::Symlink { target: &link_text }),
+                tar::EntryType::Link => Some(Seen::Hardlink {
+                    target: &hard_target,
+                }),
+                // Refused below with its own message.
+                _ => None,
+            };
+            if let Some(seen) = seen {
+                signed_sha = checker.entry(&name, seen)?;
+            }
+        }
         if is_skipped(&path, &skip) {
+            if let Some(signed) = signed_sha {
+                let found = drain_hashed(&mut entry, &name)?;
+                Checker::file_hash(&name, found, signed)?;
+            }
             if report.skipped.len() < MAX_SKIPPED_LISTED {
-                report.skipped.push(path.to_string_lossy().into_owned());
+                report.skipped.push(name);
             }
             continue;
         }
-        let name = path.to_string_lossy().into_owned();
         let special = |what| ArchiveError::Special {
             entry: name.clone(),
             kind: what,
@@ -352,8 +454,22 @@ pub fn extract_tar_gz(
                 create_parent(dest, &path).map_err(write_error(&name))?;
                 clear_spot(dest, &path).map_err(write_error(&name))?;
                 let mut file = dest.create(&path).map_err(write_error(&name))?;
-                let copied = std::io::copy(&mut (&mut entry).take(size), &mut file)
-                    .map_err(|e| read_error(Some(&name), &e))?;
+                let mut body = (&mut entry).take(size);
+                let copied = match signed_sha {
+                    // Hashed only when there is something to compare with
+                    // (sha256 costs a Pi 4 about 1 s per 100 MB).
+                    Some(signed) => {
+                        let mut hashing = manifest::Hashing::new(&mut file);
+                        let copied = std::io::copy(&mut body, &mut hashing)
+                            .map_err(|e| read_error(Some(&name), &e))?;
+                        if copied == size {
+                            Checker::file_hash(&name, hashing.finish(), signed)?;
+                        }
+                        copied
+                    }
+                    None => std::io::copy(&mut body, &mut file)
+                        .map_err(|e| read_error(Some(&name), &e))?,
+                };
                 if copied != size {
                     return Err(ArchiveError::Corrupt(format!("{name} is truncated")));
                 }
@@ -417,6 +533,9 @@ pub fn extract_tar_gz(
             _ => return Err(special("special entry")),
         }
     }
+    if let Some(checker) = checker {
+        checker.finish()?;
+    }
     // A later link can change where an earlier one leads.
     for (path, target) in links {
         let still_a_link = dest
@@ -438,5 +557,7 @@ pub fn extract_tar_gz(
     Ok(report)
 }
 
+#[cfg(test)]
+mod manifest_tests;
 #[cfg(test)]
 mod tests;

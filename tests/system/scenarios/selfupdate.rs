@@ -242,8 +242,11 @@ async fn refusals(ctx: &Ctx) -> anyhow::Result<String> {
             good.clone(),
             GOOD,
             no_signature,
-            // Refused before the download: no signature, nothing to fetch.
-            "this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature".to_owned(),
+            // Refused once downloaded: no signature field and no signed
+            // manifest in the archive.
+            format!(
+                "agent release {GOOD} refused: this box only installs signed updates (UPDATE_TRUSTED_KEYS in site.conf) and this update has no signature: neither a signature field in the command nor a signed manifest (neopro-release-manifest.json) as the archive's first entry"
+            ),
         ),
         (
             good,
