@@ -268,12 +268,12 @@ pub fn run(config: &SiteConfig, command: ComponentCommand) -> anyhow::Result<Exi
             if embed {
                 let file = std::fs::File::open(&archive)
                     .with_context(|| format!("reading {}", archive.display()))?;
-                let kind = if crate::selfupdate::release::is_agent_release(std::io::BufReader::new(
-                    file,
-                )) {
-                    crate::signing::manifest::AGENT_KIND
+                let kind = if neopro_runtime::selfupdate::release::is_agent_release(
+                    std::io::BufReader::new(file),
+                ) {
+                    neopro_runtime::signing::manifest::AGENT_KIND
                 } else {
-                    crate::signing::manifest::APP_KIND
+                    neopro_runtime::signing::manifest::APP_KIND
                 };
                 key.seal_release(&archive, &version, kind)?;
             }
