@@ -6,13 +6,12 @@
 
 pub mod auth;
 mod blocking;
-mod fit;
 pub mod heartbeat;
 mod journal_queue;
 pub mod link_status;
 pub mod local_state;
+mod outbox;
 mod progress;
-mod refused;
 mod window_queue;
 
 use crate::agent::dispatch::Dispatcher;
@@ -25,6 +24,7 @@ use blocking::off_worker;
 use journal_queue::JournalQueue;
 use link_status::StatusWriter;
 use local_state::ConfigWatcher;
+use outbox::{fit, refused};
 use progress::LinkProgress;
 use serde_json::{Value, json};
 use std::path::PathBuf;
