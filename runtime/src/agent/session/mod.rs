@@ -24,7 +24,7 @@ use blocking::off_worker;
 use journal_queue::JournalQueue;
 use link_status::StatusWriter;
 use local_state::ConfigWatcher;
-use outbox::{fit, refused};
+use outbox::{Outbox, RECORD_RETRY};
 use progress::LinkProgress;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -73,9 +73,6 @@ impl Default for SessionSettings {
         }
     }
 }
-
-/// How often an outcome the journal could not record is written again.
-const RECORD_RETRY: Duration = Duration::from_secs(5);
 
 /// What a job on the journal queue found, handled back in the session loop.
 #[derive(Debug)]
@@ -144,20 +141,12 @@ pub struct Session {
     /// When `authenticate` went out without an answer yet.
     awaiting_auth_since: Option<tokio::time::Instant>,
     auth_failures: u32,
-    /// Server pings received on the current connection.
-    pings: u64,
-    /// Results emitted and not yet proven received: (command id, pings then).
-    in_flight: Vec<(String, u64)>,
-    /// Results after which the server dropped the link, again and again.
-    refused: refused::RefusedResults,
+    /// Results sent and not proven delivered; outcomes not yet recorded.
+    outbox: Outbox,
     watcher: ConfigWatcher,
     /// Commands waiting for the maintenance window (or running in it):
     /// kept until their final result is journaled.
     window_queue: window_queue::WindowQueue,
-    /// Outcomes the journal could not record yet (disk full): kept, retried,
-    /// and sent only once recorded, so a restart can never report a second,
-    /// different outcome ("interrupted") for a result the server has.
-    unrecorded: Vec<(String, Outcome)>,
     running: usize,
     /// Journal work submitted and not yet answered by a [`Step`].
     journal_pending: usize,
@@ -201,7 +190,6 @@ impl Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
             status: StatusWriter::new(&config.runtime_path),
             window_queue: window_queue::WindowQueue::new(&config.state_path, config.update_window),
-            unrecorded: Vec::new(),
             config,
             config_file,
             settings,
@@ -216,9 +204,7 @@ impl Session {
             last_ping_check: None,
             awaiting_auth_since: None,
             auth_failures: 0,
-            pings: 0,
-            in_flight: Vec::new(),
-            refused: refused::RefusedResults::default(),
+            outbox: Outbox::default(),
             running: 0,
             journal_pending: 0,
             queue: JournalQueue::start(),
@@ -306,8 +292,8 @@ impl Session {
                     self.run_overdue_follow_ups()
                 }
                 _ = window_check.tick() => self.run_scheduled_updates(),
-                _ = record_retry.tick(), if !self.unrecorded.is_empty() => {
-                    for (id, outcome) in std::mem::take(&mut self.unrecorded) {
+                _ = record_retry.tick(), if self.outbox.has_unrecorded() => {
+                    for (id, outcome) in self.outbox.take_unrecorded() {
                         self.record_and_send(id, outcome);
                     }
                 }
@@ -403,7 +389,7 @@ impl Session {
     fn on_link_event(&mut self, event: LinkEvent, heartbeat: &mut tokio::time::Interval) {
         match event {
             LinkEvent::Connected => {
-                self.pings = 0;
+                self.outbox.connected();
                 self.status.connected();
                 // Two server pings prove delivery: a reboot or self-restart
                 // waits that long (plus a margin) before going ahead anyway.
@@ -437,8 +423,7 @@ impl Session {
                 self.awaiting_auth_since = None;
                 // Unconfirmed results stay in the outbox and go again after
                 // the next authentication.
-                self.in_flight.clear();
-                self.refused.link_dropped();
+                self.outbox.link_dropped();
             }
             LinkEvent::ServerPing => self.on_server_ping(),
             LinkEvent::Oversized {
@@ -513,7 +498,7 @@ impl Session {
         }
         // One stored outcome in memory at a time.
         for id in self.journal.undelivered_ids() {
-            if self.in_flight.iter().any(|(f, _)| *f == id) {
+            if self.outbox.in_flight(&id) {
                 continue;
             }
             if let Some(outcome) = off_worker(|| self.journal.outcome(&id)) {
@@ -614,17 +599,7 @@ impl Session {
     }
 
     fn on_server_ping(&mut self) {
-        self.pings += 1;
-        let pings = self.pings;
-        let mut delivered = Vec::new();
-        self.in_flight.retain(|(id, at)| {
-            if pings >= at + 2 {
-                delivered.push(id.clone());
-                false
-            } else {
-                true
-            }
-        });
+        let delivered = self.outbox.server_ping();
         if !delivered.is_empty() {
             let (journal, marked) = (self.journal.clone(), delivered.clone());
             self.queue.submit(move || {
@@ -634,9 +609,6 @@ impl Session {
             });
             self.status
                 .results_waiting(self.journal.undelivered_count());
-        }
-        for id in &delivered {
-            self.refused.delivered(id);
         }
         let follow_ups = &self.dispatcher.host_services().follow_ups;
         for id in delivered {
@@ -1108,7 +1080,7 @@ impl Session {
                 "{e}; the result of command {id} is kept and sent once it is recorded (retried every {} s)",
                 RECORD_RETRY.as_secs()
             );
-            self.unrecorded.push((id, outcome));
+            self.outbox.keep_unrecorded(id, outcome);
             return;
         }
         // Journaled: a scheduled update can be forgotten now, not before (a
@@ -1130,35 +1102,7 @@ impl Session {
         if !self.authenticated || self.window_queue.contains(id) {
             return;
         }
-        let replaced = self.refused.refused(id).map(|drops| {
-            let bytes = fit::frame_len("command_result", &outcome.to_result_payload(id));
-            let error = refused::replacement(drops, bytes);
-            tracing::error!("command {id}: {error}");
-            Outcome::Error { error }
-        });
-        let outcome = replaced.as_ref().unwrap_or(outcome);
-        let fitted = fit::fit(id, outcome, self.link.max_payload());
-        let outcome = match &fitted {
-            Some((smaller, why)) => {
-                tracing::warn!("{why}");
-                smaller
-            }
-            None => outcome,
-        };
-        match self
-            .link
-            .emit("command_result", &[outcome.to_result_payload(id)])
-        {
-            Ok(()) => {
-                self.refused.sent(id);
-                self.in_flight.push((id.to_owned(), self.pings));
-            }
-            Err(LinkError::TooLarge { .. }) => {
-                // Unreachable once fitted; never retried, whatever happens.
-                tracing::error!("the result of command {id} does not fit; not sent");
-            }
-            Err(_) => {}
-        }
+        self.outbox.send(&self.link, id, outcome);
     }
 }
 

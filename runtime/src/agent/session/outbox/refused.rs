@@ -14,14 +14,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// A drop this soon after a result was sent is blamed on it.
-pub(in crate::agent::session) const SOON: Duration = Duration::from_secs(5);
+pub(super) const SOON: Duration = Duration::from_secs(5);
 /// Drops after the same result before it is replaced.
-pub(in crate::agent::session) const LIMIT: u32 = 3;
+pub(super) const LIMIT: u32 = 3;
 /// Results tracked at most (the oldest counts are forgotten).
 const MAX_TRACKED: usize = 256;
 
 #[derive(Debug, Default)]
-pub(in crate::agent::session) struct RefusedResults {
+pub(super) struct RefusedResults {
     /// Results sent on this connection and not proven delivered, in order.
     unproven: std::collections::VecDeque<(String, Instant)>,
     drops: HashMap<String, u32>,
@@ -29,7 +29,7 @@ pub(in crate::agent::session) struct RefusedResults {
 
 impl RefusedResults {
     /// A result went out.
-    pub(in crate::agent::session) fn sent(&mut self, id: &str) {
+    pub(super) fn sent(&mut self, id: &str) {
         if self.unproven.len() >= MAX_TRACKED {
             self.unproven.pop_front();
         }
@@ -38,7 +38,7 @@ impl RefusedResults {
 
     /// The link dropped: blames the earliest unproven result sent just
     /// before.
-    pub(in crate::agent::session) fn link_dropped(&mut self) {
+    pub(super) fn link_dropped(&mut self) {
         let blamed = self
             .unproven
             .iter()
@@ -55,19 +55,19 @@ impl RefusedResults {
     }
 
     /// The server has it: forget its count.
-    pub(in crate::agent::session) fn delivered(&mut self, id: &str) {
+    pub(super) fn delivered(&mut self, id: &str) {
         self.drops.remove(id);
         self.unproven.retain(|(sent, _)| sent != id);
     }
 
     /// Whether `id` should be replaced by an error result; how many drops.
-    pub(in crate::agent::session) fn refused(&self, id: &str) -> Option<u32> {
+    pub(super) fn refused(&self, id: &str) -> Option<u32> {
         self.drops.get(id).copied().filter(|n| *n >= LIMIT)
     }
 }
 
 /// The error result sent instead of a result the server kept refusing.
-pub(in crate::agent::session) fn replacement(drops: u32, bytes: usize) -> String {
+pub(super) fn replacement(drops: u32, bytes: usize) -> String {
     format!(
         "The central server closed the connection right after this result {drops} times; it was replaced by this error ({bytes} bytes were refused) so that the box stays online for other commands"
     )
