@@ -20,16 +20,17 @@ use crate::host::ProgressSink;
 use crate::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use crate::link::{LinkError, LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
+use auth::{AuthTimings, Authentication};
 use blocking::off_worker;
 use journal_queue::JournalQueue;
 use link_status::StatusWriter;
 use local_state::ConfigWatcher;
 use outbox::{Outbox, RECORD_RETRY};
 use progress::LinkProgress;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -112,35 +113,16 @@ fn final_progress_of(journal: &Journal, id: &str) -> Option<FinalProgress> {
     journal.get(id).and_then(|e| e.final_progress)
 }
 
-/// Site identity, re-read from site.conf before every authentication so a
-/// fixed file is picked up without a restart.
-#[derive(Debug, Clone, Default)]
-struct Credentials {
-    site_id: String,
-    api_key: String,
-}
-
 pub struct Session {
     config: SiteConfig,
-    config_file: Option<PathBuf>,
     settings: SessionSettings,
     link: LinkHandle,
     journal: Arc<Journal>,
     dispatcher: Arc<Dispatcher>,
     probe: Arc<SystemProbe>,
-    credentials: Credentials,
-    authenticated: bool,
-    /// The authenticated session number (0 while not authenticated), shared
-    /// with the progress sinks of running commands.
-    session_no: Arc<AtomicU64>,
-    sessions: u64,
-    /// When the server last showed it counts us as connected (`ping_check`,
-    /// or the authentication itself); `None` while not authenticated.
-    last_ping_check: Option<tokio::time::Instant>,
+    /// Credentials, `authenticate` and its answer, the session number.
+    auth: Authentication,
     status: StatusWriter,
-    /// When `authenticate` went out without an answer yet.
-    awaiting_auth_since: Option<tokio::time::Instant>,
-    auth_failures: u32,
     /// Results sent and not proven delivered; outcomes not yet recorded.
     outbox: Outbox,
     watcher: ConfigWatcher,
@@ -181,29 +163,27 @@ impl Session {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (steps_tx, steps_rx) = mpsc::unbounded_channel();
         let (restart_failed_tx, restart_failed_rx) = mpsc::unbounded_channel();
-        let credentials = Credentials {
-            site_id: config.site_id.clone().unwrap_or_default(),
-            api_key: config.site_api_key.clone().unwrap_or_default(),
-        };
         link_status::forget_old_file(&config.state_path, &config.runtime_path);
+        let auth = Authentication::new(
+            &config,
+            config_file,
+            AuthTimings {
+                retry: settings.auth_retry,
+                answer_timeout: settings.auth_answer_timeout,
+                ping_check_timeout: config.ping_check_timeout,
+            },
+        );
         Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
             status: StatusWriter::new(&config.runtime_path),
             window_queue: window_queue::WindowQueue::new(&config.state_path, config.update_window),
             config,
-            config_file,
             settings,
             link,
             journal,
             dispatcher,
             probe: Arc::new(SystemProbe::default()),
-            credentials,
-            authenticated: false,
-            session_no: Arc::new(AtomicU64::new(0)),
-            sessions: 0,
-            last_ping_check: None,
-            awaiting_auth_since: None,
-            auth_failures: 0,
+            auth,
             outbox: Outbox::default(),
             running: 0,
             journal_pending: 0,
@@ -273,13 +253,13 @@ impl Session {
                 }
                 Some(step) = self.steps_rx.recv() => self.on_step(step),
                 _ = heartbeat.tick() => {
-                    if self.authenticated {
+                    if self.auth.is_authenticated() {
                         self.send_heartbeat();
                     }
                 }
                 _ = watch.tick() => {
                     // An lstat, and a read when it moved: off the worker.
-                    if off_worker(|| self.watcher.changed()) && self.authenticated {
+                    if off_worker(|| self.watcher.changed()) && self.auth.is_authenticated() {
                         self.sync_local_state();
                     }
                 }
@@ -317,23 +297,7 @@ impl Session {
                         });
                     }
                 }
-                () = tokio::time::sleep_until(
-                    self.awaiting_auth_since.unwrap_or_else(tokio::time::Instant::now)
-                        + self.settings.auth_answer_timeout
-                ), if self.awaiting_auth_since.is_some() => {
-                    self.awaiting_auth_since = None;
-                    tracing::warn!(
-                        "no answer to authenticate within {} s; reconnecting",
-                        self.settings.auth_answer_timeout.as_secs_f64()
-                    );
-                    let _ = self.link.reconnect_after(Duration::ZERO, "no answer to authenticate");
-                }
-                () = tokio::time::sleep_until(
-                    self.last_ping_check.unwrap_or_else(tokio::time::Instant::now)
-                        + self.config.ping_check_timeout
-                ), if self.last_ping_check.is_some() && !self.config.ping_check_timeout.is_zero() => {
-                    self.on_ping_check_silence();
-                }
+                silence = self.auth.silence() => self.auth.on_silence(silence, &self.link),
             }
         }
         self.stop().await;
@@ -368,24 +332,6 @@ impl Session {
         off_worker(|| self.status.stopped());
     }
 
-    /// The server sends `ping_check` every 30 s to each site it counts as
-    /// connected; none for this long on an authenticated link means it
-    /// dropped us from its books (it does when another connection of this
-    /// site closes) and will neither ping nor send us commands again.
-    fn on_ping_check_silence(&mut self) {
-        let silent = self.config.ping_check_timeout.as_secs_f64();
-        self.last_ping_check = None;
-        tracing::warn!(
-            "no ping_check from the central server for {silent} s although the link is up: \
-             it no longer counts this box as connected (e.g. another connection of this site \
-             closed, such as `neopro-runtime diagnose --auth`); reconnecting to authenticate again"
-        );
-        let _ = self.link.reconnect_after(
-            Duration::ZERO,
-            &format!("no ping_check for {silent} s: the server forgot this session"),
-        );
-    }
-
     fn on_link_event(&mut self, event: LinkEvent, heartbeat: &mut tokio::time::Interval) {
         match event {
             LinkEvent::Connected => {
@@ -399,28 +345,15 @@ impl Session {
                         .follow_ups
                         .set_delivery_wait(ping.saturating_mul(2) + Duration::from_secs(5));
                 }
-                self.reload_credentials();
-                self.status.authenticating_with(&self.credentials.api_key);
-                if self
-                    .link
-                    .emit(
-                        "authenticate",
-                        &[json!({"siteId": self.credentials.site_id, "apiKey": self.credentials.api_key})],
-                    )
-                    .is_ok()
-                {
-                    self.awaiting_auth_since = Some(tokio::time::Instant::now());
-                }
+                self.auth.reload_credentials();
+                self.status.authenticating_with(self.auth.api_key());
+                self.auth.ask(&self.link);
             }
             LinkEvent::Disconnected(reason) => {
-                if self.authenticated {
+                if self.auth.disconnected() {
                     tracing::warn!("disconnected from the central server: {reason}");
                 }
-                self.authenticated = false;
-                self.session_no.store(0, Ordering::SeqCst);
-                self.last_ping_check = None;
                 self.status.disconnected(&reason);
-                self.awaiting_auth_since = None;
                 // Unconfirmed results stay in the outbox and go again after
                 // the next authentication.
                 self.outbox.link_dropped();
@@ -439,11 +372,11 @@ impl Session {
             } => self.on_undecodable(name, id, &preview, &error),
             LinkEvent::Event { name, args, .. } => match name.as_str() {
                 "authenticated" => self.on_authenticated(heartbeat),
-                "auth_error" => self.on_auth_error(&args),
+                "auth_error" => {
+                    self.auth.refused(&args, &self.link);
+                }
                 "ping_check" => {
-                    let _ = self.link.emit("pong_check", &[]);
-                    if self.authenticated {
-                        self.last_ping_check = Some(tokio::time::Instant::now());
+                    if self.auth.ping_check(&self.link) {
                         self.status.ping_check();
                     }
                 }
@@ -454,32 +387,9 @@ impl Session {
         }
     }
 
-    fn reload_credentials(&mut self) {
-        match SiteConfig::load(self.config_file.as_deref()) {
-            Ok(fresh) => {
-                self.credentials = Credentials {
-                    site_id: fresh.site_id.unwrap_or_default(),
-                    api_key: fresh.site_api_key.unwrap_or_default(),
-                };
-            }
-            Err(e) => tracing::warn!("keeping the previous credentials: {e}"),
-        }
-        if self.credentials.site_id.is_empty() || self.credentials.api_key.is_empty() {
-            tracing::error!(
-                "SITE_ID and SITE_API_KEY are required: register the site with `neopro-runtime register`"
-            );
-        }
-    }
-
     fn on_authenticated(&mut self, heartbeat: &mut tokio::time::Interval) {
-        tracing::info!("authenticated as site {}", self.credentials.site_id);
-        self.authenticated = true;
-        self.sessions += 1;
-        self.session_no.store(self.sessions, Ordering::SeqCst);
-        self.last_ping_check = Some(tokio::time::Instant::now());
+        self.auth.accepted();
         self.status.authenticated();
-        self.awaiting_auth_since = None;
-        self.auth_failures = 0;
         self.send_heartbeat();
         heartbeat.reset();
         self.sync_local_state();
@@ -528,7 +438,7 @@ impl Session {
         let Some(final_progress) = final_progress else {
             return;
         };
-        let session = self.session_no.load(Ordering::SeqCst);
+        let session = self.auth.session_no().load(Ordering::SeqCst);
         if session == 0 || final_progress.sent_in == Some(session) {
             return;
         }
@@ -568,34 +478,13 @@ impl Session {
     /// The "scheduled" progress of a kept command, under the progress event
     /// its manifest declares (none declared: nothing to send).
     fn send_scheduled_progress(&self, update: &crate::agent::maintenance_window::ScheduledUpdate) {
-        if self.authenticated
+        if self.auth.is_authenticated()
             && let Some(command_type) = self.kept_command_type(update)
             && let Some(event) = self.dispatcher.progress_event(&command_type)
             && let Some(payload) = crate::agent::maintenance_window::scheduled_progress(update)
         {
             let _ = self.link.emit(&event, &[payload]);
         }
-    }
-
-    fn on_auth_error(&mut self, args: &[Value]) {
-        let message = args
-            .first()
-            .and_then(|a| a.get("message"))
-            .and_then(Value::as_str)
-            .unwrap_or("Erreur inconnue")
-            .to_owned();
-        self.awaiting_auth_since = None;
-        self.auth_failures = self.auth_failures.saturating_add(1);
-        let factor = 1u32 << self.auth_failures.saturating_sub(1).min(3);
-        let wait = self.settings.auth_retry.saturating_mul(factor.min(6));
-        tracing::error!(
-            "authentication refused by the central server: {message}. {} Retrying in {} s.",
-            auth::hint(&message),
-            wait.as_secs()
-        );
-        let _ = self
-            .link
-            .reconnect_after(wait, &format!("authentication refused: {message}"));
     }
 
     fn on_server_ping(&mut self) {
@@ -676,7 +565,7 @@ impl Session {
         // Reads /proc and the web app's version files: off the worker.
         let payload = off_worker(|| {
             heartbeat::payload(
-                &self.credentials.site_id,
+                self.auth.site_id(),
                 &self.probe,
                 &self.config.neopro_root,
                 crate::follow_up::recent_failure(&self.config.state_path)
@@ -688,7 +577,7 @@ impl Session {
     }
 
     fn sync_local_state(&mut self) {
-        let site_id = &self.credentials.site_id;
+        let site_id = self.auth.site_id();
         let watcher = &mut self.watcher;
         if let Some(payload) = off_worker(|| watcher.payload(site_id))
             && let Err(LinkError::TooLarge { bytes, limit }) =
@@ -878,7 +767,7 @@ impl Session {
             self.link.clone(),
             self.journal.clone(),
             id.clone(),
-            self.session_no.clone(),
+            self.auth.session_no(),
         ));
         self.running += 1;
         tokio::spawn(async move {
@@ -1099,7 +988,7 @@ impl Session {
     fn send_result(&mut self, id: &str, outcome: &Outcome) {
         // A scheduled update has no result until it has run ("interrupted"
         // after a restart while it waited is not one).
-        if !self.authenticated || self.window_queue.contains(id) {
+        if !self.auth.is_authenticated() || self.window_queue.contains(id) {
             return;
         }
         self.outbox.send(&self.link, id, outcome);
