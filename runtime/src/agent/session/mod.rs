@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod blocking;
+mod follow_up_runner;
 pub mod heartbeat;
 mod journal_queue;
 pub mod link_status;
@@ -22,6 +23,7 @@ use crate::link::{LinkError, LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
 use auth::{AuthTimings, Authentication};
 use blocking::off_worker;
+use follow_up_runner::FollowUpRunner;
 use journal_queue::JournalQueue;
 use link_status::StatusWriter;
 use local_state::ConfigWatcher;
@@ -137,18 +139,8 @@ pub struct Session {
     steps_rx: mpsc::UnboundedReceiver<Step>,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
-    /// A command that staged an agent release whose self-restart failed:
-    /// its trial is cancelled, this is the error it answers.
-    restart_failed_tx: mpsc::UnboundedSender<(String, String)>,
-    restart_failed_rx: mpsc::UnboundedReceiver<(String, String)>,
-    /// This agent is a new version on trial: it commits once authenticated
-    /// and says so on the channel (which stops its deadline).
-    trial: Option<(
-        Arc<crate::selfupdate::trial::Gate>,
-        tokio::sync::oneshot::Sender<()>,
-    )>,
-    /// Told at the first authentication (a committed slot's health).
-    first_authentication: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Reboots and self-restarts after delivery; the trial's commit.
+    follow_up: FollowUpRunner,
 }
 
 impl Session {
@@ -162,7 +154,6 @@ impl Session {
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (steps_tx, steps_rx) = mpsc::unbounded_channel();
-        let (restart_failed_tx, restart_failed_rx) = mpsc::unbounded_channel();
         link_status::forget_old_file(&config.state_path, &config.runtime_path);
         let auth = Authentication::new(
             &config,
@@ -172,6 +163,14 @@ impl Session {
                 answer_timeout: settings.auth_answer_timeout,
                 ping_check_timeout: config.ping_check_timeout,
             },
+        );
+        let services = dispatcher.host_services();
+        let follow_up = FollowUpRunner::new(
+            services.follow_ups.clone(),
+            services.services.manager.clone(),
+            services.agent_update.clone(),
+            config.state_path.clone(),
+            config.services.agent_unit.clone(),
         );
         Session {
             watcher: ConfigWatcher::new(config.config_path.clone()),
@@ -192,16 +191,13 @@ impl Session {
             steps_rx,
             done_tx,
             done_rx,
-            restart_failed_tx,
-            restart_failed_rx,
-            trial: None,
-            first_authentication: None,
+            follow_up,
         }
     }
 
     /// `tx` is told when the session first authenticates.
     pub fn on_first_authentication(mut self, tx: tokio::sync::oneshot::Sender<()>) -> Self {
-        self.first_authentication = Some(tx);
+        self.follow_up.on_first_authentication(tx);
         self
     }
 
@@ -211,7 +207,7 @@ impl Session {
         gate: Arc<crate::selfupdate::trial::Gate>,
         committed: tokio::sync::oneshot::Sender<()>,
     ) -> Self {
-        self.trial = Some((gate, committed));
+        self.follow_up.with_trial(gate, committed);
         self
     }
 
@@ -248,7 +244,7 @@ impl Session {
                     None => break,
                 },
                 Some((id, outcome)) = self.done_rx.recv() => self.on_done(id, outcome),
-                Some((id, error)) = self.restart_failed_rx.recv() => {
+                Some((id, error)) = self.follow_up.restart_failed() => {
                     self.record_and_send(id, Outcome::Error { error });
                 }
                 Some(step) = self.steps_rx.recv() => self.on_step(step),
@@ -266,10 +262,8 @@ impl Session {
                 _ = watchdog.tick(), if watchdog_every.is_some() => crate::platform::sd_notify::notify("WATCHDOG=1"),
                 // Polled only while a reboot or restart waits for its result
                 // to be delivered: an idle agent must not wake twice a second.
-                _ = follow_up_check.tick(),
-                    if !self.dispatcher.host_services().follow_ups.is_empty() =>
-                {
-                    self.run_overdue_follow_ups()
+                _ = follow_up_check.tick(), if self.follow_up.waiting() => {
+                    self.follow_up.run_overdue();
                 }
                 _ = window_check.tick() => self.run_scheduled_updates(),
                 _ = record_retry.tick(), if self.outbox.has_unrecorded() => {
@@ -337,14 +331,7 @@ impl Session {
             LinkEvent::Connected => {
                 self.outbox.connected();
                 self.status.connected();
-                // Two server pings prove delivery: a reboot or self-restart
-                // waits that long (plus a margin) before going ahead anyway.
-                if let Some(ping) = self.link.ping_interval() {
-                    self.dispatcher
-                        .host_services()
-                        .follow_ups
-                        .set_delivery_wait(ping.saturating_mul(2) + Duration::from_secs(5));
-                }
+                self.follow_up.set_ping_interval(self.link.ping_interval());
                 self.auth.reload_credentials();
                 self.status.authenticating_with(self.auth.api_key());
                 self.auth.ask(&self.link);
@@ -394,18 +381,9 @@ impl Session {
         heartbeat.reset();
         self.sync_local_state();
         off_worker(|| self.journal.prune(crate::journal::RETENTION));
-        if let Some(tx) = self.first_authentication.take() {
-            let _ = tx.send(());
-        }
-        // A new agent on trial is healthy now: commit it, and journal the
-        // update's success for the loop below to send.
-        if let Some((gate, committed)) = self.trial.take() {
-            if off_worker(|| gate.commit(&self.journal)) {
-                let _ = committed.send(());
-            } else {
-                self.trial = Some((gate, committed));
-            }
-        }
+        // A new agent on trial commits: the update's success is journaled
+        // for the loop below to send.
+        self.follow_up.authenticated(&self.journal);
         // One stored outcome in memory at a time.
         for id in self.journal.undelivered_ids() {
             if self.outbox.in_flight(&id) {
@@ -499,66 +477,9 @@ impl Session {
             self.status
                 .results_waiting(self.journal.undelivered_count());
         }
-        let follow_ups = &self.dispatcher.host_services().follow_ups;
         for id in delivered {
-            if let Some(action) = follow_ups.take(&id) {
-                self.run_follow_up(id, action);
-            }
+            self.follow_up.delivered(&id);
         }
-    }
-
-    /// A reboot or self-restart whose result could not be confirmed
-    /// delivered in time runs anyway; the result stays in the outbox.
-    fn run_overdue_follow_ups(&self) {
-        for (id, action) in self.dispatcher.host_services().follow_ups.take_overdue() {
-            tracing::warn!("the result of command {id} was not confirmed delivered in time");
-            self.run_follow_up(id, action);
-        }
-    }
-
-    fn run_follow_up(&self, id: String, action: crate::follow_up::Action) {
-        let services = self.dispatcher.host_services().clone();
-        let state_path = self.config.state_path.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::follow_up::run(&services.services.manager, &id, &action) {
-                tracing::error!("{e}");
-                // Its success was already sent: tell the server with the
-                // next heartbeats.
-                crate::follow_up::record_failure(
-                    &state_path,
-                    &id,
-                    &action.to_string(),
-                    &e.to_string(),
-                );
-            }
-        });
-    }
-
-    /// Restarts the agent's unit into the release command `id` staged. If
-    /// that fails, nothing would ever run the trial nor send the command's
-    /// result, and every later agent update would be refused as "not
-    /// finished": the trial is cancelled (its slot removed) and the command
-    /// answers the error.
-    fn restart_into_staged(&self, id: String) {
-        let services = self.dispatcher.host_services().clone();
-        let state_path = self.config.state_path.clone();
-        let unit = self.config.services.agent_unit.clone();
-        let failed = self.restart_failed_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let action = crate::follow_up::Action::Restart(unit.clone());
-            if let Err(e) = crate::follow_up::run(&services.services.manager, &id, &action) {
-                tracing::error!(
-                    "command {id}: the agent release is staged but {action} failed ({e}); update cancelled"
-                );
-                crate::selfupdate::trial::cancel(&state_path, &id);
-                let _ = failed.send((
-                    id,
-                    format!(
-                        "the agent release was staged but the agent could not restart into it: {e}. The update is cancelled and this agent stays; send the update again once `systemctl restart {unit}` works"
-                    ),
-                ));
-            }
-        });
     }
 
     fn send_heartbeat(&self) {
@@ -910,29 +831,9 @@ impl Session {
             Outcome::Error { error } => tracing::warn!("command {id} failed: {error}"),
         }
         let succeeded = matches!(outcome, Outcome::Success { .. });
-        if let Some(action) = self
-            .dispatcher
-            .host_services()
-            .follow_ups
-            .settle(&id, succeeded)
-        {
-            tracing::warn!("command {id} failed: {action} it asked for is cancelled");
-        }
         // An agent release was staged: the new agent sends this result.
-        if self
-            .dispatcher
-            .host_services()
-            .agent_update
-            .take_staged(&id)
-        {
-            if succeeded {
-                tracing::warn!(
-                    "command {id} staged a new agent; restarting into it (it reports the result)"
-                );
-                self.restart_into_staged(id);
-                return;
-            }
-            crate::selfupdate::trial::cancel(&self.config.state_path, &id);
+        if self.follow_up.finished(&id, succeeded) {
+            return;
         }
         self.record_and_send(id, outcome);
     }
