@@ -12,6 +12,7 @@ mod journal_queue;
 pub mod link_status;
 pub mod local_state;
 mod outbox;
+mod periodic;
 mod progress;
 mod window_queue;
 
@@ -26,8 +27,8 @@ use blocking::off_worker;
 use follow_up_runner::FollowUpRunner;
 use journal_queue::JournalQueue;
 use link_status::StatusWriter;
-use local_state::ConfigWatcher;
 use outbox::{Outbox, RECORD_RETRY};
+use periodic::{Due, Periodic};
 use progress::LinkProgress;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -127,7 +128,8 @@ pub struct Session {
     status: StatusWriter,
     /// Results sent and not proven delivered; outcomes not yet recorded.
     outbox: Outbox,
-    watcher: ConfigWatcher,
+    /// The config watch, the hourly jobs, the watchdog.
+    periodic: Periodic,
     /// Commands waiting for the maintenance window (or running in it):
     /// kept until their final result is journaled.
     window_queue: window_queue::WindowQueue,
@@ -173,7 +175,12 @@ impl Session {
             config.services.agent_unit.clone(),
         );
         Session {
-            watcher: ConfigWatcher::new(config.config_path.clone()),
+            periodic: Periodic::new(
+                config.config_path.clone(),
+                settings.watch_interval,
+                settings.expiry_interval,
+                crate::platform::sd_notify::watchdog_interval(),
+            ),
             status: StatusWriter::new(&config.runtime_path),
             window_queue: window_queue::WindowQueue::new(&config.state_path, config.update_window),
             config,
@@ -221,13 +228,6 @@ impl Session {
         tokio::pin!(shutdown);
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut watch = tokio::time::interval(self.settings.watch_interval);
-        watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut expiry = tokio::time::interval(self.settings.expiry_interval);
-        expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let watchdog_every = crate::platform::sd_notify::watchdog_interval();
-        let mut watchdog =
-            tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         let mut follow_up_check = tokio::time::interval(Duration::from_millis(500));
         follow_up_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut record_retry = tokio::time::interval(RECORD_RETRY);
@@ -253,13 +253,17 @@ impl Session {
                         self.send_heartbeat();
                     }
                 }
-                _ = watch.tick() => {
-                    // An lstat, and a read when it moved: off the worker.
-                    if off_worker(|| self.watcher.changed()) && self.auth.is_authenticated() {
-                        self.sync_local_state();
+                due = self.periodic.next() => match due {
+                    Due::ConfigChanged => {
+                        if self.auth.is_authenticated() {
+                            self.sync_local_state();
+                        }
                     }
-                }
-                _ = watchdog.tick(), if watchdog_every.is_some() => crate::platform::sd_notify::notify("WATCHDOG=1"),
+                    Due::Expiry => {
+                        periodic::run_jobs(&self.dispatcher);
+                    }
+                    Due::Watchdog => crate::platform::sd_notify::notify("WATCHDOG=1"),
+                },
                 // Polled only while a reboot or restart waits for its result
                 // to be delivered: an idle agent must not wake twice a second.
                 _ = follow_up_check.tick(), if self.follow_up.waiting() => {
@@ -269,26 +273,6 @@ impl Session {
                 _ = record_retry.tick(), if self.outbox.has_unrecorded() => {
                     for (id, outcome) in self.outbox.take_unrecorded() {
                         self.record_and_send(id, outcome);
-                    }
-                }
-                _ = expiry.tick() => {
-                    if let Some((rss, anon)) = std::fs::read_to_string("/proc/self/status")
-                        .ok()
-                        .and_then(|s| crate::platform::metrics::own_memory_kib(&s))
-                    {
-                        // Debug: at info, a line an hour on a quiet box, a
-                        // page written to the SD card each time (issue 29).
-                        tracing::debug!("agent memory: {rss} KiB resident, {anon} KiB anonymous");
-                    }
-                    for job in self.dispatcher.periodic() {
-                        let dispatcher = self.dispatcher.clone();
-                        tokio::spawn(async move {
-                            match dispatcher.run_internal(&job).await {
-                                Some(Outcome::Success { result }) => tracing::debug!("{job}: {result}"),
-                                Some(Outcome::Error { error }) => tracing::warn!("{job} failed: {error}"),
-                                None => {}
-                            }
-                        });
                     }
                 }
                 silence = self.auth.silence() => self.auth.on_silence(silence, &self.link),
@@ -498,9 +482,7 @@ impl Session {
     }
 
     fn sync_local_state(&mut self) {
-        let site_id = self.auth.site_id();
-        let watcher = &mut self.watcher;
-        if let Some(payload) = off_worker(|| watcher.payload(site_id))
+        if let Some(payload) = self.periodic.local_state(self.auth.site_id())
             && let Err(LinkError::TooLarge { bytes, limit }) =
                 self.link.emit("sync_local_state", &[payload])
         {
