@@ -9,6 +9,7 @@ mod blocking;
 mod follow_up_runner;
 pub mod heartbeat;
 mod journal_queue;
+mod journal_steps;
 pub mod link_status;
 pub mod local_state;
 mod outbox;
@@ -26,6 +27,7 @@ use auth::{AuthTimings, Authentication};
 use blocking::off_worker;
 use follow_up_runner::FollowUpRunner;
 use journal_queue::JournalQueue;
+use journal_steps::{Step, data_of, final_outcome, final_progress_of, refuse_once};
 use link_status::StatusWriter;
 use outbox::{Outbox, RECORD_RETRY};
 use periodic::{Due, Periodic};
@@ -76,44 +78,6 @@ impl Default for SessionSettings {
             expiry_interval: Duration::from_secs(3600),
         }
     }
-}
-
-/// What a job on the journal queue found, handled back in the session loop.
-#[derive(Debug)]
-enum Step {
-    /// A read-only command looked up: the outcome it already has, if it ran.
-    Looked {
-        id: String,
-        command_type: String,
-        command: Value,
-        known: Option<Outcome>,
-        final_progress: Option<FinalProgress>,
-    },
-    /// A state-changing command recorded (or found already known).
-    Admitted {
-        id: String,
-        command_type: String,
-        command: Value,
-        admission: Result<Admission, JournalError>,
-        final_progress: Option<FinalProgress>,
-    },
-    /// An outcome written (or not: disk full) to the journal.
-    Recorded {
-        id: String,
-        outcome: Outcome,
-        written: Result<(), JournalError>,
-        final_progress: Option<FinalProgress>,
-    },
-    /// A result to send as it is (a refused command), if any.
-    Send {
-        id: String,
-        outcome: Option<Outcome>,
-    },
-}
-
-/// The closing progress event a result must be preceded by (read from disk).
-fn final_progress_of(journal: &Journal, id: &str) -> Option<FinalProgress> {
-    journal.get(id).and_then(|e| e.final_progress)
 }
 
 pub struct Session {
@@ -875,55 +839,5 @@ impl Session {
             return;
         }
         self.outbox.send(&self.link, id, outcome);
-    }
-}
-
-/// The command's `data` (null when absent), taken out of its message.
-fn data_of(mut command: Value) -> Value {
-    command
-        .as_object_mut()
-        .and_then(|c| c.remove("data"))
-        .unwrap_or(Value::Null)
-}
-
-/// Records a command refused before it ran with `refusal` as its outcome;
-/// the result to send: the refusal, the outcome a copy already has, or none
-/// while a copy runs.
-fn refuse_once(
-    journal: &Journal,
-    id: &str,
-    command_type: &str,
-    refusal: Outcome,
-) -> Option<Outcome> {
-    match journal.admit(id, command_type) {
-        Ok(Admission::Run) => {
-            if let Err(e) = journal.complete(id, refusal.clone()) {
-                tracing::error!("{e}");
-            }
-            Some(refusal)
-        }
-        Ok(Admission::Done(done)) => Some(done),
-        Ok(Admission::Running) => None,
-        Err(e) => {
-            tracing::error!("{e}");
-            Some(refusal)
-        }
-    }
-}
-
-/// The journaled outcome of a scheduled update when it is final: not
-/// the "interrupted" a restart records for an update that was waiting
-/// (or had not really started), which must run instead, nor the
-/// `{scheduled: true}` answer older agents journaled.
-fn final_outcome(journal: &Journal, id: &str) -> Option<Outcome> {
-    match journal.get(id).and_then(|e| e.outcome) {
-        Some(outcome) => {
-            let waiting = match &outcome {
-                Outcome::Error { error } => error == crate::journal::INTERRUPTED,
-                Outcome::Success { result } => result.get("scheduled") == Some(&Value::Bool(true)),
-            };
-            (!waiting).then_some(outcome)
-        }
-        None => None,
     }
 }
