@@ -58,7 +58,9 @@ pub struct HostServices {
     pub local_app: local_app::LocalAppHost,
     pub services: services::ServicesHost,
     pub archive: archive::ArchiveHost,
-    pub agent_update: agent_update::AgentUpdateHost,
+    /// Shared with the session, which asks it which commands staged an
+    /// agent release.
+    pub agent_update: Arc<agent_update::AgentUpdateHost>,
 }
 
 impl HostServices {
@@ -74,7 +76,7 @@ impl HostServices {
             local_app: local_app::LocalAppHost::from_config(config),
             services: services::ServicesHost::from_config(config),
             archive: archive::ArchiveHost::from_config(config),
-            agent_update: agent_update::AgentUpdateHost::from_config(config),
+            agent_update: Arc::new(agent_update::AgentUpdateHost::from_config(config)),
         }
     }
 }

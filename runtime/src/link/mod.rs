@@ -20,6 +20,8 @@ mod notify;
 pub mod oversized;
 pub mod packet;
 pub mod salvage;
+#[cfg(test)]
+pub(crate) mod test_peer;
 
 pub use notify::notify_once;
 

@@ -280,14 +280,17 @@ pub fn is_valid_unit_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b":-_.@\\".contains(&b))
 }
 
+/// A systemctl double for tests: a real program that records its
+/// arguments in `calls.log` next to it.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod double {
+    use super::ServiceManager;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     /// A systemctl double: records its arguments; `bad` fails to start;
     /// `down` is inactive.
-    fn fake(dir: &Path) -> std::io::Result<ServiceManager> {
+    pub(crate) fn fake(dir: &Path) -> std::io::Result<ServiceManager> {
         let script = dir.join("systemctl");
         let log = dir.join("calls.log");
         std::fs::write(
@@ -303,6 +306,18 @@ mod tests {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
         Ok(ServiceManager::new(script))
     }
+
+    /// What the double was asked so far, a line a call.
+    pub(crate) fn calls(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::double::fake;
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn calls_are_argument_vectors_and_states_are_answers() -> std::io::Result<()> {
@@ -324,7 +339,7 @@ mod tests {
             Err(ServiceError::InvalidName("x; reboot".to_owned()))
         );
         assert_eq!(sm.reboot(), Ok(()));
-        let calls = std::fs::read_to_string(dir.path().join("calls.log"))?;
+        let calls = super::double::calls(dir.path());
         assert_eq!(
             calls,
             "start neopro-app\nis-active neopro-app\nis-active down\nstart bad\nreboot --no-block\n"

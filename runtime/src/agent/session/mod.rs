@@ -6,13 +6,15 @@
 
 pub mod auth;
 mod blocking;
-mod fit;
+mod follow_up_runner;
 pub mod heartbeat;
 mod journal_queue;
+mod journal_steps;
 pub mod link_status;
 pub mod local_state;
+mod outbox;
+mod periodic;
 mod progress;
-mod refused;
 mod window_queue;
 
 use crate::agent::dispatch::Dispatcher;
@@ -21,15 +23,19 @@ use crate::host::ProgressSink;
 use crate::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use crate::link::{LinkError, LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
+use auth::{AuthTimings, Authentication};
 use blocking::off_worker;
+use follow_up_runner::FollowUpRunner;
 use journal_queue::JournalQueue;
+use journal_steps::{Step, data_of, final_outcome, final_progress_of, refuse_once};
 use link_status::StatusWriter;
-use local_state::ConfigWatcher;
+use outbox::{Outbox, RECORD_RETRY};
+use periodic::{Due, Periodic};
 use progress::LinkProgress;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -74,90 +80,23 @@ impl Default for SessionSettings {
     }
 }
 
-/// How often an outcome the journal could not record is written again.
-const RECORD_RETRY: Duration = Duration::from_secs(5);
-
-/// What a job on the journal queue found, handled back in the session loop.
-#[derive(Debug)]
-enum Step {
-    /// A read-only command looked up: the outcome it already has, if it ran.
-    Looked {
-        id: String,
-        command_type: String,
-        command: Value,
-        known: Option<Outcome>,
-        final_progress: Option<FinalProgress>,
-    },
-    /// A state-changing command recorded (or found already known).
-    Admitted {
-        id: String,
-        command_type: String,
-        command: Value,
-        admission: Result<Admission, JournalError>,
-        final_progress: Option<FinalProgress>,
-    },
-    /// An outcome written (or not: disk full) to the journal.
-    Recorded {
-        id: String,
-        outcome: Outcome,
-        written: Result<(), JournalError>,
-        final_progress: Option<FinalProgress>,
-    },
-    /// A result to send as it is (a refused command), if any.
-    Send {
-        id: String,
-        outcome: Option<Outcome>,
-    },
-}
-
-/// The closing progress event a result must be preceded by (read from disk).
-fn final_progress_of(journal: &Journal, id: &str) -> Option<FinalProgress> {
-    journal.get(id).and_then(|e| e.final_progress)
-}
-
-/// Site identity, re-read from site.conf before every authentication so a
-/// fixed file is picked up without a restart.
-#[derive(Debug, Clone, Default)]
-struct Credentials {
-    site_id: String,
-    api_key: String,
-}
-
 pub struct Session {
     config: SiteConfig,
-    config_file: Option<PathBuf>,
     settings: SessionSettings,
     link: LinkHandle,
     journal: Arc<Journal>,
     dispatcher: Arc<Dispatcher>,
     probe: Arc<SystemProbe>,
-    credentials: Credentials,
-    authenticated: bool,
-    /// The authenticated session number (0 while not authenticated), shared
-    /// with the progress sinks of running commands.
-    session_no: Arc<AtomicU64>,
-    sessions: u64,
-    /// When the server last showed it counts us as connected (`ping_check`,
-    /// or the authentication itself); `None` while not authenticated.
-    last_ping_check: Option<tokio::time::Instant>,
+    /// Credentials, `authenticate` and its answer, the session number.
+    auth: Authentication,
     status: StatusWriter,
-    /// When `authenticate` went out without an answer yet.
-    awaiting_auth_since: Option<tokio::time::Instant>,
-    auth_failures: u32,
-    /// Server pings received on the current connection.
-    pings: u64,
-    /// Results emitted and not yet proven received: (command id, pings then).
-    in_flight: Vec<(String, u64)>,
-    /// Results after which the server dropped the link, again and again.
-    refused: refused::RefusedResults,
-    watcher: ConfigWatcher,
+    /// Results sent and not proven delivered; outcomes not yet recorded.
+    outbox: Outbox,
+    /// The config watch, the hourly jobs, the watchdog.
+    periodic: Periodic,
     /// Commands waiting for the maintenance window (or running in it):
     /// kept until their final result is journaled.
     window_queue: window_queue::WindowQueue,
-    /// Outcomes the journal could not record yet (disk full): kept, retried,
-    /// and sent only once recorded, so a restart can never report a second,
-    /// different outcome ("interrupted") for a result the server has.
-    unrecorded: Vec<(String, Outcome)>,
     running: usize,
     /// Journal work submitted and not yet answered by a [`Step`].
     journal_pending: usize,
@@ -166,18 +105,8 @@ pub struct Session {
     steps_rx: mpsc::UnboundedReceiver<Step>,
     done_tx: mpsc::UnboundedSender<(String, Outcome)>,
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
-    /// A command that staged an agent release whose self-restart failed:
-    /// its trial is cancelled, this is the error it answers.
-    restart_failed_tx: mpsc::UnboundedSender<(String, String)>,
-    restart_failed_rx: mpsc::UnboundedReceiver<(String, String)>,
-    /// This agent is a new version on trial: it commits once authenticated
-    /// and says so on the channel (which stops its deadline).
-    trial: Option<(
-        Arc<crate::selfupdate::trial::Gate>,
-        tokio::sync::oneshot::Sender<()>,
-    )>,
-    /// Told at the first authentication (a committed slot's health).
-    first_authentication: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Reboots and self-restarts after delivery; the trial's commit.
+    follow_up: FollowUpRunner,
 }
 
 impl Session {
@@ -191,34 +120,41 @@ impl Session {
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (steps_tx, steps_rx) = mpsc::unbounded_channel();
-        let (restart_failed_tx, restart_failed_rx) = mpsc::unbounded_channel();
-        let credentials = Credentials {
-            site_id: config.site_id.clone().unwrap_or_default(),
-            api_key: config.site_api_key.clone().unwrap_or_default(),
-        };
         link_status::forget_old_file(&config.state_path, &config.runtime_path);
+        let auth = Authentication::new(
+            &config,
+            config_file,
+            AuthTimings {
+                retry: settings.auth_retry,
+                answer_timeout: settings.auth_answer_timeout,
+                ping_check_timeout: config.ping_check_timeout,
+            },
+        );
+        let services = dispatcher.host_services();
+        let follow_up = FollowUpRunner::new(
+            services.follow_ups.clone(),
+            services.services.manager.clone(),
+            services.agent_update.clone(),
+            config.state_path.clone(),
+            config.services.agent_unit.clone(),
+        );
         Session {
-            watcher: ConfigWatcher::new(config.config_path.clone()),
+            periodic: Periodic::new(
+                config.config_path.clone(),
+                settings.watch_interval,
+                settings.expiry_interval,
+                crate::platform::sd_notify::watchdog_interval(),
+            ),
             status: StatusWriter::new(&config.runtime_path),
             window_queue: window_queue::WindowQueue::new(&config.state_path, config.update_window),
-            unrecorded: Vec::new(),
             config,
-            config_file,
             settings,
             link,
             journal,
             dispatcher,
             probe: Arc::new(SystemProbe::default()),
-            credentials,
-            authenticated: false,
-            session_no: Arc::new(AtomicU64::new(0)),
-            sessions: 0,
-            last_ping_check: None,
-            awaiting_auth_since: None,
-            auth_failures: 0,
-            pings: 0,
-            in_flight: Vec::new(),
-            refused: refused::RefusedResults::default(),
+            auth,
+            outbox: Outbox::default(),
             running: 0,
             journal_pending: 0,
             queue: JournalQueue::start(),
@@ -226,16 +162,13 @@ impl Session {
             steps_rx,
             done_tx,
             done_rx,
-            restart_failed_tx,
-            restart_failed_rx,
-            trial: None,
-            first_authentication: None,
+            follow_up,
         }
     }
 
     /// `tx` is told when the session first authenticates.
     pub fn on_first_authentication(mut self, tx: tokio::sync::oneshot::Sender<()>) -> Self {
-        self.first_authentication = Some(tx);
+        self.follow_up.on_first_authentication(tx);
         self
     }
 
@@ -245,7 +178,7 @@ impl Session {
         gate: Arc<crate::selfupdate::trial::Gate>,
         committed: tokio::sync::oneshot::Sender<()>,
     ) -> Self {
-        self.trial = Some((gate, committed));
+        self.follow_up.with_trial(gate, committed);
         self
     }
 
@@ -259,13 +192,6 @@ impl Session {
         tokio::pin!(shutdown);
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut watch = tokio::time::interval(self.settings.watch_interval);
-        watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut expiry = tokio::time::interval(self.settings.expiry_interval);
-        expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let watchdog_every = crate::platform::sd_notify::watchdog_interval();
-        let mut watchdog =
-            tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         let mut follow_up_check = tokio::time::interval(Duration::from_millis(500));
         follow_up_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut record_retry = tokio::time::interval(RECORD_RETRY);
@@ -282,72 +208,38 @@ impl Session {
                     None => break,
                 },
                 Some((id, outcome)) = self.done_rx.recv() => self.on_done(id, outcome),
-                Some((id, error)) = self.restart_failed_rx.recv() => {
+                Some((id, error)) = self.follow_up.restart_failed() => {
                     self.record_and_send(id, Outcome::Error { error });
                 }
                 Some(step) = self.steps_rx.recv() => self.on_step(step),
                 _ = heartbeat.tick() => {
-                    if self.authenticated {
+                    if self.auth.is_authenticated() {
                         self.send_heartbeat();
                     }
                 }
-                _ = watch.tick() => {
-                    // An lstat, and a read when it moved: off the worker.
-                    if off_worker(|| self.watcher.changed()) && self.authenticated {
-                        self.sync_local_state();
+                due = self.periodic.next() => match due {
+                    Due::ConfigChanged => {
+                        if self.auth.is_authenticated() {
+                            self.sync_local_state();
+                        }
                     }
-                }
-                _ = watchdog.tick(), if watchdog_every.is_some() => crate::platform::sd_notify::notify("WATCHDOG=1"),
+                    Due::Expiry => {
+                        periodic::run_jobs(&self.dispatcher);
+                    }
+                    Due::Watchdog => crate::platform::sd_notify::notify("WATCHDOG=1"),
+                },
                 // Polled only while a reboot or restart waits for its result
                 // to be delivered: an idle agent must not wake twice a second.
-                _ = follow_up_check.tick(),
-                    if !self.dispatcher.host_services().follow_ups.is_empty() =>
-                {
-                    self.run_overdue_follow_ups()
+                _ = follow_up_check.tick(), if self.follow_up.waiting() => {
+                    self.follow_up.run_overdue();
                 }
                 _ = window_check.tick() => self.run_scheduled_updates(),
-                _ = record_retry.tick(), if !self.unrecorded.is_empty() => {
-                    for (id, outcome) in std::mem::take(&mut self.unrecorded) {
+                _ = record_retry.tick(), if self.outbox.has_unrecorded() => {
+                    for (id, outcome) in self.outbox.take_unrecorded() {
                         self.record_and_send(id, outcome);
                     }
                 }
-                _ = expiry.tick() => {
-                    if let Some((rss, anon)) = std::fs::read_to_string("/proc/self/status")
-                        .ok()
-                        .and_then(|s| crate::platform::metrics::own_memory_kib(&s))
-                    {
-                        // Debug: at info, a line an hour on a quiet box, a
-                        // page written to the SD card each time (issue 29).
-                        tracing::debug!("agent memory: {rss} KiB resident, {anon} KiB anonymous");
-                    }
-                    for job in self.dispatcher.periodic() {
-                        let dispatcher = self.dispatcher.clone();
-                        tokio::spawn(async move {
-                            match dispatcher.run_internal(&job).await {
-                                Some(Outcome::Success { result }) => tracing::debug!("{job}: {result}"),
-                                Some(Outcome::Error { error }) => tracing::warn!("{job} failed: {error}"),
-                                None => {}
-                            }
-                        });
-                    }
-                }
-                () = tokio::time::sleep_until(
-                    self.awaiting_auth_since.unwrap_or_else(tokio::time::Instant::now)
-                        + self.settings.auth_answer_timeout
-                ), if self.awaiting_auth_since.is_some() => {
-                    self.awaiting_auth_since = None;
-                    tracing::warn!(
-                        "no answer to authenticate within {} s; reconnecting",
-                        self.settings.auth_answer_timeout.as_secs_f64()
-                    );
-                    let _ = self.link.reconnect_after(Duration::ZERO, "no answer to authenticate");
-                }
-                () = tokio::time::sleep_until(
-                    self.last_ping_check.unwrap_or_else(tokio::time::Instant::now)
-                        + self.config.ping_check_timeout
-                ), if self.last_ping_check.is_some() && !self.config.ping_check_timeout.is_zero() => {
-                    self.on_ping_check_silence();
-                }
+                silence = self.auth.silence() => self.auth.on_silence(silence, &self.link),
             }
         }
         self.stop().await;
@@ -382,63 +274,24 @@ impl Session {
         off_worker(|| self.status.stopped());
     }
 
-    /// The server sends `ping_check` every 30 s to each site it counts as
-    /// connected; none for this long on an authenticated link means it
-    /// dropped us from its books (it does when another connection of this
-    /// site closes) and will neither ping nor send us commands again.
-    fn on_ping_check_silence(&mut self) {
-        let silent = self.config.ping_check_timeout.as_secs_f64();
-        self.last_ping_check = None;
-        tracing::warn!(
-            "no ping_check from the central server for {silent} s although the link is up: \
-             it no longer counts this box as connected (e.g. another connection of this site \
-             closed, such as `neopro-runtime diagnose --auth`); reconnecting to authenticate again"
-        );
-        let _ = self.link.reconnect_after(
-            Duration::ZERO,
-            &format!("no ping_check for {silent} s: the server forgot this session"),
-        );
-    }
-
     fn on_link_event(&mut self, event: LinkEvent, heartbeat: &mut tokio::time::Interval) {
         match event {
             LinkEvent::Connected => {
-                self.pings = 0;
+                self.outbox.connected();
                 self.status.connected();
-                // Two server pings prove delivery: a reboot or self-restart
-                // waits that long (plus a margin) before going ahead anyway.
-                if let Some(ping) = self.link.ping_interval() {
-                    self.dispatcher
-                        .host_services()
-                        .follow_ups
-                        .set_delivery_wait(ping.saturating_mul(2) + Duration::from_secs(5));
-                }
-                self.reload_credentials();
-                self.status.authenticating_with(&self.credentials.api_key);
-                if self
-                    .link
-                    .emit(
-                        "authenticate",
-                        &[json!({"siteId": self.credentials.site_id, "apiKey": self.credentials.api_key})],
-                    )
-                    .is_ok()
-                {
-                    self.awaiting_auth_since = Some(tokio::time::Instant::now());
-                }
+                self.follow_up.set_ping_interval(self.link.ping_interval());
+                self.auth.reload_credentials();
+                self.status.authenticating_with(self.auth.api_key());
+                self.auth.ask(&self.link);
             }
             LinkEvent::Disconnected(reason) => {
-                if self.authenticated {
+                if self.auth.disconnected() {
                     tracing::warn!("disconnected from the central server: {reason}");
                 }
-                self.authenticated = false;
-                self.session_no.store(0, Ordering::SeqCst);
-                self.last_ping_check = None;
                 self.status.disconnected(&reason);
-                self.awaiting_auth_since = None;
                 // Unconfirmed results stay in the outbox and go again after
                 // the next authentication.
-                self.in_flight.clear();
-                self.refused.link_dropped();
+                self.outbox.link_dropped();
             }
             LinkEvent::ServerPing => self.on_server_ping(),
             LinkEvent::Oversized {
@@ -454,11 +307,11 @@ impl Session {
             } => self.on_undecodable(name, id, &preview, &error),
             LinkEvent::Event { name, args, .. } => match name.as_str() {
                 "authenticated" => self.on_authenticated(heartbeat),
-                "auth_error" => self.on_auth_error(&args),
+                "auth_error" => {
+                    self.auth.refused(&args, &self.link);
+                }
                 "ping_check" => {
-                    let _ = self.link.emit("pong_check", &[]);
-                    if self.authenticated {
-                        self.last_ping_check = Some(tokio::time::Instant::now());
+                    if self.auth.ping_check(&self.link) {
                         self.status.ping_check();
                     }
                 }
@@ -469,51 +322,19 @@ impl Session {
         }
     }
 
-    fn reload_credentials(&mut self) {
-        match SiteConfig::load(self.config_file.as_deref()) {
-            Ok(fresh) => {
-                self.credentials = Credentials {
-                    site_id: fresh.site_id.unwrap_or_default(),
-                    api_key: fresh.site_api_key.unwrap_or_default(),
-                };
-            }
-            Err(e) => tracing::warn!("keeping the previous credentials: {e}"),
-        }
-        if self.credentials.site_id.is_empty() || self.credentials.api_key.is_empty() {
-            tracing::error!(
-                "SITE_ID and SITE_API_KEY are required: register the site with `neopro-runtime register`"
-            );
-        }
-    }
-
     fn on_authenticated(&mut self, heartbeat: &mut tokio::time::Interval) {
-        tracing::info!("authenticated as site {}", self.credentials.site_id);
-        self.authenticated = true;
-        self.sessions += 1;
-        self.session_no.store(self.sessions, Ordering::SeqCst);
-        self.last_ping_check = Some(tokio::time::Instant::now());
+        self.auth.accepted();
         self.status.authenticated();
-        self.awaiting_auth_since = None;
-        self.auth_failures = 0;
         self.send_heartbeat();
         heartbeat.reset();
         self.sync_local_state();
         off_worker(|| self.journal.prune(crate::journal::RETENTION));
-        if let Some(tx) = self.first_authentication.take() {
-            let _ = tx.send(());
-        }
-        // A new agent on trial is healthy now: commit it, and journal the
-        // update's success for the loop below to send.
-        if let Some((gate, committed)) = self.trial.take() {
-            if off_worker(|| gate.commit(&self.journal)) {
-                let _ = committed.send(());
-            } else {
-                self.trial = Some((gate, committed));
-            }
-        }
+        // A new agent on trial commits: the update's success is journaled
+        // for the loop below to send.
+        self.follow_up.authenticated(&self.journal);
         // One stored outcome in memory at a time.
         for id in self.journal.undelivered_ids() {
-            if self.in_flight.iter().any(|(f, _)| *f == id) {
+            if self.outbox.in_flight(&id) {
                 continue;
             }
             if let Some(outcome) = off_worker(|| self.journal.outcome(&id)) {
@@ -543,7 +364,7 @@ impl Session {
         let Some(final_progress) = final_progress else {
             return;
         };
-        let session = self.session_no.load(Ordering::SeqCst);
+        let session = self.auth.session_no().load(Ordering::SeqCst);
         if session == 0 || final_progress.sent_in == Some(session) {
             return;
         }
@@ -583,7 +404,7 @@ impl Session {
     /// The "scheduled" progress of a kept command, under the progress event
     /// its manifest declares (none declared: nothing to send).
     fn send_scheduled_progress(&self, update: &crate::agent::maintenance_window::ScheduledUpdate) {
-        if self.authenticated
+        if self.auth.is_authenticated()
             && let Some(command_type) = self.kept_command_type(update)
             && let Some(event) = self.dispatcher.progress_event(&command_type)
             && let Some(payload) = crate::agent::maintenance_window::scheduled_progress(update)
@@ -592,39 +413,8 @@ impl Session {
         }
     }
 
-    fn on_auth_error(&mut self, args: &[Value]) {
-        let message = args
-            .first()
-            .and_then(|a| a.get("message"))
-            .and_then(Value::as_str)
-            .unwrap_or("Erreur inconnue")
-            .to_owned();
-        self.awaiting_auth_since = None;
-        self.auth_failures = self.auth_failures.saturating_add(1);
-        let factor = 1u32 << self.auth_failures.saturating_sub(1).min(3);
-        let wait = self.settings.auth_retry.saturating_mul(factor.min(6));
-        tracing::error!(
-            "authentication refused by the central server: {message}. {} Retrying in {} s.",
-            auth::hint(&message),
-            wait.as_secs()
-        );
-        let _ = self
-            .link
-            .reconnect_after(wait, &format!("authentication refused: {message}"));
-    }
-
     fn on_server_ping(&mut self) {
-        self.pings += 1;
-        let pings = self.pings;
-        let mut delivered = Vec::new();
-        self.in_flight.retain(|(id, at)| {
-            if pings >= at + 2 {
-                delivered.push(id.clone());
-                false
-            } else {
-                true
-            }
-        });
+        let delivered = self.outbox.server_ping();
         if !delivered.is_empty() {
             let (journal, marked) = (self.journal.clone(), delivered.clone());
             self.queue.submit(move || {
@@ -635,76 +425,16 @@ impl Session {
             self.status
                 .results_waiting(self.journal.undelivered_count());
         }
-        for id in &delivered {
-            self.refused.delivered(id);
-        }
-        let follow_ups = &self.dispatcher.host_services().follow_ups;
         for id in delivered {
-            if let Some(action) = follow_ups.take(&id) {
-                self.run_follow_up(id, action);
-            }
+            self.follow_up.delivered(&id);
         }
-    }
-
-    /// A reboot or self-restart whose result could not be confirmed
-    /// delivered in time runs anyway; the result stays in the outbox.
-    fn run_overdue_follow_ups(&self) {
-        for (id, action) in self.dispatcher.host_services().follow_ups.take_overdue() {
-            tracing::warn!("the result of command {id} was not confirmed delivered in time");
-            self.run_follow_up(id, action);
-        }
-    }
-
-    fn run_follow_up(&self, id: String, action: crate::follow_up::Action) {
-        let services = self.dispatcher.host_services().clone();
-        let state_path = self.config.state_path.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = crate::follow_up::run(&services.services.manager, &id, &action) {
-                tracing::error!("{e}");
-                // Its success was already sent: tell the server with the
-                // next heartbeats.
-                crate::follow_up::record_failure(
-                    &state_path,
-                    &id,
-                    &action.to_string(),
-                    &e.to_string(),
-                );
-            }
-        });
-    }
-
-    /// Restarts the agent's unit into the release command `id` staged. If
-    /// that fails, nothing would ever run the trial nor send the command's
-    /// result, and every later agent update would be refused as "not
-    /// finished": the trial is cancelled (its slot removed) and the command
-    /// answers the error.
-    fn restart_into_staged(&self, id: String) {
-        let services = self.dispatcher.host_services().clone();
-        let state_path = self.config.state_path.clone();
-        let unit = self.config.services.agent_unit.clone();
-        let failed = self.restart_failed_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let action = crate::follow_up::Action::Restart(unit.clone());
-            if let Err(e) = crate::follow_up::run(&services.services.manager, &id, &action) {
-                tracing::error!(
-                    "command {id}: the agent release is staged but {action} failed ({e}); update cancelled"
-                );
-                crate::selfupdate::trial::cancel(&state_path, &id);
-                let _ = failed.send((
-                    id,
-                    format!(
-                        "the agent release was staged but the agent could not restart into it: {e}. The update is cancelled and this agent stays; send the update again once `systemctl restart {unit}` works"
-                    ),
-                ));
-            }
-        });
     }
 
     fn send_heartbeat(&self) {
         // Reads /proc and the web app's version files: off the worker.
         let payload = off_worker(|| {
             heartbeat::payload(
-                &self.credentials.site_id,
+                self.auth.site_id(),
                 &self.probe,
                 &self.config.neopro_root,
                 crate::follow_up::recent_failure(&self.config.state_path)
@@ -716,9 +446,7 @@ impl Session {
     }
 
     fn sync_local_state(&mut self) {
-        let site_id = &self.credentials.site_id;
-        let watcher = &mut self.watcher;
-        if let Some(payload) = off_worker(|| watcher.payload(site_id))
+        if let Some(payload) = self.periodic.local_state(self.auth.site_id())
             && let Err(LinkError::TooLarge { bytes, limit }) =
                 self.link.emit("sync_local_state", &[payload])
         {
@@ -906,7 +634,7 @@ impl Session {
             self.link.clone(),
             self.journal.clone(),
             id.clone(),
-            self.session_no.clone(),
+            self.auth.session_no(),
         ));
         self.running += 1;
         tokio::spawn(async move {
@@ -1049,29 +777,9 @@ impl Session {
             Outcome::Error { error } => tracing::warn!("command {id} failed: {error}"),
         }
         let succeeded = matches!(outcome, Outcome::Success { .. });
-        if let Some(action) = self
-            .dispatcher
-            .host_services()
-            .follow_ups
-            .settle(&id, succeeded)
-        {
-            tracing::warn!("command {id} failed: {action} it asked for is cancelled");
-        }
         // An agent release was staged: the new agent sends this result.
-        if self
-            .dispatcher
-            .host_services()
-            .agent_update
-            .take_staged(&id)
-        {
-            if succeeded {
-                tracing::warn!(
-                    "command {id} staged a new agent; restarting into it (it reports the result)"
-                );
-                self.restart_into_staged(id);
-                return;
-            }
-            crate::selfupdate::trial::cancel(&self.config.state_path, &id);
+        if self.follow_up.finished(&id, succeeded) {
+            return;
         }
         self.record_and_send(id, outcome);
     }
@@ -1108,7 +816,7 @@ impl Session {
                 "{e}; the result of command {id} is kept and sent once it is recorded (retried every {} s)",
                 RECORD_RETRY.as_secs()
             );
-            self.unrecorded.push((id, outcome));
+            self.outbox.keep_unrecorded(id, outcome);
             return;
         }
         // Journaled: a scheduled update can be forgotten now, not before (a
@@ -1127,87 +835,9 @@ impl Session {
     fn send_result(&mut self, id: &str, outcome: &Outcome) {
         // A scheduled update has no result until it has run ("interrupted"
         // after a restart while it waited is not one).
-        if !self.authenticated || self.window_queue.contains(id) {
+        if !self.auth.is_authenticated() || self.window_queue.contains(id) {
             return;
         }
-        let replaced = self.refused.refused(id).map(|drops| {
-            let bytes = fit::frame_len("command_result", &outcome.to_result_payload(id));
-            let error = refused::replacement(drops, bytes);
-            tracing::error!("command {id}: {error}");
-            Outcome::Error { error }
-        });
-        let outcome = replaced.as_ref().unwrap_or(outcome);
-        let fitted = fit::fit(id, outcome, self.link.max_payload());
-        let outcome = match &fitted {
-            Some((smaller, why)) => {
-                tracing::warn!("{why}");
-                smaller
-            }
-            None => outcome,
-        };
-        match self
-            .link
-            .emit("command_result", &[outcome.to_result_payload(id)])
-        {
-            Ok(()) => {
-                self.refused.sent(id);
-                self.in_flight.push((id.to_owned(), self.pings));
-            }
-            Err(LinkError::TooLarge { .. }) => {
-                // Unreachable once fitted; never retried, whatever happens.
-                tracing::error!("the result of command {id} does not fit; not sent");
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-/// The command's `data` (null when absent), taken out of its message.
-fn data_of(mut command: Value) -> Value {
-    command
-        .as_object_mut()
-        .and_then(|c| c.remove("data"))
-        .unwrap_or(Value::Null)
-}
-
-/// Records a command refused before it ran with `refusal` as its outcome;
-/// the result to send: the refusal, the outcome a copy already has, or none
-/// while a copy runs.
-fn refuse_once(
-    journal: &Journal,
-    id: &str,
-    command_type: &str,
-    refusal: Outcome,
-) -> Option<Outcome> {
-    match journal.admit(id, command_type) {
-        Ok(Admission::Run) => {
-            if let Err(e) = journal.complete(id, refusal.clone()) {
-                tracing::error!("{e}");
-            }
-            Some(refusal)
-        }
-        Ok(Admission::Done(done)) => Some(done),
-        Ok(Admission::Running) => None,
-        Err(e) => {
-            tracing::error!("{e}");
-            Some(refusal)
-        }
-    }
-}
-
-/// The journaled outcome of a scheduled update when it is final: not
-/// the "interrupted" a restart records for an update that was waiting
-/// (or had not really started), which must run instead, nor the
-/// `{scheduled: true}` answer older agents journaled.
-fn final_outcome(journal: &Journal, id: &str) -> Option<Outcome> {
-    match journal.get(id).and_then(|e| e.outcome) {
-        Some(outcome) => {
-            let waiting = match &outcome {
-                Outcome::Error { error } => error == crate::journal::INTERRUPTED,
-                Outcome::Success { result } => result.get("scheduled") == Some(&Value::Bool(true)),
-            };
-            (!waiting).then_some(outcome)
-        }
-        None => None,
+        self.outbox.send(&self.link, id, outcome);
     }
 }

@@ -1,0 +1,95 @@
+//! The journal's side of the session's steps: what a job on the journal
+//! queue found ([`Step`], handled back in the session loop), and the reads
+//! and writes those jobs make — a refused command recorded once, a kept
+//! command's final outcome, the closing progress a result must follow.
+
+use crate::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
+use serde_json::Value;
+
+/// What a job on the journal queue found, handled back in the session loop.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// A read-only command looked up: the outcome it already has, if it ran.
+    Looked {
+        id: String,
+        command_type: String,
+        command: Value,
+        known: Option<Outcome>,
+        final_progress: Option<FinalProgress>,
+    },
+    /// A state-changing command recorded (or found already known).
+    Admitted {
+        id: String,
+        command_type: String,
+        command: Value,
+        admission: Result<Admission, JournalError>,
+        final_progress: Option<FinalProgress>,
+    },
+    /// An outcome written (or not: disk full) to the journal.
+    Recorded {
+        id: String,
+        outcome: Outcome,
+        written: Result<(), JournalError>,
+        final_progress: Option<FinalProgress>,
+    },
+    /// A result to send as it is (a refused command), if any.
+    Send {
+        id: String,
+        outcome: Option<Outcome>,
+    },
+}
+
+/// The closing progress event a result must be preceded by (read from disk).
+pub(super) fn final_progress_of(journal: &Journal, id: &str) -> Option<FinalProgress> {
+    journal.get(id).and_then(|e| e.final_progress)
+}
+
+/// The command's `data` (null when absent), taken out of its message.
+pub(super) fn data_of(mut command: Value) -> Value {
+    command
+        .as_object_mut()
+        .and_then(|c| c.remove("data"))
+        .unwrap_or(Value::Null)
+}
+
+/// Records a command refused before it ran with `refusal` as its outcome;
+/// the result to send: the refusal, the outcome a copy already has, or none
+/// while a copy runs.
+pub(super) fn refuse_once(
+    journal: &Journal,
+    id: &str,
+    command_type: &str,
+    refusal: Outcome,
+) -> Option<Outcome> {
+    match journal.admit(id, command_type) {
+        Ok(Admission::Run) => {
+            if let Err(e) = journal.complete(id, refusal.clone()) {
+                tracing::error!("{e}");
+            }
+            Some(refusal)
+        }
+        Ok(Admission::Done(done)) => Some(done),
+        Ok(Admission::Running) => None,
+        Err(e) => {
+            tracing::error!("{e}");
+            Some(refusal)
+        }
+    }
+}
+
+/// The journaled outcome of a scheduled update when it is final: not
+/// the "interrupted" a restart records for an update that was waiting
+/// (or had not really started), which must run instead, nor the
+/// `{scheduled: true}` answer older agents journaled.
+pub(super) fn final_outcome(journal: &Journal, id: &str) -> Option<Outcome> {
+    match journal.get(id).and_then(|e| e.outcome) {
+        Some(outcome) => {
+            let waiting = match &outcome {
+                Outcome::Error { error } => error == crate::journal::INTERRUPTED,
+                Outcome::Success { result } => result.get("scheduled") == Some(&Value::Bool(true)),
+            };
+            (!waiting).then_some(outcome)
+        }
+        None => None,
+    }
+}
