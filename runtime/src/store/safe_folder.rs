@@ -21,7 +21,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -198,13 +198,6 @@ fn walk(path: &Path, create: Option<u32>) -> Result<OwnedFd, FolderError> {
         }
     }
     Ok(cur)
-}
-
-/// The type of what `name` in `dir` is, without following it (for messages).
-pub fn kind_at(dir: impl AsFd, name: &Path) -> Option<FileType> {
-    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-        .ok()
-        .map(|st| FileType::from_raw_mode(st.st_mode))
 }
 
 #[cfg(test)]
