@@ -324,9 +324,7 @@ mod tests {
     #[test]
     fn the_agent_log_tail_refuses_a_logs_folder_swapped_for_a_link()
     -> Result<(), Box<dyn std::error::Error>> {
-        use std::os::unix::fs::PermissionsExt;
-        let neopro = tempfile::tempdir()?;
-        std::fs::set_permissions(neopro.path(), std::fs::Permissions::from_mode(0o775))?;
+        let neopro = crate::store::safe_folder::shared_test_folder()?;
         // The agent's own file elsewhere, named as LOG_PATH's file is.
         let etc = tempfile::tempdir()?;
         std::fs::write(

@@ -219,10 +219,7 @@ mod tests {
     #[test]
     fn a_root_swapped_for_a_link_is_refused_and_nothing_is_made_behind_it()
     -> Result<(), Box<dyn std::error::Error>> {
-        use std::os::unix::fs::PermissionsExt;
-        // The NEOPRO folder: the web app's user (and group) can write it.
-        let neopro = tempfile::tempdir()?;
-        std::fs::set_permissions(neopro.path(), std::fs::Permissions::from_mode(0o775))?;
+        let neopro = safe_folder::shared_test_folder()?;
         let outside = tempfile::tempdir()?;
         let videos = neopro.path().join("videos");
         std::os::unix::fs::symlink(outside.path(), &videos)?;

@@ -152,10 +152,7 @@ mod tests {
     #[test]
     fn a_backups_folder_swapped_for_a_link_gets_nothing_written_behind_it()
     -> Result<(), Box<dyn std::error::Error>> {
-        use std::os::unix::fs::PermissionsExt;
-        // The NEOPRO folder: its group (the web app's user) can write it.
-        let neopro = tempfile::tempdir()?;
-        std::fs::set_permissions(neopro.path(), std::fs::Permissions::from_mode(0o775))?;
+        let neopro = crate::store::safe_folder::shared_test_folder()?;
         let config = neopro.path().join("configuration.json");
         std::fs::write(&config, "{\"v\":1}")?;
         let state = tempfile::tempdir()?;

@@ -369,17 +369,9 @@ mod tests {
         Ok(())
     }
 
-    /// A folder laid out like the web app's `logs/`: writable by its group.
-    fn shared_folder() -> Result<tempfile::TempDir, std::io::Error> {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir()?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o775))?;
-        Ok(dir)
-    }
-
     #[test]
     fn a_log_folder_swapped_for_a_link_is_refused_and_nothing_written_behind_it() -> TestResult {
-        let neopro = shared_folder()?;
+        let neopro = safe_folder::shared_test_folder()?;
         let state = tempfile::tempdir()?;
         std::fs::write(state.path().join("state.json"), "{}")?;
         let logs = neopro.path().join("logs");
@@ -408,7 +400,7 @@ mod tests {
 
     #[test]
     fn rotation_stays_in_the_folder_opened_when_it_is_swapped_later() -> TestResult {
-        let neopro = shared_folder()?;
+        let neopro = safe_folder::shared_test_folder()?;
         let elsewhere = tempfile::tempdir()?;
         let path = neopro.path().join("logs/sync-agent.log");
         let mut log = RotatingFile::open(&path, 10, 3)?;

@@ -200,5 +200,15 @@ fn walk(path: &Path, create: Option<u32>) -> Result<OwnedFd, FolderError> {
     Ok(cur)
 }
 
+/// For tests: a folder laid out like the NEOPRO folder, which the web app's
+/// user (its group) can write, so links in it are not followed.
+#[cfg(test)]
+pub fn shared_test_folder() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o775))?;
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests;

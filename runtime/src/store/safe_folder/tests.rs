@@ -1,14 +1,6 @@
 use super::*;
-use std::os::unix::fs::PermissionsExt;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// A folder laid out like the NEOPRO folder: writable by its group.
-fn shared_folder() -> Result<tempfile::TempDir, std::io::Error> {
-    let dir = tempfile::tempdir()?;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o775))?;
-    Ok(dir)
-}
 
 fn names_in(dir: &Path) -> Result<Vec<String>, std::io::Error> {
     let mut names: Vec<String> = std::fs::read_dir(dir)?
@@ -32,7 +24,7 @@ fn missing_folders_are_created_one_by_one_and_the_last_is_returned() -> TestResu
 
 #[test]
 fn a_linked_folder_in_a_shared_folder_is_refused_and_nothing_is_made_behind_it() -> TestResult {
-    let dir = shared_folder()?;
+    let dir = shared_test_folder()?;
     let outside = tempfile::tempdir()?;
     std::fs::write(outside.path().join("state.json"), "{}")?;
     let logs = dir.path().join("logs");
@@ -78,7 +70,7 @@ fn a_link_only_the_agent_could_place_is_followed() -> TestResult {
 
 #[test]
 fn a_file_or_a_fifo_on_the_way_is_not_a_folder() -> TestResult {
-    let dir = shared_folder()?;
+    let dir = shared_test_folder()?;
     std::fs::write(dir.path().join("logs"), "")?;
     let err = open(&dir.path().join("logs/x")).err().ok_or("opened")?;
     assert_eq!(
