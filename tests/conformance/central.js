@@ -276,20 +276,25 @@ function handleDeployProgress(siteId, p) {
   pooled(() => {
     const cd = deploymentId && db.content_deployments.get(deploymentId);
     if (cd) {
-      if (error) {
-        cd.status = "failed";
-        cd.error_message = error;
-      } else if (completed) {
-        cd.status = "completed";
-        cd.progress = 100;
-      } else {
-        cd.progress = progress || 0;
-        cd.status = "in_progress";
-      }
+      applyProgress(cd, progress, error, completed);
       applied("content_deployments", deploymentId);
     }
     broadcast("deploy_progress", { siteId, deploymentId, progress, completed, error, ...p });
   });
+}
+
+/** Upstream's rule for a deployment row's status, the same in both handlers. */
+function applyProgress(row, progress, error, done) {
+  if (error) {
+    row.status = "failed";
+    row.error_message = error;
+  } else if (done) {
+    row.status = "completed";
+    row.progress = 100;
+  } else {
+    row.progress = progress || 0;
+    row.status = "in_progress";
+  }
 }
 
 function handleUpdateProgress(siteId, p) {
@@ -297,16 +302,8 @@ function handleUpdateProgress(siteId, p) {
   pooled(() => {
     const ud = deploymentId && db.update_deployments.get(deploymentId);
     if (ud) {
-      if (error) {
-        ud.status = "failed";
-        ud.error_message = error;
-      } else if (completed || progress >= 100) {
-        ud.status = "completed";
-        ud.progress = 100;
-      } else {
-        ud.progress = progress || 0;
-        ud.status = "in_progress";
-      }
+      // Upstream's update handler also takes 100 % as the end.
+      applyProgress(ud, progress, error, completed || progress >= 100);
       applied("update_deployments", deploymentId);
     }
     broadcast("update_progress", { siteId, deploymentId, progress, completed, error, version });

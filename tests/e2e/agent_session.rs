@@ -12,12 +12,8 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(15);
 
 fn site_with_config() -> Site {
-    let site = Site::new();
-    site.write(
-        "neopro/webapp/configuration.json",
-        "{\"categories\":[{\"name\":\"Match\",\"videos\":[]}],\"version\":2.0}",
-    );
-    site.write("neopro/VERSION", "2.1.3\n");
+    let site =
+        Site::with_webapp("{\"categories\":[{\"name\":\"Match\",\"videos\":[]}],\"version\":2.0}");
     site.write("neopro/logs/sync-agent.log", "one\ntwo\nthree\n");
     site
 }

@@ -621,3 +621,46 @@ async fn a_link_a_fifo_or_a_huge_file_in_place_of_a_buffer_is_moved_aside_unread
     assert_eq!(forwarder.forward(Kind::VideoPlays).await, all_recorded(1));
     assert_eq!(sent_filenames(&received), ["v1.mp4"]);
 }
+
+/// The web app's user can swap `data/` itself for a link (to a folder of
+/// plays elsewhere, to the agent's state): the pass refuses the folder and
+/// renames, reads, sends and deletes nothing behind it (issue 24, folders
+/// above the files).
+#[tokio::test]
+async fn a_data_folder_swapped_for_a_link_is_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let (url, received) = server().await;
+    // The NEOPRO folder: its group (the web app's user) can write it.
+    let neopro = tempfile::tempdir().expect("temp");
+    std::fs::set_permissions(neopro.path(), std::fs::Permissions::from_mode(0o775)).expect("chmod");
+    let elsewhere = tempfile::tempdir().expect("temp");
+    let theirs = elsewhere.path().join("analytics_buffer.json");
+    std::fs::write(&theirs, json!([play(99)]).to_string()).expect("write");
+    let data = neopro.path().join("data");
+    std::os::unix::fs::symlink(elsewhere.path(), &data).expect("link");
+    let forwarder = Forwarder::new(settings(&url, &data)).expect("forwarder");
+    let err = forwarder
+        .forward(Kind::VideoPlays)
+        .await
+        .expect_err("forwarded through the link");
+    let ForwardError::File { path, reason } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(path, &data);
+    assert!(
+        reason.starts_with(&format!("{} is a symbolic link in ", data.display())),
+        "{reason}"
+    );
+    assert!(received.bodies.lock().expect("lock").is_empty());
+    assert_eq!(files_in(elsewhere.path()), ["analytics_buffer.json"]);
+    assert_eq!(
+        std::fs::read_to_string(&theirs).expect("left as it was"),
+        json!([play(99)]).to_string()
+    );
+    // A real folder again: the plays flow.
+    std::fs::remove_file(&data).expect("unlink");
+    std::fs::create_dir(&data).expect("mkdir");
+    app_append(&data.join("analytics_buffer.json"), play(1));
+    assert_eq!(forwarder.forward(Kind::VideoPlays).await, all_recorded(1));
+    assert_eq!(sent_filenames(&received), ["v1.mp4"]);
+}

@@ -15,13 +15,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const FIRST_RUN: Duration = Duration::from_secs(180);
 
 fn site() -> Site {
-    let site = Site::new();
-    site.write(
-        "neopro/webapp/configuration.json",
-        "{\"categories\":[],\"version\":\"2.0\"}",
-    );
-    site.write("neopro/VERSION", "2.1.3\n");
-    site
+    Site::with_webapp("{\"categories\":[],\"version\":\"2.0\"}")
 }
 
 async fn central() -> ConfCentral {
@@ -336,14 +330,18 @@ fn updatable_site(central: &ConfCentral, fake: &neopro_e2e::fake_systemctl::Fake
     site
 }
 
-fn release_2() -> Vec<u8> {
+/// Release 2.0.0's archive, and a file server holding it.
+fn serve_release_2() -> (Vec<u8>, neopro_e2e::http::FileServer) {
     use neopro_e2e::release::{Item, tar_gz};
-    tar_gz(&[
+    let archive = tar_gz(&[
         Item::Dir("./"),
         Item::Dir("./webapp/"),
         Item::File("./webapp/index.html", b"v2 index"),
         Item::File("./server/app.js", b"v2 server"),
-    ])
+    ]);
+    let server =
+        neopro_e2e::http::FileServer::start(archive.clone(), neopro_e2e::http::Fault::None);
+    (archive, server)
 }
 
 /// The Updates page's deployment of `archive` as `version` (upstream's
@@ -372,16 +370,12 @@ async fn the_canarys_rollback_ids_are_understood() {
     let central = central().await;
     let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
     let site = updatable_site(&central, &fake);
-    let archive = release_2();
-    let server =
-        neopro_e2e::http::FileServer::start(archive.clone(), neopro_e2e::http::Fault::None);
+    let (archive, server) = serve_release_2();
     let agent = site.start_agent();
     central.wait_connected("site-1", WAIT).await;
-    let reply = central
-        .peer
-        .control(add_update(&server, &archive, "dep-1", "2.0.0", true))
+    central
+        .push(add_update(&server, &archive, "dep-1", "2.0.0", true))
         .await;
-    assert_eq!(reply["sent"], json!(true), "{reply}");
     let sent = central.peer.nth("emit", "command", 1, WAIT).await;
     assert_eq!(sent["data"]["updateId"], "dep-1", "upstream's shadowed id");
     let id = sent["id"].as_str().expect("id").to_owned();
@@ -424,16 +418,14 @@ async fn a_failed_deployment_ends_failed_whatever_the_servers_order() {
     .await;
     for n in 1..=3 {
         let deployment = format!("dep-fail-{n}");
-        let reply = central
-            .peer
-            .control(
-                json!({"op": "add_content", "siteId": "site-1", "deploymentId": deployment,
-                "video": {"videoId": format!("vid-{n}"), "videoUrl": "http://127.0.0.1:9/clip.mp4",
-                    "filename": "clip.mp4", "originalName": "Clip", "category": "Match",
-                    "checksum": "0".repeat(64)}}),
+        central
+            .add_clip(
+                &deployment,
+                &format!("vid-{n}"),
+                "http://127.0.0.1:9/clip.mp4",
+                &"0".repeat(64),
             )
             .await;
-        assert_eq!(reply["sent"], json!(true), "{reply}");
         // The failure, then its re-send.
         central
             .peer
@@ -480,16 +472,14 @@ async fn a_failed_deployment_ends_failed_whatever_the_servers_order() {
             pause_ms: 1,
         },
     );
-    let reply = central
-        .peer
-        .control(
-            json!({"op": "add_content", "siteId": "site-1", "deploymentId": "dep-fail-late",
-            "video": {"videoId": "vid-late", "videoUrl": server.url("clip.mp4"),
-                "filename": "clip.mp4", "originalName": "Clip", "category": "Match",
-                "checksum": "1".repeat(64)}}),
+    central
+        .add_clip(
+            "dep-fail-late",
+            "vid-late",
+            &server.url("clip.mp4"),
+            &"1".repeat(64),
         )
         .await;
-    assert_eq!(reply["sent"], json!(true), "{reply}");
     wait_row(&central, "content_deployments", "dep-fail-late", |r| {
         r["status"] == "failed"
     })
@@ -534,16 +524,12 @@ async fn a_redelivered_update_is_scheduled_and_run_once() {
     let fake = neopro_e2e::fake_systemctl::FakeSystemctl::temp();
     let site = updatable_site(&central, &fake);
     site.append_conf(&format!("AUTO_UPDATE_HOUR={}\n", (local_hour() + 12) % 24));
-    let archive = release_2();
-    let server =
-        neopro_e2e::http::FileServer::start(archive.clone(), neopro_e2e::http::Fault::None);
+    let (archive, server) = serve_release_2();
     let agent = site.start_agent();
     central.wait_connected("site-1", WAIT).await;
-    let reply = central
-        .peer
-        .control(add_update(&server, &archive, "dep-1", "2.0.0", false))
+    central
+        .push(add_update(&server, &archive, "dep-1", "2.0.0", false))
         .await;
-    assert_eq!(reply["sent"], json!(true), "{reply}");
     for n in 2..=5 {
         // Scheduled (or joined) before the next authentication.
         central
@@ -638,22 +624,13 @@ async fn diagnose_tells_which_key_the_running_agent_uses() {
     central.wait_connected("site-1", WAIT).await;
     // The status file is written by its own thread: wait for the session's
     // authentication in it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while neopro_runtime::agent::session::link_status::read(&site.config.runtime_path)
-        .ok()
-        .flatten()
-        .is_none_or(|s| s.state != "authenticated")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never authenticated"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    site.wait_link_status("the authentication in the status file", WAIT, |s| {
+        s.state == "authenticated"
+    })
+    .await;
     let args = DiagnoseArgs {
-        json: false,
         timeout: 5,
-        auth: false,
+        ..DiagnoseArgs::default()
     };
     let report = diagnose(&conf, &args).await;
     assert_eq!(
@@ -702,25 +679,10 @@ async fn a_result_the_server_keeps_dropping_becomes_an_error() {
         .peer
         .control(json!({"op": "drop_on_result", "commandId": id}))
         .await;
-    let reply = central
-        .peer
-        .control(json!({"op": "command", "siteId": "site-1", "type": "get_config", "data": {}, "id": id}))
+    central
+        .push(json!({"op": "command", "siteId": "site-1", "type": "get_config", "data": {}, "id": id}))
         .await;
-    assert_eq!(reply["sent"], json!(true));
-    let error = central
-        .peer
-        .wait("the replacement error", FIRST_RUN, |lines| {
-            lines
-                .iter()
-                .find(|l| {
-                    l["kind"] == "event"
-                        && l["event"] == "command_result"
-                        && l["data"]["commandId"] == json!(id)
-                        && l["data"]["status"] == "error"
-                })
-                .map(|l| l["data"]["error"].clone())
-        })
-        .await;
+    let error = central.result_with_status(id, "error", FIRST_RUN).await["error"].clone();
     assert!(
         error
             .as_str()
@@ -893,16 +855,14 @@ async fn a_content_deployment_delivered_again_completes_once() {
             pause_ms: 200,
         },
     );
-    let reply = central
-        .peer
-        .control(
-            json!({"op": "add_content", "siteId": "site-1", "deploymentId": "dep-c",
-            "video": {"videoId": "vid-c", "videoUrl": server.url("clip.mp4"),
-                "filename": "clip.mp4", "originalName": "Clip", "category": "Match",
-                "checksum": neopro_runtime::store::hash::sha256_hex(&body)}}),
+    central
+        .add_clip(
+            "dep-c",
+            "vid-c",
+            &server.url("clip.mp4"),
+            &neopro_runtime::store::hash::sha256_hex(&body),
         )
         .await;
-    assert_eq!(reply["sent"], json!(true), "{reply}");
     central
         .peer
         .wait("the download under way", FIRST_RUN, |lines| {

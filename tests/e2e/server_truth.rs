@@ -17,13 +17,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(15);
 
 fn site() -> Site {
-    let site = Site::new();
-    site.write(
-        "neopro/webapp/configuration.json",
-        "{\"categories\":[],\"version\":2.0}",
-    );
-    site.write("neopro/VERSION", "2.1.3\n");
-    site
+    Site::with_webapp("{\"categories\":[],\"version\":2.0}")
 }
 
 /// Opens a second session as `site_id` (what `diagnose --auth` does), waits
@@ -87,24 +81,13 @@ async fn diagnose_reports_the_running_agents_link_without_a_second_session() {
     let agent = site.start_agent();
     central.next("authenticate", WAIT).await;
     // The status file follows the session: wait for a ping_check in it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let status = neopro_runtime::agent::session::link_status::read(&site.config.runtime_path)
-            .expect("readable");
-        if status.is_some_and(|s| s.last_ping_check.is_some()) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no ping_check recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
+    site.wait_link_status("a ping_check in the status file", WAIT, |s| {
+        s.last_ping_check.is_some()
+    })
+    .await;
     let args = DiagnoseArgs {
-        json: false,
         timeout: 5,
-        auth: false,
+        ..DiagnoseArgs::default()
     };
     let report = diagnose(&conf, &args).await;
     let agent_check = report.check("agent").expect("agent check");
@@ -214,6 +197,24 @@ fn deploying_site(url: &str) -> Site {
     site
 }
 
+/// Starts a deploying site's agent, waits until the server books it and
+/// sends it `deploy_video` `d-1` of `body` (deployment `dep-1`).
+async fn start_and_deploy(
+    central: &Central,
+    server: &FileServer,
+    body: &[u8],
+) -> (Site, neopro_e2e::RunningAgent) {
+    let site = deploying_site(&central.url());
+    let agent = site.start_agent();
+    central.wait_booked("site-1", WAIT).await;
+    central.send_command(
+        "d-1",
+        "deploy_video",
+        deploy_data(server, body, Some("dep-1")),
+    );
+    (site, agent)
+}
+
 fn deploy_data(server: &FileServer, body: &[u8], deployment: Option<&str>) -> Value {
     let mut data = json!({
         "videoId": "vid-1", "videoUrl": server.url("abc.mp4"), "filename": "abc.mp4",
@@ -234,15 +235,7 @@ async fn a_deploy_without_deployment_id_leaves_finished_deployments_alone() {
     central.add_deployment("dep-1", "vid-1");
     let body: Vec<u8> = (0..200_000).map(|i| (i % 251) as u8).collect();
     let server = FileServer::start(body.clone(), Fault::None);
-    let site = deploying_site(&central.url());
-    let agent = site.start_agent();
-    central.wait_booked("site-1", WAIT).await;
-
-    central.send_command(
-        "d-1",
-        "deploy_video",
-        deploy_data(&server, &body, Some("dep-1")),
-    );
+    let (_site, agent) = start_and_deploy(&central, &server, &body).await;
     assert_eq!(central.result_of("d-1", WAIT).await["status"], "success");
     // The closing deploy_progress goes out on its own task: it may land
     // just after the result.
@@ -283,14 +276,7 @@ async fn a_deployment_finished_offline_is_completed_after_the_reconnect() {
             pause_ms: 40,
         },
     );
-    let site = deploying_site(&central.url());
-    let agent = site.start_agent();
-    central.wait_booked("site-1", WAIT).await;
-    central.send_command(
-        "d-1",
-        "deploy_video",
-        deploy_data(&server, &body, Some("dep-1")),
-    );
+    let (site, agent) = start_and_deploy(&central, &server, &body).await;
     central.next("deploy_progress", WAIT).await;
     let port = central.stop().await;
 

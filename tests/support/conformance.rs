@@ -289,6 +289,25 @@ impl ConfCentral {
         (reply["sent"] == json!(true)).then(|| reply["id"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// Sends `op` (`add_update`, `add_content`, …) as the server's admin
+    /// routes do, and checks the server sent it on to the site; its reply.
+    pub async fn push(&self, op: Value) -> Value {
+        let reply = self.peer.control(op).await;
+        assert_eq!(reply["sent"], json!(true), "{reply}");
+        reply
+    }
+
+    /// The Contents page's deployment of one video to `site-1` (`clip.mp4`
+    /// in Match, from `url`), sent on by the server.
+    pub async fn add_clip(&self, deployment: &str, video: &str, url: &str, checksum: &str) {
+        self.push(
+            json!({"op": "add_content", "siteId": "site-1", "deploymentId": deployment,
+            "video": {"videoId": video, "videoUrl": url, "filename": "clip.mp4",
+                "originalName": "Clip", "category": "Match", "checksum": checksum}}),
+        )
+        .await;
+    }
+
     /// Waits until `site` is in the server's books.
     pub async fn wait_connected(&self, site: &str, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -316,6 +335,15 @@ impl ConfCentral {
 
     /// The `command_result` the agent sent for `id`.
     pub async fn result_of(&self, id: &str, timeout: Duration) -> Value {
+        self.result_where(id, None, timeout).await
+    }
+
+    /// The first `command_result` the agent sent for `id` with `status`.
+    pub async fn result_with_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        self.result_where(id, Some(status), timeout).await
+    }
+
+    async fn result_where(&self, id: &str, status: Option<&str>, timeout: Duration) -> Value {
         self.peer
             .wait(&format!("command_result {id}"), timeout, |lines| {
                 lines
@@ -324,6 +352,7 @@ impl ConfCentral {
                         l["kind"] == "event"
                             && l["event"] == "command_result"
                             && l["data"]["commandId"] == json!(id)
+                            && status.is_none_or(|s| l["data"]["status"] == s)
                     })
                     .map(|l| l["data"].clone())
             })

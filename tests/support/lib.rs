@@ -52,6 +52,33 @@ impl Site {
         Self::with_extra("")
     }
 
+    /// A site whose web app is release 2.1.3 with `configuration` as its
+    /// configuration.json.
+    pub fn with_webapp(configuration: &str) -> Site {
+        let site = Site::new();
+        site.write("neopro/webapp/configuration.json", configuration);
+        site.write("neopro/VERSION", "2.1.3\n");
+        site
+    }
+
+    /// Waits until the agent's link status file (what `diagnose` reads; its
+    /// own thread writes it) satisfies `done`.
+    pub async fn wait_link_status(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        done: impl Fn(&neopro_runtime::agent::session::link_status::LinkStatus) -> bool,
+    ) {
+        let path = &self.config.runtime_path;
+        process::wait_for(what, timeout, || {
+            neopro_runtime::agent::session::link_status::read(path)
+                .ok()
+                .flatten()
+                .is_some_and(|s| done(&s))
+        })
+        .await;
+    }
+
     /// A site whose site.conf also has `extra` lines.
     pub fn with_extra(extra: &str) -> Site {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -97,6 +97,7 @@ pub fn agent_log_tail(path: &Path, lines: u32, budget: u64) -> Result<String, Wi
         e if e.is_foreign() => WitError::NotPermitted(format!(
             "{e}; the agent log is read only when it is the agent's own regular file"
         )),
+        e @ UntrustedFileError::Folder(_) => WitError::NotPermitted(e.to_string()),
         e => WitError::Io(e.to_string()),
     })?;
     tail_reader(file, lines, budget).map_err(|e| WitError::Io(format!("{}: {e}", path.display())))
@@ -317,6 +318,32 @@ mod tests {
         std::fs::remove_file(&log)?;
         std::fs::write(&log, "a\nb\n")?;
         assert_eq!(agent_log_tail(&log, 1, u64::MAX)?, "b\n");
+        Ok(())
+    }
+
+    #[test]
+    fn the_agent_log_tail_refuses_a_logs_folder_swapped_for_a_link()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let neopro = crate::store::safe_folder::shared_test_folder()?;
+        // The agent's own file elsewhere, named as LOG_PATH's file is.
+        let etc = tempfile::tempdir()?;
+        std::fs::write(
+            etc.path().join("sync-agent.log"),
+            "SITE_API_KEY=secret-key\n",
+        )?;
+        let logs = neopro.path().join("logs");
+        std::os::unix::fs::symlink(etc.path(), &logs)?;
+        let err = agent_log_tail(&logs.join("sync-agent.log"), 10, u64::MAX)
+            .err()
+            .ok_or("read through the linked folder")?;
+        let WitError::NotPermitted(message) = &err else {
+            return Err(format!("unexpected {err:?}").into());
+        };
+        assert!(
+            message.starts_with(&format!("{} is a symbolic link in ", logs.display())),
+            "{message}"
+        );
+        assert!(!message.contains("secret-key"));
         Ok(())
     }
 

@@ -1,10 +1,12 @@
 //! The sandboxed path resolver: every path a component (or the network)
 //! names is relative to a named root and opened through cap-std, so `..`,
-//! absolute paths and symlinks cannot lead outside the root.
+//! absolute paths and symlinks cannot lead outside the root. The root
+//! folder itself is reached through [`crate::store::safe_folder`]: a root
+//! the web app's user swapped for a link (`videos` → `/etc`) is refused.
 
 use crate::config::SiteConfig;
 use crate::manifest::RootName;
-use cap_std::ambient_authority;
+use crate::store::safe_folder::{self, FolderError};
 use cap_std::fs::Dir;
 use std::collections::BTreeMap;
 use std::io;
@@ -23,6 +25,8 @@ pub enum RootError {
     Empty,
     #[error("the {root} folder {path} does not exist")]
     MissingRoot { root: RootName, path: String },
+    #[error("the {root} folder is refused: {detail}")]
+    Refused { root: RootName, detail: String },
     #[error("cannot open the {root} folder {path}: {detail}")]
     Open {
         root: RootName,
@@ -103,41 +107,36 @@ impl Roots {
     /// created first (a component granted `rw` may be the first to write).
     pub fn open(&self, root: RootName, create: bool) -> Result<Dir, RootError> {
         let path = self.path(root);
-        if create {
-            // The staging root holds what the agent trusts at restart (the
-            // update journal, the package it verified): its own, 0700.
-            let made = if root.is_private() {
-                crate::store::private_dir::create(path)
-            } else {
-                std::fs::create_dir_all(path)
-            };
-            made.map_err(|e| RootError::Open {
-                root,
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            })?;
-        }
-        Dir::open_ambient_dir(path, ambient_authority()).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                RootError::MissingRoot {
+        // The staging root holds what the agent trusts at restart (the
+        // update journal, the package it verified): its own, 0700.
+        let opened = match (create, root.is_private()) {
+            (true, true) => crate::store::private_dir::open_created(path),
+            (true, false) => safe_folder::create(path, 0o777),
+            (false, _) => safe_folder::open(path),
+        };
+        let shown = path.display().to_string();
+        match opened {
+            Ok(fd) => Ok(Dir::from(fd)),
+            Err(FolderError::NotFound(_)) => Err(RootError::MissingRoot { root, path: shown }),
+            Err(e @ (FolderError::Link { .. } | FolderError::NotFolder { .. })) => {
+                Err(RootError::Refused {
                     root,
-                    path: path.display().to_string(),
-                }
-            } else {
-                RootError::Open {
-                    root,
-                    path: path.display().to_string(),
                     detail: e.to_string(),
-                }
+                })
             }
-        })
+            Err(e) => Err(RootError::Open {
+                root,
+                path: shown,
+                detail: e.to_string(),
+            }),
+        }
     }
 }
 
 impl From<RootError> for super::WitError {
     fn from(e: RootError) -> Self {
         match e {
-            RootError::Absolute(_) | RootError::ParentDir(_) => {
+            RootError::Absolute(_) | RootError::ParentDir(_) | RootError::Refused { .. } => {
                 super::WitError::NotPermitted(e.to_string())
             }
             RootError::Nul(_) | RootError::Empty => super::WitError::InvalidInput(e.to_string()),
@@ -215,5 +214,42 @@ mod tests {
         );
         assert_eq!(relative_file("."), Err(RootError::Empty));
         assert_eq!(relative("a\0b"), Err(RootError::Nul("a\0b".to_owned())));
+    }
+
+    #[test]
+    fn a_root_swapped_for_a_link_is_refused_and_nothing_is_made_behind_it()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let neopro = safe_folder::shared_test_folder()?;
+        let outside = tempfile::tempdir()?;
+        let videos = neopro.path().join("videos");
+        std::os::unix::fs::symlink(outside.path(), &videos)?;
+        let roots = Roots {
+            paths: BTreeMap::from([(RootName::Videos, videos.join("Match"))]),
+        };
+        for create in [false, true] {
+            let err = roots
+                .open(RootName::Videos, create)
+                .err()
+                .ok_or("opened through the link")?;
+            let super::super::WitError::NotPermitted(message) = super::super::WitError::from(err)
+            else {
+                return Err("not refused as not permitted".into());
+            };
+            assert_eq!(
+                message,
+                format!(
+                    "the videos folder is refused: {} is a symbolic link in {}, a folder that other users than the agent can change (owner uid {}, mode 0775); links are not followed there",
+                    videos.display(),
+                    neopro.path().display(),
+                    crate::store::untrusted_file::agent_uid()
+                )
+            );
+        }
+        assert_eq!(std::fs::read_dir(outside.path())?.count(), 0);
+        // Once the link is replaced by a real folder, the root opens.
+        std::fs::remove_file(&videos)?;
+        roots.open(RootName::Videos, true)?;
+        assert!(videos.join("Match").is_dir());
+        Ok(())
     }
 }

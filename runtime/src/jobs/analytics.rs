@@ -22,10 +22,18 @@
 //! log says how many were recorded and how many skipped. Only a real failure
 //! (no answer, an error status, a 2xx that is not the server's JSON, such as
 //! a captive portal's page) keeps the batch for the next pass.
+//!
+//! The folder is the web app's: each pass opens it once without following a
+//! link its user could have placed ([`crate::store::safe_folder`]) and does
+//! every rename, read and delete inside that open folder, so a `data/`
+//! swapped for a link (to `/etc`, to the agent's state) moves, reads and
+//! deletes nothing there.
 
 use crate::config::SiteConfig;
+use cap_std::fs::Dir;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upstream's fixed period.
@@ -237,10 +245,24 @@ pub struct Forwarder {
     refusals: [std::sync::atomic::AtomicU32; 2],
 }
 
-fn sending_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".sending");
-    PathBuf::from(name)
+/// A batch file: its name in the data folder opened for this pass, and its
+/// path for messages.
+#[derive(Clone)]
+struct Batch {
+    dir: Arc<Dir>,
+    name: PathBuf,
+    path: PathBuf,
+}
+
+impl Batch {
+    /// `name` in the same folder.
+    fn sibling(&self, name: &str) -> Batch {
+        Batch {
+            dir: Arc::clone(&self.dir),
+            name: PathBuf::from(name),
+            path: self.path.with_file_name(name),
+        }
+    }
 }
 
 impl Forwarder {
@@ -262,21 +284,41 @@ impl Forwarder {
     /// One pass over `kind`: an older kept batch first, then what the app
     /// buffered since. Returns what the server accepted and recorded.
     pub async fn forward(&self, kind: Kind) -> Result<Delivered, ForwardError> {
-        let path = self.settings.data_dir.join(kind.file_name());
-        let sending = sending_path(&path);
+        let data_dir = self.settings.data_dir.clone();
+        let folder = data_dir.clone();
+        let opened = on_disk(move || {
+            crate::store::safe_folder::open_dir(&folder).map_err(std::io::Error::from)
+        });
         let mut sent = Delivered::default();
+        let dir = match opened.await {
+            Ok(dir) => Arc::new(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sent),
+            Err(e) => {
+                return Err(ForwardError::File {
+                    path: data_dir,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let buffer = Batch {
+            dir,
+            name: PathBuf::from(kind.file_name()),
+            path: data_dir.join(kind.file_name()),
+        };
+        let path = buffer.path.clone();
+        let sending = buffer.sibling(&format!("{}.sending", kind.file_name()));
         for _ in 0..2 {
             let had_old_batch = {
                 let sending = sending.clone();
                 // A link counts as a batch (to be moved aside), whatever it
                 // points at.
-                on_disk(move || Ok(std::fs::symlink_metadata(sending).is_ok()))
+                on_disk(move || Ok(sending.dir.symlink_metadata(&sending.name).is_ok()))
                     .await
                     .unwrap_or(false)
             };
             if !had_old_batch {
-                let (from, to) = (path.clone(), sending.clone());
-                match on_disk(move || std::fs::rename(from, to)).await {
+                let (from, to) = (buffer.clone(), sending.clone());
+                match on_disk(move || from.dir.rename(&from.name, &to.dir, &to.name)).await {
                     Ok(()) => tokio::time::sleep(self.settings.settle).await,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sent),
                     Err(e) => {
@@ -300,7 +342,7 @@ impl Forwarder {
     async fn send_counting_refusals(
         &self,
         kind: Kind,
-        sending: &Path,
+        sending: &Batch,
     ) -> Result<Delivered, ForwardError> {
         use std::sync::atomic::Ordering;
         let refusals = &self.refusals[kind as usize];
@@ -335,7 +377,7 @@ impl Forwarder {
         if passes < self.settings.set_aside_after_refusals {
             return Err(refused(path));
         }
-        let (batch, prefix) = (sending.to_owned(), format!("{}.refused-", kind.file_name()));
+        let (batch, prefix) = (sending.clone(), format!("{}.refused-", kind.file_name()));
         match on_disk(move || set_aside(&batch, &prefix)).await {
             Ok(moved_to) => {
                 refusals.store(0, Ordering::Relaxed);
@@ -355,14 +397,19 @@ impl Forwarder {
         }
     }
 
-    async fn send_file(&self, kind: Kind, sending: &Path) -> Result<Delivered, ForwardError> {
-        let batch = sending.to_owned();
-        let read = on_disk(move || {
-            Ok(crate::store::untrusted_file::read_bounded(
-                &batch,
-                MAX_BATCH_BYTES,
-            ))
-        })
+    async fn send_file(&self, kind: Kind, batch: &Batch) -> Result<Delivered, ForwardError> {
+        let sending = batch.path.as_path();
+        let read = {
+            let batch = batch.clone();
+            on_disk(move || {
+                Ok(crate::store::untrusted_file::read_bounded_in(
+                    &*batch.dir,
+                    &batch.name,
+                    &batch.path,
+                    MAX_BATCH_BYTES,
+                ))
+            })
+        }
         .await
         .map_err(|e| ForwardError::File {
             path: sending.to_owned(),
@@ -379,10 +426,7 @@ impl Forwarder {
                         crate::store::untrusted_file::UntrustedFileError::TooBig { .. }
                     ) =>
             {
-                let (batch, prefix) = (
-                    sending.to_owned(),
-                    format!("{}.unusable-", kind.file_name()),
-                );
+                let (batch, prefix) = (batch.clone(), format!("{}.unusable-", kind.file_name()));
                 let reason = e.to_string();
                 return Err(match on_disk(move || set_aside(&batch, &prefix)).await {
                     Ok(moved_to) => ForwardError::Quarantined {
@@ -405,8 +449,8 @@ impl Forwarder {
         };
         let events = match serde_json::from_slice::<Value>(&text) {
             Ok(Value::Array(events)) => events,
-            Ok(_) => return Err(self.unreadable(sending, "not an array".to_owned()).await),
-            Err(e) => return Err(self.unreadable(sending, e.to_string()).await),
+            Ok(_) => return Err(self.unreadable(batch, "not an array".to_owned()).await),
+            Err(e) => return Err(self.unreadable(batch, e.to_string()).await),
         };
         let count = events.len();
         let delivered = if count > 0 {
@@ -422,8 +466,8 @@ impl Forwarder {
         // Accepted, whatever it recorded: the skipped events are not sent
         // again (the server would skip them again, and it does not say
         // which they were).
-        let batch = sending.to_owned();
-        on_disk(move || std::fs::remove_file(batch))
+        let done = batch.clone();
+        on_disk(move || done.dir.remove_file(&done.name))
             .await
             .map_err(|e| ForwardError::File {
                 path: sending.to_owned(),
@@ -434,12 +478,12 @@ impl Forwarder {
 
     /// Keeps a batch that may still be being written; moves aside one that
     /// has not changed for [`Settings::quarantine_after`].
-    async fn unreadable(&self, sending: &Path, reason: String) -> ForwardError {
-        let (batch, quarantine_after) = (sending.to_owned(), self.settings.quarantine_after);
+    async fn unreadable(&self, sending: &Batch, reason: String) -> ForwardError {
+        let (batch, quarantine_after) = (sending.clone(), self.settings.quarantine_after);
         on_disk(move || Ok(quarantine_if_idle(&batch, reason, quarantine_after)))
             .await
             .unwrap_or_else(|e| ForwardError::File {
-                path: sending.to_owned(),
+                path: sending.path.clone(),
                 reason: e.to_string(),
             })
     }
@@ -654,58 +698,65 @@ fn is_final_refusal(status: u16) -> bool {
 /// Renames `sending` to `<prefix><unix ms>` next to it (a free name), then
 /// deletes all but the [`KEEP_REFUSED`] newest such files; the one just
 /// moved is never deleted, whatever the clock says.
-fn set_aside(sending: &Path, prefix: &str) -> std::io::Result<PathBuf> {
-    let dir = sending.parent().unwrap_or(Path::new("."));
+fn set_aside(sending: &Batch, prefix: &str) -> std::io::Result<PathBuf> {
+    let dir = &sending.dir;
     let mut stamp = crate::platform::clock::unix_millis(std::time::SystemTime::now());
-    let mut moved_to = dir.join(format!("{prefix}{stamp}"));
-    while moved_to.exists() {
+    let mut moved_to = format!("{prefix}{stamp}");
+    while dir.symlink_metadata(&moved_to).is_ok() {
         stamp = stamp.saturating_add(1);
-        moved_to = dir.join(format!("{prefix}{stamp}"));
+        moved_to = format!("{prefix}{stamp}");
     }
-    std::fs::rename(sending, &moved_to)?;
-    let mut older: Vec<(u128, PathBuf)> = std::fs::read_dir(dir)?
+    dir.rename(&sending.name, dir, &moved_to)?;
+    let mut older: Vec<(u128, String)> = dir
+        .entries()?
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let name = entry.file_name().to_str()?.to_owned();
             let n = name.strip_prefix(prefix)?.parse::<u128>().ok()?;
-            Some((n, entry.path()))
+            Some((n, name))
         })
-        .filter(|(_, path)| *path != moved_to)
+        .filter(|(_, name)| *name != moved_to)
         .collect();
     older.sort();
     let extra = older.len().saturating_sub(KEEP_REFUSED.saturating_sub(1));
-    for (_, path) in older.into_iter().take(extra) {
-        if let Err(e) = std::fs::remove_file(&path) {
+    for (_, name) in older.into_iter().take(extra) {
+        if let Err(e) = dir.remove_file(&name) {
             tracing::warn!(
                 "cannot delete the old refused batch {}: {e}",
-                path.display()
+                sending.path.with_file_name(&name).display()
             );
         }
     }
-    Ok(moved_to)
+    Ok(sending.path.with_file_name(moved_to))
 }
 
 /// [`Forwarder::unreadable`]'s file work (blocking).
-fn quarantine_if_idle(sending: &Path, reason: String, quarantine_after: Duration) -> ForwardError {
-    let idle = std::fs::metadata(sending)
+fn quarantine_if_idle(sending: &Batch, reason: String, quarantine_after: Duration) -> ForwardError {
+    let idle = sending
+        .dir
+        .symlink_metadata(&sending.name)
         .and_then(|m| m.modified())
         .ok()
-        .and_then(|t| t.elapsed().ok());
+        .and_then(|t| t.into_std().elapsed().ok());
     if idle.is_some_and(|idle| idle >= quarantine_after) {
         let stamp = crate::platform::clock::unix_millis(std::time::SystemTime::now());
-        let mut name = sending.as_os_str().to_owned();
+        let mut name = sending.name.as_os_str().to_owned();
         name.push(format!(".bad-{stamp}"));
-        let moved_to = PathBuf::from(name);
-        if std::fs::rename(sending, &moved_to).is_ok() {
+        let moved = sending.sibling(&name.to_string_lossy());
+        if sending
+            .dir
+            .rename(&sending.name, &moved.dir, &moved.name)
+            .is_ok()
+        {
             return ForwardError::Quarantined {
-                path: sending.to_owned(),
+                path: sending.path.clone(),
                 reason,
-                moved_to,
+                moved_to: moved.path,
             };
         }
     }
     ForwardError::Unreadable {
-        path: sending.to_owned(),
+        path: sending.path.clone(),
         reason,
     }
 }

@@ -3,7 +3,12 @@
 //! `config-<time>.json` (upstream's names) in `NEOPRO_ROOT/data/backups`,
 //! the 7 newest kept. A copy identical to the newest backup is not made
 //! again, so the 7 kept are 7 different versions.
+//!
+//! The backups folder is the web app's: it is opened once without following
+//! a link its user could have placed, and the listing, the comparison, the
+//! write and the deletions all happen inside that open folder.
 
+use cap_std::fs::Dir;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -21,18 +26,15 @@ pub enum BackupError {
     },
 }
 
-/// Backups in `dir`, oldest first (the names sort by time).
-fn backups(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+/// Names of the backups in `dir`, oldest first (the names sort by time).
+fn backups(dir: &Dir) -> Vec<String> {
+    let mut found: Vec<String> = dir
+        .entries()
         .into_iter()
         .flatten()
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("config-") && n.ends_with(".json"))
-        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("config-") && n.ends_with(".json"))
         .collect();
     found.sort();
     found
@@ -45,7 +47,7 @@ pub fn backup_once(
     dir: &Path,
     now: SystemTime,
 ) -> Result<Option<PathBuf>, BackupError> {
-    use crate::store::untrusted_file::{UntrustedFileError, read_bounded};
+    use crate::store::untrusted_file::{UntrustedFileError, read_bounded, read_bounded_in};
     // The web app's folder: never through a link, never a FIFO, bounded.
     let max = crate::host::config_store::MAX_DOCUMENT_BYTES;
     let contents = match read_bounded(config_path, max) {
@@ -57,9 +59,10 @@ pub fn backup_once(
         dir: dir.to_owned(),
         source,
     };
-    let existing = backups(dir);
-    if let Some(newest) = existing.last()
-        && std::fs::read(newest).is_ok_and(|old| old == contents)
+    let folder = crate::store::atomic::open_state_dir(dir).map_err(write_err)?;
+    if let Some(newest) = backups(&folder).last()
+        && read_bounded_in(&folder, Path::new(newest), &dir.join(newest), max)
+            .is_ok_and(|old| old == contents)
     {
         return Ok(None);
     }
@@ -67,17 +70,18 @@ pub fn backup_once(
         "config-{}.json",
         crate::platform::clock::iso8601(now).replace([':', '.'], "-")
     );
-    let folder = crate::store::atomic::open_state_dir(dir).map_err(write_err)?;
     crate::store::atomic::write(&folder, Path::new(&name), &contents).map_err(write_err)?;
-    let written = dir.join(name);
     // Names sort by time only while the clock is right: a Pi that booted
     // in the past names its copy before the others, so the one just made
     // is never a candidate; it and the KEEP - 1 newest others stay.
-    let others: Vec<PathBuf> = backups(dir).into_iter().filter(|p| *p != written).collect();
+    let others: Vec<String> = backups(&folder)
+        .into_iter()
+        .filter(|n| *n != name)
+        .collect();
     for old in &others[..others.len().saturating_sub(KEEP - 1)] {
-        let _ = std::fs::remove_file(old);
+        let _ = folder.remove_file(old);
     }
-    Ok(Some(written))
+    Ok(Some(dir.join(name)))
 }
 
 /// The agent's loop: a backup at start, then every 24 hours.
@@ -101,6 +105,12 @@ mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
 
+    /// The backups in `dir`, oldest first.
+    fn kept_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let folder = Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
+        Ok(backups(&folder).iter().map(|n| dir.join(n)).collect())
+    }
+
     #[test]
     fn one_backup_per_change_and_seven_kept() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
@@ -120,7 +130,7 @@ mod tests {
             std::fs::write(&config, format!("{{\"v\":{n}}}"))?;
             assert!(backup_once(&config, &backups_dir, day(n + 1))?.is_some());
         }
-        let kept = backups(&backups_dir);
+        let kept = kept_in(&backups_dir)?;
         assert_eq!(kept.len(), KEEP);
         assert_eq!(std::fs::read_to_string(&kept[0])?, "{\"v\":3}");
         assert_eq!(std::fs::read_to_string(&kept[6])?, "{\"v\":9}");
@@ -131,11 +141,47 @@ mod tests {
         let behind = backup_once(&config, &backups_dir, day(0) - Duration::from_secs(86_400))?
             .ok_or("backup with the clock behind")?;
         assert_eq!(std::fs::read_to_string(&behind)?, "{\"v\":10}");
-        let kept = backups(&backups_dir);
+        let kept = kept_in(&backups_dir)?;
         assert_eq!(kept.len(), KEEP);
         assert_eq!(kept[0], behind);
         assert_eq!(std::fs::read_to_string(&kept[1])?, "{\"v\":4}");
         assert_eq!(std::fs::read_to_string(&kept[6])?, "{\"v\":9}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_backups_folder_swapped_for_a_link_gets_nothing_written_behind_it()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let neopro = crate::store::safe_folder::shared_test_folder()?;
+        let config = neopro.path().join("configuration.json");
+        std::fs::write(&config, "{\"v\":1}")?;
+        let state = tempfile::tempdir()?;
+        std::fs::write(state.path().join("config-0.json"), "agent state")?;
+        std::os::unix::fs::symlink(state.path(), neopro.path().join("data"))?;
+        let err = backup_once(
+            &config,
+            &neopro.path().join("data/backups"),
+            SystemTime::now(),
+        )
+        .err()
+        .ok_or("backed up through the link")?;
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "{} is a symbolic link in",
+                neopro.path().join("data").display()
+            )),
+            "{text}"
+        );
+        let mut left: Vec<_> = std::fs::read_dir(state.path())?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        left.sort();
+        assert_eq!(left, ["config-0.json"]);
+        assert_eq!(
+            std::fs::read_to_string(state.path().join("config-0.json"))?,
+            "agent state"
+        );
         Ok(())
     }
 }

@@ -8,23 +8,25 @@
 //! on a FIFO, and used only when it is a regular file of the agent's own.
 //! Anything else there is moved aside (`<LOG_PATH>.refused-<time>`) and a new
 //! file created with `O_EXCL`, so a planted link cannot make the agent write
-//! into its own state nor a FIFO hang it before it is ready.
+//! into its own state nor a FIFO hang it before it is ready. The folder is
+//! reached without following a link the web app's user could have placed
+//! ([`crate::store::safe_folder`]) and held open: rotation renames inside
+//! that folder, so swapping `logs/` for a link later moves nothing outside.
 
+use crate::store::safe_folder::{self, FolderError};
 use crate::store::untrusted_file::{self, Owner, UntrustedFileError};
-use rustix::fs::OFlags;
+use rustix::fs::{AtFlags, OFlags};
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Why the log file could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum LogFileError {
-    #[error("cannot create the log folder {path}: {source}")]
-    Folder {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot open the log folder: {0}")]
+    Folder(FolderError),
     #[error("cannot open the log file: {0}")]
     Open(UntrustedFileError),
     #[error("cannot move {path} aside to {to} ({why}): {source}")]
@@ -68,6 +70,10 @@ const ROTATE_RETRY: Duration = Duration::from_secs(60);
 
 pub struct RotatingFile {
     path: PathBuf,
+    /// The folder holding it, opened once (see the module).
+    dir: OwnedFd,
+    /// Its name in `dir`.
+    name: PathBuf,
     max_bytes: u64,
     /// Total files kept, the live one included.
     files: usize,
@@ -96,31 +102,32 @@ fn aside_name(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Opens `path` for appending: a regular file of the agent's own, or a new
-/// one after moving aside whatever else is there.
-fn open_append(path: &Path) -> Result<(File, Option<SetAside>), LogFileError> {
+/// Opens `name` in `dir` (`path` in messages) for appending: a regular
+/// file of the agent's own, or a new one after moving aside whatever else
+/// is there.
+fn open_append(
+    dir: &OwnedFd,
+    name: &Path,
+    path: &Path,
+) -> Result<(File, Option<SetAside>), LogFileError> {
     let append = OFlags::WRONLY | OFlags::APPEND;
     // 0666 less the unit's umask: the web app's group reads the log.
-    match untrusted_file::open(path, append | OFlags::CREATE, 0o666, Owner::Agent) {
+    let open = |flags| untrusted_file::open_in(dir, name, path, flags, 0o666, Owner::Agent);
+    match open(append | OFlags::CREATE) {
         Ok(file) => Ok((file, None)),
         Err(why) if why.is_foreign() => {
-            let to = aside_name(path);
+            let aside = aside_name(name);
+            let to = path.with_file_name(&aside);
             // rename() moves a link or a FIFO itself, never what it names.
-            if let Err(source) = std::fs::rename(path, &to) {
+            if let Err(source) = rustix::fs::renameat(dir, name, dir, &aside) {
                 return Err(LogFileError::SetAside {
                     path: path.to_owned(),
                     to,
                     why,
-                    source,
+                    source: source.into(),
                 });
             }
-            let file = untrusted_file::open(
-                path,
-                append | OFlags::CREATE | OFlags::EXCL,
-                0o666,
-                Owner::Agent,
-            )
-            .map_err(LogFileError::Open)?;
+            let file = open(append | OFlags::CREATE | OFlags::EXCL).map_err(LogFileError::Open)?;
             Ok((file, Some(SetAside { why, to })))
         }
         Err(e) => Err(LogFileError::Open(e)),
@@ -131,13 +138,11 @@ impl RotatingFile {
     /// Opens (creating its folder) `path` for appending; see
     /// [`RotatingFile::take_set_aside`] for what may have been moved aside.
     pub fn open(path: &Path, max_bytes: u64, files: usize) -> Result<RotatingFile, LogFileError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| LogFileError::Folder {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
-        let (file, set_aside) = open_append(path)?;
+        let (folder, name) = untrusted_file::split(path).map_err(LogFileError::Open)?;
+        // 0777 less the unit's umask, as a plain mkdir would.
+        let dir = safe_folder::create(folder, 0o777).map_err(LogFileError::Folder)?;
+        let name = name.to_owned();
+        let (file, set_aside) = open_append(&dir, &name, path)?;
         let size = file
             .metadata()
             .map_err(|source| {
@@ -149,6 +154,8 @@ impl RotatingFile {
             .len();
         Ok(RotatingFile {
             path: path.to_owned(),
+            dir,
+            name,
             max_bytes: max_bytes.max(1),
             files: files.max(1),
             file,
@@ -170,15 +177,18 @@ impl RotatingFile {
             self.size = 0;
             return Ok(());
         }
-        let _ = std::fs::remove_file(numbered(&self.path, self.files - 1));
+        // Names inside the open folder: never a path that could now run
+        // through a link.
+        let dir = &self.dir;
+        let _ = rustix::fs::unlinkat(dir, numbered(&self.name, self.files - 1), AtFlags::empty());
         for n in (1..self.files - 1).rev() {
-            let from = numbered(&self.path, n);
-            if from.exists() {
-                std::fs::rename(&from, numbered(&self.path, n + 1))?;
+            let from = numbered(&self.name, n);
+            if rustix::fs::statat(dir, &from, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+                rustix::fs::renameat(dir, &from, dir, numbered(&self.name, n + 1))?;
             }
         }
-        std::fs::rename(&self.path, numbered(&self.path, 1))?;
-        let (file, set_aside) = open_append(&self.path)?;
+        rustix::fs::renameat(dir, &self.name, dir, numbered(&self.name, 1))?;
+        let (file, set_aside) = open_append(dir, &self.name, &self.path)?;
         self.file = file;
         self.size = 0;
         if let Some(aside) = set_aside {
@@ -356,6 +366,59 @@ mod tests {
         let note = log.take_set_aside().ok_or("nothing set aside")?.to_string();
         assert!(note.contains("is a symbolic link"), "{note}");
         assert!(note.contains("moved aside to"), "{note}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_log_folder_swapped_for_a_link_is_refused_and_nothing_written_behind_it() -> TestResult {
+        let neopro = safe_folder::shared_test_folder()?;
+        let state = tempfile::tempdir()?;
+        std::fs::write(state.path().join("state.json"), "{}")?;
+        let logs = neopro.path().join("logs");
+        std::os::unix::fs::symlink(state.path(), &logs)?;
+        let path = logs.join("state.json");
+        let err = RotatingFile::open(&path, 1000, 5)
+            .err()
+            .ok_or("opened through the linked folder")?;
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot open the log folder: {} is a symbolic link in {}, a folder that other users than the agent can change (owner uid {}, mode 0775); links are not followed there",
+                logs.display(),
+                neopro.path().display(),
+                untrusted_file::agent_uid()
+            )
+        );
+        assert_eq!(
+            std::fs::read_to_string(state.path().join("state.json"))?,
+            "{}"
+        );
+        assert_eq!(std::fs::read_dir(state.path())?.count(), 1);
+        assert!(std::fs::symlink_metadata(&logs)?.file_type().is_symlink());
+        Ok(())
+    }
+
+    #[test]
+    fn rotation_stays_in_the_folder_opened_when_it_is_swapped_later() -> TestResult {
+        let neopro = safe_folder::shared_test_folder()?;
+        let elsewhere = tempfile::tempdir()?;
+        let path = neopro.path().join("logs/sync-agent.log");
+        let mut log = RotatingFile::open(&path, 10, 3)?;
+        log.write_all(b"first line\n")?;
+        // The web app's user swaps logs/ for a link once the agent runs.
+        let old = neopro.path().join("logs.old");
+        std::fs::rename(neopro.path().join("logs"), &old)?;
+        std::os::unix::fs::symlink(elsewhere.path(), neopro.path().join("logs"))?;
+        log.write_all(b"second line\n")?;
+        assert_eq!(std::fs::read_dir(elsewhere.path())?.count(), 0);
+        assert_eq!(
+            std::fs::read_to_string(old.join("sync-agent.log.1"))?,
+            "first line\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(old.join("sync-agent.log"))?,
+            "second line\n"
+        );
         Ok(())
     }
 

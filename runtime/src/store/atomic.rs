@@ -178,8 +178,6 @@ fn create_temp(
     Ok(file)
 }
 
-/// Opens (creating it if needed) a folder the agent owns, as a capability:
-/// created 0700 whatever the umask (see [`crate::private_dir`]).
 /// Flushes the whole filesystem holding `dir` (`syncfs`): one flush for
 /// many files written unsynced. Through a descriptor opened for reading:
 /// cap-std opens folders `O_PATH`, on which `syncfs` fails with EBADF (it
@@ -190,9 +188,13 @@ pub fn sync_filesystem(dir: &Dir) -> std::io::Result<()> {
     rustix::fs::syncfs(&readable).map_err(std::io::Error::from)
 }
 
+/// Opens (creating it if needed) a folder the agent owns, as a capability:
+/// created 0700 whatever the umask (see [`crate::store::private_dir`]),
+/// reached without following a link someone else could place.
 pub fn open_state_dir(path: &Path) -> std::io::Result<Dir> {
-    crate::store::private_dir::create(path)?;
-    Dir::open_ambient_dir(path, cap_std::ambient_authority())
+    crate::store::private_dir::open_created(path)
+        .map(Dir::from)
+        .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]

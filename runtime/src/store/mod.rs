@@ -9,6 +9,7 @@ pub mod extract;
 pub mod hash;
 pub mod machine_binding;
 pub mod private_dir;
+pub mod safe_folder;
 pub mod temp_sweep;
 pub mod tree;
 pub mod untrusted_file;

@@ -11,7 +11,10 @@
 //! an older agent left them wider, and a folder whose code the agent would
 //! run is checked before anything in it is trusted.
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use crate::store::safe_folder::{self, FolderError};
+use rustix::fs::{Mode, OFlags};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Mode of the agent's own folders.
@@ -42,15 +45,31 @@ pub enum PrivateDirError {
 /// owned by the agent that is open to its group or others is tightened to
 /// 0700 (older agents created them 0775 under `UMask=0002`).
 pub fn create(path: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(path)?;
-    let meta = std::fs::metadata(path)?;
-    if meta.uid() == agent_uid() && meta.mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(DIR_MODE))?;
+    open_created(path).map(drop).map_err(std::io::Error::from)
+}
+
+/// [`create`], returning the folder: reached without following a link
+/// someone else could place ([`crate::store::safe_folder`]), so what the
+/// caller writes lands in the folder that was checked.
+pub fn open_created(path: &Path) -> Result<OwnedFd, FolderError> {
+    let fd = safe_folder::create(path, DIR_MODE)?;
+    let io = |e: rustix::io::Errno| FolderError::Io {
+        path: path.to_owned(),
+        source: e.into(),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(io)?;
+    if st.st_uid == agent_uid() && st.st_mode & 0o077 != 0 {
+        // The walk's descriptor is O_PATH, on which fchmod fails.
+        let readable = rustix::fs::openat(
+            &fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io)?;
+        rustix::fs::fchmod(&readable, Mode::from_raw_mode(DIR_MODE)).map_err(io)?;
     }
-    Ok(())
+    Ok(fd)
 }
 
 fn agent_uid() -> u32 {
@@ -59,8 +78,7 @@ fn agent_uid() -> u32 {
 
 /// Whether `meta` is something only the agent (or root) can change.
 fn only_agent_writes(meta: &std::fs::Metadata) -> bool {
-    let owner = meta.uid();
-    (owner == agent_uid() || owner == 0) && meta.mode() & 0o022 == 0
+    crate::store::safe_folder::only_agent_or_root_writes(meta.uid(), meta.mode())
 }
 
 /// Checks that nobody but the agent (or root) can write `path` or the folder
@@ -107,6 +125,7 @@ pub fn file_is_private(meta: &std::fs::Metadata) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).map_or(0, |m| m.mode() & 0o7777)

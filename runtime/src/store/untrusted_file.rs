@@ -7,12 +7,16 @@
 //! make the agent write its log into its own state or send `site.conf` to
 //! the server; a FIFO would hang the agent before it is ready; a link to
 //! `/dev/zero` would run it out of memory. The type is checked on the open
-//! descriptor (`fstat`), so nothing can be swapped in between.
+//! descriptor (`fstat`), so nothing can be swapped in between. The folders
+//! on the way are opened one by one through [`crate::store::safe_folder`]:
+//! a folder swapped for a link (`logs` → `/etc`) is refused too.
 
+use crate::store::safe_folder::{self, FolderError, kind_name};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Why such a file was not used.
@@ -41,6 +45,10 @@ pub enum UntrustedFileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A folder on the way was refused (a link someone else could place, a
+    /// file where a folder should be): nothing there is touched.
+    #[error("{0}")]
+    Folder(FolderError),
 }
 
 impl UntrustedFileError {
@@ -71,18 +79,6 @@ pub fn agent_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-fn kind_name(kind: FileType) -> &'static str {
-    match kind {
-        FileType::Directory => "folder",
-        FileType::Fifo => "FIFO",
-        FileType::Socket => "socket",
-        FileType::CharacterDevice => "character device",
-        FileType::BlockDevice => "block device",
-        FileType::Symlink => "symbolic link",
-        _ => "special file",
-    }
-}
-
 fn open_error(path: &Path, e: Errno) -> UntrustedFileError {
     match e {
         Errno::NOENT => UntrustedFileError::NotFound(path.to_owned()),
@@ -104,17 +100,54 @@ fn open_error(path: &Path, e: Errno) -> UntrustedFileError {
     }
 }
 
-/// Opens `path` with `flags` plus `O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC`, checks
-/// the open file (regular; for [`Owner::Agent`] the agent's and not
-/// hard-linked), then clears `O_NONBLOCK`.
+/// Opens `path` with `flags` plus `O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC`, its
+/// folder reached through [`safe_folder::open`], and checks it as
+/// [`open_in`] does.
 pub fn open(
     path: &Path,
     flags: OFlags,
     mode: u32,
     owner: Owner,
 ) -> Result<File, UntrustedFileError> {
-    let fd = rustix::fs::open(
-        path,
+    let (folder, name) = split(path)?;
+    let dir = safe_folder::open(folder).map_err(|e| match e {
+        FolderError::NotFound(_) => UntrustedFileError::NotFound(path.to_owned()),
+        e => UntrustedFileError::Folder(e),
+    })?;
+    open_in(&dir, name, path, flags, mode, owner)
+}
+
+/// The folder holding `path` and its name in it.
+pub fn split(path: &Path) -> Result<(&Path, &Path), UntrustedFileError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| UntrustedFileError::NotRegular {
+            path: path.to_owned(),
+            kind: "folder",
+        })?;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((folder, Path::new(name)))
+}
+
+/// Opens `name` in the open folder `dir` (`shown` names it in errors) with
+/// `flags` plus `O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC`, checks the open file
+/// (regular; for [`Owner::Agent`] the agent's and not hard-linked), then
+/// clears `O_NONBLOCK`.
+pub fn open_in(
+    dir: impl AsFd,
+    name: &Path,
+    shown: &Path,
+    flags: OFlags,
+    mode: u32,
+    owner: Owner,
+) -> Result<File, UntrustedFileError> {
+    let path = shown;
+    let fd = rustix::fs::openat(
+        dir,
+        name,
         flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::from_raw_mode(mode),
     )
@@ -162,7 +195,22 @@ pub fn open_read(path: &Path, owner: Owner) -> Result<File, UntrustedFileError> 
 /// Reads all of `path`, refusing one larger than `max` bytes (checked on
 /// its size and again while reading: a file that grows is cut off).
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, UntrustedFileError> {
-    let file = open_read(path, Owner::Anyone)?;
+    read_from(open_read(path, Owner::Anyone)?, path, max)
+}
+
+/// [`read_bounded`] of `name` in the open folder `dir` (`shown` names it in
+/// errors).
+pub fn read_bounded_in(
+    dir: impl AsFd,
+    name: &Path,
+    shown: &Path,
+    max: u64,
+) -> Result<Vec<u8>, UntrustedFileError> {
+    let file = open_in(dir, name, shown, OFlags::RDONLY, 0, Owner::Anyone)?;
+    read_from(file, shown, max)
+}
+
+fn read_from(file: File, path: &Path, max: u64) -> Result<Vec<u8>, UntrustedFileError> {
     let io = |source| UntrustedFileError::Io {
         path: path.to_owned(),
         source,

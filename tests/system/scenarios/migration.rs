@@ -85,10 +85,7 @@ pub async fn run(ctx: &Ctx, report: &Report, bundles: Option<&Path>, old_agent: 
             restart_refused(ctx),
         )
         .await;
-    let ready = report
-        .check("again on the Node.js agent", old_box(ctx, old_agent, None))
-        .await;
-    if ready {
+    if again_on_node(ctx, report, old_agent).await {
         report
             .check(
                 "power cut during the handover, then a boot: the Node agent hands over again, to the end",
@@ -96,10 +93,7 @@ pub async fn run(ctx: &Ctx, report: &Report, bundles: Option<&Path>, old_agent: 
             )
             .await;
     }
-    let ready = report
-        .check("again on the Node.js agent", old_box(ctx, old_agent, None))
-        .await;
-    if ready {
+    if again_on_node(ctx, report, old_agent).await {
         report
             .check(
                 "a bundle without its .deb: the Node agent, waiting in the shim, heartbeats again",
@@ -146,6 +140,14 @@ pub async fn run(ctx: &Ctx, report: &Report, bundles: Option<&Path>, old_agent: 
     let _ = ctx
         .ok(&["rm", "-rf", &format!("/{DROPIN_DIR}/dead-central.conf")])
         .await;
+}
+
+/// Puts the box back on the Node.js agent before the next case (reported);
+/// whether it is.
+async fn again_on_node(ctx: &Ctx, report: &Report, old_agent: &Path) -> bool {
+    report
+        .check("again on the Node.js agent", old_box(ctx, old_agent, None))
+        .await
 }
 
 /// Purges neopro-runtime, puts the Node agent and its site.conf in place
