@@ -12,12 +12,18 @@
 //! - out, then: `{"t": <ms since start>, "event", "socket", "data"}` for every
 //!   event an agent sent, in arrival order, and `{"t", "sent", "sockets"}`
 //!   for every command sent;
-//! - in: `{"send": {"id", "type", "data"}}`.
+//! - in: `{"send": {"id", "type", "data"}}`;
+//! - in: `{"release": "<version>"}`: a NEOPRO release of that version
+//!   (`webapp/index.html`, `server/app.js`, `admin/app.js` naming it, and
+//!   1 MiB of filler so its download takes a moment) served by a file
+//!   server of its own; out: `{"t", "release": {"version", "port",
+//!   "sha256", "size"}}`.
 //!
 //! Usage: power-cut-central <video MiB> <admin email> <admin password>
 
 use neopro_e2e::central::{Central, Timings};
 use neopro_e2e::http::{Fault, FileServer};
+use neopro_e2e::release::{Item, tar_gz};
 use serde_json::{Value, json};
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -42,6 +48,25 @@ fn video(mib: usize) -> Vec<u8> {
         bytes.extend_from_slice(&state.to_le_bytes());
     }
     bytes
+}
+
+/// A release of `version`: every file of it names the version, so the rig
+/// can tell an old file from a new one on the box.
+fn release(version: &str) -> Vec<u8> {
+    let index = format!("<html>release {version}</html>\n");
+    let server = format!("console.log(\"server {version}\")\n");
+    let admin = format!("console.log(\"admin {version}\")\n");
+    let filler = video(1);
+    tar_gz(&[
+        Item::Dir("./"),
+        Item::Dir("./webapp/"),
+        Item::File("./webapp/index.html", index.as_bytes()),
+        Item::File("./webapp/assets.bin", &filler),
+        Item::Dir("./server/"),
+        Item::File("./server/app.js", server.as_bytes()),
+        Item::Dir("./admin/"),
+        Item::File("./admin/app.js", admin.as_bytes()),
+    ])
 }
 
 fn emit(line: &Value) {
@@ -81,12 +106,27 @@ async fn main() -> std::process::ExitCode {
     // input ends the run.
     let sender = central.clone();
     let input = std::thread::spawn(move || {
+        // Release servers live as long as the run.
+        let mut releases = Vec::new();
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
             let Ok(request) = serde_json::from_str::<Value>(&line) else {
                 eprintln!("power-cut-central: not JSON: {line}");
                 continue;
             };
+            if let Some(version) = request["release"].as_str() {
+                let archive = release(version);
+                let sha256 = neopro_runtime::store::hash::sha256_hex(&archive);
+                let size = archive.len();
+                let server = FileServer::start(archive, Fault::None);
+                emit(&json!({
+                    "t": started.elapsed().as_millis() as u64,
+                    "release": {"version": version, "port": server.addr.port(),
+                                "sha256": sha256, "size": size},
+                }));
+                releases.push(server);
+                continue;
+            }
             let send = &request["send"];
             let (Some(id), Some(kind)) = (send["id"].as_str(), send["type"].as_str()) else {
                 eprintln!("power-cut-central: no send.id / send.type: {line}");

@@ -4,6 +4,7 @@
 //! A broken set-up should stop a test loudly, hence the `expect`s.
 #![allow(clippy::expect_used)]
 
+pub mod box_register;
 pub mod central;
 pub mod central_api;
 pub mod conformance;

@@ -36,11 +36,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod agent_release;
+/// Shared with the e2e crate's system tests (`tests/support/`).
+#[path = "../../support/box_register.rs"]
+mod box_register;
 mod floors;
 mod migration_bundle;
 mod package;
 mod power_cut;
 mod system_test;
+mod task_args;
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
 

@@ -5,6 +5,7 @@
 use super::{ADMIN_EMAIL, ADMIN_PASSWORD, AGENT, Ctx};
 use crate::report::Report;
 use anyhow::{Context, bail};
+use neopro_e2e::box_register;
 
 pub async fn run(ctx: &Ctx, report: &Report) {
     report.section("install: .deb, register, install-service");
@@ -99,40 +100,18 @@ async fn register(ctx: &Ctx) -> anyhow::Result<String> {
     }
     std::fs::write(
         &conf,
-        format!(
-            "# written by the system test before `register`\n\
-             CENTRAL_SERVER_ENABLED=true\nCENTRAL_SERVER_URL={}\nHEARTBEAT_INTERVAL=2000\n",
-            ctx.central.url()
-        ),
+        box_register::site_conf("the system test", &ctx.central.url()),
     )?;
+    let args = box_register::register_args(
+        &ctx.central.url(),
+        ADMIN_EMAIL,
+        "Club de test",
+        "Club de test",
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = ctx
         .container
-        .exec_full(
-            &[
-                "neopro-runtime",
-                "register",
-                "--server",
-                &ctx.central.url(),
-                "--email",
-                ADMIN_EMAIL,
-                "--password-stdin",
-                "--site-name",
-                "Club de test",
-                "--club-name",
-                "Club de test",
-                "--city",
-                "Lyon",
-                "--region",
-                "Auvergne-Rhône-Alpes",
-                "--country",
-                "France",
-                "--sports",
-                "handball",
-                "--non-interactive",
-            ],
-            Some(&format!("{ADMIN_PASSWORD}\n")),
-            ctx.t(60),
-        )
+        .exec_full(&args, Some(&format!("{ADMIN_PASSWORD}\n")), ctx.t(60))
         .await?;
     if out.code != 0 {
         bail!("register failed: {}", out.text());

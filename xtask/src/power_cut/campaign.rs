@@ -1,6 +1,7 @@
 //! The cut loop: a phase's command, the cut at a random moment of it, the
 //! boot after it, the checks; per-phase tallies for the report.
 
+use super::app_release::{self, AppRelease};
 use super::central::Central;
 use super::checks::{self, Expect, InFlight, Violation};
 use super::machine::Machine;
@@ -22,6 +23,9 @@ pub(super) const BOOT_LIMIT: Duration = Duration::from_secs(600);
 pub(super) const AUTH_LIMIT: Duration = Duration::from_secs(300);
 /// How long a result may take to arrive after the agent authenticated.
 pub(super) const RESULT_LIMIT: Duration = Duration::from_secs(90);
+/// How long the app's services may take to be active once the agent
+/// finished (they start with the boot; a rollback restarts them).
+const APP_SETTLE: Duration = Duration::from_secs(60);
 
 #[derive(Default, Clone, Copy)]
 pub struct PhaseStats {
@@ -45,6 +49,8 @@ pub struct Campaign {
     known_configs: Vec<Value>,
     /// sha256 of every file allowed under a video's final name.
     known_shas: BTreeSet<String>,
+    /// The app release installed, as last checked.
+    release: String,
     in_flight: Option<InFlight>,
     success_reported: bool,
     windows: BTreeMap<Phase, Duration>,
@@ -79,6 +85,7 @@ impl Campaign {
             config: Value::Null,
             known_configs: Vec::new(),
             known_shas: BTreeSet::new(),
+            release: String::new(),
             in_flight: None,
             success_reported: false,
             windows,
@@ -90,6 +97,11 @@ impl Campaign {
         }
     }
 
+    /// Boots that hung in the emulator and were started again.
+    pub fn hung_boots(&self) -> u32 {
+        self.machine.hung_boots
+    }
+
     fn peek(&self) -> Phase {
         self.order[self.next % self.order.len()]
     }
@@ -98,19 +110,27 @@ impl Campaign {
         self.next += 1;
     }
 
+    /// `running`: the machine is up, its agent authenticated (the set-up
+    /// left it so); otherwise it is booted first.
     pub fn run(
         &mut self,
         central: &mut Central,
         cuts: u32,
         log: &mut std::fs::File,
+        running: Option<Qga>,
     ) -> anyhow::Result<()> {
         self.known_shas.insert(central.video_sha256.clone());
-        let boot = Instant::now();
-        self.machine.start()?;
-        let mut qga = self.machine.connect(BOOT_LIMIT)?;
-        central
-            .wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > boot)
-            .context("the agent did not authenticate after the first boot")?;
+        let mut qga = match running {
+            Some(qga) => qga,
+            None => {
+                let boot = Instant::now();
+                let qga = self.machine.boot(BOOT_LIMIT)?;
+                central
+                    .wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > boot)
+                    .context("the agent did not authenticate after the first boot")?;
+                qga
+            }
+        };
         self.baseline(&mut qga)?;
         while self.cuts < cuts {
             // The phase cut on a running, checked box; a restart only
@@ -177,6 +197,9 @@ impl Campaign {
             }
         }
         self.known_shas.extend(snap.shas.values().cloned());
+        self.release = AppRelease::take(qga, APP_SETTLE)?
+            .version()
+            .context("the box's app release is not whole before the first cut")?;
         Ok(())
     }
 
@@ -218,6 +241,10 @@ impl Campaign {
                 &central.video_sha256,
             )),
             Phase::UpdateConfig => Some(phases::update_config(n, &self.config)),
+            Phase::UpdateSoftware => {
+                let release = central.release(&phases::release_version(n))?;
+                Some(phases::update_software(n, &release))
+            }
             Phase::DeleteVideo => {
                 let pick = self.rng.next_u64();
                 let path = match phases::deployed(&self.config, pick) {
@@ -266,6 +293,7 @@ impl Campaign {
                 id: cid.clone(),
                 kind: cmd.kind.to_owned(),
                 expect: cmd.expect,
+                release: cmd.release,
             });
             id = Some(cid);
         }
@@ -327,8 +355,7 @@ impl Campaign {
         log: &mut std::fs::File,
     ) -> anyhow::Result<Qga> {
         let boot = Instant::now();
-        self.machine.start()?;
-        let mut qga = self.machine.connect(BOOT_LIMIT)?;
+        let mut qga = self.machine.boot(BOOT_LIMIT)?;
         let mut found = Vec::new();
         let auth = central.wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > boot);
         let authenticated = auth.is_ok();
@@ -398,6 +425,15 @@ impl Campaign {
             &admitted,
             cut_at,
         ));
+        // The app release once the agent finished or rolled back an
+        // interrupted update (its result is in by now).
+        let release = AppRelease::take(&mut qga, APP_SETTLE)?;
+        found.append(&mut app_release::check(
+            &release,
+            &self.release,
+            self.in_flight.as_ref().and_then(|c| c.release.as_deref()),
+            self.success_reported,
+        ));
 
         let mut new = Vec::new();
         for v in found {
@@ -439,6 +475,9 @@ impl Campaign {
         }
         if let Some(c) = config {
             self.config = c;
+        }
+        if let Some(v) = release.version() {
+            self.release = v;
         }
         self.in_flight = None;
         self.success_reported = false;

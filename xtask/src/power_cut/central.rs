@@ -27,6 +27,15 @@ pub struct Event {
     pub data: Value,
 }
 
+/// A release the central serves, as the box downloads it.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub version: String,
+    pub url: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
 pub struct Central {
     child: Child,
     input: ChildStdin,
@@ -71,11 +80,12 @@ impl Central {
                 let Ok(value) = serde_json::from_str::<Value>(&line) else {
                     continue;
                 };
-                let name = value["event"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| "sent".to_owned());
-                let data = if name == "sent" {
+                let name = match (value["event"].as_str(), value.get("release")) {
+                    (Some(event), _) => event.to_owned(),
+                    (None, Some(_)) => "release".to_owned(),
+                    (None, None) => "sent".to_owned(),
+                };
+                let data = if name == "sent" || name == "release" {
                     value.clone()
                 } else {
                     value["data"].clone()
@@ -109,6 +119,25 @@ impl Central {
 
     pub fn video_url_from_guest(&self, name: &str) -> String {
         format!("http://10.0.2.2:{}/{name}", self.video_port)
+    }
+
+    /// A NEOPRO release of `version` served by the central (every file of
+    /// it names the version).
+    pub fn release(&mut self, version: &str) -> anyhow::Result<Release> {
+        writeln!(self.input, "{}", json!({ "release": version }))
+            .context("writing to the central")?;
+        self.input.flush()?;
+        let seen = self.wait_for(Duration::from_secs(30), |e| {
+            e.name == "release" && e.data["release"]["version"] == json!(version)
+        })?;
+        let r = &seen.data["release"];
+        let port = r["port"].as_u64().context("release.port")?;
+        Ok(Release {
+            version: version.to_owned(),
+            url: format!("http://10.0.2.2:{port}/release-{version}.tar.gz"),
+            sha256: r["sha256"].as_str().context("release.sha256")?.to_owned(),
+            size: r["size"].as_u64().context("release.size")?,
+        })
     }
 
     /// Sends `command {id, type, data}` to the connected agent.

@@ -44,6 +44,14 @@ pub const CHECKS: &[(&str, &str)] = &[
         "ack-not-resent",
         "a result the central had acknowledged is not sent again",
     ),
+    (
+        "release-whole",
+        "the app release is wholly the one before or after the interrupted update",
+    ),
+    (
+        "app-services-run",
+        "the app release's services run after the boot",
+    ),
     ("state-readable", "every state file of the agent parses"),
     (
         "agent-starts",
@@ -84,6 +92,8 @@ pub struct InFlight {
     pub id: String,
     pub kind: String,
     pub expect: Expect,
+    /// The app release it installs (update_software).
+    pub release: Option<String>,
 }
 
 /// The video entries of a configuration (categories, their
@@ -453,6 +463,7 @@ mod tests {
             id: "c1".into(),
             kind: "deploy_video".into(),
             expect: Expect::Added("videos/Match/b.mp4".into()),
+            release: None,
         };
         for (doc, reported, wanted) in [
             (before.to_string(), false, vec![]),

@@ -44,6 +44,12 @@ printf '[Match]\nName=en* eth*\n[Network]\nDHCP=ipv4\n' > "$R/etc/systemd/networ
 chroot "$R" systemctl enable systemd-networkd.service
 # Nothing waits for the network at boot (the agent retries by itself).
 chroot "$R" systemctl mask systemd-networkd-wait-online.service
+# A small initramfs: the virtual disk's driver and ext4, nothing else.
+# Debian's (30 MB, every driver) took 6 s of each boot to unpack under
+# emulation, and the rig boots after every cut.
+printf 'MODULES=list\n' > "$R/etc/initramfs-tools/conf.d/neopro-power-cut.conf"
+printf 'virtio_pci\nvirtio_blk\ncrc32c_generic\next4\n' >> "$R/etc/initramfs-tools/modules"
+chroot "$R" update-initramfs -u -k all
 "#;
 
 /// Size of the (sparse) disk.

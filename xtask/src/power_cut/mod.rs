@@ -13,6 +13,7 @@
 //! non-zero when M > 0 or when the control saw none. Logs, consoles and
 //! the per-cut record (`cuts.jsonl`) stay in `target/power-cut/`.
 
+mod app_release;
 mod campaign;
 mod central;
 mod checks;
@@ -65,23 +66,20 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         deb: None,
         work: None,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if flag == "--dev" {
-            parsed.dev = true;
+    for (flag, value) in super::task_args::flags(args, &["--dev", "--image-only"], USAGE)? {
+        let Some(value) = value else {
+            match flag {
+                "--dev" => parsed.dev = true,
+                _ => parsed.image_only = true,
+            }
             continue;
-        }
-        if flag == "--image-only" {
-            parsed.image_only = true;
-            continue;
-        }
-        let value = it.next().with_context(|| USAGE.to_owned())?;
+        };
         let number = || {
             value
                 .parse::<u64>()
                 .with_context(|| format!("{flag} {value}: {USAGE}"))
         };
-        match flag.as_str() {
+        match flag {
             "--cuts" => parsed.cuts = u32::try_from(number()?)?,
             "--seed" => parsed.seed = number()?,
             "--control-cuts" => parsed.control_cuts = u32::try_from(number()?)?,
@@ -104,16 +102,7 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
 
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let args = parse(args)?;
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().next().map(str::to_owned))
-        });
-    if uid.as_deref() != Some("0") {
-        bail!("power-cut must run as root (mmdebstrap builds the image as root)");
-    }
+    super::task_args::require_root("power-cut", "mmdebstrap builds the image as root")?;
     image::check_host(args.image_only)?;
     if args.image_only {
         return image::ensure().map(|_| ());
@@ -151,31 +140,22 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         );
     }
     let mut central = Central::start(&central_bin, args.video_mib, &work.join("central.log"))?;
-    let prepared = work.join("prepared.raw");
-    copy_disk(&image.disk, &prepared)?;
-    inject(&prepared, &deb, "neopro-runtime.deb")?;
-    prepare(&image, &prepared, &work.join("prepare"), &mut central)?;
+    // One disk for the whole run: the campaign cuts the box the set-up
+    // left running, the control then starts from where the campaign ended
+    // (a box after a clean power-off).
+    let disk = work.join("box.raw");
+    copy_disk(&image.disk, &disk)?;
+    inject(&disk, &deb, "neopro-runtime.deb")?;
+    let (machine, qga) = prepare(&image, &disk, &work.join("campaign"), &mut central)?;
     eprintln!(
         "power-cut: package, image and an installed, registered box ready in {:.0} s",
         started.elapsed().as_secs_f64()
     );
 
     let mut log = std::fs::File::create(work.join("cuts.jsonl"))?;
-    let campaign_disk = work.join("campaign.raw");
-    copy_disk(&prepared, &campaign_disk)?;
     let t0 = Instant::now();
-    let mut campaign = Campaign::new(
-        Machine::new(
-            &image,
-            &campaign_disk,
-            &work.join("campaign"),
-            Disk::Volatile,
-        )?,
-        Rng::new(args.seed),
-        args.phases.clone(),
-        false,
-    );
-    let outcome = campaign.run(&mut central, args.cuts, &mut log);
+    let mut campaign = Campaign::new(machine, Rng::new(args.seed), args.phases.clone(), false);
+    let outcome = campaign.run(&mut central, args.cuts, &mut log, Some(qga));
     let campaign_secs = t0.elapsed().as_secs_f64();
     if let Err(e) = &outcome {
         eprintln!("power-cut: the campaign stopped: {e:#}");
@@ -183,15 +163,13 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
 
     let mut control = None;
     if args.control_cuts > 0 {
-        let control_disk = work.join("control.raw");
-        copy_disk(&prepared, &control_disk)?;
         let mut run = Campaign::new(
-            Machine::new(&image, &control_disk, &work.join("control"), Disk::Lying)?,
+            Machine::new(&image, &disk, &work.join("control"), Disk::Lying)?,
             Rng::new(args.seed ^ 0x00c0_47a1),
             vec![Phase::DeployVideo],
             true,
         );
-        let done = run.run(&mut central, args.control_cuts, &mut log);
+        let done = run.run(&mut central, args.control_cuts, &mut log, None);
         if let Err(e) = &done {
             eprintln!("power-cut: the control stopped: {e:#}");
         }

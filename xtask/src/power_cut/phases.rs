@@ -2,6 +2,7 @@
 //! command must change, and the window in which the cut falls (uniform,
 //! from the moment the command is sent).
 
+use super::central::Release;
 use super::checks::{Expect, video_entries};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -16,6 +17,11 @@ pub enum Phase {
     DeleteVideo,
     /// configuration.json replaced (and its backup written).
     UpdateConfig,
+    /// A NEOPRO release installed: download into staging, extraction,
+    /// backup, services stopped, swap, services started, health gate,
+    /// version files (or the rollback); at the next start the agent
+    /// finishes or rolls back what was interrupted.
+    UpdateSoftware,
     /// During the boot that follows a cut: journal replay, the agent's
     /// start (journal recovery, sweeps, the expiry run, re-sent results).
     Restart,
@@ -25,6 +31,7 @@ pub const ALL: &[Phase] = &[
     Phase::DeployVideo,
     Phase::UpdateConfig,
     Phase::DeleteVideo,
+    Phase::UpdateSoftware,
     Phase::Idle,
     Phase::Restart,
 ];
@@ -36,6 +43,7 @@ impl Phase {
             Phase::DeployVideo => "deploy_video",
             Phase::DeleteVideo => "delete_video",
             Phase::UpdateConfig => "update_config",
+            Phase::UpdateSoftware => "update_software",
             Phase::Restart => "restart",
         }
     }
@@ -59,6 +67,7 @@ impl Phase {
             Phase::Idle => Duration::from_secs(15),
             Phase::DeployVideo => Duration::from_secs(8),
             Phase::DeleteVideo | Phase::UpdateConfig => Duration::from_secs(4),
+            Phase::UpdateSoftware => Duration::from_secs(40),
             Phase::Restart => Duration::from_secs(35),
         }
     }
@@ -69,6 +78,8 @@ pub struct Command {
     pub kind: &'static str,
     pub data: Value,
     pub expect: Expect,
+    /// The app release it installs (update_software).
+    pub release: Option<String>,
 }
 
 /// Where deployed videos go (a category the box's configuration has).
@@ -90,6 +101,7 @@ pub fn deploy(n: u64, url: &str, sha256: &str) -> Command {
             "checksum": sha256,
         }),
         expect: Expect::Added(format!("videos/{CATEGORY}/{filename}")),
+        release: None,
     }
 }
 
@@ -113,6 +125,7 @@ pub fn delete(path: &str) -> Command {
         kind: "delete_video",
         data: json!({"filename": filename, "category": CATEGORY}),
         expect: Expect::Removed(path.to_owned()),
+        release: None,
     }
 }
 
@@ -129,6 +142,30 @@ pub fn update_config(n: u64, before: &Value) -> Command {
         kind: "update_config",
         data: json!({"mode": "replace", "configuration": doc}),
         expect: Expect::Replaced(doc),
+        release: None,
+    }
+}
+
+/// The release version of the `n`-th command: always newer than any
+/// before it (the box refuses nothing, but the order reads well).
+pub fn release_version(n: u64) -> String {
+    format!("1.{n}.0")
+}
+
+/// Installs `release` now (critical: no maintenance window).
+pub fn update_software(n: u64, release: &Release) -> Command {
+    Command {
+        kind: "update_software",
+        data: json!({
+            "deploymentId": format!("dep-pc-{n}"),
+            "version": release.version,
+            "updateUrl": release.url,
+            "packageSize": release.size.to_string(),
+            "checksum": release.sha256,
+            "isCritical": true,
+        }),
+        expect: Expect::Unchanged,
+        release: Some(release.version.clone()),
     }
 }
 

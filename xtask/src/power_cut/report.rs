@@ -65,6 +65,12 @@ pub fn report(
             out.push_str(&format!("  control cut {cut}: {}: {}\n", v.check, v.detail));
         }
     }
+    let hung = campaign.hung_boots() + control.map_or(0, Campaign::hung_boots);
+    if hung > 0 {
+        out.push_str(&format!(
+            "boots that hung in the emulator's kernel and were cut and started again: {hung}\n"
+        ));
+    }
     out.push_str(&format!(
         "{} cuts, {} violations\n",
         campaign.cuts,

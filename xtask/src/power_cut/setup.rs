@@ -1,12 +1,17 @@
-//! Setting up the box every run starts from: the package written into a
-//! copy of the image, installed, registered with the central, the agent
-//! authenticated, a clean power-off.
+//! Setting up the box a run starts from: the package written into a copy
+//! of the image, installed, registered with the central, the agent
+//! authenticated, the disk flushed.
 
 use super::campaign::{AUTH_LIMIT, BOOT_LIMIT};
 use super::central::{self, Central};
+use super::checks::video_entries;
 use super::image::Image;
 use super::machine::{Disk, Machine};
+use super::qga::Qga;
+use super::snapshot::Snapshot;
+use crate::box_register;
 use anyhow::{Context, bail};
+use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -38,17 +43,17 @@ pub fn inject(disk: &Path, file: &Path, name: &str) -> anyhow::Result<()> {
 }
 
 /// Installs the package as a club would, registers the box with the
-/// central, powers off cleanly: the disk every run starts from.
+/// central and flushes: the box the campaign starts cutting, still running
+/// (its agent authenticated), and the guest agent to it.
 pub fn prepare(
     image: &Image,
     disk: &Path,
     dir: &Path,
     central: &mut Central,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Machine, Qga)> {
     let mut machine = Machine::new(image, disk, dir, Disk::Volatile)?;
     let started = Instant::now();
-    machine.start()?;
-    let mut qga = machine.connect(BOOT_LIMIT)?;
+    let mut qga = machine.boot(BOOT_LIMIT)?;
     eprintln!(
         "power-cut: first boot in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -56,11 +61,8 @@ pub fn prepare(
     let long = Duration::from_secs(600);
     qga.exec(&["dpkg", "-i", "/root/neopro-runtime.deb"], None, long)?
         .ok("dpkg -i")?;
-    let conf = format!(
-        "# written by the power-cut rig before `register`\nCENTRAL_SERVER_ENABLED=true\n\
-         CENTRAL_SERVER_URL={}\nHEARTBEAT_INTERVAL=2000\n",
-        central.url_from_guest()
-    );
+    let url = central.url_from_guest();
+    let conf = box_register::site_conf("the power-cut rig", &url);
     qga.exec(
         &[
             "/bin/sh",
@@ -71,30 +73,15 @@ pub fn prepare(
         long,
     )?
     .ok("writing site.conf")?;
-    let url = central.url_from_guest();
+    let args = box_register::register_args(
+        &url,
+        central::ADMIN_EMAIL,
+        "Power cut box",
+        "Power cut club",
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     qga.exec(
-        &[
-            "neopro-runtime",
-            "register",
-            "--server",
-            &url,
-            "--email",
-            central::ADMIN_EMAIL,
-            "--password-stdin",
-            "--site-name",
-            "Power cut box",
-            "--club-name",
-            "Power cut club",
-            "--city",
-            "Lyon",
-            "--region",
-            "Auvergne-Rhône-Alpes",
-            "--country",
-            "France",
-            "--sports",
-            "handball",
-            "--non-interactive",
-        ],
+        &args,
         Some(format!("{}\n", central::ADMIN_PASSWORD).as_bytes()),
         long,
     )?
@@ -105,13 +92,40 @@ pub fn prepare(
     central
         .wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > installed)
         .context("the installed agent never authenticated")?;
-    // Its first start compiled the components into the artifact cache;
-    // a clean power-off keeps them (and everything else) on the disk.
+    settle(&mut qga)?;
+    // Everything the install wrote is on the disk before the first cut.
     qga.exec(&["sync"], None, long)?;
-    machine.power_off(Some(&mut qga))?;
     eprintln!(
         "power-cut: installed and registered in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    Ok((machine, qga))
 }
+
+/// The image's configuration names one video whose expiry date has passed
+/// (`videos/Match/but.mp4`, 2020: the shaping script's, for the expiry
+/// tests). The agent's first start removes it (the expiry runs at start),
+/// possibly after it authenticated: waits for that, so that the first
+/// cut's "before" is a settled configuration and not one the expiry is
+/// about to change.
+fn settle(qga: &mut Qga) -> anyhow::Result<()> {
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let snap = Snapshot::take(qga)?;
+        let config: Value = serde_json::from_slice(
+            snap.config_text()
+                .context("no configuration.json on the box")?,
+        )
+        .context("configuration.json after the install")?;
+        if !video_entries(&config).iter().any(|(p, _)| p == EXPIRED) {
+            return Ok(());
+        }
+        if Instant::now() > end {
+            bail!("the agent's start-up expiry did not remove {EXPIRED} within 120 s");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The image's expired video.
+const EXPIRED: &str = "videos/Match/but.mp4";

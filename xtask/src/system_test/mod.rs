@@ -43,20 +43,12 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         rootfs_only: false,
         dev: false,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if flag == "--rootfs-only" {
-            parsed.rootfs_only = true;
-            continue;
-        }
-        if flag == "--dev" {
-            parsed.dev = true;
-            continue;
-        }
-        let value = it.next().with_context(|| usage.to_owned())?;
-        match flag.as_str() {
-            "--arch" => parsed.arch = value.clone(),
-            "--scenario" => parsed.scenarios.push(value.clone()),
+    for (flag, value) in super::task_args::flags(args, &["--rootfs-only", "--dev"], usage)? {
+        match (flag, value) {
+            ("--rootfs-only", _) => parsed.rootfs_only = true,
+            ("--dev", _) => parsed.dev = true,
+            ("--arch", Some(v)) => parsed.arch = v.to_owned(),
+            ("--scenario", Some(v)) => parsed.scenarios.push(v.to_owned()),
             _ => bail!("{usage}"),
         }
     }
@@ -149,16 +141,7 @@ fn migration_bundles(work: &Path, deb: &Path, next: &Path, arch: &str) -> anyhow
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let args = parse(args)?;
     let host = super::package::deb_arch(&format!("{}-unknown-linux-gnu", std::env::consts::ARCH))?;
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().next().map(str::to_owned))
-        });
-    if uid.as_deref() != Some("0") {
-        bail!("system-test must run as root (systemd-nspawn, nsenter, mmdebstrap)");
-    }
+    super::task_args::require_root("system-test", "systemd-nspawn, nsenter, mmdebstrap")?;
     rootfs::check_host(&args.arch, host)?;
     if args.rootfs_only {
         return rootfs::ensure(&args.arch, host).map(|_| ());
