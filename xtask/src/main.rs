@@ -37,7 +37,7 @@ use std::process::Command;
 
 mod agent_release;
 /// Shared with the e2e crate's system tests (`tests/support/`).
-#[path = "../../support/box_register.rs"]
+#[path = "../../tests/support/box_register.rs"]
 mod box_register;
 mod floors;
 mod migration_bundle;
