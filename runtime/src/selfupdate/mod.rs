@@ -96,3 +96,35 @@ pub fn handed_over(state_path: &Path) -> std::collections::HashSet<String> {
         .chain(state.succeeded.map(|s| s.command_id))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::state::{AgentState, Trial};
+
+    #[test]
+    fn the_trials_command_is_handed_over_and_nothing_without_a_state()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        assert!(super::handed_over(tmp.path()).is_empty());
+        AgentState {
+            trial: Some(Trial {
+                version: "1.3.0".into(),
+                previous_version: "1.2.0".into(),
+                command_id: "u-1".into(),
+                deployment_id: Some("dep-1".into()),
+                attempts: 1,
+                started_at_ms: 0,
+                deadline_secs: 600,
+                last_error: None,
+                first_start: None,
+            }),
+            ..AgentState::default()
+        }
+        .save(&super::agent_dir(tmp.path()))?;
+        assert_eq!(
+            super::handed_over(tmp.path()),
+            ["u-1".to_owned()].into_iter().collect()
+        );
+        Ok(())
+    }
+}
