@@ -74,10 +74,8 @@ pub enum Owner {
     Agent,
 }
 
-/// The agent's effective uid.
-pub fn agent_uid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
+/// The agent's effective uid (kept in [`safe_folder`], the floor below).
+pub use crate::store::safe_folder::agent_uid;
 
 fn open_error(path: &Path, e: Errno) -> UntrustedFileError {
     match e {
