@@ -11,7 +11,7 @@
 //! an older agent left them wider, and a folder whose code the agent would
 //! run is checked before anything in it is trusted.
 
-use crate::store::safe_folder::{self, FolderError};
+use crate::store::safe_folder::{self, FolderError, agent_uid};
 use rustix::fs::{Mode, OFlags};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
@@ -70,10 +70,6 @@ pub fn open_created(path: &Path) -> Result<OwnedFd, FolderError> {
         rustix::fs::fchmod(&readable, Mode::from_raw_mode(DIR_MODE)).map_err(io)?;
     }
     Ok(fd)
-}
-
-fn agent_uid() -> u32 {
-    rustix::process::geteuid().as_raw()
 }
 
 /// Whether `meta` is something only the agent (or root) can change.

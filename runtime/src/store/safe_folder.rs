@@ -64,10 +64,15 @@ impl From<FolderError> for std::io::Error {
     }
 }
 
+/// The agent's effective uid.
+pub fn agent_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// Whether a folder with this owner and mode can be changed only by root or
 /// the agent (so a link in it was put there by one of them).
 pub fn only_agent_or_root_writes(owner: u32, mode: u32) -> bool {
-    (owner == 0 || owner == crate::store::untrusted_file::agent_uid()) && mode & 0o022 == 0
+    (owner == 0 || owner == agent_uid()) && mode & 0o022 == 0
 }
 
 /// The name a file type is shown by in messages.

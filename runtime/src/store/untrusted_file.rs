@@ -74,10 +74,7 @@ pub enum Owner {
     Agent,
 }
 
-/// The agent's effective uid.
-pub fn agent_uid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
+pub use crate::store::safe_folder::agent_uid;
 
 fn open_error(path: &Path, e: Errno) -> UntrustedFileError {
     match e {
