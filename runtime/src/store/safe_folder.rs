@@ -64,8 +64,7 @@ impl From<FolderError> for std::io::Error {
     }
 }
 
-/// The agent's effective uid: what "the agent's own" means for a folder
-/// or a file.
+/// The agent's effective uid.
 pub fn agent_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }

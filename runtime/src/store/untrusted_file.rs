@@ -74,7 +74,6 @@ pub enum Owner {
     Agent,
 }
 
-/// The agent's effective uid (kept in [`safe_folder`], the floor below).
 pub use crate::store::safe_folder::agent_uid;
 
 fn open_error(path: &Path, e: Errno) -> UntrustedFileError {

@@ -36,7 +36,7 @@ fn a_linked_folder_in_a_shared_folder_is_refused_and_nothing_is_made_behind_it()
             "{} is a symbolic link in {}, a folder that other users than the agent can change (owner uid {}, mode 0775); links are not followed there",
             logs.display(),
             dir.path().display(),
-            super::agent_uid()
+            agent_uid()
         )
     );
     // Deeper, and with create: still refused, nothing made in the target.
