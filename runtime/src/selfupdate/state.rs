@@ -63,6 +63,24 @@ pub struct Trial {
     pub first_start: Option<BootInstant>,
 }
 
+#[cfg(test)]
+impl Trial {
+    /// A trial of `version` just staged by command `command_id`, for tests.
+    pub(crate) fn staged_by(command_id: &str, version: &str, previous_version: &str) -> Trial {
+        Trial {
+            version: version.to_owned(),
+            previous_version: previous_version.to_owned(),
+            command_id: command_id.to_owned(),
+            deployment_id: None,
+            attempts: 1,
+            started_at_ms: 0,
+            deadline_secs: 600,
+            last_error: None,
+            first_start: None,
+        }
+    }
+}
+
 /// A moment on this boot's clock: the kernel's boot id and the time since
 /// boot (`/proc/uptime`). A Pi has no battery-backed clock: its wall clock
 /// starts at boot from the last saved time and jumps when NTP answers, so

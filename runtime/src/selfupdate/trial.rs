@@ -477,17 +477,7 @@ mod tests {
     #[test]
     fn the_self_check_asks_for_a_component_with_the_agent_update_grant_not_a_name()
     -> Result<(), Box<dyn std::error::Error>> {
-        let trial = Trial {
-            version: super::super::own_version().to_owned(),
-            previous_version: "0.0.1".into(),
-            command_id: "u-7".into(),
-            deployment_id: None,
-            attempts: 1,
-            started_at_ms: 0,
-            deadline_secs: 600,
-            last_error: None,
-            first_start: None,
-        };
+        let trial = Trial::staged_by("u-7", &super::super::own_version(), "0.0.1");
         let state = AgentState {
             trial: Some(trial.clone()),
             ..AgentState::default()

@@ -292,6 +292,14 @@ mod tests {
         ))
     }
 
+    /// A site registered in its site.conf (kept while the test runs).
+    fn registered_site() -> Result<(tempfile::TempDir, Authentication), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let auth = authentication(&site_conf(dir.path(), "SITE_ID=s\nSITE_API_KEY=k\n")?)?;
+        Ok((dir, auth))
+    }
+
     #[test]
     fn credentials_are_read_again_at_every_connect() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
@@ -321,8 +329,7 @@ mod tests {
     #[test]
     fn refusals_back_off_up_to_six_times_and_an_acceptance_resets_them()
     -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let mut auth = authentication(&site_conf(dir.path(), "SITE_ID=s\nSITE_API_KEY=k\n")?)?;
+        let (_dir, mut auth) = registered_site()?;
         let (link, mut server) = test_peer::connected(25_000, 0);
         let refusal = [json!({"message": "Authentification échouée: Clé API invalide"})];
         for _ in 0..5 {
@@ -349,8 +356,7 @@ mod tests {
     #[test]
     fn the_session_number_counts_authentications_and_is_zero_while_down()
     -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let mut auth = authentication(&site_conf(dir.path(), "SITE_ID=s\nSITE_API_KEY=k\n")?)?;
+        let (_dir, mut auth) = registered_site()?;
         let shared = auth.session_no();
         assert!(!auth.disconnected(), "never authenticated");
         assert_eq!(auth.accepted(), 1);
@@ -365,8 +371,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silences_reconnect_and_a_ping_check_puts_the_next_one_off()
     -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let mut auth = authentication(&site_conf(dir.path(), "SITE_ID=s\nSITE_API_KEY=k\n")?)?;
+        let (_dir, mut auth) = registered_site()?;
         let (link, mut server) = test_peer::connected(25_000, 0);
         // Nothing awaited: never silent.
         let idle = tokio::time::timeout(Duration::from_secs(3600), auth.silence()).await;

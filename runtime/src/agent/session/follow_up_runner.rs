@@ -223,15 +223,23 @@ mod tests {
         ))
     }
 
-    #[tokio::test]
-    async fn a_reboot_runs_once_its_result_is_delivered_never_before()
-    -> Result<(), Box<dyn std::error::Error>> {
+    /// A state folder, a systemctl double's folder, and a runner over them
+    /// whose command `c-1` asked for a reboot (waiting `wait` at most).
+    fn asked_to_reboot(
+        wait: Duration,
+    ) -> Result<(tempfile::TempDir, tempfile::TempDir, FollowUpRunner), Box<dyn std::error::Error>>
+    {
         let state = tempfile::tempdir()?;
         let systemctl = tempfile::tempdir()?;
         let runner = runner(state.path(), double::fake(systemctl.path())?)?;
-        runner
-            .follow_ups
-            .add("c-1", Action::Reboot, Duration::from_secs(600))?;
+        runner.follow_ups.add("c-1", Action::Reboot, wait)?;
+        Ok((state, systemctl, runner))
+    }
+
+    #[tokio::test]
+    async fn a_reboot_runs_once_its_result_is_delivered_never_before()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (_state, systemctl, runner) = asked_to_reboot(Duration::from_secs(600))?;
         assert!(
             !runner.finished("c-1", true),
             "the agent records the result"
@@ -249,12 +257,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_command_drops_the_reboot_it_asked_for()
     -> Result<(), Box<dyn std::error::Error>> {
-        let state = tempfile::tempdir()?;
-        let systemctl = tempfile::tempdir()?;
-        let runner = runner(state.path(), double::fake(systemctl.path())?)?;
-        runner
-            .follow_ups
-            .add("c-1", Action::Reboot, Duration::ZERO)?;
+        let (state, systemctl, runner) = asked_to_reboot(Duration::ZERO)?;
         assert!(state.path().join(crate::follow_up::REBOOT_FILE).is_file());
         assert!(!runner.finished("c-1", false));
         assert!(!runner.waiting());
@@ -296,17 +299,7 @@ mod tests {
     async fn the_first_authentication_commits_a_trial_and_is_told_once()
     -> Result<(), Box<dyn std::error::Error>> {
         let state = tempfile::tempdir()?;
-        let trial = Trial {
-            version: "9.9.9".into(),
-            previous_version: "1.0.0".into(),
-            command_id: "u-1".into(),
-            deployment_id: None,
-            attempts: 1,
-            started_at_ms: 0,
-            deadline_secs: 600,
-            last_error: None,
-            first_start: None,
-        };
+        let trial = Trial::staged_by("u-1", "9.9.9", "1.0.0");
         let agent_dir = crate::selfupdate::agent_dir(state.path());
         AgentState {
             trial: Some(trial.clone()),

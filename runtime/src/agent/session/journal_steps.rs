@@ -93,3 +93,104 @@ pub(super) fn final_outcome(journal: &Journal, id: &str) -> Option<Outcome> {
         None => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refusal() -> Outcome {
+        Outcome::Error {
+            error: "Command too large".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_refused_command_is_recorded_once_and_its_copies_get_the_same_answer()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let journal = Journal::open(&dir.path().join("journal"))?;
+        assert_eq!(
+            refuse_once(&journal, "c-1", "deploy_video", refusal()),
+            Some(refusal())
+        );
+        // Recorded on disk: a reopened journal has it, and a re-sent copy
+        // gets it whatever this copy would have been refused for.
+        let journal = Journal::open(&dir.path().join("journal"))?;
+        assert_eq!(journal.outcome("c-1"), Some(refusal()));
+        let other = Outcome::Error {
+            error: "undecodable".to_owned(),
+        };
+        assert_eq!(
+            refuse_once(&journal, "c-1", "deploy_video", other),
+            Some(refusal())
+        );
+        // A copy of a command that runs: nothing to send yet.
+        journal.admit("c-2", "deploy_video")?;
+        assert_eq!(
+            refuse_once(&journal, "c-2", "deploy_video", refusal()),
+            None
+        );
+        assert_eq!(journal.outcome("c-2"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn only_a_final_outcome_settles_a_kept_command() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let journal = Journal::open(&dir.path().join("journal"))?;
+        assert_eq!(final_outcome(&journal, "u-0"), None, "never seen");
+        let cases = [
+            (
+                "u-1",
+                Outcome::Error {
+                    error: crate::journal::INTERRUPTED.to_owned(),
+                },
+                false,
+            ),
+            (
+                "u-2",
+                Outcome::Success {
+                    result: json!({"scheduled": true}),
+                },
+                false,
+            ),
+            (
+                "u-3",
+                Outcome::Success {
+                    result: json!({"version": "2.0.0"}),
+                },
+                true,
+            ),
+            (
+                "u-4",
+                Outcome::Error {
+                    error: "rolled back".to_owned(),
+                },
+                true,
+            ),
+        ];
+        for (id, outcome, _) in &cases {
+            journal.admit(id, "update_software")?;
+            journal.complete(id, outcome.clone())?;
+        }
+        for (id, outcome, is_final) in cases {
+            assert_eq!(
+                final_outcome(&journal, id),
+                is_final.then_some(outcome),
+                "{id}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn data_is_taken_out_of_its_command() {
+        assert_eq!(
+            data_of(json!({"id": "c", "type": "t", "data": {"a": 1}})),
+            json!({"a": 1})
+        );
+        assert_eq!(data_of(json!({"id": "c"})), Value::Null);
+        assert_eq!(data_of(json!("not an object")), Value::Null);
+    }
+}
