@@ -23,6 +23,8 @@ pub(super) const BOOT_LIMIT: Duration = Duration::from_secs(600);
 pub(super) const AUTH_LIMIT: Duration = Duration::from_secs(300);
 /// How long a result may take to arrive after the agent authenticated.
 pub(super) const RESULT_LIMIT: Duration = Duration::from_secs(90);
+/// Where the control's command numbers (and so its videos' names) start.
+const CONTROL_NUMBERS: u64 = 1_000_000;
 /// How long the app's services may take to be active once the agent
 /// finished (they start with the boot; a rollback restarts them).
 const APP_SETTLE: Duration = Duration::from_secs(60);
@@ -80,7 +82,10 @@ impl Campaign {
             order,
             next: 0,
             control,
-            counter: 0,
+            // The control runs on the campaign's disk after it: its videos
+            // must have names the campaign never used, or its deploy would
+            // change nothing a lost flush could take away.
+            counter: if control { CONTROL_NUMBERS } else { 0 },
             sent: Vec::new(),
             config: Value::Null,
             known_configs: Vec::new(),
