@@ -23,6 +23,10 @@ pub(super) const BOOT_LIMIT: Duration = Duration::from_secs(600);
 pub(super) const AUTH_LIMIT: Duration = Duration::from_secs(300);
 /// How long a result may take to arrive after the agent authenticated.
 pub(super) const RESULT_LIMIT: Duration = Duration::from_secs(90);
+/// The narrowest window a command phase's cuts fall in.
+const MIN_WINDOW: Duration = Duration::from_secs(2);
+/// Where the control's command numbers (and so its videos' names) start.
+const CONTROL_NUMBERS: u64 = 1_000_000;
 /// How long the app's services may take to be active once the agent
 /// finished (they start with the boot; a rollback restarts them).
 const APP_SETTLE: Duration = Duration::from_secs(60);
@@ -80,7 +84,10 @@ impl Campaign {
             order,
             next: 0,
             control,
-            counter: 0,
+            // The control runs on the campaign's disk after it: its videos
+            // must have names the campaign never used, or its deploy would
+            // change nothing a lost flush could take away.
+            counter: if control { CONTROL_NUMBERS } else { 0 },
             sent: Vec::new(),
             config: Value::Null,
             known_configs: Vec::new(),
@@ -318,14 +325,18 @@ impl Campaign {
                 e.name == "command_result" && e.data["commandId"] == json!(cid) && e.at < cut_at
             });
             self.success_reported = result.is_some_and(|e| e.data["status"] == "success");
-            // Cuts should fall over the whole phase: widen the window to
-            // what the command took.
-            if let Some(r) = result {
-                let took = r.at.saturating_duration_since(sent_at).mul_f64(1.3);
-                let w = self.windows.entry(phase).or_insert(window);
-                if took > *w {
-                    *w = took;
+            // Cuts should fall over the whole phase: the window follows
+            // what the command was seen to take (with a margin, so some
+            // cuts land after the result), wider when it was still running
+            // at the window's end.
+            let w = self.windows.entry(phase).or_insert(window);
+            match result {
+                Some(r) => {
+                    let took = r.at.saturating_duration_since(sent_at).mul_f64(1.3);
+                    *w = took.max(MIN_WINDOW);
                 }
+                None if delay >= window.mul_f64(0.9) => *w = window.mul_f64(1.3),
+                None => {}
             }
         }
         Ok(cut_at)

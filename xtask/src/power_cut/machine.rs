@@ -302,3 +302,21 @@ fn is_zombie(pid: u32) -> bool {
         })
         .unwrap_or(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_boot_is_hung_after_two_stall_reports() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let console = dir.path().join("console-1.log");
+        assert!(!hung_at(&console), "no console yet");
+        let stall = "[   22.247994] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n";
+        std::fs::write(&console, format!("[    1.0] booting\n{stall}"))?;
+        assert!(!hung_at(&console), "one report may be a slow host");
+        std::fs::write(&console, format!("{stall}[   30.1] x\n{stall}"))?;
+        assert!(hung_at(&console));
+        Ok(())
+    }
+}

@@ -67,7 +67,7 @@ impl Phase {
             Phase::Idle => Duration::from_secs(15),
             Phase::DeployVideo => Duration::from_secs(8),
             Phase::DeleteVideo | Phase::UpdateConfig => Duration::from_secs(4),
-            Phase::UpdateSoftware => Duration::from_secs(40),
+            Phase::UpdateSoftware => Duration::from_secs(15),
             Phase::Restart => Duration::from_secs(35),
         }
     }

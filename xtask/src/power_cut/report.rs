@@ -25,7 +25,7 @@ pub fn report(
             continue;
         }
         out.push_str(&format!(
-            "  {:<14} {:>4} cuts, {:>3} violations\n",
+            "  {:<16} {:>4} cuts, {:>3} violations\n",
             phase.name(),
             s.cuts,
             s.violations
