@@ -10,7 +10,7 @@
 use neopro_e2e::Site;
 use neopro_e2e::fake_systemctl::FakeSystemctl;
 use neopro_e2e::http::{Fault, FileServer};
-use neopro_e2e::release::{Item, first_entry, sealed, snapshot, tar_gz};
+use neopro_e2e::release::{Item, first_entry, names_in, sealed, snapshot, tar_gz};
 use neopro_runtime::selfupdate::{own_arch, state::AgentState};
 use neopro_runtime::signing::manifest::{AGENT_KIND, APP_KIND, NAME};
 use neopro_runtime::store::hash::sha256_hex;
@@ -84,13 +84,7 @@ fn disk(
     Option<AgentState>,
     Vec<String>,
 ) {
-    let slots: Vec<String> = std::fs::read_dir(site.path("state/agent"))
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let slots = names_in(&site.path("state/agent"));
     let state = AgentState::load(&site.path("state/agent")).expect("readable agent state");
     (snapshot(&site.path("neopro"), &[]), state, slots)
 }

@@ -16,7 +16,7 @@ use neopro_e2e::central::Central;
 use neopro_e2e::fake_systemctl::FakeSystemctl;
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::process::{AgentProcess, agent_binary, wait_for};
-use neopro_e2e::release::{Item, snapshot, tar_gz};
+use neopro_e2e::release::{Item, names_in, snapshot, tar_gz};
 use neopro_runtime::selfupdate::{own_arch, state::AgentState};
 use neopro_runtime::store::hash::sha256_hex;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -131,13 +131,7 @@ fn unsigned_foreign_or_older_agent_releases_are_refused_by_name_and_change_nothi
     );
     assert_eq!(snapshot(&site.path("neopro"), &[]), before, "app untouched");
     assert_eq!(agent_state(&site), None, "no trial written");
-    let slots: Vec<String> = std::fs::read_dir(site.path("state/agent"))
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let slots = names_in(&site.path("state/agent"));
     assert!(slots.is_empty(), "no slot left: {slots:?}");
     assert!(
         !site.path("state/staging/update").exists(),

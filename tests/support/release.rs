@@ -45,6 +45,18 @@ pub fn tar_gz(items: &[Item]) -> Vec<u8> {
     gz.finish().expect("gzip")
 }
 
+/// The names in a folder (none when it is missing): the agent's slots and
+/// state files under `STATE_PATH/agent`, say.
+pub fn names_in(folder: &Path) -> Vec<String> {
+    std::fs::read_dir(folder)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Every path under `root` (except the top-level names in `except`) with its
 /// content: file bytes, `-> target` for links, `<dir>` for folders.
 pub fn snapshot(root: &Path, except: &[&str]) -> BTreeMap<String, Vec<u8>> {

@@ -45,19 +45,14 @@ fn entries_of(archive: &Path) -> Result<Vec<Entry>, EmbedError> {
         path: path.clone(),
         source,
     };
-    let file = std::fs::File::open(archive).map_err(read)?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    let mut tar = open_archive(archive).map_err(read)?;
     let mut out: Vec<Entry> = Vec::new();
     let mut names = std::collections::HashSet::new();
     for entry in tar.entries().map_err(read)? {
         let mut entry = entry.map_err(read)?;
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
-        ) {
+        let Some(kind) = release_entry_type(&entry) else {
             continue;
-        }
+        };
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(name) = manifest::entry_name(&raw) else {
             if raw.trim_start_matches("./").is_empty() || raw == "." {
@@ -181,20 +176,13 @@ pub fn seal(
     builder
         .append_data(&mut header, manifest::NAME, sealed.as_slice())
         .map_err(write)?;
-    let source = std::fs::File::open(input).map_err(read)?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(
-        source,
-    )));
+    let mut tar = open_archive(input).map_err(read)?;
     let mut first = true;
     for entry in tar.entries().map_err(read)? {
         let mut entry = entry.map_err(read)?;
-        let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
-        ) {
+        let Some(kind) = release_entry_type(&entry) else {
             continue;
-        }
+        };
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(name) = manifest::entry_name(&raw) else {
             continue;
@@ -227,4 +215,25 @@ pub fn seal(
     drop(file);
     std::fs::rename(&temp, output).map_err(write)?;
     Ok(())
+}
+
+/// A `.tar.gz` release opened for reading, entry by entry.
+type Archive = tar::Archive<flate2::read::GzDecoder<std::io::BufReader<std::fs::File>>>;
+
+fn open_archive(path: &Path) -> std::io::Result<Archive> {
+    let file = std::fs::File::open(path)?;
+    Ok(tar::Archive::new(flate2::read::GzDecoder::new(
+        std::io::BufReader::new(file),
+    )))
+}
+
+/// An entry's type, or `None` for a pax header: it describes the next
+/// entry and is not part of the release.
+fn release_entry_type<R: std::io::Read>(entry: &tar::Entry<'_, R>) -> Option<tar::EntryType> {
+    let kind = entry.header().entry_type();
+    (!matches!(
+        kind,
+        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+    ))
+    .then_some(kind)
 }
