@@ -296,6 +296,42 @@ fn delete_video_removes_the_file_and_its_entries() {
     );
 }
 
+/// The entries go before the file (a power cut between the two must never
+/// leave the TV a configuration naming a missing video; the power-cut rig
+/// found that order reversed): here the configuration cannot be written, a
+/// link where configuration.json should be, and the video stays.
+#[test]
+fn delete_video_keeps_the_file_when_its_entries_cannot_be_removed() {
+    let site = Site::new();
+    site.write("neopro/elsewhere/configuration.json", &video_config().to_string());
+    std::os::unix::fs::symlink(
+        site.path("neopro/elsewhere/configuration.json"),
+        site.path(CONFIG),
+    )
+    .expect("link");
+    site.write("neopro/videos/Match/but.mp4", "video bytes");
+    let (kind, message) = error_of(site.run(
+        "delete-video",
+        json!({"filename": "but.mp4", "category": "Match"}),
+    ));
+    assert_eq!(kind, "not-permitted");
+    assert!(
+        message.ends_with(
+            "/neopro/webapp/configuration.json is a symbolic link; links are not followed \
+             there (someone else can write that folder)"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(site.path("neopro/videos/Match/but.mp4")).expect("video"),
+        b"video bytes"
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.path("neopro/elsewhere/configuration.json")).expect("config"),
+        video_config().to_string()
+    );
+}
+
 #[test]
 fn deleting_a_missing_file_still_removes_the_stale_entry() {
     let site = Site::new();

@@ -269,8 +269,16 @@ async fn run() -> anyhow::Result<bool> {
                         .old_agent
                         .clone()
                         .unwrap_or_else(|| PathBuf::from("tests/system/old-agent"));
-                    scenarios::migration::run(&ctx, &report, args.bundles.as_deref(), &old_agent)
-                        .await
+                    let every_case = args.arch == host_arch
+                        || scenarios::MIGRATION_EVERY_CASE.contains(&args.arch.as_str());
+                    scenarios::migration::run(
+                        &ctx,
+                        &report,
+                        args.bundles.as_deref(),
+                        &old_agent,
+                        every_case,
+                    )
+                    .await
                 }
                 _ => {}
             }

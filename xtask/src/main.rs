@@ -15,13 +15,14 @@
 //! - `card-writes [idle-secs]`: `build`, then what the agent writes to the
 //!   card, idle (at the real server's rates) and per command
 //!   (RSS in each state, fsyncs per command; a soak when given minutes)
-//! - `package [--target <triple>]...`: guests + release host →
+//! - `package [--target <triple>]... | --dev`: guests + release host →
 //!   `dist/neopro-runtime_<version>_<arch>.deb`, checked, smoke-tested
+//!   (`--dev`: this machine's dev build, as `system-test --dev` installs it)
 //! - `fuzz [seconds] [seed-hex]`: each fuzz target of
 //!   `runtime/tests/fuzz.rs` for that long (default 60), seeded
 //! - `floors`: the agent's folders by floor; fails when one imports a folder
 //!   above it (`floors.rs`, also a unit test)
-//! - `system-test [--arch A] [--scenario NAME]`: that package on a booted
+//! - `system-test [--arch A]... [--scenario NAME]`: that package on a booted
 //!   Debian under systemd-nspawn (see `system_test/`)
 //! - `power-cut [--cuts N] [--seed S] [--phase P]`: real power cuts of
 //!   the package on an emulated box, invariants checked after each (see
@@ -401,12 +402,14 @@ fn fuzz(root: &Path) -> anyhow::Result<()> {
     // features (and the build) are the test suite's, reused; `-p
     // neopro-runtime` alone resolves other features and compiled the agent
     // and half its dependencies again (3 min in CI).
+    // Two targets at a time: each is one thread and gets its whole budget
+    // on a core of its own (CI's two), so four take two budgets of wall time.
     cmd.current_dir(root).env("NEOPRO_FUZZ_SECS", &secs).args([
         "test",
         "--test",
         "fuzz",
         "--",
-        "--test-threads=1",
+        "--test-threads=2",
         "--nocapture",
     ]);
     if let Some(seed) = std::env::args().nth(3) {
@@ -501,7 +504,13 @@ fn bench_memory(root: &Path) -> anyhow::Result<()> {
 /// single-threaded, then run side by side on the machine's cores.
 fn package(root: &Path) -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(2).collect();
-    let triples = parse_targets(&args)?;
+    let PackageArgs { triples, dev } = parse_package_args(&args)?;
+    if dev {
+        // The suite's dev build packaged for this machine: what the amd64
+        // system test and the power-cut rig install while iterating, and in
+        // CI (the release `.deb`s are the Pis').
+        return build_package(root, None, Profile::Dev).map(|_| ());
+    }
     if triples.len() > 1 {
         let mut cmd = cargo();
         cmd.current_dir(root)
@@ -530,18 +539,29 @@ fn package(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--target <triple>`, repeatable.
-fn parse_targets(args: &[String]) -> anyhow::Result<Vec<String>> {
-    let usage = "usage: cargo xtask package [--target <triple>]...";
-    let mut triples = Vec::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        match (flag.as_str(), it.next()) {
-            ("--target", Some(t)) => triples.push(t.clone()),
+struct PackageArgs {
+    triples: Vec<String>,
+    dev: bool,
+}
+
+/// `--target <triple>` (repeatable) or `--dev` (this machine's dev build).
+fn parse_package_args(args: &[String]) -> anyhow::Result<PackageArgs> {
+    let usage = "usage: cargo xtask package [--target <triple>]... | --dev";
+    let mut parsed = PackageArgs {
+        triples: Vec::new(),
+        dev: false,
+    };
+    for (flag, value) in task_args::flags(args, &["--dev"], usage)? {
+        match (flag, value) {
+            ("--target", Some(t)) => parsed.triples.push(t.to_owned()),
+            ("--dev", None) => parsed.dev = true,
             _ => bail!("{usage}"),
         }
     }
-    Ok(triples)
+    if parsed.dev && !parsed.triples.is_empty() {
+        bail!("--dev packages this machine's dev build; --target is for release builds ({usage})");
+    }
+    Ok(parsed)
 }
 
 /// Whether `triple` is this machine's (its binary runs here).

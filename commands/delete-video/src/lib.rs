@@ -1,5 +1,5 @@
-//! `delete_video` (protocol notes §2.3): removes exactly one file under the
-//! videos root, then every configuration and sponsors entry pointing to it.
+//! `delete_video` (protocol notes §2.3): removes every configuration and
+//! sponsors entry pointing to one file under the videos root, then the file.
 //! Unlike upstream: names are checked (no `/`, no `..`), a directory is never
 //! removed, and a file already gone still has its stale entries removed.
 
@@ -95,14 +95,15 @@ impl Command for DeleteVideo {
                     "{path} is a directory; delete_video removes single files only"
                 )));
             }
-            Ok(_) => {
-                files::remove_file(Root::Videos, &rel)?;
-                true
-            }
+            Ok(_) => true,
             Err(e) if e.is_not_found() => false,
             Err(e) => return Err(e),
         };
 
+        // The entries first, then the file: a power cut or a failed write
+        // between the two leaves a file no entry names (removed when the
+        // command is sent again), never an entry naming a missing video,
+        // which the TV would try to play.
         let mut removed = 0;
         if let Some(mut current) = config_store::read()?
             && remove_entries(&mut current, &data, &path) > 0
@@ -117,6 +118,14 @@ impl Command for DeleteVideo {
                 written.config_hash
             );
             local_app::notify("config_updated", None);
+        }
+        if existed {
+            files::remove_file(Root::Videos, &rel).map_err(|e| {
+                Error::io(format!(
+                    "{removed} configuration entries removed, but {path} could not be removed: {}",
+                    e.message()
+                ))
+            })?;
         }
         let mut result = json!({ "success": true, "path": path, "removedEntries": removed });
         if !existed {

@@ -1,12 +1,18 @@
-//! `cargo xtask system-test [--arch amd64|arm64] [--scenario NAME]`: the
-//! agent's `.deb` installed on a booted Debian bookworm (real systemd, dbus,
-//! polkitd, journald) shaped like a Raspberry Pi box, under systemd-nspawn,
-//! against a test central on the host's 127.0.0.1.
+//! `cargo xtask system-test [--arch amd64|arm64|armhf]... [--scenario NAME]`:
+//! the agent's `.deb` installed on a booted Debian bookworm (real systemd,
+//! dbus, polkitd, journald) shaped like a Raspberry Pi box, under
+//! systemd-nspawn, against a test central on the host's 127.0.0.1.
 //!
 //! This task builds the packages and the cached root filesystem; the boot,
 //! the central and the scenarios are the `system-test` binary of the e2e
 //! crate (`tests/system/`), which shares the test central with the other
 //! end-to-end tests.
+//!
+//! Several `--arch` run side by side once their packages are built: each
+//! box is its own container, cgroup, work folder and test central, and the
+//! emulated ones mostly wait (on qemu-user, on the Node.js agent, on
+//! deadlines), so two of them take little longer than the slower one. Each
+//! runner's output goes to `WORK/runner.log`, printed whole when it ends.
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -25,7 +31,8 @@ pub fn triple_of(arch: &str) -> anyhow::Result<&'static str> {
 }
 
 struct Args {
-    arch: String,
+    /// In the order given; the host's architecture when none is.
+    archs: Vec<String>,
     scenarios: Vec<String>,
     /// Only build (or check) the cached root filesystem.
     rootfs_only: bool,
@@ -34,11 +41,11 @@ struct Args {
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let usage = "usage: cargo xtask system-test [--arch amd64|arm64|armhf] [--scenario NAME]... \
+    let usage = "usage: cargo xtask system-test [--arch amd64|arm64|armhf]... [--scenario NAME]... \
                  [--rootfs-only] [--dev]";
     let host = super::package::deb_arch(&format!("{}-unknown-linux-gnu", std::env::consts::ARCH))?;
     let mut parsed = Args {
-        arch: host.to_owned(),
+        archs: Vec::new(),
         scenarios: Vec::new(),
         rootfs_only: false,
         dev: false,
@@ -47,12 +54,20 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         match (flag, value) {
             ("--rootfs-only", _) => parsed.rootfs_only = true,
             ("--dev", _) => parsed.dev = true,
-            ("--arch", Some(v)) => parsed.arch = v.to_owned(),
+            ("--arch", Some(v)) if !parsed.archs.iter().any(|a| a == v) => {
+                parsed.archs.push(v.to_owned())
+            }
+            ("--arch", Some(v)) => bail!("--arch {v} given twice"),
             ("--scenario", Some(v)) => parsed.scenarios.push(v.to_owned()),
             _ => bail!("{usage}"),
         }
     }
-    triple_of(&parsed.arch)?;
+    if parsed.archs.is_empty() {
+        parsed.archs.push(host.to_owned());
+    }
+    for arch in &parsed.archs {
+        triple_of(arch)?;
+    }
     Ok(parsed)
 }
 
@@ -142,28 +157,63 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let args = parse(args)?;
     let host = super::package::deb_arch(&format!("{}-unknown-linux-gnu", std::env::consts::ARCH))?;
     super::task_args::require_root("system-test", "systemd-nspawn, nsenter, mmdebstrap")?;
-    rootfs::check_host(&args.arch, host)?;
-    if args.rootfs_only {
-        return rootfs::ensure(&args.arch, host).map(|_| ());
+    for arch in &args.archs {
+        rootfs::check_host(arch, host)?;
     }
+    if args.rootfs_only {
+        for arch in &args.archs {
+            rootfs::ensure(arch, host)?;
+        }
+        return Ok(());
+    }
+    // The stand-in of the Node.js agent with its socket.io client, for the
+    // migration group: installed once, before any runner reads it.
+    let old_agent = root.join("tests/system/old-agent");
+    super::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&old_agent),
+    )?;
+    let mut runners = Vec::new();
+    for arch in &args.archs {
+        runners.push(prepare(root, &args, arch, host, &old_agent)?);
+    }
+    match runners.as_mut_slice() {
+        [one] => super::run(&mut one.cmd),
+        _ => side_by_side(runners),
+    }
+}
+
+/// One architecture's runner, ready to start.
+struct Runner {
+    arch: String,
+    work: PathBuf,
+    cmd: Command,
+}
+
+/// Builds the packages, the bundles and the root filesystem for `arch`; the
+/// returned command runs its scenarios.
+fn prepare(
+    root: &Path,
+    args: &Args,
+    arch: &str,
+    host: &str,
+    old_agent: &Path,
+) -> anyhow::Result<Runner> {
     let started = std::time::Instant::now();
-    let triple = triple_of(&args.arch)?;
+    let triple = triple_of(arch)?;
     let profile = if args.dev {
         super::Profile::Dev
     } else {
         super::Profile::Release
     };
-    let deb = super::build_package(
-        root,
-        (args.arch != host).then(|| triple.to_owned()),
-        profile,
-    )?;
-    let work = super::target_dir(root).join("system-test").join(&args.arch);
+    let deb = super::build_package(root, (arch != host).then(|| triple.to_owned()), profile)?;
+    let work = super::target_dir(root).join("system-test").join(arch);
     std::fs::create_dir_all(&work)?;
     let next = next_version_deb(&deb, &work)?;
-    let cached = rootfs::ensure(&args.arch, host)?;
+    let cached = rootfs::ensure(arch, host)?;
     eprintln!(
-        "packages and root filesystem ready in {:.0} s",
+        "{arch}: packages and root filesystem ready in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     // The runner is a binary of the e2e crate, built by `cargo test
@@ -173,7 +223,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let mut cmd = Command::new(super::target_dir(root).join("debug/system-test"));
     cmd.current_dir(root)
         .arg("--arch")
-        .arg(&args.arch)
+        .arg(arch)
         .arg("--deb")
         .arg(&deb)
         .arg("--next-deb")
@@ -182,28 +232,61 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .arg(&cached)
         .arg("--work")
         .arg(&work);
-    {
-        // The migration group: the bundles the Node.js agent installs, and
-        // the stand-in of that agent with its socket.io client.
-        let bundles = migration_bundles(&work, &deb, &next, &args.arch)?;
-        let old_agent = root.join("tests/system/old-agent");
-        super::run(
-            Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&old_agent),
-        )?;
-        cmd.arg("--bundles")
-            .arg(&bundles)
-            .arg("--old-agent")
-            .arg(&old_agent);
-    }
+    // The migration group: the bundles the Node.js agent installs.
+    let bundles = migration_bundles(&work, &deb, &next, arch)?;
+    cmd.arg("--bundles")
+        .arg(&bundles)
+        .arg("--old-agent")
+        .arg(old_agent);
     if args.dev {
         cmd.arg("--dev-build");
     }
     for s in &args.scenarios {
         cmd.arg("--scenario").arg(s);
     }
-    super::run(&mut cmd)
+    Ok(Runner {
+        arch: arch.to_owned(),
+        work,
+        cmd,
+    })
+}
+
+/// Starts every runner at once, each writing to `WORK/runner.log`; waits for
+/// all, prints each log whole in the order given, and fails naming every
+/// architecture whose runner failed.
+fn side_by_side(runners: Vec<Runner>) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut running = Vec::new();
+    for mut r in runners {
+        let log_path = r.work.join("runner.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        r.cmd.stdout(log.try_clone()?).stderr(log);
+        eprintln!("+ {:?} > {}", r.cmd, log_path.display());
+        let child = r
+            .cmd
+            .spawn()
+            .with_context(|| format!("cannot start {:?}", r.cmd))?;
+        running.push((r.arch, log_path, child));
+    }
+    let mut failed = Vec::new();
+    for (arch, log_path, mut child) in running {
+        let status = child.wait()?;
+        let output = std::fs::read_to_string(&log_path).unwrap_or_else(|e| {
+            format!("(cannot read {}: {e})", log_path.display())
+        });
+        eprintln!(
+            "=== system test {arch}: {status}, ended {:.0} s after the start; its output:\n{output}",
+            started.elapsed().as_secs_f64()
+        );
+        if !status.success() {
+            failed.push(arch);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("system test failed on {}", failed.join(", "));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -218,9 +301,14 @@ mod tests {
             "--scenario".into(),
             "reboot".into(),
         ])?;
-        assert_eq!(a.arch, "arm64");
+        assert_eq!(a.archs, ["arm64"]);
         assert_eq!(a.scenarios, ["reboot"]);
         assert!(parse(&["--arch".into(), "sparc".into()]).is_err());
+        let both = parse(&["--arch", "arm64", "--arch", "armhf"].map(String::from))?;
+        assert_eq!(both.archs, ["arm64", "armhf"]);
+        let twice = parse(&["--arch", "arm64", "--arch", "arm64"].map(String::from));
+        assert!(twice.is_err_and(|e| e.to_string() == "--arch arm64 given twice"));
+        assert_eq!(parse(&[])?.archs.len(), 1);
         assert!(parse(&["--arch".into()]).is_err());
         assert_eq!(triple_of("armhf")?, "armv7-unknown-linux-gnueabihf");
         Ok(())
