@@ -303,7 +303,10 @@ fn delete_video_removes_the_file_and_its_entries() {
 #[test]
 fn delete_video_keeps_the_file_when_its_entries_cannot_be_removed() {
     let site = Site::new();
-    site.write("neopro/elsewhere/configuration.json", &video_config().to_string());
+    site.write(
+        "neopro/elsewhere/configuration.json",
+        &video_config().to_string(),
+    );
     std::os::unix::fs::symlink(
         site.path("neopro/elsewhere/configuration.json"),
         site.path(CONFIG),

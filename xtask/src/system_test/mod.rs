@@ -272,9 +272,8 @@ fn side_by_side(runners: Vec<Runner>) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for (arch, log_path, mut child) in running {
         let status = child.wait()?;
-        let output = std::fs::read_to_string(&log_path).unwrap_or_else(|e| {
-            format!("(cannot read {}: {e})", log_path.display())
-        });
+        let output = std::fs::read_to_string(&log_path)
+            .unwrap_or_else(|e| format!("(cannot read {}: {e})", log_path.display()));
         eprintln!(
             "=== system test {arch}: {status}, ended {:.0} s after the start; its output:\n{output}",
             started.elapsed().as_secs_f64()
