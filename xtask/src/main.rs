@@ -381,20 +381,24 @@ fn test(root: &Path) -> anyhow::Result<()> {
         .current_dir(root)
         .env("NEOPRO_TEST_COMPONENTS", &test_dir)
         .args(["test"]))?;
-    // Unit tests of the SDK and inside the built-in components (pure logic,
-    // run natively).
+    run(&mut guest_unit_tests(root)?)
+}
+
+/// `cargo test` of the unit tests of the SDK and inside the built-in
+/// components (pure logic, run natively; their host build of wit-bindgen is
+/// the suite's only one, 90 s cold).
+fn guest_unit_tests(root: &Path) -> anyhow::Result<Command> {
     let mut unit = cargo();
     unit.current_dir(root)
         .args(["test", "-p", "neopro-guest-sdk"]);
     for g in find_guests(root)?.iter().filter(|g| g.builtin) {
         unit.args(["-p", &g.package]);
     }
-    run(&mut unit)
+    Ok(unit)
 }
 
 /// The stable-toolchain fuzz targets (proptest-driven, seeded, time
-/// bounded): `cargo xtask fuzz [seconds per target] [seed hex]`. The targets
-/// run one after the other so each gets the machine for its whole budget.
+/// bounded): `cargo xtask fuzz [seconds per target] [seed hex]`.
 fn fuzz(root: &Path) -> anyhow::Result<()> {
     let secs = std::env::args().nth(2).unwrap_or_else(|| "60".to_owned());
     let mut cmd = cargo();
@@ -868,6 +872,9 @@ fn rustup_has_target(triple: &str) -> bool {
 fn demo(root: &Path) -> anyhow::Result<()> {
     let (builtin, test_dir) = guests(root)?;
     dev_build(root)?;
+    // The rest of the test command's build (the README runs the demo first:
+    // the test command after it only runs tests).
+    run(guest_unit_tests(root)?.arg("--no-run"))?;
     let debug = target_dir(root).join("debug");
     run(Command::new(debug.join("demo-central"))
         .current_dir(root)

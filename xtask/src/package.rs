@@ -342,10 +342,23 @@ pub fn stage(inputs: &Inputs, readme: &Path, stage: &Path) -> anyhow::Result<()>
 
 /// `dpkg-deb --build`, files owned by root whoever builds.
 pub fn build_deb(stage: &Path, deb: &Path) -> anyhow::Result<()> {
+    build_deb_with(stage, deb, &[])
+}
+
+/// [`build_deb`] with gzip at its fastest level instead of dpkg's xz: for
+/// the copies a test derives from a package (another version, another
+/// architecture), whose compression nothing tests (7.5 s → 0.3 s for the
+/// armhf package on this machine).
+pub fn build_test_deb(stage: &Path, deb: &Path) -> anyhow::Result<()> {
+    build_deb_with(stage, deb, &["-Zgzip", "-z1"])
+}
+
+fn build_deb_with(stage: &Path, deb: &Path, compression: &[&str]) -> anyhow::Result<()> {
     if let Some(parent) = deb.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let out = Command::new("dpkg-deb")
+        .args(compression)
         .args(["--build", "--root-owner-group"])
         .arg(stage)
         .arg(deb)

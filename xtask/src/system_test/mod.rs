@@ -122,7 +122,7 @@ fn rebuilt_deb(
     let arch = arch.context("the package has no Architecture field")?;
     std::fs::write(&control_path, next)?;
     let out = work.join(format!("{}_{version}_{arch}.deb", super::package::PACKAGE));
-    super::package::build_deb(&tree, &out)?;
+    super::package::build_test_deb(&tree, &out)?;
     std::fs::remove_dir_all(&tree)?;
     Ok(out)
 }
