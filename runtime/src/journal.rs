@@ -143,7 +143,8 @@ struct Meta {
     /// The session its closing progress event (kept in the file) went out
     /// on: not persisted, so after a restart it always goes again.
     final_sent_in: Option<u64>,
-    /// A read-only command's outcome, kept in the runtime folder.
+    /// A read-only command's outcome (never admitted): kept in the runtime
+    /// folder when there is one, forgotten once delivered.
     volatile: bool,
 }
 
@@ -546,13 +547,9 @@ impl Journal {
             source: std::io::Error::other(e),
         })?;
         let name = file_name(&entry.id);
-        let volatile = match (kept, &self.volatile) {
-            (Kept::Volatile, Some(dir)) => Some(dir),
-            _ => None,
-        };
-        let written = match (kept, volatile) {
+        let written = match (kept, &self.volatile) {
             (Kept::Durable, _) => atomic::write_private(&self.dir, Path::new(&name), &bytes),
-            (_, Some(dir)) => atomic::write_unsynced(dir, &name, &bytes),
+            (Kept::Volatile, Some(dir)) => atomic::write_unsynced(dir, &name, &bytes),
             _ => atomic::write_unsynced(&self.dir, &name, &bytes),
         };
         written.map_err(|source| JournalError::Write {
@@ -563,7 +560,7 @@ impl Journal {
         let size = bytes.len() as u64;
         if let Some(old) = state
             .entries
-            .insert(entry.id.clone(), Meta::of(entry, size, volatile.is_some()))
+            .insert(entry.id.clone(), Meta::of(entry, size, kept == Kept::Volatile))
         {
             state.bytes = state.bytes.saturating_sub(old.bytes);
         }
