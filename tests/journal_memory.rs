@@ -113,7 +113,9 @@ fn a_state_changing_command_costs_three_fsyncs_and_a_read_only_one_none()
 }
 
 /// Every file under `dir` with its size and modification time.
-fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<String, (u64, std::time::SystemTime)> {
+fn files_under(
+    dir: &std::path::Path,
+) -> std::collections::BTreeMap<String, (u64, std::time::SystemTime)> {
     let mut found = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if let Ok(meta) = entry.metadata() {
@@ -144,7 +146,11 @@ fn a_read_only_command_writes_nothing_to_the_card_and_survives_an_agent_restart(
         journal.complete("r-1", logs.clone())?;
         journal.complete("r-2", logs.clone())?;
         journal.mark_delivered("r-2")?;
-        assert_eq!(files_under(&journal_dir), card_before, "nothing on the card");
+        assert_eq!(
+            files_under(&journal_dir),
+            card_before,
+            "nothing on the card"
+        );
         assert_eq!(
             files_under(&runtime_dir).keys().collect::<Vec<_>>(),
             ["r-1.json"],
@@ -155,7 +161,10 @@ fn a_read_only_command_writes_nothing_to_the_card_and_survives_an_agent_restart(
     // The agent restarts (the unit keeps its runtime folder): the
     // undelivered result is sent again, the delivered one is not.
     let journal = Journal::open(&journal_dir)?.keep_read_only_in(&runtime_dir);
-    assert_eq!(journal.undelivered(), vec![("r-1".to_owned(), logs.clone())]);
+    assert_eq!(
+        journal.undelivered(),
+        vec![("r-1".to_owned(), logs.clone())]
+    );
     // A re-delivered copy gets the same answer.
     assert_eq!(journal.get("r-1").and_then(|e| e.outcome), Some(logs));
     journal.mark_delivered("r-1")?;

@@ -537,7 +537,14 @@ impl Journal {
     /// Writes an entry's file (flushed to disk when `durable`) and its
     /// memory record.
     fn persist_with(&self, entry: &Entry, durable: bool) -> Result<(), JournalError> {
-        self.persist_to(entry, if durable { Kept::Durable } else { Kept::Unsynced })
+        self.persist_to(
+            entry,
+            if durable {
+                Kept::Durable
+            } else {
+                Kept::Unsynced
+            },
+        )
     }
 
     /// Writes an entry's file where `kept` says, and its memory record.
@@ -558,10 +565,10 @@ impl Journal {
         })?;
         let mut state = self.lock();
         let size = bytes.len() as u64;
-        if let Some(old) = state
-            .entries
-            .insert(entry.id.clone(), Meta::of(entry, size, kept == Kept::Volatile))
-        {
+        if let Some(old) = state.entries.insert(
+            entry.id.clone(),
+            Meta::of(entry, size, kept == Kept::Volatile),
+        ) {
             state.bytes = state.bytes.saturating_sub(old.bytes);
         }
         state.bytes = state.bytes.saturating_add(size);

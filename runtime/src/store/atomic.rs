@@ -352,7 +352,11 @@ mod tests {
         rename(&dir, Path::new("VERSION.tmp"), Path::new("VERSION"))?;
         assert_eq!(
             taken_trace(),
-            ["flush VERSION.tmp", "rename VERSION.tmp -> VERSION", "flush folder ."]
+            [
+                "flush VERSION.tmp",
+                "rename VERSION.tmp -> VERSION",
+                "flush folder ."
+            ]
         );
         assert_eq!(std::fs::read_to_string(t.path().join("VERSION"))?, "2.0.0");
         // A folder swapped in from another folder: both folders flushed.

@@ -4,12 +4,12 @@
 use super::app_release::{self, AppRelease};
 use super::central::Central;
 use super::checks::{self, Expect, InFlight, Violation};
-use super::{agent_slot, jobs};
 use super::machine::Machine;
 use super::phases::{self, Phase};
 use super::qga::Qga;
 use super::rng::Rng;
 use super::snapshot::{self, Snapshot};
+use super::{agent_slot, jobs};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

@@ -153,19 +153,29 @@ pub fn analytics_kept(
     }
     let (kept, mut out) = on_box(qga).context("the plays left on the box")?;
     // Sent meanwhile?
-    let sent = at_central(&central.events());
-    missing.retain(|m| !sent.contains(m) && !kept.contains(m));
-    if !missing.is_empty() {
-        out.push(Violation {
-            check: "analytics-kept",
-            detail: format!(
-                "{} buffered play(s) neither at the central nor on the box: {}",
-                missing.len(),
-                missing.iter().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        });
-    }
+    out.extend(lost(&missing, &at_central(&central.events()), &kept));
     Ok(out)
+}
+
+/// The plays of `buffered` neither `sent` nor `kept`, as a violation.
+fn lost(
+    buffered: &BTreeSet<String>,
+    sent: &BTreeSet<String>,
+    kept: &BTreeSet<String>,
+) -> Option<Violation> {
+    let gone: Vec<String> = buffered
+        .iter()
+        .filter(|m| !sent.contains(*m) && !kept.contains(*m))
+        .cloned()
+        .collect();
+    (!gone.is_empty()).then(|| Violation {
+        check: "analytics-kept",
+        detail: format!(
+            "{} buffered play(s) neither at the central nor on the box: {}",
+            gone.len(),
+            gone.join(", ")
+        ),
+    })
 }
 
 /// `logs-whole`: after the agent started, `LOG_PATH` is a regular file,
@@ -189,13 +199,15 @@ pub fn logs_whole(snap: &Snapshot) -> Vec<Violation> {
                 None
             }
             "" => Some(format!("{} is not a regular file ({})", e.path, e.kind)),
-            _ if rest.starts_with(".refused-") => Some(format!(
-                "{} was moved aside as not the agent's log",
-                e.path
-            )),
+            _ if rest.starts_with(".refused-") => {
+                Some(format!("{} was moved aside as not the agent's log", e.path))
+            }
             _ => match rest.strip_prefix('.').and_then(|n| n.parse::<u32>().ok()) {
                 Some(n) if (1..LOG_FILES).contains(&n) => None,
-                Some(n) => Some(format!("{} is past the {LOG_FILES} files kept (.{n})", e.path)),
+                Some(n) => Some(format!(
+                    "{} is past the {LOG_FILES} files kept (.{n})",
+                    e.path
+                )),
                 None => None,
             },
         };
@@ -271,6 +283,21 @@ mod tests {
             socket: String::new(),
             data: json!({"site_id": "s", "plays": plays(3)}),
         }];
-        assert_eq!(at_central(&events).len(), PLAYS_PER_BUFFER as usize);
+        let sent = at_central(&events);
+        assert_eq!(sent.len(), PLAYS_PER_BUFFER as usize);
+        // Buffer 4's plays: two still on the box, one sent, two lost.
+        let buffered: BTreeSet<String> = markers(&Value::Array(plays(4))).into_iter().collect();
+        let kept: BTreeSet<String> = ["pc-play-4-0.mp4", "pc-play-4-1.mp4"]
+            .map(str::to_owned)
+            .into();
+        let sent: BTreeSet<String> = ["pc-play-4-2.mp4".to_owned()].into();
+        let found = lost(&buffered, &sent, &kept).map(|v| v.detail);
+        assert_eq!(
+            found.as_deref(),
+            Some(
+                "2 buffered play(s) neither at the central nor on the box: pc-play-4-3.mp4, pc-play-4-4.mp4"
+            )
+        );
+        assert!(lost(&buffered, &buffered, &BTreeSet::new()).is_none());
     }
 }
