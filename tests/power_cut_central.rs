@@ -13,6 +13,8 @@
 //!   event an agent sent, in arrival order, and `{"t", "sent", "sockets"}`
 //!   for every command sent;
 //! - in: `{"send": {"id", "type", "data"}}`;
+//! - out: `{"t", "event": "http:/api/analytics/video-plays", "data"}` for
+//!   every batch of plays the REST side received (the analytics forwarder);
 //! - in: `{"release": "<version>"}`: a NEOPRO release of that version
 //!   (`webapp/index.html`, `server/app.js`, `admin/app.js` naming it, and
 //!   1 MiB of filler so its download takes a moment) served by a file
@@ -31,6 +33,9 @@ use std::time::{Duration, Instant};
 
 /// Engine.IO pings every second (a result counts as delivered after two),
 /// a long timeout: the emulated box stalls for seconds at times.
+/// The route of the analytics forwarder's video plays.
+const PLAYS_ROUTE: &str = "/api/analytics/video-plays";
+
 const TIMINGS: Timings = Timings {
     ping_interval: Duration::from_secs(1),
     ping_timeout: Duration::from_secs(20),
@@ -142,7 +147,19 @@ async fn main() -> std::process::ExitCode {
     });
 
     let mut cursor = 0;
+    let mut plays_seen = 0;
     loop {
+        // The analytics batches the REST side accepted, as events.
+        let plays = central.api.bodies(PLAYS_ROUTE);
+        for body in plays.iter().skip(plays_seen) {
+            emit(&json!({
+                "t": started.elapsed().as_millis() as u64,
+                "event": format!("http:{PLAYS_ROUTE}"),
+                "socket": "",
+                "data": body,
+            }));
+        }
+        plays_seen = plays.len();
         for r in central.received_from(cursor) {
             cursor += 1;
             emit(&json!({

@@ -19,7 +19,13 @@
 //! acknowledged sent again (the power-cut rig found the second:
 //! `docs/power-cuts.md`, checks `one-final-result` and `ack-not-resent`).
 //! Read-only commands (manifest `read-only = true`) are not admitted at
-//! all: no fsync.
+//! all, and write nothing to the card: their outcome is kept in the
+//! runtime folder (the unit's tmpfs, [`Journal::keep_read_only_in`]) until
+//! the server has it, then forgotten — a re-delivered one simply runs
+//! again. It survives the agent's restarts (the unit keeps the folder) and
+//! is re-sent like any other; a reboot or a power cut forgets it, as a
+//! read-only command still running then was always forgotten (never
+//! admitted, nothing to report "interrupted" for, nothing it changed).
 //!
 //! Memory: only ids and delivery state are kept in RAM; outcomes (a
 //! `get_logs` result can be 4 MiB) live in their files and are read back
@@ -137,6 +143,9 @@ struct Meta {
     /// The session its closing progress event (kept in the file) went out
     /// on: not persisted, so after a restart it always goes again.
     final_sent_in: Option<u64>,
+    /// A read-only command's outcome (never admitted): kept in the runtime
+    /// folder when there is one, forgotten once delivered.
+    volatile: bool,
 }
 
 impl Meta {
@@ -154,8 +163,9 @@ impl Meta {
         }
     }
 
-    fn of(entry: &Entry, bytes: u64) -> Self {
+    fn of(entry: &Entry, bytes: u64, volatile: bool) -> Self {
         Meta {
+            volatile,
             command_type: entry.command_type.clone(),
             accepted_at_ms: entry.accepted_at_ms,
             completed_seq: entry.completed_seq,
@@ -174,6 +184,17 @@ struct State {
     bytes: u64,
 }
 
+/// Where an entry's file goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kept {
+    /// The card, flushed before the result is sent (an admitted command).
+    Durable,
+    /// The card, unsynced (a closing progress event of a running command).
+    Unsynced,
+    /// The runtime folder when there is one (a read-only command's outcome).
+    Volatile,
+}
+
 /// Ids of admitted commands, one per line, appended and fsynced before each
 /// runs.
 const ADMITTED_LOG: &str = "admitted.log";
@@ -185,6 +206,9 @@ const DELIVERED_LOG: &str = "delivered.log";
 pub struct Journal {
     dir: Dir,
     path: PathBuf,
+    /// Where read-only commands' outcomes go (the runtime folder); `None`:
+    /// beside the others, unsynced.
+    volatile: Option<Dir>,
     state: Mutex<State>,
     logs: Mutex<Logs>,
 }
@@ -292,7 +316,7 @@ impl Journal {
                 Some(entry) if file_name(&entry.id) == name => {
                     let size = raw.map_or(0, |r| r.len() as u64);
                     bytes += size;
-                    entries.insert(entry.id.clone(), Meta::of(&entry, size));
+                    entries.insert(entry.id.clone(), Meta::of(&entry, size, false));
                 }
                 _ => tracing::warn!("ignoring unreadable journal entry {name}"),
             }
@@ -331,6 +355,7 @@ impl Journal {
         };
         let journal = Journal {
             path: path.to_owned(),
+            volatile: None,
             state: Mutex::new(State {
                 entries,
                 next_seq,
@@ -357,6 +382,60 @@ impl Journal {
         journal.prune(RETENTION);
         journal.compact_logs();
         Ok(journal)
+    }
+
+    /// Keeps read-only commands' outcomes under `path` (the runtime folder's
+    /// `journal`, a tmpfs on a box: nothing on the card), taking back those
+    /// a previous run of the agent left there undelivered (it restarted;
+    /// the unit keeps the folder) to send them again. A folder that cannot
+    /// be opened leaves them beside the others, unsynced, as before.
+    pub fn keep_read_only_in(mut self, path: &Path) -> Self {
+        let dir = match atomic::open_state_dir(path) {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot open {} for read-only commands' results ({e}); they go to the card",
+                    path.display()
+                );
+                return self;
+            }
+        };
+        crate::store::temp_sweep::sweep(path, 0);
+        let mut found = Vec::new();
+        if let Ok(items) = dir.entries() {
+            for item in items.flatten() {
+                let name = item.file_name().to_string_lossy().into_owned();
+                if !name.ends_with(".json") || name.starts_with('.') {
+                    continue;
+                }
+                let raw = dir.read(&name).unwrap_or_default();
+                match serde_json::from_slice::<Entry>(&raw) {
+                    Ok(entry) if file_name(&entry.id) == name && entry.outcome.is_some() => {
+                        found.push((entry, raw.len() as u64));
+                    }
+                    _ => {
+                        tracing::warn!("removing unreadable read-only result {name}");
+                        let _ = dir.remove_file(&name);
+                    }
+                }
+            }
+        }
+        {
+            let mut state = self.lock();
+            for (entry, size) in found {
+                if state.entries.contains_key(&entry.id) {
+                    continue;
+                }
+                let seq = entry.completed_seq.unwrap_or(0);
+                state.next_seq = state.next_seq.max(seq + 1);
+                state.bytes = state.bytes.saturating_add(size);
+                let mut meta = Meta::of(&entry, size, true);
+                meta.delivered = false;
+                state.entries.insert(entry.id, meta);
+            }
+        }
+        self.volatile = Some(dir);
+        self
     }
 
     /// Records the "interrupted" outcome of a command admitted by a previous
@@ -458,15 +537,27 @@ impl Journal {
     /// Writes an entry's file (flushed to disk when `durable`) and its
     /// memory record.
     fn persist_with(&self, entry: &Entry, durable: bool) -> Result<(), JournalError> {
+        self.persist_to(
+            entry,
+            if durable {
+                Kept::Durable
+            } else {
+                Kept::Unsynced
+            },
+        )
+    }
+
+    /// Writes an entry's file where `kept` says, and its memory record.
+    fn persist_to(&self, entry: &Entry, kept: Kept) -> Result<(), JournalError> {
         let bytes = serde_json::to_vec(entry).map_err(|e| JournalError::Write {
             id: entry.id.clone(),
             source: std::io::Error::other(e),
         })?;
         let name = file_name(&entry.id);
-        let written = if durable {
-            atomic::write_private(&self.dir, Path::new(&name), &bytes)
-        } else {
-            atomic::write_unsynced(&self.dir, &name, &bytes)
+        let written = match (kept, &self.volatile) {
+            (Kept::Durable, _) => atomic::write_private(&self.dir, Path::new(&name), &bytes),
+            (Kept::Volatile, Some(dir)) => atomic::write_unsynced(dir, &name, &bytes),
+            _ => atomic::write_unsynced(&self.dir, &name, &bytes),
         };
         written.map_err(|source| JournalError::Write {
             id: entry.id.clone(),
@@ -474,19 +565,29 @@ impl Journal {
         })?;
         let mut state = self.lock();
         let size = bytes.len() as u64;
-        if let Some(old) = state
-            .entries
-            .insert(entry.id.clone(), Meta::of(entry, size))
-        {
+        if let Some(old) = state.entries.insert(
+            entry.id.clone(),
+            Meta::of(entry, size, kept == Kept::Volatile),
+        ) {
             state.bytes = state.bytes.saturating_sub(old.bytes);
         }
         state.bytes = state.bytes.saturating_add(size);
         Ok(())
     }
 
+    /// The folder holding `id`'s file: the runtime folder for a read-only
+    /// command's outcome.
+    fn dir_of(&self, id: &str) -> &Dir {
+        let volatile = self.lock().entries.get(id).is_some_and(|m| m.volatile);
+        match &self.volatile {
+            Some(dir) if volatile => dir,
+            _ => &self.dir,
+        }
+    }
+
     /// An entry as stored, read back from its file.
     fn load(&self, id: &str) -> Option<Entry> {
-        let bytes = self.dir.read(file_name(id)).ok()?;
+        let bytes = self.dir_of(id).read(file_name(id)).ok()?;
         serde_json::from_slice::<Entry>(&bytes)
             .ok()
             .filter(|e| e.id == id)
@@ -538,6 +639,7 @@ impl Journal {
                 delivered: false,
                 bytes: 0,
                 final_sent_in: None,
+                volatile: false,
             },
         );
         self.compact_if_long();
@@ -592,9 +694,17 @@ impl Journal {
         entry.delivered = false;
         // An admitted command's outcome is durable before the result goes
         // out: once the server has it, a power cut must not turn it into
-        // "interrupted". A read-only one was never admitted: lost, it is
-        // simply not sent again.
-        self.persist_with(&entry, meta.is_some())?;
+        // "interrupted". A read-only one was never admitted: it goes to
+        // the runtime folder, nothing on the card (lost, it is simply not
+        // sent again).
+        self.persist_to(
+            &entry,
+            if meta.is_some() {
+                Kept::Durable
+            } else {
+                Kept::Volatile
+            },
+        )?;
         {
             let mut state = self.lock();
             state.next_seq = state.next_seq.max(seq + 1);
@@ -637,20 +747,31 @@ impl Journal {
 
     /// Marks results as received by the server: one append for the batch,
     /// flushed (a mark lost in a power cut would send an acknowledged
-    /// result again).
+    /// result again). A read-only command's outcome is forgotten instead:
+    /// no mark, nothing on the card.
     pub fn mark_all_delivered(&self, ids: &[String]) -> Result<(), JournalError> {
-        let fresh: Vec<&String> = {
+        let (fresh, read_only): (Vec<&String>, Vec<&String>) = {
             let mut state = self.lock();
-            ids.iter()
-                .filter(|id| match state.entries.get_mut(id.as_str()) {
+            let mut fresh = Vec::new();
+            let mut read_only = Vec::new();
+            for id in ids {
+                match state.entries.get_mut(id.as_str()) {
                     Some(e) if e.done && !e.delivered => {
                         e.delivered = true;
-                        true
+                        if e.volatile {
+                            read_only.push(id);
+                        } else {
+                            fresh.push(id);
+                        }
                     }
-                    _ => false,
-                })
-                .collect()
+                    _ => {}
+                }
+            }
+            (fresh, read_only)
         };
+        for id in read_only {
+            self.forget(id);
+        }
         if fresh.is_empty() {
             return Ok(());
         }
@@ -787,7 +908,7 @@ impl Journal {
     }
 
     fn forget(&self, id: &str) {
-        if self.dir.remove_file(file_name(id)).is_ok() {
+        if self.dir_of(id).remove_file(file_name(id)).is_ok() {
             let mut state = self.lock();
             if let Some(meta) = state.entries.remove(id) {
                 state.bytes = state.bytes.saturating_sub(meta.bytes);

@@ -87,11 +87,15 @@ pub async fn run(
     sweep_temporary_files(&config);
     // Updates waiting for the maintenance window were admitted, never run.
     let waiting = maintenance_window::Scheduled::new(&config.state_path).ids();
-    let journal = Arc::new(Journal::open_with_waiting(
-        &config.state_path.join("journal"),
-        &waiting,
-        &crate::selfupdate::handed_over(&config.state_path),
-    )?);
+    let journal = Arc::new(
+        Journal::open_with_waiting(
+            &config.state_path.join("journal"),
+            &waiting,
+            &crate::selfupdate::handed_over(&config.state_path),
+        )?
+        // Read-only commands write nothing to the card (issue 29.5).
+        .keep_read_only_in(&config.runtime_path.join("journal")),
+    );
     crate::selfupdate::trial::report_outcomes(&config.state_path, &journal);
     crate::follow_up::log_reboot_outcome(
         &config.state_path,

@@ -1,5 +1,6 @@
 //! `files`: reads and writes inside the granted roots. Writes are atomic
-//! (temp file + fsync + rename + directory fsync).
+//! (temp file + fsync + rename + directory fsync), and so are renames (the
+//! file or folder flushed, renamed, its folders flushed).
 
 use super::bindings::neopro::agent::files::{DirEntry, EntryKind, Host, Metadata};
 use super::roots::{io_error, open_regular, relative, relative_file};
@@ -121,7 +122,8 @@ impl Host for HostState {
         let dir = self.open_root(root, Access::ReadWrite)?;
         let from_rel = relative_file(&from)?;
         let to_rel = relative_file(&to)?;
-        dir.rename(&from_rel, &dir, &to_rel)
+        // Durable like every write here: the updater's swap is renames.
+        crate::store::atomic::rename(&dir, &from_rel, &to_rel)
             .map_err(|e| io_error(root, &format!("{from} -> {to}"), &e))
     }
 

@@ -126,6 +126,84 @@ fn write_inner(
     result
 }
 
+/// Renames `from` to `to` inside `dir` so that a power cut leaves either
+/// name with whole contents: what is renamed is flushed (a file, or a
+/// folder's entries), then renamed, then the folder holding `to` is
+/// flushed (and the one `from` left, when it is another) — durable is file
+/// flushed, renamed, folder flushed, in that order. Without the last flush
+/// the rename is only as durable as the next journal commit that happens to
+/// follow it (issue 29: the updater's swap relied on that). A link, FIFO or
+/// device is renamed as it is, never opened.
+pub fn rename(dir: &Dir, from: &Path, to: &Path) -> std::io::Result<()> {
+    flush_entry(dir, from)?;
+    trace(|| format!("rename {} -> {}", from.display(), to.display()));
+    dir.rename(from, dir, to)?;
+    let folder_of = |p: &Path| {
+        p.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+    };
+    let (to_folder, from_folder) = (folder_of(to), folder_of(from));
+    flush_folder(dir, to_folder.as_deref())?;
+    if from_folder != to_folder {
+        flush_folder(dir, from_folder.as_deref())?;
+    }
+    Ok(())
+}
+
+/// Flushes the file or folder `name` before it is renamed; anything else
+/// (a link, a FIFO) is left alone: opening it could follow or block.
+fn flush_entry(dir: &Dir, name: &Path) -> std::io::Result<()> {
+    let meta = dir.symlink_metadata(name)?;
+    let opened = if meta.is_file() {
+        // No FIFO waited for, should one be swapped in meanwhile (cap-std
+        // keeps any link inside `dir`).
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+        dir.open_with(name, &options)?
+    } else if meta.is_dir() {
+        dir.open_dir(name)?.open(".")?
+    } else {
+        return Ok(());
+    };
+    trace(|| format!("flush {}", name.display()));
+    count_fsync();
+    opened.sync_all()
+}
+
+/// Flushes the folder `folder` of `dir` (`None`: `dir` itself).
+fn flush_folder(dir: &Dir, folder: Option<&Path>) -> std::io::Result<()> {
+    let opened = match folder {
+        Some(f) => dir.open_dir(f)?.open(".")?,
+        None => dir.open(".")?,
+    };
+    trace(|| {
+        format!(
+            "flush folder {}",
+            folder.map_or_else(|| ".".to_owned(), |f| f.display().to_string())
+        )
+    });
+    count_fsync();
+    opened.sync_all()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// What [`rename`] did on this thread, in order: the tests' view of
+    /// flushes a power cut alone could show.
+    static TRACE: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+fn trace(step: impl FnOnce() -> String) {
+    TRACE.with(|t| t.borrow_mut().push(step()));
+}
+
+#[cfg(not(test))]
+fn trace(_step: impl FnOnce() -> String) {}
+
 /// Like [`write_private`] (a reader sees the old or the new file, never
 /// half; 0600) but not flushed: after a power cut the file may be missing or
 /// empty. For records whose loss is harmless and detected (a journal outcome
@@ -252,6 +330,88 @@ mod tests {
         assert_eq!(mode(&tmp.path().join("state.json")), 0o600);
         write_private(&dir, Path::new("new.json"), b"{}")?;
         assert_eq!(mode(&tmp.path().join("new.json")), 0o600);
+        Ok(())
+    }
+
+    /// What [`rename`] did on this thread since the last call.
+    fn taken_trace() -> Vec<String> {
+        TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()))
+    }
+
+    #[test]
+    fn a_durable_rename_flushes_the_file_then_renames_then_flushes_the_folders()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let t = tempfile::tempdir()?;
+        std::fs::create_dir_all(t.path().join(".neopro-update/new/webapp"))?;
+        std::fs::create_dir(t.path().join("old"))?;
+        std::fs::write(t.path().join(".neopro-update/new/webapp/index.html"), "new")?;
+        std::fs::write(t.path().join("VERSION.tmp"), "2.0.0")?;
+        let dir = Dir::open_ambient_dir(t.path(), cap_std::ambient_authority())?;
+        taken_trace();
+        // A file within one folder: the file, the rename, that folder.
+        rename(&dir, Path::new("VERSION.tmp"), Path::new("VERSION"))?;
+        assert_eq!(
+            taken_trace(),
+            [
+                "flush VERSION.tmp",
+                "rename VERSION.tmp -> VERSION",
+                "flush folder ."
+            ]
+        );
+        assert_eq!(std::fs::read_to_string(t.path().join("VERSION"))?, "2.0.0");
+        // A folder swapped in from another folder: both folders flushed.
+        rename(
+            &dir,
+            Path::new(".neopro-update/new/webapp"),
+            Path::new("webapp"),
+        )?;
+        assert_eq!(
+            taken_trace(),
+            [
+                "flush .neopro-update/new/webapp",
+                "rename .neopro-update/new/webapp -> webapp",
+                "flush folder .",
+                "flush folder .neopro-update/new",
+            ]
+        );
+        rename(&dir, Path::new("webapp"), Path::new("old/webapp"))?;
+        assert_eq!(
+            taken_trace(),
+            [
+                "flush webapp",
+                "rename webapp -> old/webapp",
+                "flush folder old",
+                "flush folder .",
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("old/webapp/index.html"))?,
+            "new"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_fifo_is_renamed_without_being_opened() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tempfile::tempdir()?;
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            t.path().join("pipe"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )?;
+        let dir = Dir::open_ambient_dir(t.path(), cap_std::ambient_authority())?;
+        taken_trace();
+        // Opening it for its flush would wait for a writer for ever.
+        rename(&dir, Path::new("pipe"), Path::new("pipe2"))?;
+        assert_eq!(taken_trace(), ["rename pipe -> pipe2", "flush folder ."]);
+        let missing = rename(&dir, Path::new("gone"), Path::new("x"));
+        assert_eq!(
+            missing.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::NotFound)
+        );
+        assert!(taken_trace().is_empty(), "nothing renamed, nothing flushed");
         Ok(())
     }
 

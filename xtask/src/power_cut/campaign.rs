@@ -9,6 +9,7 @@ use super::phases::{self, Phase};
 use super::qga::Qga;
 use super::rng::Rng;
 use super::snapshot::{self, Snapshot};
+use super::{agent_slot, jobs};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,6 +67,10 @@ pub struct Campaign {
     pub cuts: u32,
     /// Seconds from each cut to the end of its check.
     cycles: Vec<f64>,
+    /// Every play the rig put in the web app's buffer (flushed).
+    plays: BTreeSet<String>,
+    /// A log rotation was prepared: LOG_PATH is checked from then on.
+    log_filled: bool,
 }
 
 impl Campaign {
@@ -101,6 +106,8 @@ impl Campaign {
             counted: BTreeSet::new(),
             cuts: 0,
             cycles: Vec::new(),
+            plays: BTreeSet::new(),
+            log_filled: false,
         }
     }
 
@@ -242,6 +249,37 @@ impl Campaign {
         let n = self.counter;
         Ok(match phase {
             Phase::Idle | Phase::Restart => None,
+            Phase::Analytics => {
+                let plays = jobs::plays(n);
+                if jobs::buffer_plays(qga, &plays)? {
+                    self.plays.extend(
+                        plays
+                            .iter()
+                            .filter_map(|p| p["video_filename"].as_str().map(str::to_owned)),
+                    );
+                }
+                None
+            }
+            Phase::ConfigBackup => {
+                // A configuration the backups do not hold yet: the start's
+                // backup job writes it.
+                let change = phases::update_config(n, &self.config);
+                let Expect::Replaced(doc) = change.expect.clone() else {
+                    bail!("update_config must replace the configuration");
+                };
+                self.known_configs.push(doc.clone());
+                let result = self.run_to_end(central, change)?;
+                if result["status"] != "success" {
+                    bail!("the update_config before a backup failed: {result}");
+                }
+                self.config = doc;
+                None
+            }
+            Phase::LogRotation => {
+                jobs::fill_log(qga)?;
+                self.log_filled = true;
+                None
+            }
             Phase::DeployVideo => Some(phases::deploy(
                 n,
                 &central.video_url_from_guest(&format!("pc-{n}.mp4")),
@@ -287,6 +325,10 @@ impl Campaign {
         let command = self.command_for(phase, central, qga)?;
         let window = self.windows.get(&phase).copied().unwrap_or(phase.window());
         let delay = window.mul_f64(self.rng.unit());
+        if phase.restarts_agent() {
+            // The job runs at the agent's start.
+            qga.spawn(&["systemctl", "restart", "neopro-runtime.service"])?;
+        }
         let sent_at = Instant::now();
         let mut id = None;
         if let Some(cmd) = command {
@@ -408,6 +450,10 @@ impl Campaign {
         found.append(&mut checks::orphans(&snap));
         found.append(&mut checks::state_files(&snap));
         found.append(&mut checks::filesystem(&snap));
+        found.append(&mut agent_slot::check(&snap));
+        if self.log_filled {
+            found.append(&mut jobs::logs_whole(&snap));
+        }
         // Results: every admitted or seen command must get one.
         let admitted = snap.admitted();
         let end = Instant::now() + RESULT_LIMIT;
@@ -436,6 +482,7 @@ impl Campaign {
             &admitted,
             cut_at,
         ));
+        found.append(&mut jobs::analytics_kept(central, &mut qga, &self.plays)?);
         // The app release once the agent finished or rolled back an
         // interrupted update (its result is in by now).
         let release = AppRelease::take(&mut qga, APP_SETTLE)?;

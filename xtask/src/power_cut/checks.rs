@@ -58,6 +58,18 @@ pub const CHECKS: &[(&str, &str)] = &[
         "the agent runs and authenticates after the boot",
     ),
     ("fs-clean", "the kernel reports no filesystem error"),
+    (
+        "agent-slot",
+        "the agent's slot state names binaries that exist, and the packaged agent is there",
+    ),
+    (
+        "analytics-kept",
+        "every play the web app buffered reaches the central or stays on the box",
+    ),
+    (
+        "logs-whole",
+        "LOG_PATH and its rotated copies are the agent's, in their numbered places",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq)]

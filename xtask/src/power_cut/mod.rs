@@ -13,11 +13,13 @@
 //! non-zero when M > 0 or when the control saw none. Logs, consoles and
 //! the per-cut record (`cuts.jsonl`) stay in `target/power-cut/`.
 
+mod agent_slot;
 mod app_release;
 mod campaign;
 mod central;
 mod checks;
 mod image;
+mod jobs;
 mod machine;
 mod phases;
 mod qga;

@@ -25,6 +25,17 @@ pub enum Phase {
     /// During the boot that follows a cut: journal replay, the agent's
     /// start (journal recovery, sweeps, the expiry run, re-sent results).
     Restart,
+    /// The analytics forwarder: plays the web app buffered
+    /// (`data/analytics_buffer.json`) renamed aside, sent, deleted — run at
+    /// the agent's start, which the rig triggers by restarting the unit.
+    Analytics,
+    /// The daily configuration backup (`data/backups/config-*.json`, the
+    /// oldest beyond seven deleted): run at the start that follows a
+    /// configuration change.
+    ConfigBackup,
+    /// Log rotation: `LOG_PATH` brought near its 10 MiB limit, then the
+    /// start's log lines rotate it (`.1` → `.2` …, the oldest deleted).
+    LogRotation,
 }
 
 pub const ALL: &[Phase] = &[
@@ -34,6 +45,9 @@ pub const ALL: &[Phase] = &[
     Phase::UpdateSoftware,
     Phase::Idle,
     Phase::Restart,
+    Phase::Analytics,
+    Phase::ConfigBackup,
+    Phase::LogRotation,
 ];
 
 impl Phase {
@@ -45,6 +59,9 @@ impl Phase {
             Phase::UpdateConfig => "update_config",
             Phase::UpdateSoftware => "update_software",
             Phase::Restart => "restart",
+            Phase::Analytics => "analytics",
+            Phase::ConfigBackup => "config_backup",
+            Phase::LogRotation => "log_rotation",
         }
     }
 
@@ -69,7 +86,19 @@ impl Phase {
             Phase::DeleteVideo | Phase::UpdateConfig => Duration::from_secs(4),
             Phase::UpdateSoftware => Duration::from_secs(15),
             Phase::Restart => Duration::from_secs(35),
+            // From `systemctl restart`: the old agent's stop, the new one's
+            // start and its first jobs (under emulation).
+            Phase::Analytics | Phase::ConfigBackup | Phase::LogRotation => Duration::from_secs(15),
         }
+    }
+
+    /// Phases whose writes are a job of the agent's start: the rig
+    /// prepares what the job works on, then restarts the unit.
+    pub fn restarts_agent(self) -> bool {
+        matches!(
+            self,
+            Phase::Analytics | Phase::ConfigBackup | Phase::LogRotation
+        )
     }
 }
 
