@@ -70,58 +70,39 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     archive_v0_1::add_to_linker::<HostState, HasSelf<HostState>>(linker, same)
 }
 
+/// `archive@0.1.0`'s `report`, the same record as today's.
+impl From<now::archive::Report> for archive_v0_1::Report {
+    fn from(r: now::archive::Report) -> Self {
+        archive_v0_1::Report {
+            files: r.files,
+            bytes: r.bytes,
+            skipped: r.skipped,
+        }
+    }
+}
+
+/// Each 0.1 function as a call of the current host function that does
+/// its job, its answer converted where 0.1 has a type of its own.
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty => $to:path;)*) => {$(
+        fn $name(&mut self, $($arg: $ty),*) -> Result<$out, WitError> {
+            $to(self, $($arg),*).map(Into::into)
+        }
+    )*};
+}
+
 /// `archive@0.1.0`: today's `archive`, plus the two functions that moved
 /// to `agent-update` in 0.2 (same code, same `agent-update` grant).
 impl archive_v0_1::Host for HostState {
-    fn verify_signature(
-        &mut self,
-        root: WitRoot,
-        path: String,
-        version: String,
-        signature: Option<String>,
-    ) -> Result<String, WitError> {
-        now::archive::Host::verify_signature(self, root, path, version, signature)
-    }
-
-    fn stage_agent_release(
-        &mut self,
-        root: WitRoot,
-        path: String,
-        version: String,
-        signature: Option<String>,
-        deployment_id: Option<String>,
-    ) -> Result<Option<String>, WitError> {
-        now::agent_update::Host::stage_agent_release(
-            self,
-            root,
-            path,
-            version,
-            signature,
-            deployment_id,
-        )
-    }
-
-    fn check_app_release(&mut self, version: String) -> Result<(), WitError> {
-        now::archive::Host::check_app_release(self, version)
-    }
-
-    fn rollback_agent_release(&mut self, version: String) -> Result<Option<String>, WitError> {
-        now::agent_update::Host::rollback_agent_release(self, version)
-    }
-
-    fn extract_tar_gz(
-        &mut self,
-        src_root: WitRoot,
-        src_path: String,
-        dest_root: WitRoot,
-        dest_path: String,
-        skip: Vec<String>,
-    ) -> Result<archive_v0_1::Report, WitError> {
-        now::archive::Host::extract_tar_gz(self, src_root, src_path, dest_root, dest_path, skip)
-            .map(|r| archive_v0_1::Report {
-                files: r.files,
-                bytes: r.bytes,
-                skipped: r.skipped,
-            })
+    delegate! {
+        verify_signature(root: WitRoot, path: String, version: String, signature: Option<String>) -> String
+            => now::archive::Host::verify_signature;
+        check_app_release(version: String) -> () => now::archive::Host::check_app_release;
+        extract_tar_gz(src_root: WitRoot, src_path: String, dest_root: WitRoot, dest_path: String, skip: Vec<String>)
+            -> archive_v0_1::Report => now::archive::Host::extract_tar_gz;
+        stage_agent_release(root: WitRoot, path: String, version: String, signature: Option<String>, deployment_id: Option<String>)
+            -> Option<String> => now::agent_update::Host::stage_agent_release;
+        rollback_agent_release(version: String) -> Option<String>
+            => now::agent_update::Host::rollback_agent_release;
     }
 }
