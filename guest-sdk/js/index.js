@@ -6,11 +6,11 @@
 // Engines differ in how they hand over WIT u64 values (a Number in QuickJS,
 // a BigInt in SpiderMonkey): every wrapper here returns plain Numbers.
 
-import * as hostLog from "neopro:agent/log@0.1.0";
-import * as hostProgress from "neopro:agent/progress@0.1.0";
-import * as hostFiles from "neopro:agent/files@0.1.0";
-import * as hostSystem from "neopro:agent/system@0.1.0";
-import * as hostConfig from "neopro:agent/config-store@0.1.0";
+import * as hostLog from "neopro:agent/log@0.2.0";
+import * as hostProgress from "neopro:agent/progress@0.2.0";
+import * as hostFiles from "neopro:agent/files@0.2.0";
+import * as hostSystem from "neopro:agent/system@0.2.0";
+import * as hostConfig from "neopro:agent/config-store@0.2.0";
 
 const KINDS = [
   "invalid-input",

@@ -62,6 +62,7 @@
 //! name = "get-version"
 //! version = "0.1.0"
 //! commands = ["get_version"]
+//! api-version = "0.2"    # the neopro:agent version this SDK builds against
 //!
 //! [grants]
 //! system = true
@@ -88,6 +89,7 @@ pub mod bindings {
     });
 }
 
+pub mod agent_update;
 pub mod archive;
 pub mod config_store;
 pub mod download;

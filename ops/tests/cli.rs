@@ -271,7 +271,7 @@ fn operators_keygen_sign_verify_inspect_and_run_a_signed_bundle() {
     for expected in [
         "world:     neopro:agent/command",
         "links:     yes, it can run on this agent",
-        "  neopro:agent/files@0.1.0",
+        "  neopro:agent/files@0.2.0",
         "  commands: video_inventory",
         "  grants:   files.videos = ro; system",
         "signature: valid, by trusted key",
@@ -387,7 +387,7 @@ REFUSED  commands: component 'video-inventory' handles 'video_inventory', which 
          change: add video_inventory to {c}:5 ALLOWED_COMMANDS, or set {p}:2 extend-allowlist
 REFUSED  install_component: this box does not accept install_component: ALLOWED_COMMANDS is set in site.conf and does not list it
          change: add install_component (and remove_component, list_components, rollback_component) to {c}:5 ALLOWED_COMMANDS
-ok       api-version: 0.1, imports neopro:agent@0.1.0; this agent links neopro:agent 0.1
+ok       api-version: 0.2, imports neopro:agent@0.2.0; this agent links neopro:agent 0.1, 0.2
 ok       links: a neopro:agent/command component, every import provided
 REFUSED  compile: component 'video-inventory' (0.1 MB of WebAssembly) would need about 37 MiB of memory to compile, more than the 30 MiB the site policy {p} allows (max-compile-mib): build it with the QuickJS engine (the TypeScript SDK's default) or make it smaller, or raise max-compile-mib on a box with the memory to spare
          change: raise {p}:5 max-compile-mib, or make the component smaller

@@ -9,7 +9,7 @@
 //! version = "0.1.0"
 //! description = "…"              # optional
 //! commands = ["get_logs"]        # command types it handles
-//! api-version = "0.1"            # optional: the neopro:agent WIT version it was
+//! api-version = "0.2"            # optional: the neopro:agent WIT version it was
 //!                                # built against (default 0.1, see wit/README.md)
 //! progress-event = "deploy_progress"   # optional: event its progress reports become
 //! resource = "videos"            # optional: commands naming the same resource
@@ -55,7 +55,7 @@ use crate::platform::systemctl::is_valid_unit_name;
 
 /// The `neopro:agent` WIT versions this host links, newest last. A manifest
 /// naming another one is refused by name (wit/README.md: versioning policy).
-pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1"];
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1", "0.2"];
 
 /// Default linear-memory cap of a component.
 pub const DEFAULT_MEMORY_MIB: u32 = 64;
@@ -246,8 +246,9 @@ pub struct Grants {
     pub local_app: bool,
     /// The web app's configuration.json through the config-store interface.
     pub config_store: Option<Access>,
-    /// May stage an agent release (`archive.stage-agent-release`): the
-    /// built-in updater only, never a pushed component.
+    /// May stage an agent release or roll one back (the `agent-update`
+    /// interface; `archive` in 0.1): the built-in updater only, never a
+    /// pushed component.
     pub agent_update: bool,
 }
 

@@ -5,6 +5,7 @@
 //! the peak-RSS readings (`guest_limits.rs`).
 
 mod agent_session;
+mod agent_update_v0_1;
 mod analytics;
 mod artifact_cache;
 mod component_new;

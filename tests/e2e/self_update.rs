@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-const NEW: &str = "9.9.9";
+pub(crate) const NEW: &str = "9.9.9";
 
 fn key() -> Ed25519KeyPair {
     Ed25519KeyPair::from_seed_unchecked(&[21u8; 32]).expect("key")
@@ -34,14 +34,14 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn key_line() -> String {
+pub(crate) fn key_line() -> String {
     format!(
         "UPDATE_TRUSTED_KEYS={}",
         hex_of(key().public_key().as_ref())
     )
 }
 
-fn agent_release(version: &str, arch: &str, binary: &str) -> Vec<u8> {
+pub(crate) fn agent_release(version: &str, arch: &str, binary: &str) -> Vec<u8> {
     let manifest = json!({"kind": "agent-release", "arch": arch, "version": version}).to_string();
     tar_gz(&[
         Item::File("agent-release.json", manifest.as_bytes()),
@@ -50,7 +50,7 @@ fn agent_release(version: &str, arch: &str, binary: &str) -> Vec<u8> {
     ])
 }
 
-fn sign(version: &str, archive: &[u8]) -> String {
+pub(crate) fn sign(version: &str, archive: &[u8]) -> String {
     let text = neopro_runtime::signing::releases::signed_text(version, &sha256_hex(archive));
     hex_of(key().sign(text.as_bytes()).as_ref())
 }
@@ -70,7 +70,7 @@ fn update_data(server: &FileServer, archive: &[u8], version: &str, signed: bool)
     data
 }
 
-fn agent_state(site: &Site) -> Option<AgentState> {
+pub(crate) fn agent_state(site: &Site) -> Option<AgentState> {
     AgentState::load(&site.path("state/agent")).expect("readable agent state")
 }
 

@@ -11,7 +11,7 @@
 use super::journal::State;
 use super::{RESTORE, SERVICES, VERSION_FILES, WORK, start_and_check};
 use neopro_guest_sdk::serde_json::{Value, json};
-use neopro_guest_sdk::{Error, Root, archive, files, services, system};
+use neopro_guest_sdk::{Error, Root, agent_update, files, services, system};
 use serde::{Deserialize, Serialize};
 
 /// Under the staging root, outside the update journal's folder.
@@ -182,7 +182,7 @@ pub fn rollback_update(update_id: Option<&str>, version: Option<&str>) -> Result
 /// agent it replaced, and that agent sends this command's result once it
 /// is up. Already undone (the update failed, or this ran before): said so.
 fn rollback_agent(record: &Installed) -> Result<Value, Error> {
-    match archive::rollback_agent_release(&record.version)? {
+    match agent_update::rollback_agent_release(&record.version)? {
         Some(to) => Ok(json!({
             "success": true,
             "agentUpdate": true,

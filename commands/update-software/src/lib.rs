@@ -25,8 +25,8 @@ mod journal;
 use journal::{State, Step};
 use neopro_guest_sdk::serde_json::{Value, json};
 use neopro_guest_sdk::{
-    Command, Context, Error, Root, archive, download, export_command, files, local_app, progress,
-    services, system, time,
+    Command, Context, Error, Root, agent_update, archive, download, export_command, files,
+    local_app, progress, services, system, time,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -318,7 +318,7 @@ fn prepare(state: &mut State, source: &Source, progress: &Progress) -> Result<Pr
     }
     // An agent release is checked (signature always required), staged and
     // switched to by the host: none of the app steps apply.
-    if let Some(staged) = archive::stage_agent_release(
+    if let Some(staged) = agent_update::stage_agent_release(
         Root::Staging,
         journal::PACKAGE,
         &state.version,

@@ -9,11 +9,12 @@ import { generateKeyPairSync, sign } from "node:crypto";
 import { createHash } from "node:crypto";
 import { defineCommand, files } from "../index.js";
 import { compareVersions, fakeBox, parseManifest, tarGz } from "../testing/index.js";
-import * as archive from "neopro:agent/archive@0.1.0";
-import * as localApp from "neopro:agent/local-app@0.1.0";
-import * as logs from "neopro:agent/logs@0.1.0";
-import * as power from "neopro:agent/power@0.1.0";
-import * as services from "neopro:agent/services@0.1.0";
+import * as agentUpdate from "neopro:agent/agent-update@0.2.0";
+import * as archive from "neopro:agent/archive@0.2.0";
+import * as localApp from "neopro:agent/local-app@0.2.0";
+import * as logs from "neopro:agent/logs@0.2.0";
+import * as power from "neopro:agent/power@0.2.0";
+import * as services from "neopro:agent/services@0.2.0";
 
 const call = (fn) => defineCommand(() => fn() ?? null);
 
@@ -228,7 +229,7 @@ test("archive: release signatures, the app downgrade rule and agent releases", (
   const releaseSha = createHash("sha256").update(release).digest("hex");
   const agentBox = (extra = {}) =>
     fakeBox({ name: "u", grants, updateKeys: [ops.key], agent: { version: "1.4.0", previous: "1.3.0" }, files: { "staging/a.tar.gz": release, "staging/app.tar.gz": tarGz([{ path: "index.js", data: "1" }]) }, ...extra });
-  const stage = (version, path = "a.tar.gz") => call(() => archive.stageAgentRelease("staging", path, version, ops.sign(`neopro-update:${version}:${releaseSha}`), undefined));
+  const stage = (version, path = "a.tar.gz") => call(() => agentUpdate.stageAgentRelease("staging", path, version, ops.sign(`neopro-update:${version}:${releaseSha}`), undefined));
   const staged = agentBox();
   deepStrictEqual(staged.run(stage("1.5.0")), { ok: true, result: "1.5.0" });
   deepStrictEqual(staged.followUps, [{ action: "agent-switch", version: "1.5.0" }]);
@@ -244,9 +245,9 @@ test("archive: release signatures, the app downgrade rule and agent releases", (
     message: "agent release 1.5.0 refused: this box installs an agent release only when it is signed, and no UPDATE_TRUSTED_KEYS are set in site.conf",
   });
   const back = agentBox();
-  deepStrictEqual(back.run(call(() => archive.rollbackAgentRelease("1.4.0"))), { ok: true, result: "1.3.0" });
-  deepStrictEqual(back.run(call(() => archive.rollbackAgentRelease("1.2.0"))), { ok: true, result: null });
-  deepStrictEqual(fakeBox({ name: "u", grants: { files: { staging: "ro" } } }).run(call(() => archive.rollbackAgentRelease("1.4.0"))), {
+  deepStrictEqual(back.run(call(() => agentUpdate.rollbackAgentRelease("1.4.0"))), { ok: true, result: "1.3.0" });
+  deepStrictEqual(back.run(call(() => agentUpdate.rollbackAgentRelease("1.2.0"))), { ok: true, result: null });
+  deepStrictEqual(fakeBox({ name: "u", grants: { files: { staging: "ro" } } }).run(call(() => agentUpdate.rollbackAgentRelease("1.4.0"))), {
     ok: false,
     kind: "not-permitted",
     message: "component 'u' lacks the grant agent-update = true",

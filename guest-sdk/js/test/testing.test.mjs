@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CommandError, configStore, defineCommand, files, log, progress, system } from "../index.js";
 import { fakeBox } from "../testing/index.js";
-import { fetch } from "neopro:agent/download@0.1.0";
+import { fetch } from "neopro:agent/download@0.2.0";
 
 const listing = defineCommand((data) => {
   const found = files.list("videos", data.folder ?? "").filter((e) => e.kind === "file");

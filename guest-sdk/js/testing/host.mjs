@@ -45,11 +45,12 @@ export const networkDiagnostics = () => JSON.stringify(box().system("networkDiag
 export const fetch = (request) => box().download(request);
 // archive
 export const verifySignature = (root, path, version, signature) => box().archive.verifySignature(root, path, version, signature);
-export const stageAgentRelease = (root, path, version, signature, deploymentId) =>
-  box().archive.stageAgentRelease(root, path, version, signature, deploymentId);
 export const checkAppRelease = (version) => box().archive.checkAppRelease(version);
-export const rollbackAgentRelease = (version) => box().archive.rollbackAgentRelease(version);
 export const extractTarGz = (srcRoot, srcPath, destRoot, destPath, skip) => box().archive.extractTarGz(srcRoot, srcPath, destRoot, destPath, skip);
+// agent-update
+export const stageAgentRelease = (root, path, version, signature, deploymentId) =>
+  box().agentUpdate.stageAgentRelease(root, path, version, signature, deploymentId);
+export const rollbackAgentRelease = (version) => box().agentUpdate.rollbackAgentRelease(version);
 // local-app
 export const notify = (event, payload) => box().localApp.notify(event, payload);
 // logs

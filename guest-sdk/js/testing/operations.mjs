@@ -325,42 +325,6 @@ export function addOperations(box, options, fs) {
         );
       }
     },
-    rollbackAgentRelease(version) {
-      if (grants["agent-update"] !== true) throw lacks("agent-update = true");
-      if (version !== agent.version) return undefined;
-      if (agent.previous === undefined) {
-        throw err("not-found", `nothing rolled back: agent ${version} is running but there is no record of the agent it replaced`);
-      }
-      box.followUps.push({ action: "agent-rollback", version: agent.previous });
-      return agent.previous;
-    },
-    stageAgentRelease(root, path, version, signature, _deploymentId) {
-      if (grants["agent-update"] !== true) throw lacks("agent-update = true");
-      check(root, "ro");
-      const data = sourceFile(root, path);
-      let first;
-      try {
-        first = readTarGz(data)[0]?.path.replace(/^\.\//, "");
-      } catch {
-        first = undefined;
-      }
-      if (first !== "agent-release.json") return undefined;
-      const refuse = (message) => err("not-permitted", `agent release ${version} refused: ${message}`);
-      if (keys.length === 0) throw refuse("this box installs an agent release only when it is signed, and no UPDATE_TRUSTED_KEYS are set in site.conf");
-      const refused = releaseSignature(keys, version, sha256(data), signature);
-      if (refused) throw err(refused[0], `agent release ${version} refused: ${refused[1]}`);
-      const order = compareVersions(version, agent.version);
-      if (order === undefined) throw refuse(`the versions ${version} and ${agent.version} cannot be ordered`);
-      if (order === 0) throw refuse(`this box runs agent ${agent.version} already`);
-      if (order < 0 && !options.allowDowngrade) {
-        throw refuse(`it is older than the running agent ${agent.version} (set UPDATE_ALLOW_DOWNGRADE=true in site.conf to allow a downgrade)`);
-      }
-      if (!options.allowDowngrade && agent.highest !== undefined && isOlder(version, agent.highest)) {
-        throw refuse(`this box already committed agent ${agent.highest}, which is newer (set UPDATE_ALLOW_DOWNGRADE=true in site.conf to allow a downgrade)`);
-      }
-      box.followUps.push({ action: "agent-switch", version });
-      return version;
-    },
     extractTarGz(srcRoot, srcPath, destRoot, destPath, skip) {
       check(srcRoot, "ro");
       check(destRoot, "rw");
@@ -465,6 +429,46 @@ export function addOperations(box, options, fs) {
         throw e;
       }
       return { files: BigInt(report.files), bytes: BigInt(report.bytes), skipped: report.skipped };
+    },
+  };
+
+  // agent-update (runtime/src/host/agent_update.rs; `archive` in 0.1)
+  box.agentUpdate = {
+    rollbackAgentRelease(version) {
+      if (grants["agent-update"] !== true) throw lacks("agent-update = true");
+      if (version !== agent.version) return undefined;
+      if (agent.previous === undefined) {
+        throw err("not-found", `nothing rolled back: agent ${version} is running but there is no record of the agent it replaced`);
+      }
+      box.followUps.push({ action: "agent-rollback", version: agent.previous });
+      return agent.previous;
+    },
+    stageAgentRelease(root, path, version, signature, _deploymentId) {
+      if (grants["agent-update"] !== true) throw lacks("agent-update = true");
+      check(root, "ro");
+      const data = sourceFile(root, path);
+      let first;
+      try {
+        first = readTarGz(data)[0]?.path.replace(/^\.\//, "");
+      } catch {
+        first = undefined;
+      }
+      if (first !== "agent-release.json") return undefined;
+      const refuse = (message) => err("not-permitted", `agent release ${version} refused: ${message}`);
+      if (keys.length === 0) throw refuse("this box installs an agent release only when it is signed, and no UPDATE_TRUSTED_KEYS are set in site.conf");
+      const refused = releaseSignature(keys, version, sha256(data), signature);
+      if (refused) throw err(refused[0], `agent release ${version} refused: ${refused[1]}`);
+      const order = compareVersions(version, agent.version);
+      if (order === undefined) throw refuse(`the versions ${version} and ${agent.version} cannot be ordered`);
+      if (order === 0) throw refuse(`this box runs agent ${agent.version} already`);
+      if (order < 0 && !options.allowDowngrade) {
+        throw refuse(`it is older than the running agent ${agent.version} (set UPDATE_ALLOW_DOWNGRADE=true in site.conf to allow a downgrade)`);
+      }
+      if (!options.allowDowngrade && agent.highest !== undefined && isOlder(version, agent.highest)) {
+        throw refuse(`this box already committed agent ${agent.highest}, which is newer (set UPDATE_ALLOW_DOWNGRADE=true in site.conf to allow a downgrade)`);
+      }
+      box.followUps.push({ action: "agent-switch", version });
+      return version;
     },
   };
 }

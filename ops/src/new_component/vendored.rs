@@ -5,6 +5,10 @@
 /// `guest-sdk/src/*.rs`, by file name.
 pub const RUST_SDK: &[(&str, &str)] = &[
     (
+        "agent_update.rs",
+        include_str!("../../../guest-sdk/src/agent_update.rs"),
+    ),
+    (
         "archive.rs",
         include_str!("../../../guest-sdk/src/archive.rs"),
     ),
@@ -47,6 +51,10 @@ pub const RUST_SDK: &[(&str, &str)] = &[
 
 /// `wit/*.wit`, by file name.
 pub const WIT: &[(&str, &str)] = &[
+    (
+        "agent-update.wit",
+        include_str!("../../../wit/agent-update.wit"),
+    ),
     ("archive.wit", include_str!("../../../wit/archive.wit")),
     (
         "config-store.wit",
@@ -128,6 +136,10 @@ pub const JS_SDK: &[(&str, &str)] = &[
     (
         "types/command.d.ts",
         include_str!("../../../guest-sdk/js/types/command.d.ts"),
+    ),
+    (
+        "types/interfaces/neopro-agent-agent-update.d.ts",
+        include_str!("../../../guest-sdk/js/types/interfaces/neopro-agent-agent-update.d.ts"),
     ),
     (
         "types/interfaces/neopro-agent-archive.d.ts",

@@ -1,10 +1,13 @@
-//! `archive.stage-agent-release`: the update_software component hands the
-//! agent a downloaded release; when it is an agent release the host checks
-//! it ([`crate::selfupdate::release`]), stages it in a slot
-//! ([`crate::selfupdate::slot`]) and writes the trial, then tells the
+//! The `agent-update` interface: the update_software component hands the
+//! agent a downloaded release (`stage-agent-release`); when it is an agent
+//! release the host checks it ([`crate::selfupdate::release`]), stages it in
+//! a slot ([`crate::selfupdate::slot`]) and writes the trial, then tells the
 //! session (through [`AgentUpdateHost::take_staged`]) that this command's
-//! result belongs to the new agent.
+//! result belongs to the new agent. `rollback-agent-release` schedules the
+//! way back. Components built against 0.1 reach the same code through
+//! `archive` ([`super::since_v0_1`]).
 
+use super::bindings::neopro::agent::agent_update::Host;
 use super::roots::io_error;
 use super::{HostState, WitError, WitRoot};
 use crate::host::grants::Grant;
@@ -95,11 +98,8 @@ fn release_error(e: &ReleaseError, message: String) -> WitError {
     }
 }
 
-impl HostState {
-    pub(super) fn rollback_agent_release(
-        &mut self,
-        version: String,
-    ) -> Result<Option<String>, WitError> {
+impl Host for HostState {
+    fn rollback_agent_release(&mut self, version: String) -> Result<Option<String>, WitError> {
         self.call.check(Grant::AgentUpdate)?;
         let host = &self.call.services.agent_update;
         let to =
@@ -114,7 +114,7 @@ impl HostState {
         Ok(to)
     }
 
-    pub(super) fn stage_agent_release(
+    fn stage_agent_release(
         &mut self,
         root: WitRoot,
         path: String,

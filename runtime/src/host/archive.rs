@@ -150,17 +150,6 @@ impl Host for HostState {
         Ok(sha)
     }
 
-    fn stage_agent_release(
-        &mut self,
-        root: WitRoot,
-        path: String,
-        version: String,
-        signature: Option<String>,
-        deployment_id: Option<String>,
-    ) -> Result<Option<String>, WitError> {
-        HostState::stage_agent_release(self, root, path, version, signature, deployment_id)
-    }
-
     fn check_app_release(&mut self, version: String) -> Result<(), WitError> {
         self.call
             .check(Grant::Root(RootName::NeoproRoot, Access::ReadOnly))?;
@@ -174,10 +163,6 @@ impl Host for HostState {
             ));
         }
         Ok(())
-    }
-
-    fn rollback_agent_release(&mut self, version: String) -> Result<Option<String>, WitError> {
-        HostState::rollback_agent_release(self, version)
     }
 
     fn extract_tar_gz(

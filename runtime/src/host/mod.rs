@@ -10,6 +10,7 @@ pub mod config_store;
 pub mod download;
 pub mod files;
 pub mod grants;
+mod linking;
 pub mod local_app;
 pub mod log;
 pub mod logs;
@@ -18,6 +19,7 @@ pub mod progress;
 pub mod redirects;
 pub mod roots;
 pub mod services;
+pub mod since_v0_1;
 pub mod system;
 
 use crate::manifest::{Manifest, RootName};
@@ -27,7 +29,9 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// Generated from `wit/`. Imports are not trappable: host errors are values.
+/// Generated from `wit/`, the current package. Imports are not trappable:
+/// host errors are values. Older versions: [`since_v0_1`], linked by
+/// [`add_to_linker`].
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "command",
@@ -38,7 +42,7 @@ pub(crate) mod bindings {
 pub use bindings::neopro::agent::types::{
     Command as WireCommand, Error as WitError, Root as WitRoot,
 };
-pub use bindings::{Command as CommandWorld, CommandPre};
+pub use linking::{CommandPre, add_to_linker};
 
 /// The host state of every capability, one field each, each built from
 /// site.conf by its own module: a capability's settings live next to its

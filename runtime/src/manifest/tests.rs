@@ -207,8 +207,12 @@ fn api_version_must_be_one_the_host_links() {
         "accepted"
     );
     assert_eq!(
+        error_of("name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\napi-version = \"0.2\"\n"),
+        "accepted"
+    );
+    assert_eq!(
         error_of("name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\napi-version = \"0.3\"\n"),
-        "manifest t.toml: api-version '0.3' is not supported by this agent (it links neopro:agent 0.1); rebuild the component against a supported version or update the agent"
+        "manifest t.toml: api-version '0.3' is not supported by this agent (it links neopro:agent 0.1, 0.2); rebuild the component against a supported version or update the agent"
     );
 }
 

@@ -32,7 +32,7 @@ use output::CapturedOutput;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -63,7 +63,7 @@ pub struct CommandRequest {
 /// A component ready to run commands.
 pub struct LoadedComponent {
     manifest: Arc<Manifest>,
-    pre: CommandPre<HostState>,
+    pre: CommandPre,
     origin: LoadOrigin,
 }
 
@@ -119,11 +119,8 @@ impl Sandbox {
         // in-memory pipes): no preopened folders, no environment, no sockets.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| SandboxError::Engine(format!("linking WASI: {e}")))?;
-        crate::host::CommandWorld::add_to_linker::<HostState, HasSelf<HostState>>(
-            &mut linker,
-            |state| state,
-        )
-        .map_err(|e| SandboxError::Engine(format!("linking host interfaces: {e}")))?;
+        crate::host::add_to_linker(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("linking host interfaces: {e}")))?;
         let cache = ArtifactCache::new(cache_dir, &engine, &target.label(&engine));
         Ok(Sandbox {
             engine,
@@ -299,10 +296,7 @@ impl Sandbox {
             data: request.data.clone(),
         };
         let _ticking = self.ticker.running();
-        let outcome = component
-            .pre
-            .instantiate(&mut store)
-            .and_then(|world| world.neopro_agent_handler().call_execute(&mut store, &wire));
+        let outcome = component.pre.execute(&mut store, &wire);
 
         let guest_stdout = stdout.text();
         if !guest_stdout.trim().is_empty() {

@@ -1,5 +1,5 @@
 /// <reference path="./neopro-agent-types.d.ts" />
-declare module 'neopro:agent/config-store@0.1.0' {
+declare module 'neopro:agent/config-store@0.2.0' {
   /**
    * Reads the current document. A file that is not valid JSON is
    * `invalid-input` (and is left untouched). Needs the grant
@@ -13,7 +13,7 @@ declare module 'neopro:agent/config-store@0.1.0' {
    * Returns the new snapshot. Needs the grant `config-store = "rw"`.
    */
   export function write(json: string, expectedVersion: string): Snapshot;
-  export type Error = import('neopro:agent/types@0.1.0').Error;
+  export type Error = import('neopro:agent/types@0.2.0').Error;
   /**
    * One version of the document.
    */

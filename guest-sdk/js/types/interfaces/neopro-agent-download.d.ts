@@ -1,5 +1,5 @@
 /// <reference path="./neopro-agent-types.d.ts" />
-declare module 'neopro:agent/download@0.1.0' {
+declare module 'neopro:agent/download@0.2.0' {
   /**
    * Downloads a file. Needs the `download` grant and write access to the
    * root; the parent folder must exist. A partial download is kept next to
@@ -8,8 +8,8 @@ declare module 'neopro:agent/download@0.1.0' {
    * the size is over the limit or the disk would fall under its reserve.
    */
   export function fetch(request: Request): Outcome;
-  export type Error = import('neopro:agent/types@0.1.0').Error;
-  export type Root = import('neopro:agent/types@0.1.0').Root;
+  export type Error = import('neopro:agent/types@0.2.0').Error;
+  export type Root = import('neopro:agent/types@0.2.0').Root;
   /**
    * What to fetch and where to put it.
    */

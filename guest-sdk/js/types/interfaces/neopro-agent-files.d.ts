@@ -1,5 +1,5 @@
 /// <reference path="./neopro-agent-types.d.ts" />
-declare module 'neopro:agent/files@0.1.0' {
+declare module 'neopro:agent/files@0.2.0' {
   /**
    * Reads a whole file (at most `max-bytes`, else `too-large`). Needs read access.
    */
@@ -60,8 +60,8 @@ declare module 'neopro:agent/files@0.1.0' {
    * read access.
    */
   export function freeBytes(root: Root): bigint;
-  export type Error = import('neopro:agent/types@0.1.0').Error;
-  export type Root = import('neopro:agent/types@0.1.0').Root;
+  export type Error = import('neopro:agent/types@0.2.0').Error;
+  export type Root = import('neopro:agent/types@0.2.0').Root;
   /**
    * What a directory entry is. Symlinks are reported as such, not followed.
    * # Variants

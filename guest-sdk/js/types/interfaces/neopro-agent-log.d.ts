@@ -1,4 +1,4 @@
-declare module 'neopro:agent/log@0.1.0' {
+declare module 'neopro:agent/log@0.2.0' {
   /**
    * Records one log line. Never fails: a full disk must not fail a command.
    */

@@ -1,5 +1,5 @@
 /// <reference path="./neopro-agent-types.d.ts" />
-declare module 'neopro:agent/logs@0.1.0' {
+declare module 'neopro:agent/logs@0.2.0' {
   /**
    * Last `lines` lines (1..=10000) of a systemd unit's journal. The unit name
    * must be made of unit-name characters only and be granted in the
@@ -16,6 +16,6 @@ declare module 'neopro:agent/logs@0.1.0' {
    * may read; reads at most the file's last 4 MiB.
    */
   export function fileTail(root: Root, path: string, lines: number): string;
-  export type Error = import('neopro:agent/types@0.1.0').Error;
-  export type Root = import('neopro:agent/types@0.1.0').Root;
+  export type Error = import('neopro:agent/types@0.2.0').Error;
+  export type Root = import('neopro:agent/types@0.2.0').Root;
 }

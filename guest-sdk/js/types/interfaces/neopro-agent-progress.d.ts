@@ -1,5 +1,5 @@
 /// <reference path="./neopro-agent-types.d.ts" />
-declare module 'neopro:agent/progress@0.1.0' {
+declare module 'neopro:agent/progress@0.2.0' {
   /**
    * Reports progress. `percent` is clamped to 0..=100 and never goes
    * backwards; `detail` is a JSON object whose fields are merged into the
@@ -11,5 +11,5 @@ declare module 'neopro:agent/progress@0.1.0' {
    * `completed: true`, failed with `error`) unless the detail has one.
    */
   export function report(percent: number, detail: string): void;
-  export type Error = import('neopro:agent/types@0.1.0').Error;
+  export type Error = import('neopro:agent/types@0.2.0').Error;
 }

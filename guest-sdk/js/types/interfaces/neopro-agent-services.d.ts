@@ -1,5 +1,5 @@
 /// <reference path="./neopro-agent-types.d.ts" />
-declare module 'neopro:agent/services@0.1.0' {
+declare module 'neopro:agent/services@0.2.0' {
   /**
    * Starts a unit.
    */
@@ -33,5 +33,5 @@ declare module 'neopro:agent/services@0.1.0' {
    * Restarting it answers first and restarts once the result is delivered.
    */
   export function isAgent(name: string): boolean;
-  export type Error = import('neopro:agent/types@0.1.0').Error;
+  export type Error = import('neopro:agent/types@0.2.0').Error;
 }

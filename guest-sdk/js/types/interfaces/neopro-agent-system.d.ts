@@ -1,5 +1,5 @@
 /// <reference path="./neopro-agent-types.d.ts" />
-declare module 'neopro:agent/system@0.1.0' {
+declare module 'neopro:agent/system@0.2.0' {
   /**
    * Samples the live metrics. Needs the `system` grant.
    */
@@ -20,7 +20,7 @@ declare module 'neopro:agent/system@0.1.0' {
    * VERSION, webapp/package.json, first found wins). Needs the `system` grant.
    */
   export function getVersion(): VersionInfo;
-  export type Error = import('neopro:agent/types@0.1.0').Error;
+  export type Error = import('neopro:agent/types@0.2.0').Error;
   /**
    * Live health metrics.
    */

@@ -1,4 +1,4 @@
-declare module 'neopro:agent/types@0.1.0' {
+declare module 'neopro:agent/types@0.2.0' {
   /**
    * Why a host call or a command failed. Each case carries a message written
    * for a site operator: it ends up verbatim in the `command_result` the
