@@ -17,6 +17,10 @@
 //!                                # at the same time
 //! maintenance-window = []        # its commands that run in AUTO_UPDATE_HOUR
 //!                                # unless the command says isCritical
+//! check-before-window = []       # of those, the ones the agent asks to check
+//!                                # themselves (their data plus "check": true)
+//!                                # before keeping them for the window: a
+//!                                # refusal comes at once, not hours later
 //! resume-at-start = "update/state.json"  # optional, built-ins only: when this
 //!                                # file exists in the staging root at start, the
 //!                                # component's first command runs with
@@ -310,6 +314,11 @@ pub struct Manifest {
     pub resource: Option<Resource>,
     #[serde(default)]
     pub maintenance_window: Vec<String>,
+    /// Its maintenance-window commands the agent runs with `"check": true`
+    /// added to their data before keeping them for the window: the
+    /// component owns its rules, the agent knows none of them.
+    #[serde(default)]
+    pub check_before_window: Vec<String>,
     #[serde(default)]
     pub resume_at_start: Option<String>,
     /// Its commands the agent runs on its own, at start and every hour
@@ -453,6 +462,15 @@ impl Manifest {
         {
             return invalid(format!(
                 "maintenance-window names '{bad}', which is not one of its commands"
+            ));
+        }
+        if let Some(bad) = self
+            .check_before_window
+            .iter()
+            .find(|c| !self.maintenance_window.contains(c))
+        {
+            return invalid(format!(
+                "check-before-window names '{bad}', which is not one of its maintenance-window commands"
             ));
         }
         if let Some(bad) = self.periodic.iter().find(|c| !self.commands.contains(c)) {

@@ -23,7 +23,7 @@ pub struct Graph {
 
 /// The code of one line without its comment (`//`, `///`, `//!`). A `//`
 /// inside a string is rare enough in this tree to be ignored.
-fn code_of(line: &str) -> &str {
+pub(crate) fn code_of(line: &str) -> &str {
     line.split("//").next().unwrap_or("")
 }
 
@@ -58,7 +58,7 @@ fn crate_roots(code: &str) -> Vec<String> {
     out
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub(crate) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
@@ -315,6 +315,10 @@ pub fn check(src: &Path) -> anyhow::Result<String> {
 pub fn run(root: &Path) -> anyhow::Result<()> {
     print!("{}", check(&root.join("runtime/src"))?);
     println!("no folder imports a folder above it; no two files import each other");
+    let names = crate::named_commands::check(root)?;
+    println!(
+        "no string literal in runtime/src names one of the {names} built-in commands (outside config.rs and tests)"
+    );
     Ok(())
 }
 

@@ -37,6 +37,16 @@ pub(super) enum Step {
         id: String,
         outcome: Option<Outcome>,
     },
+    /// A maintenance-window command's component answered the agent's
+    /// check (`check-before-window`; None: no component handles it). Not
+    /// journal work, but it comes back through the same loop, so that a
+    /// stop waits for it like for a journal job.
+    Checked {
+        id: String,
+        command_type: String,
+        data: Value,
+        answer: Option<Outcome>,
+    },
 }
 
 /// The closing progress event a result must be preceded by (read from disk).

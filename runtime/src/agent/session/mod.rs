@@ -98,7 +98,8 @@ pub struct Session {
     /// kept until their final result is journaled.
     window_queue: window_queue::WindowQueue,
     running: usize,
-    /// Journal work submitted and not yet answered by a [`Step`].
+    /// Journal work (and window checks) submitted and not yet answered by
+    /// a [`Step`].
     journal_pending: usize,
     queue: JournalQueue,
     steps_tx: mpsc::UnboundedSender<Step>,
@@ -107,6 +108,10 @@ pub struct Session {
     done_rx: mpsc::UnboundedReceiver<(String, Outcome)>,
     /// Reboots and self-restarts after delivery; the trial's commit.
     follow_up: FollowUpRunner,
+    /// A component checks a command for the window (`check-before-window`).
+    checking: bool,
+    /// Window commands that arrived during that check, handled after it.
+    arrived_while_checking: std::collections::VecDeque<(String, String, Value)>,
 }
 
 impl Session {
@@ -163,6 +168,8 @@ impl Session {
             done_tx,
             done_rx,
             follow_up,
+            checking: false,
+            arrived_while_checking: std::collections::VecDeque::new(),
         }
     }
 
@@ -548,6 +555,12 @@ impl Session {
                     self.send_result(&id, &outcome);
                 }
             }
+            Step::Checked {
+                id,
+                command_type,
+                data,
+                answer,
+            } => self.on_checked(id, command_type, data, answer),
         }
     }
 
@@ -650,6 +663,16 @@ impl Session {
     /// final one comes when it has run; meanwhile an `update_progress`
     /// "scheduled").
     fn update_may_run_now(&mut self, id: &str, command_type: &str, data: &Value) -> bool {
+        if self.checking {
+            // One at a time: a copy of the deployment being checked joins
+            // the entry once it is kept.
+            self.arrived_while_checking.push_back((
+                id.to_owned(),
+                command_type.to_owned(),
+                data.clone(),
+            ));
+            return false;
+        }
         // The server's copy of the update this agent came from: success,
         // never a refusal that would flip the completed deployment.
         let state_path = &self.config.state_path;
@@ -666,18 +689,16 @@ impl Session {
             self.record_and_send(id.to_owned(), Outcome::Success { result });
             return false;
         }
-        let config = &self.config;
         let journal = &self.journal;
         let arrival = self.window_queue.arrive(
             id,
-            command_type,
             data,
             crate::agent::maintenance_window::local_hour(),
-            || crate::agent::update_check::precheck(config, data),
             |earlier| final_outcome(journal, earlier),
         );
         match arrival {
             window_queue::Arrival::RunNow => return true,
+            window_queue::Arrival::ToKeep => self.check_then_keep(id, command_type, data),
             window_queue::Arrival::Kept(update) => self.send_scheduled_progress(&update),
             window_queue::Arrival::Joined { .. } => {}
             window_queue::Arrival::Answered(outcome) => {
@@ -685,6 +706,68 @@ impl Session {
             }
         }
         false
+    }
+
+    /// A command for the window is kept once its component has checked it
+    /// (when its manifest asks for that: `check-before-window`), so that a
+    /// bad one is refused at once with the message a run would get. The
+    /// check runs off the loop; its answer comes back as [`Step::Checked`].
+    fn check_then_keep(&mut self, id: &str, command_type: &str, data: &Value) {
+        if !self.dispatcher.checks_before_window(command_type) {
+            self.keep_for_window(id, command_type, data);
+            return;
+        }
+        self.checking = true;
+        self.journal_pending += 1;
+        let dispatcher = self.dispatcher.clone();
+        let steps = self.steps_tx.clone();
+        let (id, command_type, data) = (id.to_owned(), command_type.to_owned(), data.clone());
+        tokio::spawn(async move {
+            let answer = dispatcher.check(&id, &command_type, &data).await;
+            let _ = steps.send(Step::Checked {
+                id,
+                command_type,
+                data,
+                answer,
+            });
+        });
+    }
+
+    fn keep_for_window(&mut self, id: &str, command_type: &str, data: &Value) {
+        match self.window_queue.keep(id, command_type, data) {
+            window_queue::Arrival::Kept(update) => self.send_scheduled_progress(&update),
+            window_queue::Arrival::Answered(outcome) => {
+                self.record_and_send(id.to_owned(), outcome)
+            }
+            _ => {}
+        }
+    }
+
+    /// The component's answer to a check: kept for the window, or refused
+    /// with its message. Then the window commands that arrived meanwhile
+    /// (a copy of the same deployment must find the kept entry to join).
+    fn on_checked(
+        &mut self,
+        id: String,
+        command_type: String,
+        data: Value,
+        answer: Option<Outcome>,
+    ) {
+        self.checking = false;
+        match answer {
+            Some(Outcome::Error { error }) => {
+                tracing::info!("update {id} refused by its component's check: {error}");
+                self.record_and_send(id, Outcome::Error { error });
+            }
+            Some(Outcome::Success { .. }) | None => self.keep_for_window(&id, &command_type, &data),
+        }
+        while !self.checking
+            && let Some((id, command_type, data)) = self.arrived_while_checking.pop_front()
+        {
+            if self.update_may_run_now(&id, &command_type, &data) {
+                self.spawn_command(id, command_type, data);
+            }
+        }
     }
 
     /// The scheduled updates whose final result is already journaled (a
