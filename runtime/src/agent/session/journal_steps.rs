@@ -3,6 +3,7 @@
 //! and writes those jobs make — a refused command recorded once, a kept
 //! command's final outcome, the closing progress a result must follow.
 
+use super::effects::Command;
 use crate::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use serde_json::Value;
 
@@ -11,17 +12,13 @@ use serde_json::Value;
 pub(super) enum Step {
     /// A read-only command looked up: the outcome it already has, if it ran.
     Looked {
-        id: String,
-        command_type: String,
-        command: Value,
+        command: Command,
         known: Option<Outcome>,
         final_progress: Option<FinalProgress>,
     },
     /// A state-changing command recorded (or found already known).
     Admitted {
-        id: String,
-        command_type: String,
-        command: Value,
+        command: Command,
         admission: Result<Admission, JournalError>,
         final_progress: Option<FinalProgress>,
     },
@@ -42,9 +39,7 @@ pub(super) enum Step {
     /// journal work, but it comes back through the same loop, so that a
     /// stop waits for it like for a journal job.
     Checked {
-        id: String,
-        command_type: String,
-        data: Value,
+        command: Command,
         answer: Option<Outcome>,
     },
 }
