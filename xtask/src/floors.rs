@@ -323,10 +323,11 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    /// A tree of `(path, text)` files in a temporary folder.
+    pub(crate) fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("temp dir");
         for (path, text) in files {
             let p = dir.path().join(path);
@@ -336,10 +337,14 @@ mod tests {
         dir
     }
 
+    /// Also: the agent names no built-in command (`named_commands.rs`).
     #[test]
-    fn the_agent_has_no_upward_import() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/src");
-        if let Err(e) = check(&src) {
+    fn the_agent_has_no_upward_import_and_names_no_command() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if let Err(e) = check(&root.join("runtime/src")) {
+            panic!("{e:#}");
+        }
+        if let Err(e) = crate::named_commands::check(&root) {
             panic!("{e:#}");
         }
     }

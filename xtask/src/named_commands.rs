@@ -135,31 +135,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_agent_names_no_built_in_command() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        if let Err(e) = check(&root) {
-            panic!("{e:#}");
-        }
-    }
-
-    #[test]
     fn a_command_name_is_found_outside_tests_and_the_allowlist() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let write = |path: &str, text: &str| {
-            let p = dir.path().join(path);
-            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            std::fs::write(p, text).expect("write");
-        };
-        write(
-            "commands/installer/installer.toml",
-            "name = \"installer\"\ncommands = [\"install_release\", \"undo\"]\n",
-        );
-        write("runtime/src/config.rs", "const A: &[&str] = &[\"undo\"];\n");
-        write(
-            "runtime/src/agent/run.rs",
-            "fn f() {\n    // \"undo\" in a comment is fine\n    g(\"install_release\");\n}\n\n#[cfg(test)]\nmod tests {\n    fn t() {\n        g(\"undo\");\n    }\n}\n\nfn h() { g(\"undo\") }\n",
-        );
-        write("runtime/src/agent/tests.rs", "fn t() { g(\"undo\") }\n");
+        let dir = crate::floors::tests::tree(&[
+            (
+                "commands/installer/installer.toml",
+                "name = \"installer\"\ncommands = [\"install_release\", \"undo\"]\n",
+            ),
+            ("runtime/src/config.rs", "const A: &[&str] = &[\"undo\"];\n"),
+            (
+                "runtime/src/agent/run.rs",
+                "fn f() {\n    // \"undo\" in a comment is fine\n    g(\"install_release\");\n}\n\n#[cfg(test)]\nmod tests {\n    fn t() {\n        g(\"undo\");\n    }\n}\n\nfn h() { g(\"undo\") }\n",
+            ),
+            ("runtime/src/agent/tests.rs", "fn t() { g(\"undo\") }\n"),
+        ]);
         let err = format!("{:#}", check(dir.path()).expect_err("names found"));
         assert!(
             err.contains("  agent/run.rs:3: \"install_release\""),

@@ -69,6 +69,29 @@ fn run_job(effects: Vec<Effect>, journal: &Journal) -> Result<Step, String> {
     }
 }
 
+/// A state-changing command received: its admission job run, then what
+/// the intake decides on what the journal said.
+fn receive(f: &mut Fixture, message: &Value) -> Result<Vec<Effect>, String> {
+    match run_job(
+        command(message.clone(), &Table, &f.window, &Closed),
+        &f.journal,
+    )? {
+        Step::Admitted {
+            command: sent,
+            admission,
+            final_progress,
+        } => Ok(admitted(
+            sent,
+            admission,
+            final_progress,
+            &Table,
+            &mut f.window,
+            &Closed,
+        )),
+        other => Err(format!("not admitted: {other:?}")),
+    }
+}
+
 #[test]
 fn a_read_only_command_runs_unjournaled_and_a_known_result_is_sent_again()
 -> Result<(), Box<dyn std::error::Error>> {
@@ -123,26 +146,8 @@ fn an_admitted_command_runs_once_and_a_done_one_follows_its_closing_event()
 -> Result<(), Box<dyn std::error::Error>> {
     let mut f = fixture()?;
     let message = json!({"id": "c-2", "type": "change", "data": {}});
-    let Step::Admitted {
-        command: sent,
-        admission,
-        final_progress,
-    } = run_job(
-        command(message.clone(), &Table, &f.window, &Closed),
-        &f.journal,
-    )?
-    else {
-        return Err("not admitted".into());
-    };
+    let effects = receive(&mut f, &message)?;
     assert!(f.journal.get("c-2").is_some(), "journaled before it runs");
-    let effects = admitted(
-        sent,
-        admission,
-        final_progress,
-        &Table,
-        &mut f.window,
-        &Closed,
-    );
     assert!(
         matches!(&effects[..], [Effect::Start(c)] if c.id == "c-2"),
         "{effects:?}"
@@ -157,22 +162,7 @@ fn an_admitted_command_runs_once_and_a_done_one_follows_its_closing_event()
     f.journal.set_final_progress("c-2", closing)?;
     f.journal
         .complete("c-2", Outcome::Success { result: json!({}) })?;
-    let Step::Admitted {
-        command: sent,
-        admission,
-        final_progress,
-    } = run_job(command(message, &Table, &f.window, &Closed), &f.journal)?
-    else {
-        return Err("not admitted".into());
-    };
-    let effects = admitted(
-        sent,
-        admission,
-        final_progress,
-        &Table,
-        &mut f.window,
-        &Closed,
-    );
+    let effects = receive(&mut f, &message)?;
     assert_eq!(
         format!("{effects:?}"),
         r#"[FinalProgress(install_progress), Send(c-2, Success { result: Object {} })]"#
@@ -186,25 +176,7 @@ fn a_window_command_goes_to_the_window_and_a_kept_one_is_not_admitted_again()
     let mut f = fixture()?;
     let message = json!({"id": "u-1", "type": "install",
         "data": {"version": "2.0.0", "updateUrl": "http://x/r.tar.gz", "deploymentId": "d-1"}});
-    let Step::Admitted {
-        command: sent,
-        admission,
-        final_progress,
-    } = run_job(
-        command(message.clone(), &Table, &f.window, &Closed),
-        &f.journal,
-    )?
-    else {
-        return Err("not admitted".into());
-    };
-    let effects = admitted(
-        sent,
-        admission,
-        final_progress,
-        &Table,
-        &mut f.window,
-        &Closed,
-    );
+    let effects = receive(&mut f, &message)?;
     assert_eq!(format!("{effects:?}"), "[Scheduled(u-1, install)]");
     // Delivered again: its "scheduled" progress, no journal work.
     let again = command(message, &Table, &f.window, &Closed);

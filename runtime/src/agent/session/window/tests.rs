@@ -48,6 +48,16 @@ impl Facts for Table {
     }
 }
 
+/// A window outside its hour, for commands no component checks.
+fn unchecked_outside_the_window()
+-> Result<(tempfile::TempDir, Table, Window), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut facts = Table::at(CLOSED);
+    facts.checks = false;
+    let window = Window::new(dir.path(), WINDOW);
+    Ok((dir, facts, window))
+}
+
 fn command(id: &str, deployment: &str) -> Command {
     Command {
         id: id.to_owned(),
@@ -140,10 +150,7 @@ fn a_command_is_kept_once_its_component_passed_it_and_copies_wait_for_the_check(
 #[test]
 fn without_a_declared_check_a_command_is_kept_at_once_and_told_again()
 -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    let mut facts = Table::at(CLOSED);
-    facts.checks = false;
-    let mut window = Window::new(dir.path(), WINDOW);
+    let (_dir, facts, mut window) = unchecked_outside_the_window()?;
     assert_eq!(
         short(&window.arrive(command("u-1", "d-1"), &facts)),
         ["scheduled u-1 install"]
@@ -179,10 +186,7 @@ fn an_open_window_runs_now_and_the_agent_s_own_release_answers_success()
 #[test]
 fn an_entry_without_its_type_is_refused_with_its_copies_when_the_type_is_not_one()
 -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    let mut facts = Table::at(CLOSED);
-    facts.checks = false;
-    let mut window = Window::new(dir.path(), WINDOW);
+    let (_dir, mut facts, mut window) = unchecked_outside_the_window()?;
     // As an older agent wrote it: no command type.
     let old = command("u-9", "d-9");
     window.queue.keep(&old.id, "", &old.data);
@@ -201,10 +205,7 @@ fn an_entry_without_its_type_is_refused_with_its_copies_when_the_type_is_not_one
 #[test]
 fn a_kept_entry_whose_result_is_journaled_is_settled_with_its_copies()
 -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    let mut facts = Table::at(CLOSED);
-    facts.checks = false;
-    let mut window = Window::new(dir.path(), WINDOW);
+    let (dir, mut facts, mut window) = unchecked_outside_the_window()?;
     window.arrive(command("u-1", "d-1"), &facts);
     window.arrive(command("u-2", "d-1"), &facts);
     assert!(window.settle(&facts).is_empty(), "no result yet");
