@@ -455,28 +455,31 @@ impl Manifest {
                 "grants.download.hosts: '{bad}' is not a host name, \"*\" or \"*.domain\""
             ));
         }
-        if let Some(bad) = self
-            .maintenance_window
-            .iter()
-            .find(|c| !self.commands.contains(c))
-        {
-            return invalid(format!(
-                "maintenance-window names '{bad}', which is not one of its commands"
-            ));
-        }
-        if let Some(bad) = self
-            .check_before_window
-            .iter()
-            .find(|c| !self.maintenance_window.contains(c))
-        {
-            return invalid(format!(
-                "check-before-window names '{bad}', which is not one of its maintenance-window commands"
-            ));
-        }
-        if let Some(bad) = self.periodic.iter().find(|c| !self.commands.contains(c)) {
-            return invalid(format!(
-                "periodic names '{bad}', which is not one of its commands"
-            ));
+        // Lists of commands that must name commands it declares.
+        let subsets: [(&str, &Vec<String>, &Vec<String>, &str); 3] = [
+            (
+                "maintenance-window",
+                &self.maintenance_window,
+                &self.commands,
+                "one of its commands",
+            ),
+            (
+                "check-before-window",
+                &self.check_before_window,
+                &self.maintenance_window,
+                "one of its maintenance-window commands",
+            ),
+            (
+                "periodic",
+                &self.periodic,
+                &self.commands,
+                "one of its commands",
+            ),
+        ];
+        for (key, list, among, what) in subsets {
+            if let Some(bad) = list.iter().find(|c| !among.contains(c)) {
+                return invalid(format!("{key} names '{bad}', which is not {what}"));
+            }
         }
         if let Some(marker) = &self.resume_at_start {
             let path = Path::new(marker);

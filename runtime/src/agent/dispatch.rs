@@ -347,12 +347,9 @@ impl Dispatcher {
     /// The `progress-event` of the component holding the `agent-update`
     /// grant: an agent update's closing event is journaled under it.
     pub fn agent_updater_progress_event(&self) -> Option<String> {
-        let table = self.table();
-        table
-            .by_command
+        self.agent_updaters()
             .iter()
-            .filter(|(t, spec)| table.allowed.contains(*t) && spec.manifest.grants.agent_update)
-            .find_map(|(_, spec)| spec.manifest.progress_event.clone())
+            .find_map(|command_type| self.progress_event(command_type))
     }
 
     /// Whether `command_type`'s manifest lists it under `maintenance-window`
