@@ -6,22 +6,13 @@
 //! writer or task, so their unit tests read exactly what they decided; the
 //! loop carries them out in order (`Session::apply`).
 
+pub(super) use super::journal_steps::Command;
 use super::journal_steps::Step;
 use crate::agent::maintenance_window::ScheduledUpdate;
 use crate::journal::{FinalProgress, Journal, Outcome};
-use serde_json::Value;
 
 /// Journal work; its [`Step`] comes back through the loop.
 pub(super) type JournalJob = Box<dyn FnOnce(&Journal) -> Step + Send>;
-
-/// A command as the deciding modules pass it on.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Command {
-    pub id: String,
-    pub command_type: String,
-    /// Its `data` (null when absent).
-    pub data: Value,
-}
 
 /// One thing for the event loop to do.
 pub(super) enum Effect {

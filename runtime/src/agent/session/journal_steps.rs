@@ -3,9 +3,17 @@
 //! and writes those jobs make — a refused command recorded once, a kept
 //! command's final outcome, the closing progress a result must follow.
 
-use super::effects::Command;
 use crate::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use serde_json::Value;
+
+/// A command as the session's steps and deciding modules pass it on.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Command {
+    pub id: String,
+    pub command_type: String,
+    /// Its `data` (null when absent).
+    pub data: Value,
+}
 
 /// What a job on the journal queue found, handled back in the session loop.
 #[derive(Debug)]
