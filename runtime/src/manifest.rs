@@ -17,6 +17,10 @@
 //!                                # at the same time
 //! maintenance-window = []        # its commands that run in AUTO_UPDATE_HOUR
 //!                                # unless the command says isCritical
+//! check-before-window = []       # of those, the ones the agent asks to check
+//!                                # themselves (their data plus "check": true)
+//!                                # before keeping them for the window: a
+//!                                # refusal comes at once, not hours later
 //! resume-at-start = "update/state.json"  # optional, built-ins only: when this
 //!                                # file exists in the staging root at start, the
 //!                                # component's first command runs with
@@ -311,6 +315,11 @@ pub struct Manifest {
     pub resource: Option<Resource>,
     #[serde(default)]
     pub maintenance_window: Vec<String>,
+    /// Its maintenance-window commands the agent runs with `"check": true`
+    /// added to their data before keeping them for the window: the
+    /// component owns its rules, the agent knows none of them.
+    #[serde(default)]
+    pub check_before_window: Vec<String>,
     #[serde(default)]
     pub resume_at_start: Option<String>,
     /// Its commands the agent runs on its own, at start and every hour
@@ -447,19 +456,31 @@ impl Manifest {
                 "grants.download.hosts: '{bad}' is not a host name, \"*\" or \"*.domain\""
             ));
         }
-        if let Some(bad) = self
-            .maintenance_window
-            .iter()
-            .find(|c| !self.commands.contains(c))
-        {
-            return invalid(format!(
-                "maintenance-window names '{bad}', which is not one of its commands"
-            ));
-        }
-        if let Some(bad) = self.periodic.iter().find(|c| !self.commands.contains(c)) {
-            return invalid(format!(
-                "periodic names '{bad}', which is not one of its commands"
-            ));
+        // Lists of commands that must name commands it declares.
+        let subsets: [(&str, &Vec<String>, &Vec<String>, &str); 3] = [
+            (
+                "maintenance-window",
+                &self.maintenance_window,
+                &self.commands,
+                "one of its commands",
+            ),
+            (
+                "check-before-window",
+                &self.check_before_window,
+                &self.maintenance_window,
+                "one of its maintenance-window commands",
+            ),
+            (
+                "periodic",
+                &self.periodic,
+                &self.commands,
+                "one of its commands",
+            ),
+        ];
+        for (key, list, among, what) in subsets {
+            if let Some(bad) = list.iter().find(|c| !among.contains(c)) {
+                return invalid(format!("{key} names '{bad}', which is not {what}"));
+            }
         }
         if let Some(marker) = &self.resume_at_start {
             let path = Path::new(marker);

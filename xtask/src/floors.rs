@@ -23,7 +23,7 @@ pub struct Graph {
 
 /// The code of one line without its comment (`//`, `///`, `//!`). A `//`
 /// inside a string is rare enough in this tree to be ignored.
-fn code_of(line: &str) -> &str {
+pub(crate) fn code_of(line: &str) -> &str {
     line.split("//").next().unwrap_or("")
 }
 
@@ -58,7 +58,7 @@ fn crate_roots(code: &str) -> Vec<String> {
     out
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub(crate) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {
@@ -315,14 +315,19 @@ pub fn check(src: &Path) -> anyhow::Result<String> {
 pub fn run(root: &Path) -> anyhow::Result<()> {
     print!("{}", check(&root.join("runtime/src"))?);
     println!("no folder imports a folder above it; no two files import each other");
+    let names = crate::named_commands::check(root)?;
+    println!(
+        "no string literal in runtime/src names one of the {names} built-in commands (outside config.rs and tests)"
+    );
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    /// A tree of `(path, text)` files in a temporary folder.
+    pub(crate) fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("temp dir");
         for (path, text) in files {
             let p = dir.path().join(path);
@@ -332,10 +337,14 @@ mod tests {
         dir
     }
 
+    /// Also: the agent names no built-in command (`named_commands.rs`).
     #[test]
-    fn the_agent_has_no_upward_import() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/src");
-        if let Err(e) = check(&src) {
+    fn the_agent_has_no_upward_import_and_names_no_command() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if let Err(e) = check(&root.join("runtime/src")) {
+            panic!("{e:#}");
+        }
+        if let Err(e) = crate::named_commands::check(&root) {
             panic!("{e:#}");
         }
     }

@@ -21,7 +21,8 @@
 //! - `fuzz [seconds] [seed-hex]`: each fuzz target of
 //!   `runtime/tests/fuzz.rs` for that long (default 60), seeded
 //! - `floors`: the agent's folders by floor; fails when one imports a folder
-//!   above it (`floors.rs`, also a unit test)
+//!   above it (`floors.rs`, also a unit test), or when `runtime/src` names a
+//!   built-in command outside the default allowlist (`named_commands.rs`)
 //! - `system-test [--arch A]... [--scenario NAME]`: that package on a booted
 //!   Debian under systemd-nspawn (see `system_test/`)
 //! - `power-cut [--cuts N] [--seed S] [--phase P]`: real power cuts of
@@ -42,6 +43,7 @@ mod agent_release;
 mod box_register;
 mod floors;
 mod migration_bundle;
+mod named_commands;
 mod package;
 mod power_cut;
 mod system_test;

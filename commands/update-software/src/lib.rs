@@ -17,8 +17,13 @@
 //! With `{"resume": true}` (run by the agent at start when a journal is
 //! left) it finishes or rolls back the interrupted update and returns
 //! `{resumedCommandId, status, result | error}` for the agent to report.
+//! With `"check": true` added to an update's data (asked by the agent
+//! before it keeps the update for the maintenance window) it only runs the
+//! checks every update starts with (`check.rs`) and returns
+//! `{checked: true, version}` or the refusal the update would get.
 
 mod backups;
+mod check;
 mod installed;
 mod journal;
 
@@ -53,8 +58,6 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// auto-restart state between two runs of a crashing app (systemd keeps it
 /// for RestartSec, 100 ms by default, at least; the NEOPRO units use more).
 const SETTLE_POLL: Duration = Duration::from_millis(100);
-/// Used for the disk pre-check when the server gives no size (upstream's).
-const DEFAULT_PACKAGE_SIZE: u64 = 100 << 20;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -74,49 +77,10 @@ struct Data {
     update_id: Option<String>,
     #[serde(default)]
     resume: bool,
-}
-
-/// Release versions end up in paths and file names: plain characters only.
-fn check_version(value: Option<&Value>) -> Result<String, Error> {
-    let text = match value {
-        Some(Value::String(s)) => s.trim().to_owned(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(Error::invalid_input("version is required")),
-    };
-    let plain = !text.is_empty()
-        && text.len() <= 64
-        && text
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
-    if plain {
-        Ok(text)
-    } else {
-        Err(Error::invalid_input(format!(
-            "version '{text}' must be 1-64 letters, digits, '.', '_', '+' or '-'"
-        )))
-    }
-}
-
-/// `packageSize` is a BIGINT the server sends as a string (§12.3 item 9).
-/// A size beyond u64 is taken as u64::MAX: too big, not "unknown".
-fn package_size(value: Option<&Value>) -> u64 {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    match value {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)),
-        Some(Value::String(s)) => {
-            let s = s.trim();
-            s.parse().ok().or_else(|| digits(s).then_some(u64::MAX))
-        }
-        _ => None,
-    }
-    .filter(|n| *n > 0)
-    .unwrap_or(DEFAULT_PACKAGE_SIZE)
+    /// Set by the agent (never the server: the agent refuses it in a
+    /// command): only check the update, change nothing ([`check`]).
+    #[serde(default)]
+    check: bool,
 }
 
 /// Progress events: `{version, progress, deploymentId when given}`.
@@ -152,10 +116,6 @@ impl Progress {
     }
 }
 
-fn mb(bytes: u64) -> u64 {
-    bytes.saturating_add(1 << 19) >> 20
-}
-
 struct UpdateSoftware;
 
 impl Command for UpdateSoftware {
@@ -172,12 +132,22 @@ impl Command for UpdateSoftware {
         if data.resume {
             return resume();
         }
-        let version = check_version(data.version.as_ref())?;
-        let url = data
-            .update_url
-            .clone()
-            .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| Error::invalid_input("updateUrl is required"))?;
+        if !data.check {
+            // Creates the staging root on a fresh box (the disk check reads
+            // its free space).
+            files::mkdir(Root::Staging, journal::DIR)?;
+        }
+        let checked = check::check(&check::Request {
+            version: data.version.as_ref(),
+            update_url: data.update_url.as_deref(),
+            checksum: data.checksum.as_deref(),
+            package_size: data.package_size.as_ref(),
+        })?;
+        if data.check {
+            // The agent asks before keeping the command for the window.
+            return Ok(json!({ "checked": true, "version": checked.version }));
+        }
+        let check::Checked { version, url, .. } = checked;
         let progress = Progress::new(&version, data.deployment_id.as_deref());
         progress.at(2);
 
@@ -198,27 +168,18 @@ impl Command for UpdateSoftware {
         }
 
         let previous = system::version()?.version;
-        if previous == version && services_healthy() {
-            progress.at(100);
-            return Ok(json!({
-                "success": true,
-                "version": version,
-                "previousVersion": previous,
-                "message": "already installed",
-            }));
-        }
-
-        let size = package_size(data.package_size.as_ref());
-        // Creates the staging root on a fresh box.
-        files::mkdir(Root::Staging, journal::DIR)?;
-        let free = files::free_bytes(Root::Staging)?;
-        let needed = size.saturating_mul(3);
-        if free < needed {
-            return Err(Error::TooLarge(format!(
-                "Espace disque insuffisant: {}MB disponibles, {}MB requis",
-                mb(free),
-                mb(needed)
-            )));
+        if previous == version {
+            if services_healthy() {
+                progress.at(100);
+                return Ok(json!({
+                    "success": true,
+                    "version": version,
+                    "previousVersion": previous,
+                    "message": "already installed",
+                }));
+            }
+            // A repair: the check left the disk to the run.
+            check::enough_disk(data.package_size.as_ref())?;
         }
 
         let mut state = State {

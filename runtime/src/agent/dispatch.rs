@@ -344,6 +344,14 @@ impl Dispatcher {
             .collect()
     }
 
+    /// The `progress-event` of the component holding the `agent-update`
+    /// grant: an agent update's closing event is journaled under it.
+    pub fn agent_updater_progress_event(&self) -> Option<String> {
+        self.agent_updaters()
+            .iter()
+            .find_map(|command_type| self.progress_event(command_type))
+    }
+
     /// Whether `command_type`'s manifest lists it under `maintenance-window`
     /// (runs in AUTO_UPDATE_HOUR unless critical).
     pub fn uses_maintenance_window(&self, command_type: &str) -> bool {
@@ -356,6 +364,49 @@ impl Dispatcher {
                     .iter()
                     .any(|c| c == command_type)
             })
+    }
+
+    /// Whether `command_type`'s manifest lists it under
+    /// `check-before-window`: the component checks it itself before it is
+    /// kept for the window ([`Dispatcher::check`]).
+    pub fn checks_before_window(&self, command_type: &str) -> bool {
+        self.table()
+            .by_command
+            .get(command_type)
+            .is_some_and(|spec| {
+                spec.manifest
+                    .check_before_window
+                    .iter()
+                    .any(|c| c == command_type)
+            })
+    }
+
+    /// Asks `command_type`'s component whether `data` could run: the
+    /// command with `"check": true` added to its data (see
+    /// `check-before-window`), as `{"resume": true}` asks it to resume.
+    /// Takes no resource lock (a check changes nothing, and must not wait
+    /// for a running update of the same kind). None when no component
+    /// handles it or it is not allowed here (its run will say so).
+    pub async fn check(&self, id: &str, command_type: &str, data: &Value) -> Option<Outcome> {
+        let spec = {
+            let table = self.table();
+            if !table.allowed.contains(command_type) {
+                return None;
+            }
+            table.by_command.get(command_type).cloned()?
+        };
+        let mut asked = match data {
+            Value::Object(fields) => fields.clone(),
+            _ => serde_json::Map::new(),
+        };
+        asked.insert(
+            crate::agent::maintenance_window::CHECK_KEY.to_owned(),
+            Value::Bool(true),
+        );
+        Some(
+            self.execute(spec, id, command_type, &Value::Object(asked), None, false)
+                .await,
+        )
     }
 
     /// Components that declare `resume-at-start`: for each, the command type
@@ -416,7 +467,7 @@ impl Dispatcher {
     pub async fn run_internal_with(&self, command_type: &str, data: &Value) -> Option<Outcome> {
         let spec = self.table().by_command.get(command_type).cloned()?;
         Some(
-            self.execute(spec, "internal", command_type, data, None)
+            self.execute(spec, "internal", command_type, data, None, true)
                 .await,
         )
     }
@@ -446,7 +497,8 @@ impl Dispatcher {
                 error: format!("Unknown command type: {command_type}"),
             };
         };
-        self.execute(spec, id, command_type, data, progress).await
+        self.execute(spec, id, command_type, data, progress, true)
+            .await
     }
 
     /// install/remove/list/rollback_component, natively, then the table
@@ -493,8 +545,14 @@ impl Dispatcher {
         command_type: &str,
         data: &Value,
         progress: Option<Arc<dyn ProgressSink>>,
+        lock_resource: bool,
     ) -> Outcome {
-        let _guard = match spec.manifest.resource.and_then(|r| self.locks.get(&r)) {
+        let _guard = match spec
+            .manifest
+            .resource
+            .filter(|_| lock_resource)
+            .and_then(|r| self.locks.get(&r))
+        {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };

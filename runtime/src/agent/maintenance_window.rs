@@ -24,7 +24,14 @@ pub enum MaintenanceError {
     },
 }
 
-/// What to do with an `update_software` command now.
+/// The key the agent adds to a command's data to ask its component to
+/// check it (`check-before-window`); reserved, like `resume`.
+pub const CHECK_KEY: &str = "check";
+
+/// Keys of a command's data only the agent sets.
+const RESERVED_KEYS: [&str; 2] = ["resume", CHECK_KEY];
+
+/// What to do with a maintenance-window command now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Run,
@@ -48,8 +55,8 @@ fn truthy(v: Option<&Value>) -> bool {
 /// Decides for one update command at `hour_now` (local; `None` when the
 /// time is unknown: then the update runs at once rather than never).
 pub fn decide(window: UpdateWindow, data: &Value, hour_now: Option<u8>) -> Decision {
-    if data.get("resume").is_some() {
-        return Decision::Refuse("'resume' is reserved for the agent itself".to_owned());
+    if let Some(key) = RESERVED_KEYS.iter().find(|k| data.get(**k).is_some()) {
+        return Decision::Refuse(format!("'{key}' is reserved for the agent itself"));
     }
     if !window.enabled {
         return Decision::Refuse(DISABLED.to_owned());

@@ -13,7 +13,6 @@ pub mod dispatch;
 pub mod loaded_components;
 pub mod maintenance_window;
 pub mod session;
-pub mod update_check;
 pub mod update_resume;
 
 use crate::agent::dispatch::Dispatcher;
@@ -96,7 +95,6 @@ pub async fn run(
         // Read-only commands write nothing to the card (issue 29.5).
         .keep_read_only_in(&config.runtime_path.join("journal")),
     );
-    crate::selfupdate::trial::report_outcomes(&config.state_path, &journal);
     crate::follow_up::log_reboot_outcome(
         &config.state_path,
         &crate::follow_up::ThisBoot::current(),
@@ -110,10 +108,18 @@ pub async fn run(
     }
     let sandbox = Arc::new(sandbox);
     let dispatcher = Arc::new(Dispatcher::new(&config, sandbox));
+    // What an agent update owes the server, under its updater's event.
+    let updater_event = dispatcher.agent_updater_progress_event();
+    crate::selfupdate::trial::report_outcomes(
+        &config.state_path,
+        &journal,
+        updater_event.as_deref(),
+    );
     let gate = crate::selfupdate::trial::this_trial(&config.state_path).map(|trial| {
         Arc::new(crate::selfupdate::trial::Gate::new(
             &config.state_path,
             trial,
+            updater_event.clone(),
         ))
     });
     if let Some(gate) = &gate {

@@ -181,6 +181,29 @@ fn periodic_jobs_are_declared_and_must_be_its_own_commands() -> Result<(), Manif
 }
 
 #[test]
+fn a_check_before_the_window_is_declared_for_its_window_commands_only() -> Result<(), ManifestError>
+{
+    let head = "name = \"i\"\nversion = \"1\"\ncommands = [\"install\", \"undo\"]\nmaintenance-window = [\"install\"]\n";
+    let m = Manifest::parse(
+        "t.toml",
+        &format!("{head}check-before-window = [\"install\"]\n"),
+    )?;
+    assert_eq!(m.check_before_window, vec!["install"]);
+    let err = Manifest::parse(
+        "t.toml",
+        &format!("{head}check-before-window = [\"undo\"]\n"),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert_eq!(
+        err,
+        "manifest t.toml: check-before-window names 'undo', which is not one of its maintenance-window commands"
+    );
+    Ok(())
+}
+
+#[test]
 fn bad_scheduling_properties_are_refused_by_name() {
     assert_eq!(
         error_of(

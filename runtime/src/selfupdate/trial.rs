@@ -34,7 +34,10 @@ pub enum TrialError {
 /// under its command id (replacing "interrupted") — a trial that failed, a
 /// commit whose success did not reach the journal before a crash, a
 /// rollback — then forgotten; slots no state names are removed.
-pub fn report_outcomes(state_path: &Path, journal: &Journal) {
+/// `progress_event` is the event the updater's manifest declares (the
+/// component holding the `agent-update` grant): a deployment's closing
+/// event is journaled under it.
+pub fn report_outcomes(state_path: &Path, journal: &Journal, progress_event: Option<&str>) {
     let dir = agent_dir(state_path);
     let mut state = match AgentState::load(&dir) {
         Ok(Some(state)) => state,
@@ -55,6 +58,7 @@ pub fn report_outcomes(state_path: &Path, journal: &Journal) {
         tracing::error!("{error}");
         close_deployment(
             journal,
+            progress_event,
             &failed.command_id,
             failed.deployment_id.as_deref(),
             &failed.version,
@@ -66,7 +70,7 @@ pub fn report_outcomes(state_path: &Path, journal: &Journal) {
         }
     }
     if let Some(done) = state.succeeded.take()
-        && !journal_success(journal, &done)
+        && !journal_success(journal, &done, progress_event)
     {
         return;
     }
@@ -105,7 +109,7 @@ pub fn report_outcomes(state_path: &Path, journal: &Journal) {
 
 /// Journals a committed update's success (with the deployment's closing
 /// event), unless the journal already holds it. False when it could not.
-fn journal_success(journal: &Journal, done: &Succeeded) -> bool {
+fn journal_success(journal: &Journal, done: &Succeeded, progress_event: Option<&str>) -> bool {
     if matches!(
         journal.outcome(&done.command_id),
         Some(Outcome::Success { .. })
@@ -123,6 +127,7 @@ fn journal_success(journal: &Journal, done: &Succeeded) -> bool {
     }
     close_deployment(
         journal,
+        progress_event,
         &done.command_id,
         done.deployment_id.as_deref(),
         &done.version,
@@ -182,13 +187,16 @@ pub fn this_trial(state_path: &Path) -> Option<Trial> {
 pub struct Gate {
     state_path: PathBuf,
     trial: Trial,
+    /// The updater's `progress-event` (see [`report_outcomes`]).
+    progress_event: Option<String>,
 }
 
 impl Gate {
-    pub fn new(state_path: &Path, trial: Trial) -> Self {
+    pub fn new(state_path: &Path, trial: Trial, progress_event: Option<String>) -> Self {
         Gate {
             state_path: state_path.to_owned(),
             trial,
+            progress_event,
         }
     }
 
@@ -335,7 +343,7 @@ impl Gate {
             "agent {version} committed (was {})",
             self.trial.previous_version
         );
-        if journal_success(journal, &done) {
+        if journal_success(journal, &done, self.progress_event.as_deref()) {
             state.succeeded = None;
             if let Err(e) = state.save(&dir) {
                 tracing::warn!("{e}");
@@ -346,17 +354,24 @@ impl Gate {
     }
 }
 
-/// Journals the deployment's closing `update_progress` (the server closes a
-/// deployment from it, not from the result); the session sends it with the
-/// result after authentication.
+/// Journals the deployment's closing progress event, under the updater's
+/// `progress-event` (the server closes a deployment from it, not from the
+/// result); the session sends it with the result after authentication.
 fn close_deployment(
     journal: &Journal,
+    progress_event: Option<&str>,
     command_id: &str,
     deployment_id: Option<&str>,
     version: &str,
     error: Option<&str>,
 ) {
     let Some(deployment_id) = deployment_id else {
+        return;
+    };
+    let Some(event) = progress_event else {
+        tracing::warn!(
+            "deployment {deployment_id}: no component with the agent-update grant declares a progress-event, so its closing event is not sent"
+        );
         return;
     };
     let payload = match error {
@@ -370,7 +385,7 @@ fn close_deployment(
         }),
     };
     let closing = FinalProgress {
-        event: "update_progress".to_owned(),
+        event: event.to_owned(),
         payload,
         sent_in: None,
     };
@@ -423,7 +438,7 @@ mod tests {
                 version: "9.9.9".into(),
                 previous_version: "1.0.0".into(),
                 command_id: "u-1".into(),
-                deployment_id: None,
+                deployment_id: Some("dep-9".into()),
             }),
             ..AgentState::default()
         };
@@ -431,12 +446,21 @@ mod tests {
         journal.admit("u-1", "update_software")?;
         // The crash left it running; the journal reopened calls it interrupted.
         let journal = Journal::open(&tmp.path().join("journal"))?;
-        report_outcomes(tmp.path(), &journal);
+        report_outcomes(tmp.path(), &journal, Some("install_progress"));
         let Some(Outcome::Success { result }) = journal.outcome("u-1") else {
             return Err(format!("u-1: {:?}", journal.outcome("u-1")).into());
         };
         assert_eq!(result["version"], json!("9.9.9"));
         assert_eq!(result["previousVersion"], json!("1.0.0"));
+        // The deployment's closing event, under the updater's progress-event.
+        let closing = journal
+            .get("u-1")
+            .and_then(|e| e.final_progress)
+            .ok_or("no closing event")?;
+        assert_eq!(
+            (closing.event.as_str(), &closing.payload["status"]),
+            ("install_progress", &json!("completed"))
+        );
         let after = AgentState::load(&agent_dir(tmp.path()))?.unwrap_or_default();
         assert_eq!(
             (after.committed.as_deref(), after.succeeded),
@@ -457,7 +481,7 @@ mod tests {
             ..AgentState::default()
         };
         let (tmp, journal) = setup(&state)?;
-        report_outcomes(tmp.path(), &journal);
+        report_outcomes(tmp.path(), &journal, None);
         let own = super::super::own_version();
         assert_eq!(
             journal.outcome("rb-1"),
@@ -484,7 +508,7 @@ mod tests {
         };
         let (tmp, journal) = setup(&state)?;
         journal.admit("u-7", "install_release")?;
-        let gate = Gate::new(tmp.path(), trial);
+        let gate = Gate::new(tmp.path(), trial, None);
         // A component named anything, holding the grant: the check passes.
         let loaded = vec!["install_release".to_owned(), "get_logs".to_owned()];
         gate.self_check(&loaded, &["install_release".to_owned()], &journal)?;

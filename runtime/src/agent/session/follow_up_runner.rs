@@ -313,7 +313,7 @@ mod tests {
         let (first_tx, mut first) = oneshot::channel();
         let (committed_tx, mut committed) = oneshot::channel();
         runner.on_first_authentication(first_tx);
-        runner.with_trial(Arc::new(Gate::new(state.path(), trial)), committed_tx);
+        runner.with_trial(Arc::new(Gate::new(state.path(), trial, None)), committed_tx);
         runner.authenticated(&journal);
         assert_eq!((first.try_recv(), committed.try_recv()), (Ok(()), Ok(())));
         let Some(Outcome::Success { result }) = journal.outcome("u-1") else {

@@ -6,22 +6,27 @@
 use crate::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
 use serde_json::Value;
 
+/// A command as the session's steps and deciding modules pass it on.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Command {
+    pub id: String,
+    pub command_type: String,
+    /// Its `data` (null when absent).
+    pub data: Value,
+}
+
 /// What a job on the journal queue found, handled back in the session loop.
 #[derive(Debug)]
 pub(super) enum Step {
     /// A read-only command looked up: the outcome it already has, if it ran.
     Looked {
-        id: String,
-        command_type: String,
-        command: Value,
+        command: Command,
         known: Option<Outcome>,
         final_progress: Option<FinalProgress>,
     },
     /// A state-changing command recorded (or found already known).
     Admitted {
-        id: String,
-        command_type: String,
-        command: Value,
+        command: Command,
         admission: Result<Admission, JournalError>,
         final_progress: Option<FinalProgress>,
     },
@@ -36,6 +41,14 @@ pub(super) enum Step {
     Send {
         id: String,
         outcome: Option<Outcome>,
+    },
+    /// A maintenance-window command's component answered the agent's
+    /// check (`check-before-window`; None: no component handles it). Not
+    /// journal work, but it comes back through the same loop, so that a
+    /// stop waits for it like for a journal job.
+    Checked {
+        command: Command,
+        answer: Option<Outcome>,
     },
 }
 

@@ -6,8 +6,11 @@
 
 pub mod auth;
 mod blocking;
+mod delivery;
+mod effects;
 mod follow_up_runner;
 pub mod heartbeat;
+mod intake;
 mod journal_queue;
 mod journal_steps;
 pub mod link_status;
@@ -15,70 +18,36 @@ pub mod local_state;
 mod outbox;
 mod periodic;
 mod progress;
+mod settings;
+mod window;
 mod window_queue;
+
+pub use settings::SessionSettings;
 
 use crate::agent::dispatch::Dispatcher;
 use crate::config::SiteConfig;
 use crate::host::ProgressSink;
-use crate::journal::{Admission, FinalProgress, Journal, JournalError, Outcome};
+use crate::journal::{FinalProgress, Journal, JournalError, Outcome};
 use crate::link::{LinkError, LinkEvent, LinkHandle};
 use crate::platform::metrics::SystemProbe;
 use auth::{AuthTimings, Authentication};
 use blocking::off_worker;
+use delivery::Delivery;
+use effects::{Command, Effect, JournalJob};
 use follow_up_runner::FollowUpRunner;
 use journal_queue::JournalQueue;
-use journal_steps::{Step, data_of, final_outcome, final_progress_of, refuse_once};
+use journal_steps::{Step, final_progress_of};
 use link_status::StatusWriter;
-use outbox::{Outbox, RECORD_RETRY};
+use outbox::RECORD_RETRY;
 use periodic::{Due, Periodic};
 use progress::LinkProgress;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
-
-/// Broadcasts the server sends to every socket; not for us (§1.10).
-const IGNORED_BROADCASTS: &[&str] = &[
-    "command_timeout",
-    "command_completed",
-    "site_config_updated",
-    "deploy_progress",
-    "update_progress",
-    "match-info-updated",
-    "score-update",
-    "score-reset",
-];
-
-/// Timings that tests shorten.
-#[derive(Debug, Clone)]
-pub struct SessionSettings {
-    /// First wait after an authentication refusal; doubles up to 6×.
-    pub auth_retry: Duration,
-    /// How often CONFIG_PATH is checked for changes.
-    pub watch_interval: Duration,
-    /// How long running commands may finish after a stop request.
-    pub shutdown_grace: Duration,
-    /// No answer to `authenticate` within this: reconnect and try again (an
-    /// event that reached the server before it was ready is dropped).
-    pub auth_answer_timeout: Duration,
-    /// How often the manifests' `periodic` jobs run (also once at start).
-    pub expiry_interval: Duration,
-}
-
-impl Default for SessionSettings {
-    fn default() -> Self {
-        SessionSettings {
-            auth_retry: Duration::from_secs(300),
-            watch_interval: Duration::from_secs(2),
-            shutdown_grace: Duration::from_secs(30),
-            auth_answer_timeout: Duration::from_secs(20),
-            expiry_interval: Duration::from_secs(3600),
-        }
-    }
-}
+use window::Window;
 
 pub struct Session {
     config: SiteConfig,
@@ -90,15 +59,16 @@ pub struct Session {
     /// Credentials, `authenticate` and its answer, the session number.
     auth: Authentication,
     status: StatusWriter,
-    /// Results sent and not proven delivered; outcomes not yet recorded.
-    outbox: Outbox,
+    /// Results: when they go, after their closing event; the outbox.
+    delivery: Delivery,
     /// The config watch, the hourly jobs, the watchdog.
     periodic: Periodic,
     /// Commands waiting for the maintenance window (or running in it):
     /// kept until their final result is journaled.
-    window_queue: window_queue::WindowQueue,
+    window: Window,
     running: usize,
-    /// Journal work submitted and not yet answered by a [`Step`].
+    /// Journal work (and window checks) submitted and not yet answered by
+    /// a [`Step`].
     journal_pending: usize,
     queue: JournalQueue,
     steps_tx: mpsc::UnboundedSender<Step>,
@@ -146,7 +116,8 @@ impl Session {
                 crate::platform::sd_notify::watchdog_interval(),
             ),
             status: StatusWriter::new(&config.runtime_path),
-            window_queue: window_queue::WindowQueue::new(&config.state_path, config.update_window),
+            window: Window::new(&config.state_path, config.update_window),
+            delivery: Delivery::new(link.clone(), auth.session_no()),
             config,
             settings,
             link,
@@ -154,7 +125,6 @@ impl Session {
             dispatcher,
             probe: Arc::new(SystemProbe::default()),
             auth,
-            outbox: Outbox::default(),
             running: 0,
             journal_pending: 0,
             queue: JournalQueue::start(),
@@ -199,7 +169,9 @@ impl Session {
         let mut window_check = tokio::time::interval(Duration::from_secs(60));
         window_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         crate::platform::sd_notify::notify("READY=1");
-        self.settle_scheduled();
+        let facts = window::Live::of(&self.dispatcher, &self.journal, &self.config);
+        let settled = self.window.settle(&facts);
+        self.apply(settled);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -233,9 +205,13 @@ impl Session {
                 _ = follow_up_check.tick(), if self.follow_up.waiting() => {
                     self.follow_up.run_overdue();
                 }
-                _ = window_check.tick() => self.run_scheduled_updates(),
-                _ = record_retry.tick(), if self.outbox.has_unrecorded() => {
-                    for (id, outcome) in self.outbox.take_unrecorded() {
+                _ = window_check.tick() => {
+                    let facts = window::Live::of(&self.dispatcher, &self.journal, &self.config);
+                    let due = self.window.due(&facts);
+                    self.apply(due);
+                }
+                _ = record_retry.tick(), if self.delivery.outbox.has_unrecorded() => {
+                    for (id, outcome) in self.delivery.outbox.take_unrecorded() {
                         self.record_and_send(id, outcome);
                     }
                 }
@@ -277,7 +253,7 @@ impl Session {
     fn on_link_event(&mut self, event: LinkEvent, heartbeat: &mut tokio::time::Interval) {
         match event {
             LinkEvent::Connected => {
-                self.outbox.connected();
+                self.delivery.outbox.connected();
                 self.status.connected();
                 self.follow_up.set_ping_interval(self.link.ping_interval());
                 self.auth.reload_credentials();
@@ -291,20 +267,20 @@ impl Session {
                 self.status.disconnected(&reason);
                 // Unconfirmed results stay in the outbox and go again after
                 // the next authentication.
-                self.outbox.link_dropped();
+                self.delivery.outbox.link_dropped();
             }
             LinkEvent::ServerPing => self.on_server_ping(),
             LinkEvent::Oversized {
                 bytes,
                 limit,
                 skimmed,
-            } => self.on_oversized(bytes, limit, skimmed),
+            } => self.apply(intake::oversized(bytes, limit, skimmed)),
             LinkEvent::Undecodable {
                 name,
                 id,
                 preview,
                 error,
-            } => self.on_undecodable(name, id, &preview, &error),
+            } => self.apply(intake::undecodable(name, id, &preview, &error)),
             LinkEvent::Event { name, args, .. } => match name.as_str() {
                 "authenticated" => self.on_authenticated(heartbeat),
                 "auth_error" => {
@@ -315,8 +291,13 @@ impl Session {
                         self.status.ping_check();
                     }
                 }
-                "command" => self.on_command(args.into_iter().next().unwrap_or(Value::Null)),
-                other if IGNORED_BROADCASTS.contains(&other) => {}
+                "command" => {
+                    let command = args.into_iter().next().unwrap_or(Value::Null);
+                    let effects =
+                        intake::command(command, &*self.dispatcher, &self.window, &self.facts());
+                    self.apply(effects);
+                }
+                other if intake::IGNORED_BROADCASTS.contains(&other) => {}
                 other => tracing::debug!("ignoring event {other}"),
             },
         }
@@ -332,81 +313,26 @@ impl Session {
         // A new agent on trial commits: the update's success is journaled
         // for the loop below to send.
         self.follow_up.authenticated(&self.journal);
-        // One stored outcome in memory at a time.
-        for id in self.journal.undelivered_ids() {
-            if self.outbox.in_flight(&id) {
-                continue;
-            }
-            if let Some(outcome) = off_worker(|| self.journal.outcome(&id)) {
-                self.send_final_progress(&id);
-                self.send_result(&id, &outcome);
-            }
-        }
+        let window = &self.window;
+        self.delivery
+            .undelivered(&self.journal, |id| window.holds(id));
         // The dashboard shows a scheduled update as in progress until its
         // final result comes.
-        for update in self.window_queue.waiting() {
-            self.send_scheduled_progress(&update);
-        }
+        let waiting = self.window.waiting(&self.facts());
+        self.apply(waiting);
         self.status
             .results_waiting(self.journal.undelivered_count());
     }
 
-    /// Re-sends a deployment's closing progress event unless it already
-    /// went out on this session: the server completes a deployment only from
-    /// it, never from the command result.
-    fn send_final_progress(&self, id: &str) {
-        self.emit_final_progress(off_worker(|| final_progress_of(&self.journal, id)));
-    }
-
-    /// Emits a closing progress event read from the journal, unless it
-    /// already went out on this session.
-    fn emit_final_progress(&self, final_progress: Option<FinalProgress>) {
-        let Some(final_progress) = final_progress else {
-            return;
-        };
-        let session = self.auth.session_no().load(Ordering::SeqCst);
-        if session == 0 || final_progress.sent_in == Some(session) {
-            return;
-        }
-        let _ = self
-            .link
-            .emit(&final_progress.event, &[final_progress.payload]);
-    }
-
-    /// An event we could not decode is logged; a command whose id could be
-    /// read gets an error result (through the journal, like any other).
-    fn on_undecodable(
-        &mut self,
-        name: Option<String>,
-        id: Option<String>,
-        preview: &str,
-        error: &str,
-    ) {
-        let name = name.unwrap_or_else(|| "<unreadable>".to_owned());
-        tracing::warn!(
-            "could not decode the event '{name}' from the central server ({error}): {preview}"
-        );
-        let (Some(id), "command") = (id, name.as_str()) else {
-            return;
-        };
-        let outcome = Outcome::Error {
-            error: format!(
-                "the agent could not decode this command, so it did not run it: {error} \
-                 (a lone UTF-16 surrogate such as \\ud800 in a string is a usual cause)"
-            ),
-        };
-        self.journal_job(move |journal| {
-            let outcome = refuse_once(journal, &id, "undecodable", outcome);
-            Step::Send { id, outcome }
-        });
-    }
-
     /// The "scheduled" progress of a kept command, under the progress event
     /// its manifest declares (none declared: nothing to send).
-    fn send_scheduled_progress(&self, update: &crate::agent::maintenance_window::ScheduledUpdate) {
+    fn send_scheduled_progress(
+        &self,
+        update: &crate::agent::maintenance_window::ScheduledUpdate,
+        command_type: &str,
+    ) {
         if self.auth.is_authenticated()
-            && let Some(command_type) = self.kept_command_type(update)
-            && let Some(event) = self.dispatcher.progress_event(&command_type)
+            && let Some(event) = self.dispatcher.progress_event(command_type)
             && let Some(payload) = crate::agent::maintenance_window::scheduled_progress(update)
         {
             let _ = self.link.emit(&event, &[payload]);
@@ -414,7 +340,7 @@ impl Session {
     }
 
     fn on_server_ping(&mut self) {
-        let delivered = self.outbox.server_ping();
+        let delivered = self.delivery.outbox.server_ping();
         if !delivered.is_empty() {
             let (journal, marked) = (self.journal.clone(), delivered.clone());
             self.queue.submit(move || {
@@ -456,56 +382,33 @@ impl Session {
         }
     }
 
-    fn on_command(&mut self, command: Value) {
-        let Some(id) = command.get("id").and_then(Value::as_str).map(str::to_owned) else {
-            tracing::warn!("ignoring a command without an id: {command}");
-            return;
-        };
-        let command_type = command
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("undefined")
-            .to_owned();
-        tracing::info!("command {id}: {command_type}");
-        if self.dispatcher.uses_maintenance_window(&command_type) && self.window_queue.contains(&id)
-        {
-            tracing::info!("update {id} is already scheduled for the maintenance window");
-            if let Some(update) = self.window_queue.waiting_entry(&id) {
-                self.send_scheduled_progress(&update);
+    /// What the intake and the window glue read of the world.
+    fn facts(&self) -> window::Live<'_> {
+        window::Live::of(&self.dispatcher, &self.journal, &self.config)
+    }
+
+    /// Carries out what the intake and the window glue decided, in order.
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::RecordAndSend { id, outcome } => self.record_and_send(id, outcome),
+                Effect::Send { id, outcome } => self.send_result(&id, &outcome),
+                Effect::FinalProgress(final_progress) => {
+                    self.delivery.final_progress(Some(final_progress))
+                }
+                Effect::Start(command) => self.spawn_command(command),
+                Effect::Check(command) => self.spawn_check(command),
+                Effect::Scheduled {
+                    update,
+                    command_type,
+                } => self.send_scheduled_progress(&update, &command_type),
+                Effect::Journal(job) => self.journal_job(job),
             }
-            return;
         }
-        if self.dispatcher.is_read_only(&command_type) {
-            // Changes nothing: no journal entry (no fsync) before it runs; a
-            // re-delivered one may simply run again. Its result is kept
-            // like any other until delivered.
-            self.journal_job(move |journal| Step::Looked {
-                known: journal.get(&id).and_then(|e| e.outcome),
-                final_progress: None,
-                id,
-                command_type,
-                command,
-            });
-            return;
-        }
-        self.journal_job(move |journal| {
-            let admission = journal.admit(&id, &command_type);
-            let final_progress = match &admission {
-                Ok(Admission::Done(_)) => final_progress_of(journal, &id),
-                _ => None,
-            };
-            Step::Admitted {
-                id,
-                command_type,
-                command,
-                admission,
-                final_progress,
-            }
-        });
     }
 
     /// Queues journal work; its [`Step`] comes back through the loop.
-    fn journal_job(&mut self, job: impl FnOnce(&Journal) -> Step + Send + 'static) {
+    fn journal_job(&mut self, job: JournalJob) {
         self.journal_pending += 1;
         let journal = self.journal.clone();
         let steps = self.steps_tx.clone();
@@ -518,25 +421,26 @@ impl Session {
         self.journal_pending = self.journal_pending.saturating_sub(1);
         match step {
             Step::Looked {
-                id,
-                command_type,
                 command,
                 known,
                 final_progress,
-            } => match known {
-                Some(outcome) => {
-                    self.emit_final_progress(final_progress);
-                    self.send_result(&id, &outcome);
-                }
-                None => self.spawn_command(id, command_type, data_of(command)),
-            },
+            } => self.apply(intake::looked(command, known, final_progress)),
             Step::Admitted {
-                id,
-                command_type,
                 command,
                 admission,
                 final_progress,
-            } => self.on_admitted(id, command_type, command, admission, final_progress),
+            } => {
+                let facts = window::Live::of(&self.dispatcher, &self.journal, &self.config);
+                let effects = intake::admitted(
+                    command,
+                    admission,
+                    final_progress,
+                    &*self.dispatcher,
+                    &mut self.window,
+                    &facts,
+                );
+                self.apply(effects);
+            }
             Step::Recorded {
                 id,
                 outcome,
@@ -548,86 +452,20 @@ impl Session {
                     self.send_result(&id, &outcome);
                 }
             }
-        }
-    }
-
-    fn on_admitted(
-        &mut self,
-        id: String,
-        command_type: String,
-        command: Value,
-        admission: Result<Admission, JournalError>,
-        final_progress: Option<FinalProgress>,
-    ) {
-        match admission {
-            Ok(Admission::Run) => {
-                let data = data_of(command);
-                // Only the commands a manifest lists under
-                // maintenance-window wait for it (update_software does, a
-                // failed canary's rollback_update runs at once).
-                if self.dispatcher.uses_maintenance_window(&command_type)
-                    && !self.update_may_run_now(&id, &command_type, &data)
-                {
-                    return;
-                }
-                self.spawn_command(id, command_type, data);
-            }
-            Ok(Admission::Running) => tracing::info!("command {id} is already running"),
-            Ok(Admission::Done(outcome)) => {
-                tracing::info!("command {id} already done: sending its result again");
-                self.emit_final_progress(final_progress);
-                self.send_result(&id, &outcome);
-            }
-            Err(e) => {
-                tracing::error!("{e}");
-                self.send_result(
-                    &id,
-                    &Outcome::Error {
-                        error: format!(
-                            "the agent cannot record this command, so it did not run it: {e}"
-                        ),
-                    },
-                );
+            Step::Checked { command, answer } => {
+                let facts = window::Live::of(&self.dispatcher, &self.journal, &self.config);
+                let effects = self.window.checked(command, answer, &facts);
+                self.apply(effects);
             }
         }
     }
 
-    /// A message too large to decode: a command gets an error result under
-    /// its id (recorded, so a re-sent copy gets the same answer); anything
-    /// else is logged and dropped.
-    fn on_oversized(
-        &mut self,
-        bytes: usize,
-        limit: usize,
-        skimmed: Option<crate::link::oversized::Skimmed>,
-    ) {
-        let Some(skimmed) = skimmed else {
-            tracing::warn!("dropped a {bytes}-byte message from the server (limit {limit} bytes)");
-            return;
-        };
-        let (Some(id), "command") = (skimmed.id, skimmed.event.as_str()) else {
-            tracing::warn!(
-                "dropped a {bytes}-byte '{}' event from the server (limit {limit} bytes)",
-                skimmed.event
-            );
-            return;
-        };
-        let command_type = skimmed
-            .command_type
-            .unwrap_or_else(|| "undefined".to_owned());
-        tracing::warn!("command {id} ({command_type}) refused: {bytes} bytes, limit {limit}");
-        let outcome = Outcome::Error {
-            error: format!(
-                "Command too large: its message is {bytes} bytes, more than the {limit} bytes this box accepts (the server's maxPayload plus a margin); it was not run"
-            ),
-        };
-        self.journal_job(move |journal| {
-            let outcome = refuse_once(journal, &id, &command_type, outcome);
-            Step::Send { id, outcome }
-        });
-    }
-
-    fn spawn_command(&mut self, id: String, command_type: String, data: Value) {
+    fn spawn_command(&mut self, command: Command) {
+        let Command {
+            id,
+            command_type,
+            data,
+        } = command;
         let dispatcher = self.dispatcher.clone();
         let done = self.done_tx.clone();
         let progress: Arc<dyn ProgressSink> = Arc::new(LinkProgress::new(
@@ -645,129 +483,19 @@ impl Session {
         });
     }
 
-    /// The maintenance window: `false` when the update was refused (its
-    /// error is recorded and sent here) or scheduled (no result yet: the
-    /// final one comes when it has run; meanwhile an `update_progress`
-    /// "scheduled").
-    fn update_may_run_now(&mut self, id: &str, command_type: &str, data: &Value) -> bool {
-        // The server's copy of the update this agent came from: success,
-        // never a refusal that would flip the completed deployment.
-        let state_path = &self.config.state_path;
-        if let Some(result) = off_worker(|| {
-            crate::selfupdate::reinstall::already_installed(
-                state_path,
-                &crate::selfupdate::own_version(),
-                data,
-            )
-        }) {
-            tracing::info!(
-                "update {id}: this agent release is already installed under this deployment (the server sent it again)"
-            );
-            self.record_and_send(id.to_owned(), Outcome::Success { result });
-            return false;
-        }
-        let config = &self.config;
-        let journal = &self.journal;
-        let arrival = self.window_queue.arrive(
-            id,
-            command_type,
-            data,
-            crate::agent::maintenance_window::local_hour(),
-            || crate::agent::update_check::precheck(config, data),
-            |earlier| final_outcome(journal, earlier),
-        );
-        match arrival {
-            window_queue::Arrival::RunNow => return true,
-            window_queue::Arrival::Kept(update) => self.send_scheduled_progress(&update),
-            window_queue::Arrival::Joined { .. } => {}
-            window_queue::Arrival::Answered(outcome) => {
-                self.record_and_send(id.to_owned(), outcome)
-            }
-        }
-        false
-    }
-
-    /// The scheduled updates whose final result is already journaled (a
-    /// restart after the update finished, or after the resume at start
-    /// completed or rolled it back) are forgotten: that result goes out
-    /// through the outbox like any other.
-    fn settle_scheduled(&mut self) {
-        let journal = &self.journal;
-        for (update, outcome) in self.window_queue.settle(|id| final_outcome(journal, id)) {
-            self.send_result(&update.id, &outcome);
-            self.settle_joined(&update.also, &outcome);
-        }
-    }
-
-    /// The ids that joined a scheduled update (the same deployment sent
-    /// again) get its final outcome, each under its own id: the server
-    /// keeps one command row per id.
-    fn settle_joined(&mut self, joined: &[String], outcome: &Outcome) {
-        for id in joined {
-            self.record_and_send(id.clone(), outcome.clone());
-        }
-    }
-
-    /// Runs the scheduled updates once the window is open. Each stays kept
-    /// until its final result is journaled (see [`Session::on_done`]).
-    fn run_scheduled_updates(&mut self) {
-        self.settle_scheduled();
-        for update in self
-            .window_queue
-            .due(crate::agent::maintenance_window::local_hour())
-        {
-            let Some(command_type) = self.scheduled_command_type(&update) else {
-                continue;
-            };
-            tracing::info!("maintenance window: running scheduled update {}", update.id);
-            self.spawn_command(update.id, command_type, update.data);
-        }
-    }
-
-    /// The command type of a kept entry: its own, or for an entry written
-    /// before the type was recorded, the one command the manifests list
-    /// under `maintenance-window` (None when that is not one command).
-    fn kept_command_type(
-        &self,
-        update: &crate::agent::maintenance_window::ScheduledUpdate,
-    ) -> Option<String> {
-        if !update.command_type.is_empty() {
-            return Some(update.command_type.clone());
-        }
-        match self.dispatcher.maintenance_window_commands().as_slice() {
-            [only] => Some(only.clone()),
-            _ => None,
-        }
-    }
-
-    /// The command a scheduled entry runs. Entries written before the type
-    /// was recorded name none: the one command the manifests list under
-    /// `maintenance-window` is meant (only updates were ever scheduled).
-    /// When that is not one command, the entry gets an error result.
-    fn scheduled_command_type(
-        &mut self,
-        update: &crate::agent::maintenance_window::ScheduledUpdate,
-    ) -> Option<String> {
-        if let Some(command_type) = self.kept_command_type(update) {
-            return Some(command_type);
-        }
-        let found = self.dispatcher.maintenance_window_commands();
-        let error = format!(
-            "scheduled command {} names no command type, and the components list {} maintenance-window commands ({}); it cannot be run",
-            update.id,
-            found.len(),
-            found.join(", ")
-        );
-        tracing::error!("{error}");
-        let joined = self.window_queue.abandon(&update.id);
-        self.record_and_send(
-            update.id.clone(),
-            Outcome::Error {
-                error: error.clone(),
-            },
-        );
-        self.settle_joined(&joined, &Outcome::Error { error });
-        None
+    /// Asks a command's component to check it before it is kept for the
+    /// window (`check-before-window`), off the loop; the answer comes back
+    /// as [`Step::Checked`] (counted as pending: a stop waits for it).
+    fn spawn_check(&mut self, command: Command) {
+        self.journal_pending += 1;
+        let dispatcher = self.dispatcher.clone();
+        let steps = self.steps_tx.clone();
+        tokio::spawn(async move {
+            let answer = dispatcher
+                .check(&command.id, &command.command_type, &command.data)
+                .await;
+            let _ = steps.send(Step::Checked { command, answer });
+        });
     }
 
     fn on_done(&mut self, id: String, outcome: Outcome) {
@@ -789,7 +517,7 @@ impl Session {
     /// write succeeds would report the command "interrupted" after the
     /// server had its real result.
     fn record_and_send(&mut self, id: String, outcome: Outcome) {
-        self.journal_job(move |journal| {
+        self.journal_job(Box::new(move |journal| {
             let written = journal.complete(&id, outcome.clone());
             let final_progress = written
                 .is_ok()
@@ -801,7 +529,7 @@ impl Session {
                 written,
                 final_progress,
             }
-        });
+        }));
     }
 
     fn on_recorded(
@@ -816,28 +544,26 @@ impl Session {
                 "{e}; the result of command {id} is kept and sent once it is recorded (retried every {} s)",
                 RECORD_RETRY.as_secs()
             );
-            self.outbox.keep_unrecorded(id, outcome);
+            self.delivery.outbox.keep_unrecorded(id, outcome);
             return;
         }
         // Journaled: a scheduled update can be forgotten now, not before (a
         // restart in between finds it and its result).
-        let joined = self.window_queue.finished(&id);
-        self.settle_joined(&joined, &outcome);
+        let joined = self.window.finished(&id, &outcome);
+        self.apply(joined);
         // Its closing progress event went out while the link was down, or
         // on a session that ended since.
-        self.emit_final_progress(final_progress);
+        self.delivery.final_progress(final_progress);
         self.send_result(&id, &outcome);
         self.status
             .results_waiting(self.journal.undelivered_count());
     }
 
-    /// Emits a result if we can; otherwise it waits in the outbox.
+    /// Emits a result if it may go; otherwise it waits in the journal. A
+    /// kept command has no result until it has run ("interrupted" after a
+    /// restart while it waited is not one).
     fn send_result(&mut self, id: &str, outcome: &Outcome) {
-        // A scheduled update has no result until it has run ("interrupted"
-        // after a restart while it waited is not one).
-        if !self.auth.is_authenticated() || self.window_queue.contains(id) {
-            return;
-        }
-        self.outbox.send(&self.link, id, outcome);
+        let open = self.auth.is_authenticated() && !self.window.holds(id);
+        self.delivery.result(id, outcome, open);
     }
 }

@@ -23,6 +23,9 @@ use std::path::Path;
 pub(super) enum Arrival {
     /// The window is open, or the command is critical: run it now.
     RunNow,
+    /// For the window: [`WindowQueue::keep`] it once its component has
+    /// checked it (`check-before-window`), or at once.
+    ToKeep,
     /// Kept for the window: no result before it has run; its "scheduled"
     /// progress tells the dashboard it waits.
     Kept(ScheduledUpdate),
@@ -50,17 +53,13 @@ impl WindowQueue {
     }
 
     /// Decides for `id` at `hour` (the box's local hour, `None` when
-    /// unknown: run). `precheck` is what can be checked before the command
-    /// runs, so a command kept for the window is refused at once with the
-    /// message it would get when it runs; `final_outcome` reads an earlier
-    /// id's final journaled result.
+    /// unknown: run). `final_outcome` reads an earlier id's final journaled
+    /// result.
     pub(super) fn arrive(
         &mut self,
         id: &str,
-        command_type: &str,
         data: &Value,
         hour: Option<u8>,
-        precheck: impl FnOnce() -> Result<(), String>,
         final_outcome: impl Fn(&str) -> Option<Outcome>,
     ) -> Arrival {
         // A copy of a deployment kept for the window joins it, whether it
@@ -91,39 +90,34 @@ impl WindowQueue {
             );
             return Arrival::Answered(outcome);
         }
-        // What can be checked now is checked now, for a command run at once
-        // and one kept alike: same refusal, at once.
-        let decision = match decide(self.window, data, hour) {
-            Decision::Refuse(error) => Decision::Refuse(error),
-            decision => match precheck() {
-                Ok(()) => decision,
-                Err(error) => Decision::Refuse(error),
-            },
-        };
-        match decision {
+        match decide(self.window, data, hour) {
             Decision::Run => Arrival::RunNow,
             Decision::Refuse(error) => Arrival::Answered(Outcome::Error { error }),
-            Decision::Schedule => {
-                let update = ScheduledUpdate {
-                    id: id.to_owned(),
-                    command_type: command_type.to_owned(),
-                    data: data.clone(),
-                    scheduled_for: next_window_iso(self.window),
-                    also: Vec::new(),
-                };
-                match self.scheduled.add(&update) {
-                    Ok(()) => {
-                        tracing::info!(
-                            "update {id} scheduled for the maintenance window ({})",
-                            update.scheduled_for.as_deref().unwrap_or("time unknown")
-                        );
-                        Arrival::Kept(update)
-                    }
-                    Err(e) => Arrival::Answered(Outcome::Error {
-                        error: e.to_string(),
-                    }),
-                }
+            Decision::Schedule => Arrival::ToKeep,
+        }
+    }
+
+    /// Keeps `id` for the window ([`Arrival::Kept`]), or answers the error
+    /// that prevented it.
+    pub(super) fn keep(&mut self, id: &str, command_type: &str, data: &Value) -> Arrival {
+        let update = ScheduledUpdate {
+            id: id.to_owned(),
+            command_type: command_type.to_owned(),
+            data: data.clone(),
+            scheduled_for: next_window_iso(self.window),
+            also: Vec::new(),
+        };
+        match self.scheduled.add(&update) {
+            Ok(()) => {
+                tracing::info!(
+                    "update {id} scheduled for the maintenance window ({})",
+                    update.scheduled_for.as_deref().unwrap_or("time unknown")
+                );
+                Arrival::Kept(update)
             }
+            Err(e) => Arrival::Answered(Outcome::Error {
+                error: e.to_string(),
+            }),
         }
     }
 
@@ -249,8 +243,12 @@ mod tests {
         None
     }
 
-    fn ok() -> Result<(), String> {
-        Ok(())
+    /// Arrives and, when it is for the window, is kept (its check passed).
+    fn keep_for_window(queue: &mut WindowQueue, id: &str, data: &Value) -> Arrival {
+        match queue.arrive(id, data, CLOSED, none) {
+            Arrival::ToKeep => queue.keep(id, "install", data),
+            other => other,
+        }
     }
 
     #[test]
@@ -258,8 +256,7 @@ mod tests {
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let mut queue = WindowQueue::new(dir.path(), WINDOW);
-        let Arrival::Kept(kept) = queue.arrive("u-1", "install", &update("d-1"), CLOSED, ok, none)
-        else {
+        let Arrival::Kept(kept) = keep_for_window(&mut queue, "u-1", &update("d-1")) else {
             return Err("not kept".into());
         };
         assert_eq!(
@@ -270,7 +267,7 @@ mod tests {
         // The server's copy under a new id, twice: joined, nothing new kept.
         for id in ["u-2", "u-3"] {
             assert_eq!(
-                queue.arrive(id, "install", &update("d-1"), CLOSED, ok, none),
+                queue.arrive(id, &update("d-1"), CLOSED, none),
                 Arrival::Joined {
                     kept: "u-1".to_owned()
                 }
@@ -301,7 +298,7 @@ mod tests {
         };
         let ran = |id: &str| (id == "u-1").then(|| result.clone());
         assert_eq!(
-            again.arrive("u-4", "install", &update("d-1"), CLOSED, ok, ran),
+            again.arrive("u-4", &update("d-1"), CLOSED, ran),
             Arrival::Answered(result.clone())
         );
         Ok(())
@@ -311,23 +308,32 @@ mod tests {
     fn a_refusal_comes_at_once_and_keeps_nothing() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let mut queue = WindowQueue::new(dir.path(), WINDOW);
-        let refused = || Err("version 'a b' must be 1-64 letters".to_owned());
+        // Outside the window: to keep once checked; nothing kept before.
         assert_eq!(
-            queue.arrive("u-1", "install", &update("d-1"), CLOSED, refused, none),
-            Arrival::Answered(Outcome::Error {
-                error: "version 'a b' must be 1-64 letters".to_owned()
-            })
+            queue.arrive("u-1", &update("d-1"), CLOSED, none),
+            Arrival::ToKeep
         );
         assert!(queue.waiting().is_empty());
+        // Data only the agent may set: refused whatever the hour.
+        for key in ["resume", "check"] {
+            let mut reserved = update("d-5");
+            reserved[key] = json!(true);
+            assert_eq!(
+                queue.arrive("u-5", &reserved, CLOSED, none),
+                Arrival::Answered(Outcome::Error {
+                    error: format!("'{key}' is reserved for the agent itself")
+                })
+            );
+        }
         // Open window, or critical: run now, nothing kept either.
         assert_eq!(
-            queue.arrive("u-2", "install", &update("d-2"), OPEN, ok, none),
+            queue.arrive("u-2", &update("d-2"), OPEN, none),
             Arrival::RunNow
         );
         let mut critical = update("d-3");
         critical["isCritical"] = json!(true);
         assert_eq!(
-            queue.arrive("u-3", "install", &critical, CLOSED, ok, none),
+            queue.arrive("u-3", &critical, CLOSED, none),
             Arrival::RunNow
         );
         assert!(queue.waiting().is_empty());
@@ -340,7 +346,7 @@ mod tests {
             },
         );
         assert!(matches!(
-            off.arrive("u-4", "install", &update("d-4"), OPEN, ok, none),
+            off.arrive("u-4", &update("d-4"), OPEN, none),
             Arrival::Answered(Outcome::Error { .. })
         ));
         Ok(())
@@ -351,8 +357,8 @@ mod tests {
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let mut queue = WindowQueue::new(dir.path(), WINDOW);
-        queue.arrive("u-1", "install", &update("d-1"), CLOSED, ok, none);
-        queue.arrive("u-2", "install", &update("d-2"), CLOSED, ok, none);
+        keep_for_window(&mut queue, "u-1", &update("d-1"));
+        keep_for_window(&mut queue, "u-2", &update("d-2"));
         let done = Outcome::Error {
             error: "rolled back".to_owned(),
         };
@@ -365,7 +371,7 @@ mod tests {
         assert_eq!(queue.due(OPEN).len(), 1);
         assert!(queue.settle(|_| Some(done.clone())).is_empty());
         // Abandoned: forgotten with the ids that joined it.
-        queue.arrive("u-3", "install", &update("d-2"), CLOSED, ok, none);
+        keep_for_window(&mut queue, "u-3", &update("d-2"));
         assert_eq!(queue.abandon("u-2"), vec!["u-3".to_owned()]);
         assert!(queue.waiting().is_empty() && !queue.contains("u-2"));
         Ok(())
