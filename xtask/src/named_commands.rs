@@ -153,7 +153,7 @@ mod tests {
             err.contains("  agent/run.rs:3: \"install_release\""),
             "{err}"
         );
-        assert!(err.contains("  agent/run.rs:14: \"undo\""), "{err}");
+        assert!(err.contains("  agent/run.rs:13: \"undo\""), "{err}");
         assert_eq!(err.matches("  agent/").count(), 2, "{err}");
     }
 }
