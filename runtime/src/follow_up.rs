@@ -10,6 +10,11 @@
 //! if the link is down (the result then waits in the journal's outbox and
 //! goes out after the restart). A pending reboot is also written to `STATE_PATH` so the next
 //! start can log whether it happened.
+//!
+//! The restart into an agent release is the one follow-up that does not wait
+//! for delivery: the staging call registers it ([`Action::IntoRelease`]) and
+//! it runs as soon as the command succeeds, because the new agent sends the
+//! command's result once it has proved itself.
 
 use crate::platform::systemctl::{ServiceError, ServiceManager};
 use serde::{Deserialize, Serialize};
@@ -88,6 +93,9 @@ pub enum FollowUpError {
 pub enum Action {
     Reboot,
     Restart(String),
+    /// Restart the agent's unit (named) into the release the command
+    /// staged or the rollback it scheduled; the new agent reports.
+    IntoRelease(String),
 }
 
 impl std::fmt::Display for Action {
@@ -95,8 +103,21 @@ impl std::fmt::Display for Action {
         match self {
             Action::Reboot => write!(f, "the reboot"),
             Action::Restart(unit) => write!(f, "the restart of {unit}"),
+            Action::IntoRelease(unit) => write!(f, "the restart of {unit} into the new release"),
         }
     }
+}
+
+/// What became of a command's follow-up once its outcome is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Nothing to do now (none registered, or it waits for delivery).
+    Waits,
+    /// The command failed: its follow-up is dropped.
+    Dropped(Action),
+    /// The command succeeded and its follow-up runs now, without waiting
+    /// for delivery ([`Action::IntoRelease`]).
+    RunNow(Action),
 }
 
 /// One follow-up and how long it may wait for delivery.
@@ -193,7 +214,18 @@ impl FollowUps {
                 source,
             })?;
         }
-        self.lock().insert(
+        let mut pending = self.lock();
+        // The restart into a staged release already restarts the agent,
+        // and the new agent sends the result: nothing replaces it.
+        if let Some(Pending {
+            action: kept @ Action::IntoRelease(_),
+            ..
+        }) = pending.get(command_id)
+        {
+            tracing::warn!("command {command_id}: {action} not kept, {kept} follows it");
+            return Ok(());
+        }
+        pending.insert(
             command_id.to_owned(),
             Pending {
                 action,
@@ -207,22 +239,33 @@ impl FollowUps {
     /// `command_id`'s outcome is known. After a failure its follow-up is
     /// dropped and returned (a component that asked for a reboot and then
     /// failed must not reboot the box); after a success it starts waiting
-    /// for delivery.
-    pub fn settle(&self, command_id: &str, succeeded: bool) -> Option<Action> {
+    /// for delivery, or runs now when it is the restart into a release.
+    pub fn settle(&self, command_id: &str, succeeded: bool) -> Settled {
         let floor = self.delivery_wait();
         let mut pending = self.lock();
         if succeeded {
-            if let Some(p) = pending.get_mut(command_id) {
-                p.deadline = Some(Instant::now() + p.wait.max(floor));
+            match pending.get_mut(command_id) {
+                Some(Pending {
+                    action: Action::IntoRelease(_),
+                    ..
+                }) => {
+                    return pending
+                        .remove(command_id)
+                        .map_or(Settled::Waits, |p| Settled::RunNow(p.action));
+                }
+                Some(p) => p.deadline = Some(Instant::now() + p.wait.max(floor)),
+                None => {}
             }
-            return None;
+            return Settled::Waits;
         }
-        let dropped = pending.remove(command_id).map(|p| p.action);
+        let Some(dropped) = pending.remove(command_id).map(|p| p.action) else {
+            return Settled::Waits;
+        };
         drop(pending);
-        if dropped == Some(Action::Reboot) {
+        if dropped == Action::Reboot {
             self.forget_reboot(command_id);
         }
-        dropped
+        Settled::Dropped(dropped)
     }
 
     /// Removes the journaled reboot if `command_id` asked for it.
@@ -274,7 +317,7 @@ pub fn run(
             tracing::warn!("rebooting the box as asked by command {command_id}");
             manager.reboot()
         }
-        Action::Restart(unit) => {
+        Action::Restart(unit) | Action::IntoRelease(unit) => {
             tracing::warn!("restarting {unit} as asked by command {command_id}");
             // The only restart follow-up is the agent's own unit: systemd
             // stops this process, and the systemctl it spawned with it, before
@@ -425,7 +468,7 @@ mod tests {
             Duration::ZERO,
         )?;
         let before = Instant::now();
-        assert_eq!(follow_ups.settle("c1", true), None);
+        assert_eq!(follow_ups.settle("c1", true), Settled::Waits);
         let deadline = follow_ups.lock().get("c1").and_then(|p| p.deadline);
         assert!(deadline.is_some_and(|d| d >= before + Duration::from_secs(55)));
         assert_eq!(follow_ups.take_overdue(), vec![]);
@@ -449,7 +492,7 @@ mod tests {
             vec![],
             "c2 has not succeeded yet"
         );
-        assert_eq!(follow_ups.settle("c2", true), None);
+        assert_eq!(follow_ups.settle("c2", true), Settled::Waits);
         assert_eq!(
             follow_ups.take_overdue(),
             vec![("c2".to_owned(), Action::Restart("neopro-sync-agent".into()))]
@@ -600,10 +643,13 @@ mod tests {
             Duration::ZERO,
         )?;
         assert_eq!(follow_ups.take_overdue(), vec![], "not before the outcome");
-        assert_eq!(follow_ups.settle("c1", false), Some(Action::Reboot));
+        assert_eq!(
+            follow_ups.settle("c1", false),
+            Settled::Dropped(Action::Reboot)
+        );
         assert_eq!(
             follow_ups.settle("c2", false),
-            Some(Action::Restart("neopro-runtime".into()))
+            Settled::Dropped(Action::Restart("neopro-runtime".into()))
         );
         assert!(follow_ups.is_empty());
         assert_eq!(
@@ -616,7 +662,29 @@ mod tests {
             "no reboot is journaled for the next start"
         );
         // A command without follow-up settles quietly.
-        assert_eq!(follow_ups.settle("c3", false), None);
+        assert_eq!(follow_ups.settle("c3", false), Settled::Waits);
+        Ok(())
+    }
+
+    #[test]
+    fn the_restart_into_a_release_runs_at_success_and_nothing_replaces_it()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let follow_ups = FollowUps::new(dir.path().to_owned());
+        follow_ups.set_delivery_wait(Duration::from_secs(55));
+        let into = Action::IntoRelease("neopro-runtime.service".into());
+        follow_ups.add("u1", into.clone(), Duration::ZERO)?;
+        // A restart asked besides is not kept: the release restart covers it.
+        follow_ups.add(
+            "u1",
+            Action::Restart("neopro-runtime.service".into()),
+            Duration::ZERO,
+        )?;
+        assert_eq!(follow_ups.settle("u1", true), Settled::RunNow(into.clone()));
+        assert!(follow_ups.is_empty(), "it does not wait for delivery");
+        follow_ups.add("u2", into.clone(), Duration::ZERO)?;
+        assert_eq!(follow_ups.settle("u2", false), Settled::Dropped(into));
+        assert!(follow_ups.is_empty());
         Ok(())
     }
 }

@@ -12,6 +12,9 @@
 //! api-version = "0.2"            # optional: the neopro:agent WIT version it was
 //!                                # built against (default 0.1, see wit/README.md)
 //! progress-event = "deploy_progress"   # optional: event its progress reports become
+//! progress-needs-deployment = false    # optional: a report without a deploymentId
+//!                                # is not sent (the central would apply it to
+//!                                # every deployment of the video)
 //! resource = "videos"            # optional: commands naming the same resource
 //!                                # (videos, config, software, network) never run
 //!                                # at the same time
@@ -311,6 +314,12 @@ pub struct Manifest {
     pub api_version: Option<String>,
     #[serde(default)]
     pub progress_event: Option<String>,
+    /// Its progress reports go out only with a `deploymentId`: the central
+    /// matches one without it by `videoId` and puts every deployment of
+    /// that video back in progress (a finished one reads 0 %). The
+    /// manifest says so; the agent knows no event by name.
+    #[serde(default)]
+    pub progress_needs_deployment: bool,
     #[serde(default)]
     pub resource: Option<Resource>,
     #[serde(default)]
@@ -440,6 +449,11 @@ impl Manifest {
             return invalid(format!(
                 "progress-event '{event}' must be 1-64 characters of a-z, 0-9 and '_'"
             ));
+        }
+        if self.progress_needs_deployment && self.progress_event.is_none() {
+            return invalid(
+                "progress-needs-deployment is set but no progress-event is declared".to_owned(),
+            );
         }
         if let Some(api) = &self.api_version
             && !SUPPORTED_API_VERSIONS.contains(&api.as_str())

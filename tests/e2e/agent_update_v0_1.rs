@@ -10,6 +10,8 @@
 use super::self_update::{NEW, agent_release, agent_state, key_line, sign};
 use neopro_e2e::release::names_in;
 use neopro_e2e::{Site, components_dir, error_of, run_loaded};
+use neopro_runtime::config::DEFAULT_AGENT_SERVICE;
+use neopro_runtime::follow_up::{Action, Settled};
 use neopro_runtime::selfupdate::own_arch;
 use neopro_runtime::store::hash::sha256_hex;
 use serde_json::json;
@@ -60,7 +62,10 @@ fn a_component_built_against_0_1_links_and_stages_an_agent_release_through_archi
     );
     assert_eq!(agent_state(&site), None, "no trial written");
     assert!(names_in(&site.path("state/agent")).is_empty(), "no slot");
-    assert!(!sandbox.services().agent_update.take_staged("test-command"));
+    assert!(
+        sandbox.services().follow_ups.is_empty(),
+        "no restart registered"
+    );
 
     let staged = run_loaded(
         &sandbox,
@@ -91,8 +96,9 @@ fn a_component_built_against_0_1_links_and_stages_an_agent_release_through_archi
             .expect("the staged binary"),
         "#!/bin/sh\necho new agent\n"
     );
-    assert!(
-        sandbox.services().agent_update.take_staged("test-command"),
-        "the session learns that the new agent sends this command's result"
+    assert_eq!(
+        sandbox.services().follow_ups.settle("test-command", true),
+        Settled::RunNow(Action::IntoRelease(DEFAULT_AGENT_SERVICE.to_owned())),
+        "the staging call registered the restart into the release: it runs as the command succeeds, and the new agent sends the result"
     );
 }

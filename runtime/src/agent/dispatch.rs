@@ -457,6 +457,15 @@ impl Dispatcher {
             .and_then(|spec| spec.manifest.progress_event.clone())
     }
 
+    /// Whether `command_type`'s progress reports go out only with a
+    /// `deploymentId` (its manifest's `progress-needs-deployment`).
+    pub fn progress_needs_deployment(&self, command_type: &str) -> bool {
+        self.table()
+            .by_command
+            .get(command_type)
+            .is_some_and(|spec| spec.manifest.progress_needs_deployment)
+    }
+
     /// Runs one of the agent's own jobs (a `periodic` one): no allowlist,
     /// nothing if no component handles it.
     pub async fn run_internal(&self, command_type: &str) -> Option<Outcome> {

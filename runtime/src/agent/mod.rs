@@ -24,6 +24,7 @@ use crate::link::backoff::BackoffPolicy;
 use crate::link::{self, LinkConfig};
 use crate::sandbox::registry::{self, RegistryError};
 use crate::sandbox::{Sandbox, SandboxError};
+use crate::selfupdate::at_start::{AtStart, Updaters};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,27 +109,16 @@ pub async fn run(
     }
     let sandbox = Arc::new(sandbox);
     let dispatcher = Arc::new(Dispatcher::new(&config, sandbox));
-    // What an agent update owes the server, under its updater's event.
-    let updater_event = dispatcher.agent_updater_progress_event();
-    crate::selfupdate::trial::report_outcomes(
+    // What earlier agent updates owe the server; this agent's own trial.
+    let mut self_update = AtStart::begin(
         &config.state_path,
         &journal,
-        updater_event.as_deref(),
-    );
-    let gate = crate::selfupdate::trial::this_trial(&config.state_path).map(|trial| {
-        Arc::new(crate::selfupdate::trial::Gate::new(
-            &config.state_path,
-            trial,
-            updater_event.clone(),
-        ))
-    });
-    if let Some(gate) = &gate {
-        gate.self_check(
-            &dispatcher.runnable(),
-            &dispatcher.agent_updaters(),
-            &journal,
-        )?;
-    }
+        &Updaters {
+            runnable: dispatcher.runnable(),
+            commands: dispatcher.agent_updaters(),
+            progress_event: dispatcher.agent_updater_progress_event(),
+        },
+    )?;
     crate::agent::update_resume::resume(&config, &dispatcher, &journal).await;
     tracing::info!(
         "neopro-runtime {} for site {} ({}), components from {}: {}",
@@ -159,11 +149,7 @@ pub async fn run(
         tokio::spawn(dispatcher.unload_idle(crate::agent::loaded_components::IDLE_UNLOAD)),
     ];
     let (authenticated_tx, authenticated_rx) = tokio::sync::oneshot::channel();
-    if crate::selfupdate::trial::is_committed_slot() {
-        watch_committed_health(&config.state_path, authenticated_rx);
-    }
-    let (committed_tx, committed_rx) = tokio::sync::oneshot::channel();
-    let deadline = gate.as_ref().map(|g| g.remaining());
+    self_update.watch_health(authenticated_rx);
     let mut session = Session::new(
         config,
         config_file,
@@ -173,27 +159,19 @@ pub async fn run(
         dispatcher,
     );
     session = session.on_first_authentication(authenticated_tx);
-    if let Some(gate) = &gate {
-        session = session.with_trial(gate.clone(), committed_tx);
+    if let Some((gate, committed)) = self_update.trial_for_session() {
+        session = session.with_trial(gate, committed);
     }
-    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = expired.clone();
+    let trial_deadline = self_update.deadline();
     let shutdown = async move {
         tokio::select! {
             () = shutdown => {}
-            () = trial_deadline(deadline, committed_rx) => {
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
+            () = trial_deadline => {}
         }
     };
     session.run(events, shutdown).await;
     side_jobs.iter().for_each(tokio::task::JoinHandle::abort);
-    match gate {
-        Some(gate) if expired.load(std::sync::atomic::Ordering::SeqCst) => {
-            Err(gate.expired().into())
-        }
-        _ => Ok(()),
-    }
+    Ok(self_update.outcome()?)
 }
 
 /// Removes what atomic writes cut by a power failure left in the agent's
@@ -219,46 +197,6 @@ fn sweep_temporary_files(config: &SiteConfig) {
             );
         }
     }
-}
-
-/// A committed slot is healthy once authenticated or up for
-/// [`STABLE_AFTER`](crate::selfupdate::state::STABLE_AFTER): the launcher's
-/// count of its starts is reset then.
-fn watch_committed_health(
-    state_path: &std::path::Path,
-    authenticated: tokio::sync::oneshot::Receiver<()>,
-) {
-    let state_path = state_path.to_owned();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = tokio::time::sleep(crate::selfupdate::state::STABLE_AFTER) => {}
-            sent = authenticated => if sent.is_err() {
-                return;
-            },
-        }
-        let _ = tokio::task::spawn_blocking(move || {
-            crate::selfupdate::trial::mark_healthy(&state_path);
-        })
-        .await;
-    });
-}
-
-/// Resolves when a trial agent's deadline passes before it committed;
-/// never for an agent that is not on trial, or once committed.
-async fn trial_deadline(deadline: Option<Duration>, committed: tokio::sync::oneshot::Receiver<()>) {
-    let Some(deadline) = deadline else {
-        return std::future::pending().await;
-    };
-    let sleep = tokio::time::sleep(deadline);
-    tokio::pin!(sleep);
-    tokio::select! {
-        () = &mut sleep => return,
-        sent = committed => if sent.is_ok() {
-            return std::future::pending().await;
-        },
-    }
-    // The session dropped its end without committing: the deadline holds.
-    sleep.await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

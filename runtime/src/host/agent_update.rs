@@ -1,10 +1,11 @@
 //! The `agent-update` interface: the update_software component hands the
 //! agent a downloaded release (`stage-agent-release`); when it is an agent
 //! release the host checks it ([`crate::selfupdate::release`]), stages it in
-//! a slot ([`crate::selfupdate::slot`]) and writes the trial, then tells the
-//! session (through [`AgentUpdateHost::take_staged`]) that this command's
-//! result belongs to the new agent. `rollback-agent-release` schedules the
-//! way back. Components built against 0.1 reach the same code through
+//! a slot ([`crate::selfupdate::slot`]) and writes the trial, then registers
+//! the restart into it as the command's follow-up
+//! ([`crate::follow_up::Action::IntoRelease`]): it runs when the command
+//! succeeds, and the new agent sends the command's result.
+//! `rollback-agent-release` schedules the way back, with the same follow-up. Components built against 0.1 reach the same code through
 //! `archive` ([`super::since_v0_1`]).
 
 use super::bindings::neopro::agent::agent_update::Host;
@@ -21,7 +22,6 @@ use crate::signing::releases::SignatureError;
 use crate::store::extract::{ArchiveError, Limits};
 use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// The self-update capability's state.
@@ -33,9 +33,6 @@ pub struct AgentUpdateHost {
     pub deadline: Duration,
     /// UPDATE_ALLOW_DOWNGRADE.
     pub allow_downgrade: bool,
-    /// Commands that staged an agent release and whose result the new agent
-    /// sends.
-    staged: Mutex<Vec<String>>,
 }
 
 impl AgentUpdateHost {
@@ -44,26 +41,25 @@ impl AgentUpdateHost {
             agent_dir: crate::selfupdate::agent_dir(&config.state_path),
             deadline: config.agent_update_deadline,
             allow_downgrade: config.update_allow_downgrade,
-            staged: Mutex::new(Vec::new()),
         }
     }
+}
 
-    /// Whether `command_id` staged an agent release (forgotten once asked).
-    pub fn take_staged(&self, command_id: &str) -> bool {
-        let mut staged = match self.staged.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let before = staged.len();
-        staged.retain(|id| id != command_id);
-        staged.len() != before
-    }
-
-    fn remember(&self, command_id: &str) {
-        match self.staged.lock() {
-            Ok(mut g) => g.push(command_id.to_owned()),
-            Err(poisoned) => poisoned.into_inner().push(command_id.to_owned()),
-        }
+impl HostState {
+    /// Registers the restart into the new release as this command's
+    /// follow-up: when the command succeeds the agent restarts into it
+    /// at once, and the new agent sends the result.
+    fn restart_into_release_after_command(&self) -> Result<(), WitError> {
+        let unit = self.call.services.services.agent_unit.clone();
+        self.call
+            .services
+            .follow_ups
+            .add(
+                &self.call.command_id,
+                crate::follow_up::Action::IntoRelease(unit),
+                Duration::ZERO,
+            )
+            .map_err(|e| WitError::Io(e.to_string()))
     }
 }
 
@@ -109,7 +105,7 @@ impl Host for HostState {
                     RollbackError::State(_) => WitError::Io(e.to_string()),
                 })?;
         if to.is_some() {
-            host.remember(&self.call.command_id);
+            self.restart_into_release_after_command()?;
         }
         Ok(to)
     }
@@ -199,7 +195,7 @@ impl Host for HostState {
             let _ = std::fs::remove_dir_all(&slot_path);
             return Err(WitError::Io(e.to_string()));
         }
-        host.remember(&self.call.command_id);
+        self.restart_into_release_after_command()?;
         tracing::warn!(
             "agent release {version} staged in {}; the agent switches to it when command {} ends",
             slot_path.display(),

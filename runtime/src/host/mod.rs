@@ -62,9 +62,9 @@ pub struct HostServices {
     pub local_app: local_app::LocalAppHost,
     pub services: services::ServicesHost,
     pub archive: archive::ArchiveHost,
-    /// Shared with the session, which asks it which commands staged an
-    /// agent release.
-    pub agent_update: Arc<agent_update::AgentUpdateHost>,
+    /// Self-update: stages a release and registers the restart into it
+    /// with `follow_ups`.
+    pub agent_update: agent_update::AgentUpdateHost,
 }
 
 impl HostServices {
@@ -80,7 +80,7 @@ impl HostServices {
             local_app: local_app::LocalAppHost::from_config(config),
             services: services::ServicesHost::from_config(config),
             archive: archive::ArchiveHost::from_config(config),
-            agent_update: Arc::new(agent_update::AgentUpdateHost::from_config(config)),
+            agent_update: agent_update::AgentUpdateHost::from_config(config),
         }
     }
 }

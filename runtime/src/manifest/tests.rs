@@ -224,6 +224,27 @@ fn bad_scheduling_properties_are_refused_by_name() {
 }
 
 #[test]
+fn a_progress_rule_needs_its_progress_event() -> Result<(), ManifestError> {
+    assert_eq!(
+        error_of(
+            "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nprogress-needs-deployment = true\n"
+        ),
+        "manifest t.toml: progress-needs-deployment is set but no progress-event is declared"
+    );
+    let declared = Manifest::parse(
+        "t.toml",
+        "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nprogress-event = \"x_progress\"\nprogress-needs-deployment = true\n",
+    )?;
+    assert!(declared.progress_needs_deployment);
+    let default = Manifest::parse(
+        "t.toml",
+        "name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\nprogress-event = \"x_progress\"\n",
+    )?;
+    assert!(!default.progress_needs_deployment);
+    Ok(())
+}
+
+#[test]
 fn api_version_must_be_one_the_host_links() {
     assert_eq!(
         error_of("name = \"x\"\nversion = \"1\"\ncommands = [\"x\"]\napi-version = \"0.1\"\n"),

@@ -18,8 +18,12 @@
 //! - [`rollback`] — `rollback_update` of an agent update: back to the agent
 //!   the committed one replaced;
 //! - [`reinstall`] — the server's re-delivery of the update this agent came
-//!   from answers "already installed".
+//!   from answers "already installed";
+//! - [`at_start`] — self-update's part of the agent's start: earlier trials'
+//!   outcomes reported, this trial's self-check and deadline, a committed
+//!   slot's health.
 
+pub mod at_start;
 pub mod launcher;
 pub mod reinstall;
 pub mod release;

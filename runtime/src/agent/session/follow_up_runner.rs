@@ -4,13 +4,13 @@
 //! command staged — and what the agent itself owes once it authenticates:
 //! a new version on trial commits, a committed slot reports its health.
 //!
-//! Handed the pieces it needs (the follow-up registry, the service manager,
-//! the staged-release list) rather than the whole host: the session calls
-//! it at a command's end, at each proof of delivery and at authentication.
+//! Handed the pieces it needs (the follow-up registry, where the staging
+//! call registers its restart too, and the service manager) rather than the
+//! whole host: the session calls it at a command's end, at each proof of
+//! delivery and at authentication.
 
 use super::blocking::off_worker;
-use crate::follow_up::{Action, FollowUps};
-use crate::host::agent_update::AgentUpdateHost;
+use crate::follow_up::{Action, FollowUps, Settled};
 use crate::journal::Journal;
 use crate::platform::systemctl::ServiceManager;
 use crate::selfupdate::trial::Gate;
@@ -28,10 +28,7 @@ pub(super) type RestartFailed = (String, String);
 pub(super) struct FollowUpRunner {
     follow_ups: Arc<FollowUps>,
     manager: ServiceManager,
-    agent_update: Arc<AgentUpdateHost>,
     state_path: PathBuf,
-    /// The agent's own unit (AGENT_SERVICE), restarted into a staged release.
-    agent_unit: String,
     restart_failed_tx: mpsc::UnboundedSender<RestartFailed>,
     restart_failed_rx: mpsc::UnboundedReceiver<RestartFailed>,
     /// This agent is a new version on trial: it commits once authenticated
@@ -45,17 +42,13 @@ impl FollowUpRunner {
     pub(super) fn new(
         follow_ups: Arc<FollowUps>,
         manager: ServiceManager,
-        agent_update: Arc<AgentUpdateHost>,
         state_path: PathBuf,
-        agent_unit: String,
     ) -> Self {
         let (restart_failed_tx, restart_failed_rx) = mpsc::unbounded_channel();
         FollowUpRunner {
             follow_ups,
             manager,
-            agent_update,
             state_path,
-            agent_unit,
             restart_failed_tx,
             restart_failed_rx,
             trial: None,
@@ -83,26 +76,33 @@ impl FollowUpRunner {
         }
     }
 
-    /// Command `id` finished. A failed command's follow-up is dropped. When
-    /// it staged an agent release and succeeded, the agent restarts into
-    /// it and the new agent reports the result: returns `true` (nothing to
-    /// record here); a failed one's trial is cancelled.
+    /// Command `id` finished. A failed command's follow-up is dropped (and
+    /// the trial of a release it staged cancelled). When it staged an agent
+    /// release and succeeded, the agent restarts into it now and the new
+    /// agent reports the result: returns `true` (nothing to record here).
     pub(super) fn finished(&self, id: &str, succeeded: bool) -> bool {
-        if let Some(action) = self.follow_ups.settle(id, succeeded) {
-            tracing::warn!("command {id} failed: {action} it asked for is cancelled");
+        match self.follow_ups.settle(id, succeeded) {
+            Settled::Waits => false,
+            Settled::RunNow(Action::IntoRelease(unit)) => {
+                tracing::warn!(
+                    "command {id} staged a new agent; restarting into it (it reports the result)"
+                );
+                self.restart_into_staged(id.to_owned(), unit);
+                true
+            }
+            Settled::RunNow(action) => {
+                drop(self.run(id.to_owned(), action));
+                false
+            }
+            Settled::Dropped(Action::IntoRelease(_)) => {
+                crate::selfupdate::trial::cancel(&self.state_path, id);
+                false
+            }
+            Settled::Dropped(action) => {
+                tracing::warn!("command {id} failed: {action} it asked for is cancelled");
+                false
+            }
         }
-        if !self.agent_update.take_staged(id) {
-            return false;
-        }
-        if succeeded {
-            tracing::warn!(
-                "command {id} staged a new agent; restarting into it (it reports the result)"
-            );
-            self.restart_into_staged(id.to_owned());
-            return true;
-        }
-        crate::selfupdate::trial::cancel(&self.state_path, id);
-        false
     }
 
     /// Whether a follow-up waits for delivery (only then is it worth
@@ -175,13 +175,12 @@ impl FollowUpRunner {
     /// result, and every later agent update would be refused as "not
     /// finished": the trial is cancelled (its slot removed) and the command
     /// answers the error.
-    fn restart_into_staged(&self, id: String) {
+    fn restart_into_staged(&self, id: String, unit: String) {
         let manager = self.manager.clone();
         let state_path = self.state_path.clone();
-        let unit = self.agent_unit.clone();
         let failed = self.restart_failed_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let action = Action::Restart(unit.clone());
+            let action = Action::IntoRelease(unit.clone());
             if let Err(e) = crate::follow_up::run(&manager, &id, &action) {
                 tracing::error!(
                     "command {id}: the agent release is staged but {action} failed ({e}); update cancelled"
@@ -201,7 +200,6 @@ impl FollowUpRunner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SiteConfig;
     use crate::journal::Outcome;
     use crate::platform::systemctl::double;
     use crate::selfupdate::state::{AgentState, Trial};
@@ -212,14 +210,10 @@ mod tests {
         state: &Path,
         manager: ServiceManager,
     ) -> Result<FollowUpRunner, Box<dyn std::error::Error>> {
-        let text = format!("STATE_PATH={}\n", state.display());
-        let config = SiteConfig::from_sources(Some((&state.join("site.conf"), &text)), &|_| None)?;
         Ok(FollowUpRunner::new(
             Arc::new(FollowUps::new(state.to_owned())),
             manager,
-            Arc::new(AgentUpdateHost::from_config(&config)),
             state.to_owned(),
-            config.services.agent_unit.clone(),
         ))
     }
 

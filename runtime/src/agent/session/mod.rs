@@ -104,9 +104,7 @@ impl Session {
         let follow_up = FollowUpRunner::new(
             services.follow_ups.clone(),
             services.services.manager.clone(),
-            services.agent_update.clone(),
             config.state_path.clone(),
-            config.services.agent_unit.clone(),
         );
         Session {
             periodic: Periodic::new(
@@ -473,6 +471,7 @@ impl Session {
             self.journal.clone(),
             id.clone(),
             self.auth.session_no(),
+            dispatcher.progress_needs_deployment(&command_type),
         ));
         self.running += 1;
         tokio::spawn(async move {

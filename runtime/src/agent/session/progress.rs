@@ -1,9 +1,12 @@
 //! Where a running command's progress events go: to the server, with the
-//! rules the real server and its dashboard need (issue 18.3, 18.4).
+//! rules the real server and its dashboard need (issue 18.3, 18.4). The
+//! event's name and whether it needs a deployment come from the
+//! component's manifest; nothing here names an event.
 //!
-//! - `deploy_progress` without a `deploymentId` is not sent: the server then
-//!   matches by `videoId`, ignores `completed` / `error` and puts every
-//!   deployment of that video back to in progress (a finished one reads 0 %).
+//! - A report of a component whose manifest says `progress-needs-deployment`
+//!   is not sent without a `deploymentId`: the server then matches by
+//!   `videoId`, ignores `completed` / `error` and puts every deployment of
+//!   that video back to in progress (a finished one reads 0 %).
 //! - The closing event of a deployment (completed or failed, with its
 //!   `deploymentId`) is recorded in the command's journal entry: the
 //!   deployment service completes a deployment only from it, so the session
@@ -41,6 +44,8 @@ pub(super) struct LinkProgress {
     /// Where the closing event's re-send is scheduled (the session's
     /// runtime; progress comes from command threads).
     runtime: Option<tokio::runtime::Handle>,
+    /// The manifest's `progress-needs-deployment`.
+    needs_deployment: bool,
 }
 
 impl LinkProgress {
@@ -49,6 +54,7 @@ impl LinkProgress {
         journal: Arc<Journal>,
         command_id: String,
         session_no: Arc<AtomicU64>,
+        needs_deployment: bool,
     ) -> Self {
         LinkProgress {
             link,
@@ -57,6 +63,7 @@ impl LinkProgress {
             session_no,
             held: Mutex::new(None),
             runtime: tokio::runtime::Handle::try_current().ok(),
+            needs_deployment,
         }
     }
 
@@ -112,23 +119,27 @@ fn deployment_id(payload: &Value) -> Option<&str> {
         .filter(|id| !id.is_empty())
 }
 
-/// Whether this event closes its deployment (the host puts `status` on
-/// every event; `completed` / `error` / 100 % are what the server reads).
-pub(super) fn is_final(event: &str, payload: &Value) -> bool {
-    let status = payload.get("status").and_then(Value::as_str);
+/// Whether this event closes its deployment: an `error`, `completed`, or
+/// the `status` the host puts on every event (`completed` at 100 %,
+/// `failed` with an error). A `status` the component set itself is taken
+/// as it says; without one, 100 % closes (the central completes an update
+/// at 100 %).
+pub(super) fn is_final(payload: &Value) -> bool {
     let failed = payload.get("error").is_some_and(|e| !e.is_null());
     let completed = payload.get("completed").and_then(Value::as_bool) == Some(true);
-    let full =
-        event == "update_progress" && payload.get("progress").and_then(Value::as_u64) >= Some(100);
-    failed || completed || full || matches!(status, Some("completed" | "failed"))
+    let by_status = match payload.get("status").and_then(Value::as_str) {
+        Some(status) => matches!(status, "completed" | "failed"),
+        None => payload.get("progress").and_then(Value::as_u64) >= Some(100),
+    };
+    failed || completed || by_status
 }
 
 impl ProgressSink for LinkProgress {
     fn emit(&self, event: &str, payload: Value) {
         let Some(_) = deployment_id(&payload) else {
-            if event == "deploy_progress" {
+            if self.needs_deployment {
                 tracing::debug!(
-                    "command {}: deploy_progress not sent (the command carries no deploymentId)",
+                    "command {}: {event} not sent (the command carries no deploymentId)",
                     self.command_id
                 );
                 return;
@@ -137,7 +148,7 @@ impl ProgressSink for LinkProgress {
             return;
         };
         let session = self.session_no.load(Ordering::SeqCst);
-        let closing = is_final(event, &payload);
+        let closing = is_final(&payload);
         if self.hold_or_release(event, &payload, closing) {
             return;
         }
@@ -165,26 +176,16 @@ mod tests {
 
     #[test]
     fn closing_events_are_recognised() {
-        assert!(is_final(
-            "deploy_progress",
-            &json!({"completed": true, "progress": 100})
-        ));
-        assert!(is_final(
-            "deploy_progress",
-            &json!({"error": "disk full", "progress": 0})
-        ));
-        assert!(is_final("update_progress", &json!({"progress": 100})));
-        assert!(is_final(
-            "update_progress",
-            &json!({"progress": 0, "status": "failed"})
-        ));
+        assert!(is_final(&json!({"completed": true, "progress": 100})));
+        assert!(is_final(&json!({"error": "disk full", "progress": 0})));
+        assert!(is_final(&json!({"progress": 100})));
+        assert!(is_final(&json!({"progress": 0, "status": "failed"})));
+        assert!(is_final(&json!({"progress": 100, "status": "completed"})));
         assert!(!is_final(
-            "deploy_progress",
             &json!({"progress": 100, "status": "in_progress"})
         ));
-        assert!(!is_final(
-            "update_progress",
-            &json!({"progress": 60, "status": "in_progress"})
-        ));
+        assert!(!is_final(&json!({"progress": 60, "status": "in_progress"})));
+        assert!(!is_final(&json!({"progress": 60})));
+        assert!(!is_final(&json!({"progress": 0, "error": null})));
     }
 }
