@@ -232,11 +232,28 @@ fn append_options() -> cap_std::fs::OpenOptions {
     options
 }
 
+/// A journal file read whole, up to the journal's whole budget
+/// ([`MAX_BYTES`]): a larger one is not one the agent wrote, and reading it
+/// would cost the agent its memory. No link, no FIFO. `None` (logged) when
+/// missing, too large or unreadable.
+fn read_file(dir: &Dir, name: &str) -> Option<Vec<u8>> {
+    let shown = Path::new("journal").join(name);
+    match crate::store::untrusted_file::read_bounded_in(dir, Path::new(name), &shown, MAX_BYTES) {
+        Ok(bytes) => Some(bytes),
+        Err(crate::store::untrusted_file::UntrustedFileError::NotFound(_)) => None,
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
+}
+
 /// The ids listed in a log (missing file: none). A torn last line is dropped.
 fn read_ids(dir: &Dir, name: &str) -> Vec<String> {
-    let Ok(text) = dir.read_to_string(name) else {
+    let Some(bytes) = read_file(dir, name) else {
         return Vec::new();
     };
+    let text = String::from_utf8_lossy(&bytes);
     let complete = match text.rfind('\n') {
         Some(end) => &text[..end],
         None => "",
@@ -308,7 +325,7 @@ impl Journal {
             if !name.ends_with(".json") || name.starts_with('.') {
                 continue;
             }
-            let raw = dir.read(&name).ok();
+            let raw = read_file(&dir, &name);
             let parsed = raw
                 .as_deref()
                 .and_then(|bytes| serde_json::from_slice::<Entry>(bytes).ok());
@@ -408,7 +425,7 @@ impl Journal {
                 if !name.ends_with(".json") || name.starts_with('.') {
                     continue;
                 }
-                let raw = dir.read(&name).unwrap_or_default();
+                let raw = read_file(&dir, &name).unwrap_or_default();
                 match serde_json::from_slice::<Entry>(&raw) {
                     Ok(entry) if file_name(&entry.id) == name && entry.outcome.is_some() => {
                         found.push((entry, raw.len() as u64));
@@ -973,6 +990,47 @@ mod tests {
             Admission::Done(ok(json!({"success": true})))
         );
         assert!(again.undelivered().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_huge_file_or_a_fifo_in_the_journal_is_skipped_not_read()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = temp_dir()?;
+        {
+            let journal = Journal::open(dir.path())?;
+            journal.admit("c1", "get_config")?;
+            journal.complete("c1", ok(json!({"success": true})))?;
+        }
+        // Larger than the whole journal's budget: not one the agent wrote
+        // (sparse: no disk used), and reading it whole would cost memory.
+        std::fs::File::create(dir.path().join("c2.json"))?.set_len(MAX_BYTES + 1)?;
+        // A FIFO would block an open for reading for ever.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &dir.path().join("c3.json"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )?;
+        let journal = Journal::open(dir.path())?;
+        assert_eq!(journal.outcome("c1"), Some(ok(json!({"success": true}))));
+        assert!(journal.get("c2").is_none() && journal.get("c3").is_none());
+
+        // The read-only results' folder: both are removed.
+        let volatile = temp_dir()?;
+        std::fs::File::create(volatile.path().join("r1.json"))?.set_len(MAX_BYTES + 1)?;
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &volatile.path().join("r2.json"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )?;
+        let journal = journal.keep_read_only_in(volatile.path());
+        assert!(journal.get("r1").is_none() && journal.get("r2").is_none());
+        assert!(!volatile.path().join("r1.json").exists());
+        assert!(std::fs::symlink_metadata(volatile.path().join("r2.json")).is_err());
         Ok(())
     }
 

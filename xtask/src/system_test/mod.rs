@@ -263,10 +263,18 @@ fn side_by_side(runners: Vec<Runner>) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", log_path.display()))?;
         r.cmd.stdout(log.try_clone()?).stderr(log);
         eprintln!("+ {:?} > {}", r.cmd, log_path.display());
-        let child = r
-            .cmd
-            .spawn()
-            .with_context(|| format!("cannot start {:?}", r.cmd))?;
+        let child = match r.cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                // The runners already started would boot their boxes for
+                // nothing and hold their containers: stopped first.
+                for (_, _, mut started) in running {
+                    let _ = started.kill();
+                    let _ = started.wait();
+                }
+                return Err(e).with_context(|| format!("cannot start {:?}", r.cmd));
+            }
+        };
         running.push((r.arch, log_path, child));
     }
     let mut failed = Vec::new();
