@@ -993,6 +993,12 @@ mod tests {
         Ok(())
     }
 
+    fn mkfifo(path: &Path) -> std::io::Result<()> {
+        let fifo = rustix::fs::FileType::Fifo;
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        Ok(rustix::fs::mknodat(rustix::fs::CWD, path, fifo, mode, 0)?)
+    }
+
     #[test]
     fn a_huge_file_or_a_fifo_in_the_journal_is_skipped_not_read()
     -> Result<(), Box<dyn std::error::Error>> {
@@ -1006,13 +1012,7 @@ mod tests {
         // (sparse: no disk used), and reading it whole would cost memory.
         std::fs::File::create(dir.path().join("c2.json"))?.set_len(MAX_BYTES + 1)?;
         // A FIFO would block an open for reading for ever.
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &dir.path().join("c3.json"),
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )?;
+        mkfifo(&dir.path().join("c3.json"))?;
         let journal = Journal::open(dir.path())?;
         assert_eq!(journal.outcome("c1"), Some(ok(json!({"success": true}))));
         assert!(journal.get("c2").is_none() && journal.get("c3").is_none());
@@ -1020,13 +1020,7 @@ mod tests {
         // The read-only results' folder: both are removed.
         let volatile = temp_dir()?;
         std::fs::File::create(volatile.path().join("r1.json"))?.set_len(MAX_BYTES + 1)?;
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &volatile.path().join("r2.json"),
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )?;
+        mkfifo(&volatile.path().join("r2.json"))?;
         let journal = journal.keep_read_only_in(volatile.path());
         assert!(journal.get("r1").is_none() && journal.get("r2").is_none());
         assert!(!volatile.path().join("r1.json").exists());

@@ -157,6 +157,15 @@ mod tests {
         Ok((state, gate))
     }
 
+    /// Whether `future` is still pending when first polled.
+    async fn is_pending(future: impl std::future::Future<Output = ()>) -> bool {
+        tokio::select! {
+            biased;
+            () = future => false,
+            () = std::future::ready(()) => true,
+        }
+    }
+
     #[tokio::test]
     async fn a_trial_past_its_deadline_ends_with_the_deadline_error_recorded()
     -> Result<(), Box<dyn std::error::Error>> {
@@ -185,20 +194,17 @@ mod tests {
         let mut at_start = AtStart::with_gate(state.path(), Some(gate));
         let (_gate, committed) = at_start.trial_for_session().ok_or("a trial")?;
         committed.send(()).map_err(|()| "the deadline listens")?;
-        let deadline = at_start.deadline();
-        tokio::select! {
-            biased;
-            () = deadline => return Err("a committed trial's deadline passed".into()),
-            () = std::future::ready(()) => {}
-        }
+        assert!(
+            is_pending(at_start.deadline()).await,
+            "a committed trial's deadline passed"
+        );
         assert!(at_start.outcome().is_ok());
         let mut not_on_trial = AtStart::with_gate(state.path(), None);
         assert!(not_on_trial.trial_for_session().is_none());
-        tokio::select! {
-            biased;
-            () = not_on_trial.deadline() => return Err("no trial, yet a deadline".into()),
-            () = std::future::ready(()) => {}
-        }
+        assert!(
+            is_pending(not_on_trial.deadline()).await,
+            "no trial, yet a deadline"
+        );
         assert!(not_on_trial.outcome().is_ok());
         Ok(())
     }

@@ -256,7 +256,7 @@ fn prepare(
 /// architecture whose runner failed.
 fn side_by_side(runners: Vec<Runner>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let mut running = Vec::new();
+    let mut running: Vec<(String, PathBuf, std::process::Child)> = Vec::new();
     for mut r in runners {
         let log_path = r.work.join("runner.log");
         let log = std::fs::File::create(&log_path)
