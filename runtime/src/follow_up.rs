@@ -197,6 +197,17 @@ impl FollowUps {
         action: Action,
         wait: Duration,
     ) -> Result<(), FollowUpError> {
+        // The restart into a staged release already restarts the agent,
+        // and the new agent sends the result: nothing replaces it (and no
+        // reboot is journaled that will not happen).
+        if let Some(Pending {
+            action: kept @ Action::IntoRelease(_),
+            ..
+        }) = self.lock().get(command_id)
+        {
+            tracing::warn!("command {command_id}: {action} not kept, {kept} follows it");
+            return Ok(());
+        }
         if action == Action::Reboot {
             let record = PendingReboot {
                 command_id: command_id.to_owned(),
@@ -214,18 +225,7 @@ impl FollowUps {
                 source,
             })?;
         }
-        let mut pending = self.lock();
-        // The restart into a staged release already restarts the agent,
-        // and the new agent sends the result: nothing replaces it.
-        if let Some(Pending {
-            action: kept @ Action::IntoRelease(_),
-            ..
-        }) = pending.get(command_id)
-        {
-            tracing::warn!("command {command_id}: {action} not kept, {kept} follows it");
-            return Ok(());
-        }
-        pending.insert(
+        self.lock().insert(
             command_id.to_owned(),
             Pending {
                 action,
@@ -674,12 +674,15 @@ mod tests {
         follow_ups.set_delivery_wait(Duration::from_secs(55));
         let into = Action::IntoRelease("neopro-runtime.service".into());
         follow_ups.add("u1", into.clone(), Duration::ZERO)?;
-        // A restart asked besides is not kept: the release restart covers it.
+        // A restart or reboot asked besides is not kept (nor the reboot
+        // journaled): the release restart covers it.
         follow_ups.add(
             "u1",
             Action::Restart("neopro-runtime.service".into()),
             Duration::ZERO,
         )?;
+        follow_ups.add("u1", Action::Reboot, Duration::ZERO)?;
+        assert!(!dir.path().join(REBOOT_FILE).exists());
         assert_eq!(follow_ups.settle("u1", true), Settled::RunNow(into.clone()));
         assert!(follow_ups.is_empty(), "it does not wait for delivery");
         follow_ups.add("u2", into.clone(), Duration::ZERO)?;
