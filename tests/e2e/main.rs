@@ -18,6 +18,7 @@ mod deploy;
 mod idle_writes;
 mod operator;
 mod pushed;
+mod reauth;
 mod sandbox_escapes;
 mod sealed_release;
 mod self_update;

@@ -60,10 +60,17 @@ struct Shared {
     oversized: std::sync::atomic::AtomicUsize,
     /// `authenticate` events to leave unanswered (a server not ready yet).
     ignore_auth: std::sync::atomic::AtomicUsize,
+    /// Answers to `authenticate` that could not be written (see
+    /// [`Central::answers_lost`]).
+    answers_lost: std::sync::atomic::AtomicUsize,
     sites: Arc<Mutex<HashMap<String, String>>>,
     /// The server's `connectedSites`: site id -> the socket id last
     /// authenticated as it.
     books: Mutex<HashMap<String, String>>,
+    /// Per socket, `true` once socketioxide has marked it connected (its
+    /// connect handler ran); `authenticate` waits for it (see
+    /// `start_timed`). Removed when the socket closes.
+    joining: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
     /// Socket id -> the site it authenticated as (the real `socket.siteId`).
     socket_sites: Mutex<HashMap<String, String>>,
     /// `deploy_progress` applied as the real server does (see [`Deployment`]).
@@ -277,12 +284,30 @@ impl Central {
         // before socketioxide sends the connect ack, whereas the connect
         // handler runs after it and would race with the agent's first event
         // (the real Node server registers them synchronously).
+        //
+        // socketioxide writes the connect ack *before* it marks the socket
+        // connected, from another task than the one reading the agent's
+        // frames: an `authenticate` handled in between could not be
+        // answered (`emit` refuses with "Closed"), and the agent waited out
+        // its 20 s answer timeout (the demo's flake). socket.io 4.x sets
+        // `connected` before writing the ack, on one thread, so the real
+        // server always answers: `authenticate` waits for the connect
+        // handler, which runs once the socket is connected.
         let register = move |socket: SocketRef| {
             let shared = ns_shared.clone();
+            let (joined_tx, joined) = tokio::sync::watch::channel(false);
+            shared
+                .joining
+                .lock()
+                .expect("lock")
+                .insert(socket.id.to_string(), joined_tx);
             async move {
                 socket.on("authenticate", {
                     let shared = shared.clone();
                     async move |s: SocketRef, Data::<Value>(data)| {
+                        if joined.clone().wait_for(|joined| *joined).await.is_err() {
+                            return; // closed before it was connected
+                        }
                         // Recorded once handled: a test that saw the
                         // authenticate can send commands right away.
                         let id = s.id.to_string();
@@ -312,12 +337,23 @@ impl Central {
                 }
                 socket.on_disconnect({
                     let shared = shared.clone();
-                    async move |s: SocketRef| forget(&shared, &s.id.to_string())
+                    async move |s: SocketRef| {
+                        let id = s.id.to_string();
+                        shared.joining.lock().expect("lock").remove(&id);
+                        forget(&shared, &id);
+                    }
                 });
                 Ok::<(), std::convert::Infallible>(())
             }
         };
-        io.ns("/", (async |_socket: SocketRef| {}).with(register));
+        let joined_shared = shared.clone();
+        let joined = async move |socket: SocketRef| {
+            let joining = joined_shared.joining.lock().expect("lock");
+            if let Some(joined) = joining.get(&socket.id.to_string()) {
+                let _ = joined.send(true);
+            }
+        };
+        io.ns("/", joined.with(register));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind central");
@@ -365,6 +401,15 @@ impl Central {
     pub fn oversized(&self) -> usize {
         self.shared
             .oversized
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Answers to `authenticate` (`authenticated`, `auth_error`) socketioxide
+    /// refused to write (the socket closed meanwhile; before the connect
+    /// gate in `start_timed`, also one not yet marked connected).
+    pub fn answers_lost(&self) -> usize {
+        self.shared
+            .answers_lost
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
@@ -660,7 +705,9 @@ fn authenticate(shared: &Shared, socket: SocketRef, data: &Value) {
     };
     match error {
         Some(message) => {
-            let _ = socket.emit(
+            answer(
+                shared,
+                &socket,
                 "auth_error",
                 &json!({"message": format!("Authentification échouée: {message}")}),
             );
@@ -678,11 +725,28 @@ fn authenticate(shared: &Shared, socket: SocketRef, data: &Value) {
                 .lock()
                 .expect("lock")
                 .insert(socket_id, site_id.to_owned());
-            let _ = socket.emit(
+            answer(
+                shared,
+                &socket,
                 "authenticated",
                 &json!({"message": "Authentification réussie", "siteId": site_id}),
             );
         }
+    }
+}
+
+/// Writes the answer to `authenticate`; one socketioxide refuses is counted
+/// and said (the real server's `emit` on an open socket always writes).
+fn answer(shared: &Shared, socket: &SocketRef, event: &str, data: &Value) {
+    if let Err(e) = socket.emit(event, data) {
+        shared
+            .answers_lost
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        eprintln!(
+            "test central: '{event}' to socket {} not sent: {e} (socket connected: {})",
+            socket.id,
+            socket.connected()
+        );
     }
 }
 
