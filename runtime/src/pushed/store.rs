@@ -671,9 +671,9 @@ mod tests {
     /// download was being checked (the finished download in `.incoming`),
     /// while its version folder was built (`.staging-`), after the folder
     /// was renamed into place but before the switch, and a remove cut
-    /// while its folder was deleted (`.removed-`). The power-cut rig
-    /// found the first (`no-orphans`, `cargo xtask power-cut --phase
-    /// install_component`): nothing removed them, ever.
+    /// while its folder was deleted (`.removed-`): nothing removed them,
+    /// ever. The power-cut rig's `no-orphans` looks for them after every
+    /// `install_component` / `remove_component` cut.
     #[test]
     fn what_a_cut_leaves_of_an_install_or_a_remove_is_swept_and_the_active_version_stays()
     -> Result<(), Box<dyn std::error::Error>> {
