@@ -20,12 +20,20 @@
 //!   1 MiB of filler so its download takes a moment) served by a file
 //!   server of its own; out: `{"t", "release": {"version", "port",
 //!   "sha256", "size"}}`.
+//! - in: `{"component": "<version>"}`: the test component `video-inventory`
+//!   (`target/components/test/video-inventory.wasm`, or
+//!   `$NEOPRO_TEST_COMPONENTS`) with a manifest of that version, signed by
+//!   the central's key (its public half is `ready.component_key`, the box
+//!   trusts it) and served by a file server of its own; out: `{"t",
+//!   "component": {"name", "version", "port", "sha256", "manifest",
+//!   "manifest_sha256", "signature"}}` (or `"component": {"error"}`).
 //!
 //! Usage: power-cut-central <video MiB> <admin email> <admin password>
 
 use neopro_e2e::central::{Central, Timings};
 use neopro_e2e::http::{Fault, FileServer};
 use neopro_e2e::release::{Item, tar_gz};
+use neopro_runtime::signing::components::{SecretKey, manifest_sha256};
 use serde_json::{Value, json};
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -74,6 +82,66 @@ fn release(version: &str) -> Vec<u8> {
     ])
 }
 
+/// The pushed component's name and the command it handles.
+const COMPONENT: &str = "video-inventory";
+
+/// The manifest of `version` of the pushed component: what the site
+/// policy the rig gives the box allows (system, videos read-only).
+fn component_manifest(version: &str) -> String {
+    format!(
+        "name = \"{COMPONENT}\"\nversion = \"{version}\"\ncommands = [\"video_inventory\"]\n\
+         [limits]\nmemory-mib = 16\n[grants]\nsystem = true\nfiles = {{ videos = \"ro\" }}\n"
+    )
+}
+
+/// The test components' folder (as the e2e tests find it).
+fn components_dir() -> std::path::PathBuf {
+    std::env::var_os("NEOPRO_TEST_COMPONENTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/components/test")
+        })
+}
+
+/// `wasm` with a custom section naming `version` appended: every version
+/// has bytes of its own, as a new build does, so the box compiles each
+/// one (no artifact of an earlier version fits) and the install's window
+/// holds its longest step.
+fn with_version_section(mut wasm: Vec<u8>, version: &str) -> Vec<u8> {
+    const NAME: &[u8] = b"neopro-power-cut";
+    let mut payload = vec![NAME.len() as u8];
+    payload.extend_from_slice(NAME);
+    payload.extend_from_slice(&version.as_bytes()[..version.len().min(64)]);
+    // A custom section (id 0); its size fits one LEB128 byte.
+    wasm.push(0);
+    wasm.push(payload.len() as u8);
+    wasm.extend_from_slice(&payload);
+    wasm
+}
+
+/// `version` of the pushed component, signed by `key`, and the server
+/// that serves its wasm.
+fn component(key: &SecretKey, version: &str) -> Result<(Value, FileServer), String> {
+    let path = components_dir().join(format!("{COMPONENT}.wasm"));
+    let wasm = std::fs::read(&path).map_err(|e| {
+        format!(
+            "{}: {e} (cargo xtask guests builds the test components)",
+            path.display()
+        )
+    })?;
+    let wasm = with_version_section(wasm, version);
+    let manifest = component_manifest(version);
+    let sha256 = neopro_runtime::store::hash::sha256_hex(&wasm);
+    let signature = key.sign(&sha256, &manifest);
+    let server = FileServer::start(wasm, Fault::None);
+    Ok((
+        json!({"name": COMPONENT, "version": version, "port": server.addr.port(),
+               "sha256": sha256, "manifest_sha256": manifest_sha256(&manifest),
+               "manifest": manifest, "signature": signature}),
+        server,
+    ))
+}
+
 fn emit(line: &Value) {
     let mut out = std::io::stdout().lock();
     // The rig reads until it sees the line; a closed pipe ends us below.
@@ -99,12 +167,21 @@ async fn main() -> std::process::ExitCode {
     let files = FileServer::start(body, Fault::None);
     let central = Arc::new(Central::start_timed(0, &[], TIMINGS).await);
     central.api.add_account(email, password, "admin", None);
+    // The key pushed components are signed with; the box trusts it.
+    let key = match SecretKey::generate() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("power-cut-central: no signing key: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
     let started = Instant::now();
     emit(&json!({"ready": {
         "port": central.addr.port(),
         "video_port": files.addr.port(),
         "video_sha256": sha,
         "video_size": size,
+        "component_key": key.public_key().to_string(),
     }}));
 
     // Commands from the rig, one JSON line each; the rig closing our
@@ -130,6 +207,19 @@ async fn main() -> std::process::ExitCode {
                                 "sha256": sha256, "size": size},
                 }));
                 releases.push(server);
+                continue;
+            }
+            if let Some(version) = request["component"].as_str() {
+                let t = started.elapsed().as_millis() as u64;
+                match component(&key, version) {
+                    Ok((served, server)) => {
+                        emit(&json!({"t": t, "component": served}));
+                        releases.push(server);
+                    }
+                    Err(error) => {
+                        emit(&json!({"t": t, "component": {"version": version, "error": error}}))
+                    }
+                }
                 continue;
             }
             let send = &request["send"];

@@ -41,6 +41,16 @@ impl Table {
             ),
             Err(e) => (Registry::default(), vec![e.to_string()]),
         };
+        // Built at the agent's start and after each management command,
+        // under the software lock: no install or remove is running, and
+        // what a power cut left of one is nobody's (`sweep_interrupted`).
+        let store = pushed::store::ComponentStore::new(config.pushed_components_dir());
+        for path in store.sweep_interrupted() {
+            tracing::info!(
+                "removed {}: left by a component install or remove that was interrupted",
+                path.display()
+            );
+        }
         let (policy, pushed_problems) = pushed::overlay(config, &mut registry);
         problems.extend(pushed_problems);
         (

@@ -416,6 +416,76 @@ impl ComponentStore {
             .map_err(|source| self.io(&self.dir.join(HIGH_WATER_FILE), source))
     }
 
+    /// Removes what a power cut left of an install or a remove, which no
+    /// state names and nothing else would ever delete: a finished download
+    /// no install took (`.incoming/<name>-<version>.wasm`; an interrupted
+    /// one, `.partial`, is kept to be resumed and swept after a week), a
+    /// version folder being built (`.staging-<version>`), one renamed into
+    /// place whose switch (`state.json`) was never written, a component
+    /// being deleted (`.removed-<name>`). Returns what went. Only while no
+    /// install or remove runs: at the agent's start, or under the software
+    /// lock the management commands hold.
+    pub fn sweep_interrupted(&self) -> Vec<PathBuf> {
+        let mut gone = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return gone;
+        };
+        for entry in entries.flatten() {
+            // Not followed: a link is never a folder here.
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let path = entry.path();
+            if !is_dir {
+                continue;
+            }
+            if name == ".incoming" {
+                gone.extend(finished_downloads(&path));
+            } else if name.starts_with(".removed-") {
+                if std::fs::remove_dir_all(&path).is_ok() {
+                    gone.push(path);
+                }
+            } else if Self::check_name(&name).is_ok() {
+                gone.extend(self.sweep_component(&name));
+            }
+        }
+        gone
+    }
+
+    /// [`ComponentStore::sweep_interrupted`] in one component's folder.
+    fn sweep_component(&self, name: &str) -> Vec<PathBuf> {
+        let named: Vec<String> = match self.state(name) {
+            Ok(Some(state)) => std::iter::once(state.active)
+                .chain(state.previous)
+                .collect(),
+            Ok(None) => Vec::new(),
+            // Damaged: reported when listed; nothing is deleted on a guess.
+            Err(_) => return Vec::new(),
+        };
+        let dir = self.dir.join(name);
+        let mut gone = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return gone;
+        };
+        for entry in entries.flatten() {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let Some(n) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let left =
+                n.starts_with(".staging-") || (check_version(&n).is_ok() && !named.contains(&n));
+            if is_dir && left && std::fs::remove_dir_all(entry.path()).is_ok() {
+                gone.push(entry.path());
+            }
+        }
+        // A first install cut before its switch: the folder is empty now.
+        if named.is_empty() && std::fs::remove_dir(&dir).is_ok() {
+            gone.push(dir);
+        }
+        gone
+    }
+
     /// Deletes versions other than the active and previous ones.
     fn prune(&self, name: &str) {
         let Ok(Some(state)) = self.state(name) else {
@@ -439,6 +509,22 @@ impl ComponentStore {
             }
         }
     }
+}
+
+/// The finished downloads in `incoming` (not the `.partial` ones), deleted.
+fn finished_downloads(incoming: &Path) -> Vec<PathBuf> {
+    let mut gone = Vec::new();
+    let Ok(entries) = std::fs::read_dir(incoming) else {
+        return gone;
+    };
+    for entry in entries.flatten() {
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        let finished = !entry.file_name().to_string_lossy().starts_with('.');
+        if is_file && finished && std::fs::remove_file(entry.path()).is_ok() {
+            gone.push(entry.path());
+        }
+    }
+    gone
 }
 
 fn sync_dir(path: &Path) {
@@ -578,6 +664,62 @@ mod tests {
             StoreError::BadName("../journal".into()).to_string(),
             "'../journal' is not a component name: use 1-64 characters of a-z, 0-9 and '-'"
         );
+        Ok(())
+    }
+
+    /// What a power cut leaves, made for real: an install cut while its
+    /// download was being checked (the finished download in `.incoming`),
+    /// while its version folder was built (`.staging-`), after the folder
+    /// was renamed into place but before the switch, and a remove cut
+    /// while its folder was deleted (`.removed-`): nothing removed them,
+    /// ever. The power-cut rig's `no-orphans` looks for them after every
+    /// `install_component` / `remove_component` cut.
+    #[test]
+    fn what_a_cut_leaves_of_an_install_or_a_remove_is_swept_and_the_active_version_stays()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let store = ComponentStore::new(tmp.path().join("components"));
+        install(&store, "1.0.0", b"one")?;
+        install(&store, "1.1.0", b"two")?;
+        let root = tmp.path().join("components");
+        let write = |rel: &str, bytes: &[u8]| -> std::io::Result<()> {
+            let path = root.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, bytes)
+        };
+        write(".incoming/hello-1.2.0.wasm", b"downloaded")?;
+        write(".incoming/.hello-1.3.0.wasm.partial", b"half")?;
+        write("hello/.staging-1.3.0/manifest.toml", b"name")?;
+        write("hello/1.4.0/component.wasm", b"four")?;
+        write(".removed-other/1.0.0/component.wasm", b"\0\0")?;
+        write("other-2/1.0.0/component.wasm", b"no state")?;
+        let mut gone = store.sweep_interrupted();
+        gone.sort();
+        let rel: Vec<String> = gone
+            .iter()
+            .filter_map(|p| p.strip_prefix(&root).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                ".incoming/hello-1.2.0.wasm",
+                ".removed-other",
+                "hello/.staging-1.3.0",
+                "hello/1.4.0",
+                "other-2",
+                "other-2/1.0.0",
+            ]
+        );
+        // The interrupted download is kept to be resumed; the active and
+        // previous versions are whole.
+        assert!(root.join(".incoming/.hello-1.3.0.wasm.partial").is_file());
+        assert_eq!(active(&store), Some(("1.1.0".into(), Some("1.0.0".into()))));
+        assert_eq!(std::fs::read(store.get("hello")?.active.wasm_path)?, b"two");
+        assert!(store.read_version("hello", "1.0.0").is_ok());
+        assert!(store.sweep_interrupted().is_empty());
         Ok(())
     }
 

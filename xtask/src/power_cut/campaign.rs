@@ -2,14 +2,14 @@
 //! boot after it, the checks; per-phase tallies for the report.
 
 use super::app_release::{self, AppRelease};
-use super::central::Central;
+use super::central::{Central, Pushed};
 use super::checks::{self, Expect, InFlight, Violation};
 use super::machine::Machine;
 use super::phases::{self, Phase};
 use super::qga::Qga;
 use super::rng::Rng;
 use super::snapshot::{self, Snapshot};
-use super::{agent_slot, jobs};
+use super::{agent_slot, expiry, jobs, pushed};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +26,9 @@ pub(super) const AUTH_LIMIT: Duration = Duration::from_secs(300);
 pub(super) const RESULT_LIMIT: Duration = Duration::from_secs(90);
 /// The narrowest window a command phase's cuts fall in.
 const MIN_WINDOW: Duration = Duration::from_secs(2);
+/// The narrowest window of `remove_component` (its result comes within
+/// 0.1 s under emulation).
+const MIN_REMOVE_WINDOW: Duration = Duration::from_millis(150);
 /// Where the control's command numbers (and so its videos' names) start.
 const CONTROL_NUMBERS: u64 = 1_000_000;
 /// How long the app's services may take to be active once the agent
@@ -71,6 +74,19 @@ pub struct Campaign {
     plays: BTreeSet<String>,
     /// A log rotation was prepared: LOG_PATH is checked from then on.
     log_filled: bool,
+    /// The expired video the agent's expiry has still to remove (`videos/…`).
+    expiring: Option<String>,
+    /// The box has a site policy and trusts the central's key: the pushed
+    /// component is checked from then on.
+    components_enabled: bool,
+    /// Every version of the pushed component the central signed.
+    pushed: BTreeMap<String, Pushed>,
+    /// The pushed component's active version, as last checked.
+    component: Option<String>,
+    /// What the component command in flight changes.
+    component_change: Option<pushed::Change>,
+    /// Where the last phase's cut fell (for `cuts.jsonl`).
+    note: Value,
 }
 
 impl Campaign {
@@ -108,6 +124,12 @@ impl Campaign {
             cycles: Vec::new(),
             plays: BTreeSet::new(),
             log_filled: false,
+            expiring: None,
+            components_enabled: false,
+            pushed: BTreeMap::new(),
+            component: None,
+            component_change: None,
+            note: Value::Null,
         }
     }
 
@@ -161,7 +183,8 @@ impl Campaign {
                 self.next -= 1;
             }
             let cut_at = self.run_phase(phase, central, &mut qga)?;
-            self.record_cut(phase, log, json!({"kind": "phase"}))?;
+            let note = std::mem::take(&mut self.note);
+            self.record_cut(phase, log, note)?;
             let mut attributed = phase;
             let mut last_cut = cut_at;
             if self.cuts < cuts && self.peek() == Phase::Restart && !self.control {
@@ -239,6 +262,62 @@ impl Campaign {
         Ok(result.data)
     }
 
+    /// Reads configuration.json back after an uncut preparation.
+    fn reread_config(&mut self, qga: &mut Qga) -> anyhow::Result<()> {
+        let snap = Snapshot::take(qga)?;
+        let text = snap.config_text().context("no configuration.json")?;
+        self.config = serde_json::from_slice(text)?;
+        self.known_configs.push(self.config.clone());
+        Ok(())
+    }
+
+    /// Gives the box a site policy and trusts the central's key, then
+    /// restarts the agent (it reads them at start); once per run.
+    fn enable_components(&mut self, central: &Central, qga: &mut Qga) -> anyhow::Result<()> {
+        if self.components_enabled {
+            return Ok(());
+        }
+        pushed::enable(qga, &central.component_key)?;
+        let restarted = Instant::now();
+        qga.exec(
+            &["systemctl", "restart", "neopro-runtime.service"],
+            None,
+            Duration::from_secs(120),
+        )?
+        .ok("restarting the agent after writing its site policy")?;
+        central
+            .wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > restarted)
+            .context("the agent did not authenticate after its site policy was written")?;
+        self.components_enabled = true;
+        Ok(())
+    }
+
+    /// The `version` of the pushed component, signed and served by the central.
+    fn push(&mut self, central: &mut Central, version: &str) -> anyhow::Result<Pushed> {
+        let c = central.component(version)?;
+        self.pushed.insert(version.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// The agent runs the active version of the pushed component.
+    fn component_runs(&mut self, central: &mut Central, version: &str) -> Vec<Violation> {
+        let run = phases::Command {
+            kind: pushed::COMMAND,
+            data: json!({}),
+            expect: Expect::Unchanged,
+            release: None,
+        };
+        let detail = match self.run_to_end(central, run) {
+            Ok(r) if r["status"] == "success" => return Vec::new(),
+            Ok(r) => format!("{} (version {version}) failed: {r}", pushed::COMMAND),
+            Err(e) => format!("{} (version {version}): {e:#}", pushed::COMMAND),
+        };
+        vec![Violation {
+            check: "components-whole",
+            detail,
+        }]
+    }
+
     fn command_for(
         &mut self,
         phase: Phase,
@@ -280,6 +359,62 @@ impl Campaign {
                 self.log_filled = true;
                 None
             }
+            Phase::ExpireVideos => {
+                // A video that expired long ago, deployed uncut: the
+                // start's expiry removes it.
+                let url = central.video_url_from_guest(&format!("pc-{n}.mp4"));
+                let deploy = phases::deploy_expired(n, &url, &central.video_sha256);
+                let Expect::Added(path) = deploy.expect.clone() else {
+                    bail!("a deploy must add a video");
+                };
+                let result = self.run_to_end(central, deploy)?;
+                if result["status"] != "success" {
+                    bail!("the deploy of an expired video failed: {result}");
+                }
+                self.reread_config(qga)?;
+                if !checks::video_entries(&self.config)
+                    .iter()
+                    .any(|(p, _)| *p == path)
+                {
+                    bail!("the expired video {path} is not in configuration.json after its deploy");
+                }
+                self.in_flight = Some(InFlight {
+                    id: "the start-up expiry".to_owned(),
+                    kind: "expire_videos".to_owned(),
+                    expect: Expect::Removed(path.clone()),
+                    release: None,
+                });
+                self.expiring = Some(path);
+                None
+            }
+            Phase::InstallComponent => {
+                self.enable_components(central, qga)?;
+                let version = phases::release_version(n);
+                let c = self.push(central, &version)?;
+                self.component_change = Some(pushed::Change {
+                    before: self.component.clone(),
+                    after: Some(version),
+                });
+                Some(pushed::install(&c))
+            }
+            Phase::RemoveComponent => {
+                self.enable_components(central, qga)?;
+                if self.component.is_none() {
+                    // Nothing to remove: install one first, uncut.
+                    let version = phases::release_version(n);
+                    let c = self.push(central, &version)?;
+                    let result = self.run_to_end(central, pushed::install(&c))?;
+                    if result["status"] != "success" {
+                        bail!("the install before a remove failed: {result}");
+                    }
+                    self.component = Some(version);
+                }
+                self.component_change = Some(pushed::Change {
+                    before: self.component.clone(),
+                    after: None,
+                });
+                Some(pushed::remove())
+            }
             Phase::DeployVideo => Some(phases::deploy(
                 n,
                 &central.video_url_from_guest(&format!("pc-{n}.mp4")),
@@ -302,10 +437,7 @@ impl Campaign {
                         if result["status"] != "success" {
                             bail!("the deploy before a delete failed: {result}");
                         }
-                        let snap = Snapshot::take(qga)?;
-                        let text = snap.config_text().context("no configuration.json")?;
-                        self.config = serde_json::from_slice(text)?;
-                        self.known_configs.push(self.config.clone());
+                        self.reread_config(qga)?;
                         phases::deployed(&self.config, pick)
                             .context("the deployed video is not in configuration.json")?
                     }
@@ -361,12 +493,43 @@ impl Campaign {
         }
         let cut_at = Instant::now();
         self.machine.cut()?;
+        let secs = |at: Instant| at.saturating_duration_since(sent_at).as_secs_f64();
+        self.note =
+            json!({"kind": "phase", "cut_s": secs(cut_at), "window_s": window.as_secs_f64()});
+        if phase == Phase::ExpireVideos
+            && let Some(path) = &self.expiring
+        {
+            // The window follows when the expiry's configuration reached
+            // the central, as a command's follows its result.
+            let done = expiry::done_at(&central.events(), path, sent_at, cut_at);
+            self.note["expiry_done_s"] = json!(done.map(secs));
+            let w = self.windows.entry(phase).or_insert(window);
+            match done {
+                Some(at) => {
+                    *w = at
+                        .saturating_duration_since(sent_at)
+                        .mul_f64(1.3)
+                        .max(MIN_WINDOW);
+                }
+                None if delay >= window.mul_f64(0.9) => *w = window.mul_f64(1.3),
+                None => {}
+            }
+        }
         if let Some(cid) = &id {
             let events = central.events();
             let result = events.iter().find(|e| {
                 e.name == "command_result" && e.data["commandId"] == json!(cid) && e.at < cut_at
             });
             self.success_reported = result.is_some_and(|e| e.data["status"] == "success");
+            self.note["result_s"] = json!(result.map(|e| secs(e.at)));
+            self.note["result"] = json!(result.map(|e| {
+                let text = e.data["error"].as_str().unwrap_or_default();
+                format!(
+                    "{} {}",
+                    e.data["status"],
+                    text.chars().take(200).collect::<String>()
+                )
+            }));
             // Cuts should fall over the whole phase: the window follows
             // what the command was seen to take (with a margin, so some
             // cuts land after the result), wider when it was still running
@@ -375,7 +538,14 @@ impl Campaign {
             match result {
                 Some(r) => {
                     let took = r.at.saturating_duration_since(sent_at).mul_f64(1.3);
-                    *w = took.max(MIN_WINDOW);
+                    // A remove is over in tens of milliseconds: a floor
+                    // of seconds would put nearly every cut after it.
+                    let floor = if phase == Phase::RemoveComponent {
+                        MIN_REMOVE_WINDOW
+                    } else {
+                        MIN_WINDOW
+                    };
+                    *w = took.max(floor);
                 }
                 None if delay >= window.mul_f64(0.9) => *w = window.mul_f64(1.3),
                 None => {}
@@ -419,7 +589,7 @@ impl Campaign {
             let w = self.windows.entry(Phase::Restart).or_insert(up);
             *w = (*w).max(up);
         }
-        let snap = Snapshot::take(&mut qga)?;
+        let mut snap = Snapshot::take(&mut qga)?;
         if !authenticated || snap.agent != "active" {
             found.push(Violation {
                 check: "agent-starts",
@@ -434,6 +604,19 @@ impl Campaign {
                     }
                 ),
             });
+        }
+        if let Some(path) = self.expiring.clone() {
+            // The start-up expiry removes what a cut left of the last run
+            // (entries whose file is gone): its due time.
+            let end = Instant::now() + expiry::LIMIT;
+            while expiry::names(&snap, &path) == Some(true) && Instant::now() < end {
+                std::thread::sleep(Duration::from_secs(2));
+                snap = Snapshot::take(&mut qga)?;
+            }
+            found.append(&mut expiry::gone(&snap, &path));
+            if expiry::names(&snap, &path) == Some(false) {
+                self.expiring = None;
+            }
         }
         let (config, mut v) = checks::configuration(
             &snap,
@@ -453,6 +636,19 @@ impl Campaign {
         found.append(&mut agent_slot::check(&snap));
         if self.log_filled {
             found.append(&mut jobs::logs_whole(&snap));
+        }
+        let mut component = None;
+        if self.components_enabled {
+            let (allowed, durable) = match &self.component_change {
+                Some(c) => (
+                    vec![c.before.clone(), c.after.clone()],
+                    self.success_reported.then(|| c.after.clone()),
+                ),
+                None => (vec![self.component.clone()], None),
+            };
+            let (active, mut v) = pushed::check(&snap, &self.pushed, &allowed, durable.as_ref());
+            found.append(&mut v);
+            component = Some(active);
         }
         // Results: every admitted or seen command must get one.
         let admitted = snap.admitted();
@@ -483,6 +679,9 @@ impl Campaign {
             cut_at,
         ));
         found.append(&mut jobs::analytics_kept(central, &mut qga, &self.plays)?);
+        if let Some(Some(version)) = &component {
+            found.append(&mut self.component_runs(central, version));
+        }
         // The app release once the agent finished or rolled back an
         // interrupted update (its result is in by now).
         let release = AppRelease::take(&mut qga, APP_SETTLE)?;
@@ -537,6 +736,10 @@ impl Campaign {
         if let Some(v) = release.version() {
             self.release = v;
         }
+        if let Some(active) = component {
+            self.component = active;
+        }
+        self.component_change = None;
         self.in_flight = None;
         self.success_reported = false;
         Ok(qga)

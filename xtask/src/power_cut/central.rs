@@ -36,6 +36,20 @@ pub struct Release {
     pub size: u64,
 }
 
+/// A pushed component the central serves, signed by its key.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub name: String,
+    pub version: String,
+    pub url: String,
+    /// Of the wasm.
+    pub sha256: String,
+    /// The manifest's text, as signed.
+    pub manifest: String,
+    pub manifest_sha256: String,
+    pub signature: String,
+}
+
 pub struct Central {
     child: Child,
     input: ChildStdin,
@@ -44,11 +58,21 @@ pub struct Central {
     pub video_port: u16,
     pub video_sha256: String,
     pub video_size: u64,
+    /// The public key pushed components are signed with (`ed25519:<hex>`).
+    pub component_key: String,
 }
 
 impl Central {
-    pub fn start(binary: &Path, video_mib: u32, log: &Path) -> anyhow::Result<Central> {
+    /// `components`: the test components' folder (the pushed component
+    /// comes from it).
+    pub fn start(
+        binary: &Path,
+        video_mib: u32,
+        components: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Central> {
         let mut child = Command::new(binary)
+            .env("NEOPRO_TEST_COMPONENTS", components)
             .arg(video_mib.to_string())
             .arg(ADMIN_EMAIL)
             .arg(ADMIN_PASSWORD)
@@ -72,6 +96,10 @@ impl Central {
             .as_str()
             .context("ready.video_sha256")?
             .to_owned();
+        let component_key = ready["component_key"]
+            .as_str()
+            .context("ready.component_key")?
+            .to_owned();
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
         std::thread::spawn(move || {
@@ -80,12 +108,13 @@ impl Central {
                 let Ok(value) = serde_json::from_str::<Value>(&line) else {
                     continue;
                 };
-                let name = match (value["event"].as_str(), value.get("release")) {
-                    (Some(event), _) => event.to_owned(),
-                    (None, Some(_)) => "release".to_owned(),
-                    (None, None) => "sent".to_owned(),
+                let name = match value["event"].as_str() {
+                    Some(event) => event.to_owned(),
+                    None if value.get("release").is_some() => "release".to_owned(),
+                    None if value.get("component").is_some() => "component".to_owned(),
+                    None => "sent".to_owned(),
                 };
-                let data = if name == "sent" || name == "release" {
+                let data = if matches!(name.as_str(), "sent" | "release" | "component") {
                     value.clone()
                 } else {
                     value["data"].clone()
@@ -109,6 +138,7 @@ impl Central {
             video_port,
             video_sha256,
             video_size,
+            component_key,
         })
     }
 
@@ -137,6 +167,37 @@ impl Central {
             url: format!("http://10.0.2.2:{port}/release-{version}.tar.gz"),
             sha256: r["sha256"].as_str().context("release.sha256")?.to_owned(),
             size: r["size"].as_u64().context("release.size")?,
+        })
+    }
+
+    /// `version` of the test component, signed by the central's key and
+    /// served by it (as an operator pushes one: `docs/pushed-components.md`).
+    pub fn component(&mut self, version: &str) -> anyhow::Result<Pushed> {
+        writeln!(self.input, "{}", json!({ "component": version }))
+            .context("writing to the central")?;
+        self.input.flush()?;
+        let seen = self.wait_for(Duration::from_secs(30), |e| {
+            e.name == "component" && e.data["component"]["version"] == json!(version)
+        })?;
+        let c = &seen.data["component"];
+        if let Some(error) = c["error"].as_str() {
+            bail!("the central cannot serve the component: {error}");
+        }
+        let text = |key: &str| -> anyhow::Result<String> {
+            Ok(c[key]
+                .as_str()
+                .with_context(|| format!("component.{key}"))?
+                .to_owned())
+        };
+        let port = c["port"].as_u64().context("component.port")?;
+        Ok(Pushed {
+            name: text("name")?,
+            version: version.to_owned(),
+            url: format!("http://10.0.2.2:{port}/{}-{version}.wasm", text("name")?),
+            sha256: text("sha256")?,
+            manifest: text("manifest")?,
+            manifest_sha256: text("manifest_sha256")?,
+            signature: text("signature")?,
         })
     }
 

@@ -70,6 +70,14 @@ pub const CHECKS: &[(&str, &str)] = &[
         "logs-whole",
         "LOG_PATH and its rotated copies are the agent's, in their numbered places",
     ),
+    (
+        "expired-gone",
+        "once the start-up expiry ran, an expired video is neither named nor on the card",
+    ),
+    (
+        "components-whole",
+        "the pushed component is wholly the state before or after the command, signed, and runs",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq)]

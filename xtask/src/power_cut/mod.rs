@@ -18,10 +18,12 @@ mod app_release;
 mod campaign;
 mod central;
 mod checks;
+mod expiry;
 mod image;
 mod jobs;
 mod machine;
 mod phases;
+mod pushed;
 mod qga;
 mod report;
 mod rng;
@@ -141,7 +143,12 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
             central_bin.display()
         );
     }
-    let mut central = Central::start(&central_bin, args.video_mib, &work.join("central.log"))?;
+    let mut central = Central::start(
+        &central_bin,
+        args.video_mib,
+        &super::target_dir(root).join("components/test"),
+        &work.join("central.log"),
+    )?;
     // One disk for the whole run: the campaign cuts the box the set-up
     // left running, the control then starts from where the campaign ended
     // (a box after a clean power-off).

@@ -36,6 +36,18 @@ pub enum Phase {
     /// Log rotation: `LOG_PATH` brought near its 10 MiB limit, then the
     /// start's log lines rotate it (`.1` → `.2` …, the oldest deleted).
     LogRotation,
+    /// The expiry (the built-in `expire_videos`, run at the agent's start
+    /// and hourly): a video whose `expires_at` has passed loses its file,
+    /// then its entries in configuration.json. The rig deploys one
+    /// already expired, then restarts the unit.
+    ExpireVideos,
+    /// A signed component pushed by the server: download into
+    /// `.incoming`, checks, precompilation into the artifact cache, the
+    /// version folder built as `.staging-<version>` and renamed, then
+    /// `state.json` (the switch).
+    InstallComponent,
+    /// A pushed component removed: its folder renamed aside, then deleted.
+    RemoveComponent,
 }
 
 pub const ALL: &[Phase] = &[
@@ -48,6 +60,9 @@ pub const ALL: &[Phase] = &[
     Phase::Analytics,
     Phase::ConfigBackup,
     Phase::LogRotation,
+    Phase::ExpireVideos,
+    Phase::InstallComponent,
+    Phase::RemoveComponent,
 ];
 
 impl Phase {
@@ -62,6 +77,9 @@ impl Phase {
             Phase::Analytics => "analytics",
             Phase::ConfigBackup => "config_backup",
             Phase::LogRotation => "log_rotation",
+            Phase::ExpireVideos => "expire_videos",
+            Phase::InstallComponent => "install_component",
+            Phase::RemoveComponent => "remove_component",
         }
     }
 
@@ -88,7 +106,13 @@ impl Phase {
             Phase::Restart => Duration::from_secs(35),
             // From `systemctl restart`: the old agent's stop, the new one's
             // start and its first jobs (under emulation).
-            Phase::Analytics | Phase::ConfigBackup | Phase::LogRotation => Duration::from_secs(15),
+            Phase::Analytics | Phase::ConfigBackup | Phase::LogRotation | Phase::ExpireVideos => {
+                Duration::from_secs(15)
+            }
+            // The download, the checks, the precompilation (seconds under
+            // emulation), the store.
+            Phase::InstallComponent => Duration::from_secs(30),
+            Phase::RemoveComponent => Duration::from_secs(4),
         }
     }
 
@@ -97,7 +121,7 @@ impl Phase {
     pub fn restarts_agent(self) -> bool {
         matches!(
             self,
-            Phase::Analytics | Phase::ConfigBackup | Phase::LogRotation
+            Phase::Analytics | Phase::ConfigBackup | Phase::LogRotation | Phase::ExpireVideos
         )
     }
 }
@@ -173,6 +197,19 @@ pub fn update_config(n: u64, before: &Value) -> Command {
         expect: Expect::Replaced(doc),
         release: None,
     }
+}
+
+/// When the rig's expired videos expired (long before any run).
+pub const EXPIRED_AT: &str = "2020-01-01T00:00:00.000Z";
+
+/// A deploy whose video has already expired (`expires_at` in the past):
+/// the agent's next expiry run removes it.
+pub fn deploy_expired(n: u64, url: &str, sha256: &str) -> Command {
+    let mut cmd = deploy(n, url, sha256);
+    if let Some(data) = cmd.data.as_object_mut() {
+        data.insert("expires_at".to_owned(), json!(EXPIRED_AT));
+    }
+    cmd
 }
 
 /// The release version of the `n`-th command: always newer than any

@@ -25,7 +25,7 @@ pub fn report(
             continue;
         }
         out.push_str(&format!(
-            "  {:<16} {:>4} cuts, {:>3} violations\n",
+            "  {:<17} {:>4} cuts, {:>3} violations\n",
             phase.name(),
             s.cuts,
             s.violations

@@ -26,6 +26,7 @@ find "$S" -xdev -type f \( -name '*.json' -o -name '*.log' \) -size -256k | whil
 done
 find "$N" "$S" -xdev -printf 'entry\t%y\t%s\t%p\n'
 find "$N/videos" -xdev -type f -exec sha256sum {} + | sed 's/^\([0-9a-f]*\)  /sha\t\1\t/'
+[ -d "$S/components" ] && find "$S/components" -xdev -type f \( -name '*.wasm' -o -name '*.toml' \) -exec sha256sum {} + | sed 's/^\([0-9a-f]*\)  /csha\t\1\t/'
 [ -f /usr/bin/neopro-runtime ] && [ -s /usr/bin/neopro-runtime ] && printf 'packaged\tyes\n'
 dmesg | grep -E 'EXT4-fs (error|warning)|I/O error|JBD2' | sed 's/^/dmesg\t/'
 true
@@ -51,6 +52,8 @@ pub struct Snapshot {
     pub entries: Vec<Entry>,
     /// sha256 of every file under the videos folder.
     pub shas: BTreeMap<String, String>,
+    /// sha256 of the pushed components' wasm and manifests.
+    pub component_shas: BTreeMap<String, String>,
     pub dmesg: Vec<String>,
     /// The packaged agent (`/usr/bin/neopro-runtime`) is there, not empty.
     pub packaged_agent: bool,
@@ -103,6 +106,10 @@ pub fn parse(out: &str) -> anyhow::Result<Snapshot> {
             }),
             ["sha", sha, path] => {
                 snap.shas.insert((*path).to_owned(), (*sha).to_owned());
+            }
+            ["csha", sha, path] => {
+                snap.component_shas
+                    .insert((*path).to_owned(), (*sha).to_owned());
             }
             ["dmesg", rest @ ..] => snap.dmesg.push(rest.join(" ")),
             ["packaged", "yes"] => snap.packaged_agent = true,
