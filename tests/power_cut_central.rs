@@ -19,7 +19,7 @@
 //!   (`webapp/index.html`, `server/app.js`, `admin/app.js` naming it, and
 //!   1 MiB of filler so its download takes a moment) served by a file
 //!   server of its own; out: `{"t", "release": {"version", "port",
-//!   "sha256", "size"}}`.
+//!   "sha256", "size", "signature"}}`.
 //! - in: `{"component": "<version>"}`: the test component `video-inventory`
 //!   (`target/components/test/video-inventory.wasm`, or
 //!   `$NEOPRO_TEST_COMPONENTS`) with a manifest of that version, signed by
@@ -27,6 +27,16 @@
 //!   trusts it) and served by a file server of its own; out: `{"t",
 //!   "component": {"name", "version", "port", "sha256", "manifest",
 //!   "manifest_sha256", "signature"}}` (or `"component": {"error"}`).
+//! - in: `{"agent_release": "<version>", "arch", "crash": bool}`: an agent
+//!   release (`agent-release.json`, `bin/neopro-runtime`) whose binary runs
+//!   the packaged agent under that version (`NEOPRO_RUNTIME_TEST_VERSION`,
+//!   honoured by dev builds), or, with `crash`, exits at once (its trial
+//!   fails and the box rolls back); out: `{"t", "agent_release": {"version",
+//!   "port", "sha256", "size", "signature"}}`.
+//!
+//! Releases are signed with the same key (`signature`, the `update_software`
+//! field): the rig's box trusts it for updates too once its agent-update
+//! phase ran, and a box without UPDATE_TRUSTED_KEYS ignores the field.
 //!
 //! Usage: power-cut-central <video MiB> <admin email> <admin password>
 
@@ -80,6 +90,38 @@ fn release(version: &str) -> Vec<u8> {
         Item::Dir("./admin/"),
         Item::File("./admin/app.js", admin.as_bytes()),
     ])
+}
+
+/// An agent release of `version` for `arch`: a binary that runs the
+/// packaged agent as `version` or, with `crash`, one that fails at start.
+fn agent_release(version: &str, arch: &str, crash: bool) -> Vec<u8> {
+    let manifest = json!({"kind": "agent-release", "arch": arch, "version": version}).to_string();
+    let binary = if crash {
+        "#!/bin/sh\necho 'a release that fails at start' >&2\nexit 1\n".to_owned()
+    } else {
+        format!(
+            "#!/bin/sh\nNEOPRO_RUNTIME_TEST_VERSION={version} exec /usr/bin/neopro-runtime \"$@\"\n"
+        )
+    };
+    tar_gz(&[
+        Item::File("agent-release.json", manifest.as_bytes()),
+        Item::Dir("bin/"),
+        Item::File("bin/neopro-runtime", binary.as_bytes()),
+    ])
+}
+
+/// Serves `archive` (a release of `version`) and describes it, signed by
+/// `key`, for the rig's `update_software`.
+fn serve_release(key: &SecretKey, version: &str, archive: Vec<u8>) -> (Value, FileServer) {
+    let sha256 = neopro_runtime::store::hash::sha256_hex(&archive);
+    let size = archive.len();
+    let signature = key.sign_release(version, &sha256);
+    let server = FileServer::start(archive, Fault::None);
+    (
+        json!({"version": version, "port": server.addr.port(), "sha256": sha256,
+               "size": size, "signature": signature}),
+        server,
+    )
 }
 
 /// The pushed component's name and the command it handles.
@@ -197,15 +239,17 @@ async fn main() -> std::process::ExitCode {
                 continue;
             };
             if let Some(version) = request["release"].as_str() {
-                let archive = release(version);
-                let sha256 = neopro_runtime::store::hash::sha256_hex(&archive);
-                let size = archive.len();
-                let server = FileServer::start(archive, Fault::None);
-                emit(&json!({
-                    "t": started.elapsed().as_millis() as u64,
-                    "release": {"version": version, "port": server.addr.port(),
-                                "sha256": sha256, "size": size},
-                }));
+                let (served, server) = serve_release(&key, version, release(version));
+                emit(&json!({"t": started.elapsed().as_millis() as u64, "release": served}));
+                releases.push(server);
+                continue;
+            }
+            if let Some(version) = request["agent_release"].as_str() {
+                let arch = request["arch"].as_str().unwrap_or("amd64");
+                let crash = request["crash"].as_bool().unwrap_or(false);
+                let archive = agent_release(version, arch, crash);
+                let (served, server) = serve_release(&key, version, archive);
+                emit(&json!({"t": started.elapsed().as_millis() as u64, "agent_release": served}));
                 releases.push(server);
                 continue;
             }

@@ -9,7 +9,7 @@ use super::phases::{self, Phase};
 use super::qga::Qga;
 use super::rng::Rng;
 use super::snapshot::{self, Snapshot};
-use super::{agent_slot, expiry, jobs, pushed};
+use super::{agent_slot, agent_update, expiry, jobs, pushed};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +34,10 @@ const CONTROL_NUMBERS: u64 = 1_000_000;
 /// How long the app's services may take to be active once the agent
 /// finished (they start with the boot; a rollback restarts them).
 const APP_SETTLE: Duration = Duration::from_secs(60);
+/// The box's architecture (the rig emulates an amd64 box).
+const ARCH: &str = "amd64";
+/// One agent release in this many fails at start (its trial rolls back).
+const CRASHING_ONE_IN: u64 = 3;
 
 #[derive(Default, Clone, Copy)]
 pub struct PhaseStats {
@@ -85,6 +89,12 @@ pub struct Campaign {
     component: Option<String>,
     /// What the component command in flight changes.
     component_change: Option<pushed::Change>,
+    /// The box trusts the central's key for updates.
+    updates_trusted: bool,
+    /// The agent's version, as last reported (a heartbeat).
+    agent: Option<String>,
+    /// What the agent update in flight changes.
+    agent_change: Option<agent_update::Change>,
     /// Where the last phase's cut fell (for `cuts.jsonl`).
     note: Value,
 }
@@ -129,6 +139,9 @@ impl Campaign {
             pushed: BTreeMap::new(),
             component: None,
             component_change: None,
+            updates_trusted: false,
+            agent: None,
+            agent_change: None,
             note: Value::Null,
         }
     }
@@ -168,6 +181,16 @@ impl Campaign {
             }
         };
         self.baseline(&mut qga)?;
+        self.agent = agent_update::running(&central.events(), None);
+        eprintln!(
+            "power-cut: {} phase order {}",
+            if self.control { "control" } else { "campaign" },
+            self.order
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         while self.cuts < cuts {
             // The phase cut on a running, checked box; a restart only
             // follows a cut: its turn comes right after the next phase's.
@@ -278,17 +301,20 @@ impl Campaign {
             return Ok(());
         }
         pushed::enable(qga, &central.component_key)?;
-        let restarted = Instant::now();
-        qga.exec(
-            &["systemctl", "restart", "neopro-runtime.service"],
-            None,
-            Duration::from_secs(120),
-        )?
-        .ok("restarting the agent after writing its site policy")?;
-        central
-            .wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > restarted)
-            .context("the agent did not authenticate after its site policy was written")?;
+        restart_agent(central, qga, "its site policy was written")?;
         self.components_enabled = true;
+        Ok(())
+    }
+
+    /// Trusts the central's key for updates, then restarts the agent (it
+    /// reads site.conf at start); once per run.
+    fn trust_updates(&mut self, central: &Central, qga: &mut Qga) -> anyhow::Result<()> {
+        if self.updates_trusted {
+            return Ok(());
+        }
+        agent_update::enable(qga, &central.component_key)?;
+        restart_agent(central, qga, "UPDATE_TRUSTED_KEYS was written")?;
+        self.updates_trusted = true;
         Ok(())
     }
 
@@ -415,6 +441,21 @@ impl Campaign {
                 });
                 Some(pushed::remove())
             }
+            Phase::AgentUpdate => {
+                self.trust_updates(central, qga)?;
+                let version = phases::agent_version(n);
+                let crash = self.rng.below(CRASHING_ONE_IN) == 0;
+                let release = central.agent_release(&version, ARCH, crash)?;
+                let before = self
+                    .agent
+                    .clone()
+                    .context("no heartbeat has told the agent's version yet")?;
+                self.agent_change = Some(agent_update::Change {
+                    before,
+                    after: (!crash).then_some(version),
+                });
+                Some(phases::agent_update(n, &release))
+            }
             Phase::DeployVideo => Some(phases::deploy(
                 n,
                 &central.video_url_from_guest(&format!("pc-{n}.mp4")),
@@ -496,6 +537,9 @@ impl Campaign {
         let secs = |at: Instant| at.saturating_duration_since(sent_at).as_secs_f64();
         self.note =
             json!({"kind": "phase", "cut_s": secs(cut_at), "window_s": window.as_secs_f64()});
+        if let Some(c) = &self.agent_change {
+            self.note["agent_release"] = json!(c.after.as_deref().unwrap_or("fails at start"));
+        }
         if phase == Phase::ExpireVideos
             && let Some(path) = &self.expiring
         {
@@ -679,6 +723,17 @@ impl Campaign {
             cut_at,
         ));
         found.append(&mut jobs::analytics_kept(central, &mut qga, &self.plays)?);
+        // The agent that runs once the results are in (an interrupted
+        // update finished or rolled back).
+        let agent = agent_update::running(&central.events(), Some(boot));
+        if let Some(known) = &self.agent {
+            found.append(&mut agent_update::check(
+                agent.as_deref(),
+                known,
+                self.agent_change.as_ref(),
+                self.success_reported,
+            ));
+        }
         if let Some(Some(version)) = &component {
             found.append(&mut self.component_runs(central, version));
         }
@@ -740,8 +795,28 @@ impl Campaign {
             self.component = active;
         }
         self.component_change = None;
+        if agent.is_some() {
+            self.agent = agent;
+        }
+        self.agent_change = None;
         self.in_flight = None;
         self.success_reported = false;
         Ok(qga)
     }
+}
+
+/// Restarts the agent's unit and waits for it to authenticate (`why`:
+/// what it must read at start).
+fn restart_agent(central: &Central, qga: &mut Qga, why: &str) -> anyhow::Result<()> {
+    let restarted = Instant::now();
+    qga.exec(
+        &["systemctl", "restart", "neopro-runtime.service"],
+        None,
+        Duration::from_secs(120),
+    )?
+    .ok(&format!("restarting the agent after {why}"))?;
+    central
+        .wait_for(AUTH_LIMIT, |e| e.name == "authenticate" && e.at > restarted)
+        .with_context(|| format!("the agent did not authenticate after {why}"))?;
+    Ok(())
 }

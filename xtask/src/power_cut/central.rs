@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 pub const ADMIN_EMAIL: &str = "admin@neopro.test";
 pub const ADMIN_PASSWORD: &str = "power-cut-password";
 
+/// What the central serves on request; its answer line is keyed by it.
+const SERVED: &[&str] = &["release", "agent_release", "component"];
+
 /// One line from the central: an event an agent sent, or a command sent.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -34,6 +37,8 @@ pub struct Release {
     pub url: String,
     pub sha256: String,
     pub size: u64,
+    /// By the central's key (the `update_software` field).
+    pub signature: String,
 }
 
 /// A pushed component the central serves, signed by its key.
@@ -110,11 +115,13 @@ impl Central {
                 };
                 let name = match value["event"].as_str() {
                     Some(event) => event.to_owned(),
-                    None if value.get("release").is_some() => "release".to_owned(),
-                    None if value.get("component").is_some() => "component".to_owned(),
-                    None => "sent".to_owned(),
+                    None => SERVED
+                        .iter()
+                        .find(|k| value.get(**k).is_some())
+                        .map_or("sent", |k| *k)
+                        .to_owned(),
                 };
-                let data = if matches!(name.as_str(), "sent" | "release" | "component") {
+                let data = if name == "sent" || SERVED.contains(&name.as_str()) {
                     value.clone()
                 } else {
                     value["data"].clone()
@@ -151,38 +158,67 @@ impl Central {
         format!("http://10.0.2.2:{}/{name}", self.video_port)
     }
 
+    /// Asks the central to serve `request[kind]` (a version) and returns
+    /// what it served.
+    fn serve(&mut self, kind: &str, request: Value) -> anyhow::Result<Value> {
+        let version = request[kind].clone();
+        writeln!(self.input, "{request}").context("writing to the central")?;
+        self.input.flush()?;
+        let seen = self.wait_for(Duration::from_secs(30), |e| {
+            e.name == kind && e.data[kind]["version"] == version
+        })?;
+        let served = seen.data[kind].clone();
+        if let Some(error) = served["error"].as_str() {
+            bail!("the central cannot serve {kind} {version}: {error}");
+        }
+        Ok(served)
+    }
+
+    /// A release the central served, as `update_software` names it.
+    fn served_release(&self, r: &Value, file: &str) -> anyhow::Result<Release> {
+        let text = |key: &str| -> anyhow::Result<String> {
+            Ok(r[key]
+                .as_str()
+                .with_context(|| format!("release.{key}"))?
+                .to_owned())
+        };
+        let port = r["port"].as_u64().context("release.port")?;
+        Ok(Release {
+            version: text("version")?,
+            url: format!("http://10.0.2.2:{port}/{file}"),
+            sha256: text("sha256")?,
+            size: r["size"].as_u64().context("release.size")?,
+            signature: text("signature")?,
+        })
+    }
+
     /// A NEOPRO release of `version` served by the central (every file of
     /// it names the version).
     pub fn release(&mut self, version: &str) -> anyhow::Result<Release> {
-        writeln!(self.input, "{}", json!({ "release": version }))
-            .context("writing to the central")?;
-        self.input.flush()?;
-        let seen = self.wait_for(Duration::from_secs(30), |e| {
-            e.name == "release" && e.data["release"]["version"] == json!(version)
-        })?;
-        let r = &seen.data["release"];
-        let port = r["port"].as_u64().context("release.port")?;
-        Ok(Release {
-            version: version.to_owned(),
-            url: format!("http://10.0.2.2:{port}/release-{version}.tar.gz"),
-            sha256: r["sha256"].as_str().context("release.sha256")?.to_owned(),
-            size: r["size"].as_u64().context("release.size")?,
-        })
+        let r = self.serve("release", json!({ "release": version }))?;
+        self.served_release(&r, &format!("release-{version}.tar.gz"))
+    }
+
+    /// An agent release of `version` for `arch` served by the central: the
+    /// packaged agent run as `version`, or (`crash`) a binary that fails
+    /// at start.
+    pub fn agent_release(
+        &mut self,
+        version: &str,
+        arch: &str,
+        crash: bool,
+    ) -> anyhow::Result<Release> {
+        let r = self.serve(
+            "agent_release",
+            json!({ "agent_release": version, "arch": arch, "crash": crash }),
+        )?;
+        self.served_release(&r, &format!("neopro-runtime-{version}-{arch}.tar.gz"))
     }
 
     /// `version` of the test component, signed by the central's key and
     /// served by it (as an operator pushes one: `docs/pushed-components.md`).
     pub fn component(&mut self, version: &str) -> anyhow::Result<Pushed> {
-        writeln!(self.input, "{}", json!({ "component": version }))
-            .context("writing to the central")?;
-        self.input.flush()?;
-        let seen = self.wait_for(Duration::from_secs(30), |e| {
-            e.name == "component" && e.data["component"]["version"] == json!(version)
-        })?;
-        let c = &seen.data["component"];
-        if let Some(error) = c["error"].as_str() {
-            bail!("the central cannot serve the component: {error}");
-        }
+        let c = self.serve("component", json!({ "component": version }))?;
         let text = |key: &str| -> anyhow::Result<String> {
             Ok(c[key]
                 .as_str()

@@ -63,6 +63,10 @@ pub const CHECKS: &[(&str, &str)] = &[
         "the agent's slot state names binaries that exist, and the packaged agent is there",
     ),
     (
+        "agent-version",
+        "the agent running is the one before its update or the release installed, the new one once its success was sent",
+    ),
+    (
         "analytics-kept",
         "every play the web app buffered reaches the central or stays on the box",
     ),

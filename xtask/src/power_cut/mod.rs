@@ -1,4 +1,4 @@
-//! `cargo xtask power-cut [--cuts N] [--seed S] [--phase P]... [--control-cuts K] [--dev]`:
+//! `cargo xtask power-cut [--cuts N] [--seed S] [--phase P]... [--control-cuts K] [--jobs J] [--dev]`:
 //! real power cuts of a box (issue 29). The agent's `.deb` on a Debian
 //! bookworm machine shaped like a box ([`image`]), booted under qemu with
 //! its disk behind a volatile write cache ([`machine`]); the test central
@@ -9,11 +9,18 @@
 //! Then the must-fail control: the same on a disk that ignores flushes,
 //! which must report violations.
 //!
+//! With `--jobs J` the campaign's cuts are shared by J boxes cut side by
+//! side (each its own disk, its own central, its own seeded phase order):
+//! one emulated box keeps one core busy, so a machine with J cores runs a
+//! campaign J times faster. The report adds them up.
+//!
 //! Prints a line per phase and ends with `N cuts, M violations`; exits
 //! non-zero when M > 0 or when the control saw none. Logs, consoles and
-//! the per-cut record (`cuts.jsonl`) stay in `target/power-cut/`.
+//! the per-cut record (`cuts.jsonl`) stay in `target/power-cut/` (one
+//! folder `box-<i>` per box with `--jobs`).
 
 mod agent_slot;
+mod agent_update;
 mod app_release;
 mod campaign;
 mod central;
@@ -45,6 +52,8 @@ struct Args {
     seed: u64,
     phases: Vec<Phase>,
     control_cuts: u32,
+    /// Boxes cut side by side.
+    jobs: u32,
     dev: bool,
     video_mib: u32,
     /// Only build (or check) the cached image.
@@ -56,7 +65,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: cargo xtask power-cut [--cuts N] [--seed S] [--phase P]... \
-                     [--control-cuts K] [--video-mib M] [--dev] [--deb PACKAGE] [--work DIR] [--image-only]";
+                     [--control-cuts K] [--jobs J] [--video-mib M] [--dev] [--deb PACKAGE] [--work DIR] [--image-only]";
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
     let mut parsed = Args {
@@ -64,6 +73,7 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         seed: 1,
         phases: Vec::new(),
         control_cuts: 1,
+        jobs: 1,
         dev: false,
         video_mib: 16,
         image_only: false,
@@ -87,6 +97,7 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
             "--cuts" => parsed.cuts = u32::try_from(number()?)?,
             "--seed" => parsed.seed = number()?,
             "--control-cuts" => parsed.control_cuts = u32::try_from(number()?)?,
+            "--jobs" => parsed.jobs = u32::try_from(number()?)?.clamp(1, 8),
             "--video-mib" => parsed.video_mib = u32::try_from(number()?)?.max(1),
             "--deb" => parsed.deb = Some(value.into()),
             "--work" => parsed.work = Some(value.into()),
@@ -143,53 +154,69 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
             central_bin.display()
         );
     }
-    let mut central = Central::start(
-        &central_bin,
-        args.video_mib,
-        &super::target_dir(root).join("components/test"),
-        &work.join("central.log"),
-    )?;
-    // One disk for the whole run: the campaign cuts the box the set-up
-    // left running, the control then starts from where the campaign ended
-    // (a box after a clean power-off).
-    let disk = work.join("box.raw");
-    copy_disk(&image.disk, &disk)?;
-    inject(&disk, &deb, "neopro-runtime.deb")?;
-    let (machine, qga) = prepare(&image, &disk, &work.join("campaign"), &mut central)?;
-    eprintln!(
-        "power-cut: package, image and an installed, registered box ready in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-
-    let mut log = std::fs::File::create(work.join("cuts.jsonl"))?;
+    let components = super::target_dir(root).join("components/test");
     let t0 = Instant::now();
-    let mut campaign = Campaign::new(machine, Rng::new(args.seed), args.phases.clone(), false);
-    let outcome = campaign.run(&mut central, args.cuts, &mut log, Some(qga));
+    let boxes: Vec<Boxed> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..args.jobs)
+            .map(|i| {
+                let dir = if args.jobs == 1 {
+                    work.clone()
+                } else {
+                    work.join(format!("box-{i}"))
+                };
+                let setup = BoxSetup {
+                    index: i,
+                    dir,
+                    central_bin: &central_bin,
+                    components: &components,
+                    image: &image,
+                    deb: &deb,
+                    args: &args,
+                    started,
+                };
+                scope.spawn(move || cut_one_box(setup))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a box's thread panicked")))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
     let campaign_secs = t0.elapsed().as_secs_f64();
-    if let Err(e) = &outcome {
-        eprintln!("power-cut: the campaign stopped: {e:#}");
-    }
+    let mut boxes = boxes;
 
     let mut control = None;
-    if args.control_cuts > 0 {
+    if args.control_cuts > 0
+        && let Some(first) = boxes.first_mut()
+    {
+        // The control runs on the first box's disk, from where its
+        // campaign ended (a box after a clean power-off).
         let mut run = Campaign::new(
-            Machine::new(&image, &disk, &work.join("control"), Disk::Lying)?,
+            Machine::new(&image, &first.disk, &first.dir.join("control"), Disk::Lying)?,
             Rng::new(args.seed ^ 0x00c0_47a1),
             vec![Phase::DeployVideo],
             true,
         );
-        let done = run.run(&mut central, args.control_cuts, &mut log, None);
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(first.dir.join("cuts.jsonl"))?;
+        let done = run.run(&mut first.central, args.control_cuts, &mut log, None);
         if let Err(e) = &done {
             eprintln!("power-cut: the control stopped: {e:#}");
         }
         control = Some(run);
     }
 
+    let video_mib = boxes.first().map_or(0, |b| b.central.video_size >> 20);
+    let campaigns: Vec<&Campaign> = boxes.iter().map(|b| &b.campaign).collect();
     let text = report::report(
-        &campaign,
+        &campaigns,
         control.as_ref(),
         args.seed,
-        central.video_size >> 20,
+        video_mib,
         campaign_secs,
     );
     print!("{text}");
@@ -198,10 +225,15 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         "logs: {} (report.txt, cuts.jsonl, consoles)",
         work.display()
     );
-    outcome?;
-    let violations = campaign.violations.len();
+    for b in &boxes {
+        if let Some(e) = &b.stopped {
+            bail!("box {} stopped: {e}", b.index);
+        }
+    }
+    let violations: usize = campaigns.iter().map(|c| c.violations.len()).sum();
     if violations > 0 {
-        bail!("{violations} violation(s) over {} cuts", campaign.cuts);
+        let cuts: u32 = campaigns.iter().map(|c| c.cuts).sum();
+        bail!("{violations} violation(s) over {cuts} cuts");
     }
     if let Some(c) = &control
         && c.violations.is_empty()
@@ -211,6 +243,84 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What one box of the campaign needs.
+struct BoxSetup<'a> {
+    index: u32,
+    /// Its disk, logs and consoles.
+    dir: std::path::PathBuf,
+    central_bin: &'a Path,
+    components: &'a Path,
+    image: &'a image::Image,
+    deb: &'a Path,
+    args: &'a Args,
+    started: Instant,
+}
+
+/// One box after its share of the campaign.
+struct Boxed {
+    index: u32,
+    dir: std::path::PathBuf,
+    disk: std::path::PathBuf,
+    central: Central,
+    campaign: Campaign,
+    /// Why its campaign stopped before its share of cuts, if it did.
+    stopped: Option<String>,
+}
+
+/// Sets up box `index` (its central, its disk, the package installed and
+/// registered) and cuts it `cuts / jobs` times (the first boxes one more
+/// when it does not divide).
+fn cut_one_box(setup: BoxSetup) -> anyhow::Result<Boxed> {
+    let BoxSetup {
+        index,
+        dir,
+        central_bin,
+        components,
+        image,
+        deb,
+        args,
+        started,
+    } = setup;
+    std::fs::create_dir_all(&dir)?;
+    let mut central = Central::start(
+        central_bin,
+        args.video_mib,
+        components,
+        &dir.join("central.log"),
+    )?;
+    // One disk per box for the whole run: the campaign cuts the box the
+    // set-up left running.
+    let disk = dir.join("box.raw");
+    copy_disk(&image.disk, &disk)?;
+    inject(&disk, deb, "neopro-runtime.deb")?;
+    let (machine, qga) = prepare(image, &disk, &dir.join("campaign"), &mut central)
+        .with_context(|| format!("setting up box {index}"))?;
+    eprintln!(
+        "power-cut: box {index}: package, image and an installed, registered box ready in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut log = std::fs::File::create(dir.join("cuts.jsonl"))?;
+    let share = args.cuts / args.jobs + u32::from(index < args.cuts % args.jobs);
+    // Box 0 keeps the seed's own order: one box cuts as before `--jobs`.
+    let rng = Rng::new(args.seed ^ (u64::from(index) << 32));
+    let mut campaign = Campaign::new(machine, rng, args.phases.clone(), false);
+    let stopped = campaign
+        .run(&mut central, share, &mut log, Some(qga))
+        .err()
+        .map(|e| {
+            eprintln!("power-cut: box {index}: the campaign stopped: {e:#}");
+            format!("{e:#}")
+        });
+    Ok(Boxed {
+        index,
+        dir,
+        disk,
+        central,
+        campaign,
+        stopped,
+    })
 }
 
 #[cfg(test)]
@@ -227,8 +337,10 @@ mod tests {
             "--phase".into(),
             "deploy_video,idle".into(),
             "--dev".into(),
+            "--jobs".into(),
+            "2".into(),
         ])?;
-        assert_eq!((a.cuts, a.seed, a.dev), (5, 9, true));
+        assert_eq!((a.cuts, a.seed, a.dev, a.jobs), (5, 9, true, 2));
         assert_eq!(a.phases, [Phase::DeployVideo, Phase::Idle]);
         assert_eq!(parse(&[])?.phases.len(), phases::ALL.len());
         assert!(parse(&["--cuts".into()]).is_err());

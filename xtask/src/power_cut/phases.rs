@@ -48,6 +48,13 @@ pub enum Phase {
     InstallComponent,
     /// A pushed component removed: its folder renamed aside, then deleted.
     RemoveComponent,
+    /// The agent's own update (a signed agent release through
+    /// `update_software`): download, signature, the slot staged and
+    /// `agent/state.json` naming it on trial, the unit restarted into it,
+    /// the trial's self-check and commit, the success sent by the new
+    /// agent; or, for a release that fails at start, the trial's starts
+    /// counted and the previous agent back (the rollback).
+    AgentUpdate,
 }
 
 pub const ALL: &[Phase] = &[
@@ -63,6 +70,7 @@ pub const ALL: &[Phase] = &[
     Phase::ExpireVideos,
     Phase::InstallComponent,
     Phase::RemoveComponent,
+    Phase::AgentUpdate,
 ];
 
 impl Phase {
@@ -80,6 +88,7 @@ impl Phase {
             Phase::ExpireVideos => "expire_videos",
             Phase::InstallComponent => "install_component",
             Phase::RemoveComponent => "remove_component",
+            Phase::AgentUpdate => "agent_update",
         }
     }
 
@@ -113,6 +122,10 @@ impl Phase {
             // emulation), the store.
             Phase::InstallComponent => Duration::from_secs(30),
             Phase::RemoveComponent => Duration::from_secs(4),
+            // The download and staging, the restart, the new agent's
+            // start, authentication and commit (or, for a release that
+            // fails, two starts 5 s apart and the previous agent's).
+            Phase::AgentUpdate => Duration::from_secs(45),
         }
     }
 
@@ -228,11 +241,27 @@ pub fn update_software(n: u64, release: &Release) -> Command {
             "updateUrl": release.url,
             "packageSize": release.size.to_string(),
             "checksum": release.sha256,
+            // Ignored by a box without UPDATE_TRUSTED_KEYS; required once
+            // the agent-update phase gave it the central's key.
+            "signature": release.signature,
             "isCritical": true,
         }),
         expect: Expect::Unchanged,
         release: Some(release.version.clone()),
     }
+}
+
+/// The agent release version of the `n`-th command: above the packaged
+/// agent (0.1.x, the floor no slot goes below) and every earlier one.
+pub fn agent_version(n: u64) -> String {
+    format!("0.9.{n}")
+}
+
+/// Installs the agent release `release` now; the app release stays.
+pub fn agent_update(n: u64, release: &Release) -> Command {
+    let mut cmd = update_software(n, release);
+    cmd.release = None;
+    cmd
 }
 
 #[cfg(test)]

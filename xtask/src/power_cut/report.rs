@@ -1,26 +1,54 @@
 //! The report: a line per phase, a line per check, the violations, the
 //! control, and the summary line `N cuts, M violations`.
 
-use super::campaign::Campaign;
-use super::checks;
+use super::campaign::{Campaign, PhaseStats};
+use super::checks::{self, Violation};
 use super::phases;
 
+/// `campaigns`: the boxes cut side by side (`--jobs`), added up.
 pub fn report(
-    campaign: &Campaign,
+    campaigns: &[&Campaign],
     control: Option<&Campaign>,
     seed: u64,
     video_mib: u64,
     secs: f64,
 ) -> String {
     let mut out = String::new();
+    let cuts: u32 = campaigns.iter().map(|c| c.cuts).sum();
+    let boxes = if campaigns.len() > 1 {
+        format!("; {} boxes side by side", campaigns.len())
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "\npower cuts (seed {seed}; disk behind a volatile write cache; videos of {} MiB; {:.0} s, {:.1} s per cut)\n",
+        "\npower cuts (seed {seed}; disk behind a volatile write cache; videos of {} MiB{boxes}; {:.0} s, {:.1} s per cut)\n",
         video_mib,
         secs,
-        secs / f64::from(campaign.cuts.max(1))
+        secs / f64::from(cuts.max(1))
     ));
+    // Each violation with the box it was seen on (when there are several).
+    let violations: Vec<(String, &Violation)> = campaigns
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            c.violations.iter().map(move |(cut, phase, v)| {
+                let on = if campaigns.len() > 1 {
+                    format!(" on box {i}")
+                } else {
+                    String::new()
+                };
+                (format!("cut {cut}{on} ({})", phase.name()), v)
+            })
+        })
+        .collect();
     for phase in phases::ALL {
-        let s = campaign.stats.get(phase).copied().unwrap_or_default();
+        let mut s = PhaseStats::default();
+        for c in campaigns {
+            let one = c.stats.get(phase).copied().unwrap_or_default();
+            s.cuts += one.cuts;
+            s.checked += one.checked;
+            s.violations += one.violations;
+        }
         if s.cuts == 0 && s.checked == 0 {
             continue;
         }
@@ -32,22 +60,19 @@ pub fn report(
         ));
     }
     let by_check = checks::tally(
-        &campaign
-            .violations
+        &violations
             .iter()
-            .map(|(_, _, v)| v.clone())
+            .map(|(_, v)| (*v).clone())
             .collect::<Vec<_>>(),
     );
     for (name, text) in checks::CHECKS {
         let n = by_check.get(name).copied().unwrap_or(0);
         out.push_str(&format!("  check {name:<17} {n:>3}  {text}\n"));
     }
-    for (cut, phase, v) in &campaign.violations {
+    for (at, v) in &violations {
         out.push_str(&format!(
-            "  violation after cut {cut} ({}): {}: {}\n",
-            phase.name(),
-            v.check,
-            v.detail
+            "  violation after {at}: {}: {}\n",
+            v.check, v.detail
         ));
     }
     if let Some(c) = control {
@@ -65,16 +90,13 @@ pub fn report(
             out.push_str(&format!("  control cut {cut}: {}: {}\n", v.check, v.detail));
         }
     }
-    let hung = campaign.hung_boots() + control.map_or(0, Campaign::hung_boots);
+    let hung = campaigns.iter().map(|c| c.hung_boots()).sum::<u32>()
+        + control.map_or(0, Campaign::hung_boots);
     if hung > 0 {
         out.push_str(&format!(
             "boots that hung in the emulator's kernel and were cut and started again: {hung}\n"
         ));
     }
-    out.push_str(&format!(
-        "{} cuts, {} violations\n",
-        campaign.cuts,
-        campaign.violations.len()
-    ));
+    out.push_str(&format!("{cuts} cuts, {} violations\n", violations.len()));
     out
 }
