@@ -97,6 +97,8 @@ pub struct Campaign {
     agent_change: Option<agent_update::Change>,
     /// Where the last phase's cut fell (for `cuts.jsonl`).
     note: Value,
+    /// No cut starts after it (`--minutes`).
+    pub deadline: Option<Instant>,
 }
 
 impl Campaign {
@@ -143,6 +145,7 @@ impl Campaign {
             agent: None,
             agent_change: None,
             note: Value::Null,
+            deadline: None,
         }
     }
 
@@ -191,7 +194,7 @@ impl Campaign {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        while self.cuts < cuts {
+        while self.cuts < cuts && self.deadline.is_none_or(|d| Instant::now() < d) {
             // The phase cut on a running, checked box; a restart only
             // follows a cut: its turn comes right after the next phase's.
             let mut phase = self.peek();

@@ -54,6 +54,9 @@ struct Args {
     control_cuts: u32,
     /// Boxes cut side by side.
     jobs: u32,
+    /// No cut starts after this many minutes of campaign (the report then
+    /// says how many of `cuts` ran).
+    minutes: Option<u64>,
     dev: bool,
     video_mib: u32,
     /// Only build (or check) the cached image.
@@ -65,7 +68,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: cargo xtask power-cut [--cuts N] [--seed S] [--phase P]... \
-                     [--control-cuts K] [--jobs J] [--video-mib M] [--dev] [--deb PACKAGE] [--work DIR] [--image-only]";
+                     [--control-cuts K] [--jobs J] [--minutes T] [--video-mib M] [--dev] [--deb PACKAGE] [--work DIR] [--image-only]";
 
 fn parse(args: &[String]) -> anyhow::Result<Args> {
     let mut parsed = Args {
@@ -74,6 +77,7 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         phases: Vec::new(),
         control_cuts: 1,
         jobs: 1,
+        minutes: None,
         dev: false,
         video_mib: 16,
         image_only: false,
@@ -97,6 +101,7 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
             "--cuts" => parsed.cuts = u32::try_from(number()?)?,
             "--seed" => parsed.seed = number()?,
             "--control-cuts" => parsed.control_cuts = u32::try_from(number()?)?,
+            "--minutes" => parsed.minutes = Some(number()?),
             "--jobs" => parsed.jobs = u32::try_from(number()?)?.clamp(1, 8),
             "--video-mib" => parsed.video_mib = u32::try_from(number()?)?.max(1),
             "--deb" => parsed.deb = Some(value.into()),
@@ -217,6 +222,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         control.as_ref(),
         args.seed,
         video_mib,
+        Some(args.cuts),
         campaign_secs,
     );
     print!("{text}");
@@ -306,6 +312,9 @@ fn cut_one_box(setup: BoxSetup) -> anyhow::Result<Boxed> {
     // Box 0 keeps the seed's own order: one box cuts as before `--jobs`.
     let rng = Rng::new(args.seed ^ (u64::from(index) << 32));
     let mut campaign = Campaign::new(machine, rng, args.phases.clone(), false);
+    campaign.deadline = args
+        .minutes
+        .map(|m| Instant::now() + std::time::Duration::from_secs(m * 60));
     let stopped = campaign
         .run(&mut central, share, &mut log, Some(qga))
         .err()

@@ -11,6 +11,7 @@ pub fn report(
     control: Option<&Campaign>,
     seed: u64,
     video_mib: u64,
+    asked: Option<u32>,
     secs: f64,
 ) -> String {
     let mut out = String::new();
@@ -95,6 +96,13 @@ pub fn report(
     if hung > 0 {
         out.push_str(&format!(
             "boots that hung in the emulator's kernel and were cut and started again: {hung}\n"
+        ));
+    }
+    if let Some(asked) = asked
+        && cuts < asked
+    {
+        out.push_str(&format!(
+            "the campaign ran {cuts} of the {asked} cuts asked (its time limit, --minutes, or a box that stopped)\n"
         ));
     }
     out.push_str(&format!("{cuts} cuts, {} violations\n", violations.len()));
