@@ -99,6 +99,10 @@ pub struct Campaign {
     note: Value,
     /// No cut starts after it (`--minutes`).
     pub deadline: Option<Instant>,
+    /// Which box this is in the log's lines, when several are cut.
+    pub label: String,
+    /// The agent updates' final results, by status.
+    pub agent_updates: BTreeMap<String, u32>,
 }
 
 impl Campaign {
@@ -146,6 +150,25 @@ impl Campaign {
             agent_change: None,
             note: Value::Null,
             deadline: None,
+            label: String::new(),
+            agent_updates: BTreeMap::new(),
+        }
+    }
+
+    /// Stops the machine where it stands (a campaign that stopped on an
+    /// error must not keep its emulator busy).
+    pub fn halt(&mut self) {
+        if let Err(e) = self.machine.cut() {
+            eprintln!("power-cut: {}: the machine did not stop: {e:#}", self.who());
+        }
+    }
+
+    /// How the log's lines name this run.
+    fn who(&self) -> &str {
+        match (self.label.as_str(), self.control) {
+            ("", true) => "control",
+            ("", false) => "campaign",
+            (label, _) => label,
         }
     }
 
@@ -187,7 +210,7 @@ impl Campaign {
         self.agent = agent_update::running(&central.events(), None);
         eprintln!(
             "power-cut: {} phase order {}",
-            if self.control { "control" } else { "campaign" },
+            self.who(),
             self.order
                 .iter()
                 .map(|p| p.name())
@@ -445,17 +468,23 @@ impl Campaign {
                 Some(pushed::remove())
             }
             Phase::AgentUpdate => {
+                let Some(before) = self.agent.clone() else {
+                    // An agent whose heartbeat names no version (before
+                    // `agentVersion`): the cut falls on an idle box.
+                    eprintln!(
+                        "power-cut: {}: agent_update cut as idle: the agent's heartbeat names no agentVersion",
+                        self.who()
+                    );
+                    return Ok(None);
+                };
                 self.trust_updates(central, qga)?;
                 let version = phases::agent_version(n);
                 let crash = self.rng.below(CRASHING_ONE_IN) == 0;
                 let release = central.agent_release(&version, ARCH, crash)?;
-                let before = self
-                    .agent
-                    .clone()
-                    .context("no heartbeat has told the agent's version yet")?;
                 self.agent_change = Some(agent_update::Change {
                     before,
-                    after: (!crash).then_some(version),
+                    after: (!crash).then(|| version.clone()),
+                    release: version,
                 });
                 Some(phases::agent_update(n, &release))
             }
@@ -728,14 +757,32 @@ impl Campaign {
         found.append(&mut jobs::analytics_kept(central, &mut qga, &self.plays)?);
         // The agent that runs once the results are in (an interrupted
         // update finished or rolled back).
-        let agent = agent_update::running(&central.events(), Some(boot));
+        let events = central.events();
+        let agent = agent_update::running(&events, Some(boot));
         if let Some(known) = &self.agent {
             found.append(&mut agent_update::check(
                 agent.as_deref(),
+                authenticated,
                 known,
                 self.agent_change.as_ref(),
                 self.success_reported,
             ));
+        }
+        if let (Some(change), Some(cmd)) = (&self.agent_change, &self.in_flight) {
+            let state = qga.exec(
+                &["cat", agent_update::STATE_FILE],
+                None,
+                Duration::from_secs(30),
+            )?;
+            let bytes = (state.code == 0).then_some(state.stdout.as_bytes());
+            found.append(&mut agent_update::slot_state(bytes, change));
+            let status = events
+                .iter()
+                .rev()
+                .find(|e| e.name == "command_result" && e.data["commandId"] == json!(cmd.id))
+                .and_then(|e| e.data["status"].as_str())
+                .unwrap_or("no result");
+            *self.agent_updates.entry(status.to_owned()).or_default() += 1;
         }
         if let Some(Some(version)) = &component {
             found.append(&mut self.component_runs(central, version));
@@ -770,7 +817,8 @@ impl Campaign {
         )?;
         for v in &new {
             eprintln!(
-                "power-cut: VIOLATION after cut {} ({}): {}: {}",
+                "power-cut: {}: VIOLATION after cut {} ({}): {}: {}",
+                self.who(),
                 self.cuts,
                 phase.name(),
                 v.check,
@@ -779,7 +827,7 @@ impl Campaign {
         }
         eprintln!(
             "power-cut: {} cut {} ({}): {} violation(s), cycle {:.0} s",
-            if self.control { "control" } else { "campaign" },
+            self.who(),
             self.cuts,
             phase.name(),
             new.len(),

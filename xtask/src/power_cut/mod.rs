@@ -11,8 +11,9 @@
 //!
 //! With `--jobs J` the campaign's cuts are shared by J boxes cut side by
 //! side (each its own disk, its own central, its own seeded phase order):
-//! one emulated box keeps one core busy, so a machine with J cores runs a
-//! campaign J times faster. The report adds them up.
+//! much of a cut's cycle is waiting (a command's window, a result's
+//! delivery, the guest's boot stalls), so a second box fills the cores
+//! the first leaves idle. The report adds them up.
 //!
 //! Prints a line per phase and ends with `N cuts, M violations`; exits
 //! non-zero when M > 0 or when the control saw none. Logs, consoles and
@@ -67,6 +68,9 @@ struct Args {
     work: Option<std::path::PathBuf>,
 }
 
+/// Each box is a 1 GiB guest and an emulator busy on the host's cores.
+const MAX_JOBS: u32 = 8;
+
 const USAGE: &str = "usage: cargo xtask power-cut [--cuts N] [--seed S] [--phase P]... \
                      [--control-cuts K] [--jobs J] [--minutes T] [--video-mib M] [--dev] [--deb PACKAGE] [--work DIR] [--image-only]";
 
@@ -102,7 +106,12 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
             "--seed" => parsed.seed = number()?,
             "--control-cuts" => parsed.control_cuts = u32::try_from(number()?)?,
             "--minutes" => parsed.minutes = Some(number()?),
-            "--jobs" => parsed.jobs = u32::try_from(number()?)?.clamp(1, 8),
+            "--jobs" => {
+                parsed.jobs = u32::try_from(number()?)?;
+                if !(1..=MAX_JOBS).contains(&parsed.jobs) {
+                    bail!("--jobs {value}: 1 to {MAX_JOBS} boxes");
+                }
+            }
             "--video-mib" => parsed.video_mib = u32::try_from(number()?)?.max(1),
             "--deb" => parsed.deb = Some(value.into()),
             "--work" => parsed.work = Some(value.into()),
@@ -117,6 +126,8 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
     if parsed.phases.is_empty() {
         parsed.phases = phases::ALL.to_vec();
     }
+    // A box without a cut to make is not set up.
+    parsed.jobs = parsed.jobs.min(parsed.cuts.max(1));
     Ok(parsed)
 }
 
@@ -160,8 +171,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         );
     }
     let components = super::target_dir(root).join("components/test");
-    let t0 = Instant::now();
-    let boxes: Vec<Boxed> = std::thread::scope(|scope| {
+    let results: Vec<anyhow::Result<Boxed>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..args.jobs)
             .map(|i| {
                 let dir = if args.jobs == 1 {
@@ -188,17 +198,29 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
                 h.join()
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("a box's thread panicked")))
             })
-            .collect::<anyhow::Result<Vec<_>>>()
-    })?;
-    let campaign_secs = t0.elapsed().as_secs_f64();
-    let mut boxes = boxes;
+            .collect()
+    });
+    // A box that could not be set up is reported; the others' cuts count.
+    let mut boxes = Vec::new();
+    let mut unset = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(b) => boxes.push(b),
+            Err(e) => {
+                eprintln!("power-cut: box {i} could not be set up: {e:#}");
+                unset.push(format!("box {i} could not be set up: {e:#}"));
+            }
+        }
+    }
+    // The boxes cut side by side: the longest one's campaign.
+    let campaign_secs = boxes.iter().map(|b| b.secs).fold(0.0, f64::max);
 
     let mut control = None;
     if args.control_cuts > 0
-        && let Some(first) = boxes.first_mut()
+        && let Some(first) = boxes.iter_mut().find(|b| b.stopped.is_none())
     {
-        // The control runs on the first box's disk, from where its
-        // campaign ended (a box after a clean power-off).
+        // The control runs on the disk of a box whose campaign ended
+        // cleanly, from where it ended (a box after a clean power-off).
         let mut run = Campaign::new(
             Machine::new(&image, &first.disk, &first.dir.join("control"), Disk::Lying)?,
             Rng::new(args.seed ^ 0x00c0_47a1),
@@ -231,6 +253,9 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         "logs: {} (report.txt, cuts.jsonl, consoles)",
         work.display()
     );
+    if let Some(e) = unset.first() {
+        bail!("{e}");
+    }
     for b in &boxes {
         if let Some(e) = &b.stopped {
             bail!("box {} stopped: {e}", b.index);
@@ -253,8 +278,8 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
 
 /// The seed of box `index`: box 0 keeps the campaign's (one box cuts as
 /// before `--jobs`), the others take successive draws of a generator
-/// seeded by it (seeds a few bits apart start SplitMix64 on nearly the
-/// same draws).
+/// seeded by it, so no two boxes start from neighbouring seeds. Each box
+/// prints its seed: `--seed <it> --jobs 1` replays that box alone.
 fn box_seed(seed: u64, index: u32) -> u64 {
     let mut draws = Rng::new(seed);
     (0..index).fold(seed, |_, _| draws.next_u64())
@@ -282,6 +307,8 @@ struct Boxed {
     campaign: Campaign,
     /// Why its campaign stopped before its share of cuts, if it did.
     stopped: Option<String>,
+    /// Its campaign's seconds, from the end of its set-up.
+    secs: f64,
 }
 
 /// Sets up box `index` (its central, its disk, the package installed and
@@ -318,18 +345,25 @@ fn cut_one_box(setup: BoxSetup) -> anyhow::Result<Boxed> {
     );
     let mut log = std::fs::File::create(dir.join("cuts.jsonl"))?;
     let share = args.cuts / args.jobs + u32::from(index < args.cuts % args.jobs);
-    let rng = Rng::new(box_seed(args.seed, index));
-    let mut campaign = Campaign::new(machine, rng, args.phases.clone(), false);
+    let seed = box_seed(args.seed, index);
+    let mut campaign = Campaign::new(machine, Rng::new(seed), args.phases.clone(), false);
+    if args.jobs > 1 {
+        campaign.label = format!("box {index} (seed {seed})");
+    }
+    let t0 = Instant::now();
     campaign.deadline = args
         .minutes
-        .map(|m| Instant::now() + std::time::Duration::from_secs(m * 60));
-    let stopped = campaign
-        .run(&mut central, share, &mut log, Some(qga))
-        .err()
-        .map(|e| {
+        .and_then(|m| t0.checked_add(std::time::Duration::from_secs(m.saturating_mul(60))));
+    let stopped = match campaign.run(&mut central, share, &mut log, Some(qga)) {
+        Ok(()) => None,
+        Err(e) => {
             eprintln!("power-cut: box {index}: the campaign stopped: {e:#}");
-            format!("{e:#}")
-        });
+            // Its emulator would keep cores the other boxes need.
+            campaign.halt();
+            Some(format!("{e:#}"))
+        }
+    };
+    let secs = t0.elapsed().as_secs_f64();
     Ok(Boxed {
         index,
         dir,
@@ -337,6 +371,7 @@ fn cut_one_box(setup: BoxSetup) -> anyhow::Result<Boxed> {
         central,
         campaign,
         stopped,
+        secs,
     })
 }
 
@@ -362,11 +397,16 @@ mod tests {
         assert_eq!(parse(&[])?.phases.len(), phases::ALL.len());
         assert!(parse(&["--cuts".into()]).is_err());
         assert_eq!(box_seed(7, 0), 7);
-        // Seeds a few bits apart draw alike: the boxes' differ in many.
+        // Neighbouring seeds are avoided: the boxes' differ in many bits.
         for i in 1..4 {
             let differing = (box_seed(7, i) ^ box_seed(7, i - 1)).count_ones();
             assert!(differing > 16, "box {i}: {differing} bits");
         }
+        assert!(parse(&["--jobs".into(), "9".into()]).is_err());
+        assert_eq!(
+            parse(&["--cuts".into(), "1".into(), "--jobs".into(), "3".into()])?.jobs,
+            1
+        );
         assert!(parse(&["--phase".into(), "nap".into()]).is_err());
         Ok(())
     }

@@ -60,6 +60,21 @@ pub fn report(
             s.violations
         ));
     }
+    let mut updates = std::collections::BTreeMap::<&str, u32>::new();
+    for c in campaigns {
+        for (status, n) in &c.agent_updates {
+            *updates.entry(status.as_str()).or_default() += n;
+        }
+    }
+    if !updates.is_empty() {
+        // A phase whose updates never committed would cut only refusals
+        // and rollbacks: say what the cut updates came to.
+        let list: Vec<String> = updates.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        out.push_str(&format!(
+            "  agent updates cut, by their final result: {}\n",
+            list.join(", ")
+        ));
+    }
     let by_check = checks::tally(
         &violations
             .iter()
