@@ -18,6 +18,11 @@ fn violation(detail: String) -> Violation {
     }
 }
 
+/// The slot state the launcher reads.
+pub fn state_file() -> String {
+    format!("{STATE}/agent/state.json")
+}
+
 /// The binary of slot `version`, as the launcher looks for it.
 fn slot_binary(version: &str) -> String {
     format!("{STATE}/agent/{version}/bin/neopro-runtime")
@@ -35,7 +40,7 @@ pub fn check(snap: &Snapshot) -> Vec<Violation> {
             "{PACKAGED} (the packaged agent, the launcher's floor) is missing"
         )));
     }
-    let path = format!("{STATE}/agent/state.json");
+    let path = state_file();
     let Some(bytes) = snap.files.get(&path) else {
         return out;
     };
@@ -74,7 +79,7 @@ mod tests {
         };
         assert!(check(&snap).is_empty(), "no state: the packaged agent runs");
         snap.files.insert(
-            format!("{STATE}/agent/state.json"),
+            state_file(),
             br#"{"committed":"0.2.0","trial":{"version":"0.3.0"}}"#.to_vec(),
         );
         snap.entries.push(Entry {

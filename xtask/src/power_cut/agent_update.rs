@@ -8,12 +8,12 @@
 //! committed one (it cannot send a heartbeat: the state says whether it
 //! stayed).
 
+use super::agent_slot::state_file;
 use super::central::Event;
 use super::checks::Violation;
+use super::pushed::SITE_CONF;
 use super::qga::Qga;
 use std::time::{Duration, Instant};
-
-const SITE_CONF: &str = "/etc/neopro/site.conf";
 
 /// What an agent update goes between: the agent before it, and the
 /// release that may replace it (`None`: a release that fails at start,
@@ -25,9 +25,6 @@ pub struct Change {
     pub release: String,
     pub after: Option<String>,
 }
-
-/// The slot state, as the box holds it.
-pub const STATE_FILE: &str = "/var/lib/neopro-runtime/agent/state.json";
 
 /// Trusts `key` for updates (UPDATE_TRUSTED_KEYS in site.conf), flushed;
 /// the unit reads it when it starts again. From then on every update the
@@ -111,7 +108,7 @@ pub fn check(
 }
 
 /// `agent-version`, on the slot state once the update's result is in:
-/// `state` the bytes of [`STATE_FILE`] (None: no state, the packaged agent
+/// `state` the bytes of the slot state file (None: no state, the packaged agent
 /// runs). An unreadable state is `state-readable`'s.
 pub fn slot_state(state: Option<&[u8]>, change: &Change) -> Vec<Violation> {
     let Some(state) = state.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
@@ -120,13 +117,15 @@ pub fn slot_state(state: Option<&[u8]>, change: &Change) -> Vec<Violation> {
     };
     if !state["trial"].is_null() {
         return violation(format!(
-            "{STATE_FILE} still names a trial ({}) after the update's result was sent",
+            "{} still names a trial ({}) after the update's result was sent",
+            state_file(),
             state["trial"]
         ));
     }
     if change.after.is_none() && state["committed"].as_str() == Some(change.release.as_str()) {
         return violation(format!(
-            "{STATE_FILE} commits {}, a release that fails at start",
+            "{} commits {}, a release that fails at start",
+            state_file(),
             change.release
         ));
     }
@@ -177,7 +176,10 @@ mod tests {
         let stayed = slot_state(Some(br#"{"committed":"0.9.5"}"#), &crash);
         assert_eq!(
             stayed[0].detail,
-            format!("{STATE_FILE} commits 0.9.5, a release that fails at start")
+            format!(
+                "{} commits 0.9.5, a release that fails at start",
+                state_file()
+            )
         );
         let trial = slot_state(
             Some(br#"{"committed":"0.9.4","trial":{"version":"0.9.5"}}"#),

@@ -770,7 +770,7 @@ impl Campaign {
         }
         if let (Some(change), Some(cmd)) = (&self.agent_change, &self.in_flight) {
             let state = qga.exec(
-                &["cat", agent_update::STATE_FILE],
+                &["cat", &agent_slot::state_file()],
                 None,
                 Duration::from_secs(30),
             )?;

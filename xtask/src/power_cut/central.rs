@@ -175,7 +175,7 @@ impl Central {
     }
 
     /// A release the central served, as `update_software` names it.
-    fn served_release(&self, r: &Value, file: &str) -> anyhow::Result<Release> {
+    fn served_release(r: &Value, file: &str) -> anyhow::Result<Release> {
         let text = |key: &str| -> anyhow::Result<String> {
             Ok(r[key]
                 .as_str()
@@ -196,7 +196,7 @@ impl Central {
     /// it names the version).
     pub fn release(&mut self, version: &str) -> anyhow::Result<Release> {
         let r = self.serve("release", json!({ "release": version }))?;
-        self.served_release(&r, &format!("release-{version}.tar.gz"))
+        Self::served_release(&r, &format!("release-{version}.tar.gz"))
     }
 
     /// An agent release of `version` for `arch` served by the central: the
@@ -212,7 +212,7 @@ impl Central {
             "agent_release",
             json!({ "agent_release": version, "arch": arch, "crash": crash }),
         )?;
-        self.served_release(&r, &format!("neopro-runtime-{version}-{arch}.tar.gz"))
+        Self::served_release(&r, &format!("neopro-runtime-{version}-{arch}.tar.gz"))
     }
 
     /// `version` of the test component, signed by the central's key and

@@ -244,7 +244,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
         control.as_ref(),
         args.seed,
         video_mib,
-        Some(args.cuts),
+        args.cuts,
         campaign_secs,
     );
     print!("{text}");

@@ -24,7 +24,7 @@ pub const NAME: &str = "video-inventory";
 pub const COMMAND: &str = "video_inventory";
 /// The site policy (`COMPONENT_POLICY_PATH`'s default).
 const POLICY_PATH: &str = "/etc/neopro/component-policy.toml";
-const SITE_CONF: &str = "/etc/neopro/site.conf";
+pub(super) const SITE_CONF: &str = "/etc/neopro/site.conf";
 /// Signatures required; the component's command allowed; the grants and
 /// limits it asks for.
 const POLICY: &str = "allow-unsigned = false\nextend-allowlist = true\n\

@@ -11,7 +11,7 @@ pub fn report(
     control: Option<&Campaign>,
     seed: u64,
     video_mib: u64,
-    asked: Option<u32>,
+    asked: u32,
     secs: f64,
 ) -> String {
     let mut out = String::new();
@@ -27,16 +27,16 @@ pub fn report(
         secs,
         secs / f64::from(cuts.max(1))
     ));
-    // Each violation with the box it was seen on (when there are several).
+    // Each violation with the box it was seen on (named when there are
+    // several).
     let violations: Vec<(String, &Violation)> = campaigns
         .iter()
-        .enumerate()
-        .flat_map(|(i, c)| {
+        .flat_map(|c| {
             c.violations.iter().map(move |(cut, phase, v)| {
-                let on = if campaigns.len() > 1 {
-                    format!(" on box {i}")
-                } else {
+                let on = if c.label.is_empty() {
                     String::new()
+                } else {
+                    format!(" on {}", c.label)
                 };
                 (format!("cut {cut}{on} ({})", phase.name()), v)
             })
@@ -113,9 +113,7 @@ pub fn report(
             "boots that hung in the emulator's kernel and were cut and started again: {hung}\n"
         ));
     }
-    if let Some(asked) = asked
-        && cuts < asked
-    {
+    if cuts < asked {
         out.push_str(&format!(
             "the campaign ran {cuts} of the {asked} cuts asked (its time limit, --minutes, or a box that stopped)\n"
         ));
